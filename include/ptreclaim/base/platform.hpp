@@ -1,0 +1,82 @@
+// The one seam through which all nondeterminism flows: time, the identity of the running CPU,
+// waiting, and the cost model. Library code never reads a clock, a thread id or a random
+// source directly; it asks its platform. Two implementations exist:
+//   real_platform (here)             real time, CPU = the calling thread's registered id;
+//   runtime::deterministic_executor  virtual time, a seeded scheduler and a cost model in which
+//                                    locks and shared cache lines contend.
+// Memory ordering: the platform itself publishes nothing; callers order their own data.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+namespace ptreclaim {
+
+// What a step costs in the deterministic executor's virtual time. The threaded executor ignores
+// charges (real time is measured instead). Values come from a cost file (`ptreclaim calibrate`).
+enum class cost_kind : std::uint8_t {
+  pte_write,
+  pte_read,
+  frame_alloc,
+  frame_free,
+  enqueue,
+  dequeue,
+  inv_submit,
+  inv_poll,
+  cache_line_transfer,
+  lock_uncontended,
+  op_overhead,
+  count_,
+};
+
+class platform {
+ public:
+  platform() = default;
+  platform(const platform&) = delete;
+  platform& operator=(const platform&) = delete;
+  virtual ~platform() = default;
+
+  // Nanoseconds since the platform started; monotonic.
+  [[nodiscard]] virtual std::uint64_t now_ns() noexcept = 0;
+  // The simulated CPU running the caller (0 for threads no executor registered).
+  [[nodiscard]] virtual unsigned current_cpu() const noexcept = 0;
+  // Number of CPU slots (online or not) the platform models.
+  [[nodiscard]] virtual unsigned cpu_count() const noexcept = 0;
+
+  // Cost model hooks; no-ops on the real platform.
+  virtual void charge(cost_kind /*kind*/, std::uint64_t /*count*/ = 1) noexcept {}
+  // The caller read (write=false) or wrote a cache line shared between CPUs.
+  virtual void touch_line(const void* /*line*/, bool /*write*/) noexcept {}
+  // Lock hooks bracket a critical section so virtual time can make holders and waiters contend.
+  virtual void lock_acquire(const void* /*lock*/) noexcept {}
+  virtual void lock_release(const void* /*lock*/) noexcept {}
+
+  // Busy-waits until done() returns true or timeout_ns of platform time pass; returns done().
+  // Deterministic executor: advances virtual time and runs device and engine events meanwhile.
+  // May be called from any CPU context that may spin (not from a device walk).
+  [[nodiscard]] virtual bool wait_until(const std::function<bool()>& done,
+                                        std::uint64_t timeout_ns) = 0;
+};
+
+// Real time, real threads. A thread names its simulated CPU with set_current_cpu().
+class real_platform final : public platform {
+ public:
+  explicit real_platform(unsigned cpus = 1);
+  [[nodiscard]] std::uint64_t now_ns() noexcept override;
+  [[nodiscard]] unsigned current_cpu() const noexcept override;
+  [[nodiscard]] unsigned cpu_count() const noexcept override { return cpus_; }
+  [[nodiscard]] bool wait_until(const std::function<bool()>& done,
+                                std::uint64_t timeout_ns) override;
+
+  // Binds the calling OS thread to simulated CPU `cpu` (< cpu_count()).
+  void set_current_cpu(unsigned cpu) noexcept;
+
+ private:
+  unsigned cpus_;
+  std::uint64_t start_ns_;
+};
+
+// The process-wide real platform, for code and tests that need no executor.
+[[nodiscard]] real_platform& default_platform();
+
+}  // namespace ptreclaim

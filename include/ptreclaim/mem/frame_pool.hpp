@@ -1,0 +1,141 @@
+// The frame pool: the simulated physical memory, with a ledger that catches misuse.
+//
+// Capacity is fixed at construction (an explicit bound); exhaustion is errc::no_memory, never a
+// crash. Allocation and free go through per-CPU caches of free frames (the caller's CPU comes
+// from the platform seam) backed by a locked depot, so CPUs do not serialise on one lock.
+//
+// The ledger: every state change is checked. Double free, freeing a frame still linked into a
+// table, and touching a frame id that was never allocated (or is out of range) are refused with
+// errc::ledger_violation and recorded in ledger_reports(). leaks() lists every frame not free, with
+// its owner, for the teardown check. Freed frames are poisoned (poison_pattern).
+//
+// Thread-safety: every member function may be called concurrently from any thread.
+// Memory ordering: (1) a frame's ident store with release on allocation pairs with (2) acquire
+// loads by walkers; frame contents written before a table is linked are published by the
+// linking PTE store (see pt/), not by the pool.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "ptreclaim/base/platform.hpp"
+#include "ptreclaim/base/spinlock.hpp"
+#include "ptreclaim/base/status.hpp"
+#include "ptreclaim/mem/frame.hpp"
+
+namespace ptreclaim::mem {
+
+struct pool_config {
+  std::uint32_t capacity_frames = 1u << 16;  // 256 MiB of simulated memory
+  unsigned caches = 1;                       // per-CPU free-frame caches (<= limits::max_pool_caches)
+  unsigned cache_frames = 64;                // frames one cache holds before spilling to the depot
+  bool poison = true;                        // fill freed frames with poison_pattern
+};
+
+struct ledger_report {
+  frame_id frame;
+  std::string what;  // "double free of frame 17 (freed by xen-tasklet at 1200 ns)"
+};
+
+struct leak_record {
+  frame_id frame;
+  frame_ident owner;
+};
+
+struct pool_stats {
+  std::uint64_t allocations = 0;
+  std::uint64_t frees = 0;
+  std::uint64_t failed_allocations = 0;
+  std::uint32_t in_use = 0;
+  std::uint32_t peak_in_use = 0;
+};
+
+class frame_pool {
+ public:
+  explicit frame_pool(pool_config config, platform& plat = default_platform());
+  frame_pool(const frame_pool&) = delete;
+  frame_pool& operator=(const frame_pool&) = delete;
+  ~frame_pool();
+
+  // A zeroed frame owned as a page table of `domain` at `level`, state page_table.
+  // errc::no_memory when the pool is exhausted (or an injected failure fires).
+  [[nodiscard]] Result<frame_id> alloc_table(std::uint16_t domain, std::uint8_t level);
+  // A zeroed data frame (a DMA buffer).
+  [[nodiscard]] Result<frame_id> alloc_data();
+
+  // page_table -> retired: the frame was unlinked by a gather. Refused unless linked.
+  Status mark_retired(frame_id f);
+  // Returns a retired or data frame to the pool; `path` (a string literal) names who freed it.
+  // Refused (and reported) for a free frame (double free) or a linked page table.
+  Status free(frame_id f, const char* path);
+  // Frees a page table that was never linked into a hierarchy (a lost installation race, an
+  // error path); such a frame may skip the retired state because no device could see it.
+  Status free_unlinked_table(frame_id f, const char* path);
+
+  // Frame contents: 512 eight-byte words, read and written with atomics (devices walk
+  // lock-free). Valid for any in-range id; reading a freed frame returns poison.
+  [[nodiscard]] std::atomic<std::uint64_t>* words(frame_id f) noexcept;
+  [[nodiscard]] const std::atomic<std::uint64_t>* words(frame_id f) const noexcept;
+
+  [[nodiscard]] frame_meta& meta(frame_id f) noexcept;
+  [[nodiscard]] const frame_meta& meta(frame_id f) const noexcept;
+  [[nodiscard]] frame_ident ident(frame_id f) const noexcept { return meta(f).load_ident(); }
+  [[nodiscard]] bool contains(frame_id f) const noexcept { return f.value < capacity_; }
+  [[nodiscard]] std::uint32_t capacity() const noexcept { return capacity_; }
+
+  [[nodiscard]] pool_stats stats() const noexcept;
+  // Every frame not free, with its owner (the teardown leak check).
+  [[nodiscard]] std::vector<leak_record> leaks() const;
+  // A human-readable leak report: "" when the pool is whole.
+  [[nodiscard]] std::string leak_report(std::size_t max_lines = 20) const;
+  [[nodiscard]] std::vector<ledger_report> ledger_reports() const;
+  [[nodiscard]] std::uint64_t ledger_violation_count() const noexcept {
+    return violations_.load(std::memory_order_relaxed);
+  }
+
+  // Fault injection: the next `n`-th allocation (1 = the next one) fails with no_memory.
+  // 0 disables. Used by tests that fail every allocation point of a scenario in turn.
+  void inject_alloc_failure(std::uint64_t n) noexcept {
+    fail_countdown_.store(n, std::memory_order_relaxed);
+  }
+
+  [[nodiscard]] platform& plat() const noexcept { return *platform_; }
+
+ private:
+  struct alignas(64) cache {
+    spinlock lock;
+    std::vector<std::uint32_t> frames;
+    explicit cache(platform& p) : lock(p) {}
+  };
+
+  Result<frame_id> alloc(frame_ident owner);
+  Status free_checked(frame_id f, const char* path, bool from_retired_only);
+  std::uint32_t take_frame();
+  void give_frame(std::uint32_t f);
+  void report(frame_id f, std::string what);
+
+  platform* platform_;
+  pool_config config_;
+  std::uint32_t capacity_;
+  std::unique_ptr<std::atomic<std::uint64_t>[]> memory_;
+  std::unique_ptr<frame_meta[]> meta_;
+  std::vector<std::unique_ptr<cache>> caches_;
+  spinlock depot_lock_;
+  std::vector<std::uint32_t> depot_;
+
+  std::atomic<std::uint64_t> allocations_{0};
+  std::atomic<std::uint64_t> frees_{0};
+  std::atomic<std::uint64_t> failed_{0};
+  std::atomic<std::uint32_t> in_use_{0};
+  std::atomic<std::uint32_t> peak_{0};
+  std::atomic<std::uint64_t> fail_countdown_{0};
+  std::atomic<std::uint64_t> violations_{0};
+  mutable std::mutex reports_mutex_;
+  std::vector<ledger_report> reports_;
+};
+
+}  // namespace ptreclaim::mem

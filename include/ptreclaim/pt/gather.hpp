@@ -1,0 +1,63 @@
+// The gather: what a page-table mutation owes the hardware. Every map/unmap returns one.
+//   - the IOVA range [first, last] (inclusive) whose translations changed and must be invalidated;
+//   - whether any non-leaf entry changed (a table was unlinked or replaced): then the
+//     invalidation must also drop paging-structure caches, so the leaf-only hint (IH=1) is
+//     forbidden;
+//   - the frames released (state retired in the pool), children before parents, which the
+//     page table never frees itself: that is the reclamation layer's job, after the
+//     invalidation has completed.
+// A gather is reused across operations (clear() keeps its capacity) so steady-state mutation
+// does not allocate.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "ptreclaim/mem/frame.hpp"
+
+namespace ptreclaim::pt {
+
+using iova_t = std::uint64_t;
+
+class gather {
+ public:
+  [[nodiscard]] bool empty() const noexcept { return first_ > last_; }
+  [[nodiscard]] iova_t first() const noexcept { return first_; }
+  [[nodiscard]] iova_t last() const noexcept { return last_; }
+  [[nodiscard]] bool nonleaf_changed() const noexcept { return nonleaf_changed_; }
+  [[nodiscard]] const std::vector<mem::frame_id>& released() const noexcept { return released_; }
+
+  // Widens the range to include [first, last].
+  void add_range(iova_t first, iova_t last) noexcept {
+    if (first < first_) first_ = first;
+    if (last > last_) last_ = last;
+  }
+  void set_nonleaf_changed() noexcept { nonleaf_changed_ = true; }
+  // Appends a released frame; callers add children before their parent.
+  void add_released(mem::frame_id f) { released_.push_back(f); }
+  // Merges another gather into this one (ranges widen, released frames append in order).
+  void merge(const gather& other) {
+    if (!other.empty()) add_range(other.first_, other.last_);
+    nonleaf_changed_ = nonleaf_changed_ || other.nonleaf_changed_;
+    released_.insert(released_.end(), other.released_.begin(), other.released_.end());
+  }
+  // Forgets the released frames (the caller took them) but keeps the range and hint.
+  void take_released(std::vector<mem::frame_id>& out) {
+    out.insert(out.end(), released_.begin(), released_.end());
+    released_.clear();
+  }
+  void clear() noexcept {
+    first_ = ~iova_t{0};
+    last_ = 0;
+    nonleaf_changed_ = false;
+    released_.clear();
+  }
+
+ private:
+  iova_t first_ = ~iova_t{0};
+  iova_t last_ = 0;
+  bool nonleaf_changed_ = false;
+  std::vector<mem::frame_id> released_;
+};
+
+}  // namespace ptreclaim::pt
