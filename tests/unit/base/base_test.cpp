@@ -13,7 +13,7 @@ namespace {
 TEST(Bits, RangeAndFields) {
   EXPECT_EQ(bit_range(12, 51), 0x000ffffffffff000ULL);
   EXPECT_EQ(bit_range(0, 63), ~0ULL);
-  EXPECT_EQ(field_get(0xabcULL << 9, 9, 11), 0xcULL);
+  EXPECT_EQ(field_get(0xabcULL << 9, 9, 11), 0x4ULL);  // low three bits of 0xabc
   EXPECT_EQ(field_set(0, 61, 62, 3), (1ULL << 61) | (1ULL << 62));
   EXPECT_TRUE(is_aligned(0x200000, 21));
   EXPECT_FALSE(is_aligned(0x201000, 21));
