@@ -34,6 +34,7 @@ struct pool_config {
   unsigned caches = 1;                       // per-CPU free-frame caches (<= limits::max_pool_caches)
   unsigned cache_frames = 64;                // frames one cache holds before spilling to the depot
   bool poison = true;                        // fill freed frames with poison_pattern
+  std::size_t max_reports = 1000;            // ledger reports kept in full (all are counted)
 };
 
 struct ledger_report {

@@ -1,0 +1,273 @@
+#include "ptreclaim/mem/frame_pool.hpp"
+
+#include <algorithm>
+#include <sstream>
+
+#include "ptreclaim/base/limits.hpp"
+
+namespace ptreclaim::mem {
+
+const char* frame_state_name(frame_state s) noexcept {
+  switch (s) {
+    case frame_state::free: return "free";
+    case frame_state::page_table: return "page-table";
+    case frame_state::retired: return "retired";
+    case frame_state::data: return "data";
+  }
+  return "?";
+}
+
+frame_pool::frame_pool(pool_config config, platform& plat)
+    : platform_(&plat), config_(config), capacity_(config.capacity_frames), depot_lock_(plat) {
+  PTR_ASSERT_MSG(capacity_ >= 1 && capacity_ <= limits::max_frames,
+                 "pool capacity must be 1..limits::max_frames frames");
+  PTR_ASSERT_MSG(config_.caches >= 1 && config_.caches <= limits::max_pool_caches,
+                 "pool caches must be 1..limits::max_pool_caches");
+  PTR_ASSERT_MSG(config_.cache_frames >= 2 && config_.cache_frames <= 4096,
+                 "cache_frames must be 2..4096");
+  memory_ = std::make_unique<std::atomic<std::uint64_t>[]>(std::size_t{capacity_} *
+                                                            limits::ptes_per_table);
+  meta_ = std::make_unique<frame_meta[]>(capacity_);
+  caches_.reserve(config_.caches);
+  for (unsigned i = 0; i < config_.caches; ++i) {
+    caches_.push_back(std::make_unique<cache>(plat));
+    caches_.back()->frames.reserve(config_.cache_frames);
+  }
+  // The depot is a stack; fill it so that low frame numbers come out first (deterministic).
+  depot_.reserve(capacity_);
+  for (std::uint32_t f = capacity_; f-- > 0;) depot_.push_back(f);
+}
+
+frame_pool::~frame_pool() = default;
+
+std::atomic<std::uint64_t>* frame_pool::words(frame_id f) noexcept {
+  PTR_DASSERT(contains(f));
+  return &memory_[std::size_t{f.value} * limits::ptes_per_table];
+}
+const std::atomic<std::uint64_t>* frame_pool::words(frame_id f) const noexcept {
+  PTR_DASSERT(contains(f));
+  return &memory_[std::size_t{f.value} * limits::ptes_per_table];
+}
+frame_meta& frame_pool::meta(frame_id f) noexcept {
+  PTR_ASSERT_MSG(contains(f), "frame id out of range");
+  return meta_[f.value];
+}
+const frame_meta& frame_pool::meta(frame_id f) const noexcept {
+  PTR_ASSERT_MSG(contains(f), "frame id out of range");
+  return meta_[f.value];
+}
+
+std::uint32_t frame_pool::take_frame() {
+  cache& c = *caches_[platform_->current_cpu() % caches_.size()];
+  std::lock_guard g(c.lock);
+  if (c.frames.empty()) {
+    // Refill half a cache from the depot so alternating alloc/free does not ping-pong.
+    std::lock_guard dg(depot_lock_);
+    const std::size_t n = std::min<std::size_t>(depot_.size(), config_.cache_frames / 2);
+    for (std::size_t i = 0; i < n; ++i) {
+      c.frames.push_back(depot_.back());
+      depot_.pop_back();
+    }
+    // Keep the lowest frame number on top so allocation order is easy to read in traces.
+    std::reverse(c.frames.begin(), c.frames.end());
+    // The depot is empty but other caches may hold frames: steal from them so exhaustion
+    // means the whole pool is in use, not just this CPU's share.
+    if (c.frames.empty()) {
+      for (auto& other : caches_) {
+        if (other.get() == &c || !other->lock.try_lock()) continue;
+        if (!other->frames.empty()) {
+          c.frames.push_back(other->frames.back());
+          other->frames.pop_back();
+        }
+        other->lock.unlock();
+        if (!c.frames.empty()) break;
+      }
+    }
+    if (c.frames.empty()) return std::numeric_limits<std::uint32_t>::max();
+  }
+  const std::uint32_t f = c.frames.back();
+  c.frames.pop_back();
+  return f;
+}
+
+void frame_pool::give_frame(std::uint32_t f) {
+  cache& c = *caches_[platform_->current_cpu() % caches_.size()];
+  std::lock_guard g(c.lock);
+  if (c.frames.size() >= config_.cache_frames) {
+    std::lock_guard dg(depot_lock_);
+    const std::size_t spill = config_.cache_frames / 2;
+    for (std::size_t i = 0; i < spill; ++i) {
+      depot_.push_back(c.frames.back());
+      c.frames.pop_back();
+    }
+  }
+  c.frames.push_back(f);
+}
+
+Result<frame_id> frame_pool::alloc(frame_ident owner) {
+  if (std::uint64_t n = fail_countdown_.load(std::memory_order_relaxed); n != 0) {
+    // Injected failure: the n-th allocation from now fails (once).
+    if (fail_countdown_.fetch_sub(1, std::memory_order_relaxed) == 1) {
+      failed_.fetch_add(1, std::memory_order_relaxed);
+      return Status(errc::no_memory, "injected allocation failure");
+    }
+  }
+  const std::uint32_t raw = take_frame();
+  if (raw == std::numeric_limits<std::uint32_t>::max()) {
+    failed_.fetch_add(1, std::memory_order_relaxed);
+    return Status(errc::no_memory,
+                  "frame pool exhausted (capacity " + std::to_string(capacity_) + " frames)");
+  }
+  const frame_id f{raw};
+  frame_meta& m = meta_[raw];
+  const frame_ident old = m.load_ident(std::memory_order_relaxed);
+  PTR_ASSERT_MSG(old.state == frame_state::free, "a frame on a free list is not free");
+  std::atomic<std::uint64_t>* w = words(f);
+  for (unsigned i = 0; i < limits::ptes_per_table; ++i) w[i].store(0, std::memory_order_relaxed);
+  m.link.store(no_frame.value, std::memory_order_relaxed);
+  m.tag.store(0, std::memory_order_relaxed);
+  m.retired_ns.store(0, std::memory_order_relaxed);
+  owner.generation = old.generation + 1;
+  m.ident.store(owner.pack(), std::memory_order_release);  // (1) pairs with walkers' (2)
+  platform_->charge(cost_kind::frame_alloc);
+  allocations_.fetch_add(1, std::memory_order_relaxed);
+  const std::uint32_t now_in_use = in_use_.fetch_add(1, std::memory_order_relaxed) + 1;
+  std::uint32_t peak = peak_.load(std::memory_order_relaxed);
+  while (now_in_use > peak && !peak_.compare_exchange_weak(peak, now_in_use, std::memory_order_relaxed)) {
+  }
+  return f;
+}
+
+Result<frame_id> frame_pool::alloc_table(std::uint16_t domain, std::uint8_t level) {
+  PTR_ASSERT_MSG(level >= 1 && level <= limits::max_levels, "table level out of range");
+  return alloc(frame_ident{frame_state::page_table, level, domain, 0});
+}
+
+Result<frame_id> frame_pool::alloc_data() { return alloc(frame_ident{frame_state::data, 0, 0, 0}); }
+
+void frame_pool::report(frame_id f, std::string what) {
+  violations_.fetch_add(1, std::memory_order_relaxed);
+  std::lock_guard g(reports_mutex_);
+  if (reports_.size() < config_.max_reports) reports_.push_back({f, std::move(what)});
+}
+
+Status frame_pool::mark_retired(frame_id f) {
+  if (!contains(f)) {
+    report(f, "retire of frame id " + std::to_string(f.value) + " outside the pool");
+    return Status(errc::ledger_violation, "frame id out of range");
+  }
+  frame_meta& m = meta_[f.value];
+  std::uint64_t w = m.ident.load(std::memory_order_acquire);
+  for (;;) {
+    frame_ident id = frame_ident::unpack(w);
+    if (id.state != frame_state::page_table) {
+      std::string what = "retire of frame " + std::to_string(f.value) + " in state " +
+                         frame_state_name(id.state) + " (only a linked page table can be retired)";
+      report(f, what);
+      return Status(errc::ledger_violation, std::move(what));
+    }
+    id.state = frame_state::retired;
+    if (m.ident.compare_exchange_weak(w, id.pack(), std::memory_order_acq_rel)) break;
+  }
+  m.retired_ns.store(platform_->now_ns(), std::memory_order_relaxed);
+  return {};
+}
+
+Status frame_pool::free(frame_id f, const char* path) { return free_checked(f, path, true); }
+
+Status frame_pool::free_unlinked_table(frame_id f, const char* path) {
+  return free_checked(f, path, false);
+}
+
+Status frame_pool::free_checked(frame_id f, const char* path, bool from_retired_only) {
+  if (!contains(f)) {
+    std::string what = "free of frame id " + std::to_string(f.value) + " that was never allocated"
+                       " (outside the pool of " + std::to_string(capacity_) + " frames)";
+    report(f, what);
+    return Status(errc::ledger_violation, std::move(what));
+  }
+  frame_meta& m = meta_[f.value];
+  std::uint64_t w = m.ident.load(std::memory_order_acquire);
+  frame_ident id;
+  for (;;) {
+    id = frame_ident::unpack(w);
+    std::string what;
+    if (id.state == frame_state::free) {
+      if (id.generation == 0) {
+        what = "free of frame " + std::to_string(f.value) + " that was never allocated";
+      } else {
+        const char* by = m.freed_by.load(std::memory_order_relaxed);
+        what = "double free of frame " + std::to_string(f.value) + " by " + path +
+               " (already freed by " + (by != nullptr ? by : "?") + " at " +
+               std::to_string(m.freed_ns.load(std::memory_order_relaxed)) + " ns)";
+      }
+    } else if (id.state == frame_state::page_table && from_retired_only) {
+      what = "free of frame " + std::to_string(f.value) + " by " + path +
+             " while still linked as a level-" + std::to_string(id.level) + " table of domain " +
+             std::to_string(id.domain);
+    } else if (id.state == frame_state::retired && !from_retired_only) {
+      what = "free_unlinked_table of retired frame " + std::to_string(f.value) +
+             " (a frame that was linked must go through retire and free)";
+    } else if (id.state == frame_state::data && !from_retired_only) {
+      what = "free_unlinked_table of data frame " + std::to_string(f.value);
+    }
+    if (!what.empty()) {
+      report(f, what);
+      return Status(errc::ledger_violation, std::move(what));
+    }
+    const frame_ident freed{frame_state::free, 0, 0, id.generation};
+    if (m.ident.compare_exchange_weak(w, freed.pack(), std::memory_order_acq_rel)) break;
+  }
+  m.last_domain.store(id.domain, std::memory_order_relaxed);
+  m.last_level.store(id.level, std::memory_order_relaxed);
+  m.freed_by.store(path, std::memory_order_relaxed);
+  m.freed_ns.store(platform_->now_ns(), std::memory_order_relaxed);
+  if (config_.poison) {
+    std::atomic<std::uint64_t>* words_of_frame = words(f);
+    for (unsigned i = 0; i < limits::ptes_per_table; ++i)
+      words_of_frame[i].store(poison_pattern, std::memory_order_relaxed);
+  }
+  platform_->charge(cost_kind::frame_free);
+  frees_.fetch_add(1, std::memory_order_relaxed);
+  in_use_.fetch_sub(1, std::memory_order_relaxed);
+  give_frame(f.value);
+  return {};
+}
+
+pool_stats frame_pool::stats() const noexcept {
+  return {allocations_.load(std::memory_order_relaxed), frees_.load(std::memory_order_relaxed),
+          failed_.load(std::memory_order_relaxed), in_use_.load(std::memory_order_relaxed),
+          peak_.load(std::memory_order_relaxed)};
+}
+
+std::vector<leak_record> frame_pool::leaks() const {
+  std::vector<leak_record> out;
+  for (std::uint32_t f = 0; f < capacity_; ++f) {
+    const frame_ident id = meta_[f].load_ident();
+    if (id.state != frame_state::free) out.push_back({frame_id{f}, id});
+  }
+  return out;
+}
+
+std::string frame_pool::leak_report(std::size_t max_lines) const {
+  const std::vector<leak_record> l = leaks();
+  if (l.empty()) return {};
+  std::ostringstream os;
+  os << l.size() << " frame(s) not free at teardown:";
+  for (std::size_t i = 0; i < l.size() && i < max_lines; ++i) {
+    const auto& r = l[i];
+    os << "\n  frame " << r.frame.value << ": " << frame_state_name(r.owner.state);
+    if (r.owner.state == frame_state::page_table || r.owner.state == frame_state::retired)
+      os << " level " << unsigned{r.owner.level} << " of domain " << r.owner.domain;
+    os << " (generation " << r.owner.generation << ")";
+  }
+  if (l.size() > max_lines) os << "\n  ... and " << (l.size() - max_lines) << " more";
+  return os.str();
+}
+
+std::vector<ledger_report> frame_pool::ledger_reports() const {
+  std::lock_guard g(reports_mutex_);
+  return reports_;
+}
+
+}  // namespace ptreclaim::mem
