@@ -1,0 +1,90 @@
+// AMD-Vi (AMD I/O Virtualization Technology) v1 host page tables, 4-level (AMD IOMMU
+// specification rev. 3.x, §2.2.3 "I/O Page Tables for Host Translations", figures of the
+// I/O PDE and I/O PTE). 4 KiB, 2 MiB and 1 GiB pages.
+//
+// A level-L entry is a PDE when its NextLevel field names the next level (L-1), and a leaf of
+// the level's own size when NextLevel is 0 (the "default page size" encoding). NextLevel 7
+// (a page of a non-default size, size encoded in the address) is never produced here and
+// decodes as not present, so a walker treating it as a fault stays safe.
+//
+// Layout used here (the spec section is §2.2.3 for every line):
+//   0      PR         present
+//   11:9   NextLevel  level of the next table (1..5), or 0 = page at this level
+//   51:12  ADDR       physical address of the next table or page
+//   58:52  ignored by hardware: our software markers (sw bits)
+//   59     U          untranslated access (PTE only; never set here)
+//   60     FC         force coherent (PTE only; never set here)
+//   61     IR         read permission
+//   62     IW         write permission
+// A PDE carries IR|IW: AMD ANDs permissions along the walk, so the leaf decides. There is no
+// execute permission in v1 tables.
+#pragma once
+
+#include <cstdint>
+
+#include "ptreclaim/base/bits.hpp"
+#include "ptreclaim/pt/fmt/common.hpp"
+#include "ptreclaim/pt/format.hpp"
+
+namespace ptreclaim::pt::fmt {
+
+struct amd_v1 {
+  static constexpr const char* name = "amd-v1-4";
+  static constexpr unsigned levels = 4;
+  static constexpr unsigned va_bits = 48;
+  static constexpr std::uint32_t leaf_levels = 0b1110;  // 4K, 2M, 1G
+  static constexpr std::uint8_t perm_mask = perm_read | perm_write;
+
+  static constexpr std::uint64_t pr_bit = bit(0);                // §2.2.3 PR
+  static constexpr unsigned next_level_lo = 9;                   // §2.2.3 NextLevel 11:9
+  static constexpr unsigned next_level_hi = 11;
+  static constexpr std::uint64_t addr_mask = bit_range(12, 51);  // §2.2.3 address
+  using sw = sw_field<52, 58>;                                   // §2.2.3 bits 58:52 ignored
+  static constexpr std::uint64_t u_bit = bit(59);                // §2.2.3 U (unused)
+  static constexpr std::uint64_t fc_bit = bit(60);               // §2.2.3 FC (unused)
+  static constexpr std::uint64_t ir_bit = bit(61);               // §2.2.3 IR
+  static constexpr std::uint64_t iw_bit = bit(62);               // §2.2.3 IW
+  static constexpr unsigned sw_bits = sw::width;
+
+  static_assert((addr_mask & sw::mask) == 0 &&
+                    ((pr_bit | bit_range(next_level_lo, next_level_hi) | u_bit | fc_bit | ir_bit | iw_bit) &
+                     (addr_mask | sw::mask)) == 0,
+                "AMD v1 fields overlap");
+  static_assert(sw_bits == 7);
+
+  [[nodiscard]] static constexpr bool valid_perms(std::uint8_t p) noexcept {
+    return (p & ~perm_mask) == 0 && p != 0;
+  }
+
+  [[nodiscard]] static constexpr decoded_entry decode(std::uint64_t pte, unsigned level) noexcept {
+    if ((pte & pr_bit) == 0) return {};
+    const auto next = static_cast<unsigned>(field_get(pte, next_level_lo, next_level_hi));
+    const auto perms = static_cast<std::uint8_t>(((pte & ir_bit) ? perm_read : 0) |
+                                                 ((pte & iw_bit) ? perm_write : 0));
+    if (next == 0 && level <= 3) return {entry_kind::leaf, pte & addr_mask, perms};
+    if (level > 1 && next == level - 1) return {entry_kind::table, pte & addr_mask, perms};
+    return {};  // NextLevel 7, a skipped level or a page size this model does not use
+  }
+  [[nodiscard]] static constexpr std::uint64_t make_table(std::uint64_t table_pa,
+                                                          unsigned level) noexcept {
+    return field_set((table_pa & addr_mask) | pr_bit | ir_bit | iw_bit, next_level_lo,
+                     next_level_hi, level - 1);
+  }
+  [[nodiscard]] static constexpr std::uint64_t make_leaf(std::uint64_t pa, unsigned /*level*/,
+                                                         std::uint8_t perms) noexcept {
+    std::uint64_t pte = (pa & addr_mask) | pr_bit;  // NextLevel 0: a page of this level's size
+    if (perms & perm_read) pte |= ir_bit;
+    if (perms & perm_write) pte |= iw_bit;
+    return pte;
+  }
+  [[nodiscard]] static constexpr std::uint64_t sw_get(std::uint64_t pte) noexcept { return sw::get(pte); }
+  [[nodiscard]] static constexpr std::uint64_t sw_set(std::uint64_t pte, std::uint64_t v) noexcept {
+    return sw::set(pte, v);
+  }
+  [[nodiscard]] static const format_desc& desc() noexcept { return make_desc<amd_v1>(); }
+};
+
+using amd_v1_4 = amd_v1;
+static_assert(pt_format<amd_v1_4>);
+
+}  // namespace ptreclaim::pt::fmt
