@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Sets up (installs missing Debian packages), builds the release preset and runs the main job:
+# `ptreclaim` with its defaults (a short comparison of every reclamation policy). Arguments are
+# passed to ptreclaim, e.g. ./run.sh compare --scenario dma-storm --report out/
+set -euo pipefail
+cd "$(dirname "$0")"
+bash scripts/setup.sh
+cmake --preset release >/dev/null
+cmake --build --preset release
+if [ -x build/release/tools/ptreclaim/ptreclaim ]; then
+  exec build/release/tools/ptreclaim/ptreclaim "$@"
+else
+  exec build/release/examples/demo/ptreclaim_demo "$@"
+fi
