@@ -24,7 +24,7 @@ TEST(Bits, CoveringBlockIsSmallestAlignedCover) {
   EXPECT_EQ(covering_block_lg2(0x1000, 0x1fff, 12), 0u);
   EXPECT_EQ(covering_block_lg2(0x200000, 0x3fffff, 12), 9u);
   EXPECT_EQ(covering_block_lg2(0x1000, 0x2fff, 12), 2u);  // crosses a 2-page boundary at 0x2000
-  rc::check("the block covers the range and is minimal", [](std::uint32_t a, std::uint16_t len) {
+  ASSERT_TRUE(rc::check("the block covers the range and is minimal", [](std::uint32_t a, std::uint16_t len) {
     const u64 first = u64{a} << 12;
     const u64 last = first + (u64{len} << 12) + 0xfff;
     const unsigned am = covering_block_lg2(first, last, 12);
@@ -35,7 +35,7 @@ TEST(Bits, CoveringBlockIsSmallestAlignedCover) {
       const u64 smaller = align_down(first, 12 + am - 1);
       RC_ASSERT(last >= smaller + (u64{1} << (12 + am - 1)));
     }
-  });
+  }));
 }
 
 TEST(Prng, SameSeedSameStreamAndForksDiffer) {
@@ -65,6 +65,49 @@ TEST(Status, ResultCarriesValueOrError) {
 TEST(StatusDeathTest, ValueOfFailedResultAborts) {
   Result<int> bad(errc::busy);
   EXPECT_DEATH((void)bad.value(), "value\\(\\) of a failed Result");
+}
+
+}  // namespace
+}  // namespace ptreclaim
+
+#include "ptreclaim/base/histogram.hpp"
+
+namespace ptreclaim {
+namespace {
+
+TEST(LogHistogram, PercentilesWithinOneSixteenth) {
+  log_histogram h;
+  for (std::uint64_t v = 1; v <= 10000; ++v) h.record(v);
+  EXPECT_EQ(h.count(), 10000u);
+  EXPECT_EQ(h.max(), 10000u);
+  EXPECT_EQ(h.min(), 1u);
+  const std::uint64_t p50 = h.percentile(0.5), p99 = h.percentile(0.99);
+  EXPECT_GE(p50, 5000u);
+  EXPECT_LE(p50, 5000u + 5000u / 16 + 1);
+  EXPECT_GE(p99, 9900u);
+  EXPECT_LE(p99, 10000u);
+  EXPECT_EQ(h.percentile(1.0), 10000u);
+  log_histogram other;
+  other.record(1u << 20);
+  h.merge(other);
+  EXPECT_EQ(h.max(), 1u << 20);
+}
+
+TEST(LogHistogram, BucketEdgesTileTheRange) {
+  for (unsigned i = 0; i + 1 < log_histogram::buckets - 16; ++i) {
+    ASSERT_EQ(log_histogram::upper_edge(i) + 1, log_histogram::lower_edge(i + 1)) << i;
+    ASSERT_LE(log_histogram::lower_edge(i), log_histogram::upper_edge(i)) << i;
+  }
+  ASSERT_TRUE(rc::check("a value lands in the bucket whose edges contain it", [](std::uint64_t v) {
+    log_histogram h;
+    h.record(v);
+    for (unsigned i = 0; i < log_histogram::buckets; ++i) {
+      if (h.bucket_count(i) != 0) {
+        RC_ASSERT(log_histogram::lower_edge(i) <= v);
+        RC_ASSERT(v <= log_histogram::upper_edge(i));
+      }
+    }
+  }));
 }
 
 }  // namespace

@@ -1,0 +1,64 @@
+// The reclamation layer's view of the hardware: an invalidation backend.
+//
+// The policies never talk to an IOMMU directly. They ask a backend to invalidate a domain's
+// range and to tell them which invalidations have completed, in *flush epochs*: every
+// invalidation submitted on a domain gets the next number of that domain, and completed(d) is
+// the largest n such that every invalidation of d numbered <= n has completed on every IOMMU d
+// is attached to. A retired frame stamped with s = started(d) at retire is safe to free once
+//   (a) an invalidation numbered > s that is non-leaf and covers the frame's range completed, or
+//   (b) a domain-wide non-leaf invalidation numbered > s completed (domain_wide_completed(d) > s).
+// This is Linux dma-iommu's fq_flush_start_cnt / fq_flush_finish_cnt rule, made range-aware.
+//
+// iommu_backend (iommu_backend.hpp) implements it on the IOMMU model; a kernel that lifts the
+// reclamation core implements it on its own driver. Observers (safety monitors, tracers) see
+// every submit and completion.
+//
+// Thread-safety: every member may be called from any CPU concurrently.
+#pragma once
+
+#include <cstdint>
+
+#include "ptreclaim/base/status.hpp"
+#include "ptreclaim/pt/gather.hpp"
+
+namespace ptreclaim::reclaim {
+
+using domain_number = std::uint16_t;  // the software domain number (frame ledger owner tag)
+using flush_epoch = std::uint64_t;
+
+struct invalidation_range {
+  pt::iova_t first = 0;
+  pt::iova_t last = ~pt::iova_t{0};
+  bool nonleaf = true;  // drop paging-structure caches too (IH=0)
+
+  [[nodiscard]] bool domain_wide() const noexcept { return first == 0 && last == ~pt::iova_t{0}; }
+  [[nodiscard]] bool covers(pt::iova_t f, pt::iova_t l) const noexcept {
+    return nonleaf && first <= f && l <= last;
+  }
+  static invalidation_range whole_domain() noexcept { return {}; }
+  static invalidation_range of(const pt::gather& g) noexcept {
+    return {g.first(), g.last(), g.nonleaf_changed()};
+  }
+};
+
+class invalidation_backend {
+ public:
+  virtual ~invalidation_backend() = default;
+
+  // Submits an invalidation of `range` of domain `d` on every IOMMU it is attached to and
+  // returns its epoch number. Waits (bounded) for queue space; errors only on timeout or an
+  // unknown domain. Any CPU context that may spin.
+  [[nodiscard]] virtual Result<flush_epoch> invalidate(domain_number d,
+                                                       const invalidation_range& range) = 0;
+  // Epoch of the newest invalidation submitted on d (0: none yet). Lock-free.
+  [[nodiscard]] virtual flush_epoch started(domain_number d) noexcept = 0;
+  // Every invalidation of d numbered <= the result has completed. Polls the hardware
+  // (advances completions), so it may cost a few loads; never blocks.
+  [[nodiscard]] virtual flush_epoch completed(domain_number d) noexcept = 0;
+  // Number of the newest domain-wide non-leaf invalidation of d that has completed.
+  [[nodiscard]] virtual flush_epoch domain_wide_completed(domain_number d) noexcept = 0;
+  // Spins until completed(d) >= e or the timeout passes; returns whether it completed.
+  [[nodiscard]] virtual bool wait(domain_number d, flush_epoch e, std::uint64_t timeout_ns) = 0;
+};
+
+}  // namespace ptreclaim::reclaim
