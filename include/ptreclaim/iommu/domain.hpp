@@ -1,0 +1,122 @@
+// A domain as the IOMMU model sees it: the page table a set of devices translates through (its
+// root frame and format), the units it is attached to with the did each uses, the page sizes
+// it may use, and its flush epochs - the counters a reclamation policy reads to decide when a
+// retired table may be freed.
+//
+// Flush epochs. Every system::invalidate() on a domain gets the next number n = 1, 2, ...,
+// taken *before* any of its descriptors is submitted. Three counters, readable lock-free from
+// any thread:
+//   flush_started()        the last number handed out (0: none yet).
+//   flush_completed()      the largest n such that every invalidation numbered <= n has completed
+//                          on every unit it was submitted to (advanced in order by polls). It
+//                          says nothing about *which* ranges those covered: use it for frames
+//                          whose own covering invalidation has a number <= n (e.g. the epoch a
+//                          ticket carries).
+//   flush_completed_full() the largest n of a completed *full* invalidation: one that dropped
+//                          every IOTLB and paging-structure entry of the domain on every unit it
+//                          is attached to (a DSI or global, or an IH=0 PSI covering the whole
+//                          address space), and whose wait found no earlier walk in flight.
+// The reclaimer's rule: stamp a retired frame with `s = flush_stamp()` *after* unlinking it; the
+// frame may be freed once `flush_completed_full() > s`, because that invalidation was numbered
+// after the unlink, so it was submitted after the unlink was visible, dropped every cached
+// pointer to the frame on every unit, and no walk that could still hold one is in flight.
+// A ranged IH=0 invalidation covers only its range: for those, keep the ticket's epoch per frame
+// and wait for flush_completed() >= epoch (or poll the ticket).
+// A failed invalidate() (queue full past the timeout) consumes its number, counts as completed
+// for flush_completed() (no caller holds that epoch) and never as full.
+//
+// Memory ordering: (1) flush_stamp()'s read-modify-write and (2) invalidate()'s number
+// assignment are RMWs on one atomic, so whichever comes second synchronises with the first:
+// the unlink before the stamp is visible to the invalidation numbered after it. (3) the
+// releasing stores of the completed counters pair with (4) their acquiring loads, so a reader
+// that sees n also sees the hardware's completion of n.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <vector>
+
+#include "ptreclaim/base/spinlock.hpp"
+#include "ptreclaim/iommu/config.hpp"
+#include "ptreclaim/mem/frame.hpp"
+#include "ptreclaim/pt/format.hpp"
+
+namespace ptreclaim::iommu {
+
+class system;
+
+struct domain_desc {
+  std::uint16_t id = 0;                  // software domain: the ledger owner of its tables
+  const pt::format_desc* format = nullptr;
+  mem::frame_id root = mem::no_frame;    // a live level-`format->levels` table of `id`
+  std::uint32_t leaf_levels = 0b1110;    // page sizes software wants (bit L: a leaf at level L)
+};
+
+struct attachment {
+  unsigned unit = 0;
+  hw_domain_id did = 0;
+  unsigned devices = 0;  // context entries on that unit naming this domain
+};
+
+class domain {
+ public:
+  domain(const domain&) = delete;
+  domain& operator=(const domain&) = delete;
+
+  [[nodiscard]] std::uint16_t id() const noexcept { return desc_.id; }
+  [[nodiscard]] const pt::format_desc& format() const noexcept { return *desc_.format; }
+  [[nodiscard]] mem::frame_id root() const noexcept { return desc_.root; }
+  [[nodiscard]] std::uint32_t root_generation() const noexcept { return root_generation_; }
+  // Page sizes the domain may use: its wish, the format's and every attached unit's
+  // (intersection). Attach devices before mapping: a unit that lacks a size already mapped
+  // faults on it (a reserved-bit fault).
+  [[nodiscard]] std::uint32_t leaf_levels() const noexcept {
+    return leaf_levels_.load(std::memory_order_relaxed);
+  }
+  // Units this domain is attached to, with its did on each. A detached device does not remove
+  // the unit: its caches may still hold the domain's entries, so it stays in the flush set.
+  [[nodiscard]] std::vector<attachment> attachments() const;
+
+  [[nodiscard]] std::uint64_t flush_started() const noexcept {
+    return started_.load(std::memory_order_acquire);
+  }
+  // The stamp for a retired frame; call after the unlink. A read-modify-write (1), see above.
+  [[nodiscard]] std::uint64_t flush_stamp() noexcept {
+    return started_.fetch_add(0, std::memory_order_acq_rel);  // (1) pairs with (2)
+  }
+  [[nodiscard]] std::uint64_t flush_completed() const noexcept {
+    return completed_.load(std::memory_order_acquire);  // (4) pairs with (3)
+  }
+  [[nodiscard]] std::uint64_t flush_completed_full() const noexcept {
+    return completed_full_.load(std::memory_order_acquire);  // (4) pairs with (3)
+  }
+
+ private:
+  friend class system;
+  domain(const domain_desc& d, std::uint32_t root_generation, platform& plat)
+      : desc_(d), root_generation_(root_generation), leaf_levels_(d.leaf_levels & d.format->leaf_levels),
+        lock_(plat) {}
+
+  struct pending {
+    std::uint64_t epoch = 0;
+    bool submitted = false;
+    bool failed = false;
+    bool done = false;
+    bool full = false;
+    unsigned count = 0;
+    std::array<std::pair<unsigned, std::uint64_t>, limits::max_iommus> waits{};  // (unit, seq)
+  };
+
+  domain_desc desc_;
+  std::uint32_t root_generation_;
+  std::atomic<std::uint32_t> leaf_levels_;
+  mutable spinlock lock_;  // attachments_, pending_
+  std::vector<attachment> attachments_;
+  std::deque<pending> pending_;
+  std::atomic<std::uint64_t> started_{0};
+  std::atomic<std::uint64_t> completed_{0};
+  std::atomic<std::uint64_t> completed_full_{0};
+};
+
+}  // namespace ptreclaim::iommu

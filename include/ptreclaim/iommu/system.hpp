@@ -1,0 +1,140 @@
+// The IOMMU system: several units, the domains, which device sits behind which unit, the
+// violation log, and the domain flush helper the reclamation policies use.
+//
+// Setup (add_unit, create_domain, attach) happens before concurrent use; attach/detach may
+// also run concurrently with translations. Everything else may be called from any thread.
+//
+// The flush helper, invalidate(domain, range):
+//   on every unit the domain is attached to, submits one IOTLB invalidation - a PSI with the
+//   smallest naturally aligned address mask covering the range (covering_block_lg2), or a DSI
+//   when that mask exceeds the unit's max_am - with IH = 1 only when no non-leaf entry changed,
+//   followed by a wait descriptor; a full queue is retried (advancing the hardware) until
+//   system_config::queue_full_timeout_ns, then reported as errc::queue_full. It returns a
+//   ticket: the per-unit wait sequences, pollable without blocking or waitable with the
+//   platform's wait_until. The domain's flush epochs (domain.hpp) advance as tickets complete.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "ptreclaim/base/platform.hpp"
+#include "ptreclaim/base/status.hpp"
+#include "ptreclaim/iommu/config.hpp"
+#include "ptreclaim/iommu/domain.hpp"
+#include "ptreclaim/iommu/unit.hpp"
+#include "ptreclaim/iommu/violation.hpp"
+#include "ptreclaim/mem/frame_pool.hpp"
+#include "ptreclaim/pt/gather.hpp"
+
+namespace ptreclaim::iommu {
+
+// What must be invalidated: the inclusive IOVA range and whether any non-leaf entry changed
+// (then paging-structure caches must go too: IH = 0).
+struct inv_range {
+  iova_t first = 0;
+  iova_t last = ~iova_t{0};
+  bool nonleaf_changed = true;
+
+  // The range a gather owes (precondition: !g.empty()).
+  [[nodiscard]] static inv_range from(const pt::gather& g) noexcept {
+    return {g.first(), g.last(), g.nonleaf_changed()};
+  }
+  // Everything, leaf and non-leaf: a DSI on every unit.
+  [[nodiscard]] static constexpr inv_range all() noexcept { return {}; }
+};
+
+// A submitted invalidation: its epoch on the domain and the wait descriptor on each unit.
+struct ticket {
+  struct part {
+    unsigned unit = 0;
+    std::uint64_t seq = 0;  // the wait descriptor's sequence on that unit
+  };
+  domain* dom = nullptr;
+  std::uint64_t epoch = 0;
+  bool full = false;  // dropped every cached entry of the domain on every unit
+  unsigned count = 0;
+  std::array<part, limits::max_iommus> parts{};
+};
+
+class system {
+ public:
+  explicit system(mem::frame_pool& pool, const system_config& config = {},
+                  platform& plat = default_platform());
+  system(const system&) = delete;
+  system& operator=(const system&) = delete;
+  ~system();
+
+  // --- setup ---
+  // Adds a unit; returns its index (< limits::max_iommus).
+  unsigned add_unit(const unit_config& config = {});
+  // Registers a domain whose root table already exists (pt::table::root()). invalid_argument
+  // if the id is taken, the format is missing, or the root is not a live level-`levels` table
+  // of that domain.
+  [[nodiscard]] Result<domain*> create_domain(const domain_desc& desc);
+  [[nodiscard]] domain* find_domain(std::uint16_t id) const noexcept;
+  // Installs the context entry: `dev` behind unit `u` translates through `dom` with did `did`.
+  // invalid_argument if the device is already attached, `did` is used on that unit by another
+  // domain, or `dom` already has another did on that unit. Narrows dom.leaf_levels() to the
+  // unit's page sizes.
+  Status attach(device_id dev, unsigned u, domain& dom, hw_domain_id did);
+  // Removes the context entry (the unit stays in the domain's flush set).
+  Status detach(device_id dev);
+
+  [[nodiscard]] unsigned unit_count() const noexcept { return static_cast<unsigned>(units_.size()); }
+  [[nodiscard]] unit& get_unit(unsigned u) noexcept { return *units_[u]; }
+  [[nodiscard]] const unit& get_unit(unsigned u) const noexcept { return *units_[u]; }
+  // The unit `dev` is attached behind, or nullptr.
+  [[nodiscard]] unit* unit_of(device_id dev) const noexcept;
+
+  // --- translation ---
+  // One-shot translation by `dev` (fault_no_context if unattached).
+  translate_result translate(device_id dev, iova_t iova, std::uint8_t access);
+
+  // --- invalidation ---
+  // The flush helper (see above). Precondition: first <= last.
+  [[nodiscard]] Result<ticket> invalidate(domain& dom, const inv_range& range);
+  [[nodiscard]] Result<ticket> invalidate_all(domain& dom) { return invalidate(dom, inv_range::all()); }
+  // Non-blocking: advances the units the ticket names, then the domain's epochs; true once
+  // every wait of the ticket completed.
+  [[nodiscard]] bool poll(const ticket& t);
+  // Blocks (platform::wait_until) until poll(t) or timeout: errc::busy on timeout.
+  [[nodiscard]] Status wait(const ticket& t, std::uint64_t timeout_ns);
+  // invalidate + wait: the synchronous strict flush.
+  [[nodiscard]] Status flush_sync(domain& dom, const inv_range& range, std::uint64_t timeout_ns);
+  // Advances the domain's flush_completed()/flush_completed_full() from the units' progress
+  // (does not advance the units).
+  void update_epochs(domain& dom);
+  // Advances the units `dom` is attached to, then its epochs; returns flush_completed().
+  // Never blocks (the reclaim backend's completed()).
+  std::uint64_t poll_domain(domain& dom);
+  // Spins (platform::wait_until) until dom.flush_completed() >= epoch: errc::busy on timeout.
+  [[nodiscard]] Status wait_epoch(domain& dom, std::uint64_t epoch, std::uint64_t timeout_ns);
+  // Advances every unit to now, then every domain's epochs (the engine step).
+  void advance();
+
+  [[nodiscard]] violation_log& violations() noexcept { return log_; }
+  [[nodiscard]] const violation_log& violations() const noexcept { return log_; }
+  [[nodiscard]] platform& plat() const noexcept { return *plat_; }
+  [[nodiscard]] mem::frame_pool& pool() const noexcept { return *pool_; }
+  [[nodiscard]] const system_config& config() const noexcept { return config_; }
+  // Every unit's invariants, and every domain's pending epochs in order.
+  [[nodiscard]] Status check_invariants() const;
+
+ private:
+  Result<std::uint64_t> submit_retrying(unit& u, std::span<const inv_descriptor> descs);
+
+  mem::frame_pool* pool_;
+  system_config config_;
+  platform* plat_;
+  violation_log log_;
+  std::vector<std::unique_ptr<unit>> units_;
+  mutable std::mutex setup_mutex_;  // domains_, device_unit_ writes
+  std::vector<std::unique_ptr<domain>> domains_;
+  std::array<std::atomic<domain*>, limits::max_domains> by_id_{};
+  std::array<std::atomic<int>, limits::max_devices> device_unit_{};
+};
+
+}  // namespace ptreclaim::iommu

@@ -1,0 +1,237 @@
+// One IOMMU: its context table (device -> domain, with this unit's did), IOTLB, paging-structure
+// caches, invalidation queue, the walks in flight, and the hardware walker.
+//
+// The walker. A translation first tries the IOTLB, then the deepest paging-structure-cache hit,
+// then walks from the domain's root. Every PTE read is an acquire load from the frame pool,
+// bracketed by two reads of the frame's ledger identity; a frame that is not a live table of the
+// walking domain at the expected level (and, when it came from a PSC entry, of the cached
+// generation) is a violation (violation.hpp), recorded and walked on. Faults (not present,
+// permission, reserved) are results, as hardware fault records are. A walk is step-wise so a
+// deterministic simulator can interleave it with CPU operations one memory read at a time:
+//   begin()  takes the unit lock: processes due descriptors, reads the context entry, the IOTLB
+//            and the PSCs, and registers the walk (with the queue position it started at);
+//   step()   one PTE read, lock-free;
+//   (finish) the last step takes the lock again: fills the caches - unless an invalidation took
+//            effect during the walk, whose effect a fill could undo - and unregisters the walk.
+//
+// The invalidation queue is processed lazily: descriptors finish in order, each taking its
+// configured latency after the previous one finished (or after its submission); whoever calls
+// advance(), poll(), submit() or begin() moves the hardware up to the platform's now.
+// The wait rule: a wait descriptor completes only when every earlier descriptor is done AND no
+// walk that began before the last of those invalidations took effect is still in flight. So a
+// completed wait means no walk can still use an entry the invalidations dropped.
+//
+// Thread-safety: every public member may be called from any thread. Memory ordering: (1) the
+// release store of the processed count after a descriptor took effect pairs with (2) the
+// acquire loads in done(); a wait's status write is a release store (3) the submitter reads
+// with acquire. PTE loads are acquire (5), pairing with the page table's release stores that
+// link a table. Frame identities are loaded with acquire, pairing with the pool's release
+// store on allocation.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "ptreclaim/base/platform.hpp"
+#include "ptreclaim/base/spinlock.hpp"
+#include "ptreclaim/base/status.hpp"
+#include "ptreclaim/iommu/cache.hpp"
+#include "ptreclaim/iommu/config.hpp"
+#include "ptreclaim/iommu/domain.hpp"
+#include "ptreclaim/iommu/inv_queue.hpp"
+#include "ptreclaim/iommu/violation.hpp"
+#include "ptreclaim/mem/frame_pool.hpp"
+
+namespace ptreclaim::iommu {
+
+enum class outcome : std::uint8_t {
+  ok,
+  fault_not_present,  // an entry on the path was not present
+  fault_permission,   // the leaf (AND the path) lacks the access asked for
+  fault_no_context,   // the device has no context entry on this unit
+  fault_invalid,      // reserved encoding: a page size the unit lacks, an IOVA beyond the
+                      // format's width, an entry naming a frame outside memory
+};
+[[nodiscard]] const char* outcome_name(outcome o) noexcept;
+
+enum class source : std::uint8_t { none, iotlb, psc, walk };
+
+struct translate_result {
+  outcome result = outcome::fault_no_context;
+  source from = source::none;  // iotlb: no memory read; psc: walk resumed below a cached entry
+  unsigned psc_level = 0;      // from == psc: the level of the cached entry
+  std::uint64_t phys = 0;      // ok: the physical address of the IOVA
+  unsigned level = 0;          // ok / permission: the leaf's level (1 = 4K)
+  std::uint8_t perms = 0;      // permissions of the path
+  unsigned pte_reads = 0;
+  unsigned violations = 0;     // violations this translation recorded
+  std::uint64_t cost_ns = 0;   // modelled time (latency_config): miss overhead + reads
+};
+
+enum class walk_phase : std::uint8_t { idle, walking, done };
+
+// The state of one translation in progress. Owned by the caller (a device), reusable.
+class walk {
+ public:
+  [[nodiscard]] walk_phase phase() const noexcept { return phase_; }
+  [[nodiscard]] const translate_result& result() const noexcept { return result_; }
+  [[nodiscard]] iova_t iova() const noexcept { return iova_; }
+  [[nodiscard]] device_id device() const noexcept { return device_; }
+  // The level of the table the next step() reads (walking only).
+  [[nodiscard]] unsigned next_level() const noexcept { return level_; }
+  [[nodiscard]] mem::frame_id next_table() const noexcept { return table_; }
+
+ private:
+  friend class unit;
+  walk_phase phase_ = walk_phase::idle;
+  device_id device_ = 0;
+  iova_t iova_ = 0;
+  std::uint8_t access_ = 0;
+  const domain* domain_ = nullptr;
+  hw_domain_id did_ = 0;
+  unsigned level_ = 0;
+  mem::frame_id table_ = mem::no_frame;
+  bool expect_valid_ = false;
+  std::uint32_t expect_generation_ = 0;
+  bool via_psc_ = false;
+  bool stale_ = false;  // the walk read a retired table
+  std::uint8_t perms_ = 0;
+  std::uint32_t slot_ = ~0u;
+  std::uint64_t start_seq_ = 0;
+  unsigned walked_top_ = 0;  // the highest level read from memory
+  // For PSC fills: the level-L entry pointed at next_[L], read with generation gen_[L],
+  // with accumulated permissions perm_[L].
+  std::array<mem::frame_id, limits::max_levels + 1> next_{};
+  std::array<std::uint32_t, limits::max_levels + 1> gen_{};
+  std::array<bool, limits::max_levels + 1> gen_known_{};
+  std::array<std::uint8_t, limits::max_levels + 1> perm_{};
+  translate_result result_;
+};
+
+struct context_entry {
+  domain* dom = nullptr;
+  hw_domain_id did = 0;
+};
+
+struct unit_stats {
+  std::uint64_t translations = 0;
+  std::uint64_t iotlb_hits = 0;
+  std::uint64_t iotlb_misses = 0;
+  std::array<std::uint64_t, limits::max_levels + 1> psc_hits{};  // index = level of the entry
+  std::uint64_t walks = 0;        // translations that read memory
+  std::uint64_t pte_reads = 0;
+  std::uint64_t faults = 0;
+  std::array<std::uint64_t, static_cast<std::size_t>(inv_type::count_)> descriptors{};  // processed
+  std::uint64_t waits_completed = 0;
+  std::uint64_t wait_stalls = 0;  // a due wait found an earlier walk still in flight
+  std::uint64_t queue_full = 0;
+  std::uint64_t fills_dropped = 0;  // walks that skipped their cache fills (invalidated meanwhile)
+  std::uint64_t violations = 0;
+  std::uint64_t iotlb_evictions = 0;
+};
+
+class unit {
+ public:
+  unit(unsigned index, const unit_config& config, mem::frame_pool& pool, platform& plat,
+       violation_log& log);
+  unit(const unit&) = delete;
+  unit& operator=(const unit&) = delete;
+
+  [[nodiscard]] unsigned index() const noexcept { return index_; }
+  [[nodiscard]] const unit_config& config() const noexcept { return config_; }
+
+  // --- context table (normally managed by system::attach) ---
+  void set_context(device_id dev, domain* dom, hw_domain_id did);
+  void clear_context(device_id dev);
+  [[nodiscard]] std::optional<context_entry> context(device_id dev) const;
+
+  // --- translation (any thread; a walk object is used by one thread at a time) ---
+  // Starts translating `iova` for `access` (pt::perm bits). Returns true when the result is
+  // already known (IOTLB hit, no context, fault before any read): w.phase() == done.
+  bool begin(walk& w, device_id dev, iova_t iova, std::uint8_t access);
+  // One PTE read. Returns true when the walk is done (result in w.result()).
+  bool step(walk& w);
+  // Abandons a walk in flight (a device reset): unregisters it, fills nothing.
+  void cancel(walk& w);
+  // begin + step until done.
+  translate_result translate(device_id dev, iova_t iova, std::uint8_t access);
+
+  // --- invalidation queue ---
+  // Appends descriptors atomically (all or none): errc::queue_full when fewer slots are free,
+  // errc::invalid_argument for a PSI whose address is not aligned to its mask or whose AM
+  // exceeds max_am. Returns the sequence of the first; the rest follow consecutively.
+  [[nodiscard]] Result<std::uint64_t> submit(std::span<const inv_descriptor> descs);
+  [[nodiscard]] Result<std::uint64_t> submit(const inv_descriptor& d) { return submit({&d, 1}); }
+  // AMD-Vi commands, translated (translate_amd); a block beyond max_am becomes a DSI.
+  [[nodiscard]] Result<std::uint64_t> submit_amd(std::span<const amd_command> cmds);
+  // Moves the hardware to the platform's now (the engine step a runtime actor may drive).
+  void advance();
+  // Moves the hardware to `now_ns` (<= platform now; lets a simulator drive time explicitly).
+  void process(std::uint64_t now_ns);
+  // True once the descriptor at `seq` finished. Lock-free; does not advance.
+  [[nodiscard]] bool done(std::uint64_t seq) const noexcept {
+    return processed_.load(std::memory_order_acquire) > seq;  // (2) pairs with (1)
+  }
+  // advance() then done(seq).
+  [[nodiscard]] bool poll(std::uint64_t seq);
+  [[nodiscard]] std::uint64_t processed() const noexcept {
+    return processed_.load(std::memory_order_acquire);  // (2) pairs with (1)
+  }
+  [[nodiscard]] std::uint64_t submitted() const;
+  [[nodiscard]] unsigned walks_in_flight() const;
+
+  // --- introspection ---
+  [[nodiscard]] unit_stats stats() const noexcept;
+  [[nodiscard]] std::vector<iotlb_entry> iotlb_snapshot() const;
+  [[nodiscard]] std::vector<std::pair<unsigned, psc_entry>> psc_snapshot() const;
+  // Caches, queue and walk registry consistent.
+  [[nodiscard]] Status check_invariants() const;
+
+ private:
+  void process_locked(std::uint64_t now_ns);
+  [[nodiscard]] bool wait_blocked(std::uint64_t covers_through) const noexcept;
+  void apply(const inv_descriptor& d) noexcept;
+  void finish(walk& w);
+  void end_walk_locked(walk& w, bool fill);
+  void read_step(walk& w);
+  void fill_caches_locked(const walk& w);
+  bool check_frame(walk& w, mem::frame_id f, unsigned level, mem::frame_ident id);
+  void record_violation(walk& w, violation_kind kind, mem::frame_id f, unsigned level,
+                        mem::frame_ident id);
+  [[nodiscard]] std::uint64_t latency(inv_type t) const noexcept;
+
+  unsigned index_;
+  unit_config config_;
+  mem::frame_pool* pool_;
+  platform* plat_;
+  violation_log* log_;
+
+  mutable spinlock lock_;
+  std::vector<context_entry> contexts_;
+  iotlb iotlb_;
+  psc psc_;
+  inv_queue queue_;
+  std::uint64_t hw_free_ns_ = 0;        // when the queue engine finished its last descriptor
+  bool head_wait_blocked_ = false;      // the head wait is stalled by a walk in flight
+  std::uint64_t last_walk_end_ns_ = 0;
+  std::uint64_t last_applied_inv_plus1_ = 0;  // 1 + sequence of the last invalidation applied
+  std::vector<std::uint64_t> walk_start_;     // per slot: the walk's start sequence, or ~0
+  std::vector<std::uint32_t> free_slots_;
+  unsigned in_flight_ = 0;
+  std::atomic<std::uint64_t> processed_{0};
+
+  struct counters {
+    std::atomic<std::uint64_t> translations{0}, iotlb_hits{0}, iotlb_misses{0}, walks{0},
+        pte_reads{0}, faults{0}, waits_completed{0}, wait_stalls{0}, queue_full{0},
+        fills_dropped{0}, violations{0};
+    std::array<std::atomic<std::uint64_t>, limits::max_levels + 1> psc_hits{};
+    std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(inv_type::count_)> descriptors{};
+  };
+  counters c_;
+};
+
+}  // namespace ptreclaim::iommu

@@ -1,0 +1,150 @@
+#include "ptreclaim/iommu/cache.hpp"
+
+namespace ptreclaim::iommu {
+namespace {
+
+std::uint64_t key_hash(hw_domain_id did, std::uint64_t page, unsigned level) noexcept {
+  return page * 0x9e3779b97f4a7c15ULL ^ (std::uint64_t{did} << 48) ^ (std::uint64_t{level} << 40);
+}
+
+bool overlaps(iova_t a_first, iova_t a_last, iova_t b_first, iova_t b_last) noexcept {
+  return a_first <= b_last && b_first <= a_last;
+}
+
+cache_config level_config(cache_config c, unsigned level) {
+  c.seed = c.seed * 31 + level;  // independent random streams per level
+  return c;
+}
+
+}  // namespace
+
+std::optional<iotlb_entry> iotlb::lookup(hw_domain_id did, iova_t iova, std::uint32_t levels) noexcept {
+  for (unsigned l = 1; l <= limits::max_levels; ++l) {
+    if ((levels & (1u << l)) == 0) continue;
+    const std::uint64_t vpn = iova >> pt::level_shift(l);
+    const iotlb_entry* e = cache_.find(key_hash(did, vpn, l), [&](const iotlb_entry& x) {
+      return x.did == did && x.level == l && x.vpn == vpn;
+    });
+    if (e != nullptr) return *e;
+  }
+  return std::nullopt;
+}
+
+void iotlb::insert(const iotlb_entry& e) noexcept {
+  cache_.insert(key_hash(e.did, e.vpn, e.level), e, [&](const iotlb_entry& x) {
+    return x.did == e.did && x.level == e.level && x.vpn == e.vpn;
+  });
+}
+
+unsigned iotlb::invalidate_all() noexcept {
+  return cache_.drop_if([](const iotlb_entry&) { return true; });
+}
+
+unsigned iotlb::invalidate_domain(hw_domain_id did) noexcept {
+  return cache_.drop_if([&](const iotlb_entry& e) { return e.did == did; });
+}
+
+unsigned iotlb::invalidate_range(hw_domain_id did, iova_t first, iova_t last) noexcept {
+  return cache_.drop_if(
+      [&](const iotlb_entry& e) { return e.did == did && overlaps(e.first(), e.last(), first, last); });
+}
+
+Status iotlb::check_invariants() const {
+  Status s = cache_.check(
+      [](const iotlb_entry& e) { return key_hash(e.did, e.vpn, e.level); },
+      [](const iotlb_entry& a, const iotlb_entry& b) {
+        return a.did == b.did && a.level == b.level && a.vpn == b.vpn;
+      },
+      "iotlb");
+  if (!s.ok()) return s;
+  bool bad = false;
+  cache_.for_each([&](const iotlb_entry& e) {
+    if (e.level < 1 || e.level > limits::max_levels) bad = true;
+    if (!e.negative && (e.phys_base & ((std::uint64_t{1} << pt::level_shift(e.level)) - 1)) != 0) bad = true;
+    if (!e.negative && (e.perms & pt::perm_rw) == 0) bad = true;
+  });
+  if (bad) return {errc::invalid_argument, "iotlb: entry with a bad level, unaligned page or no permission"};
+  return {};
+}
+
+psc::psc(const cache_config& c)
+    : levels_{detail::set_assoc<psc_entry>(level_config(c, 0)),
+              detail::set_assoc<psc_entry>(level_config(c, 1)),
+              detail::set_assoc<psc_entry>(level_config(c, 2)),
+              detail::set_assoc<psc_entry>(level_config(c, 3)),
+              detail::set_assoc<psc_entry>(level_config(c, 4)),
+              detail::set_assoc<psc_entry>(level_config(c, 5))} {
+  static_assert(limits::max_levels == 5, "psc::levels_ initialiser lists one cache per level");
+}
+
+std::optional<psc::hit> psc::lookup_deepest(hw_domain_id did, iova_t iova, unsigned root_level) noexcept {
+  for (unsigned l = 2; l <= root_level && l <= limits::max_levels; ++l) {
+    const std::uint64_t prefix = iova >> pt::level_shift(l);
+    const psc_entry* e = levels_[l].find(key_hash(did, prefix, l), [&](const psc_entry& x) {
+      return x.did == did && x.prefix == prefix;
+    });
+    if (e != nullptr) return hit{l, *e};
+  }
+  return std::nullopt;
+}
+
+void psc::insert(unsigned level, const psc_entry& e) noexcept {
+  PTR_DASSERT(level >= 2 && level <= limits::max_levels);
+  levels_[level].insert(key_hash(e.did, e.prefix, level), e, [&](const psc_entry& x) {
+    return x.did == e.did && x.prefix == e.prefix;
+  });
+}
+
+unsigned psc::invalidate_all() noexcept {
+  unsigned n = 0;
+  for (unsigned l = 2; l <= limits::max_levels; ++l)
+    n += levels_[l].drop_if([](const psc_entry&) { return true; });
+  return n;
+}
+
+unsigned psc::invalidate_domain(hw_domain_id did) noexcept {
+  unsigned n = 0;
+  for (unsigned l = 2; l <= limits::max_levels; ++l)
+    n += levels_[l].drop_if([&](const psc_entry& e) { return e.did == did; });
+  return n;
+}
+
+unsigned psc::invalidate_range(hw_domain_id did, iova_t first, iova_t last) noexcept {
+  unsigned n = 0;
+  for (unsigned l = 2; l <= limits::max_levels; ++l) {
+    const unsigned shift = pt::level_shift(l);
+    n += levels_[l].drop_if([&](const psc_entry& e) {
+      if (e.did != did) return false;
+      const iova_t lo = shift >= 64 ? 0 : e.prefix << shift;
+      const iova_t hi = lo + ((std::uint64_t{1} << shift) - 1);
+      return overlaps(lo, hi, first, last);
+    });
+  }
+  return n;
+}
+
+std::size_t psc::size() const noexcept {
+  std::size_t n = 0;
+  for (unsigned l = 2; l <= limits::max_levels; ++l) n += levels_[l].size();
+  return n;
+}
+
+Status psc::check_invariants() const {
+  for (unsigned l = 2; l <= limits::max_levels; ++l) {
+    Status s = levels_[l].check(
+        [l](const psc_entry& e) { return key_hash(e.did, e.prefix, l); },
+        [](const psc_entry& a, const psc_entry& b) { return a.did == b.did && a.prefix == b.prefix; },
+        "psc");
+    if (!s.ok()) return s;
+    bool bad = false;
+    levels_[l].for_each([&](const psc_entry& e) {
+      if (!e.next.valid()) bad = true;
+    });
+    if (bad) return {errc::invalid_argument, "psc: entry without a next-level frame"};
+  }
+  if (levels_[0].size() != 0 || levels_[1].size() != 0)
+    return {errc::invalid_argument, "psc: entries at level 0 or 1"};
+  return {};
+}
+
+}  // namespace ptreclaim::iommu

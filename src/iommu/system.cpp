@@ -1,0 +1,282 @@
+#include "ptreclaim/iommu/system.hpp"
+
+#include <string>
+
+#include "ptreclaim/base/bits.hpp"
+
+namespace ptreclaim::iommu {
+
+std::vector<attachment> domain::attachments() const {
+  std::lock_guard<spinlock> g(lock_);
+  return attachments_;
+}
+
+system::system(mem::frame_pool& pool, const system_config& config, platform& plat)
+    : pool_(&pool), config_(config), plat_(&plat), log_(config.violations_kept) {
+  for (auto& d : by_id_) d.store(nullptr, std::memory_order_relaxed);
+  for (auto& u : device_unit_) u.store(0, std::memory_order_relaxed);
+}
+
+system::~system() = default;
+
+unsigned system::add_unit(const unit_config& config) {
+  std::lock_guard<std::mutex> g(setup_mutex_);
+  PTR_ASSERT_MSG(units_.size() < limits::max_iommus, "add_unit: more than limits::max_iommus units");
+  const auto index = static_cast<unsigned>(units_.size());
+  units_.push_back(std::make_unique<unit>(index, config, *pool_, *plat_, log_));
+  return index;
+}
+
+Result<domain*> system::create_domain(const domain_desc& desc) {
+  if (desc.format == nullptr) return Status(errc::invalid_argument, "create_domain: no format");
+  if (desc.id >= limits::max_domains)
+    return Status(errc::invalid_argument, "create_domain: id beyond limits::max_domains");
+  if (!pool_->contains(desc.root)) return Status(errc::invalid_argument, "create_domain: root outside the pool");
+  const mem::frame_ident root = pool_->ident(desc.root);
+  if (root.state != mem::frame_state::page_table || root.domain != desc.id ||
+      root.level != desc.format->levels)
+    return Status(errc::invalid_argument,
+                  "create_domain: root frame " + std::to_string(desc.root.value) +
+                      " is not a live root table of domain " + std::to_string(desc.id));
+  std::lock_guard<std::mutex> g(setup_mutex_);
+  if (by_id_[desc.id].load(std::memory_order_relaxed) != nullptr)
+    return Status(errc::invalid_argument, "create_domain: id " + std::to_string(desc.id) + " taken");
+  domains_.push_back(std::unique_ptr<domain>(new domain(desc, root.generation, *plat_)));
+  domain* d = domains_.back().get();
+  by_id_[desc.id].store(d, std::memory_order_release);
+  return d;
+}
+
+domain* system::find_domain(std::uint16_t id) const noexcept {
+  if (id >= limits::max_domains) return nullptr;
+  return by_id_[id].load(std::memory_order_acquire);
+}
+
+Status system::attach(device_id dev, unsigned u, domain& dom, hw_domain_id did) {
+  if (u >= units_.size()) return {errc::invalid_argument, "attach: no such unit"};
+  if (dev >= limits::max_devices) return {errc::invalid_argument, "attach: device id beyond limits"};
+  std::lock_guard<std::mutex> g(setup_mutex_);
+  if (device_unit_[dev].load(std::memory_order_relaxed) != 0)
+    return {errc::invalid_argument, "attach: device " + std::to_string(dev) + " already attached"};
+  for (const auto& other : domains_) {
+    if (other.get() == &dom) continue;
+    for (const attachment& a : other->attachments()) {
+      if (a.unit == u && a.did == did)
+        return {errc::invalid_argument, "attach: did " + std::to_string(did) + " on unit " +
+                                            std::to_string(u) + " belongs to domain " +
+                                            std::to_string(other->id())};
+    }
+  }
+  {
+    std::lock_guard<spinlock> dg(dom.lock_);
+    attachment* found = nullptr;
+    for (attachment& a : dom.attachments_) {
+      if (a.unit == u) found = &a;
+    }
+    if (found != nullptr && found->did != did)
+      return {errc::invalid_argument, "attach: domain " + std::to_string(dom.id()) +
+                                          " already uses did " + std::to_string(found->did) +
+                                          " on unit " + std::to_string(u)};
+    if (found == nullptr) {
+      dom.attachments_.push_back({u, did, 0});
+      found = &dom.attachments_.back();
+    }
+    ++found->devices;
+    dom.leaf_levels_.fetch_and(units_[u]->config().page_levels, std::memory_order_relaxed);
+  }
+  units_[u]->set_context(dev, &dom, did);
+  device_unit_[dev].store(static_cast<int>(u) + 1, std::memory_order_release);
+  return {};
+}
+
+Status system::detach(device_id dev) {
+  if (dev >= limits::max_devices) return {errc::invalid_argument, "detach: device id beyond limits"};
+  std::lock_guard<std::mutex> g(setup_mutex_);
+  const int u1 = device_unit_[dev].load(std::memory_order_relaxed);
+  if (u1 == 0) return {errc::not_mapped, "detach: device " + std::to_string(dev) + " not attached"};
+  unit& u = *units_[static_cast<unsigned>(u1 - 1)];
+  if (auto ctx = u.context(dev)) {
+    std::lock_guard<spinlock> dg(ctx->dom->lock_);
+    for (attachment& a : ctx->dom->attachments_) {
+      if (a.unit == u.index() && a.devices > 0) --a.devices;
+    }
+  }
+  u.clear_context(dev);
+  device_unit_[dev].store(0, std::memory_order_release);
+  return {};
+}
+
+unit* system::unit_of(device_id dev) const noexcept {
+  if (dev >= limits::max_devices) return nullptr;
+  const int u1 = device_unit_[dev].load(std::memory_order_acquire);
+  return u1 == 0 ? nullptr : units_[static_cast<unsigned>(u1 - 1)].get();
+}
+
+translate_result system::translate(device_id dev, iova_t iova, std::uint8_t access) {
+  unit* u = unit_of(dev);
+  if (u == nullptr) return {};
+  return u->translate(dev, iova, access);
+}
+
+Result<std::uint64_t> system::submit_retrying(unit& u, std::span<const inv_descriptor> descs) {
+  Result<std::uint64_t> out = u.submit(descs);
+  if (out.ok() || out.status().code() != errc::queue_full) return out;
+  const bool ok = plat_->wait_until(
+      [&] {
+        u.advance();
+        out = u.submit(descs);
+        return out.ok() || out.status().code() != errc::queue_full;
+      },
+      config_.queue_full_timeout_ns);
+  if (!ok)
+    return Status(errc::queue_full, "invalidate: unit " + std::to_string(u.index()) +
+                                        " queue stayed full for " +
+                                        std::to_string(config_.queue_full_timeout_ns) + " ns");
+  return out;
+}
+
+Result<ticket> system::invalidate(domain& dom, const inv_range& range) {
+  PTR_ASSERT_MSG(range.first <= range.last, "invalidate: first > last");
+  const unsigned va_bits = dom.format().va_bits;
+  const iova_t space_last = va_bits >= 64 ? ~iova_t{0} : bit(va_bits) - 1;
+  ticket t;
+  t.dom = &dom;
+  std::vector<attachment> atts;
+  {
+    std::lock_guard<spinlock> g(dom.lock_);
+    t.epoch = dom.started_.fetch_add(1, std::memory_order_acq_rel) + 1;  // (2) pairs with (1)
+    atts = dom.attachments_;
+    domain::pending p;
+    p.epoch = t.epoch;
+    dom.pending_.push_back(p);
+  }
+  auto my_pending = [&]() -> domain::pending& {
+    PTR_ASSERT(!dom.pending_.empty() && dom.pending_.front().epoch <= t.epoch);
+    return dom.pending_[t.epoch - dom.pending_.front().epoch];
+  };
+
+  bool full = true;
+  const unsigned am = covering_block_lg2(range.first, range.last, 12);
+  for (const attachment& a : atts) {
+    unit& u = *units_[a.unit];
+    std::array<inv_descriptor, 2> descs;
+    bool unit_full = false;
+    if (am > u.config().max_am) {
+      descs[0] = inv_descriptor::domain(a.did);
+      unit_full = true;
+    } else {
+      descs[0] = inv_descriptor::page(a.did, align_down(range.first, 12 + am), am, !range.nonleaf_changed);
+      unit_full = range.nonleaf_changed && descs[0].first() == 0 && descs[0].last() >= space_last;
+    }
+    descs[1] = inv_descriptor::wait();
+    Result<std::uint64_t> r = submit_retrying(u, descs);
+    if (!r.ok()) {
+      {
+        std::lock_guard<spinlock> g(dom.lock_);
+        my_pending().failed = true;
+      }
+      update_epochs(dom);
+      return r.status();
+    }
+    t.parts[t.count++] = {a.unit, r.value() + 1};
+    full = full && unit_full;
+  }
+  t.full = full;
+  {
+    std::lock_guard<spinlock> g(dom.lock_);
+    domain::pending& p = my_pending();
+    p.full = full;
+    p.count = t.count;
+    for (unsigned i = 0; i < t.count; ++i) p.waits[i] = {t.parts[i].unit, t.parts[i].seq};
+    p.submitted = true;
+  }
+  return t;
+}
+
+void system::update_epochs(domain& dom) {
+  std::lock_guard<spinlock> g(dom.lock_);
+  std::uint64_t full = dom.completed_full_.load(std::memory_order_relaxed);
+  const std::uint64_t full_before = full;
+  for (domain::pending& p : dom.pending_) {
+    if (!p.submitted || p.done || p.failed) continue;
+    bool all = true;
+    for (unsigned i = 0; i < p.count && all; ++i) all = units_[p.waits[i].first]->done(p.waits[i].second);
+    if (!all) continue;
+    p.done = true;
+    if (p.full && p.epoch > full) full = p.epoch;
+  }
+  if (full != full_before) dom.completed_full_.store(full, std::memory_order_release);  // (3)
+  std::uint64_t completed = 0;
+  while (!dom.pending_.empty() && (dom.pending_.front().done || dom.pending_.front().failed)) {
+    completed = dom.pending_.front().epoch;
+    dom.pending_.pop_front();
+  }
+  if (completed != 0) dom.completed_.store(completed, std::memory_order_release);  // (3) pairs with (4)
+}
+
+bool system::poll(const ticket& t) {
+  PTR_ASSERT_MSG(t.dom != nullptr, "poll: empty ticket");
+  bool all = true;
+  for (unsigned i = 0; i < t.count; ++i) all = units_[t.parts[i].unit]->poll(t.parts[i].seq) && all;
+  update_epochs(*t.dom);
+  return all;
+}
+
+Status system::wait(const ticket& t, std::uint64_t timeout_ns) {
+  if (plat_->wait_until([&] { return poll(t); }, timeout_ns)) return {};
+  return {errc::busy, "wait: invalidation epoch " + std::to_string(t.epoch) + " of domain " +
+                          std::to_string(t.dom->id()) + " not complete after " +
+                          std::to_string(timeout_ns) + " ns"};
+}
+
+Status system::flush_sync(domain& dom, const inv_range& range, std::uint64_t timeout_ns) {
+  Result<ticket> t = invalidate(dom, range);
+  if (!t.ok()) return t.status();
+  return wait(*t, timeout_ns);
+}
+
+std::uint64_t system::poll_domain(domain& dom) {
+  for (const attachment& a : dom.attachments()) units_[a.unit]->advance();
+  update_epochs(dom);
+  return dom.flush_completed();
+}
+
+Status system::wait_epoch(domain& dom, std::uint64_t epoch, std::uint64_t timeout_ns) {
+  if (plat_->wait_until([&] { return poll_domain(dom) >= epoch; }, timeout_ns)) return {};
+  return {errc::busy, "wait_epoch: epoch " + std::to_string(epoch) + " of domain " +
+                          std::to_string(dom.id()) + " not complete after " +
+                          std::to_string(timeout_ns) + " ns"};
+}
+
+void system::advance() {
+  for (auto& u : units_) u->advance();
+  std::vector<domain*> doms;
+  {
+    std::lock_guard<std::mutex> g(setup_mutex_);
+    for (auto& d : domains_) doms.push_back(d.get());
+  }
+  for (domain* d : doms) update_epochs(*d);
+}
+
+Status system::check_invariants() const {
+  for (const auto& u : units_) PTR_TRY(u->check_invariants());
+  std::lock_guard<std::mutex> g(setup_mutex_);
+  for (const auto& d : domains_) {
+    std::lock_guard<spinlock> dg(d->lock_);
+    const std::uint64_t started = d->started_.load(std::memory_order_relaxed);
+    const std::uint64_t completed = d->completed_.load(std::memory_order_relaxed);
+    if (completed > started || d->completed_full_.load(std::memory_order_relaxed) > started)
+      return {errc::invalid_argument, "domain " + std::to_string(d->id()) + ": completed beyond started"};
+    std::uint64_t expect = completed + 1;
+    for (const auto& p : d->pending_) {
+      if (p.epoch != expect)
+        return {errc::invalid_argument, "domain " + std::to_string(d->id()) + ": pending epochs not consecutive"};
+      ++expect;
+    }
+    if (!d->pending_.empty() && d->pending_.back().epoch != started)
+      return {errc::invalid_argument, "domain " + std::to_string(d->id()) + ": last pending is not the last started"};
+  }
+  return {};
+}
+
+}  // namespace ptreclaim::iommu

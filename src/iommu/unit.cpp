@@ -1,0 +1,255 @@
+// One IOMMU: queue processing, context table, introspection. The walker is in walker.cpp.
+#include "ptreclaim/iommu/unit.hpp"
+
+#include <algorithm>
+#include <mutex>
+#include <string>
+
+#include "ptreclaim/base/bits.hpp"
+
+namespace ptreclaim::iommu {
+
+const char* outcome_name(outcome o) noexcept {
+  switch (o) {
+    case outcome::ok: return "ok";
+    case outcome::fault_not_present: return "not present";
+    case outcome::fault_permission: return "permission";
+    case outcome::fault_no_context: return "no context";
+    case outcome::fault_invalid: return "invalid";
+  }
+  return "?";
+}
+
+unit::unit(unsigned index, const unit_config& config, mem::frame_pool& pool, platform& plat,
+           violation_log& log)
+    : index_(index), config_(config), pool_(&pool), plat_(&plat), log_(&log), lock_(plat),
+      contexts_(limits::max_devices), iotlb_(config.iotlb), psc_(config.psc),
+      queue_(config.queue_entries), walk_start_(config.max_walks_in_flight, ~std::uint64_t{0}) {
+  PTR_ASSERT_MSG(config.max_walks_in_flight >= 1, "unit_config: max_walks_in_flight must be >= 1");
+  PTR_ASSERT_MSG(config.max_am <= 52, "unit_config: max_am beyond the 64-bit address space");
+  PTR_ASSERT_MSG((config.page_levels & 0b10) != 0, "unit_config: every unit supports 4 KiB pages");
+  free_slots_.reserve(config.max_walks_in_flight);
+  for (unsigned i = config.max_walks_in_flight; i-- > 0;) free_slots_.push_back(i);
+}
+
+void unit::set_context(device_id dev, domain* dom, hw_domain_id did) {
+  PTR_ASSERT_MSG(dev < limits::max_devices, "device id beyond limits::max_devices");
+  std::lock_guard<spinlock> g(lock_);
+  contexts_[dev] = {dom, did};
+}
+
+void unit::clear_context(device_id dev) {
+  PTR_ASSERT_MSG(dev < limits::max_devices, "device id beyond limits::max_devices");
+  std::lock_guard<spinlock> g(lock_);
+  contexts_[dev] = {};
+}
+
+std::optional<context_entry> unit::context(device_id dev) const {
+  PTR_ASSERT_MSG(dev < limits::max_devices, "device id beyond limits::max_devices");
+  std::lock_guard<spinlock> g(lock_);
+  if (contexts_[dev].dom == nullptr) return std::nullopt;
+  return contexts_[dev];
+}
+
+std::uint64_t unit::latency(inv_type t) const noexcept {
+  switch (t) {
+    case inv_type::global: return config_.latency.inv_global_ns;
+    case inv_type::domain: return config_.latency.inv_domain_ns;
+    case inv_type::page: return config_.latency.inv_page_ns;
+    case inv_type::wait: return config_.latency.inv_wait_ns;
+    case inv_type::count_: break;
+  }
+  return 0;
+}
+
+bool unit::wait_blocked(std::uint64_t covers_through) const noexcept {
+  if (in_flight_ == 0) return false;
+  // A walk that started at queue position s saw every descriptor < s applied; an invalidation
+  // at position >= s took effect while it was in flight, so it may still use a dropped entry.
+  return std::any_of(walk_start_.begin(), walk_start_.end(), [&](std::uint64_t s) {
+    return s != ~std::uint64_t{0} && s < covers_through;
+  });
+}
+
+void unit::apply(const inv_descriptor& d) noexcept {
+  switch (d.type) {
+    case inv_type::global:
+      iotlb_.invalidate_all();
+      psc_.invalidate_all();
+      break;
+    case inv_type::domain:
+      iotlb_.invalidate_domain(d.did);
+      psc_.invalidate_domain(d.did);
+      break;
+    case inv_type::page:
+      iotlb_.invalidate_range(d.did, d.first(), d.last());
+      if (!d.ih) psc_.invalidate_range(d.did, d.first(), d.last());
+      break;
+    case inv_type::wait:
+    case inv_type::count_:
+      break;
+  }
+}
+
+void unit::process_locked(std::uint64_t now_ns) {
+  while (!queue_.empty()) {
+    const inv_queue::slot& s = queue_.front();
+    const inv_type t = s.desc.type;
+    std::uint64_t done_at = std::max(s.submit_ns, hw_free_ns_) + latency(t);
+    if (done_at > now_ns) break;
+    if (t == inv_type::wait) {
+      if (wait_blocked(s.covers_through)) {
+        if (!head_wait_blocked_) {
+          head_wait_blocked_ = true;
+          c_.wait_stalls.fetch_add(1, std::memory_order_relaxed);
+        }
+        break;
+      }
+      if (head_wait_blocked_) {
+        // It could complete only when the last blocking walk ended.
+        done_at = std::max(done_at, std::min(last_walk_end_ns_, now_ns));
+        head_wait_blocked_ = false;
+      }
+      if (s.desc.status != nullptr)
+        s.desc.status->store(s.desc.status_value, std::memory_order_release);  // (3)
+      c_.waits_completed.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      apply(s.desc);
+      last_applied_inv_plus1_ = queue_.head() + 1;
+    }
+    c_.descriptors[static_cast<std::size_t>(t)].fetch_add(1, std::memory_order_relaxed);
+    hw_free_ns_ = done_at;
+    queue_.pop();
+    processed_.store(queue_.head(), std::memory_order_release);  // (1) pairs with (2)
+  }
+}
+
+Result<std::uint64_t> unit::submit(std::span<const inv_descriptor> descs) {
+  for (const auto& d : descs) {
+    if (d.type == inv_type::count_) return Status(errc::invalid_argument, "submit: bad descriptor type");
+    if (d.type == inv_type::page) {
+      if (d.am > config_.max_am)
+        return Status(errc::invalid_argument, "submit: PSI address mask " + std::to_string(d.am) +
+                                                  " beyond max_am " + std::to_string(config_.max_am));
+      if (!is_aligned(d.addr, 12u + d.am))
+        return Status(errc::invalid_argument, "submit: PSI address not aligned to 2^(12+AM)");
+    }
+  }
+  std::lock_guard<spinlock> g(lock_);
+  const std::uint64_t now = plat_->now_ns();
+  process_locked(now);
+  if (queue_.free_slots() < descs.size()) {
+    c_.queue_full.fetch_add(1, std::memory_order_relaxed);
+    return errc::queue_full;
+  }
+  const std::uint64_t first = queue_.tail();
+  for (const auto& d : descs) {
+    Result<std::uint64_t> r = queue_.push(d, now);
+    PTR_ASSERT(r.ok());
+  }
+  process_locked(now);
+  return first;
+}
+
+Result<std::uint64_t> unit::submit_amd(std::span<const amd_command> cmds) {
+  std::vector<inv_descriptor> descs;
+  descs.reserve(cmds.size());
+  for (const auto& c : cmds) {
+    inv_descriptor d = translate_amd(c);
+    if (d.type == inv_type::page && d.am > config_.max_am) d = inv_descriptor::domain(d.did);
+    descs.push_back(d);
+  }
+  return submit(std::span<const inv_descriptor>(descs));
+}
+
+void unit::advance() {
+  std::lock_guard<spinlock> g(lock_);
+  process_locked(plat_->now_ns());
+}
+
+void unit::process(std::uint64_t now_ns) {
+  std::lock_guard<spinlock> g(lock_);
+  process_locked(now_ns);
+}
+
+bool unit::poll(std::uint64_t seq) {
+  if (done(seq)) return true;
+  advance();
+  return done(seq);
+}
+
+std::uint64_t unit::submitted() const {
+  std::lock_guard<spinlock> g(lock_);
+  return queue_.tail();
+}
+
+unsigned unit::walks_in_flight() const {
+  std::lock_guard<spinlock> g(lock_);
+  return in_flight_;
+}
+
+unit_stats unit::stats() const noexcept {
+  unit_stats s;
+  auto ld = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  s.translations = ld(c_.translations);
+  s.iotlb_hits = ld(c_.iotlb_hits);
+  s.iotlb_misses = ld(c_.iotlb_misses);
+  for (std::size_t i = 0; i < s.psc_hits.size(); ++i) s.psc_hits[i] = ld(c_.psc_hits[i]);
+  s.walks = ld(c_.walks);
+  s.pte_reads = ld(c_.pte_reads);
+  s.faults = ld(c_.faults);
+  for (std::size_t i = 0; i < s.descriptors.size(); ++i) s.descriptors[i] = ld(c_.descriptors[i]);
+  s.waits_completed = ld(c_.waits_completed);
+  s.wait_stalls = ld(c_.wait_stalls);
+  s.queue_full = ld(c_.queue_full);
+  s.fills_dropped = ld(c_.fills_dropped);
+  s.violations = ld(c_.violations);
+  {
+    std::lock_guard<spinlock> g(lock_);
+    s.iotlb_evictions = iotlb_.evictions();
+  }
+  return s;
+}
+
+std::vector<iotlb_entry> unit::iotlb_snapshot() const {
+  std::lock_guard<spinlock> g(lock_);
+  std::vector<iotlb_entry> out;
+  iotlb_.for_each([&](const iotlb_entry& e) { out.push_back(e); });
+  return out;
+}
+
+std::vector<std::pair<unsigned, psc_entry>> unit::psc_snapshot() const {
+  std::lock_guard<spinlock> g(lock_);
+  std::vector<std::pair<unsigned, psc_entry>> out;
+  psc_.for_each([&](unsigned level, const psc_entry& e) { out.emplace_back(level, e); });
+  return out;
+}
+
+Status unit::check_invariants() const {
+  std::lock_guard<spinlock> g(lock_);
+  PTR_TRY(iotlb_.check_invariants());
+  PTR_TRY(psc_.check_invariants());
+  PTR_TRY(queue_.check_invariants());
+  if (processed_.load(std::memory_order_relaxed) != queue_.head())
+    return {errc::invalid_argument, "unit: processed count differs from the queue head"};
+  if (last_applied_inv_plus1_ > queue_.head())
+    return {errc::invalid_argument, "unit: an invalidation applied beyond the queue head"};
+  unsigned used = 0;
+  for (std::uint64_t s : walk_start_) {
+    if (s == ~std::uint64_t{0}) continue;
+    ++used;
+    if (s > queue_.head()) return {errc::invalid_argument, "unit: a walk started beyond the queue head"};
+  }
+  if (used != in_flight_ || used + free_slots_.size() != walk_start_.size())
+    return {errc::invalid_argument, "unit: walk registry counts disagree"};
+  if (head_wait_blocked_ && (queue_.empty() || queue_.front().desc.type != inv_type::wait))
+    return {errc::invalid_argument, "unit: blocked flag without a wait at the head"};
+  bool bad = false;
+  iotlb_.for_each([&](const iotlb_entry& e) {
+    if (!e.negative && (config_.page_levels & (1u << e.level)) == 0) bad = true;
+  });
+  if (bad) return {errc::invalid_argument, "unit: IOTLB holds a page size the unit lacks"};
+  return {};
+}
+
+}  // namespace ptreclaim::iommu

@@ -1,0 +1,295 @@
+// The hardware walker of one unit: begin (caches, registration), step (one PTE read, with the
+// ledger check), finish (cache fills, unregistration). See unit.hpp for the model.
+#include <mutex>
+
+#include "ptreclaim/base/bits.hpp"
+#include "ptreclaim/iommu/unit.hpp"
+
+namespace ptreclaim::iommu {
+namespace {
+
+constexpr std::uint64_t no_walk = ~std::uint64_t{0};
+
+std::uint64_t level_mask(unsigned level) noexcept {
+  return (std::uint64_t{1} << pt::level_shift(level)) - 1;
+}
+
+}  // namespace
+
+bool unit::begin(walk& w, device_id dev, iova_t iova, std::uint8_t access) {
+  PTR_ASSERT_MSG(w.phase_ != walk_phase::walking, "begin: this walk is already in flight");
+  PTR_ASSERT_MSG(dev < limits::max_devices, "device id beyond limits::max_devices");
+  w = walk{};
+  w.device_ = dev;
+  w.iova_ = iova;
+  w.access_ = access;
+  c_.translations.fetch_add(1, std::memory_order_relaxed);
+  translate_result& r = w.result_;
+
+  std::lock_guard<spinlock> g(lock_);
+  process_locked(plat_->now_ns());
+  const context_entry ctx = contexts_[dev];
+  if (ctx.dom == nullptr) {
+    r.result = outcome::fault_no_context;
+    c_.faults.fetch_add(1, std::memory_order_relaxed);
+    w.phase_ = walk_phase::done;
+    return true;
+  }
+  const pt::format_desc& fmt = ctx.dom->format();
+  w.domain_ = ctx.dom;
+  w.did_ = ctx.did;
+  if (fmt.va_bits < 64 && (iova >> fmt.va_bits) != 0) {
+    r.result = outcome::fault_invalid;
+    c_.faults.fetch_add(1, std::memory_order_relaxed);
+    w.phase_ = walk_phase::done;
+    return true;
+  }
+
+  std::uint32_t levels = fmt.leaf_levels & config_.page_levels;
+  if (config_.caching_mode) levels |= ((1u << (fmt.levels + 1)) - 1) & ~1u;
+  if (auto hit = iotlb_.lookup(ctx.did, iova, levels)) {
+    c_.iotlb_hits.fetch_add(1, std::memory_order_relaxed);
+    r.from = source::iotlb;
+    r.cost_ns = config_.latency.iotlb_hit_ns;
+    r.level = hit->level;
+    if (hit->negative) {
+      r.result = outcome::fault_not_present;
+    } else {
+      r.perms = hit->perms;
+      r.phys = hit->phys_base + (iova & level_mask(hit->level));
+      r.result = (access & ~hit->perms) != 0 ? outcome::fault_permission : outcome::ok;
+    }
+    if (r.result != outcome::ok) c_.faults.fetch_add(1, std::memory_order_relaxed);
+    w.phase_ = walk_phase::done;
+    return true;
+  }
+  c_.iotlb_misses.fetch_add(1, std::memory_order_relaxed);
+  r.cost_ns = config_.latency.iotlb_miss_ns;
+
+  PTR_ASSERT_MSG(!free_slots_.empty(), "too many walks in flight: raise unit_config::max_walks_in_flight");
+  w.slot_ = free_slots_.back();
+  free_slots_.pop_back();
+  w.start_seq_ = queue_.head();
+  walk_start_[w.slot_] = w.start_seq_;
+  ++in_flight_;
+  c_.walks.fetch_add(1, std::memory_order_relaxed);
+
+  if (auto hit = psc_.lookup_deepest(ctx.did, iova, fmt.levels)) {
+    c_.psc_hits[hit->level].fetch_add(1, std::memory_order_relaxed);
+    r.from = source::psc;
+    r.psc_level = hit->level;
+    w.table_ = hit->entry.next;
+    w.level_ = hit->level - 1;
+    w.expect_valid_ = true;
+    w.expect_generation_ = hit->entry.next_generation;
+    w.via_psc_ = true;
+    w.perms_ = hit->entry.perms;
+  } else {
+    r.from = source::walk;
+    w.table_ = ctx.dom->root();
+    w.level_ = fmt.levels;
+    w.expect_valid_ = true;
+    w.expect_generation_ = ctx.dom->root_generation();
+    w.perms_ = pt::perm_read | pt::perm_write | pt::perm_exec;
+  }
+  w.walked_top_ = w.level_;
+  w.phase_ = walk_phase::walking;
+  return false;
+}
+
+bool unit::step(walk& w) {
+  PTR_ASSERT_MSG(w.phase_ == walk_phase::walking, "step: no walk in flight");
+  const bool finished = [&] {
+    read_step(w);
+    return w.phase_ == walk_phase::done;
+  }();
+  if (finished) finish(w);
+  return finished;
+}
+
+void unit::read_step(walk& w) {
+  translate_result& r = w.result_;
+  const mem::frame_id f = w.table_;
+  const unsigned l = w.level_;
+  const pt::format_desc& fmt = w.domain_->format();
+
+  const mem::frame_ident before = pool_->ident(f);
+  const std::uint64_t pte =
+      pool_->words(f)[pt::level_index(w.iova_, l)].load(std::memory_order_acquire);  // (5)
+  const mem::frame_ident after = pool_->ident(f);
+  c_.pte_reads.fetch_add(1, std::memory_order_relaxed);
+  ++r.pte_reads;
+  r.cost_ns += config_.latency.pte_read_ns;
+  // The read is checked against the ledger both before and after, so a free that races with
+  // the read is seen either way.
+  if (check_frame(w, f, l, before) && !(after == before)) (void)check_frame(w, f, l, after);
+  if (l < w.walked_top_) {
+    w.gen_[l + 1] = before.generation;
+    w.gen_known_[l + 1] = true;
+  }
+
+  const pt::decoded_entry e = fmt.decode(pte, l);
+  switch (e.kind) {
+    case pt::entry_kind::none:
+      r.result = outcome::fault_not_present;
+      r.level = l;
+      w.phase_ = walk_phase::done;
+      return;
+    case pt::entry_kind::leaf: {
+      r.level = l;
+      if ((config_.page_levels & (1u << l)) == 0) {
+        r.result = outcome::fault_invalid;  // a page size this unit lacks: a reserved bit
+        w.phase_ = walk_phase::done;
+        return;
+      }
+      const auto perms = static_cast<std::uint8_t>(w.perms_ & e.perms);
+      r.perms = perms;
+      r.phys = align_down(e.addr, pt::level_shift(l)) + (w.iova_ & level_mask(l));
+      r.result = (w.access_ & ~perms) != 0 ? outcome::fault_permission : outcome::ok;
+      w.phase_ = walk_phase::done;
+      return;
+    }
+    case pt::entry_kind::table: {
+      const mem::frame_id next = mem::frame_id::from_phys(e.addr);
+      if (l == 1 || !pool_->contains(next)) {
+        record_violation(w, violation_kind::wild_frame, next, l - 1, mem::frame_ident{});
+        r.result = outcome::fault_invalid;
+        r.level = l;
+        w.phase_ = walk_phase::done;
+        return;
+      }
+      w.perms_ = static_cast<std::uint8_t>(w.perms_ & e.perms);
+      w.next_[l] = next;
+      w.perm_[l] = w.perms_;
+      w.table_ = next;
+      w.level_ = l - 1;
+      w.expect_valid_ = false;
+      w.via_psc_ = false;
+      return;
+    }
+  }
+}
+
+bool unit::check_frame(walk& w, mem::frame_id f, unsigned level, mem::frame_ident id) {
+  violation_kind kind;
+  if (id.state == mem::frame_state::free) {
+    kind = violation_kind::free_frame;
+  } else if (id.state == mem::frame_state::data) {
+    kind = violation_kind::data_frame;
+  } else if (id.domain != w.domain_->id()) {
+    kind = violation_kind::other_domain;
+  } else if (id.level != level) {
+    kind = violation_kind::wrong_level;
+  } else if (w.expect_valid_ && id.generation != w.expect_generation_) {
+    kind = violation_kind::generation_changed;
+  } else if (id.state == mem::frame_state::page_table && w.stale_) {
+    kind = violation_kind::reused_via_stale;
+  } else {
+    // A retired table of this domain, level and generation is the deferred-free window at
+    // work: the memory still holds the old table. Not a violation.
+    if (id.state == mem::frame_state::retired) w.stale_ = true;
+    return true;
+  }
+  record_violation(w, kind, f, level, id);
+  return false;
+}
+
+void unit::record_violation(walk& w, violation_kind kind, mem::frame_id f, unsigned level,
+                            mem::frame_ident id) {
+  violation v;
+  v.kind = kind;
+  v.unit = index_;
+  v.device = w.device_;
+  v.domain = w.domain_->id();
+  v.did = w.did_;
+  v.iova = w.iova_;
+  v.frame = f;
+  v.level = level;
+  v.via_psc = w.via_psc_;
+  v.has_expected_generation = w.expect_valid_;
+  v.expected_generation = w.expect_generation_;
+  v.now = id;
+  v.at_ns = plat_->now_ns();
+  if (pool_->contains(f)) {
+    const mem::frame_meta& m = pool_->meta(f);
+    v.retired_ns = m.retired_ns.load(std::memory_order_relaxed);
+    v.freed_ns = m.freed_ns.load(std::memory_order_relaxed);
+    v.freed_by = m.freed_by.load(std::memory_order_relaxed);
+    v.last_domain = m.last_domain.load(std::memory_order_relaxed);
+  }
+  log_->record(v);
+  c_.violations.fetch_add(1, std::memory_order_relaxed);
+  ++w.result_.violations;
+}
+
+void unit::finish(walk& w) {
+  std::lock_guard<spinlock> g(lock_);
+  end_walk_locked(w, true);
+  process_locked(plat_->now_ns());  // a wait may have been waiting for this walk
+  if (w.result_.result != outcome::ok) c_.faults.fetch_add(1, std::memory_order_relaxed);
+  w.phase_ = walk_phase::done;
+}
+
+void unit::cancel(walk& w) {
+  if (w.phase_ != walk_phase::walking) return;
+  std::lock_guard<spinlock> g(lock_);
+  end_walk_locked(w, false);
+  process_locked(plat_->now_ns());
+  w.phase_ = walk_phase::idle;
+}
+
+void unit::end_walk_locked(walk& w, bool fill) {
+  PTR_ASSERT(w.slot_ < walk_start_.size() && walk_start_[w.slot_] == w.start_seq_);
+  walk_start_[w.slot_] = no_walk;
+  free_slots_.push_back(w.slot_);
+  w.slot_ = ~0u;
+  --in_flight_;
+  last_walk_end_ns_ = plat_->now_ns();
+  if (!fill) return;
+  if (last_applied_inv_plus1_ > w.start_seq_) {
+    // An invalidation took effect while this walk was in flight: what it read may be exactly
+    // what was invalidated, and filling now would outlive the invalidation.
+    c_.fills_dropped.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  fill_caches_locked(w);
+}
+
+void unit::fill_caches_locked(const walk& w) {
+  const translate_result& r = w.result_;
+  // Paging-structure entries read from memory whose target table was read too (so its
+  // generation is known). Hardware caches only present entries.
+  for (unsigned l = 2; l <= w.walked_top_; ++l) {
+    if (!w.next_[l].valid() || !w.gen_known_[l]) continue;
+    psc_entry e;
+    e.did = w.did_;
+    e.prefix = w.iova_ >> pt::level_shift(l);
+    e.next = w.next_[l];
+    e.next_generation = w.gen_[l];
+    e.perms = w.perm_[l];
+    psc_.insert(l, e);
+  }
+  iotlb_entry t;
+  t.did = w.did_;
+  t.level = static_cast<std::uint8_t>(r.level);
+  t.vpn = w.iova_ >> pt::level_shift(r.level);
+  if (r.result == outcome::ok || r.result == outcome::fault_permission) {
+    t.perms = r.perms;
+    t.phys_base = align_down(r.phys, pt::level_shift(r.level));
+    if ((t.perms & pt::perm_rw) != 0) iotlb_.insert(t);
+  } else if (r.result == outcome::fault_not_present && config_.caching_mode) {
+    t.negative = true;
+    iotlb_.insert(t);
+  }
+}
+
+translate_result unit::translate(device_id dev, iova_t iova, std::uint8_t access) {
+  walk w;
+  if (!begin(w, dev, iova, access)) {
+    while (!step(w)) {
+    }
+  }
+  return w.result();
+}
+
+}  // namespace ptreclaim::iommu
