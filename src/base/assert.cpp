@@ -25,10 +25,11 @@ std::atomic<bool> expensive{expensive_default};
 
 }  // namespace
 
-void assertion_failed(const char* expr, const char* message, std::source_location where) {
+void assertion_failed(const char* expr, const char* message, const char* file, unsigned line,
+                      const char* function) {
   std::string ctx = failure_context();
-  std::fprintf(stderr, "ptreclaim: assertion failed at %s:%u in %s: %s%s%s\n", where.file_name(),
-               static_cast<unsigned>(where.line()), where.function_name(), expr,
+  std::fprintf(stderr, "ptreclaim: assertion failed at %s:%u in %s: %s%s%s\n", file, line,
+               function, expr,
                (message != nullptr && *message != '\0') ? " -- " : "",
                message != nullptr ? message : "");
   if (!ctx.empty()) std::fprintf(stderr, "ptreclaim: context: %s\n", ctx.c_str());

@@ -9,13 +9,14 @@
 // Operating errors (pool exhausted, queue full, address in use) are Status values instead.
 #pragma once
 
-#include <source_location>
 #include <string>
 
 namespace ptreclaim {
 
-[[noreturn]] void assertion_failed(const char* expr, const char* message,
-                                   std::source_location where = std::source_location::current());
+// file/line/function come from the macros: clang 14 cannot compile libstdc++'s
+// std::source_location, and both compilers must build the project.
+[[noreturn]] void assertion_failed(const char* expr, const char* message, const char* file,
+                                   unsigned line, const char* function);
 
 // Text printed with every assertion failure: simulators register "seed=N, replay with: ...".
 // Thread-safe; the last registration wins.
@@ -30,13 +31,13 @@ void set_expensive_checks(bool on) noexcept;
 #define PTR_ASSERT(expr)                                                   \
   do {                                                                     \
     if (!(expr)) [[unlikely]]                                              \
-      ::ptreclaim::assertion_failed(#expr, "", std::source_location::current()); \
+      ::ptreclaim::assertion_failed(#expr, "", __FILE__, __LINE__, __func__); \
   } while (0)
 
 #define PTR_ASSERT_MSG(expr, msg)                                           \
   do {                                                                      \
     if (!(expr)) [[unlikely]]                                               \
-      ::ptreclaim::assertion_failed(#expr, (msg), std::source_location::current()); \
+      ::ptreclaim::assertion_failed(#expr, (msg), __FILE__, __LINE__, __func__); \
   } while (0)
 
 #ifdef NDEBUG
