@@ -24,7 +24,7 @@
 namespace ptreclaim::reclaim {
 
 using domain_number = std::uint16_t;  // the software domain number (frame ledger owner tag)
-using flush_epoch = std::uint64_t;
+using epoch_t = std::uint64_t;
 
 struct invalidation_range {
   pt::iova_t first = 0;
@@ -48,17 +48,19 @@ class invalidation_backend {
   // Submits an invalidation of `range` of domain `d` on every IOMMU it is attached to and
   // returns its epoch number. Waits (bounded) for queue space; errors only on timeout or an
   // unknown domain. Any CPU context that may spin.
-  [[nodiscard]] virtual Result<flush_epoch> invalidate(domain_number d,
+  [[nodiscard]] virtual Result<epoch_t> invalidate(domain_number d,
                                                        const invalidation_range& range) = 0;
-  // Epoch of the newest invalidation submitted on d (0: none yet). Lock-free.
-  [[nodiscard]] virtual flush_epoch started(domain_number d) noexcept = 0;
+  // Epoch of the newest invalidation submitted on d (0: none yet), read so that the caller's
+  // earlier unlink is visible to every invalidation numbered after it (a read-modify-write on
+  // the domain's counter: one shared cache line per retire batch). Call after the unlink.
+  [[nodiscard]] virtual epoch_t stamp(domain_number d) noexcept = 0;
   // Every invalidation of d numbered <= the result has completed. Polls the hardware
   // (advances completions), so it may cost a few loads; never blocks.
-  [[nodiscard]] virtual flush_epoch completed(domain_number d) noexcept = 0;
-  // Number of the newest domain-wide non-leaf invalidation of d that has completed.
-  [[nodiscard]] virtual flush_epoch domain_wide_completed(domain_number d) noexcept = 0;
+  [[nodiscard]] virtual epoch_t completed(domain_number d) noexcept = 0;
+  // Number of the newest full (domain-wide, non-leaf) invalidation of d that has completed.
+  [[nodiscard]] virtual epoch_t completed_full(domain_number d) noexcept = 0;
   // Spins until completed(d) >= e or the timeout passes; returns whether it completed.
-  [[nodiscard]] virtual bool wait(domain_number d, flush_epoch e, std::uint64_t timeout_ns) = 0;
+  [[nodiscard]] virtual bool wait(domain_number d, epoch_t e, std::uint64_t timeout_ns) = 0;
 };
 
 }  // namespace ptreclaim::reclaim

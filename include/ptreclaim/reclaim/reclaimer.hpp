@@ -1,0 +1,112 @@
+// The retire contract: the heart of ptreclaim.
+//
+//   retire(d, gather)   hands over the page-table frames a mutation of domain d released.
+//
+// Guarantee, for every safe policy: each retired frame is freed exactly once (S2), only after an
+// invalidation that covers it (non-leaf, d's domain id, every IOMMU d is attached to) was
+// submitted after the retire and has completed (S3), and eventually (L1: drain() frees
+// everything; without drain, a bounded time after the workload stops, given CPUs keep passing
+// their scheduler points). Frames pending never exceed config.max_pending (S5): at the limit
+// the producer invalidates and frees itself instead of growing.
+//
+// Caller contract (Xen's): after retire, the caller invalidates the gather's range itself
+// (invalidate_after_retire() below) before its CPU next passes a scheduler point. Policies that
+// invalidate on their own (sync, linux-global-work, flush-epoch) are safe without it and
+// flush-epoch rides on it when it happens (no extra invalidation); xen-tasklet depends on it.
+//
+// Contexts: retire() is called on a CPU (current_cpu() of the platform) in process context with
+// no lock held that a tasklet or work item of that CPU takes; it may spin (sync, back-pressure)
+// but never sleeps. drain() is called at quiescence (no concurrent retire) from process context.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "ptreclaim/base/histogram.hpp"
+#include "ptreclaim/base/status.hpp"
+#include "ptreclaim/mem/frame_pool.hpp"
+#include "ptreclaim/pt/gather.hpp"
+#include "ptreclaim/reclaim/backend.hpp"
+#include "ptreclaim/reclaim/policy.hpp"
+
+namespace ptreclaim::runtime {
+class executor;
+}
+
+namespace ptreclaim::reclaim {
+
+struct reclaim_config {
+  std::uint32_t max_pending = 8192;         // S5: retired but not freed, all CPUs together
+  std::uint64_t max_age_ns = 100'000;       // flush-epoch: oldest frame waits this long → flush
+  std::uint32_t watermark = 512;            // flush-epoch: per-CPU pending frames → flush
+  unsigned batches_per_cpu = 256;           // flush-epoch: batch descriptors per CPU (a bound)
+  unsigned xen_yield_every = 512;           // Xen: process_pending_softirqs() every 512 frees
+  std::uint64_t wait_timeout_ns = 10'000'000'000;  // a hung invalidation is a failure, not a hang
+};
+
+// Sees every retire and every free; the simulator's safety monitor (S1–S5) is one.
+class reclaim_observer {
+ public:
+  virtual ~reclaim_observer() = default;
+  virtual void on_retire(domain_number d, mem::frame_id f, const invalidation_range& need) = 0;
+  virtual void on_free(mem::frame_id f, const char* path) = 0;
+  // A policy broke one of its own invariants (S4: a worker ran on a CPU that does not own its
+  // list). The run goes on, as a release build would, and the observer records it.
+  virtual void on_invariant_violation(const std::string& /*what*/) {}
+};
+
+struct reclaim_stats {
+  std::uint64_t retired = 0;               // frames handed to retire()
+  std::uint64_t freed = 0;                 // frames freed
+  std::uint64_t pending = 0;               // retired - freed, now
+  std::uint64_t peak_pending = 0;
+  std::uint64_t invalidations = 0;         // invalidations the policy itself submitted
+  std::uint64_t rides = 0;                 // batches freed on a caller's invalidation
+  std::uint64_t backpressure = 0;          // times the producer hit max_pending and flushed itself
+  std::uint64_t worker_runs = 0;           // tasklet / work item / timer executions
+  std::uint64_t free_errors = 0;           // frees the ledger refused (a broken policy)
+  std::uint64_t wrong_cpu_runs = 0;        // S4: workers that ran on a CPU not owning their list
+  log_histogram retire_to_free_ns;         // latency from the gather's release to the free
+};
+
+// Everything a policy runs on.
+struct reclaim_env {
+  runtime::executor& rt;           // CPUs, tasklets, workqueue, timers, hotplug
+  invalidation_backend& backend;   // the IOMMUs
+  mem::frame_pool& pool;           // where frames go back
+  reclaim_observer* observer = nullptr;
+};
+
+class reclaimer {
+ public:
+  virtual ~reclaimer() = default;
+
+  // See the file comment. The frames of g.released() are in state retired.
+  virtual void retire(domain_number d, const pt::gather& g) = 0;
+  // The caller's own invalidation of d got epoch e for `range` (after a retire on this CPU).
+  // flush-epoch records it so the batch it covers is freed as soon as e completes.
+  virtual void note_caller_invalidation(domain_number /*d*/, const invalidation_range& /*range*/,
+                                        epoch_t /*e*/) {}
+  // Frees every pending frame, invalidating as needed; returns when pending() == 0.
+  [[nodiscard]] virtual Status drain() = 0;
+  [[nodiscard]] virtual std::uint64_t pending() const noexcept = 0;
+  [[nodiscard]] virtual reclaim_stats stats() const = 0;
+  [[nodiscard]] virtual policy_kind kind() const noexcept = 0;
+  [[nodiscard]] std::string_view name() const noexcept { return policy_name(kind()); }
+};
+
+// Builds a policy. Registers its hotplug notifiers, tasklets and work items with env.rt, so it
+// must be built before the executor runs and destroyed after it stopped (pending() == 0).
+[[nodiscard]] Result<std::unique_ptr<reclaimer>> make_reclaimer(policy_kind kind,
+                                                                const reclaim_env& env,
+                                                                const reclaim_config& config = {});
+
+// The Xen caller's side of the contract: invalidate the gather's range of d (non-leaf if the
+// gather says so), tell the reclaimer, and wait for completion. Returns the epoch.
+[[nodiscard]] Result<epoch_t> invalidate_after_retire(reclaimer& r, invalidation_backend& b,
+                                                          domain_number d, const pt::gather& g,
+                                                          std::uint64_t timeout_ns);
+
+}  // namespace ptreclaim::reclaim

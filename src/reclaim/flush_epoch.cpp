@@ -1,0 +1,268 @@
+// flush-epoch: ptreclaim's own policy. Design note: docs/flush-epoch.md.
+//
+// Each CPU owns a bounded ring of *batches*, one per retire(): the frames a gather released
+// (linked through their frame metadata, so queuing never allocates), the domain, the IOVA range
+// they need invalidated, and two epochs of that domain:
+//   stamp  the flush epoch at retire, read after the unlink (backend.stamp: an RMW);
+//   cover  the epoch of an invalidation that covers the batch (non-leaf, its range), when the
+//          caller reported one (note_caller_invalidation) - 0 if none yet.
+// A batch may be freed once  completed(d) >= cover  (cover != 0)  or  completed_full(d) > stamp.
+// Whoever observes that frees it: the producer at its next retire, the caller right after its
+// own flush, or the CPU's timer. The producer path touches only its own CPU's ring plus one RMW
+// on the domain's epoch counter per batch; no lock, no allocation.
+//
+// The policy asks for an invalidation of its own (a full, non-leaf one, not waited for) when its
+// oldest batch is older than max_age_ns or the CPU holds more than `watermark` frames, and
+// invalidates and waits itself when the CPU's share of max_pending (or the ring) is full
+// (back-pressure), so frames pending never exceed max_pending.
+//
+// Hotplug: CPU_DOWN_PREPARE kills the dying CPU's timer; CPU_DEAD (on another CPU) adopts the
+// dead ring onto the running CPU's and arms that CPU's timer; CPU_UP_PREPARE finds an empty ring
+// and re-inits the timer on its own CPU; CPU_DOWN_FAILED re-inits the timer on the CPU that
+// stayed up and arms it if that CPU holds frames. Timers are bound to their CPU (unlike Xen's
+// tasklet_schedule from a notifier), so a worker never runs on a CPU that does not own its ring.
+#include <algorithm>
+#include <set>
+#include <vector>
+
+#include "policies.hpp"
+#include "policy_base.hpp"
+
+namespace ptreclaim::reclaim::detail {
+namespace {
+
+struct batch {
+  domain_number domain = 0;
+  epoch_t stamp = 0;
+  epoch_t cover = 0;
+  invalidation_range range;
+  std::uint64_t retired_ns = 0;
+  frame_list frames;
+};
+
+// A fixed-capacity FIFO of batches (allocated once, when the policy is built).
+class batch_ring {
+ public:
+  explicit batch_ring(unsigned capacity) : slots_(capacity) {}
+  [[nodiscard]] bool empty() const noexcept { return count_ == 0; }
+  [[nodiscard]] bool full() const noexcept { return count_ == slots_.size(); }
+  [[nodiscard]] unsigned size() const noexcept { return count_; }
+  [[nodiscard]] batch& front() noexcept { return slots_[head_]; }
+  // i = 0 is the oldest.
+  [[nodiscard]] batch& at(unsigned i) noexcept { return slots_[(head_ + i) % slots_.size()]; }
+  batch& push_back() noexcept {
+    PTR_DASSERT(!full());
+    batch& b = slots_[(head_ + count_) % slots_.size()];
+    ++count_;
+    b = batch{};
+    return b;
+  }
+  void pop_front() noexcept {
+    PTR_DASSERT(!empty());
+    head_ = (head_ + 1) % static_cast<unsigned>(slots_.size());
+    --count_;
+  }
+
+ private:
+  std::vector<batch> slots_;
+  unsigned head_ = 0;
+  unsigned count_ = 0;
+};
+
+class flush_epoch_policy final : public policy_base {
+ public:
+  flush_epoch_policy(const reclaim_env& env, const reclaim_config& config)
+      : policy_base(env, config),
+        watermark_(std::min<std::uint64_t>(config.watermark, std::max<std::uint64_t>(1, per_cpu_budget() / 2))),
+        queues_(env.rt.cpu_count(), [&](unsigned) { return queue(config.batches_per_cpu); }) {
+    PTR_ASSERT_MSG(config.batches_per_cpu >= 1, "reclaim_config::batches_per_cpu must be >= 1");
+    PTR_ASSERT_MSG(config.max_age_ns >= 1, "reclaim_config::max_age_ns must be >= 1");
+    notifier_ = env_.rt.register_cpu_notifier(
+        [this](runtime::cpu_event e, unsigned cpu) { return cpu_callback(e, cpu); },
+        /*replay_online=*/true);
+  }
+  ~flush_epoch_policy() override {
+    env_.rt.unregister_cpu_notifier(notifier_);
+    for (unsigned c = 0; c < queues_.size(); ++c) {
+      if (queues_[c].timer_ready) env_.rt.kill_timer(queues_[c].timer);
+    }
+  }
+
+  void retire(domain_number d, const pt::gather& g) override {
+    const std::uint64_t n = account_retire(d, g);
+    if (n == 0) return;
+    const unsigned cpu = env_.rt.current_cpu();
+    queue& q = queues_[cpu];
+    reap(q);
+    if (n > per_cpu_budget()) {  // one gather larger than this CPU's share: free it inline
+      ++counters().backpressure;
+      invalidate_and_wait(d, invalidation_range::of(g));
+      free_gather(g, "flush-epoch-sync");
+      return;
+    }
+    if (q.frames + n > per_cpu_budget() || q.ring.full()) {
+      ++counters().backpressure;
+      flush_all(q);
+    }
+    batch& b = q.ring.push_back();
+    b.domain = d;
+    b.range = invalidation_range::of(g);
+    b.range.nonleaf = true;  // tables were released: only a non-leaf invalidation covers them
+    b.retired_ns = env_.rt.now_ns();
+    for (mem::frame_id f : g.released()) {
+      env_.rt.charge(cost_kind::enqueue);
+      b.frames.push_back(env_.pool, f);
+    }
+    b.stamp = env_.backend.stamp(d);  // after the unlink and after linking: (1) in backend.hpp
+    q.frames += n;
+    if (q.frames > watermark_) request_flush(q, q.ring.front().domain);
+    if (q.timer_ready && !env_.rt.timer_is_armed(q.timer))
+      env_.rt.set_timer(q.timer, b.retired_ns + config_.max_age_ns);
+  }
+
+  void note_caller_invalidation(domain_number d, const invalidation_range& r,
+                                epoch_t e) override {
+    queue& q = queues_[env_.rt.current_cpu()];
+    // Newest first: the caller flushes right after the retire it just made.
+    for (unsigned i = q.ring.size(); i-- > 0;) {
+      batch& b = q.ring.at(i);
+      if (b.domain != d || b.cover != 0 || e <= b.stamp) continue;
+      if (r.covers(b.range.first, b.range.last)) b.cover = e;
+    }
+    reap(q);
+  }
+
+  Status drain() override {
+    for (unsigned c = 0; c < queues_.size(); ++c) flush_all(queues_[c]);
+    return {};
+  }
+
+  [[nodiscard]] policy_kind kind() const noexcept override { return policy_kind::flush_epoch; }
+
+ private:
+  struct queue {
+    explicit queue(unsigned batches) : ring(batches) {}
+    batch_ring ring;
+    std::uint64_t frames = 0;        // frames in the ring
+    domain_number requested_domain = 0;
+    epoch_t requested = 0;       // our own invalidation in flight for requested_domain
+    runtime::timer timer;
+    bool timer_ready = false;
+  };
+
+  [[nodiscard]] bool eligible(const batch& b) {
+    if (b.cover != 0 && env_.backend.completed(b.domain) >= b.cover) return true;
+    return env_.backend.completed_full(b.domain) > b.stamp;
+  }
+
+  // Frees every eligible batch from the head of q.
+  void reap(queue& q) {
+    while (!q.ring.empty() && eligible(q.ring.front())) {
+      batch& b = q.ring.front();
+      if (b.cover != 0) ++counters().rides;
+      q.frames -= b.frames.size();
+      free_list(b.frames, "flush-epoch");
+      q.ring.pop_front();
+    }
+  }
+
+  // Submits a full invalidation of d unless one of ours for d is still in flight.
+  void request_flush(queue& q, domain_number d) {
+    if (q.requested != 0 && q.requested_domain == d && env_.backend.completed(d) < q.requested)
+      return;
+    Result<epoch_t> e = env_.backend.invalidate(d, invalidation_range::whole_domain());
+    if (!e.ok()) return;  // queue full past its timeout: the timer asks again
+    ++counters().invalidations;
+    q.requested = *e;
+    q.requested_domain = d;
+  }
+
+  // Back-pressure and drain: invalidate every domain in q and wait, then free everything.
+  void flush_all(queue& q) {
+    if (q.ring.empty()) return;
+    std::set<domain_number> domains;
+    for (unsigned i = 0; i < q.ring.size(); ++i) domains.insert(q.ring.at(i).domain);
+    for (domain_number d : domains) invalidate_and_wait(d, invalidation_range::whole_domain());
+    reap(q);
+    PTR_ASSERT_MSG(q.ring.empty(), "a full invalidation that completed left batches ineligible");
+  }
+
+  // The per-CPU worker: a timer in softirq context on its own CPU.
+  void on_timer(unsigned owner) {
+    ++counters().worker_runs;
+    if (env_.rt.current_cpu() != owner) report_wrong_cpu(owner, "flush-epoch timer");
+    queue& q = queues_[owner];
+    reap(q);
+    if (q.ring.empty()) return;
+    const std::uint64_t now = env_.rt.now_ns();
+    batch& oldest = q.ring.front();
+    if (now - oldest.retired_ns >= config_.max_age_ns) request_flush(q, oldest.domain);
+    // Poll again soon: the invalidation takes about a microsecond in the model's defaults.
+    env_.rt.set_timer(q.timer, now + std::max<std::uint64_t>(1, config_.max_age_ns / 4));
+  }
+
+  runtime::notify_result cpu_callback(runtime::cpu_event action, unsigned cpu) {
+    queue& q = queues_[cpu];
+    switch (action) {
+      case runtime::cpu_event::down_prepare:
+        if (q.timer_ready) env_.rt.kill_timer(q.timer);
+        break;
+      case runtime::cpu_event::dead: {
+        const unsigned here = env_.rt.current_cpu();
+        PTR_ASSERT_MSG(here != cpu, "CPU_DEAD ran on the dead CPU");
+        adopt(queues_[here], q);
+        if (queues_[here].timer_ready && !queues_[here].ring.empty())
+          env_.rt.set_timer(queues_[here].timer, env_.rt.now_ns());
+        break;
+      }
+      case runtime::cpu_event::up_prepare:
+        if (!q.ring.empty() && env_.observer != nullptr) {
+          env_.observer->on_invariant_violation("flush-epoch: CPU_UP_PREPARE found frames on CPU " +
+                                                std::to_string(cpu));
+        }
+        [[fallthrough]];
+      case runtime::cpu_event::down_failed:
+        env_.rt.timer_init(q.timer, [this, cpu] { on_timer(cpu); }, cpu);
+        q.timer_ready = true;
+        if (!q.ring.empty()) env_.rt.set_timer(q.timer, env_.rt.now_ns());
+        break;
+      case runtime::cpu_event::online:
+      case runtime::cpu_event::up_canceled:
+        break;
+    }
+    return runtime::notify_result::done;
+  }
+
+  // Moves every batch of `from` (a dead CPU's ring) to `to`; when `to` has no room, the
+  // batches that do not fit are invalidated and freed here.
+  void adopt(queue& to, queue& from) {
+    while (!from.ring.empty()) {
+      batch& b = from.ring.front();
+      const std::uint64_t n = b.frames.size();
+      if (to.ring.full()) flush_all(to);
+      batch& nb = to.ring.push_back();
+      nb.domain = b.domain;
+      nb.stamp = b.stamp;
+      nb.cover = b.cover;
+      nb.range = b.range;
+      nb.retired_ns = b.retired_ns;
+      nb.frames.splice_back(env_.pool, b.frames);
+      to.frames += n;
+      from.frames -= n;
+      from.ring.pop_front();
+    }
+    PTR_ASSERT(from.frames == 0);
+  }
+
+  std::uint64_t watermark_;
+  runtime::per_cpu<queue> queues_;
+  runtime::notifier_id notifier_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<reclaimer> make_flush_epoch(const reclaim_env& env, const reclaim_config& config) {
+  return std::make_unique<flush_epoch_policy>(env, config);
+}
+
+}  // namespace ptreclaim::reclaim::detail

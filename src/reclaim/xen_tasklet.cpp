@@ -1,0 +1,148 @@
+// Xen 4.17's iommu_queue_free_pgtable(), faithfully (xen/drivers/passthrough/x86/iommu.c):
+// a per-CPU page list without locking, a per-CPU tasklet scheduled on every queued page, a
+// worker that asserts it runs on its list's CPU and calls process_pending_softirqs() every 512
+// frees, and the CPU notifier's four cases exactly as merged. Safety rests on an ordering
+// assumption: the caller's synchronous IOTLB flush comes before the tasklet can run. A plain
+// tasklet runs only at the scheduler/idle point, so that holds; the softirq-tasklet variant Jan
+// Beulich considered (and rejected) also runs inside process_pending_softirqs(), so a softirq
+// point between queuing and the caller's flush frees too early: that variant is a canary.
+//
+// Two additions, both off the faithful path: back-pressure at the configured bound (Xen relies
+// on producers being preempted; see reclaim_config::max_pending), and drain() for teardown.
+#include <set>
+
+#include "policies.hpp"
+#include "policy_base.hpp"
+
+namespace ptreclaim::reclaim::detail {
+namespace {
+
+class xen_policy final : public policy_base {
+ public:
+  xen_policy(const reclaim_env& env, const reclaim_config& config, runtime::tasklet_kind kind)
+      : policy_base(env, config), kind_(kind), slots_(env.rt.cpu_count()) {
+    // bsp_init(): CPU_UP_PREPARE for the CPUs already up, then register the notifier.
+    notifier_ = env_.rt.register_cpu_notifier(
+        [this](runtime::cpu_event e, unsigned cpu) { return cpu_callback(e, cpu); },
+        /*replay_online=*/true);
+  }
+  ~xen_policy() override {
+    env_.rt.unregister_cpu_notifier(notifier_);
+    for (unsigned c = 0; c < slots_.size(); ++c) {
+      if (slots_[c].initialised) env_.rt.tasklet_kill(slots_[c].tasklet);
+    }
+  }
+
+  // iommu_queue_free_pgtable(), once per released page.
+  void retire(domain_number d, const pt::gather& g) override {
+    account_retire(d, g);
+    const unsigned cpu = env_.rt.current_cpu();
+    slot& s = slots_[cpu];
+    if (s.list.size() + g.released().size() > per_cpu_budget()) {
+      ++counters().backpressure;
+      flush_and_free(s.list, "xen-backpressure");
+    }
+    for (mem::frame_id f : g.released()) {
+      env_.rt.charge(cost_kind::enqueue);
+      s.list.push_back(env_.pool, f);
+      env_.rt.tasklet_schedule(s.tasklet);
+    }
+  }
+
+  Status drain() override {
+    for (unsigned c = 0; c < slots_.size(); ++c) flush_and_free(slots_[c].list, "xen-drain");
+    return {};
+  }
+
+  [[nodiscard]] policy_kind kind() const noexcept override {
+    return kind_ == runtime::tasklet_kind::plain ? policy_kind::xen_tasklet
+                                                 : policy_kind::xen_softirq_tasklet;
+  }
+
+ private:
+  struct slot {
+    frame_list list;
+    runtime::tasklet tasklet;
+    bool initialised = false;
+  };
+
+  const char* path() const noexcept {
+    return kind_ == runtime::tasklet_kind::plain ? "xen-tasklet" : "xen-softirq-tasklet";
+  }
+
+  // free_queued_pgtables(list of `owner`).
+  void free_queued_pgtables(unsigned owner) {
+    ++counters().worker_runs;
+    // ASSERT(list == &this_cpu(free_pgt_list)): reported, and the run goes on as a release
+    // build would.
+    if (env_.rt.current_cpu() != owner) report_wrong_cpu(owner, "free_queued_pgtables");
+    frame_list& list = slots_[owner].list;
+    unsigned done = 0;
+    while (!list.empty()) {
+      free_frame(list.pop_front(env_.pool), path());
+      if ((++done % config_.xen_yield_every) == 0) env_.rt.process_pending_softirqs();
+    }
+  }
+
+  runtime::notify_result cpu_callback(runtime::cpu_event action, unsigned cpu) {
+    slot& s = slots_[cpu];
+    switch (action) {
+      case runtime::cpu_event::down_prepare:
+        env_.rt.tasklet_kill(s.tasklet);
+        break;
+      case runtime::cpu_event::dead:
+        if (!s.list.empty()) {
+          slot& here = slots_[env_.rt.current_cpu()];
+          here.list.splice_back(env_.pool, s.list);
+          env_.rt.tasklet_schedule(here.tasklet);
+        }
+        break;
+      case runtime::cpu_event::up_prepare:
+        // INIT_PAGE_LIST_HEAD(list): a non-empty list here would be lost; CPU_DEAD emptied it.
+        if (!s.list.empty() && env_.observer != nullptr) {
+          env_.observer->on_invariant_violation("CPU_UP_PREPARE found a non-empty list on CPU " +
+                                                std::to_string(cpu) + " (frames lost)");
+        }
+        s.list = frame_list{};
+        [[fallthrough]];
+      case runtime::cpu_event::down_failed:
+        env_.rt.tasklet_init(s.tasklet, [this, cpu] { free_queued_pgtables(cpu); }, kind_);
+        s.initialised = true;
+        // tasklet_schedule() queues on the CPU running this notifier, which is not `cpu` for
+        // CPU_DOWN_FAILED (cpu_down runs elsewhere): the worker's ownership check sees it.
+        if (!s.list.empty()) env_.rt.tasklet_schedule(s.tasklet);
+        break;
+      case runtime::cpu_event::online:
+      case runtime::cpu_event::up_canceled:
+        break;
+    }
+    return runtime::notify_result::done;
+  }
+
+  // Off the faithful path: invalidate every domain with frames on `list`, then free it.
+  void flush_and_free(frame_list& list, const char* why) {
+    if (list.empty()) return;
+    std::set<domain_number> domains;
+    frame_list keep;
+    while (!list.empty()) {
+      mem::frame_id f = list.pop_front(env_.pool);
+      domains.insert(env_.pool.ident(f).domain);
+      keep.push_back(env_.pool, f);
+    }
+    for (domain_number d : domains) invalidate_and_wait(d, invalidation_range::whole_domain());
+    free_list(keep, why);
+  }
+
+  runtime::tasklet_kind kind_;
+  runtime::per_cpu<slot> slots_;
+  runtime::notifier_id notifier_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<reclaimer> make_xen(const reclaim_env& env, const reclaim_config& config,
+                                    runtime::tasklet_kind kind) {
+  return std::make_unique<xen_policy>(env, config, kind);
+}
+
+}  // namespace ptreclaim::reclaim::detail
