@@ -1,0 +1,59 @@
+// The engine: runs one scenario under one reclamation policy on one executor and measures it.
+// This header is the contract between the front half of sim (scenarios, metrics, reports, the
+// tool) and the engine (workload drivers over page tables, the IOMMU model, the policies and the
+// executors). Everything a run reports is described in metrics.hpp.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ptreclaim/base/status.hpp"
+#include "ptreclaim/sim/metrics.hpp"
+#include "ptreclaim/sim/scenario.hpp"
+
+namespace ptreclaim::sim {
+
+enum class executor_kind : std::uint8_t {
+  deterministic,  // one OS thread, seeded interleaving, virtual time and the cost model
+  threaded,       // one OS thread per simulated CPU, device and IOMMU engine; real time
+};
+[[nodiscard]] std::string_view executor_name(executor_kind k) noexcept;  // "deterministic"
+[[nodiscard]] Result<executor_kind> parse_executor(std::string_view name);
+
+struct run_options {
+  std::string policy;                   // one of policy_names()
+  executor_kind executor = executor_kind::deterministic;
+  unsigned cpus = 0;                    // 0 = the scenario's; else 1 .. limits::max_cpus
+  std::optional<std::uint64_t> seed;    // else the scenario's seed, else a fresh one
+  std::uint64_t ops_per_cpu = 0;        // 0 = the scenario's duration.ops_per_cpu
+  bool quiet = false;                   // no diagnostics on stderr from the engine
+  // Called from the thread that called run(), with the fraction done (0..1), at most ~20 times a
+  // second; may be empty.
+  std::function<void(double fraction)> progress;
+};
+
+// Runs `s` with `options`. Returns a run_result whenever the run completed, whatever the
+// invariants said (violations are results, not errors); an error Status only when the run could
+// not be carried out (invalid options, unknown policy: invalid_argument; resources: no_memory;
+// engine missing: not_supported). Blocks until done; call from a normal thread, not re-entrant.
+// The result's seed is the one actually used, so it can be replayed.
+[[nodiscard]] Result<run_result> run(const scenario& s, const run_options& options);
+
+// The six policies, in report order: immediate, sync, xen-tasklet, xen-softirq-tasklet,
+// linux-global-work, flush-epoch.
+[[nodiscard]] const std::vector<std::string>& policy_names();
+// False for the unsafe canaries (immediate, xen-softirq-tasklet); precondition: a known name.
+[[nodiscard]] bool policy_is_safe(std::string_view name);
+[[nodiscard]] bool is_policy(std::string_view name) noexcept;
+
+// The exact command line that reproduces a run: scenario, policy, executor, CPUs, seed and any
+// ops override ("ptreclaim run --scenario dma-storm --policy immediate --executor deterministic
+// --cpus 4 --seed 42"). The engine puts it in run_result::violations.replay_command.
+[[nodiscard]] std::string replay_command(const scenario& s, const run_options& options,
+                                         std::uint64_t seed);
+
+}  // namespace ptreclaim::sim

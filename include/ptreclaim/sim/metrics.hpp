@@ -1,0 +1,260 @@
+// What every run reports: plain value types the engine fills and the reports (report.hpp) print.
+// Nothing here runs a simulation. All counters are totals over the whole run (every CPU, every
+// IOMMU, every device) unless a field says otherwise.
+//
+// log_histogram: a log-linear histogram (HdrHistogram's layout with 16 sub-buckets per power of
+// two, so any recorded value is known to within 1/16 = 6.25 %), fixed size, mergeable, with an
+// exact count, sum, min and max. It is not thread-safe: keep one per CPU and merge() at the end.
+#pragma once
+
+#include <array>
+#include <bit>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ptreclaim::sim {
+
+class log_histogram {
+ public:
+  static constexpr unsigned sub_bits = 4;                 // 16 linear sub-buckets per octave
+  static constexpr unsigned sub_count = 1u << sub_bits;
+  static constexpr unsigned bucket_count = (64 - sub_bits + 1) * sub_count;
+
+  // Bucket of a value: values below 16 have a bucket each; above, octave e (2^e <= v < 2^(e+1))
+  // is split into 16 equal sub-buckets.
+  [[nodiscard]] static constexpr unsigned bucket_of(std::uint64_t v) noexcept {
+    if (v < sub_count) return static_cast<unsigned>(v);
+    const unsigned e = 63u - static_cast<unsigned>(std::countl_zero(v));
+    const unsigned sub = static_cast<unsigned>((v >> (e - sub_bits)) & (sub_count - 1));
+    return (e - sub_bits + 1) * sub_count + sub;
+  }
+  // Smallest value that falls in bucket b.
+  [[nodiscard]] static constexpr std::uint64_t bucket_lower(unsigned b) noexcept {
+    if (b < sub_count) return b;
+    const unsigned e = b / sub_count + sub_bits - 1;
+    const std::uint64_t sub = b % sub_count;
+    return (std::uint64_t{1} << e) + (sub << (e - sub_bits));
+  }
+  // Largest value that falls in bucket b.
+  [[nodiscard]] static constexpr std::uint64_t bucket_upper(unsigned b) noexcept {
+    return b + 1 == bucket_count ? ~std::uint64_t{0} : bucket_lower(b + 1) - 1;
+  }
+
+  void record(std::uint64_t v, std::uint64_t times = 1) noexcept {
+    if (times == 0) return;
+    counts_[bucket_of(v)] += times;
+    count_ += times;
+    sum_ += v * times;
+    if (v < min_) min_ = v;
+    if (v > max_) max_ = v;
+  }
+  void merge(const log_histogram& other) noexcept {
+    for (unsigned b = 0; b < bucket_count; ++b) counts_[b] += other.counts_[b];
+    count_ += other.count_;
+    sum_ += other.sum_;
+    if (other.min_ < min_) min_ = other.min_;
+    if (other.max_ > max_) max_ = other.max_;
+  }
+
+  [[nodiscard]] std::uint64_t count() const noexcept { return count_; }
+  [[nodiscard]] std::uint64_t sum() const noexcept { return sum_; }
+  [[nodiscard]] std::uint64_t min() const noexcept { return count_ ? min_ : 0; }
+  [[nodiscard]] std::uint64_t max() const noexcept { return max_; }
+  [[nodiscard]] double mean() const noexcept {
+    return count_ ? static_cast<double>(sum_) / static_cast<double>(count_) : 0.0;
+  }
+  [[nodiscard]] std::uint64_t bucket(unsigned b) const noexcept { return counts_[b]; }
+
+  // The value at quantile q in [0, 1]: the upper bound of the bucket holding the ceil(q*count)-th
+  // smallest value, clamped to [min, max] (so p100 is the exact max and p0 the exact min).
+  // 0 for an empty histogram.
+  [[nodiscard]] std::uint64_t percentile(double q) const noexcept {
+    if (count_ == 0) return 0;
+    if (q <= 0.0) return min();
+    if (q >= 1.0) return max_;
+    auto rank = static_cast<std::uint64_t>(q * static_cast<double>(count_));
+    if (static_cast<double>(rank) < q * static_cast<double>(count_)) ++rank;
+    if (rank == 0) rank = 1;
+    std::uint64_t seen = 0;
+    for (unsigned b = 0; b < bucket_count; ++b) {
+      seen += counts_[b];
+      if (seen >= rank) {
+        const std::uint64_t up = bucket_upper(b);
+        return up > max_ ? max_ : (up < min() ? min() : up);
+      }
+    }
+    return max_;
+  }
+
+ private:
+  std::array<std::uint64_t, bucket_count> counts_{};
+  std::uint64_t count_ = 0;
+  std::uint64_t sum_ = 0;
+  std::uint64_t min_ = ~std::uint64_t{0};
+  std::uint64_t max_ = 0;
+};
+
+// The safety and liveness invariants of SPEC.md section 4, in this order.
+enum class invariant : std::uint8_t { s1, s2, s3, s4, s5, l1, count_ };
+inline constexpr std::size_t invariant_count = static_cast<std::size_t>(invariant::count_);
+[[nodiscard]] std::string_view invariant_name(invariant i) noexcept;      // "S1"
+[[nodiscard]] std::string_view invariant_summary(invariant i) noexcept;   // one line: what it says
+
+struct invariant_result {
+  bool checked = false;  // false: this run could not check it (reason says why); not a failure
+  bool held = true;      // meaningful only when checked
+  std::string reason;    // failure: what broke, first instance ("frame 812 read by dev 3 ..."),
+                         // success: may say how it was checked ("1402 walks, 0 stale reads")
+};
+
+// One sample of the pending-frames time series.
+struct pending_sample {
+  std::uint64_t time_ns = 0;  // run time (virtual or real, see run_result::time_base)
+  std::uint64_t frames = 0;   // frames retired and not yet freed, over all CPUs
+};
+
+struct device_metrics {
+  std::uint64_t translations = 0;  // device translation requests (DMA accesses)
+  std::uint64_t faults = 0;        // translation faults (not present, permission): not errors
+  std::uint64_t iotlb_hits = 0;
+  std::uint64_t iotlb_misses = 0;
+  std::uint64_t psc_hits = 0;      // walks that started below the root thanks to a PSC entry
+  std::uint64_t psc_misses = 0;    // walks that found no PSC entry at any level
+  std::uint64_t pte_reads = 0;     // PTE reads by hardware walks
+
+  [[nodiscard]] double iotlb_hit_rate() const noexcept {
+    const auto n = iotlb_hits + iotlb_misses;
+    return n ? static_cast<double>(iotlb_hits) / static_cast<double>(n) : 0.0;
+  }
+  [[nodiscard]] double psc_hit_rate() const noexcept {
+    const auto n = psc_hits + psc_misses;
+    return n ? static_cast<double>(psc_hits) / static_cast<double>(n) : 0.0;
+  }
+};
+
+struct invalidation_metrics {
+  std::uint64_t flushes = 0;           // invalidate-and-wait rounds completed (over a domain's
+                                       // units), by callers and by the policy together
+  std::uint64_t caller_flushes = 0;    // of which issued by the mapping caller
+  std::uint64_t descriptors = 0;       // invalidation descriptors submitted (all units, all kinds)
+  std::uint64_t waits = 0;             // wait descriptors submitted
+  std::uint64_t backpressure_flushes = 0;  // producer-side flushes forced by max_pending_frames
+};
+
+struct reclaim_metrics {
+  std::uint64_t tables_released = 0;   // frames handed to the policy by gathers (retire calls)
+  std::uint64_t tables_freed = 0;      // of which freed back to the pool during the run
+  std::uint64_t peak_pending = 0;      // max frames retired and not freed at any instant
+  std::uint64_t pending_bound = 0;     // the configured max_pending_frames (for S5)
+  std::uint64_t pending_at_end = 0;    // frames still pending when the workload stopped
+  std::uint64_t drain_ns = 0;          // time from workload stop until the last retired frame
+                                       // was freed (L1)
+  std::vector<pending_sample> pending_series;  // every duration.sample_interval_ns
+  log_histogram retire_to_free_ns;     // one value per freed table: free time - retire time
+};
+
+struct violation_summary {
+  std::uint64_t count = 0;             // violations recorded by the IOMMU model (S1) and ledger
+  std::string first;                   // the first one in full, multi-line text ("" if none)
+  std::string replay_command;          // the exact command that reproduces it ("" if none)
+};
+
+struct leak_summary {
+  bool checked = false;                // the teardown ledger check ran
+  std::uint64_t leaked_frames = 0;     // frames not free at teardown
+  std::uint64_t ledger_violations = 0; // double frees, frees of linked frames, unknown ids
+  std::string report;                  // mem::frame_pool::leak_report() + ledger reports ("" = whole)
+};
+
+struct hotplug_metrics {
+  std::uint64_t offlines = 0;
+  std::uint64_t onlines = 0;
+  std::uint64_t failed_offlines = 0;   // down-prepare then down-failed
+  std::uint64_t frames_migrated = 0;   // retired frames moved from a dead CPU's queue
+};
+
+struct run_result {
+  // What ran.
+  std::string scenario;                // scenario name
+  std::string scenario_source;         // "builtin:NAME" or the file path
+  std::string policy;
+  bool policy_safe = true;             // engine.hpp policy_is_safe(policy)
+  std::string executor;                // "deterministic" | "threaded"
+  unsigned cpus = 0;
+  std::uint64_t seed = 0;
+  std::string time_base;               // "virtual" (deterministic) or "real" (threaded)
+
+  // How much and how fast.
+  std::uint64_t operations = 0;        // workload operations completed (all CPUs)
+  std::uint64_t elapsed_ns = 0;        // run time in time_base, workload start to stop
+  double wall_time_s = 0.0;            // host seconds the whole run took (always real)
+  [[nodiscard]] double ops_per_s() const noexcept {
+    return elapsed_ns ? static_cast<double>(operations) * 1e9 / static_cast<double>(elapsed_ns) : 0.0;
+  }
+
+  device_metrics devices;
+  invalidation_metrics invalidations;
+  reclaim_metrics reclaim;
+  hotplug_metrics hotplug;
+  [[nodiscard]] double invalidations_per_freed_table() const noexcept {
+    return reclaim.tables_freed ? static_cast<double>(invalidations.flushes) /
+                                      static_cast<double>(reclaim.tables_freed)
+                                : 0.0;
+  }
+
+  // Safety.
+  violation_summary violations;
+  leak_summary leaks;
+  std::array<invariant_result, invariant_count> invariants{};
+  [[nodiscard]] invariant_result& at(invariant i) noexcept {
+    return invariants[static_cast<std::size_t>(i)];
+  }
+  [[nodiscard]] const invariant_result& at(invariant i) const noexcept {
+    return invariants[static_cast<std::size_t>(i)];
+  }
+  // Every checked invariant held.
+  [[nodiscard]] bool all_held() const noexcept {
+    for (const auto& r : invariants)
+      if (r.checked && !r.held) return false;
+    return true;
+  }
+
+  // Determinism: a hash of the ordered event trace (deterministic executor: same seed, same
+  // hash). 0 when not computed (threaded executor).
+  std::uint64_t trace_hash = 0;
+  std::vector<std::string> notes;      // anything a reader should know ("hotplug disabled", ...)
+};
+
+// One scenario, every policy (`ptreclaim compare`).
+struct compare_result {
+  std::string scenario;
+  std::string executor;
+  unsigned cpus = 0;
+  std::uint64_t seed = 0;              // the one seed all runs used
+  std::vector<run_result> runs;        // one per policy, in policy_names() order
+  // The run of `policy`, or nullptr.
+  [[nodiscard]] const run_result* find(std::string_view policy) const noexcept {
+    for (const auto& r : runs)
+      if (r.policy == policy) return &r;
+    return nullptr;
+  }
+};
+
+// Policy x CPU counts (`ptreclaim scale`).
+struct scale_result {
+  std::string scenario;
+  std::string executor;
+  std::uint64_t seed = 0;
+  std::vector<std::string> policies;
+  std::vector<unsigned> cpu_counts;
+  std::vector<run_result> runs;        // policies.size() * cpu_counts.size(), row-major by policy
+  [[nodiscard]] const run_result* at(std::size_t policy_index, std::size_t cpu_index) const noexcept {
+    const std::size_t i = policy_index * cpu_counts.size() + cpu_index;
+    return i < runs.size() ? &runs[i] : nullptr;
+  }
+};
+
+}  // namespace ptreclaim::sim

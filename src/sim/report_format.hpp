@@ -1,0 +1,30 @@
+// Number formatting and the comparison-table rows, shared by the text and HTML reports.
+// Private to the sim library.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ptreclaim/sim/metrics.hpp"
+
+namespace ptreclaim::sim::detail {
+
+// 1234567 -> "1.23M"; 950 -> "950"; three significant digits.
+[[nodiscard]] std::string human_count(double v);
+// Nanoseconds with a unit: "850 ns", "12.4 us", "3.10 ms", "2.00 s".
+[[nodiscard]] std::string human_ns(double ns);
+// "%.*f".
+[[nodiscard]] std::string fixed(double v, int decimals);
+// "ok", "ok (5/6 checked)", "FAIL S1 S3".
+[[nodiscard]] std::string invariants_cell(const run_result& r);
+
+// The cells of one comparison row, in column order (see column_names()).
+[[nodiscard]] std::vector<std::string> row_cells(const run_result& r, const run_result* baseline);
+[[nodiscard]] const std::vector<std::string>& column_names();
+
+// Renders rows as an aligned text table (first column left-aligned, the rest right-aligned).
+[[nodiscard]] std::string text_table(const std::vector<std::string>& header,
+                                     const std::vector<std::vector<std::string>>& rows);
+
+}  // namespace ptreclaim::sim::detail

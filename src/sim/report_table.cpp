@@ -1,0 +1,264 @@
+// Text tables for a terminal: the comparison table, a single run in detail, the scale table.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+
+#include "ptreclaim/sim/report.hpp"
+#include "sim/report_format.hpp"
+
+namespace ptreclaim::sim {
+namespace detail {
+
+std::string fixed(double v, int decimals) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+  return buf;
+}
+
+std::string human_count(double v) {
+  static constexpr const char* suffix[] = {"", "k", "M", "G", "T"};
+  int i = 0;
+  double x = v;
+  while (std::fabs(x) >= 1000.0 && i < 4) {
+    x /= 1000.0;
+    ++i;
+  }
+  if (i == 0) return fixed(x, x == std::floor(x) ? 0 : 1);
+  const int decimals = std::fabs(x) >= 100 ? 0 : (std::fabs(x) >= 10 ? 1 : 2);
+  return fixed(x, decimals) + suffix[i];
+}
+
+std::string human_ns(double ns) {
+  const char* unit = "ns";
+  double x = ns;
+  if (x >= 1e9) {
+    x /= 1e9;
+    unit = "s";
+  } else if (x >= 1e6) {
+    x /= 1e6;
+    unit = "ms";
+  } else if (x >= 1e3) {
+    x /= 1e3;
+    unit = "us";
+  } else {
+    return fixed(x, 0) + " ns";
+  }
+  const int decimals = x >= 100 ? 0 : (x >= 10 ? 1 : 2);
+  return fixed(x, decimals) + " " + unit;
+}
+
+std::string invariants_cell(const run_result& r) {
+  std::string failed;
+  std::size_t checked = 0;
+  for (std::size_t i = 0; i < invariant_count; ++i) {
+    const auto& v = r.invariants[i];
+    if (!v.checked) continue;
+    ++checked;
+    if (!v.held) failed += " " + std::string(invariant_name(static_cast<invariant>(i)));
+  }
+  if (!failed.empty()) return "FAIL" + failed;
+  if (checked == invariant_count) return "ok";
+  return "ok (" + std::to_string(checked) + "/" + std::to_string(invariant_count) + " checked)";
+}
+
+const std::vector<std::string>& column_names() {
+  static const std::vector<std::string> names{
+      "policy", "safe", "ops/s", "vs immediate", "inv/freed table", "peak pending",
+      "p99 retire->free", "violations", "invariants"};
+  return names;
+}
+
+std::vector<std::string> row_cells(const run_result& r, const run_result* baseline) {
+  std::string ratio = "-";
+  if (baseline != nullptr && baseline->ops_per_s() > 0) {
+    ratio = fixed(r.ops_per_s() / baseline->ops_per_s(), 2) + "x";
+  }
+  std::string violations = std::to_string(r.violations.count);
+  if (!r.policy_safe && r.violations.count > 0) violations += " (canary)";
+  return {r.policy,
+          r.policy_safe ? "yes" : "NO",
+          human_count(r.ops_per_s()),
+          ratio,
+          fixed(r.invalidations_per_freed_table(), 2),
+          std::to_string(r.reclaim.peak_pending) + " / " + std::to_string(r.reclaim.pending_bound),
+          human_ns(static_cast<double>(r.reclaim.retire_to_free_ns.percentile(0.99))),
+          violations,
+          invariants_cell(r)};
+}
+
+std::string text_table(const std::vector<std::string>& header,
+                       const std::vector<std::vector<std::string>>& rows) {
+  std::vector<std::size_t> width(header.size());
+  for (std::size_t c = 0; c < header.size(); ++c) width[c] = header[c].size();
+  for (const auto& row : rows)
+    for (std::size_t c = 0; c < row.size() && c < width.size(); ++c) width[c] = std::max(width[c], row[c].size());
+  auto line = [&](const std::vector<std::string>& cells) {
+    std::string out;
+    for (std::size_t c = 0; c < width.size(); ++c) {
+      const std::string cell = c < cells.size() ? cells[c] : "";
+      const std::string pad(width[c] - cell.size(), ' ');
+      if (c > 0) out += "  ";
+      out += c == 0 ? cell + pad : pad + cell;
+    }
+    while (!out.empty() && out.back() == ' ') out.pop_back();
+    return out + "\n";
+  };
+  std::string out = line(header);
+  std::size_t total = 0;
+  for (std::size_t w : width) total += w;
+  out += std::string(total + 2 * (width.size() - 1), '-') + "\n";
+  for (const auto& row : rows) out += line(row);
+  return out;
+}
+
+}  // namespace detail
+
+namespace {
+
+std::string run_heading(const std::string& what, const std::string& scenario,
+                        const std::string& executor, unsigned cpus, std::uint64_t seed,
+                        const std::string& time_base) {
+  std::string h = what + " " + scenario + "  executor " + executor;
+  if (cpus != 0) h += "  cpus " + std::to_string(cpus);
+  h += "  seed " + std::to_string(seed);
+  if (!time_base.empty()) h += "  (" + time_base + " time)";
+  return h + "\n\n";
+}
+
+}  // namespace
+
+std::string format_table(const compare_result& r) {
+  const run_result* baseline = r.find("immediate");
+  std::vector<std::vector<std::string>> rows;
+  bool canary = false;
+  for (const auto& run : r.runs) {
+    rows.push_back(detail::row_cells(run, baseline));
+    if (!run.policy_safe) canary = true;
+  }
+  std::string out = run_heading("compare", r.scenario, r.executor, r.cpus, r.seed,
+                                r.runs.empty() ? "" : r.runs.front().time_base);
+  out += detail::text_table(detail::column_names(), rows);
+  if (canary) {
+    out += "\nsafe = NO marks the unsafe baselines (canaries): violations there are expected and\n"
+           "show that the checker works; a safe policy with a violation is a bug.\n";
+  }
+  for (const auto& run : r.runs) {
+    if (run.violations.count > 0 && !run.violations.replay_command.empty()) {
+      out += "replay " + run.policy + ": " + run.violations.replay_command + "\n";
+    }
+  }
+  return out;
+}
+
+std::string format_run(const run_result& r) {
+  using detail::fixed;
+  using detail::human_count;
+  using detail::human_ns;
+  std::string out = run_heading("run", r.scenario, r.executor, r.cpus, r.seed, r.time_base);
+  out += detail::text_table(detail::column_names(), {detail::row_cells(r, nullptr)});
+  const auto& h = r.reclaim.retire_to_free_ns;
+  auto kv = [&out](const std::string& k, const std::string& v) {
+    out += "  " + k + std::string(k.size() < 26 ? 26 - k.size() : 1, ' ') + v + "\n";
+  };
+  out += "\n";
+  kv("operations", std::to_string(r.operations) + " in " + human_ns(static_cast<double>(r.elapsed_ns)) +
+                       " (" + human_count(r.ops_per_s()) + " ops/s)");
+  kv("wall time", fixed(r.wall_time_s, 2) + " s");
+  kv("device translations", std::to_string(r.devices.translations) + " (" +
+                                std::to_string(r.devices.faults) + " faults)");
+  kv("IOTLB hit rate", fixed(100.0 * r.devices.iotlb_hit_rate(), 1) + " %");
+  kv("PSC hit rate", fixed(100.0 * r.devices.psc_hit_rate(), 1) + " %");
+  kv("invalidations", std::to_string(r.invalidations.flushes) + " flushes (" +
+                          std::to_string(r.invalidations.caller_flushes) + " by callers, " +
+                          std::to_string(r.invalidations.backpressure_flushes) + " back-pressure), " +
+                          std::to_string(r.invalidations.descriptors) + " descriptors");
+  kv("tables released / freed", std::to_string(r.reclaim.tables_released) + " / " +
+                                    std::to_string(r.reclaim.tables_freed));
+  kv("pending frames", "peak " + std::to_string(r.reclaim.peak_pending) + " of bound " +
+                           std::to_string(r.reclaim.pending_bound) + ", " +
+                           std::to_string(r.reclaim.pending_at_end) + " at stop, drained in " +
+                           human_ns(static_cast<double>(r.reclaim.drain_ns)));
+  kv("retire->free latency", "p50 " + human_ns(static_cast<double>(h.percentile(0.5))) + ", p99 " +
+                                 human_ns(static_cast<double>(h.percentile(0.99))) + ", max " +
+                                 human_ns(static_cast<double>(h.max())) + " (" +
+                                 std::to_string(h.count()) + " frees)");
+  if (r.hotplug.offlines + r.hotplug.onlines + r.hotplug.failed_offlines > 0) {
+    kv("hotplug", std::to_string(r.hotplug.offlines) + " offline, " + std::to_string(r.hotplug.onlines) +
+                      " online, " + std::to_string(r.hotplug.failed_offlines) + " failed offline, " +
+                      std::to_string(r.hotplug.frames_migrated) + " frames migrated");
+  }
+  kv("leak check", !r.leaks.checked ? "not run"
+                                    : (r.leaks.leaked_frames == 0 && r.leaks.ledger_violations == 0
+                                           ? "pool whole"
+                                           : std::to_string(r.leaks.leaked_frames) + " leaked, " +
+                                                 std::to_string(r.leaks.ledger_violations) +
+                                                 " ledger violations"));
+  char hash[32];
+  std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(r.trace_hash));
+  kv("trace hash", r.trace_hash != 0 ? hash : "not computed");
+  out += "\ninvariants\n";
+  for (std::size_t i = 0; i < invariant_count; ++i) {
+    const auto& v = r.invariants[i];
+    const std::string status = !v.checked ? "n/a " : (v.held ? "ok  " : "FAIL");
+    out += "  " + std::string(invariant_name(static_cast<invariant>(i))) + "  " + status + "  " +
+           (v.reason.empty() ? std::string(invariant_summary(static_cast<invariant>(i))) : v.reason) + "\n";
+  }
+  if (r.violations.count > 0) {
+    out += "\nfirst violation (of " + std::to_string(r.violations.count) + ")\n";
+    std::string text = r.violations.first;
+    std::size_t start = 0;
+    while (start < text.size()) {
+      auto end = text.find('\n', start);
+      if (end == std::string::npos) end = text.size();
+      out += "  " + text.substr(start, end - start) + "\n";
+      start = end + 1;
+    }
+    if (!r.violations.replay_command.empty()) out += "replay: " + r.violations.replay_command + "\n";
+  }
+  if (!r.leaks.report.empty()) out += "\nleak report\n" + r.leaks.report + "\n";
+  for (const auto& n : r.notes) out += "note: " + n + "\n";
+  return out;
+}
+
+std::string format_scale_table(const scale_result& r) {
+  std::vector<std::string> header{"policy"};
+  for (unsigned c : r.cpu_counts) header.push_back(std::to_string(c) + " cpu");
+  header.push_back("speed-up");
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> failures;
+  for (std::size_t p = 0; p < r.policies.size(); ++p) {
+    std::vector<std::string> row{r.policies[p]};
+    double first = 0;
+    double last = 0;
+    for (std::size_t c = 0; c < r.cpu_counts.size(); ++c) {
+      const run_result* run = r.at(p, c);
+      if (run == nullptr) {
+        row.emplace_back("-");
+        continue;
+      }
+      std::string cell = detail::human_count(run->ops_per_s());
+      if (!run->all_held()) {
+        cell += "!";
+        failures.push_back(run->policy + " @ " + std::to_string(run->cpus) + " cpus: " +
+                           detail::invariants_cell(*run));
+      }
+      row.push_back(cell);
+      if (c == 0) first = run->ops_per_s();
+      last = run->ops_per_s();
+    }
+    row.push_back(first > 0 ? detail::fixed(last / first, 2) + "x" : "-");
+    rows.push_back(std::move(row));
+  }
+  std::string out = run_heading("scale", r.scenario, r.executor, 0, r.seed,
+                                r.runs.empty() ? "" : r.runs.front().time_base);
+  out += "operations per second by policy and simulated CPU count\n\n";
+  out += detail::text_table(header, rows);
+  if (!failures.empty()) {
+    out += "\n! = an invariant failed:\n";
+    for (const auto& f : failures) out += "  " + f + "\n";
+  }
+  return out;
+}
+
+}  // namespace ptreclaim::sim

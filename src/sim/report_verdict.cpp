@@ -1,0 +1,124 @@
+// The verdict (exit status and its one-line reason) and the terminal progress line.
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+
+#include "ptreclaim/sim/report.hpp"
+
+namespace ptreclaim::sim {
+namespace {
+
+std::string failed_list(const run_result& r, bool exclude_caught) {
+  std::string out;
+  for (std::size_t i = 0; i < invariant_count; ++i) {
+    const auto inv = static_cast<invariant>(i);
+    const auto& v = r.invariants[i];
+    if (!v.checked || v.held) continue;
+    if (exclude_caught && (inv == invariant::s1 || inv == invariant::s3)) continue;
+    if (!out.empty()) out += "; ";
+    out += std::string(invariant_name(inv)) + " failed";
+    if (!v.reason.empty()) out += ": " + v.reason;
+  }
+  return out;
+}
+
+bool caught(const run_result& r) {
+  const auto& s1 = r.at(invariant::s1);
+  const auto& s3 = r.at(invariant::s3);
+  return (s1.checked && !s1.held) || (s3.checked && !s3.held);
+}
+
+std::string first_line(std::string s) {
+  const auto nl = s.find('\n');
+  if (nl != std::string::npos) s.resize(nl);
+  return s;
+}
+
+std::string who(const run_result& r) {
+  return r.policy + " on " + r.scenario + " (seed " + std::to_string(r.seed) + ")";
+}
+
+}  // namespace
+
+verdict judge(const run_result& r, bool expect_violation) {
+  if (!expect_violation) {
+    if (r.all_held()) return {exit_ok, "ok: every checked invariant held for " + who(r)};
+    std::string reason = "unsafe: " + who(r) + ": " + first_line(failed_list(r, false));
+    if (!r.violations.replay_command.empty()) reason += " (replay: " + r.violations.replay_command + ")";
+    return {exit_unsafe, reason};
+  }
+  if (!caught(r)) {
+    return {exit_unsafe, "expected a violation but none was caught for " + who(r) +
+                             ": the scenario or the checker may be broken"};
+  }
+  if (const std::string other = failed_list(r, true); !other.empty()) {
+    return {exit_unsafe, "the expected violation was caught for " + who(r) + ", but also " + first_line(other)};
+  }
+  return {exit_ok, "ok: the expected violation was caught for " + who(r) + " (" +
+                       std::to_string(r.violations.count) + " violations)"};
+}
+
+namespace {
+template <class Runs>
+verdict judge_all(const Runs& runs, bool expect_violation) {
+  std::size_t safe = 0;
+  std::size_t canaries = 0;
+  for (const auto& r : runs) {
+    if (r.policy_safe) {
+      verdict v = judge(r, false);
+      if (v.code != exit_ok) return v;
+      ++safe;
+    } else {
+      if (expect_violation) {
+        verdict v = judge(r, true);
+        if (v.code != exit_ok) return v;
+      }
+      ++canaries;
+    }
+  }
+  std::string reason = "ok: every safe policy held every checked invariant (" + std::to_string(safe) + " runs)";
+  if (canaries > 0) {
+    reason += expect_violation ? "; every canary caught its violation"
+                               : "; " + std::to_string(canaries) + " canary runs not judged";
+  }
+  return {exit_ok, reason};
+}
+}  // namespace
+
+verdict judge(const compare_result& r, bool expect_violation) { return judge_all(r.runs, expect_violation); }
+verdict judge(const scale_result& r, bool expect_violation) { return judge_all(r.runs, expect_violation); }
+
+progress_line::progress_line(std::FILE* out, bool enabled, std::chrono::milliseconds delay)
+    : out_(out), enabled_(enabled && out != nullptr), delay_(delay), start_(std::chrono::steady_clock::now()) {}
+
+progress_line::~progress_line() { finish(); }
+
+void progress_line::set_label(std::string label) { label_ = std::move(label); }
+
+void progress_line::update(double fraction) {
+  if (!enabled_) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - start_ < delay_) return;
+  if (drawn_ && now - last_draw_ < std::chrono::milliseconds(100)) return;
+  last_draw_ = now;
+  if (fraction < 0) fraction = 0;
+  if (fraction > 1) fraction = 1;
+  const auto secs = std::chrono::duration_cast<std::chrono::milliseconds>(now - start_).count() / 1000.0;
+  std::fprintf(out_, "\r\033[K%s  %3d%%  %.1f s", label_.c_str(), static_cast<int>(fraction * 100.0), secs);
+  std::fflush(out_);
+  drawn_ = true;
+}
+
+void progress_line::finish() {
+  if (!drawn_) return;
+  std::fprintf(out_, "\r\033[K");
+  std::fflush(out_);
+  drawn_ = false;
+}
+
+bool progress_line::stderr_wants_progress(bool quiet) noexcept {
+  return !quiet && ::isatty(STDERR_FILENO) == 1;
+}
+
+}  // namespace ptreclaim::sim

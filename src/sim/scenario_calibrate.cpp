@@ -1,0 +1,257 @@
+// `ptreclaim calibrate`: measures each cost_kind on this machine with short timing loops over the
+// real code paths, for the deterministic executor's cost model. Each kind is timed in several
+// batches and the fastest batch is kept (the least disturbed by other processes); figures are
+// per unit (one PTE, one frame, one lock round trip, one cache-line transfer).
+//
+// Memory ordering: the ping-pong uses (1) release stores paired with (2) acquire loads, so each
+// hand-over moves the line between the two threads' caches, as a contended queue head would.
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
+
+#include "ptreclaim/base/prng.hpp"
+#include "ptreclaim/base/spinlock.hpp"
+#include "ptreclaim/mem/frame_pool.hpp"
+#include "ptreclaim/sim/scenario.hpp"
+
+namespace ptreclaim::sim {
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+// Defeats dead-code elimination of measured loops.
+std::atomic<std::uint64_t> g_sink{0};
+void keep(std::uint64_t v) { g_sink.fetch_add(v, std::memory_order_relaxed); }
+
+// Runs `batch` (which performs `units` units of work) repeatedly for about `budget`, returns the
+// best ns per unit.
+template <class F>
+double best_ns_per_unit(std::chrono::nanoseconds budget, std::uint64_t units, F batch) {
+  double best = 0;
+  const auto stop = clock_type::now() + budget;
+  int runs = 0;
+  do {
+    const auto t0 = clock_type::now();
+    batch();
+    const auto t1 = clock_type::now();
+    const double per = static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()) /
+                       static_cast<double>(units);
+    if (runs == 0 || per < best) best = per;
+    ++runs;
+  } while (runs < 3 || clock_type::now() < stop);
+  return best;
+}
+
+struct node {
+  std::atomic<node*> next{nullptr};
+};
+
+}  // namespace
+
+Result<cost_model> calibrate(const calibrate_options& options) {
+  if (options.budget_ms < 100 || options.budget_ms > 60000) {
+    return Status(errc::invalid_argument, "calibrate: budget must be 100 .. 60000 ms, not " +
+                                              std::to_string(options.budget_ms));
+  }
+  constexpr int kinds = static_cast<int>(cost_kind_count);
+  const auto slice = std::chrono::milliseconds(options.budget_ms) / kinds;
+  int done = 0;
+  auto step = [&] {
+    ++done;
+    if (options.progress) options.progress(static_cast<double>(done) / kinds);
+  };
+  cost_model model;
+  model.source = "ptreclaim calibrate";
+  auto set = [&](cost_kind k, double ns) { model.ns[static_cast<std::size_t>(k)] = ns; };
+
+  constexpr std::uint32_t batch_frames = 256;
+  mem::pool_config pc;
+  pc.capacity_frames = batch_frames * 2;
+  pc.caches = 1;
+  mem::frame_pool pool(pc);
+  std::vector<mem::frame_id> frames;
+  frames.reserve(batch_frames);
+
+  // frame_alloc and frame_free: the pool's real paths (zeroing on alloc, poisoning on free).
+  double alloc_total = 0;
+  double free_total = 0;
+  int rounds = 0;
+  Status failure;
+  const auto alloc_stop = clock_type::now() + slice * 2;
+  do {
+    const auto t0 = clock_type::now();
+    for (std::uint32_t i = 0; i < batch_frames; ++i) {
+      auto f = pool.alloc_table(1, 1);
+      if (!f.ok()) {
+        failure = f.status();
+        break;
+      }
+      frames.push_back(*f);
+    }
+    const auto t1 = clock_type::now();
+    for (mem::frame_id f : frames) {
+      // A table that never was linked may be freed directly (no device could see it).
+      if (Status s = pool.free_unlinked_table(f, "calibrate"); !s.ok()) failure = s;
+    }
+    const auto t2 = clock_type::now();
+    frames.clear();
+    if (!failure.ok()) {
+      return Status(failure.code(), "calibrate: frame pool: " + failure.message());
+    }
+    const double a = static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()) / batch_frames;
+    const double f = static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(t2 - t1).count()) / batch_frames;
+    if (rounds == 0 || a < alloc_total) alloc_total = a;
+    if (rounds == 0 || f < free_total) free_total = f;
+    ++rounds;
+  } while (rounds < 3 || clock_type::now() < alloc_stop);
+  set(cost_kind::frame_alloc, alloc_total);
+  step();
+  set(cost_kind::frame_free, free_total);
+  step();
+
+  // pte_write / pte_read: release stores and acquire loads of the 512 entries of a pool frame.
+  auto table = pool.alloc_data();
+  if (!table.ok()) return Status(table.status().code(), "calibrate: " + table.status().message());
+  std::atomic<std::uint64_t>* words = pool.words(*table);
+  constexpr unsigned ptes = limits::ptes_per_table;
+  set(cost_kind::pte_write, best_ns_per_unit(slice, ptes * 64, [&] {
+        for (unsigned r = 0; r < 64; ++r)
+          for (unsigned i = 0; i < ptes; ++i) words[i].store((i << 12) | r | 3, std::memory_order_release);
+      }));
+  step();
+  set(cost_kind::pte_read, best_ns_per_unit(slice, ptes * 64, [&] {
+        std::uint64_t sum = 0;
+        for (unsigned r = 0; r < 64; ++r)
+          for (unsigned i = 0; i < ptes; ++i) sum += words[i].load(std::memory_order_acquire);
+        keep(sum);
+      }));
+  step();
+  if (Status s = pool.free(*table, "calibrate"); !s.ok()) {
+    return Status(s.code(), "calibrate: " + s.message());
+  }
+
+  // enqueue / dequeue: a lock-free intrusive stack push (CAS) and pop, the shape of a per-CPU
+  // retire queue.
+  std::vector<node> nodes(1024);
+  std::atomic<node*> head{nullptr};
+  set(cost_kind::enqueue, best_ns_per_unit(slice, nodes.size(), [&] {
+        for (node& n : nodes) {
+          node* h = head.load(std::memory_order_relaxed);
+          do {
+            n.next.store(h, std::memory_order_relaxed);
+          } while (!head.compare_exchange_weak(h, &n, std::memory_order_release, std::memory_order_relaxed));
+        }
+        head.store(nullptr, std::memory_order_relaxed);
+      }));
+  step();
+  set(cost_kind::dequeue, best_ns_per_unit(slice, nodes.size(), [&] {
+        for (std::size_t i = 0; i + 1 < nodes.size(); ++i) nodes[i].next.store(&nodes[i + 1], std::memory_order_relaxed);
+        nodes.back().next.store(nullptr, std::memory_order_relaxed);
+        head.store(&nodes[0], std::memory_order_relaxed);
+        std::uint64_t popped = 0;
+        node* h = head.load(std::memory_order_acquire);
+        while (h != nullptr) {
+          if (head.compare_exchange_weak(h, h->next.load(std::memory_order_relaxed),
+                                         std::memory_order_acquire, std::memory_order_acquire)) {
+            ++popped;
+            h = head.load(std::memory_order_acquire);
+          }
+        }
+        keep(popped);
+      }));
+  step();
+
+  // inv_submit: write a 16-byte descriptor into a ring and publish the tail; inv_poll: one
+  // acquire read of a completion status word.
+  struct descriptor {
+    std::uint64_t lo, hi;
+  };
+  std::vector<descriptor> ring(256);
+  std::atomic<std::uint64_t> tail{0};
+  std::atomic<std::uint64_t> status_word{0};
+  set(cost_kind::inv_submit, best_ns_per_unit(slice, 4096, [&] {
+        for (std::uint64_t i = 0; i < 4096; ++i) {
+          const std::uint64_t t = tail.load(std::memory_order_relaxed);
+          ring[t % ring.size()] = descriptor{(i << 12) | 0x3, i};
+          tail.store(t + 1, std::memory_order_release);
+        }
+      }));
+  step();
+  set(cost_kind::inv_poll, best_ns_per_unit(slice, 4096, [&] {
+        std::uint64_t seen = 0;
+        for (int i = 0; i < 4096; ++i) seen += status_word.load(std::memory_order_acquire);
+        keep(seen);
+      }));
+  step();
+
+  // cache_line_transfer: two threads hand a counter back and forth; every hand-over moves the
+  // line. The helper gives up at `deadline` so a descheduled partner cannot hang calibration.
+  {
+    alignas(64) std::atomic<std::uint64_t> turn{0};
+    std::atomic<bool> stop{false};
+    constexpr std::uint64_t hops = 20000;
+    std::thread partner([&] {
+      std::uint64_t expect = 1;
+      while (!stop.load(std::memory_order_relaxed)) {
+        if (turn.load(std::memory_order_acquire) == expect) {  // (2) pairs with (1) below
+          turn.store(expect + 1, std::memory_order_release);    // (1) pairs with (2) below
+          expect += 2;
+        } else {
+          __builtin_ia32_pause();
+        }
+      }
+    });
+    double best = 0;
+    for (int r = 0; r < 3; ++r) {
+      std::uint64_t base = turn.load(std::memory_order_acquire);
+      if (base % 2 == 1) continue;  // partner mid-hop from a timed-out round; skip
+      const auto t0 = clock_type::now();
+      const auto deadline = t0 + slice;
+      std::uint64_t done_hops = 0;
+      while (done_hops < hops && clock_type::now() < deadline) {
+        turn.store(base + 1, std::memory_order_release);  // (1)
+        while (turn.load(std::memory_order_acquire) != base + 2) {  // (2)
+          if (clock_type::now() >= deadline) break;
+          __builtin_ia32_pause();
+        }
+        if (turn.load(std::memory_order_acquire) != base + 2) break;
+        base += 2;
+        done_hops += 2;
+      }
+      const auto t1 = clock_type::now();
+      if (done_hops == 0) continue;
+      const double per = static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()) /
+                         static_cast<double>(done_hops);
+      if (best == 0 || per < best) best = per;
+    }
+    stop.store(true, std::memory_order_relaxed);
+    partner.join();
+    if (best > 0) set(cost_kind::cache_line_transfer, best);
+  }
+  step();
+
+  // lock_uncontended: the project's spinlock, lock + unlock.
+  spinlock lock;
+  set(cost_kind::lock_uncontended, best_ns_per_unit(slice, 4096, [&] {
+        for (int i = 0; i < 4096; ++i) {
+          std::lock_guard<spinlock> g(lock);
+          keep(1);
+        }
+      }));
+  step();
+
+  // op_overhead: drawing an operation from the PRNG and dispatching it through a std::function,
+  // the per-operation bookkeeping of a workload driver.
+  prng rng(1);
+  std::function<std::uint64_t(std::uint64_t)> op = [](std::uint64_t v) { return v ^ (v >> 7); };
+  set(cost_kind::op_overhead, best_ns_per_unit(slice, 4096, [&] {
+        std::uint64_t acc = 0;
+        for (int i = 0; i < 4096; ++i) acc += op(rng.below(1000));
+        keep(acc);
+      }));
+  step();
+  return model;
+}
+
+}  // namespace ptreclaim::sim

@@ -1,0 +1,77 @@
+// Cost files: a [cost_ns] table with one key per cost_kind (nanoseconds, fractions allowed).
+#include <cstdio>
+#include <string>
+
+#include "ptreclaim/sim/scenario.hpp"
+#include "sim/scenario_reader.hpp"
+
+namespace ptreclaim::sim {
+
+std::string_view cost_kind_name(cost_kind k) noexcept {
+  switch (k) {
+    case cost_kind::pte_write: return "pte_write";
+    case cost_kind::pte_read: return "pte_read";
+    case cost_kind::frame_alloc: return "frame_alloc";
+    case cost_kind::frame_free: return "frame_free";
+    case cost_kind::enqueue: return "enqueue";
+    case cost_kind::dequeue: return "dequeue";
+    case cost_kind::inv_submit: return "inv_submit";
+    case cost_kind::inv_poll: return "inv_poll";
+    case cost_kind::cache_line_transfer: return "cache_line_transfer";
+    case cost_kind::lock_uncontended: return "lock_uncontended";
+    case cost_kind::op_overhead: return "op_overhead";
+    case cost_kind::count_: break;
+  }
+  PTR_ASSERT_MSG(false, "cost_kind_name: not a cost kind");
+  return "?";
+}
+
+Result<cost_model> parse_cost_model(std::string_view toml_text, const std::string& source_name) {
+  detail::read_context ctx(source_name);
+  const toml::table root = detail::parse_toml(ctx, toml_text);
+  if (ctx.failed()) return ctx.error();
+  detail::table_reader top(ctx, root, "");
+  cost_model model;
+  model.source = source_name;
+  if (const toml::table* t = top.table("cost_ns")) {
+    detail::table_reader r(ctx, *t, "cost_ns");
+    for (std::size_t i = 0; i < cost_kind_count; ++i) {
+      r.real(cost_kind_name(static_cast<cost_kind>(i)), model.ns[i], 0.0, 1e9);
+    }
+    r.finish("[cost_ns]");
+  } else if (!ctx.failed()) {
+    ctx.fail_at({}, "a cost file needs a [cost_ns] table");
+  }
+  top.finish("the top level of a cost file");
+  if (ctx.failed()) return ctx.error();
+  return model;
+}
+
+Result<cost_model> load_cost_model(const std::string& path) {
+  auto text = detail::read_file(path);
+  if (!text.ok()) return Status(errc::invalid_argument, "cost file " + text.status().message());
+  return parse_cost_model(*text, path);
+}
+
+std::string cost_model_to_toml(const cost_model& model, std::string_view header) {
+  std::string out;
+  std::size_t start = 0;
+  while (start < header.size()) {
+    auto end = header.find('\n', start);
+    if (end == std::string_view::npos) end = header.size();
+    out += "# ";
+    out += header.substr(start, end - start);
+    out += '\n';
+    start = end + 1;
+  }
+  out += "# Nanoseconds of virtual time the deterministic executor charges per step. Point a\n"
+         "# scenario at this file with:  [cost] file = \"<path>\"\n\n[cost_ns]\n";
+  for (std::size_t i = 0; i < cost_kind_count; ++i) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.3f", model.ns[i]);
+    out += std::string(cost_kind_name(static_cast<cost_kind>(i))) + " = " + buf + "\n";
+  }
+  return out;
+}
+
+}  // namespace ptreclaim::sim
