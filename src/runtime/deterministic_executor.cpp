@@ -1,0 +1,410 @@
+#include "ptreclaim/runtime/deterministic_executor.hpp"
+
+#include <algorithm>
+#include <limits>
+
+namespace ptreclaim::runtime {
+namespace {
+constexpr std::uint64_t never = std::numeric_limits<std::uint64_t>::max();
+
+std::uint64_t sat_add(std::uint64_t a, std::uint64_t b) noexcept {
+  return a > never - b ? never : a + b;
+}
+}  // namespace
+
+const char* trace_what_name(trace_event::what w) noexcept {
+  switch (w) {
+    case trace_event::what::timer: return "timer";
+    case trace_event::what::softirq_tasklet: return "softirq_tasklet";
+    case trace_event::what::tasklet: return "tasklet";
+    case trace_event::what::work: return "work";
+    case trace_event::what::program_step: return "program_step";
+    case trace_event::what::hotplug: return "hotplug";
+    case trace_event::what::actor: return "actor";
+    case trace_event::what::idle: return "idle";
+  }
+  return "?";
+}
+
+deterministic_executor::deterministic_executor(run_config config)
+    : executor(std::move(config)), rng_(config_.seed) {
+  PTR_ASSERT_MSG(config_.costs.step_ns >= 1, "cost_model::step_ns must be >= 1 (progress)");
+  clock_.assign(cpus_ + max_actors_limit, 0);
+  locks_held_.assign(cpus_ + max_actors_limit, 0);
+}
+
+unsigned deterministic_executor::entity() const noexcept {
+  const tls_context* m = mine();
+  if (m == nullptr) return none;
+  if (m->cpu != no_cpu) return m->cpu;
+  if (m->actor != no_cpu) return cpus_ + m->actor;
+  return none;
+}
+
+std::uint64_t deterministic_executor::now_ns() noexcept {
+  const unsigned e = entity();
+  return e == none ? global_now_ : clock_[e];
+}
+
+void deterministic_executor::charge_ns(std::uint64_t ns) noexcept {
+  const unsigned e = entity();
+  if (e != none) clock_[e] = sat_add(clock_[e], ns);
+}
+
+void deterministic_executor::charge(cost_kind kind, std::uint64_t count) noexcept {
+  charge_ns(config_.costs.cost(kind) * count);
+}
+
+void deterministic_executor::touch_line(const void* line, bool write) noexcept {
+  const unsigned e = entity();
+  if (e == none) return;
+  line_state& l = lines_[reinterpret_cast<std::uintptr_t>(line) / cache_line_size];
+  const std::uint64_t transfer = config_.costs.cost(cost_kind::cache_line_transfer);
+  if (write) {
+    bool others = l.owner != none && l.owner != e;
+    if (!others) {
+      const bool had = l.sharers.test(e);
+      l.sharers.reset(e);
+      others = l.sharers.any();
+      if (had) l.sharers.set(e);
+    }
+    if (others) clock_[e] = sat_add(clock_[e], transfer);
+    l.owner = e;
+    l.sharers.reset();
+    l.sharers.set(e);
+  } else {
+    if (l.owner != none && l.owner != e) {
+      clock_[e] = sat_add(clock_[e], transfer);
+      l.sharers.set(l.owner);
+      l.owner = none;  // downgraded to shared
+    }
+    l.sharers.set(e);
+  }
+}
+
+void deterministic_executor::lock_acquire(const void* lock) noexcept {
+  const unsigned e = entity();
+  if (e == none) return;
+  lock_state& st = locks_[lock];
+  PTR_ASSERT_MSG(st.holder == none,
+                 "deterministic executor: lock already held (a lock must be released in the step "
+                 "that took it, and never taken recursively)");
+  std::uint64_t t = std::max(clock_[e], st.free_at_ns);
+  t = sat_add(t, config_.costs.cost(cost_kind::lock_uncontended));
+  if (st.last != none && st.last != e) t = sat_add(t, config_.costs.cost(cost_kind::cache_line_transfer));
+  clock_[e] = t;
+  st.holder = e;
+  ++locks_held_[e];
+}
+
+void deterministic_executor::lock_release(const void* lock) noexcept {
+  const unsigned e = entity();
+  if (e == none) return;
+  auto it = locks_.find(lock);
+  PTR_ASSERT_MSG(it != locks_.end() && it->second.holder == e,
+                 "deterministic executor: lock released by an entity that does not hold it");
+  it->second.free_at_ns = clock_[e];
+  it->second.last = e;
+  it->second.holder = none;
+  --locks_held_[e];
+}
+
+std::uint64_t deterministic_executor::cpu_clock_ns(unsigned cpu) const {
+  PTR_ASSERT_MSG(cpu < cpus_, "cpu_clock_ns: no such CPU");
+  return clock_[cpu];
+}
+
+std::uint64_t deterministic_executor::actor_clock_ns(actor_id id) const {
+  PTR_ASSERT_MSG(id < actors_.size(), "actor_clock_ns: no such actor");
+  return clock_[cpus_ + id];
+}
+
+void deterministic_executor::wake_actor(actor_id id) {
+  PTR_ASSERT_MSG(id < actors_.size(), "wake_actor: no such actor");
+  const std::uint64_t now = now_ns();
+  lock_t lock(mu_);
+  actor_slot& a = *actors_[id];
+  a.wake_ns = std::min(a.wake_ns, now);
+}
+
+// ---- hooks ----
+
+void deterministic_executor::on_cpu_work(unsigned cpu, std::uint64_t at_ns, bool is_timer) {
+  if (is_timer) return;  // cpu_ready_ns() looks at timer expiries itself
+  const cpu_slot& s = *slot_[cpu];
+  const bool program_runnable = s.prog_active && s.prog_wake_ns <= clock_[cpu];
+  if (program_runnable) return;  // a busy CPU sees the item at its next step
+  // An idle CPU wakes when the item arrives, not in its own past.
+  clock_[cpu] = std::max(clock_[cpu], at_ns);
+}
+
+void deterministic_executor::wait_for_change(lock_t& /*lock*/) {
+  PTR_ASSERT_MSG(false, "deterministic executor: waiting for an item that is running on the "
+                        "current call chain would wait forever");
+}
+
+void deterministic_executor::flush_remote(lock_t& lock, work_item& w) {
+  // Run it now as its CPU, no earlier than the caller's time; the caller then waits for it.
+  const unsigned c = unqueue_work(w);
+  const unsigned e = entity();
+  clock_[c] = std::max(clock_[c], e == none ? global_now_ : clock_[e]);
+  run_work(lock, w, c);
+  if (e != none) clock_[e] = std::max(clock_[e], clock_[c]);
+}
+
+void deterministic_executor::park_cpu(unsigned /*cpu*/) {}  // steps are atomic: it is parked
+
+void deterministic_executor::unpark_cpu(unsigned cpu) {
+  const std::uint64_t now = now_ns();
+  clock_[cpu] = std::max(clock_[cpu], now);
+}
+
+Status deterministic_executor::controller_hotplug(hotplug_op op, unsigned target) {
+  unsigned runner = none;
+  {
+    lock_t lock(mu_);
+    unsigned n = 0;
+    for (unsigned c = 0; c < cpus_; ++c)
+      if (slot_[c]->online && c != target) ++n;
+    if (n == 0) return Status(errc::invalid_argument, "hotplug: no online CPU besides the target to run it");
+    unsigned pick = static_cast<unsigned>(rng_.below(n));
+    for (unsigned c = 0; c < cpus_; ++c) {
+      if (!slot_[c]->online || c == target) continue;
+      if (pick-- == 0) {
+        runner = c;
+        break;
+      }
+    }
+  }
+  clock_[runner] = std::max(clock_[runner], global_now_);
+  const std::uint64_t start = clock_[runner];
+  Status st;
+  {
+    context_guard g(*this, runner, no_cpu, exec_context::process);
+    st = hotplug(op, target);
+  }
+  end_step(runner, trace_event::what::hotplug, start);
+  return st;
+}
+
+// ---- scheduling ----
+
+std::uint64_t deterministic_executor::cpu_ready_ns(unsigned cpu) const {
+  const cpu_slot& s = *slot_[cpu];
+  if (!s.online) return never;
+  const std::uint64_t clock = clock_[cpu];
+  if (!s.softirq.empty()) return clock;
+  if ((s.sched_point || !s.prog_active) && has_scheduled_work(cpu)) return clock;
+  std::uint64_t t = never;
+  if (s.prog_active) t = std::max(clock, s.prog_wake_ns);
+  const std::uint64_t timer = next_timer_ns(cpu);
+  if (timer != never) t = std::min(t, std::max(clock, timer));
+  return t;
+}
+
+std::uint64_t deterministic_executor::actor_ready_ns(unsigned a) const {
+  const actor_slot& s = *actors_[a];
+  if (s.finished) return never;
+  return std::max(clock_[cpus_ + a], s.wake_ns);
+}
+
+void deterministic_executor::mix(std::uint64_t v) noexcept {
+  std::uint64_t x = hash_ ^ v;
+  hash_ = prng::splitmix64(x);
+}
+
+void deterministic_executor::end_step(unsigned e, trace_event::what kind, std::uint64_t start_ns) {
+  const std::uint64_t jitter =
+      config_.costs.step_jitter_ns == 0 ? 0 : rng_.below(config_.costs.step_jitter_ns + 1);
+  clock_[e] = sat_add(clock_[e], config_.costs.step_ns + jitter);
+  PTR_ASSERT_MSG(locks_held_[e] == 0,
+                 "deterministic executor: a step ended holding a lock (release it in the same step)");
+  mix((std::uint64_t{e} << 8) | static_cast<std::uint64_t>(kind));
+  mix(start_ns);
+  mix(clock_[e]);
+  if (sink_) {
+    trace_event ev;
+    ev.index = steps_;
+    ev.is_actor = e >= cpus_;
+    ev.entity = ev.is_actor ? e - cpus_ : e;
+    ev.kind = kind;
+    ev.start_ns = start_ns;
+    ev.end_ns = clock_[e];
+    sink_(ev);
+  }
+  ++steps_;
+}
+
+void deterministic_executor::cpu_step(unsigned cpu) {
+  const std::uint64_t start = clock_[cpu];
+  trace_event::what kind = trace_event::what::idle;
+  {
+    context_guard g(*this, cpu, no_cpu, exec_context::process);
+    lock_t lock(mu_);
+    cpu_slot& s = *slot_[cpu];
+    ran r = run_one_softirq(lock, cpu);
+    if (r == ran::nothing && (s.sched_point || !s.prog_active)) r = run_one_scheduled(lock, cpu);
+    if (r == ran::nothing && s.prog_active && clock_[cpu] >= s.prog_wake_ns) {
+      lock.unlock();
+      const step_result res = s.prog(cpu);
+      lock.lock();
+      apply_step_result(cpu, res, clock_[cpu]);
+      r = ran::program_step;
+    }
+    switch (r) {
+      case ran::timer: kind = trace_event::what::timer; break;
+      case ran::softirq_tasklet: kind = trace_event::what::softirq_tasklet; break;
+      case ran::tasklet: kind = trace_event::what::tasklet; break;
+      case ran::work: kind = trace_event::what::work; break;
+      case ran::program_step: kind = trace_event::what::program_step; break;
+      default:
+        // Woken with nothing to do (cannot happen with consistent ready times); make progress.
+        clock_[cpu] = sat_add(clock_[cpu], config_.costs.idle_poll_ns);
+        break;
+    }
+  }
+  end_step(cpu, kind, start);
+}
+
+void deterministic_executor::actor_step(unsigned a) {
+  const unsigned e = cpus_ + a;
+  actor_slot& s = *actors_[a];
+  clock_[e] = std::max(clock_[e], s.wake_ns);
+  const std::uint64_t start = clock_[e];
+  step_result res = step_result::busy();
+  {
+    context_guard g(*this, no_cpu, a, exec_context::actor);
+    res = s.spec.step();
+  }
+  {
+    lock_t lock(mu_);
+    ++s.steps;
+    switch (res.what()) {
+      case step_result::kind::busy:
+      case step_result::kind::yield: s.wake_ns = 0; break;
+      case step_result::kind::idle: s.wake_ns = sat_add(clock_[e], config_.costs.idle_poll_ns); break;
+      case step_result::kind::sleep: s.wake_ns = sat_add(clock_[e], res.sleep_ns()); break;
+      case step_result::kind::finished:
+        s.finished = true;
+        if (!s.spec.daemon) --nondaemon_actors_active_;
+        break;
+    }
+  }
+  end_step(e, trace_event::what::actor, start);
+}
+
+bool deterministic_executor::wait_until(const std::function<bool()>& done, std::uint64_t timeout_ns) {
+  const unsigned e = entity();
+  PTR_ASSERT_MSG(e != none, "wait_until outside a CPU or actor step");
+  const unsigned self_actor = e >= cpus_ ? e - cpus_ : none;
+  const std::uint64_t deadline = sat_add(clock_[e], timeout_ns);
+  for (;;) {
+    if (done()) return true;
+    std::uint64_t best_t = never;
+    unsigned best = none, ties = 0;
+    {
+      lock_t lock(mu_);
+      for (unsigned a = 0; a < actors_.size(); ++a) {
+        if (a == self_actor) continue;
+        const std::uint64_t t = actor_ready_ns(a);
+        if (t == never) continue;
+        if (t < best_t) {
+          best_t = t;
+          best = a;
+          ties = 1;
+        } else if (t == best_t && rng_.below(++ties) == 0) {
+          best = a;
+        }
+      }
+    }
+    if (best == none || best_t > deadline) {
+      clock_[e] = std::max(clock_[e], deadline);
+      return done();
+    }
+    clock_[e] = std::max(clock_[e], best_t);
+    actor_step(best);
+  }
+}
+
+run_stats deterministic_executor::run() {
+  run_stats st;
+  {
+    lock_t lock(mu_);
+    start_run();
+  }
+  std::size_t next_event = 0;
+  enum class pick : std::uint8_t { cpu, actor, event };
+  for (;;) {
+    pick kind = pick::cpu;
+    unsigned id = none;
+    std::uint64_t best_t = never;
+    {
+      lock_t lock(mu_);
+      if (quiescent()) {
+        st.reason = stop_reason::quiescent;
+        break;
+      }
+      if (steps_ >= config_.max_steps) {
+        st.reason = stop_reason::step_limit;
+        break;
+      }
+      unsigned ties = 0;
+      auto consider = [&](std::uint64_t t, pick k, unsigned i) {
+        if (t == never) return;
+        if (t < best_t) {
+          best_t = t;
+          kind = k;
+          id = i;
+          ties = 1;
+        } else if (t == best_t && rng_.below(++ties) == 0) {
+          kind = k;
+          id = i;
+        }
+      };
+      for (unsigned c = 0; c < cpus_; ++c) consider(cpu_ready_ns(c), pick::cpu, c);
+      for (unsigned a = 0; a < actors_.size(); ++a) consider(actor_ready_ns(a), pick::actor, a);
+      if (next_event < hotplug_events_.size())
+        consider(std::max(hotplug_events_[next_event].at_ns, global_now_), pick::event,
+                 static_cast<unsigned>(next_event));
+      if (best_t == never) {
+        st.reason = stop_reason::stalled;
+        break;
+      }
+      if (best_t > config_.virtual_time_limit_ns) {
+        st.reason = stop_reason::time_limit;
+        break;
+      }
+      global_now_ = std::max(global_now_, best_t);
+    }
+    switch (kind) {
+      case pick::cpu:
+        clock_[id] = std::max(clock_[id], best_t);
+        cpu_step(id);
+        break;
+      case pick::actor:
+        actor_step(id);
+        break;
+      case pick::event: {
+        const hotplug_event ev = hotplug_events_[next_event++];
+        const Status s = controller_hotplug(ev.op, ev.cpu);
+        lock_t lock(mu_);
+        --hotplug_events_left_;
+        if (!s.ok() && s.code() == errc::invalid_argument) ++counters_.hotplug_rejected;
+        break;
+      }
+    }
+  }
+  lock_t lock(mu_);
+  st.trace_hash = hash_;
+  st.steps = steps_;
+  std::uint64_t end = global_now_;
+  for (unsigned e = 0; e < cpus_ + actors_.size(); ++e) end = std::max(end, clock_[e]);
+  st.elapsed_ns = end;
+  for (const auto& a : actors_) st.actor_steps.push_back(a->steps);
+  st.cpu.resize(cpus_);
+  for (unsigned c = 0; c < cpus_; ++c) st.cpu[c].clock_ns = clock_[c];
+  fill_stats(st, st.reason == stop_reason::quiescent);
+  return st;
+}
+
+}  // namespace ptreclaim::runtime

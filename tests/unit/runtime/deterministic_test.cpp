@@ -1,0 +1,315 @@
+// Deterministic-executor specifics: reproducibility, seeded interleavings, virtual-time
+// contention, wait_until with actors, the cost model.
+#include <rapidcheck.h>
+
+#include <atomic>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "ptreclaim/base/spinlock.hpp"
+#include "test_support.hpp"
+
+namespace ptreclaim::runtime::test {
+namespace {
+
+// A small workload with tasklets, work, timers, an actor and shared state: returns the trace
+// (entity sequence) and the stats.
+struct outcome {
+  std::vector<std::tuple<bool, unsigned, int, std::uint64_t>> trace;
+  run_stats stats;
+};
+
+outcome run_mixed(std::uint64_t seed, unsigned cpus = 4) {
+  run_config cfg;
+  cfg.cpus = cpus;
+  cfg.seed = seed;
+  deterministic_executor ex(cfg);
+  outcome out;
+  ex.set_trace_sink([&](const trace_event& e) {
+    out.trace.emplace_back(e.is_actor, e.entity, static_cast<int>(e.kind), e.end_ns);
+  });
+  per_cpu<tasklet> tl(cpus);
+  work_item w;
+  timer tm;
+  spinlock lock(ex);
+  unsigned shared = 0;
+  for (unsigned c = 0; c < cpus; ++c) ex.tasklet_init(tl[c], [&] { ex.charge(cost_kind::frame_free, 3); });
+  ex.work_init(w, [&] { ex.charge(cost_kind::inv_submit); });
+  ex.timer_init(tm, [&] { ex.charge(cost_kind::dequeue); }, 0);
+  for (unsigned c = 0; c < cpus; ++c) {
+    auto n = std::make_shared<unsigned>(0);
+    ex.set_program(c, [&, n](unsigned cpu) {
+      {
+        std::lock_guard<spinlock> g(lock);
+        ++shared;
+        ex.touch_line(&shared, true);
+      }
+      ex.tasklet_schedule(tl[cpu]);
+      if (*n % 5 == 0) ex.schedule_work(w);
+      if (*n % 7 == 0) ex.set_timer(tm, ex.now_ns() + 3000);
+      return ++*n < 50 ? (*n % 3 ? step_result::busy() : step_result::yield()) : step_result::finished();
+    });
+  }
+  auto dev = std::make_shared<unsigned>(0);
+  ex.add_actor({"dev", [&, dev] {
+                  ex.touch_line(&shared, false);
+                  return ++*dev < 30 ? step_result::sleep_for(500) : step_result::finished();
+                },
+                false});
+  out.stats = ex.run();
+  EXPECT_EQ(out.stats.trace_hash, ex.trace_hash());
+  EXPECT_EQ(shared, cpus * 50);
+  return out;
+}
+
+TEST(Deterministic, SameSeedSameInterleavingAndHash) {
+  for (std::uint64_t seed : {1ULL, 7ULL, 12345ULL}) {
+    const outcome a = run_mixed(seed);
+    const outcome b = run_mixed(seed);
+    EXPECT_EQ(a.stats.reason, stop_reason::quiescent);
+    EXPECT_EQ(a.stats.trace_hash, b.stats.trace_hash) << "seed " << seed;
+    EXPECT_EQ(a.trace, b.trace) << "seed " << seed;
+    EXPECT_EQ(a.stats.elapsed_ns, b.stats.elapsed_ns);
+    EXPECT_EQ(a.stats.steps, b.stats.steps);
+  }
+}
+
+TEST(Deterministic, DifferentSeedsGiveDifferentInterleavings) {
+  std::set<std::uint64_t> hashes;
+  std::set<std::vector<unsigned>> orders;
+  constexpr unsigned seeds = 8;
+  for (std::uint64_t seed = 1; seed <= seeds; ++seed) {
+    const outcome o = run_mixed(seed);
+    hashes.insert(o.stats.trace_hash);
+    std::vector<unsigned> order;
+    for (const auto& e : o.trace) order.push_back(std::get<1>(e) + (std::get<0>(e) ? 1000 : 0));
+    orders.insert(order);
+  }
+  EXPECT_EQ(hashes.size(), seeds);
+  EXPECT_GE(orders.size(), seeds - 1) << "the entity order itself must depend on the seed";
+}
+
+// N CPUs hammering one lock take about N times longer in virtual time than N CPUs each on its
+// own lock: the critical sections serialise.
+std::uint64_t lock_run(unsigned cpus, bool shared_lock) {
+  run_config cfg;
+  cfg.cpus = cpus;
+  cfg.seed = 3;
+  deterministic_executor ex(cfg);
+  per_cpu<spinlock> own(cpus, [&](unsigned) { return spinlock(ex); });
+  spinlock global(ex);
+  constexpr unsigned iterations = 200;
+  for (unsigned c = 0; c < cpus; ++c) {
+    auto n = std::make_shared<unsigned>(0);
+    ex.set_program(c, [&, n](unsigned cpu) {
+      spinlock& l = shared_lock ? global : own[cpu];
+      l.lock();
+      ex.charge(cost_kind::op_overhead, 4);  // 200 ns critical section
+      l.unlock();
+      return ++*n < iterations ? step_result::busy() : step_result::finished();
+    });
+  }
+  const run_stats st = ex.run();
+  EXPECT_EQ(st.reason, stop_reason::quiescent);
+  return st.elapsed_ns;
+}
+
+TEST(Deterministic, OneLockSerialisesInVirtualTime) {
+  for (unsigned n : {4u, 16u, 64u}) {
+    const double global = static_cast<double>(lock_run(n, true));
+    const double own = static_cast<double>(lock_run(n, false));
+    const double ratio = global / own;
+    EXPECT_GT(ratio, 0.6 * n) << n << " CPUs: global " << global << " own " << own;
+    EXPECT_LT(ratio, 2.0 * n) << n << " CPUs: global " << global << " own " << own;
+  }
+}
+
+TEST(Deterministic, WritesToASharedLineCostTransfers) {
+  auto run = [](bool same_line) {
+    run_config cfg;
+    cfg.cpus = 2;
+    cfg.costs.step_jitter_ns = 0;
+    deterministic_executor ex(cfg);
+    alignas(64) static unsigned lines[2][16];
+    for (unsigned c = 0; c < 2; ++c) {
+      auto n = std::make_shared<unsigned>(0);
+      ex.set_program(c, [&, n](unsigned cpu) {
+        ex.touch_line(same_line ? &lines[0][0] : &lines[cpu][0], true);
+        return ++*n < 100 ? step_result::busy() : step_result::finished();
+      });
+    }
+    return ex.run().elapsed_ns;
+  };
+  const std::uint64_t shared = run(true), separate = run(false);
+  const std::uint64_t transfer = cost_model{}.cost(cost_kind::cache_line_transfer);
+  EXPECT_GE(shared, separate + 50 * transfer) << "ping-ponging a line must cost transfers";
+}
+
+TEST(Deterministic, ReadsOfACleanLineAreFree) {
+  run_config cfg;
+  cfg.cpus = 8;
+  cfg.costs.step_jitter_ns = 0;
+  deterministic_executor ex(cfg);
+  alignas(64) static unsigned line[16];
+  for (unsigned c = 0; c < 8; ++c)
+    ex.set_program(c, [&](unsigned) {
+      ex.touch_line(line, false);
+      return step_result::finished();
+    });
+  const run_stats st = ex.run();
+  for (unsigned c = 0; c < 8; ++c) EXPECT_EQ(st.cpu[c].clock_ns, cfg.costs.step_ns);
+}
+
+TEST(Deterministic, WaitUntilRunsActorsAndTimesOut) {
+  deterministic_executor ex(run_config{.cpus = 2});
+  std::atomic<bool> done{false};
+  auto polls = std::make_shared<unsigned>(0);
+  const actor_id dev = ex.add_actor({"engine", [&, polls] {
+    if (++*polls == 5) done.store(true);
+    return step_result::sleep_for(1000);
+  }});
+  bool first = false, second = true;
+  std::uint64_t before = 0, after = 0;
+  unsigned cpu1_steps_during_wait = 0;
+  std::atomic<unsigned> cpu1_steps{0};
+  ex.set_program(1, [&](unsigned) {
+    cpu1_steps.fetch_add(1);
+    return step_result::sleep_for(100);
+  });
+  ex.set_program(0, sequence({[&] {
+    const unsigned c1 = cpu1_steps.load();
+    first = ex.wait_until([&] { return done.load(); }, 1000000);
+    cpu1_steps_during_wait = cpu1_steps.load() - c1;
+    before = ex.now_ns();
+    second = ex.wait_until([] { return false; }, 5000);
+    after = ex.now_ns();
+    EXPECT_EQ(ex.context(), exec_context::process);
+    return true;
+  }}));
+  ex.set_program(1, {});
+  run_config unused;
+  (void)unused;
+  const run_stats st = ex.run();
+  EXPECT_TRUE(first);
+  EXPECT_FALSE(second);
+  EXPECT_GE(after - before, 5000u);
+  EXPECT_EQ(cpu1_steps_during_wait, 0u) << "wait_until must not run other CPUs";
+  EXPECT_GE(st.actor_steps[dev], 5u);
+  EXPECT_GE(ex.actor_clock_ns(dev), 4000u);
+}
+
+TEST(Deterministic, IdleCpuWakesAtTheSendersTime) {
+  deterministic_executor ex(run_config{.cpus = 2});
+  tasklet t;
+  std::uint64_t ran_at = 0, sent_at = 0;
+  ex.tasklet_init(t, [&] { ran_at = ex.now_ns(); });
+  ex.set_program(0, sequence({[&] {
+    ex.charge(cost_kind::op_overhead, 1000);  // 50 us
+    sent_at = ex.now_ns();
+    return ex.tasklet_schedule_on(t, 1);
+  }}));
+  ex.run();
+  EXPECT_GE(ran_at, sent_at);
+}
+
+TEST(Deterministic, StepAndTimeLimitsStopTheRun) {
+  {
+    deterministic_executor ex(run_config{.cpus = 1, .max_steps = 100});
+    ex.set_program(0, [](unsigned) { return step_result::busy(); });
+    const run_stats st = ex.run();
+    EXPECT_EQ(st.reason, stop_reason::step_limit);
+    EXPECT_EQ(st.steps, 100u);
+  }
+  {
+    deterministic_executor ex(run_config{.cpus = 1, .virtual_time_limit_ns = 100000});
+    ex.set_program(0, [](unsigned) { return step_result::sleep_for(1000); });
+    const run_stats st = ex.run();
+    EXPECT_EQ(st.reason, stop_reason::time_limit);
+    EXPECT_LE(st.elapsed_ns, 100000u + 2000u);
+    EXPECT_FALSE(st.programs_finished);
+  }
+}
+
+TEST(Deterministic, ScalesTo256Cpus) {
+  deterministic_executor ex(run_config{.cpus = 256, .seed = 9});
+  per_cpu<tasklet> t(256);
+  std::vector<unsigned> runs(256, 0);
+  for (unsigned c = 0; c < 256; ++c) ex.tasklet_init(t[c], [&, c] { ++runs[ex.current_cpu()]; (void)c; });
+  for (unsigned c = 0; c < 256; ++c)
+    ex.set_program(c, sequence({[&] { return ex.tasklet_schedule(t[ex.current_cpu()]); }}));
+  const run_stats st = ex.run();
+  EXPECT_EQ(st.reason, stop_reason::quiescent);
+  for (unsigned c = 0; c < 256; ++c) EXPECT_EQ(runs[c], 1u);
+}
+
+TEST(Deterministic, ExecutorIsThePlatformForLibraryCode) {
+  deterministic_executor ex(run_config{.cpus = 3});
+  platform& p = ex;
+  EXPECT_EQ(p.cpu_count(), 3u);
+  std::vector<unsigned> seen;
+  for (unsigned c = 0; c < 3; ++c)
+    ex.set_program(c, [&](unsigned) {
+      seen.push_back(p.current_cpu());
+      p.charge(cost_kind::pte_write, 10);
+      return step_result::finished();
+    });
+  const run_stats st = ex.run();
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(seen, (std::vector<unsigned>{0, 1, 2}));
+  for (unsigned c = 0; c < 3; ++c) EXPECT_GE(st.cpu[c].clock_ns, 50u);
+}
+
+// ---- cost model ----
+
+TEST(CostModel, ParsesKeyValueLinesAndRejectsBadOnes) {
+  auto r = parse_cost_model("# costs\npte_write = 7\n  work_ns=2000  # kworker\n\n");
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->cost(cost_kind::pte_write), 7u);
+  EXPECT_EQ(r->work_ns, 2000u);
+  EXPECT_EQ(r->cost(cost_kind::pte_read), cost_model{}.cost(cost_kind::pte_read));
+  EXPECT_EQ(parse_cost_model("nonsense = 3").status().code(), errc::parse_error);
+  EXPECT_EQ(parse_cost_model("pte_write 3").status().code(), errc::parse_error);
+  EXPECT_EQ(parse_cost_model("pte_write = -3").status().code(), errc::parse_error);
+  const auto again = parse_cost_model(r->to_string());
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->charge_ns, r->charge_ns);
+  EXPECT_EQ(again->work_ns, r->work_ns);
+}
+
+TEST(CostModel, RoundTripsAnyValues) {
+  ASSERT_TRUE(rc::check("to_string/parse round trip", [](std::uint64_t a, std::uint32_t b) {
+    cost_model m;
+    m.set_cost(cost_kind::inv_poll, a);
+    m.tasklet_ns = b;
+    const auto r = parse_cost_model(m.to_string());
+    RC_ASSERT(r.ok());
+    RC_ASSERT(r->cost(cost_kind::inv_poll) == a);
+    RC_ASSERT(r->tasklet_ns == b);
+  }));
+}
+
+// ---- per_cpu ----
+
+TEST(PerCpu, SlotsAreCacheLineAlignedAndIndependent) {
+  per_cpu<unsigned> v(8, [](unsigned c) { return c * 10; });
+  for (unsigned c = 0; c < 8; ++c) {
+    EXPECT_EQ(v[c], c * 10);
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(&v[c]) % cache_line_size, 0u);
+  }
+  for (unsigned c = 1; c < 8; ++c)
+    EXPECT_GE(reinterpret_cast<std::uintptr_t>(&v[c]) - reinterpret_cast<std::uintptr_t>(&v[c - 1]),
+              cache_line_size);
+}
+
+TEST(CpuMask, FirstNextCount) {
+  cpu_mask m = cpu_mask::first(5);
+  EXPECT_EQ(m.count(), 5u);
+  m.reset(2);
+  EXPECT_EQ(m.next(2), 3u);
+  EXPECT_EQ(m.next(5), limits::max_cpus);
+  EXPECT_FALSE(m.test(300));
+}
+
+}  // namespace
+}  // namespace ptreclaim::runtime::test
