@@ -56,4 +56,24 @@ struct run_options {
 [[nodiscard]] std::string replay_command(const scenario& s, const run_options& options,
                                          std::uint64_t seed);
 
+// A fresh random seed (std::random_device), for runs that were not given one. Print it.
+[[nodiscard]] std::uint64_t fresh_seed();
+
+// ---- sweeps built on run() (implemented with the reports, not by the engine) ---------------
+// Progress for a sweep: the run being started ("xen-tasklet", "flush-epoch @ 16 cpus") and the
+// overall fraction done.
+using sweep_progress = std::function<void(std::string_view label, double fraction)>;
+
+// Runs `s` under every policy in `policies` (empty = policy_names()) with the same seed (base's,
+// else the scenario's, else a fresh one), executor and CPU count. base.policy and
+// base.progress are ignored. Stops at the first run error and returns it.
+[[nodiscard]] Result<compare_result> run_compare(const scenario& s, const run_options& base,
+                                                 const std::vector<std::string>& policies,
+                                                 const sweep_progress& progress = {});
+// Runs every policy x every CPU count (each 1 .. limits::max_cpus), the same seed throughout.
+[[nodiscard]] Result<scale_result> run_scale(const scenario& s, const run_options& base,
+                                             const std::vector<std::string>& policies,
+                                             const std::vector<unsigned>& cpu_counts,
+                                             const sweep_progress& progress = {});
+
 }  // namespace ptreclaim::sim
