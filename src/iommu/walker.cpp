@@ -1,6 +1,8 @@
 // The hardware walker of one unit: begin (caches, registration), step (one PTE read, with the
 // ledger check), finish (cache fills, unregistration). See unit.hpp for the model.
 #include <mutex>
+#include <string>
+#include <vector>
 
 #include "ptreclaim/base/bits.hpp"
 #include "ptreclaim/iommu/unit.hpp"
@@ -281,6 +283,72 @@ void unit::fill_caches_locked(const walk& w) {
     t.negative = true;
     iotlb_.insert(t);
   }
+}
+
+reference_result reference_walk(const mem::frame_pool& pool, const domain& dom, iova_t iova) {
+  reference_result r;
+  const pt::format_desc& fmt = dom.format();
+  if (fmt.va_bits < 64 && (iova >> fmt.va_bits) != 0) {
+    r.result = outcome::fault_invalid;
+    return r;
+  }
+  mem::frame_id table = dom.root();
+  auto perms = static_cast<std::uint8_t>(pt::perm_read | pt::perm_write | pt::perm_exec);
+  for (unsigned l = fmt.levels; l >= 1; --l) {
+    r.tables[l] = table;
+    const std::uint64_t pte = pool.words(table)[pt::level_index(iova, l)].load(std::memory_order_acquire);
+    const pt::decoded_entry e = fmt.decode(pte, l);
+    r.level = l;
+    if (e.kind == pt::entry_kind::none) {
+      r.result = outcome::fault_not_present;
+      return r;
+    }
+    perms = static_cast<std::uint8_t>(perms & e.perms);
+    if (e.kind == pt::entry_kind::leaf) {
+      r.result = outcome::ok;
+      r.perms = perms;
+      r.phys = align_down(e.addr, pt::level_shift(l)) + (iova & level_mask(l));
+      return r;
+    }
+    table = mem::frame_id::from_phys(e.addr);
+    if (l == 1 || !pool.contains(table)) {
+      r.result = outcome::fault_invalid;
+      return r;
+    }
+  }
+  return r;
+}
+
+Status unit::check_coherence(const domain& dom, hw_domain_id did) const {
+  std::vector<iotlb_entry> tlb;
+  std::vector<std::pair<unsigned, psc_entry>> pscs;
+  {
+    std::lock_guard<spinlock> g(lock_);
+    iotlb_.for_each([&](const iotlb_entry& e) {
+      if (e.did == did) tlb.push_back(e);
+    });
+    psc_.for_each([&](unsigned l, const psc_entry& e) {
+      if (e.did == did) pscs.emplace_back(l, e);
+    });
+  }
+  for (const iotlb_entry& e : tlb) {
+    const reference_result ref = reference_walk(*pool_, dom, e.first());
+    if (e.negative ? ref.result == outcome::ok
+                   : (ref.result != outcome::ok || ref.level != e.level ||
+                      align_down(ref.phys, pt::level_shift(e.level)) != e.phys_base || ref.perms != e.perms))
+      return {errc::invalid_argument, "unit " + std::to_string(index_) + ": stale IOTLB entry for iova " +
+                                          std::to_string(e.first()) + " level " + std::to_string(e.level)};
+  }
+  for (const auto& [l, e] : pscs) {
+    const iova_t iova = e.prefix << pt::level_shift(l);
+    const reference_result ref = reference_walk(*pool_, dom, iova);
+    const mem::frame_ident id = pool_->ident(e.next);
+    if (ref.tables[l - 1] != e.next || id.state != mem::frame_state::page_table ||
+        id.generation != e.next_generation)
+      return {errc::invalid_argument, "unit " + std::to_string(index_) + ": stale PSC entry at level " +
+                                          std::to_string(l) + " for iova " + std::to_string(iova)};
+  }
+  return {};
 }
 
 translate_result unit::translate(device_id dev, iova_t iova, std::uint8_t access) {

@@ -112,6 +112,18 @@ class walk {
   translate_result result_;
 };
 
+// A walk of the current tables with no cache and no ledger check: the oracle the cache checker
+// and tests compare against. `tables[L]` is the table read at level L (no_frame if not reached).
+struct reference_result {
+  outcome result = outcome::fault_not_present;
+  std::uint64_t phys = 0;
+  unsigned level = 0;
+  std::uint8_t perms = 0;
+  std::array<mem::frame_id, limits::max_levels + 1> tables{};
+};
+[[nodiscard]] reference_result reference_walk(const mem::frame_pool& pool, const domain& dom,
+                                              iova_t iova);
+
 struct context_entry {
   domain* dom = nullptr;
   hw_domain_id did = 0;
@@ -190,6 +202,11 @@ class unit {
   [[nodiscard]] std::vector<std::pair<unsigned, psc_entry>> psc_snapshot() const;
   // Caches, queue and walk registry consistent.
   [[nodiscard]] Status check_invariants() const;
+  // Tier-3 cache checker: every cached entry of `did` agrees with a fresh walk of `dom`'s
+  // current tables (IOTLB: same page, size and permissions; PSC: the same table frame, live,
+  // of the cached generation). Holds only when every change to the tables has been covered by
+  // a completed invalidation; stale entries are legal in between.
+  [[nodiscard]] Status check_coherence(const domain& dom, hw_domain_id did) const;
 
  private:
   void process_locked(std::uint64_t now_ns);

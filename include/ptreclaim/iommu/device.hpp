@@ -1,0 +1,107 @@
+// DMA engines: a device issues translations through the unit it is attached behind, with a
+// seeded access pattern over configured IOVA windows, concurrently with mapping changes on
+// CPUs. A simulator actor or a thread drives it with step(): one whole translation, or - in
+// step-wise mode - one memory read of a walk, so a deterministic executor can interleave a walk
+// with CPU operations read by read.
+//
+// Thread-safety: one driver at a time per device; stats() may be read from any thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+#include "ptreclaim/base/prng.hpp"
+#include "ptreclaim/iommu/system.hpp"
+
+namespace ptreclaim::iommu {
+
+enum class access_pattern : std::uint8_t {
+  uniform,     // a uniformly random 4 KiB page of a random window (weighted by size)
+  sequential,  // base, base + stride, ... wrapping within each window, then the next window
+  hot_set,     // hot_percent of accesses to a fixed set of hot_pages pages, the rest uniform
+};
+
+struct iova_window {
+  iova_t base = 0;          // 4 KiB aligned
+  std::uint64_t size = 0;   // bytes, a positive multiple of 4 KiB
+};
+
+struct device_config {
+  device_id id = 0;
+  access_pattern pattern = access_pattern::uniform;
+  std::vector<iova_window> windows;
+  std::uint64_t stride = 4096;  // sequential
+  unsigned hot_pages = 16;      // hot_set
+  unsigned hot_percent = 90;    // hot_set
+  unsigned write_percent = 0;   // accesses that are writes (else reads)
+  bool stepwise = false;        // step() = one PTE read instead of one translation
+  std::uint64_t seed = 1;
+};
+
+struct device_stats {
+  std::uint64_t translations = 0;  // completed
+  std::uint64_t ok = 0;
+  std::uint64_t faults = 0;
+  std::uint64_t iotlb_hits = 0;
+  std::uint64_t psc_hits = 0;
+  std::uint64_t walks = 0;         // translations that walked from the root
+  std::uint64_t pte_reads = 0;
+  std::uint64_t violations = 0;
+  std::uint64_t cost_ns = 0;       // modelled time of all translations
+
+  [[nodiscard]] double iotlb_hit_rate() const noexcept {
+    return translations == 0 ? 0.0 : static_cast<double>(iotlb_hits) / static_cast<double>(translations);
+  }
+  [[nodiscard]] double psc_hit_rate() const noexcept {
+    const std::uint64_t misses = translations - iotlb_hits;
+    return misses == 0 ? 0.0 : static_cast<double>(psc_hits) / static_cast<double>(misses);
+  }
+};
+
+class device {
+ public:
+  // Precondition: config.windows non-empty, each window aligned and non-empty.
+  device(system& sys, device_config config);
+  device(const device&) = delete;
+  device& operator=(const device&) = delete;
+  ~device();
+
+  [[nodiscard]] device_id id() const noexcept { return config_.id; }
+  // One translation (or one walk read in step-wise mode). Returns true when a translation
+  // completed during this call; its result is last(). An unattached device completes with
+  // fault_no_context.
+  bool step();
+  // Abandons a walk in flight (a device reset), so waits it blocks can complete.
+  void cancel();
+  [[nodiscard]] bool walking() const noexcept { return walk_.phase() == walk_phase::walking; }
+  [[nodiscard]] const translate_result& last() const noexcept { return last_; }
+  [[nodiscard]] iova_t last_iova() const noexcept { return last_iova_; }
+  [[nodiscard]] device_stats stats() const noexcept;
+
+  // The next IOVA the pattern produces (advances the pattern).
+  [[nodiscard]] iova_t next_iova();
+
+ private:
+  void account(const translate_result& r);
+
+  system* sys_;
+  device_config config_;
+  prng rng_;
+  std::uint64_t total_pages_ = 0;
+  std::size_t seq_window_ = 0;
+  std::uint64_t seq_offset_ = 0;
+  std::vector<iova_t> hot_;
+  walk walk_;
+  unit* walk_unit_ = nullptr;
+  translate_result last_;
+  iova_t last_iova_ = 0;
+
+  struct counters {
+    std::atomic<std::uint64_t> translations{0}, ok{0}, faults{0}, iotlb_hits{0}, psc_hits{0},
+        walks{0}, pte_reads{0}, violations{0}, cost_ns{0};
+  };
+  counters c_;
+};
+
+}  // namespace ptreclaim::iommu

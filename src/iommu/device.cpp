@@ -1,0 +1,123 @@
+#include "ptreclaim/iommu/device.hpp"
+
+#include "ptreclaim/base/bits.hpp"
+
+namespace ptreclaim::iommu {
+
+device::device(system& sys, device_config config)
+    : sys_(&sys), config_(std::move(config)), rng_(config_.seed) {
+  PTR_ASSERT_MSG(!config_.windows.empty(), "device_config: no IOVA window");
+  for (const auto& w : config_.windows) {
+    PTR_ASSERT_MSG(w.size > 0 && is_aligned(w.base, 12) && is_aligned(w.size, 12),
+                   "device_config: windows must be non-empty and 4 KiB aligned");
+    total_pages_ += w.size >> 12;
+  }
+  PTR_ASSERT_MSG(config_.stride > 0 && config_.hot_percent <= 100 && config_.write_percent <= 100,
+                 "device_config: bad stride or percentage");
+  if (config_.pattern == access_pattern::hot_set) {
+    prng hot_rng = rng_.fork(0x407);
+    for (unsigned i = 0; i < config_.hot_pages; ++i) {
+      std::uint64_t page = hot_rng.below(total_pages_);
+      for (const auto& w : config_.windows) {
+        if (page < (w.size >> 12)) {
+          hot_.push_back(w.base + (page << 12));
+          break;
+        }
+        page -= w.size >> 12;
+      }
+    }
+  }
+}
+
+device::~device() { cancel(); }
+
+iova_t device::next_iova() {
+  auto uniform = [&] {
+    std::uint64_t page = rng_.below(total_pages_);
+    for (const auto& w : config_.windows) {
+      if (page < (w.size >> 12)) return w.base + (page << 12) + rng_.below(4096);
+      page -= w.size >> 12;
+    }
+    return config_.windows.front().base;
+  };
+  switch (config_.pattern) {
+    case access_pattern::uniform:
+      return uniform();
+    case access_pattern::sequential: {
+      const iova_window& w = config_.windows[seq_window_];
+      const iova_t v = w.base + seq_offset_;
+      seq_offset_ += config_.stride;
+      if (seq_offset_ >= w.size) {
+        seq_offset_ = 0;
+        seq_window_ = (seq_window_ + 1) % config_.windows.size();
+      }
+      return v;
+    }
+    case access_pattern::hot_set:
+      if (!hot_.empty() && rng_.below(100) < config_.hot_percent) return hot_[rng_.below(hot_.size())];
+      return uniform();
+  }
+  return uniform();
+}
+
+bool device::step() {
+  if (walk_.phase() != walk_phase::walking) {
+    last_iova_ = next_iova();
+    const std::uint8_t access =
+        rng_.below(100) < config_.write_percent ? pt::perm_write : pt::perm_read;
+    walk_unit_ = sys_->unit_of(config_.id);
+    if (walk_unit_ == nullptr) {
+      last_ = translate_result{};
+      account(last_);
+      return true;
+    }
+    if (walk_unit_->begin(walk_, config_.id, last_iova_, access)) {
+      last_ = walk_.result();
+      account(last_);
+      return true;
+    }
+    if (config_.stepwise) return false;
+  }
+  if (config_.stepwise) {
+    if (!walk_unit_->step(walk_)) return false;
+  } else {
+    while (!walk_unit_->step(walk_)) {
+    }
+  }
+  last_ = walk_.result();
+  account(last_);
+  return true;
+}
+
+void device::cancel() {
+  if (walk_.phase() == walk_phase::walking && walk_unit_ != nullptr) walk_unit_->cancel(walk_);
+}
+
+void device::account(const translate_result& r) {
+  auto add = [](std::atomic<std::uint64_t>& a, std::uint64_t n) { a.fetch_add(n, std::memory_order_relaxed); };
+  add(c_.translations, 1);
+  add(r.result == outcome::ok ? c_.ok : c_.faults, 1);
+  if (r.from == source::iotlb) add(c_.iotlb_hits, 1);
+  if (r.from == source::psc) add(c_.psc_hits, 1);
+  if (r.from == source::walk) add(c_.walks, 1);
+  add(c_.pte_reads, r.pte_reads);
+  add(c_.violations, r.violations);
+  add(c_.cost_ns, r.cost_ns);
+}
+
+device_stats device::stats() const noexcept {
+  auto ld = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
+  device_stats s;
+  s.translations = ld(c_.translations);
+  s.ok = ld(c_.ok);
+  s.faults = ld(c_.faults);
+  s.iotlb_hits = ld(c_.iotlb_hits);
+  s.psc_hits = ld(c_.psc_hits);
+  s.walks = ld(c_.walks);
+  s.pte_reads = ld(c_.pte_reads);
+  s.violations = ld(c_.violations);
+  s.cost_ns = ld(c_.cost_ns);
+  return s;
+}
+
+}  // namespace ptreclaim::iommu
