@@ -9,10 +9,7 @@
 #include <vector>
 
 #include "ptreclaim/runtime/deterministic_executor.hpp"
-#if __has_include("ptreclaim/runtime/threaded_executor.hpp")
 #include "ptreclaim/runtime/threaded_executor.hpp"
-#define PTR_HAVE_THREADED 1
-#endif
 
 namespace ptreclaim::runtime::test {
 
@@ -31,7 +28,6 @@ struct deterministic_kind {
     return std::make_unique<deterministic_executor>(std::move(cfg));
   }
 };
-#ifdef PTR_HAVE_THREADED
 struct threaded_kind {
   static constexpr bool deterministic = false;
   static std::unique_ptr<executor> make(run_config cfg) {
@@ -40,9 +36,6 @@ struct threaded_kind {
   }
 };
 using executor_kinds = ::testing::Types<deterministic_kind, threaded_kind>;
-#else
-using executor_kinds = ::testing::Types<deterministic_kind>;
-#endif
 
 class kind_names {
  public:
