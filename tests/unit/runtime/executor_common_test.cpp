@@ -587,7 +587,9 @@ TYPED_TEST(ExecutorTest, XenFreePgtNotifierSurvivesRandomHotplug) {
           [[fallthrough]];
         case cpu_event::down_failed:
           ex->tasklet_init(tl[cpu], [&, cpu] { worker(cpu); });
-          if (!list[cpu].empty()) ex->tasklet_schedule(tl[cpu]);
+          // The v6 patch says tasklet_schedule(tasklet): that queues it on the CPU running
+          // the notifier, not on `cpu` (see XenV6DownFailedSchedulesOnTheNotifierCpu).
+          if (!list[cpu].empty()) ex->tasklet_schedule_on(tl[cpu], cpu);
           break;
         default: break;
       }
@@ -622,6 +624,67 @@ TYPED_TEST(ExecutorTest, XenFreePgtNotifierSurvivesRandomHotplug) {
       for (unsigned i = 0; i < per_cpu_pages; ++i)
         EXPECT_EQ(freed[c * 1000 + i].load(), 1) << "page " << c * 1000 + i << " seed " << seed;
     ex->check_invariants();
+  }
+}
+
+// The CPU_DOWN_FAILED branch of the v6 patch re-inits the tasklet and calls
+// tasklet_schedule(tasklet), which queues it on the CPU running the notifier. When the dying
+// CPU's list is non-empty (its tasklet was killed in DOWN_PREPARE before it could run), the
+// worker then runs on the wrong CPU: Roger's ASSERT(list == &this_cpu(free_pgt_list)) fires.
+// Scheduling it on `cpu` keeps the worker on its own CPU.
+TYPED_TEST(ExecutorTest, XenV6DownFailedSchedulesOnTheNotifierCpu) {
+  for (const bool v6 : {true, false}) {
+    auto ex = this->make(2);
+    per_cpu<std::vector<unsigned>> list(2);
+    per_cpu<tasklet> tl(2);
+    std::atomic<int> wrong_cpu{0}, freed{0};
+    std::atomic<bool> queued{false}, hotplug_done{false};
+    auto worker = [&](unsigned owner) {
+      if (ex->current_cpu() != owner) wrong_cpu.fetch_add(1);
+      freed.fetch_add(static_cast<int>(list[owner].size()));
+      list[owner].clear();
+    };
+    ex->register_cpu_notifier([&](cpu_event e, unsigned cpu) {
+      switch (e) {
+        case cpu_event::down_prepare: ex->tasklet_kill(tl[cpu]); break;
+        case cpu_event::up_prepare:
+          list[cpu].clear();
+          [[fallthrough]];
+        case cpu_event::down_failed:
+          ex->tasklet_init(tl[cpu], [&, cpu] { worker(cpu); });
+          if (!list[cpu].empty()) {
+            if (v6) {
+              ex->tasklet_schedule(tl[cpu]);
+            } else {
+              ex->tasklet_schedule_on(tl[cpu], cpu);
+            }
+          }
+          break;
+        default: break;
+      }
+      return notify_result::done;
+    }, true);
+    auto n = std::make_shared<unsigned>(0);
+    ex->set_program(1, [&, n](unsigned cpu) {
+      if (*n < 10) {  // queue 10 pages without passing a scheduler point
+        list[cpu].push_back((*n)++);
+        ex->tasklet_schedule(tl[cpu]);
+        if (*n == 10) queued.store(true);
+        return step_result::busy();
+      }
+      return hotplug_done.load() ? step_result::finished() : step_result::busy();
+    });
+    ex->set_program(0, sequence({[&] {
+      if (!queued.load()) return false;
+      ex->inject_cpu_down_failure();
+      EXPECT_EQ(ex->cpu_down(1), errc::busy);
+      hotplug_done.store(true);
+      return true;
+    }}));
+    const run_stats st = ex->run();
+    EXPECT_EQ(st.reason, stop_reason::quiescent);
+    EXPECT_EQ(freed.load(), 10);
+    EXPECT_EQ(wrong_cpu.load(), v6 ? 1 : 0) << (v6 ? "v6 code" : "fixed code");
   }
 }
 
