@@ -64,6 +64,7 @@ std::string cost_model_to_toml(const cost_model& model, std::string_view header)
     out += '\n';
     start = end + 1;
   }
+  for (const auto& n : model.notes) out += "# note: " + n + "\n";
   out += "# Nanoseconds of virtual time the deterministic executor charges per step. Point a\n"
          "# scenario at this file with:  [cost] file = \"<path>\"\n\n[cost_ns]\n";
   for (std::size_t i = 0; i < cost_kind_count; ++i) {

@@ -46,6 +46,7 @@ struct cost_model {
   // sub-nanosecond remainders). Defaults are round figures of a 2020s x86 server.
   std::array<double, cost_kind_count> ns = default_ns();
   std::string source = "built-in defaults";  // a file path, or "built-in defaults"
+  std::vector<std::string> notes;            // calibrate: kinds it could not measure, and why
 
   [[nodiscard]] double operator[](cost_kind k) const noexcept {
     return ns[static_cast<std::size_t>(k)];

@@ -1,0 +1,226 @@
+// The engine's private parts: the simulated machine one run builds (frame pool, IOMMU model,
+// page tables, executor, reclamation policy, safety monitor), the workload drivers that run as
+// CPU programs, and the device and sampler actors. engine.cpp puts them together in run().
+//
+// What a step is (docs/engine.md has the long version). A CPU program step does ONE of:
+//   begin+mutate  choose the next operation and do its first chunk of page-table mutations
+//                 into a gather, then retire() what the gather released;
+//   mutate        the next chunk of the same operation (+ retire);
+//   softirq       process_pending_softirqs() (scenario.caller.softirq = before-caller-flush);
+//   flush         the caller's own invalidation (scenario.caller.flush), then, optionally, a
+//                 softirq point after it.
+// Between the steps of one operation the program returns step_result::busy() (no scheduler
+// point, so a plain tasklet cannot run there, as in Xen), and yield() once the operation is
+// complete (batched flushing: once the batch is flushed). Device actors run between any two
+// steps, so a walk can meet a table that was freed but not yet invalidated.
+//
+// Memory ordering (threaded executor): per-CPU driver and workload state is touched only by
+// its CPU (hotplug parks a CPU at a step boundary). Shared run state is atomic: the done
+// counter (1) release-increments pair with (2) the finisher's acquire loads so the finish
+// times and pending_at_end written before the increment are visible; the device stop flag (3)
+// release store pairs with (4) the actors' acquire loads; the actors' acknowledgements (5)
+// pair with (6). mid_op/going_down use seq_cst (a Dekker pair, see cpu_driver).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ptreclaim/base/prng.hpp"
+#include "ptreclaim/iommu/system.hpp"
+#include "ptreclaim/mem/frame_pool.hpp"
+#include "ptreclaim/pt/table.hpp"
+#include "ptreclaim/reclaim/iommu_backend.hpp"
+#include "ptreclaim/reclaim/reclaimer.hpp"
+#include "ptreclaim/reclaim/safety_monitor.hpp"
+#include "ptreclaim/runtime/cpu.hpp"
+#include "ptreclaim/runtime/executor.hpp"
+#include "ptreclaim/sim/engine.hpp"
+
+namespace ptreclaim::sim::detail {
+
+inline constexpr std::uint64_t two_mib = std::uint64_t{1} << 21;
+inline constexpr std::uint64_t one_gib = std::uint64_t{1} << 30;
+inline constexpr std::uint64_t page_bytes = 4096;
+
+// A small lock-free ring of IOVA ranges, written by CPUs and sampled by device actors: the
+// ranges most recently mapped (target = live) or released (target = replaced). Entries are
+// hints: a device may find the range changed since (then it faults, which is counted).
+class range_ring {
+ public:
+  static constexpr unsigned size = 64;
+  void push(std::uint64_t first, std::uint64_t bytes) noexcept;
+  // The i-th newest entry (0 = newest); false if empty.
+  bool get(unsigned i, std::uint64_t& first, std::uint64_t& bytes) const noexcept;
+  [[nodiscard]] unsigned filled() const noexcept;
+
+ private:
+  std::array<std::atomic<std::uint64_t>, size> e_{};  // iova | lg2(bytes); 0 = empty; relaxed
+  std::atomic<std::uint32_t> next_{0};                 // relaxed: hints only
+};
+
+struct domain_slot {
+  std::uint16_t id = 0;    // software domain number (also its did on every unit)
+  unsigned group = 0;
+  std::unique_ptr<pt::table> table;
+  iommu::domain* dom = nullptr;
+  range_ring live;
+  range_ring replaced;
+};
+
+class machine;
+
+// A workload: what each operation of a CPU does to the page tables. Per-CPU state lives in
+// the workload (indexed by CPU, touched only by that CPU).
+class workload {
+ public:
+  virtual ~workload() = default;
+  // Chooses CPU `cpu`'s next operation; returns the domain it works on.
+  virtual domain_slot& begin_op(unsigned cpu) = 0;
+  // Performs the next chunk of the current operation into `g` (cleared by the caller). Returns
+  // true when the operation has no chunk left. Mutation errors (no_memory, address_in_use) are
+  // part of the workload's life: counted, never fatal.
+  virtual bool mutate(unsigned cpu, pt::gather& g) = 0;
+  // A 64-bit summary of what the last mutate() did (operation trace for the trace hash).
+  [[nodiscard]] virtual std::uint64_t last_trace(unsigned cpu) const = 0;
+  // The IOVA region devices use by default: [0, region_bytes()).
+  [[nodiscard]] virtual std::uint64_t region_bytes() const = 0;
+  // Mutation errors seen (no_memory and the like), for notes.
+  [[nodiscard]] virtual std::uint64_t errors() const = 0;
+};
+
+std::unique_ptr<workload> make_superpage_churn(machine& m);
+std::unique_ptr<workload> make_sva_kernel(machine& m);
+std::unique_ptr<workload> make_dma_storm(machine& m);
+
+// Per-CPU state of the operation driver (the CPU program).
+struct cpu_driver {
+  enum class phase : std::uint8_t { between_ops, mutate, softirq, flush, done, finisher };
+  phase ph = phase::between_ops;
+  pt::gather g;
+  domain_slot* dom = nullptr;
+  bool last_chunk = false;
+  std::uint64_t ops = 0;
+  std::uint64_t caller_flushes = 0;
+  std::uint64_t trace = 0x9e3779b97f4a7c15ULL;
+  // batched caller flushes: union of the owed ranges per domain, ops since the last flush
+  struct owed {
+    bool any = false;
+    pt::gather g;  // range + hint only (no released frames)
+  };
+  std::vector<owed> batch;  // by domain index
+  unsigned batch_ops = 0;
+  std::uint64_t finish_ns = 0;
+  // Hotplug handshake (seq_cst, Dekker): the program sets mid_op then reads going_down before
+  // starting an operation; the down_prepare notifier sets going_down then reads mid_op and
+  // vetoes if set. Either the CPU does not start, or the offline is refused: a CPU never goes
+  // down between a retire and its caller's flush (Xen's stop_machine cannot interrupt a
+  // hypercall either).
+  std::atomic<bool> mid_op{false};
+  std::atomic<bool> going_down{false};
+};
+
+// Everything one run builds. Built, run and destroyed by sim::run() on the calling thread.
+class machine {
+ public:
+  machine(const scenario& s, const run_options& o, std::uint64_t seed);
+  ~machine();
+  machine(const machine&) = delete;
+  machine& operator=(const machine&) = delete;
+
+  // Builds pool, executor, IOMMU units, domains, tables, devices, monitor, reclaimer, programs
+  // and actors. invalid_argument / no_memory on failure.
+  Status build();
+  // Runs the executor until quiescent (the finisher tears the machine down at the end) and
+  // fills `out`.
+  void run(run_result& out);
+
+  // --- what the workloads use (their own CPU's data only) ---
+  const scenario& sc;
+  const run_options& opt;
+  const std::uint64_t seed;
+  const unsigned cpus;
+  std::vector<std::unique_ptr<domain_slot>> domains;
+  [[nodiscard]] runtime::executor& ex() noexcept { return *ex_; }
+  [[nodiscard]] mem::frame_pool& pool() noexcept { return *pool_; }
+  [[nodiscard]] prng fork_rng(std::uint64_t salt) const noexcept { return root_.fork(salt); }
+
+ private:
+  enum class finish_phase : std::uint8_t { wait_workload, wait_l1, stop_actors, teardown, done };
+  struct device_state;
+
+  runtime::step_result program_step(unsigned cpu);
+  runtime::step_result finisher_step();
+  runtime::step_result complete_op(cpu_driver& d);
+  void caller_flush(cpu_driver& d);
+  void flush_batch(cpu_driver& d);
+  bool workload_over(const cpu_driver& d);
+  void finish_workload(unsigned cpu, cpu_driver& d);
+  void report_progress();
+  runtime::step_result device_step(device_state& dev);
+  runtime::step_result sampler_step();
+  Status build_devices(prng& rng);
+  void plan_hotplug(prng rng);
+  runtime::notify_result hotplug_guard(runtime::cpu_event e, unsigned cpu);
+  void snapshot_metrics();
+  void teardown();
+
+  prng root_;
+  std::unique_ptr<mem::frame_pool> pool_;
+  std::unique_ptr<runtime::executor> ex_;
+  std::unique_ptr<iommu::system> sys_;
+  std::unique_ptr<reclaim::iommu_backend> backend_;
+  std::unique_ptr<reclaim::safety_monitor> monitor_;
+  class observer;
+  std::unique_ptr<observer> observer_;
+  std::unique_ptr<reclaim::reclaimer> rec_;
+  std::unique_ptr<workload> wl_;
+  std::unique_ptr<runtime::per_cpu<cpu_driver>> drivers_;
+  std::vector<std::unique_ptr<device_state>> devices_;
+
+  std::uint64_t ops_target_ = 0;   // per CPU; 0 = until the time limit
+  std::uint64_t time_limit_ns_ = 0;
+  std::uint64_t flush_timeout_ns_ = 0;
+  bool deterministic_ = true;
+
+  // Shared run state (see the memory-ordering note).
+  std::atomic<unsigned> cpus_done_{0};
+  std::atomic<std::uint64_t> pending_at_end_{0};
+  std::atomic<bool> stop_actors_{false};
+  std::atomic<unsigned> actors_stopped_{0};
+  unsigned actors_total_ = 0;
+  std::atomic<std::uint64_t> hotplug_vetoes_{0};
+
+  // Finisher (CPU 0) state.
+  finish_phase fin_ = finish_phase::wait_workload;
+  std::uint64_t stop_ns_ = 0;
+  bool l1_held_ = false;
+  std::uint64_t drain_ns_ = 0;
+  std::string l1_reason_;
+  Status drain_status_;
+
+  // Sampler (one actor).
+  std::vector<pending_sample> series_;
+  std::uint64_t sample_every_ns_ = 0;
+  std::uint64_t next_sample_ns_ = 0;
+
+  // Progress (deterministic only: called from the run() thread).
+  std::uint64_t last_progress_wall_ns_ = 0;
+
+  // Snapshots taken by the finisher before teardown.
+  struct snapshot {
+    bool taken = false;
+    reclaim::reclaim_stats stats;
+    reclaim::safety_monitor::report mon;
+    std::vector<iommu::unit_stats> units;
+    std::uint64_t s1_count = 0;
+    std::string s1_first;
+  } snap_;
+  leak_summary leaks_;
+  std::vector<std::string> notes_;
+};
+
+}  // namespace ptreclaim::sim::detail
