@@ -14,7 +14,6 @@ using detail::read_context;
 using detail::table_reader;
 
 constexpr int max_base_depth = 4;  // base chains deeper than this are surely a cycle
-constexpr std::uint64_t u32_max = 0xffff'ffffu;
 constexpr std::uint64_t tera = 1'000'000'000'000ull;  // 1e12 ns: about 17 minutes
 constexpr std::uint64_t tib = 1ull << 40;
 
