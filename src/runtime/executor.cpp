@@ -718,17 +718,20 @@ Status executor::do_cpu_down(unsigned target, bool force_fail) {
     }
   }
   charge_ns(config_.costs.hotplug_ns);
+  // The target stays parked (at a step boundary) for the whole sequence, so notifiers may
+  // touch its per-CPU data: it has exactly one user at a time.
+  park_cpu(target);
   bool vetoed = false;
   const std::size_t called = notify(cpu_event::down_prepare, target, ~std::size_t{0}, &vetoed);
   if (vetoed || force) {
     notify(cpu_event::down_failed, target, called, nullptr);
+    unpark_cpu(target);
     lock_t lock(mu_);
     hotplug_busy_ = false;
     ++counters_.cpu_down_failures;
     return Status(errc::busy, vetoed ? "cpu_down vetoed by a down_prepare notifier"
                                      : "cpu_down failure injected");
   }
-  park_cpu(target);
   {
     lock_t lock(mu_);
     cpu_slot& dead = *slot_[target];

@@ -24,7 +24,7 @@
 // Scheduling an item happens-before the item runs; an item's completion happens-before
 // tasklet_kill/flush_work/kill_timer returns. Per-CPU client data needs no ordering of its
 // own as long as only its CPU touches it: hotplug parks the dying CPU (at a step boundary,
-// under the mutex) before any other CPU's CPU_DEAD notifier runs, which orders the dying
+// under the mutex) before its down_prepare notifiers run, which orders the dying
 // CPU's last writes before the notifier's reads.
 #pragma once
 

@@ -2,8 +2,11 @@
 //
 // Sequences the executors produce (notifiers are called in registration order):
 //   cpu_up(c)      up_prepare [vetoed -> up_canceled to those already called] -> c online -> online
-//   cpu_down(c)    down_prepare [vetoed or failure injected -> down_failed] -> c parks at a step
-//                  boundary and goes offline -> dead
+//   cpu_down(c)    c parks at a step boundary -> down_prepare [vetoed or failure injected ->
+//                  down_failed -> c resumes] -> c goes offline -> dead
+// c runs nothing from before down_prepare on, so every notifier may touch c's per-CPU data
+// without racing with c. (In Xen the dying CPU may still run between DOWN_PREPARE and
+// stop_machine; that window is not modelled: work c would have queued in it is queued before.)
 // Every notifier call runs in the context of an ONLINE CPU other than the one changing state
 // (current_cpu() is that CPU; context() is exec_context::notifier): the CPU that called
 // cpu_down/cpu_up, or, for hotplug the controller starts, one the executor picks (see
