@@ -89,20 +89,25 @@ class flush_epoch_policy final : public policy_base {
   }
 
   void retire(domain_number d, const pt::gather& g) override {
-    const std::uint64_t n = account_retire(d, g);
-    if (n == 0) return;
+    const std::uint64_t n = g.released().size();
+    if (n == 0) {
+      account_retire(d, g);
+      return;
+    }
     const unsigned cpu = env_.rt.current_cpu();
     queue& q = queues_[cpu];
     reap(q);
-    if (n > per_cpu_budget()) {  // one gather larger than this CPU's share: free it inline
-      ++counters().backpressure;
-      invalidate_and_wait(d, invalidation_range::of(g));
-      free_gather(g, "flush-epoch-sync");
-      return;
-    }
+    // Back-pressure before the frames are accepted (account_retire), so pending never
+    // exceeds the bound, not even for the length of this call.
     if (q.frames + n > per_cpu_budget() || q.ring.full()) {
       ++counters().backpressure;
       flush_all(q);
+    }
+    account_retire(d, g);
+    if (n > per_cpu_budget()) {  // one gather larger than this CPU's share: free it inline
+      invalidate_and_wait(d, {g.first(), g.last(), true});
+      free_gather(g, "flush-epoch-sync");
+      return;
     }
     batch& b = q.ring.push_back();
     b.domain = d;

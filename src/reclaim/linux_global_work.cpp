@@ -8,6 +8,7 @@
 //
 // Additions off the faithful path: back-pressure at the configured bound (the producer runs the
 // work body itself) and drain().
+#include <atomic>
 #include <set>
 
 #include "policies.hpp"
@@ -29,17 +30,29 @@ class linux_global_work_policy final : public policy_base {
 
   // pte_free_kernel_async(), once per released page.
   void retire(domain_number d, const pt::gather& g) override {
-    account_retire(d, g);
-    bool over;
-    {
-      std::lock_guard guard(lock_);
-      env_.rt.touch_line(&list_, true);
-      over = list_.size() + g.released().size() > config_.max_pending;
+    const std::uint64_t n = g.released().size();
+    if (n == 0) {
+      account_retire(d, g);
+      return;
     }
-    if (over) {
+    // The bound (off the faithful path): reserve n frames of max_pending before accepting
+    // them, atomically with other producers and counting frames a work item (ours or another
+    // CPU's) holds between its splice and its free; a list-size check would let two producers
+    // both pass it, and miss frames in flight.
+    if (!reserve(n)) {
       ++counters().backpressure;
+      if (n > config_.max_pending) {  // larger than the bound: invalidate and free it inline
+        account_retire(d, g);
+        invalidate_and_wait(d, {g.first(), g.last(), true});
+        free_gather(g, "linux-global-work-sync");
+        return;
+      }
       work_fn();
+      // Another CPU's work item may still hold frames: they are freed after its wait.
+      const bool ok = env_.rt.wait_until([&] { return reserve(n); }, config_.wait_timeout_ns);
+      PTR_ASSERT_MSG(ok, "linux-global-work: back-pressure found no room within wait_timeout_ns");
     }
+    account_retire(d, g);
     for (mem::frame_id f : g.released()) {
       {
         std::lock_guard guard(lock_);
@@ -80,12 +93,24 @@ class linux_global_work_policy final : public policy_base {
       keep.push_back(env_.pool, f);
     }
     for (domain_number d : domains) invalidate_and_wait(d, invalidation_range::whole_domain());
+    const std::uint64_t n = keep.size();
     free_list(keep, "linux-global-work");
+    held_.fetch_sub(n, std::memory_order_relaxed);
+  }
+
+  // Takes n frames of the bound if they fit. Relaxed: a counter, it publishes nothing.
+  bool reserve(std::uint64_t n) {
+    std::uint64_t h = held_.load(std::memory_order_relaxed);
+    do {
+      if (h + n > config_.max_pending) return false;
+    } while (!held_.compare_exchange_weak(h, h + n, std::memory_order_relaxed));
+    return true;
   }
 
   spinlock lock_;
   frame_list list_;
   runtime::work_item work_;
+  std::atomic<std::uint64_t> held_{0};  // frames accepted and not yet freed (the bound)
 };
 
 }  // namespace

@@ -35,12 +35,19 @@ class xen_policy final : public policy_base {
 
   // iommu_queue_free_pgtable(), once per released page.
   void retire(domain_number d, const pt::gather& g) override {
-    account_retire(d, g);
     const unsigned cpu = env_.rt.current_cpu();
     slot& s = slots_[cpu];
-    if (s.list.size() + g.released().size() > per_cpu_budget()) {
+    const std::uint64_t n = g.released().size();
+    // Back-pressure before the frames are accepted, so pending never exceeds the bound.
+    if (n != 0 && s.list.size() + n > per_cpu_budget()) {
       ++counters().backpressure;
       flush_and_free(s.list, "xen-backpressure");
+    }
+    account_retire(d, g);
+    if (n > per_cpu_budget()) {  // larger than this CPU's share: invalidate and free it inline
+      invalidate_and_wait(d, {g.first(), g.last(), true});
+      free_gather(g, "xen-backpressure");
+      return;
     }
     for (mem::frame_id f : g.released()) {
       env_.rt.charge(cost_kind::enqueue);
