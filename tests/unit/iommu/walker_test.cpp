@@ -124,6 +124,75 @@ TEST(IommuFaithful, LeafOnlyHintKeepsStalePscAndFreeingIsCaught) {
   t.f.teardown();
 }
 
+// Allocates level-`level` tables of domain `dom` until frame `want` comes back (it was freed);
+// returns the extra frames to free afterwards.
+std::vector<mem::frame_id> realloc_frame(mem::frame_pool& pool, mem::frame_id want, std::uint16_t dom,
+                                         std::uint8_t level) {
+  std::vector<mem::frame_id> got;
+  for (std::uint32_t i = 0; i < pool.capacity(); ++i) {
+    auto f = pool.alloc_table(dom, level);
+    EXPECT_TRUE(f.ok());
+    if (!f.ok()) break;
+    got.push_back(*f);
+    if (*f == want) break;
+  }
+  EXPECT_FALSE(got.empty());
+  EXPECT_EQ(got.back(), want) << "the freed frame was reallocated";
+  return got;
+}
+
+TEST(IommuFaithful, ReusedFrameDetectedByGeneration) {
+  replaced_table t;
+  const mem::frame_id old_leaf = t.g.released().front();
+  const std::uint32_t old_gen = t.f.pool.ident(old_leaf).generation;
+  submit_and_wait(t.f.sys.get_unit(t.u), inv_descriptor::page(3, k2m, 9, true));  // IH=1: bug
+  t.f.free_released(t.g, "early");
+  // The frame comes back as a live level-1 table of the same domain: only the generation the
+  // PSC entry cached tells it apart.
+  const auto extra = realloc_frame(t.f.pool, old_leaf, 1, 1);
+  const auto r = t.f.sys.translate(1, k2m, pt::perm_read);
+  EXPECT_GE(r.violations, 1u);
+  ASSERT_GE(t.f.sys.violations().count(), 1u);
+  const violation v = t.f.sys.violations().first().front();
+  EXPECT_EQ(v.kind, violation_kind::generation_changed) << v.describe();
+  EXPECT_TRUE(v.has_expected_generation);
+  EXPECT_EQ(v.expected_generation, old_gen);
+  EXPECT_NE(v.now.generation, old_gen);
+  for (auto f : extra) EXPECT_TRUE(t.f.pool.free_unlinked_table(f, "test").ok());
+  t.f.teardown();
+}
+
+TEST(IommuFaithful, ReusedChildReachedThroughRetiredParent) {
+  fixture f;
+  unit_config c = zero_latency_unit();
+  c.psc = {1, 1, replacement::lru, 1};  // one entry per level: the level-2 entry gets evicted
+  const unsigned u = f.sys.add_unit(c);
+  domain& d = f.add_domain(1, pt::domain_config{.mode = pt::concurrency_mode::lock_free, .coalesce = false});
+  ASSERT_TRUE(f.sys.attach(1, u, d, 4).ok());
+  pt::gather g;
+  f.map(d, k1g, 0x1000, k4k, g);
+  f.map(d, k1g + k2m, 0x2000, k4k, g);
+  EXPECT_EQ(f.sys.translate(1, k1g, pt::perm_read).result, outcome::ok);
+  EXPECT_EQ(f.sys.translate(1, k1g + k2m, pt::perm_read).result, outcome::ok);  // evicts PDE of k1g
+  f.map(d, k1g, 0x4000'0000, k1g, g);  // releases L1, L1, L2
+  ASSERT_EQ(g.released().size(), 3u);
+  const mem::frame_id leaf = g.released().front();
+  ASSERT_EQ(f.pool.ident(leaf).level, 1u);
+  submit_and_wait(f.sys.get_unit(u), inv_descriptor::page(4, k1g, 0, true));  // IOTLB only: bug
+  ASSERT_TRUE(f.pool.free(leaf, "early-child").ok());
+  const auto extra = realloc_frame(f.pool, leaf, 1, 1);
+  const auto r = f.sys.translate(1, k1g, pt::perm_read);
+  EXPECT_GE(r.violations, 1u);
+  bool seen = false;
+  for (const auto& v : f.sys.violations().first()) seen = seen || v.kind == violation_kind::reused_via_stale;
+  EXPECT_TRUE(seen) << f.sys.violations().report();
+  for (auto fr : extra) EXPECT_TRUE(f.pool.free_unlinked_table(fr, "test").ok());
+  ASSERT_TRUE(f.sys.flush_sync(d, inv_range::all(), big_timeout).ok());
+  for (std::size_t i = 1; i < g.released().size(); ++i) EXPECT_TRUE(f.pool.free(g.released()[i], "test").ok());
+  g.clear();
+  f.teardown();
+}
+
 TEST(IommuFaithful, FullInvalidationsLeaveNoStaleEntry) {
   const std::array<inv_descriptor, 3> fixes{inv_descriptor::page(3, k2m, 9, false),
                                             inv_descriptor::domain(3), inv_descriptor::global()};
