@@ -22,6 +22,7 @@
 // pair with (6). mid_op/going_down use seq_cst (a Dekker pair, see cpu_driver).
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -38,6 +39,7 @@
 #include "ptreclaim/reclaim/safety_monitor.hpp"
 #include "ptreclaim/runtime/cpu.hpp"
 #include "ptreclaim/runtime/executor.hpp"
+#include "ptreclaim/runtime/program.hpp"
 #include "ptreclaim/sim/engine.hpp"
 
 namespace ptreclaim::sim::detail {
@@ -221,6 +223,93 @@ class machine {
   } snap_;
   leak_summary leaks_;
   std::vector<std::string> notes_;
+};
+
+// The reclaim observer: the safety monitor plus exact retire-to-free latencies (per freeing
+// CPU, merged at the end), recorded in sim's own histogram type.
+class machine::observer final : public reclaim::reclaim_observer {
+ public:
+  observer(reclaim::safety_monitor& mon, runtime::executor& ex, mem::frame_pool& pool)
+      : mon_(mon), ex_(ex), pool_(pool), lat_(ex.cpu_count()) {}
+  void on_retire(reclaim::domain_number d, mem::frame_id f,
+                 const reclaim::invalidation_range& need) override {
+    mon_.on_retire(d, f, need);
+  }
+  void on_free(mem::frame_id f, const char* path) override {
+    const std::uint64_t retired = pool_.meta(f).retired_ns.load(std::memory_order_relaxed);
+    const std::uint64_t now = ex_.now_ns();
+    // Frees run in CPU context; the slot is the freeing CPU's (one user at a time).
+    lat_[ex_.current_cpu()].h.record(now >= retired ? now - retired : 0);
+    mon_.on_free(f, path);
+  }
+  void on_invariant_violation(const std::string& what) override { mon_.on_invariant_violation(what); }
+  [[nodiscard]] log_histogram merged() {
+    log_histogram h;
+    for (unsigned c = 0; c < lat_.size(); ++c) h.merge(lat_[c].h);
+    return h;
+  }
+
+ private:
+  struct slot {
+    log_histogram h;
+  };
+  reclaim::safety_monitor& mon_;
+  runtime::executor& ex_;
+  mem::frame_pool& pool_;
+  runtime::per_cpu<slot> lat_;
+};
+
+// One device actor's state (engine_actors.cpp).
+struct machine::device_state {
+  iommu::device_id id = 0;
+  domain_slot* dom = nullptr;
+  const device_group* grp = nullptr;
+  prng rng{1};
+  std::uint64_t window_base = 0;
+  std::uint64_t window_pages = 1;
+  std::uint64_t seq_page = 0;       // sequential: next page (window) / page within the range
+  std::vector<std::uint64_t> hot;   // hot-set pages (window)
+  bool acked = false;
+
+  std::uint64_t window_page() {
+    switch (grp->pattern) {
+      case access_pattern::sequential: {
+        const std::uint64_t p = seq_page++ % window_pages;
+        return window_base + p * page_bytes;
+      }
+      case access_pattern::hot_set:
+        if (!hot.empty() && rng.below(10) != 0) return hot[rng.below(hot.size())];
+        [[fallthrough]];
+      case access_pattern::random:
+        break;
+    }
+    return window_base + rng.below(window_pages) * page_bytes;
+  }
+
+  std::uint64_t pick() {
+    if (grp->target == access_target::window) return window_page();
+    const range_ring& ring = grp->target == access_target::live ? dom->live : dom->replaced;
+    const unsigned n = ring.filled();
+    if (n == 0) return window_page();
+    std::uint64_t first = 0, bytes = 0;
+    unsigned entry = 0;
+    switch (grp->pattern) {
+      case access_pattern::random: entry = static_cast<unsigned>(rng.below(n)); break;
+      case access_pattern::hot_set: entry = static_cast<unsigned>(rng.below(std::min(n, 4u))); break;
+      case access_pattern::sequential: entry = 0; break;
+    }
+    if (!ring.get(entry, first, bytes)) return window_page();
+    const std::uint64_t pages = std::max<std::uint64_t>(1, bytes / page_bytes);
+    if (grp->pattern == access_pattern::sequential) {
+      if (first != seq_entry_first) {
+        seq_entry_first = first;
+        seq_page = 0;
+      }
+      return first + (seq_page++ % pages) * page_bytes;
+    }
+    return first + rng.below(pages) * page_bytes;
+  }
+  std::uint64_t seq_entry_first = ~std::uint64_t{0};
 };
 
 }  // namespace ptreclaim::sim::detail

@@ -1,0 +1,107 @@
+// Device actors (DMA through the IOMMU model) and the pending-frames sampler.
+//
+// A device is attached behind one unit with its domain's did (= the domain number). Every
+// domain also gets a context entry on each unit of its group that no real device of it sits
+// behind (an idle function that does no DMA), so the domain's flush set is every unit its
+// group names: an invalidation that skips a unit is then a bug the walks can expose.
+//
+// A device step performs translations_per_step whole translations (system::translate: IOTLB,
+// then PSC, then a walk whose every PTE read the model checks against the ledger: S1), then
+// sleeps step_interval_ns. Where it aims (scenario device_group::target):
+//   window    a page of its window chosen by the pattern (random / sequential / hot-set);
+//   live      a page of a range its domain mapped recently (a ring of the last 64 maps);
+//   replaced  a page of a range whose tables were released recently (the last 64 gathers).
+// For live/replaced the pattern picks the range (random: any of the ring, sequential: walk the
+// newest range page by page, hot-set: the newest few) and an empty ring falls back to window.
+#include <algorithm>
+
+#include "sim/engine_internal.hpp"
+
+namespace ptreclaim::sim::detail {
+
+using runtime::step_result;
+
+Status machine::build_devices(prng& rng) {
+  // Domains of each group, in order.
+  std::vector<std::vector<domain_slot*>> by_group(sc.domains.size());
+  for (auto& d : domains) by_group[d->group].push_back(d.get());
+
+  iommu::device_id next_id = 0;
+  std::vector<std::vector<bool>> attached(domains.size(), std::vector<bool>(sc.iommu.count, false));
+  for (const device_group& grp : sc.devices) {
+    const auto& doms = by_group[grp.domain_group];
+    const std::vector<unsigned> units = grp.iommus.empty() ? sc.group_iommus(grp.domain_group) : grp.iommus;
+    for (unsigned k = 0; k < grp.count; ++k) {
+      auto dev = std::make_unique<device_state>();
+      dev->id = next_id++;
+      dev->dom = doms[k % doms.size()];
+      dev->grp = &grp;
+      // Spread a domain's devices over the units: device k of the group sits behind unit
+      // (k + k / domains) mod units, so with as many devices as domains x units every domain
+      // has a device behind every unit.
+      const unsigned u = units[(k + k / static_cast<unsigned>(doms.size())) % units.size()];
+      PTR_TRY(sys_->attach(dev->id, u, *dev->dom->dom, dev->dom->id));
+      attached[dev->dom->id - 1][u] = true;
+      dev->rng = rng.fork(0x2000 + dev->id);
+      const std::uint64_t bytes = grp.window_bytes != 0 ? grp.window_bytes : wl_->region_bytes();
+      dev->window_pages = std::max<std::uint64_t>(1, bytes / page_bytes);
+      if (grp.pattern == access_pattern::hot_set) {
+        const std::uint64_t n = std::min<std::uint64_t>(grp.hot_set_pages, dev->window_pages);
+        for (std::uint64_t i = 0; i < n; ++i)
+          dev->hot.push_back(dev->window_base + dev->rng.below(dev->window_pages) * page_bytes);
+      }
+      device_state* raw = dev.get();
+      ex_->add_actor({"device" + std::to_string(dev->id), [this, raw] { return device_step(*raw); }, true});
+      ++actors_total_;
+      devices_.push_back(std::move(dev));
+    }
+  }
+  // Idle functions: every domain on every unit of its group.
+  for (auto& d : domains) {
+    for (unsigned u : sc.group_iommus(d->group)) {
+      if (attached[d->id - 1][u]) continue;
+      if (next_id >= limits::max_devices) {
+        notes_.push_back("not every domain could be attached to every unit of its group (device ids exhausted)");
+        return {};
+      }
+      PTR_TRY(sys_->attach(next_id++, u, *d->dom, d->id));
+      attached[d->id - 1][u] = true;
+    }
+  }
+  return {};
+}
+
+step_result machine::device_step(device_state& dev) {
+  if (stop_actors_.load(std::memory_order_acquire)) {  // (4) pairs with (3)
+    if (!dev.acked) {
+      dev.acked = true;
+      actors_stopped_.fetch_add(1, std::memory_order_release);  // (5) pairs with (6)
+    }
+    return step_result::finished();
+  }
+  for (unsigned i = 0; i < dev.grp->translations_per_step; ++i) {
+    const std::uint64_t iova = dev.pick();
+    (void)sys_->translate(dev.id, iova, pt::perm_read);
+  }
+  return step_result::sleep_for(dev.grp->step_interval_ns);
+}
+
+step_result machine::sampler_step() {
+  if (stop_actors_.load(std::memory_order_acquire)) {  // (4) pairs with (3)
+    actors_stopped_.fetch_add(1, std::memory_order_release);  // (5) pairs with (6)
+    return step_result::finished();
+  }
+  const std::uint64_t now = ex_->now_ns();
+  constexpr std::size_t max_samples = 1u << 16;
+  if (series_.size() >= max_samples) {
+    // Keep every other sample and halve the rate: the series stays bounded on long runs.
+    std::size_t j = 0;
+    for (std::size_t i = 0; i < series_.size(); i += 2) series_[j++] = series_[i];
+    series_.resize(j);
+    sample_every_ns_ *= 2;
+  }
+  series_.push_back({now, rec_->pending()});
+  return step_result::sleep_for(sample_every_ns_);
+}
+
+}  // namespace ptreclaim::sim::detail

@@ -1,0 +1,119 @@
+// dma-storm: a NIC maps and unmaps a receive buffer per packet on every CPU, as the Linux DMA
+// API does in strict mode. Each CPU owns a slice of the IOVA space (iova_space / cpus, 2 MiB
+// granular when it can be) and a ring of buffers_per_cpu buffers; the IOVA allocator hands out
+// addresses in order (a bump pointer that wraps), so buffers march through the slice. Packet k
+// (one mutate step) recycles ring slot k mod buffers: it unmaps the buffer the slot held (the
+// packet was received) and maps a fresh buffer at the next IOVA (the slot is refilled).
+// When the unmapped buffer was the last live one of its 2 MiB block and the allocator has
+// moved on, the unmap covers the whole block instead, so the now-empty leaf table is released
+// (a lock-free table goes only when one unmap covers its whole range): one table per 2 MiB of
+// IOVA, 512 packets with 4K buffers. The domain of CPU c is domain c mod domains.
+#include <algorithm>
+#include <vector>
+
+#include "sim/engine_internal.hpp"
+
+namespace ptreclaim::sim::detail {
+namespace {
+
+class dma_storm final : public workload {
+ public:
+  explicit dma_storm(machine& m) : m_(m), p_(m.sc.dma_storm) {
+    region_ = p_.iova_space_bytes;
+    const std::uint64_t per_cpu = region_ / m.cpus;
+    blocky_ = per_cpu >= two_mib;
+    slice_ = blocky_ ? per_cpu / two_mib * two_mib : std::max(p_.buffer_bytes, per_cpu / p_.buffer_bytes * p_.buffer_bytes);
+    cpu_.reserve(m.cpus);
+    for (unsigned c = 0; c < m.cpus; ++c) {
+      cpu_.emplace_back();
+      cpu_state& s = cpu_.back();
+      s.base = static_cast<std::uint64_t>(c) * slice_;  // cpus * slice_ <= iova_space (validated)
+      s.dom = m.domains[c % m.domains.size()].get();
+      s.ring.assign(p_.buffers_per_cpu, ~std::uint64_t{0});
+      if (blocky_) s.block_live.assign(slice_ / two_mib, 0);
+    }
+  }
+
+  domain_slot& begin_op(unsigned cpu) override {
+    cpu_state& s = cpu_[cpu];
+    s.packets_left = p_.packets_per_op;
+    return *s.dom;
+  }
+
+  bool mutate(unsigned cpu, pt::gather& g) override {
+    cpu_state& s = cpu_[cpu];
+    pt::table& t = *s.dom->table;
+    const std::size_t slot = s.packet % s.ring.size();
+    ++s.packet;
+    std::uint64_t trace = s.packet;
+    // The slot's old buffer was received: unmap it.
+    if (s.ring[slot] != ~std::uint64_t{0}) {
+      const std::uint64_t off = s.ring[slot];
+      s.ring[slot] = ~std::uint64_t{0};
+      std::uint64_t first = s.base + off, bytes = p_.buffer_bytes;
+      if (blocky_) {
+        const std::uint64_t b = off / two_mib;
+        --s.block_live[b];
+        if (s.block_live[b] == 0 && s.cursor / two_mib != b) {
+          first = s.base + b * two_mib;
+          bytes = two_mib;
+        }
+      }
+      const Status st = t.unmap(first, bytes, g);
+      if (!st.ok()) ++s.errors;
+      trace = trace * 31 + first + bytes + static_cast<std::uint64_t>(st.code());
+    }
+    // Refill the slot at the allocator's next IOVA.
+    if (s.cursor + p_.buffer_bytes > slice_) s.cursor = 0;
+    const std::uint64_t off = s.cursor;
+    s.cursor += p_.buffer_bytes;
+    const std::uint64_t iova = s.base + off;
+    const Status st = t.map(iova, iova, p_.buffer_bytes, pt::perm_rw, g);
+    trace = trace * 31 + iova + static_cast<std::uint64_t>(st.code());
+    if (st.ok()) {
+      s.ring[slot] = off;
+      if (blocky_) ++s.block_live[off / two_mib];
+      s.dom->live.push(iova, p_.buffer_bytes);
+    } else {
+      ++s.errors;
+      const Status undo = t.unmap(iova, p_.buffer_bytes, g);  // whatever part got mapped
+      (void)undo;
+    }
+    s.trace = trace;
+    return --s.packets_left == 0;
+  }
+
+  [[nodiscard]] std::uint64_t last_trace(unsigned cpu) const override { return cpu_[cpu].trace; }
+  [[nodiscard]] std::uint64_t region_bytes() const override { return region_; }
+  [[nodiscard]] std::uint64_t errors() const override {
+    std::uint64_t n = 0;
+    for (const auto& s : cpu_) n += s.errors;
+    return n;
+  }
+
+ private:
+  struct alignas(64) cpu_state {
+    std::uint64_t base = 0;
+    domain_slot* dom = nullptr;
+    std::vector<std::uint64_t> ring;  // offset in the slice of each slot's buffer, ~0 = none
+    std::vector<std::uint32_t> block_live;
+    std::uint64_t cursor = 0;
+    std::uint64_t packet = 0;
+    unsigned packets_left = 0;
+    std::uint64_t trace = 0;
+    std::uint64_t errors = 0;
+  };
+
+  machine& m_;
+  const dma_storm_params& p_;
+  std::uint64_t region_ = 0;
+  std::uint64_t slice_ = 0;
+  bool blocky_ = false;
+  std::vector<cpu_state> cpu_;
+};
+
+}  // namespace
+
+std::unique_ptr<workload> make_dma_storm(machine& m) { return std::make_unique<dma_storm>(m); }
+
+}  // namespace ptreclaim::sim::detail
