@@ -231,11 +231,11 @@ class table_impl final : public table {
   // bits and, in locked mode, updating t's counters. Lock-free mode: a plain release store.
   void write_entry(mem::frame_id t, unsigned idx, unsigned level, std::uint64_t v) noexcept {
     word* w = pool_.words(t);
-    const std::uint64_t old = w[idx].load(std::memory_order_relaxed);
     if (!locked_) {
       w[idx].store(v, std::memory_order_release);  // (1)
       return;
     }
+    const std::uint64_t old = w[idx].load(std::memory_order_relaxed);
     const std::uint64_t old_hw = hw(old);
     if (old_hw == v) return;
     const int dpresent = int{present(v, level)} - int{present(old_hw, level)};

@@ -77,7 +77,12 @@ class table {
   // Mapping over an existing leaf: address_in_use. Over a present table where a superpage
   // fits: the subtree is released into `g` (children first), or address_in_use when
   // refuse_overmap. no_memory: nothing is left half-built that the table cannot describe; the
-  // part already mapped stays mapped and is reported in `g`.
+  // part already mapped stays mapped and is reported in `g`. The range is mapped in ascending
+  // order; any error stops there, and what was mapped before it stays mapped.
+  // Filling empty entries needs no invalidation (an IOMMU never caches a not-present entry),
+  // so a map that only fills empty entries leaves the gather's range empty; overmapping,
+  // coalescing and splitting widen it and set nonleaf_changed.
+  // Context: any thread; locked mode takes the mapping lock (spins), lock-free never waits.
   [[nodiscard]] virtual Status map(iova_t iova, std::uint64_t phys, std::uint64_t size,
                                    std::uint8_t perms, gather& g) = 0;
   // Unmaps every page in [iova, iova+size). Superpages partly inside are split (may fail with
@@ -96,6 +101,9 @@ class table {
   [[nodiscard]] virtual table_stats stats() const noexcept = 0;
   // Tier-3 validator: markers consistent, no empty table linked, no all-contiguous table left
   // uncoalesced when coalescing is on, every linked frame owned by this domain at its level.
+  // The last three hold in locked mode only (lock-free mode keeps no markers and may leave
+  // empty tables linked until an unmap covers their whole range). Lock-free mode: call it only
+  // while no mutation runs.
   [[nodiscard]] virtual Status check_invariants() const = 0;
   // Frames currently linked (root included).
   [[nodiscard]] virtual std::uint64_t linked_tables() const = 0;
