@@ -20,6 +20,7 @@ void set(run_result& r, invariant i, bool held, std::string reason) {
 
 void machine::run(run_result& out) {
   if (opt.progress && !deterministic_) opt.progress(0.0);
+  run_start_ns_ = ex_->now_ns();
   const runtime::run_stats st = ex_->run();
   if (opt.progress) opt.progress(1.0);
 
@@ -32,7 +33,7 @@ void machine::run(run_result& out) {
     op_trace = op_trace * 0x100000001b3ULL ^ d.trace;
   }
   out.operations = ops;
-  out.elapsed_ns = stop_ns_;
+  out.elapsed_ns = stop_ns_ > run_start_ns_ ? stop_ns_ - run_start_ns_ : 0;
   if (st.reason != runtime::stop_reason::quiescent) {
     notes_.push_back(std::string("the executor stopped early: ") + runtime::stop_reason_name(st.reason) +
                      " (the finisher did not complete; invariants checked on what ran)");

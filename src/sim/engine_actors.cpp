@@ -100,7 +100,7 @@ step_result machine::sampler_step() {
     series_.resize(j);
     sample_every_ns_ *= 2;
   }
-  series_.push_back({now, rec_->pending()});
+  series_.push_back({now - std::min(now, run_start_ns_), rec_->pending()});
   return step_result::sleep_for(sample_every_ns_);
 }
 

@@ -187,6 +187,7 @@ class machine {
   std::uint64_t time_limit_ns_ = 0;
   std::uint64_t flush_timeout_ns_ = 0;
   bool deterministic_ = true;
+  std::uint64_t run_start_ns_ = 0;  // platform time when the executor started (threaded: > 0)
 
   // Shared run state (see the memory-ordering note).
   std::atomic<unsigned> cpus_done_{0};

@@ -251,7 +251,7 @@ inline void mix(std::uint64_t& h, std::uint64_t v) noexcept {
 
 bool machine::workload_over(const cpu_driver& d) {
   if (ops_target_ != 0 && d.ops >= ops_target_) return true;
-  if (time_limit_ns_ != 0 && ex_->now_ns() >= time_limit_ns_) return true;
+  if (time_limit_ns_ != 0 && ex_->now_ns() - run_start_ns_ >= time_limit_ns_) return true;
   return false;
 }
 
@@ -381,7 +381,7 @@ void machine::report_progress() {
     for (unsigned c = 0; c < cpus; ++c) done += (*drivers_)[c].ops;
     f = static_cast<double>(done) / (static_cast<double>(ops_target_) * cpus);
   } else if (time_limit_ns_ != 0) {
-    f = static_cast<double>(ex_->now_ns()) / static_cast<double>(time_limit_ns_);
+    f = static_cast<double>(ex_->now_ns() - run_start_ns_) / static_cast<double>(time_limit_ns_);
   }
   opt.progress(std::min(1.0, f));
 }
