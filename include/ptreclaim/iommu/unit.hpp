@@ -21,12 +21,14 @@
 // walk that began before the last of those invalidations took effect is still in flight. So a
 // completed wait means no walk can still use an entry the invalidations dropped.
 //
-// Thread-safety: every public member may be called from any thread. Memory ordering: (1) the
-// release store of the processed count after a descriptor took effect pairs with (2) the
-// acquire loads in done(); a wait's status write is a release store (3) the submitter reads
-// with acquire. PTE loads are acquire (5), pairing with the page table's release stores that
-// link a table. Frame identities are loaded with acquire, pairing with the pool's release
-// store on allocation.
+// Thread-safety: every public member may be called from any thread; one walk object is driven
+// by one thread at a time. Caches, queue, context table and walk registry live under the unit's
+// spinlock (reported to the platform, so the deterministic executor sees the contention).
+// Memory ordering: (1) the release store of the processed count after a descriptor took effect
+// pairs with (2) the acquire loads in done()/processed(); (3) a wait's status write is a release
+// store that pairs with (4) the submitter's acquire load of its status word; (5) PTE loads are
+// acquire, pairing with the page table's release stores that link a table; frame identities are
+// loaded with acquire, pairing with the pool's release store on allocation.
 #pragma once
 
 #include <array>
