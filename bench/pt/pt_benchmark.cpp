@@ -88,8 +88,7 @@ void BM_Unmap(benchmark::State& state) {
 void BM_MapUnmap4KLockFreeShared(benchmark::State& state) {
   static fixture* shared = nullptr;
   if (state.thread_index() == 0) shared = new fixture(cfg_for(1));
-  // google benchmark starts all threads' loops together after thread 0's setup.
-  state.counters["threads"] = state.threads();
+  // Google Benchmark starts every thread's loop together, after thread 0 built the fixture.
   const iova_t base = (1ull << 40) + static_cast<iova_t>(state.thread_index()) * (1ull << 30);
   gather g;
   std::uint64_t i = 0;
