@@ -166,7 +166,7 @@ Status write_plots(const std::string& pdir, const report_input& in, std::vector<
     PTR_TRY(write_text_file(pdir + "/throughput.dat", dat));
     plots.push_back({"throughput", "Throughput per policy",
                      "set style fill solid 0.7 border -1\nset boxwidth 0.6\nset yrange [0:*]\n"
-                     "set ylabel 'operations / s'\nset xtics rotate by -30\nset grid ytics\n"
+                     "set ylabel 'operations / s'\nset format y '%.1s%c'\nset xtics rotate by -30\nset grid ytics\n"
                      "plot " + gp_quote(pdir + "/throughput.dat") +
                          " using 1:3:4:xtic(2) with boxes lc variable notitle\n"});
   }
@@ -229,7 +229,7 @@ Status write_plots(const std::string& pdir, const report_input& in, std::vector<
              " using 1:2 with linespoints lw 1.5 title " + gp_quote(in.scale->policies[p]);
     }
     plots.push_back({"scale", "Throughput vs simulated CPUs",
-                     "set logscale x 2\nset xlabel 'simulated CPUs'\nset ylabel 'operations / s'\n"
+                     "set logscale x 2\nset xlabel 'simulated CPUs'\nset ylabel 'operations / s'\nset format y '%.1s%c'\n"
                      "set yrange [0:*]\nset key outside right\nset grid\n" + cmd + "\n"});
   }
   return {};

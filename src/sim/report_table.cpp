@@ -223,7 +223,7 @@ std::string format_run(const run_result& r) {
 
 std::string format_scale_table(const scale_result& r) {
   std::vector<std::string> header{"policy"};
-  for (unsigned c : r.cpu_counts) header.push_back(std::to_string(c) + " cpu");
+  for (unsigned c : r.cpu_counts) header.push_back(std::to_string(c) + (c == 1 ? " cpu" : " cpus"));
   header.push_back("speed-up");
   std::vector<std::vector<std::string>> rows;
   std::vector<std::string> failures;

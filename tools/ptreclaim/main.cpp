@@ -155,16 +155,19 @@ std::string write_outputs(const cli_args& a, const R& result, sim::report_input 
     auto out = sim::write_html_report(a.report, report);
     if (!out.ok()) return out.status().message();
     if (!a.quiet) {
-      std::printf("report: %s\n", out->html_path.c_str());
-      if (!out->plotted) std::printf("report: %s\n", out->plot_message.c_str());
+      std::fprintf(stderr, "report: %s\n", out->html_path.c_str());
+      if (!out->plotted) std::fprintf(stderr, "report: %s\n", out->plot_message.c_str());
     }
   }
   return {};
 }
 
+// Whether the human-readable table may go to stdout (not when JSON or CSV is written there).
+bool print_tables(const cli_args& a) { return !a.quiet && a.json != "-" && a.csv != "-"; }
+
 int finish(const cli_args& a, const sim::verdict& v) {
   if (v.code != sim::exit_ok) return fail(v.code, v.reason);
-  if (!a.quiet) std::printf("%s\n", v.reason.c_str());
+  if (print_tables(a)) std::printf("%s\n", v.reason.c_str());
   return sim::exit_ok;
 }
 
@@ -197,7 +200,7 @@ int cmd_compare(const cli_args& a) {
   auto r = sim::run_compare(s, o, policies, progress.sweep());
   progress.line.finish();
   if (!r.ok()) return fail(sim::exit_error, "compare failed: " + r.status().to_string());
-  if (!a.quiet) std::fputs(sim::format_table(*r).c_str(), stdout);
+  if (print_tables(a)) std::fputs(sim::format_table(*r).c_str(), stdout);
   sim::report_input in;
   in.title = "ptreclaim compare: " + s.name;
   in.compare = *r;
@@ -218,7 +221,7 @@ int cmd_run(const cli_args& a) {
   auto r = sim::run(s, o);
   progress.line.finish();
   if (!r.ok()) return fail(sim::exit_error, "run failed: " + r.status().to_string());
-  if (!a.quiet) std::fputs(sim::format_run(*r).c_str(), stdout);
+  if (print_tables(a)) std::fputs(sim::format_run(*r).c_str(), stdout);
   sim::report_input in;
   in.title = "ptreclaim run: " + s.name + " / " + o.policy;
   in.run = *r;
@@ -246,7 +249,7 @@ int cmd_replay(const cli_args& a) {
   auto second = sim::run(s, o);
   progress.line.finish();
   if (!second.ok()) return fail(sim::exit_error, "replay failed: " + second.status().to_string());
-  if (!a.quiet) std::fputs(sim::format_run(*first).c_str(), stdout);
+  if (print_tables(a)) std::fputs(sim::format_run(*first).c_str(), stdout);
   sim::report_input in;
   in.title = "ptreclaim replay: " + s.name + " / " + o.policy + " / seed " + a.replay_seed;
   in.run = *first;
@@ -256,7 +259,7 @@ int cmd_replay(const cli_args& a) {
                                       std::to_string(first->trace_hash) + " and " +
                                       std::to_string(second->trace_hash) + " (nondeterminism)");
   }
-  if (!a.quiet) std::printf("replayed twice: same trace hash %llu\n", static_cast<unsigned long long>(first->trace_hash));
+  if (print_tables(a)) std::printf("replayed twice: same trace hash %llu\n", static_cast<unsigned long long>(first->trace_hash));
   return finish(a, sim::judge(*first, a.expect_violation));
 }
 
@@ -274,7 +277,7 @@ int cmd_scale(const cli_args& a) {
   auto r = sim::run_scale(s, o, policies, cpus, progress.sweep());
   progress.line.finish();
   if (!r.ok()) return fail(sim::exit_error, "scale failed: " + r.status().to_string());
-  if (!a.quiet) std::fputs(sim::format_scale_table(*r).c_str(), stdout);
+  if (print_tables(a)) std::fputs(sim::format_scale_table(*r).c_str(), stdout);
   sim::report_input in;
   in.title = "ptreclaim scale: " + s.name;
   in.scale = *r;
