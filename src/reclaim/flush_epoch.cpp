@@ -257,6 +257,11 @@ class flush_epoch_policy final : public policy_base {
       from.ring.pop_front();
     }
     PTR_ASSERT(from.frames == 0);
+    // Over this CPU's share once the dead CPU comes back and fills its own again (S5).
+    if (to.frames > per_cpu_budget()) {
+      ++counters().backpressure;
+      flush_all(to);
+    }
   }
 
   std::uint64_t watermark_;

@@ -101,6 +101,12 @@ class xen_policy final : public policy_base {
         if (!s.list.empty()) {
           slot& here = slots_[env_.rt.current_cpu()];
           here.list.splice_back(env_.pool, s.list);
+          // Off the faithful path: the spliced list may exceed this CPU's share of
+          // max_pending, and the dead CPU may come back and fill a share again (S5).
+          if (here.list.size() > per_cpu_budget()) {
+            ++counters().backpressure;
+            flush_and_free(here.list, "xen-backpressure");
+          }
           env_.rt.tasklet_schedule(here.tasklet);
         }
         break;

@@ -86,6 +86,7 @@ struct harness_config {
   bool devices = true;
   std::uint64_t device_gap_ns = 300;  // a device's pause between steps
   iommu::unit_config unit{};
+  std::uint64_t max_steps = std::uint64_t{20} << 20;  // deterministic: a livelock is a failure
 
   // max_pending = 8: small enough that back-pressure is exercised all the time.
   [[nodiscard]] static reclaim_config small_bound() {
@@ -139,6 +140,17 @@ class harness {
     auto p = make_reclaimer(c.policy, reclaim_env{*ex_, monitor_, pool_, &monitor_}, c.reclaim);
     PTR_ASSERT_MSG(p.ok(), "harness: make_reclaimer failed");
     policy_ = std::move(*p);
+    // The IOMMU engine: moves the units' queues to now. Under the deterministic executor a
+    // wait_until with no actor ready jumps straight to its deadline (10 s of virtual time per
+    // invalidation), so this actor is what lets waits end when the hardware is done.
+    {
+      iommu::system* sys = &sys_;
+      const std::uint64_t gap = c.exec == exec_kind::deterministic ? 100 : 50'000;
+      ex_->add_actor({"iommu-engine", [sys, gap] {
+                        sys->advance();
+                        return runtime::step_result::sleep_for(gap);
+                      }});
+    }
     for (auto& d : devices_) {
       iommu::device* dev = d.get();
       const std::uint64_t gap = c.device_gap_ns;
@@ -267,7 +279,7 @@ class harness {
     SCOPED_TRACE(context);
     EXPECT_EQ(failures(), "");
     EXPECT_EQ(stats_.reason, runtime::stop_reason::quiescent)
-        << runtime::stop_reason_name(stats_.reason);
+        << runtime::stop_reason_name(stats_.reason) << "\n" << describe_run();
     const safety_monitor::report rep = monitor_.result();
     const std::string firsts = join(rep.first);
     EXPECT_GT(rep.retired, 0u) << "the workload released nothing: the test tests nothing";
@@ -332,6 +344,23 @@ class harness {
     return s;
   }
   [[nodiscard]] const runtime::run_stats& last_run() const noexcept { return stats_; }
+  // One line per CPU of the last run (for failure messages).
+  [[nodiscard]] std::string describe_run() const {
+    std::string s = "steps " + std::to_string(stats_.steps) + ", programs finished " +
+                    (stats_.programs_finished ? "yes" : "no") + "\n";
+    for (unsigned c = 0; c < stats_.cpu.size(); ++c) {
+      const runtime::cpu_run_stats& x = stats_.cpu[c];
+      const runtime::pending_counts q = ex_->pending_on(c);
+      s += "  cpu " + std::to_string(c) + (ex_->cpu_online(c) ? " online" : " offline") +
+           ": program steps " + std::to_string(x.program_steps) + ", tasklets " +
+           std::to_string(x.tasklets) + ", softirq tasklets " + std::to_string(x.softirq_tasklets) +
+           ", work " + std::to_string(x.work_items) + ", timers " + std::to_string(x.timers) +
+           ", clock " + std::to_string(x.clock_ns) + " ns; queued now: " +
+           std::to_string(q.plain_tasklets) + " tasklets, " + std::to_string(q.work_items) +
+           " work, " + std::to_string(q.timers) + " timers\n";
+    }
+    return s;
+  }
 
  private:
   struct region {
@@ -343,7 +372,7 @@ class harness {
     rc.cpus = c.cpus;
     rc.seed = c.seed;
     rc.on_cpu_dead = c.on_cpu_dead;
-    rc.max_steps = std::uint64_t{20} << 20;
+    rc.max_steps = c.max_steps;
     rc.real_time_limit_ns = std::uint64_t{60} * 1000 * 1000 * 1000;
     if (c.exec == exec_kind::deterministic)
       return std::make_unique<runtime::deterministic_executor>(rc);
