@@ -45,6 +45,24 @@ class kind_names {
   }
 };
 
+template <class Kind>
+class executor_fixture : public ::testing::Test {
+ protected:
+  std::unique_ptr<executor> make(unsigned cpus, std::uint64_t seed = 1) {
+    run_config cfg;
+    cfg.cpus = cpus;
+    cfg.seed = seed;
+    return Kind::make(cfg);
+  }
+  std::unique_ptr<executor> make(run_config cfg) { return Kind::make(std::move(cfg)); }
+};
+
+// Where and how a callback ran.
+struct sighting {
+  unsigned cpu = no_cpu;
+  exec_context ctx = exec_context::none;
+};
+
 // A program made of a list of step functions run in order, each once; a step returning
 // false is repeated after a short sleep (a poll), which both executors honour.
 inline program sequence(std::vector<std::function<bool()>> steps) {
