@@ -254,12 +254,17 @@ int cmd_replay(const cli_args& a) {
   in.title = "ptreclaim replay: " + s.name + " / " + o.policy + " / seed " + a.replay_seed;
   in.run = *first;
   if (auto err = write_outputs(a, *first, std::move(in)); !err.empty()) return fail(sim::exit_error, err);
+  auto hex = [](std::uint64_t v) {
+    char buf[24];
+    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+    return std::string(buf);
+  };
   if (first->trace_hash != second->trace_hash) {
     return fail(sim::exit_unsafe, "replay diverged: seed " + a.replay_seed + " gave trace hashes " +
-                                      std::to_string(first->trace_hash) + " and " +
-                                      std::to_string(second->trace_hash) + " (nondeterminism)");
+                                      hex(first->trace_hash) + " and " + hex(second->trace_hash) +
+                                      " (nondeterminism)");
   }
-  if (print_tables(a)) std::printf("replayed twice: same trace hash %llu\n", static_cast<unsigned long long>(first->trace_hash));
+  if (print_tables(a)) std::printf("replayed twice: same trace hash %s\n", hex(first->trace_hash).c_str());
   return finish(a, sim::judge(*first, a.expect_violation));
 }
 
