@@ -86,6 +86,20 @@ step_result machine::device_step(device_state& dev) {
   return step_result::sleep_for(dev.grp->step_interval_ns);
 }
 
+// The invalidation engine of one unit (deterministic runs): completes descriptors as virtual
+// time passes. While work is queued it ticks at a quarter of the shortest descriptor latency;
+// idle, at the shortest latency (a descriptor submitted meanwhile cannot finish sooner).
+// It never stops: teardown still waits for invalidations.
+step_result machine::engine_step(unsigned u) {
+  iommu::unit& unit = sys_->get_unit(u);
+  unit.advance();
+  const iommu::latency_config& l = unit.config().latency;
+  const std::uint64_t shortest =
+      std::max<std::uint64_t>(4, std::min({l.inv_page_ns, l.inv_domain_ns, l.inv_global_ns, l.inv_wait_ns}));
+  if (unit.processed() < unit.submitted()) return step_result::sleep_for(std::max<std::uint64_t>(1, shortest / 4));
+  return step_result::sleep_for(shortest);
+}
+
 step_result machine::sampler_step() {
   if (stop_actors_.load(std::memory_order_acquire)) {  // (4) pairs with (3)
     actors_stopped_.fetch_add(1, std::memory_order_release);  // (5) pairs with (6)

@@ -164,6 +164,7 @@ class machine {
   void report_progress();
   runtime::step_result device_step(device_state& dev);
   runtime::step_result sampler_step();
+  runtime::step_result engine_step(unsigned unit);
   Status build_devices(prng& rng);
   void plan_hotplug(prng rng);
   runtime::notify_result hotplug_guard(runtime::cpu_event e, unsigned cpu);

@@ -78,13 +78,13 @@ Status machine::build() {
   rc.cpus = cpus;
   rc.seed = root_.fork(1).next();
   rc.costs = convert_costs(sc.costs);
-  rc.max_actors = std::min<unsigned>(runtime::max_actors_limit, sc.device_count() + 2);
+  rc.max_actors = std::min<unsigned>(runtime::max_actors_limit, sc.device_count() + sc.iommu.count + 1);
   rc.max_notifiers = 16;
   rc.on_cpu_dead = runtime::dead_cpu_work::park;
   rc.real_time_limit_ns = std::uint64_t{900} * 1'000'000'000ULL + time_limit_ns_;
-  if (sc.device_count() + 1 > runtime::max_actors_limit)
+  if (sc.device_count() + sc.iommu.count + 1 > runtime::max_actors_limit)
     return Status(errc::invalid_argument, "more devices than the executor has actor slots (" +
-                                              std::to_string(runtime::max_actors_limit - 1) + ")");
+                                              std::to_string(runtime::max_actors_limit - 1 - sc.iommu.count) + ")");
   if (deterministic_) ex_ = std::make_unique<runtime::deterministic_executor>(rc);
   else ex_ = std::make_unique<runtime::threaded_executor>(rc);
 
@@ -161,6 +161,14 @@ Status machine::build() {
 
   for (unsigned c = 0; c < cpus; ++c)
     ex_->set_program(c, [this](unsigned cpu) { return program_step(cpu); });
+
+  // Deterministic: an engine actor per unit completes invalidations on time. Without it a CPU
+  // waiting for a completion would only see it when some device happened to step (the queue
+  // advances lazily to whoever polls), so waits would be quantised to device step intervals.
+  if (deterministic_) {
+    for (unsigned u = 0; u < sys_->unit_count(); ++u)
+      ex_->add_actor({"iommu" + std::to_string(u), [this, u] { return engine_step(u); }, true});
+  }
 
   sample_every_ns_ = std::max<std::uint64_t>(1000, sc.duration.sample_interval_ns);
   ex_->add_actor({"sampler", [this] { return sampler_step(); }, true});
