@@ -173,7 +173,7 @@ TEST_P(HotplugExhaustive, EveryLegalSequenceUpToThree) {
   std::vector<std::vector<hp_step>> seqs;
   std::vector<hp_step> prefix;
   enumerate(prefix, {true, true, true}, under_sanitizer ? 2 : 3, seqs);
-  ASSERT_GT(seqs.size(), 100u);
+  ASSERT_EQ(seqs.size(), under_sanitizer ? 39u : 198u);  // counted independently
   unsigned xen_findings = 0, with_down_fail = 0;
   for (std::size_t i = 0; i < seqs.size(); ++i) {
     harness_config c;
