@@ -116,6 +116,7 @@ struct cpu_driver {
   std::vector<owed> batch;  // by domain index
   unsigned batch_ops = 0;
   std::uint64_t finish_ns = 0;
+  std::atomic<bool> finished{false};  // (7) release store pairs with (8) in the finisher
   // Hotplug handshake (seq_cst, Dekker): the program sets mid_op then reads going_down before
   // starting an operation; the down_prepare notifier sets going_down then reads mid_op and
   // vetoes if set. Either the CPU does not start, or the offline is refused: a CPU never goes

@@ -266,6 +266,7 @@ bool machine::workload_over(const cpu_driver& d) {
 void machine::finish_workload(unsigned /*cpu*/, cpu_driver& d) {
   d.finish_ns = ex_->now_ns();
   d.ph = cpu_driver::phase::done;
+  d.finished.store(true, std::memory_order_release);  // (7) pairs with (8)
   // The last CPU to finish records the pending count at the stop.
   if (cpus_done_.fetch_add(1, std::memory_order_acq_rel) + 1 == cpus)  // (1) pairs with (2)
     pending_at_end_.store(rec_->pending(), std::memory_order_relaxed);
@@ -404,7 +405,25 @@ step_result machine::finisher_step() {
   constexpr std::uint64_t poll_ns = 1000;
   switch (fin_) {
     case finish_phase::wait_workload: {
-      if (cpus_done_.load(std::memory_order_acquire) < cpus) return step_result::sleep_for(poll_ns);  // (2)
+      if (cpus_done_.load(std::memory_order_acquire) < cpus) {  // (2) pairs with (1)
+        // A CPU left offline with operations to do (its online event was refused) would keep
+        // the run from ever ending: bring it back once every online CPU is done.
+        unsigned online_done = 0, online = 0;
+        for (unsigned c = 0; c < cpus; ++c) {
+          if (!ex_->cpu_online(c)) continue;
+          ++online;
+          if (c == 0 || (*drivers_)[c].finished.load(std::memory_order_acquire)) ++online_done;  // (8)
+        }
+        if (online == online_done) {
+          for (unsigned c = 1; c < cpus; ++c) {
+            if (!ex_->cpu_online(c)) {
+              const Status up = ex_->cpu_up(c);
+              if (up.ok()) notes_.push_back("CPU " + std::to_string(c) + " was brought back online to finish its operations");
+            }
+          }
+        }
+        return step_result::sleep_for(poll_ns);
+      }
       for (unsigned c = 0; c < cpus; ++c) stop_ns_ = std::max(stop_ns_, (*drivers_)[c].finish_ns);
       fin_ = finish_phase::wait_l1;
       [[fallthrough]];

@@ -1,0 +1,79 @@
+// Honesty of the model: on 1 and 2 CPUs, the deterministic executor (virtual time, cost model)
+// must rank the policies' throughput as the threaded executor (real threads, real time) does,
+// and each policy's throughput ratio to `immediate` must agree within 1.5x between the two.
+// Medians of several runs; pairs of policies closer than 25 % (in either executor) are not
+// ranked, since the threaded executor's noise on a small host is larger than that.
+// This compares measurements, so it is labelled `honesty` and kept out of the sanitizer runs;
+// it prints every figure it compared.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "sim/engine_test_support.hpp"
+
+namespace ptreclaim::sim {
+namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+struct figures {
+  std::map<std::string, double> det, thr;  // policy -> median ops/s
+};
+
+figures measure(const std::string& name, unsigned cpus, unsigned reps) {
+  figures f;
+  const scenario s = testing::builtin(name);
+  for (const auto& policy : policy_names()) {
+    for (executor_kind ex : {executor_kind::deterministic, executor_kind::threaded}) {
+      std::vector<double> v;
+      for (unsigned k = 0; k < reps; ++k) {
+        const std::uint64_t ops = ex == executor_kind::deterministic ? 300 : 300;
+        auto r = run(s, testing::options(policy, 100 + k, ops, ex, cpus));
+        EXPECT_TRUE(r.ok()) << r.status().to_string();
+        if (r.ok()) v.push_back(r->ops_per_s());
+      }
+      (ex == executor_kind::deterministic ? f.det : f.thr)[policy] = median(v);
+    }
+  }
+  return f;
+}
+
+void check(const std::string& name, unsigned cpus, const figures& f) {
+  const double di = f.det.at("immediate"), ti = f.thr.at("immediate");
+  std::printf("honesty %s, %u cpu(s): policy, deterministic ops/s (ratio), threaded ops/s (ratio)\n",
+              name.c_str(), cpus);
+  for (const auto& p : policy_names()) {
+    const double dr = f.det.at(p) / di, tr = f.thr.at(p) / ti;
+    std::printf("  %-20s %12.0f (%.2f)  %10.0f (%.2f)\n", p.c_str(), f.det.at(p), dr, f.thr.at(p), tr);
+    EXPECT_LE(std::max(dr, tr) / std::min(dr, tr), 1.5)
+        << name << " @" << cpus << ": " << p << " ratio to immediate " << dr << " (deterministic) vs "
+        << tr << " (threaded)";
+  }
+  for (const auto& a : policy_names()) {
+    for (const auto& b : policy_names()) {
+      if (a >= b) continue;
+      const double d = f.det.at(a) / f.det.at(b), t = f.thr.at(a) / f.thr.at(b);
+      const bool d_clear = d > 1.25 || d < 1 / 1.25, t_clear = t > 1.25 || t < 1 / 1.25;
+      if (!d_clear || !t_clear) continue;
+      EXPECT_EQ(d > 1, t > 1) << name << " @" << cpus << ": " << a << " vs " << b
+                              << " ranked differently: deterministic " << d << ", threaded " << t;
+    }
+  }
+}
+
+TEST(engine_honesty, deterministic_and_threaded_rank_policies_alike) {
+  if (testing::sanitized) GTEST_SKIP() << "timing comparisons are meaningless under sanitizers";
+  for (const std::string name : {"superpage-churn", "sva-kernel"}) {
+    for (unsigned cpus : {1u, 2u}) check(name, cpus, measure(name, cpus, 3));
+  }
+}
+
+}  // namespace
+}  // namespace ptreclaim::sim
