@@ -70,6 +70,21 @@ class instant_backend final : public reclaim::invalidation_backend {
 };
 
 struct world {
+  world() {
+    // Pre-fault the whole pool (allocate, retire and free every frame once), so no benchmark
+    // pays the kernel's first-touch page faults - the first one to run would pay the most.
+    std::vector<mem::frame_id> all;
+    all.reserve(pool_frames);
+    for (;;) {
+      Result<mem::frame_id> f = pool.alloc_table(dom, 1);
+      if (!f.ok()) break;
+      all.push_back(*f);
+    }
+    for (mem::frame_id f : all) {
+      (void)pool.mark_retired(f);
+      (void)pool.free(f, "prefault");
+    }
+  }
   bench_executor ex{max_threads};
   mem::frame_pool pool{mem::pool_config{.capacity_frames = pool_frames, .caches = max_threads}, ex};
   instant_backend backend;
@@ -169,7 +184,9 @@ void BM_plain_free(benchmark::State& state) {
 
 // ---- the policies ----
 
-void BM_retire(benchmark::State& state, reclaim::policy_kind kind) {
+// caller_flush: after each retire the caller invalidates the gather and waits (Xen's caller
+// contract, invalidate_after_retire); flush-epoch rides on it.
+void retire_bench(benchmark::State& state, reclaim::policy_kind kind, bool caller_flush) {
   world& w = the_world();
   if (state.thread_index() == 0) {
     setup_run(state);
@@ -190,6 +207,8 @@ void BM_retire(benchmark::State& state, reclaim::policy_kind kind) {
     g.set_nonleaf_changed();
     g.add_released(f);
     g_run->policy->retire(dom, g);
+    if (caller_flush)
+      (void)reclaim::invalidate_after_retire(*g_run->policy, w.backend, dom, g, 1'000'000'000);
     if (++n % sched_every == 0) {
       serve();
       note_peak(w.pool.stats().in_use);
@@ -212,13 +231,41 @@ void BM_retire(benchmark::State& state, reclaim::policy_kind kind) {
   teardown_run(state);
 }
 
-#define PTR_RETIRE_BENCH(name, kind)                                             \
-  BENCHMARK_CAPTURE(BM_retire, name, reclaim::policy_kind::kind)                 \
-      ->Threads(1)                                                               \
-      ->Threads(2)                                                               \
+void BM_retire(benchmark::State& state, reclaim::policy_kind kind) {
+  retire_bench(state, kind, false);
+}
+void BM_retire_caller_flush(benchmark::State& state, reclaim::policy_kind kind) {
+  retire_bench(state, kind, true);
+}
+
+// The floor with the caller's flush: invalidate, wait, free.
+void BM_flush_then_free(benchmark::State& state) {
+  setup_run(state);
+  world& w = the_world();
+  const auto cpu = static_cast<unsigned>(state.thread_index());
+  bench_executor::cpu_scope scope(w.ex, cpu);
+  for (auto _ : state) {
+    const mem::frame_id f = take_retired([] {});
+    Result<reclaim::epoch_t> e = w.backend.invalidate(dom, {});
+    (void)w.backend.wait(dom, *e, 1'000'000'000);
+    (void)w.pool.free(f, "floor");
+  }
+  report(state, 0, 0);
+  teardown_run(state);
+}
+
+#define PTR_RETIRE_BENCH(name, kind)                                                      \
+  BENCHMARK_CAPTURE(BM_retire, name, reclaim::policy_kind::kind)                          \
+      ->Threads(1)                                                                        \
+      ->Threads(2)                                                                        \
+      ->UseRealTime();                                                                    \
+  BENCHMARK_CAPTURE(BM_retire_caller_flush, name, reclaim::policy_kind::kind)             \
+      ->Threads(1)                                                                        \
+      ->Threads(2)                                                                        \
       ->UseRealTime()
 
 BENCHMARK(BM_plain_free)->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK(BM_flush_then_free)->Threads(1)->Threads(2)->UseRealTime();
 PTR_RETIRE_BENCH(immediate, immediate);
 PTR_RETIRE_BENCH(sync, sync);
 PTR_RETIRE_BENCH(xen_tasklet, xen_tasklet);

@@ -121,8 +121,9 @@ class flush_epoch_policy final : public policy_base {
     b.stamp = env_.backend.stamp(d);  // after the unlink and after linking: (1) in backend.hpp
     q.frames += n;
     if (q.frames > watermark_) request_flush(q, q.ring.front().domain);
-    if (q.timer_ready && !env_.rt.timer_is_armed(q.timer))
-      env_.rt.set_timer(q.timer, b.retired_ns + config_.max_age_ns);
+    // The armed state is kept here (only this CPU touches q): asking the executor would take
+    // its mutex on every retire.
+    if (q.timer_ready && !q.timer_armed) arm(q, b.retired_ns + config_.max_age_ns);
   }
 
   void note_caller_invalidation(domain_number d, const invalidation_range& r,
@@ -153,6 +154,7 @@ class flush_epoch_policy final : public policy_base {
     epoch_t requested = 0;       // our own invalidation in flight for requested_domain
     runtime::timer timer;
     bool timer_ready = false;
+    bool timer_armed = false;  // set by arm(), cleared when it fires or is killed / re-inited
   };
 
   [[nodiscard]] bool eligible(const batch& b) {
@@ -169,6 +171,11 @@ class flush_epoch_policy final : public policy_base {
       free_list(b.frames, "flush-epoch");
       q.ring.pop_front();
     }
+  }
+
+  void arm(queue& q, std::uint64_t expires_ns) {
+    env_.rt.set_timer(q.timer, expires_ns);
+    q.timer_armed = true;
   }
 
   // Submits a full invalidation of d unless one of ours for d is still in flight.
@@ -197,19 +204,21 @@ class flush_epoch_policy final : public policy_base {
     ++counters().worker_runs;
     if (env_.rt.current_cpu() != owner) report_wrong_cpu(owner, "flush-epoch timer");
     queue& q = queues_[owner];
+    q.timer_armed = false;  // it fired (armed by its owner, or by CPU_DOWN_FAILED)
     reap(q);
     if (q.ring.empty()) return;
     const std::uint64_t now = env_.rt.now_ns();
     batch& oldest = q.ring.front();
     if (now - oldest.retired_ns >= config_.max_age_ns) request_flush(q, oldest.domain);
     // Poll again soon: the invalidation takes about a microsecond in the model's defaults.
-    env_.rt.set_timer(q.timer, now + std::max<std::uint64_t>(1, config_.max_age_ns / 4));
+    arm(q, now + std::max<std::uint64_t>(1, config_.max_age_ns / 4));
   }
 
   runtime::notify_result cpu_callback(runtime::cpu_event action, unsigned cpu) {
     queue& q = queues_[cpu];
     switch (action) {
       case runtime::cpu_event::down_prepare:
+        // `cpu` is still running (it parks later): touch its timer only through the executor.
         if (q.timer_ready) env_.rt.kill_timer(q.timer);
         break;
       case runtime::cpu_event::dead: {
@@ -217,19 +226,28 @@ class flush_epoch_policy final : public policy_base {
         PTR_ASSERT_MSG(here != cpu, "CPU_DEAD ran on the dead CPU");
         adopt(queues_[here], q);
         if (queues_[here].timer_ready && !queues_[here].ring.empty())
-          env_.rt.set_timer(queues_[here].timer, env_.rt.now_ns());
+          arm(queues_[here], env_.rt.now_ns());
         break;
       }
       case runtime::cpu_event::up_prepare:
+        // `cpu` is offline: its queue has no other user.
         if (!q.ring.empty() && env_.observer != nullptr) {
           env_.observer->on_invariant_violation("flush-epoch: CPU_UP_PREPARE found frames on CPU " +
                                                 std::to_string(cpu));
         }
-        [[fallthrough]];
-      case runtime::cpu_event::down_failed:
         env_.rt.timer_init(q.timer, [this, cpu] { on_timer(cpu); }, cpu);
         q.timer_ready = true;
-        if (!q.ring.empty()) env_.rt.set_timer(q.timer, env_.rt.now_ns());
+        q.timer_armed = false;
+        break;
+      case runtime::cpu_event::down_failed:
+        // `cpu` stayed up and may be running right now: never read or write its queue here
+        // (its ring and flags belong to it). Re-init its timer and let it fire on `cpu` at
+        // once; the timer looks at the ring there, as its owner. (timer_ready was set at
+        // up_prepare, before `cpu` came online.)
+        if (q.timer_ready) {
+          env_.rt.timer_init(q.timer, [this, cpu] { on_timer(cpu); }, cpu);
+          env_.rt.set_timer(q.timer, env_.rt.now_ns());
+        }
         break;
       case runtime::cpu_event::online:
       case runtime::cpu_event::up_canceled:

@@ -265,6 +265,70 @@ TEST(HotplugFinding, XenTaskletDownFailedRunsTheWorkerOnTheWrongCpu) {
   }
 }
 
+// ---- real threads: hotplug while the other CPUs retire ----
+
+// CPU 0 takes CPUs 1 and 2 down and up (and fails offlines) while they churn, on the threaded
+// executor, so notifiers really run concurrently with the CPUs they are about (TSan build).
+// xen-tasklet gets no failed offlines: its CPU_DOWN_FAILED worker runs on CPU 0 while the
+// owner appends to the same unlocked list - the exhaustive test's finding, here a data race.
+class HotplugThreaded : public testing::TestWithParam<policy_kind> {};
+
+TEST_P(HotplugThreaded, NotifiersRaceWithRetiringCpus) {
+  const policy_kind k = GetParam();
+  harness_config c;
+  c.policy = k;
+  c.exec = exec_kind::threaded;
+  c.cpus = 3;
+  c.devices = false;
+  c.frames = 1024;
+  harness h(c);
+  const bool fails = k != policy_kind::xen_tasklet;
+  const std::vector<hp_step> script = {
+      {hotplug_op::down, 1},      {hotplug_op::up, 1},        {hotplug_op::down_fail, 2},
+      {hotplug_op::down, 2},      {hotplug_op::down_fail, 1}, {hotplug_op::up, 2},
+      {hotplug_op::down_fail, 2}, {hotplug_op::down, 1},      {hotplug_op::up, 1}};
+  const unsigned ops = under_sanitizer ? 40 : 150;
+  auto next = std::make_shared<std::size_t>(0);
+  auto done = std::make_shared<std::array<unsigned, 3>>();
+  runtime::executor& ex = h.ex();
+  ex.set_program(0, [&h, &ex, next, script, fails](unsigned) -> step_result {
+    if (*next == script.size()) return step_result::finished();
+    const hp_step& x = script[(*next)++];
+    if (x.op == hotplug_op::up) {
+      if (Status st = ex.cpu_up(x.cpu); !st.ok()) h.record_failure("cpu_up: " + st.to_string());
+    } else if (x.op == hotplug_op::down) {
+      if (Status st = ex.cpu_down(x.cpu); !st.ok()) h.record_failure("cpu_down: " + st.to_string());
+    } else if (fails) {
+      ex.inject_cpu_down_failure(1);
+      if (ex.cpu_down(x.cpu).code() != errc::busy) h.record_failure("failed offline did not fail");
+    }
+    return step_result::sleep_for(200'000);
+  });
+  for (unsigned cpu : {1u, 2u}) {
+    ex.set_program(cpu, [&h, done, ops, k](unsigned me) -> step_result {
+      unsigned& n = (*done)[me];
+      if (n == ops) return step_result::finished();
+      ++n;
+      harness::step_options o;
+      // Callers flush two times in three (always for xen-tasklet, whose contract it is).
+      o.caller_flush = k == policy_kind::xen_tasklet || (n % 3) != 0;
+      h.mutate(me, 0, h.releasing(me, 0), n * 13, o);
+      return (n % 2) != 0 ? step_result::busy() : step_result::yield();
+    });
+  }
+  h.run();
+  h.expect_contract(std::string(policy_name(k)) + " threaded hotplug");
+  const runtime::run_stats& st = h.last_run();
+  EXPECT_EQ(st.cpu_downs, 3u);
+  EXPECT_EQ(st.cpu_ups, 3u);
+  h.teardown_and_expect_whole();
+}
+
+INSTANTIATE_TEST_SUITE_P(Safe, HotplugThreaded, testing::ValuesIn(safe_policies),
+                         [](const testing::TestParamInfo<policy_kind>& i) {
+                           return ident(policy_name(i.param));
+                         });
+
 // ---- seeded random campaigns ----
 
 struct campaign_options {
