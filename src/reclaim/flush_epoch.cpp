@@ -73,7 +73,8 @@ class flush_epoch_policy final : public policy_base {
  public:
   flush_epoch_policy(const reclaim_env& env, const reclaim_config& config)
       : policy_base(env, config),
-        watermark_(std::min<std::uint64_t>(config.watermark, std::max<std::uint64_t>(1, per_cpu_budget() / 2))),
+        watermark_(std::min<std::uint64_t>(config.watermark,
+                                           std::max<std::uint64_t>(1, per_cpu_budget() / 2))),
         queues_(env.rt.cpu_count(), [&](unsigned) { return queue(config.batches_per_cpu); }) {
     PTR_ASSERT_MSG(config.batches_per_cpu >= 1, "reclaim_config::batches_per_cpu must be >= 1");
     PTR_ASSERT_MSG(config.max_age_ns >= 1, "reclaim_config::max_age_ns must be >= 1");
@@ -126,8 +127,7 @@ class flush_epoch_policy final : public policy_base {
     if (q.timer_ready && !q.timer_armed) arm(q, b.retired_ns + config_.max_age_ns);
   }
 
-  void note_caller_invalidation(domain_number d, const invalidation_range& r,
-                                epoch_t e) override {
+  void note_caller_invalidation(domain_number d, const invalidation_range& r, epoch_t e) override {
     queue& q = queues_[env_.rt.current_cpu()];
     // Newest first: the caller flushes right after the retire it just made.
     for (unsigned i = q.ring.size(); i-- > 0;) {
@@ -139,7 +139,8 @@ class flush_epoch_policy final : public policy_base {
   }
 
   Status drain() override {
-    for (unsigned c = 0; c < queues_.size(); ++c) flush_all(queues_[c]);
+    for (unsigned c = 0; c < queues_.size(); ++c)
+      flush_all(queues_[c]);
     return {};
   }
 
@@ -149,9 +150,9 @@ class flush_epoch_policy final : public policy_base {
   struct queue {
     explicit queue(unsigned batches) : ring(batches) {}
     batch_ring ring;
-    std::uint64_t frames = 0;        // frames in the ring
+    std::uint64_t frames = 0;  // frames in the ring
     domain_number requested_domain = 0;
-    epoch_t requested = 0;       // our own invalidation in flight for requested_domain
+    epoch_t requested = 0;  // our own invalidation in flight for requested_domain
     runtime::timer timer;
     bool timer_ready = false;
     bool timer_armed = false;  // set by arm(), cleared when it fires or is killed / re-inited
@@ -193,8 +194,10 @@ class flush_epoch_policy final : public policy_base {
   void flush_all(queue& q) {
     if (q.ring.empty()) return;
     std::set<domain_number> domains;
-    for (unsigned i = 0; i < q.ring.size(); ++i) domains.insert(q.ring.at(i).domain);
-    for (domain_number d : domains) invalidate_and_wait(d, invalidation_range::whole_domain());
+    for (unsigned i = 0; i < q.ring.size(); ++i)
+      domains.insert(q.ring.at(i).domain);
+    for (domain_number d : domains)
+      invalidate_and_wait(d, invalidation_range::whole_domain());
     reap(q);
     PTR_ASSERT_MSG(q.ring.empty(), "a full invalidation that completed left batches ineligible");
   }
@@ -235,7 +238,8 @@ class flush_epoch_policy final : public policy_base {
           env_.observer->on_invariant_violation("flush-epoch: CPU_UP_PREPARE found frames on CPU " +
                                                 std::to_string(cpu));
         }
-        env_.rt.timer_init(q.timer, [this, cpu] { on_timer(cpu); }, cpu);
+        env_.rt.timer_init(
+            q.timer, [this, cpu] { on_timer(cpu); }, cpu);
         q.timer_ready = true;
         q.timer_armed = false;
         break;
@@ -245,7 +249,8 @@ class flush_epoch_policy final : public policy_base {
         // once; the timer looks at the ring there, as its owner. (timer_ready was set at
         // up_prepare, before `cpu` came online.)
         if (q.timer_ready) {
-          env_.rt.timer_init(q.timer, [this, cpu] { on_timer(cpu); }, cpu);
+          env_.rt.timer_init(
+              q.timer, [this, cpu] { on_timer(cpu); }, cpu);
           env_.rt.set_timer(q.timer, env_.rt.now_ns());
         }
         break;

@@ -17,7 +17,9 @@ Result<epoch_t> iommu_backend::invalidate(domain_number d, const invalidation_ra
   return t->epoch;
 }
 
-epoch_t iommu_backend::stamp(domain_number d) noexcept { return dom(d).flush_stamp(); }
+epoch_t iommu_backend::stamp(domain_number d) noexcept {
+  return dom(d).flush_stamp();
+}
 
 epoch_t iommu_backend::completed(domain_number d) noexcept {
   sys_.plat().charge(cost_kind::inv_poll);

@@ -9,7 +9,6 @@
 // Additions off the faithful path: back-pressure at the configured bound (the producer runs the
 // work body itself) and drain().
 #include <atomic>
-#include <set>
 
 #include "policies.hpp"
 #include "policy_base.hpp"
@@ -85,16 +84,8 @@ class linux_global_work_policy final : public policy_base {
       mine.splice_back(env_.pool, list_);
     }
     if (mine.empty()) return;
-    std::set<domain_number> domains;
-    frame_list keep;
-    while (!mine.empty()) {
-      mem::frame_id f = mine.pop_front(env_.pool);
-      domains.insert(env_.pool.ident(f).domain);
-      keep.push_back(env_.pool, f);
-    }
-    for (domain_number d : domains) invalidate_and_wait(d, invalidation_range::whole_domain());
-    const std::uint64_t n = keep.size();
-    free_list(keep, "linux-global-work");
+    const std::uint64_t n = mine.size();
+    invalidate_owners_and_free(mine, "linux-global-work");
     held_.fetch_sub(n, std::memory_order_relaxed);
   }
 

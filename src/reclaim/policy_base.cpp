@@ -1,6 +1,7 @@
 #include "policy_base.hpp"
 
 #include <algorithm>
+#include <set>
 #include <string>
 
 namespace ptreclaim::reclaim::detail {
@@ -18,7 +19,8 @@ std::uint64_t policy_base::account_retire(domain_number d, const pt::gather& g) 
   const auto n = static_cast<std::uint64_t>(g.released().size());
   if (env_.observer != nullptr) {
     const invalidation_range need = invalidation_range::of(g);
-    for (mem::frame_id f : g.released()) env_.observer->on_retire(d, f, need);
+    for (mem::frame_id f : g.released())
+      env_.observer->on_retire(d, f, need);
   }
   counters().retired += n;
   const std::uint64_t now = pending_.fetch_add(n, std::memory_order_relaxed) + n;
@@ -43,11 +45,13 @@ void policy_base::free_frame(mem::frame_id f, const char* path) {
 }
 
 void policy_base::free_list(frame_list& list, const char* path) {
-  while (!list.empty()) free_frame(list.pop_front(env_.pool), path);
+  while (!list.empty())
+    free_frame(list.pop_front(env_.pool), path);
 }
 
 void policy_base::free_gather(const pt::gather& g, const char* path) {
-  for (mem::frame_id f : g.released()) free_frame(f, path);
+  for (mem::frame_id f : g.released())
+    free_frame(f, path);
 }
 
 epoch_t policy_base::invalidate_and_wait(domain_number d, const invalidation_range& range) {
@@ -59,12 +63,21 @@ epoch_t policy_base::invalidate_and_wait(domain_number d, const invalidation_ran
   return *e;
 }
 
+void policy_base::invalidate_owners_and_free(frame_list& list, const char* path) {
+  if (list.empty()) return;
+  std::set<domain_number> domains;
+  list.for_each(env_.pool, [&](mem::frame_id f) { domains.insert(env_.pool.ident(f).domain); });
+  for (domain_number d : domains)
+    invalidate_and_wait(d, invalidation_range::whole_domain());
+  free_list(list, path);
+}
+
 void policy_base::report_wrong_cpu(unsigned owner, const char* who) {
   ++counters().wrong_cpu_runs;
   if (env_.observer != nullptr) {
-    env_.observer->on_invariant_violation(
-        std::string(who) + " for CPU " + std::to_string(owner) + "'s list ran on CPU " +
-        std::to_string(env_.rt.current_cpu()));
+    env_.observer->on_invariant_violation(std::string(who) + " for CPU " + std::to_string(owner) +
+                                          "'s list ran on CPU " +
+                                          std::to_string(env_.rt.current_cpu()));
   }
 }
 

@@ -38,6 +38,10 @@ class policy_base : public reclaimer {
   void free_list(frame_list& list, const char* path);
   // Frees the frames of a gather directly (sync, immediate, oversize batches).
   void free_gather(const pt::gather& g, const char* path);
+  // Invalidates (fully) every domain that owns a frame on `list`, waits, then frees the list:
+  // the safe way to empty a list whose frames have no recorded epochs (back-pressure, drain,
+  // Linux's work item).
+  void invalidate_owners_and_free(frame_list& list, const char* path);
   // Submits an invalidation of `range` of d and waits for it. A failure (timeout) is a broken
   // model or a hung IOMMU: asserted, because freeing without it would be unsafe.
   epoch_t invalidate_and_wait(domain_number d, const invalidation_range& range);

@@ -15,21 +15,24 @@ Result<std::unique_ptr<reclaimer>> make_reclaimer(policy_kind kind, const reclai
   if (config.max_age_ns == 0)
     return Status(errc::invalid_argument, "reclaim max_age_ns must be at least 1");
   switch (kind) {
-    case policy_kind::immediate: return detail::make_immediate(env, config);
-    case policy_kind::sync: return detail::make_sync(env, config);
+    case policy_kind::immediate:
+      return detail::make_immediate(env, config);
+    case policy_kind::sync:
+      return detail::make_sync(env, config);
     case policy_kind::xen_tasklet:
       return detail::make_xen(env, config, runtime::tasklet_kind::plain);
     case policy_kind::xen_softirq_tasklet:
       return detail::make_xen(env, config, runtime::tasklet_kind::softirq);
-    case policy_kind::linux_global_work: return detail::make_linux_global_work(env, config);
-    case policy_kind::flush_epoch: return detail::make_flush_epoch(env, config);
+    case policy_kind::linux_global_work:
+      return detail::make_linux_global_work(env, config);
+    case policy_kind::flush_epoch:
+      return detail::make_flush_epoch(env, config);
   }
   return Status(errc::invalid_argument, "unknown policy");
 }
 
-Result<epoch_t> invalidate_after_retire(reclaimer& r, invalidation_backend& b,
-                                            domain_number d, const pt::gather& g,
-                                            std::uint64_t timeout_ns) {
+Result<epoch_t> invalidate_after_retire(reclaimer& r, invalidation_backend& b, domain_number d,
+                                        const pt::gather& g, std::uint64_t timeout_ns) {
   if (g.empty()) return epoch_t{0};
   const invalidation_range range = invalidation_range::of(g);
   Result<epoch_t> e = b.invalidate(d, range);

@@ -64,8 +64,8 @@ void safety_monitor::on_free(mem::frame_id f, const char* path) {
   std::unique_lock g(mu_);
   auto it = retired_.find(f.value);
   if (it == retired_.end()) {
-    violation(&report::s2_violations, "S2: frame " + std::to_string(f.value) + " freed by " +
-                                          path + " but not retired (double free?)");
+    violation(&report::s2_violations, "S2: frame " + std::to_string(f.value) + " freed by " + path +
+                                          " but not retired (double free?)");
     return;
   }
   const retired_frame r = it->second;
@@ -81,7 +81,8 @@ void safety_monitor::on_free(mem::frame_id f, const char* path) {
     if (e <= done) return;
   // Another CPU may have had its invalidation numbered and completed but not yet recorded
   // here (threaded runs): wait for submissions in progress to be recorded, then look again.
-  for (unsigned spins = 0; submitting_.load(std::memory_order_acquire) != 0 && spins < 1000000; ++spins)
+  for (unsigned spins = 0; submitting_.load(std::memory_order_acquire) != 0 && spins < 1000000;
+       ++spins)
     std::this_thread::yield();
   g.lock();
   candidates = covering(r);

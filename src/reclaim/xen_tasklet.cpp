@@ -9,8 +9,6 @@
 //
 // Two additions, both off the faithful path: back-pressure at the configured bound (Xen relies
 // on producers being preempted; see reclaim_config::max_pending), and drain() for teardown.
-#include <set>
-
 #include "policies.hpp"
 #include "policy_base.hpp"
 
@@ -41,7 +39,7 @@ class xen_policy final : public policy_base {
     // Back-pressure before the frames are accepted, so pending never exceeds the bound.
     if (n != 0 && s.list.size() + n > per_cpu_budget()) {
       ++counters().backpressure;
-      flush_and_free(s.list, "xen-backpressure");
+      invalidate_owners_and_free(s.list, "xen-backpressure");
     }
     account_retire(d, g);
     if (n > per_cpu_budget()) {  // larger than this CPU's share: invalidate and free it inline
@@ -57,7 +55,8 @@ class xen_policy final : public policy_base {
   }
 
   Status drain() override {
-    for (unsigned c = 0; c < slots_.size(); ++c) flush_and_free(slots_[c].list, "xen-drain");
+    for (unsigned c = 0; c < slots_.size(); ++c)
+      invalidate_owners_and_free(slots_[c].list, "xen-drain");
     return {};
   }
 
@@ -105,7 +104,7 @@ class xen_policy final : public policy_base {
           // max_pending, and the dead CPU may come back and fill a share again (S5).
           if (here.list.size() > per_cpu_budget()) {
             ++counters().backpressure;
-            flush_and_free(here.list, "xen-backpressure");
+            invalidate_owners_and_free(here.list, "xen-backpressure");
           }
           env_.rt.tasklet_schedule(here.tasklet);
         }
@@ -119,7 +118,8 @@ class xen_policy final : public policy_base {
         s.list = frame_list{};
         [[fallthrough]];
       case runtime::cpu_event::down_failed:
-        env_.rt.tasklet_init(s.tasklet, [this, cpu] { free_queued_pgtables(cpu); }, kind_);
+        env_.rt.tasklet_init(
+            s.tasklet, [this, cpu] { free_queued_pgtables(cpu); }, kind_);
         s.initialised = true;
         // tasklet_schedule() queues on the CPU running this notifier, which is not `cpu` for
         // CPU_DOWN_FAILED (cpu_down runs elsewhere): the worker's ownership check sees it.
@@ -130,20 +130,6 @@ class xen_policy final : public policy_base {
         break;
     }
     return runtime::notify_result::done;
-  }
-
-  // Off the faithful path: invalidate every domain with frames on `list`, then free it.
-  void flush_and_free(frame_list& list, const char* why) {
-    if (list.empty()) return;
-    std::set<domain_number> domains;
-    frame_list keep;
-    while (!list.empty()) {
-      mem::frame_id f = list.pop_front(env_.pool);
-      domains.insert(env_.pool.ident(f).domain);
-      keep.push_back(env_.pool, f);
-    }
-    for (domain_number d : domains) invalidate_and_wait(d, invalidation_range::whole_domain());
-    free_list(keep, why);
   }
 
   runtime::tasklet_kind kind_;

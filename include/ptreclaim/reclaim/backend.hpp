@@ -49,7 +49,7 @@ class invalidation_backend {
   // returns its epoch number. Waits (bounded) for queue space; errors only on timeout or an
   // unknown domain. Any CPU context that may spin.
   [[nodiscard]] virtual Result<epoch_t> invalidate(domain_number d,
-                                                       const invalidation_range& range) = 0;
+                                                   const invalidation_range& range) = 0;
   // Epoch of the newest invalidation submitted on d (0: none yet), read so that the caller's
   // earlier unlink is visible to every invalidation numbered after it (a read-modify-write on
   // the domain's counter: one shared cache line per retire batch). Call after the unlink.

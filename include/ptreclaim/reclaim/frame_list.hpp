@@ -39,6 +39,13 @@ class frame_list {
     --size_;
     return f;
   }
+  // Calls fn(frame) for every frame, front to back; fn must not change the list.
+  template <class Fn>
+  void for_each(const mem::frame_pool& pool, Fn&& fn) const {
+    for (mem::frame_id f = head_; f.valid();
+         f = mem::frame_id{pool.meta(f).link.load(std::memory_order_relaxed)})
+      fn(f);
+  }
   // Moves every frame of `other` to the end of this list (page_list_splice); other is empty after.
   void splice_back(mem::frame_pool& pool, frame_list& other) noexcept {
     if (other.empty()) return;

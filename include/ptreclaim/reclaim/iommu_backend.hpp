@@ -14,7 +14,7 @@ class iommu_backend final : public invalidation_backend {
   explicit iommu_backend(iommu::system& sys) : sys_(sys) {}
 
   [[nodiscard]] Result<epoch_t> invalidate(domain_number d,
-                                               const invalidation_range& range) override;
+                                           const invalidation_range& range) override;
   [[nodiscard]] epoch_t stamp(domain_number d) noexcept override;
   [[nodiscard]] epoch_t completed(domain_number d) noexcept override;
   [[nodiscard]] epoch_t completed_full(domain_number d) noexcept override;

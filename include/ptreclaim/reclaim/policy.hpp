@@ -28,12 +28,18 @@ inline constexpr std::array<policy_kind, 6> all_policies = {
 
 [[nodiscard]] constexpr std::string_view policy_name(policy_kind k) noexcept {
   switch (k) {
-    case policy_kind::immediate: return "immediate";
-    case policy_kind::sync: return "sync";
-    case policy_kind::xen_tasklet: return "xen-tasklet";
-    case policy_kind::xen_softirq_tasklet: return "xen-softirq-tasklet";
-    case policy_kind::linux_global_work: return "linux-global-work";
-    case policy_kind::flush_epoch: return "flush-epoch";
+    case policy_kind::immediate:
+      return "immediate";
+    case policy_kind::sync:
+      return "sync";
+    case policy_kind::xen_tasklet:
+      return "xen-tasklet";
+    case policy_kind::xen_softirq_tasklet:
+      return "xen-softirq-tasklet";
+    case policy_kind::linux_global_work:
+      return "linux-global-work";
+    case policy_kind::flush_epoch:
+      return "flush-epoch";
   }
   return "?";
 }
@@ -50,7 +56,8 @@ inline constexpr std::array<policy_kind, 6> all_policies = {
   for (policy_kind k : all_policies)
     if (policy_name(k) == name) return k;
   std::string msg = "unknown policy '" + std::string(name) + "' (valid:";
-  for (policy_kind k : all_policies) msg += " " + std::string(policy_name(k));
+  for (policy_kind k : all_policies)
+    msg += " " + std::string(policy_name(k));
   return Status(errc::invalid_argument, msg + ")");
 }
 

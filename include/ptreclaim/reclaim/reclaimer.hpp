@@ -38,11 +38,11 @@ class executor;
 namespace ptreclaim::reclaim {
 
 struct reclaim_config {
-  std::uint32_t max_pending = 8192;         // S5: retired but not freed, all CPUs together
-  std::uint64_t max_age_ns = 100'000;       // flush-epoch: oldest frame waits this long → flush
-  std::uint32_t watermark = 512;            // flush-epoch: per-CPU pending frames → flush
-  unsigned batches_per_cpu = 256;           // flush-epoch: batch descriptors per CPU (a bound)
-  unsigned xen_yield_every = 512;           // Xen: process_pending_softirqs() every 512 frees
+  std::uint32_t max_pending = 8192;    // S5: retired but not freed, all CPUs together
+  std::uint64_t max_age_ns = 100'000;  // flush-epoch: oldest frame waits this long → flush
+  std::uint32_t watermark = 512;       // flush-epoch: per-CPU pending frames → flush
+  unsigned batches_per_cpu = 256;      // flush-epoch: batch descriptors per CPU (a bound)
+  unsigned xen_yield_every = 512;      // Xen: process_pending_softirqs() every 512 frees
   std::uint64_t wait_timeout_ns = 10'000'000'000;  // a hung invalidation is a failure, not a hang
 };
 
@@ -58,24 +58,24 @@ class reclaim_observer {
 };
 
 struct reclaim_stats {
-  std::uint64_t retired = 0;               // frames handed to retire()
-  std::uint64_t freed = 0;                 // frames freed
-  std::uint64_t pending = 0;               // retired - freed, now
+  std::uint64_t retired = 0;  // frames handed to retire()
+  std::uint64_t freed = 0;    // frames freed
+  std::uint64_t pending = 0;  // retired - freed, now
   std::uint64_t peak_pending = 0;
-  std::uint64_t invalidations = 0;         // invalidations the policy itself submitted
-  std::uint64_t rides = 0;                 // batches freed on a caller's invalidation
-  std::uint64_t backpressure = 0;          // times the producer hit max_pending and flushed itself
-  std::uint64_t worker_runs = 0;           // tasklet / work item / timer executions
-  std::uint64_t free_errors = 0;           // frees the ledger refused (a broken policy)
-  std::uint64_t wrong_cpu_runs = 0;        // S4: workers that ran on a CPU not owning their list
-  log_histogram retire_to_free_ns;         // latency from the gather's release to the free
+  std::uint64_t invalidations = 0;   // invalidations the policy itself submitted
+  std::uint64_t rides = 0;           // batches freed on a caller's invalidation
+  std::uint64_t backpressure = 0;    // times the producer hit max_pending and flushed itself
+  std::uint64_t worker_runs = 0;     // tasklet / work item / timer executions
+  std::uint64_t free_errors = 0;     // frees the ledger refused (a broken policy)
+  std::uint64_t wrong_cpu_runs = 0;  // S4: workers that ran on a CPU not owning their list
+  log_histogram retire_to_free_ns;   // latency from the gather's release to the free
 };
 
 // Everything a policy runs on.
 struct reclaim_env {
-  runtime::executor& rt;           // CPUs, tasklets, workqueue, timers, hotplug
-  invalidation_backend& backend;   // the IOMMUs
-  mem::frame_pool& pool;           // where frames go back
+  runtime::executor& rt;          // CPUs, tasklets, workqueue, timers, hotplug
+  invalidation_backend& backend;  // the IOMMUs
+  mem::frame_pool& pool;          // where frames go back
   reclaim_observer* observer = nullptr;
 };
 
@@ -106,7 +106,7 @@ class reclaimer {
 // The Xen caller's side of the contract: invalidate the gather's range of d (non-leaf if the
 // gather says so), tell the reclaimer, and wait for completion. Returns the epoch.
 [[nodiscard]] Result<epoch_t> invalidate_after_retire(reclaimer& r, invalidation_backend& b,
-                                                          domain_number d, const pt::gather& g,
-                                                          std::uint64_t timeout_ns);
+                                                      domain_number d, const pt::gather& g,
+                                                      std::uint64_t timeout_ns);
 
 }  // namespace ptreclaim::reclaim

@@ -33,7 +33,8 @@ class safety_monitor final : public reclaim_observer, public invalidation_backen
                  std::size_t violations_kept = 16);
 
   // --- invalidation_backend (forwarded, and recorded) ---
-  [[nodiscard]] Result<epoch_t> invalidate(domain_number d, const invalidation_range& range) override;
+  [[nodiscard]] Result<epoch_t> invalidate(domain_number d,
+                                           const invalidation_range& range) override;
   [[nodiscard]] epoch_t stamp(domain_number d) noexcept override { return inner_.stamp(d); }
   [[nodiscard]] epoch_t completed(domain_number d) noexcept override { return inner_.completed(d); }
   [[nodiscard]] epoch_t completed_full(domain_number d) noexcept override {
@@ -55,7 +56,7 @@ class safety_monitor final : public reclaim_observer, public invalidation_backen
     std::uint64_t s4_violations = 0;  // policy-reported (wrong CPU, lost frames)
     std::uint64_t s5_violations = 0;  // pending above the bound
     std::uint64_t invalidations = 0;
-    std::vector<std::string> first;   // the first violations, in full
+    std::vector<std::string> first;  // the first violations, in full
     [[nodiscard]] bool ok() const noexcept {
       return s2_violations + s3_violations + s4_violations + s5_violations == 0;
     }
@@ -73,14 +74,14 @@ class safety_monitor final : public reclaim_observer, public invalidation_backen
   struct recorded_inv {
     invalidation_range range;
   };
-  void violation(std::uint64_t report::*counter, std::string what);  // mutex held
+  void violation(std::uint64_t report::*counter, std::string what);           // mutex held
   [[nodiscard]] std::vector<epoch_t> covering(const retired_frame& r) const;  // mutex held
 
   invalidation_backend& inner_;
   std::uint64_t max_pending_;
   std::size_t kept_;
   mutable std::mutex mu_;
-  std::unordered_map<std::uint32_t, retired_frame> retired_;        // by frame number
+  std::unordered_map<std::uint32_t, retired_frame> retired_;  // by frame number
   std::unordered_map<domain_number, std::map<epoch_t, recorded_inv>> invs_;
   std::atomic<unsigned> submitting_{0};  // invalidations between submit and record
   report rep_;
