@@ -410,7 +410,7 @@ class HotplugCampaign : public testing::TestWithParam<policy_kind> {};
 
 TEST_P(HotplugCampaign, RandomOpsAndHotplug) {
   const policy_kind k = GetParam();
-  const unsigned seeds = under_sanitizer ? 10 : 50;
+  const unsigned seeds = under_sanitizer ? 6 : 50;
   campaign_options co;
   co.ops_per_cpu = under_sanitizer ? 12 : 16;
   // xen-tasklet: no failed offlines here (their wrong-CPU worker is the exhaustive test's
