@@ -25,6 +25,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <string>
 #include <vector>
 
 #include "ptreclaim/base/histogram.hpp"
@@ -43,7 +44,10 @@ namespace ptreclaim::bench {
 namespace {
 
 constexpr unsigned max_threads = 2;
-constexpr std::uint32_t pool_frames = 1u << 18;  // 1 GiB: room for the peers' backlog
+// 1 GiB of frames: room for the peers' backlog. --reclaim_pool_frames=N (anywhere among
+// Google Benchmark's flags) shrinks it for smoke runs; a producer that finds the pool empty
+// waits for the consumers.
+std::uint32_t pool_frames = 1u << 18;
 constexpr unsigned sched_every = 64;
 constexpr reclaim::domain_number dom = 1;
 
@@ -435,4 +439,21 @@ BENCHMARK(BM_xenium_hazard_pointer)->Threads(1)->Threads(2)->UseRealTime();
 }  // namespace
 }  // namespace ptreclaim::bench
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  std::vector<char*> args;
+  for (int i = 0; i < argc; ++i) {
+    const std::string a = argv[i];
+    const std::string key = "--reclaim_pool_frames=";
+    if (a.rfind(key, 0) == 0) {
+      ptreclaim::bench::pool_frames = static_cast<std::uint32_t>(std::stoul(a.substr(key.size())));
+    } else {
+      args.push_back(argv[i]);
+    }
+  }
+  int n = static_cast<int>(args.size());
+  benchmark::Initialize(&n, args.data());
+  if (benchmark::ReportUnrecognizedArguments(n, args.data())) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
