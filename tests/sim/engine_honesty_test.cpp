@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "sim/engine_test_support.hpp"
@@ -70,9 +71,24 @@ void check(const std::string& name, unsigned cpus, const figures& f) {
 
 TEST(engine_honesty, deterministic_and_threaded_rank_policies_alike) {
   if (testing::sanitized) GTEST_SKIP() << "timing comparisons are meaningless under sanitizers";
+  // A threaded run is one host thread per simulated CPU and per actor (devices, sampler) plus
+  // the controller; with fewer host cores than that, it measures the host's scheduler (on a
+  // 2-core host the same policy varied 0.24x..3.2x between two runs), not the policies.
+  const unsigned host = std::thread::hardware_concurrency();
+  unsigned compared = 0;
   for (const std::string name : {"superpage-churn", "sva-kernel"}) {
-    for (unsigned cpus : {1u, 2u}) check(name, cpus, measure(name, cpus, 3));
+    const scenario s = testing::builtin(name);
+    for (unsigned cpus : {1u, 2u}) {
+      const unsigned needed = cpus + s.device_count() + 2;
+      if (host < needed) {
+        std::printf("honesty %s @%u: skipped, %u host threads < %u needed\n", name.c_str(), cpus, host, needed);
+        continue;
+      }
+      check(name, cpus, measure(name, cpus, 3));
+      ++compared;
+    }
   }
+  if (compared == 0) GTEST_SKIP() << "this host has too few cores for threaded timings (" << host << ")";
 }
 
 }  // namespace
