@@ -21,6 +21,7 @@
 #include <benchmark/benchmark.h>
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -345,7 +346,8 @@ struct rcu_frame {
 rcu_frame* g_rcu_nodes = nullptr;  // one per frame: a frame is retired at most once at a time
 
 void rcu_free_frame(struct rcu_head* h) {
-  const rcu_frame* n = caa_container_of(h, rcu_frame, head);
+  static_assert(offsetof(rcu_frame, head) == 0, "the rcu_head opens the node");
+  const auto* n = reinterpret_cast<const rcu_frame*>(h);
   peer_free(mem::frame_id{n->frame});
 }
 

@@ -287,7 +287,7 @@ TEST_P(HotplugThreaded, NotifiersRaceWithRetiringCpus) {
       {hotplug_op::down, 1},      {hotplug_op::up, 1},        {hotplug_op::down_fail, 2},
       {hotplug_op::down, 2},      {hotplug_op::down_fail, 1}, {hotplug_op::up, 2},
       {hotplug_op::down_fail, 2}, {hotplug_op::down, 1},      {hotplug_op::up, 1}};
-  const unsigned ops = under_sanitizer ? 40 : 150;
+  constexpr unsigned ops = under_sanitizer ? 40 : 150;
   auto next = std::make_shared<std::size_t>(0);
   auto done = std::make_shared<std::array<unsigned, 3>>();
   runtime::executor& ex = h.ex();
@@ -305,7 +305,7 @@ TEST_P(HotplugThreaded, NotifiersRaceWithRetiringCpus) {
     return step_result::sleep_for(200'000);
   });
   for (unsigned cpu : {1u, 2u}) {
-    ex.set_program(cpu, [&h, done, ops, k](unsigned me) -> step_result {
+    ex.set_program(cpu, [&h, done, k](unsigned me) -> step_result {
       unsigned& n = (*done)[me];
       if (n == ops) return step_result::finished();
       ++n;
