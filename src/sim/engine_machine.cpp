@@ -50,6 +50,7 @@ machine::~machine() {
   devices_.clear();
   wl_.reset();
   domains.clear();
+  checked_.reset();
   backend_.reset();
   sys_.reset();
   drivers_.reset();
@@ -133,7 +134,8 @@ Status machine::build() {
   ex_->register_cpu_notifier([this](runtime::cpu_event e, unsigned c) { return hotplug_guard(e, c); });
 
   backend_ = std::make_unique<reclaim::iommu_backend>(*sys_);
-  monitor_ = std::make_unique<reclaim::safety_monitor>(*backend_, sc.reclaim.max_pending_frames);
+  checked_ = std::make_unique<checked_backend>(*backend_);
+  monitor_ = std::make_unique<reclaim::safety_monitor>(*checked_, sc.reclaim.max_pending_frames);
   observer_ = std::make_unique<observer>(*monitor_, *ex_, *pool_);
   auto kind = reclaim::parse_policy(opt.policy);
   if (!kind.ok()) return kind.status();

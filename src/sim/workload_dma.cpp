@@ -18,7 +18,7 @@ namespace {
 
 class dma_storm final : public workload {
  public:
-  explicit dma_storm(machine& m) : m_(m), p_(m.sc.dma_storm) {
+  explicit dma_storm(machine& m) : p_(m.sc.dma_storm) {
     region_ = p_.iova_space_bytes;
     const std::uint64_t per_cpu = region_ / m.cpus;
     blocky_ = per_cpu >= two_mib;
@@ -104,7 +104,6 @@ class dma_storm final : public workload {
     std::uint64_t errors = 0;
   };
 
-  machine& m_;
   const dma_storm_params& p_;
   std::uint64_t region_ = 0;
   std::uint64_t slice_ = 0;
