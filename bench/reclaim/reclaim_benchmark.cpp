@@ -191,11 +191,13 @@ void BM_plain_free(benchmark::State& state) {
 
 // caller_flush: after each retire the caller invalidates the gather and waits (Xen's caller
 // contract, invalidate_after_retire); flush-epoch rides on it.
-void retire_bench(benchmark::State& state, reclaim::policy_kind kind, bool caller_flush) {
+void retire_bench(benchmark::State& state, reclaim::policy_kind kind, bool caller_flush,
+                  const reclaim::reclaim_config& config = {}) {
   world& w = the_world();
   if (state.thread_index() == 0) {
     setup_run(state);
-    auto p = reclaim::make_reclaimer(kind, reclaim::reclaim_env{w.ex, w.backend, w.pool, nullptr});
+    auto p = reclaim::make_reclaimer(kind, reclaim::reclaim_env{w.ex, w.backend, w.pool, nullptr},
+                                     config);
     PTR_ASSERT_MSG(p.ok(), "make_reclaimer failed");
     g_run->policy = std::move(*p);
   }
@@ -242,6 +244,16 @@ void BM_retire(benchmark::State& state, reclaim::policy_kind kind) {
 void BM_retire_caller_flush(benchmark::State& state, reclaim::policy_kind kind) {
   retire_bench(state, kind, true);
 }
+
+// flush-epoch without caller flushes, tuned for latency: it asks for its own (asynchronous)
+// invalidation once 8 frames wait, instead of when its 256-batch ring is full.
+void BM_retire_low_latency(benchmark::State& state) {
+  reclaim::reclaim_config c;
+  c.watermark = 8;
+  c.max_age_ns = 10'000;
+  retire_bench(state, reclaim::policy_kind::flush_epoch, false, c);
+}
+BENCHMARK(BM_retire_low_latency)->Threads(1)->Threads(2)->UseRealTime();
 
 // The floor with the caller's flush: invalidate, wait, free.
 void BM_flush_then_free(benchmark::State& state) {

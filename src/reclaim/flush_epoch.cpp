@@ -121,7 +121,11 @@ class flush_epoch_policy final : public policy_base {
     }
     b.stamp = env_.backend.stamp(d);  // after the unlink and after linking: (1) in backend.hpp
     q.frames += n;
-    if (q.frames > watermark_) request_flush(q, q.ring.front().domain);
+    // Ask early, asynchronously: at the frame watermark, or once half the ring's batch
+    // descriptors are used (with one-frame batches the ring fills long before the frame
+    // watermark, and a full ring means back-pressure: invalidate and wait on this path).
+    if (q.frames > watermark_ || 2 * q.ring.size() > config_.batches_per_cpu)
+      request_flush(q, q.ring.front().domain);
     // The armed state is kept here (only this CPU touches q): asking the executor would take
     // its mutex on every retire.
     if (q.timer_ready && !q.timer_armed) arm(q, b.retired_ns + config_.max_age_ns);

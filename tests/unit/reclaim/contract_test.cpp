@@ -112,6 +112,35 @@ TEST_P(Contract, ExactlyOnceCoveredBoundedAndEventual) {
 
 INSTANTIATE_TEST_SUITE_P(Safe, Contract, testing::ValuesIn(all_params()), param_name);
 
+// flush-epoch with its default configuration and no caller flush (Linux's kernel tables): one
+// CPU retires single-frame gathers well within max_age_ns. The policy must ask for its own
+// asynchronous invalidation before its ring of 256 batch descriptors fills; the watermark of
+// 512 *frames* alone never fires first when every batch holds one frame, so the producer fell
+// into synchronous back-pressure (invalidate and wait on the retire path) every 256 retires.
+TEST(FlushEpoch, AsksForItsOwnFlushBeforeTheRingFills) {
+  harness_config c;
+  c.policy = policy_kind::flush_epoch;
+  c.devices = false;
+  c.reclaim = reclaim_config{};  // the defaults under test, except:
+  c.reclaim.max_age_ns = 2'000'000;  // the timer stays out of the way until the end
+  harness h(c);
+  auto n = std::make_shared<unsigned>(0);
+  h.ex().set_program(0, [&h, n](unsigned cpu) {
+    if (*n == 300) return runtime::step_result::finished();
+    h.mutate(cpu, 0, h.releasing(cpu, 0), 5 + *n, {.caller_flush = false});
+    ++*n;
+    return runtime::step_result::busy();
+  });
+  h.ex().set_program(1, [](unsigned) { return runtime::step_result::finished(); });
+  h.run();
+  h.expect_contract("flush-epoch defaults, no caller flush");
+  const reclaim_stats st = h.policy().stats();
+  EXPECT_EQ(st.backpressure, 0u) << "the ring filled: the producer invalidated and waited";
+  EXPECT_GT(st.invalidations, 0u);
+  EXPECT_LE(st.peak_pending, 256u);
+  h.teardown_and_expect_whole();
+}
+
 // make_reclaimer refuses bounds of zero with an error naming the field, for every policy.
 TEST(ReclaimConfig, ZeroBoundsAreErrors) {
   runtime::deterministic_executor ex(runtime::run_config{.cpus = 2});
