@@ -43,6 +43,7 @@ void machine::run(run_result& out) {
     snapshot_metrics();
     if (ex_) ex_->discard_pending();
   }
+  snap_.stats = rec_->stats();  // every CPU has stopped: the per-CPU counters are quiet
 
   // Devices.
   for (const iommu::unit_stats& u : snap_.units) {

@@ -471,7 +471,8 @@ step_result machine::finisher_step() {
 
 void machine::snapshot_metrics() {
   snap_.taken = true;
-  snap_.stats = rec_->stats();
+  // reclaim_stats are read in run() after the executor stopped: the policy's per-CPU counters
+  // are written by their CPUs' workers (timers may still fire now).
   snap_.mon = monitor_->result();
   snap_.units.clear();
   for (unsigned u = 0; u < sys_->unit_count(); ++u) snap_.units.push_back(sys_->get_unit(u).stats());
