@@ -97,7 +97,7 @@ class flush_epoch_policy final : public policy_base {
     }
     const unsigned cpu = env_.rt.current_cpu();
     queue& q = queues_[cpu];
-    reap(q);
+    reap(q, /*poll=*/false);
     // Back-pressure before the frames are accepted (account_retire), so pending never
     // exceeds the bound, not even for the length of this call.
     if (q.frames + n > per_cpu_budget() || q.ring.full()) {
@@ -139,7 +139,7 @@ class flush_epoch_policy final : public policy_base {
       if (b.domain != d || b.cover != 0 || e <= b.stamp) continue;
       if (r.covers(b.range.first, b.range.last)) b.cover = e;
     }
-    reap(q);
+    reap(q, /*poll=*/false);  // the caller's wait just advanced the epochs
   }
 
   Status drain() override {
@@ -162,14 +162,20 @@ class flush_epoch_policy final : public policy_base {
     bool timer_armed = false;  // set by arm(), cleared when it fires or is killed / re-inited
   };
 
-  [[nodiscard]] bool eligible(const batch& b) {
-    if (b.cover != 0 && env_.backend.completed(b.domain) >= b.cover) return true;
-    return env_.backend.completed_full(b.domain) > b.stamp;
+  // `poll`: ask the hardware for progress (takes the IOMMU model's locks); otherwise read the
+  // epochs as last advanced, a lock-free load, which is what the per-retire path does so that
+  // producers on many CPUs do not meet on the IOMMU's locks. The timer and the back-pressure
+  // path poll, so a batch is never left waiting for someone else's poll.
+  [[nodiscard]] bool eligible(const batch& b, bool poll) {
+    invalidation_backend& be = env_.backend;
+    if (b.cover != 0 && (poll ? be.completed(b.domain) : be.completed_seen(b.domain)) >= b.cover)
+      return true;
+    return (poll ? be.completed_full(b.domain) : be.completed_full_seen(b.domain)) > b.stamp;
   }
 
   // Frees every eligible batch from the head of q.
-  void reap(queue& q) {
-    while (!q.ring.empty() && eligible(q.ring.front())) {
+  void reap(queue& q, bool poll) {
+    while (!q.ring.empty() && eligible(q.ring.front(), poll)) {
       batch& b = q.ring.front();
       if (b.cover != 0) ++counters().rides;
       q.frames -= b.frames.size();
@@ -185,7 +191,7 @@ class flush_epoch_policy final : public policy_base {
 
   // Submits a full invalidation of d unless one of ours for d is still in flight.
   void request_flush(queue& q, domain_number d) {
-    if (q.requested != 0 && q.requested_domain == d && env_.backend.completed(d) < q.requested)
+    if (q.requested != 0 && q.requested_domain == d && env_.backend.completed_seen(d) < q.requested)
       return;
     Result<epoch_t> e = env_.backend.invalidate(d, invalidation_range::whole_domain());
     if (!e.ok()) return;  // queue full past its timeout: the timer asks again
@@ -202,7 +208,7 @@ class flush_epoch_policy final : public policy_base {
       domains.insert(q.ring.at(i).domain);
     for (domain_number d : domains)
       invalidate_and_wait(d, invalidation_range::whole_domain());
-    reap(q);
+    reap(q, /*poll=*/true);
     PTR_ASSERT_MSG(q.ring.empty(), "a full invalidation that completed left batches ineligible");
   }
 
@@ -212,7 +218,7 @@ class flush_epoch_policy final : public policy_base {
     if (env_.rt.current_cpu() != owner) report_wrong_cpu(owner, "flush-epoch timer");
     queue& q = queues_[owner];
     q.timer_armed = false;  // it fired (armed by its owner, or by CPU_DOWN_FAILED)
-    reap(q);
+    reap(q, /*poll=*/true);
     if (q.ring.empty()) return;
     const std::uint64_t now = env_.rt.now_ns();
     batch& oldest = q.ring.front();

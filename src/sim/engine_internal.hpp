@@ -152,6 +152,12 @@ class checked_backend final : public reclaim::invalidation_backend {
     if (checking) return real_.system().find_domain(d)->flush_completed_full();
     return real_.completed_full(d);
   }
+  [[nodiscard]] reclaim::epoch_t completed_seen(reclaim::domain_number d) noexcept override {
+    return real_.completed_seen(d);
+  }
+  [[nodiscard]] reclaim::epoch_t completed_full_seen(reclaim::domain_number d) noexcept override {
+    return real_.completed_full_seen(d);
+  }
   [[nodiscard]] bool wait(reclaim::domain_number d, reclaim::epoch_t e, std::uint64_t timeout_ns) override {
     return real_.wait(d, e, timeout_ns);
   }

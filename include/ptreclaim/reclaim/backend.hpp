@@ -59,6 +59,13 @@ class invalidation_backend {
   [[nodiscard]] virtual epoch_t completed(domain_number d) noexcept = 0;
   // Number of the newest full (domain-wide, non-leaf) invalidation of d that has completed.
   [[nodiscard]] virtual epoch_t completed_full(domain_number d) noexcept = 0;
+  // The same two counters as last advanced by anyone, read without polling the hardware (a
+  // lock-free load): for hot paths that look often and can wait for the next poll. Default:
+  // the polling versions.
+  [[nodiscard]] virtual epoch_t completed_seen(domain_number d) noexcept { return completed(d); }
+  [[nodiscard]] virtual epoch_t completed_full_seen(domain_number d) noexcept {
+    return completed_full(d);
+  }
   // Spins until completed(d) >= e or the timeout passes; returns whether it completed.
   [[nodiscard]] virtual bool wait(domain_number d, epoch_t e, std::uint64_t timeout_ns) = 0;
 };

@@ -18,6 +18,12 @@ class iommu_backend final : public invalidation_backend {
   [[nodiscard]] epoch_t stamp(domain_number d) noexcept override;
   [[nodiscard]] epoch_t completed(domain_number d) noexcept override;
   [[nodiscard]] epoch_t completed_full(domain_number d) noexcept override;
+  [[nodiscard]] epoch_t completed_seen(domain_number d) noexcept override {
+    return dom(d).flush_completed();
+  }
+  [[nodiscard]] epoch_t completed_full_seen(domain_number d) noexcept override {
+    return dom(d).flush_completed_full();
+  }
   [[nodiscard]] bool wait(domain_number d, epoch_t e, std::uint64_t timeout_ns) override;
 
   [[nodiscard]] iommu::system& system() noexcept { return sys_; }

@@ -40,6 +40,12 @@ class safety_monitor final : public reclaim_observer, public invalidation_backen
   [[nodiscard]] epoch_t completed_full(domain_number d) noexcept override {
     return inner_.completed_full(d);
   }
+  [[nodiscard]] epoch_t completed_seen(domain_number d) noexcept override {
+    return inner_.completed_seen(d);
+  }
+  [[nodiscard]] epoch_t completed_full_seen(domain_number d) noexcept override {
+    return inner_.completed_full_seen(d);
+  }
   [[nodiscard]] bool wait(domain_number d, epoch_t e, std::uint64_t timeout_ns) override {
     return inner_.wait(d, e, timeout_ns);
   }
