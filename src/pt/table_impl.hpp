@@ -230,6 +230,8 @@ class table_impl final : public table {
   // Writes the hardware part `v` into t[idx] (a table at `level`), keeping the entry's marker
   // bits and, in locked mode, updating t's counters. Lock-free mode: a plain release store.
   void write_entry(mem::frame_id t, unsigned idx, unsigned level, std::uint64_t v) noexcept {
+    // Virtual time for the deterministic executor (a no-op on the real platform).
+    pool_.plat().charge(cost_kind::pte_write);
     word* w = pool_.words(t);
     if (!locked_) {
       w[idx].store(v, std::memory_order_release);  // (1)

@@ -80,6 +80,7 @@ Result<mem::frame_id> table_impl<F>::descend_or_install(mem::frame_id t, unsigne
       write_entry(t, level_index(iova, level), level, linked);  // (1)
       return chain[0];
     }
+    pool_.plat().charge(cost_kind::pte_write);
     if (e.compare_exchange_strong(v, linked, std::memory_order_acq_rel,   // (4) pairs with a
                                   std::memory_order_acquire)) {           // racing (4) and (2)
       return chain[0];
@@ -140,6 +141,7 @@ Result<mem::frame_id> table_impl<F>::split(mem::frame_id t, unsigned idx, unsign
   const std::uint64_t csize = entry_size(level - 1);
   for (unsigned i = 0; i < limits::ptes_per_table; ++i)
     cw[i].store(F::make_leaf(d.addr + i * csize, level - 1, d.perms), std::memory_order_relaxed);
+  pool_.plat().charge(cost_kind::pte_write, limits::ptes_per_table);
   if (locked_) {
     write_counter(cw, counter_present, limits::ptes_per_table);
     write_counter(cw, counter_pairs, max_pairs);

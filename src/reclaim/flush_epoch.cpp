@@ -125,7 +125,7 @@ class flush_epoch_policy final : public policy_base {
     // descriptors are used (with one-frame batches the ring fills long before the frame
     // watermark, and a full ring means back-pressure: invalidate and wait on this path).
     if (q.frames > watermark_ || 2 * q.ring.size() > config_.batches_per_cpu)
-      request_flush(q, q.ring.front().domain);
+      request_flush(b.domain, b.stamp);
     // The armed state is kept here (only this CPU touches q): asking the executor would take
     // its mutex on every retire.
     if (q.timer_ready && !q.timer_armed) arm(q, b.retired_ns + config_.max_age_ns);
@@ -155,8 +155,6 @@ class flush_epoch_policy final : public policy_base {
     explicit queue(unsigned batches) : ring(batches) {}
     batch_ring ring;
     std::uint64_t frames = 0;  // frames in the ring
-    domain_number requested_domain = 0;
-    epoch_t requested = 0;  // our own invalidation in flight for requested_domain
     runtime::timer timer;
     bool timer_ready = false;
     bool timer_armed = false;  // set by arm(), cleared when it fires or is killed / re-inited
@@ -189,15 +187,21 @@ class flush_epoch_policy final : public policy_base {
     q.timer_armed = true;
   }
 
-  // Submits a full invalidation of d unless one of ours for d is still in flight.
-  void request_flush(queue& q, domain_number d) {
-    if (q.requested != 0 && q.requested_domain == d && env_.backend.completed_seen(d) < q.requested)
-      return;
+  // Makes sure a full invalidation of d numbered after `stamp` is on its way. At most one such
+  // request per domain is in flight across all CPUs: if one numbered after `stamp` exists, this
+  // CPU rides on it; if an older one is still in flight, this CPU asks again after it completed
+  // (its timer polls), so N CPUs do not queue N invalidations on the one IOMMU queue. Only
+  // submissions that succeeded are recorded, so a recorded epoch does complete.
+  void request_flush(domain_number d, epoch_t stamp) {
+    std::atomic<epoch_t>& newest = full_requested_[d];
+    const epoch_t last = newest.load(std::memory_order_relaxed);
+    if (last > stamp || env_.backend.completed_full_seen(d) < last) return;
     Result<epoch_t> e = env_.backend.invalidate(d, invalidation_range::whole_domain());
     if (!e.ok()) return;  // queue full past its timeout: the timer asks again
     ++counters().invalidations;
-    q.requested = *e;
-    q.requested_domain = d;
+    epoch_t seen = newest.load(std::memory_order_relaxed);
+    while (seen < *e && !newest.compare_exchange_weak(seen, *e, std::memory_order_relaxed)) {
+    }
   }
 
   // Back-pressure and drain: invalidate every domain in q and wait, then free everything.
@@ -222,7 +226,7 @@ class flush_epoch_policy final : public policy_base {
     if (q.ring.empty()) return;
     const std::uint64_t now = env_.rt.now_ns();
     batch& oldest = q.ring.front();
-    if (now - oldest.retired_ns >= config_.max_age_ns) request_flush(q, oldest.domain);
+    if (now - oldest.retired_ns >= config_.max_age_ns) request_flush(oldest.domain, oldest.stamp);
     // Poll again soon: the invalidation takes about a microsecond in the model's defaults.
     arm(q, now + std::max<std::uint64_t>(1, config_.max_age_ns / 4));
   }
@@ -299,6 +303,10 @@ class flush_epoch_policy final : public policy_base {
 
   std::uint64_t watermark_;
   runtime::per_cpu<queue> queues_;
+  // Per domain: the newest full invalidation any CPU submitted through request_flush(). Relaxed:
+  // a hint that saves an invalidation; eligibility always asks the backend.
+  std::unique_ptr<std::atomic<epoch_t>[]> full_requested_ =
+      std::make_unique<std::atomic<epoch_t>[]>(std::size_t{1} << 16);
   runtime::notifier_id notifier_ = 0;
 };
 
