@@ -94,17 +94,17 @@ TEST(LogHistogram, PercentilesWithinOneSixteenth) {
 }
 
 TEST(LogHistogram, BucketEdgesTileTheRange) {
-  for (unsigned i = 0; i + 1 < log_histogram::buckets - 16; ++i) {
-    ASSERT_EQ(log_histogram::upper_edge(i) + 1, log_histogram::lower_edge(i + 1)) << i;
-    ASSERT_LE(log_histogram::lower_edge(i), log_histogram::upper_edge(i)) << i;
+  for (unsigned i = 0; i + 1 < log_histogram::bucket_count; ++i) {
+    ASSERT_EQ(log_histogram::bucket_upper(i) + 1, log_histogram::bucket_lower(i + 1)) << i;
+    ASSERT_LE(log_histogram::bucket_lower(i), log_histogram::bucket_upper(i)) << i;
   }
   ASSERT_TRUE(rc::check("a value lands in the bucket whose edges contain it", [](std::uint64_t v) {
     log_histogram h;
     h.record(v);
-    for (unsigned i = 0; i < log_histogram::buckets; ++i) {
-      if (h.bucket_count(i) != 0) {
-        RC_ASSERT(log_histogram::lower_edge(i) <= v);
-        RC_ASSERT(v <= log_histogram::upper_edge(i));
+    for (unsigned i = 0; i < log_histogram::bucket_count; ++i) {
+      if (h.bucket(i) != 0) {
+        RC_ASSERT(log_histogram::bucket_lower(i) <= v);
+        RC_ASSERT(v <= log_histogram::bucket_upper(i));
       }
     }
   }));
