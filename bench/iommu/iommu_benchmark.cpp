@@ -19,7 +19,8 @@ struct env {
   explicit env(unit_config c) : pool(mem::pool_config{.capacity_frames = 4096}), sys(pool) {
     c.latency = latency_config::zero();
     u = sys.add_unit(c);
-    auto t = pt::make_table(pt::format_kind::vtd_ss_4, pt::domain_config{.domain = 1, .coalesce = false}, pool);
+    auto t = pt::make_table(pt::format_kind::vtd_ss_4,
+                            pt::domain_config{.domain = 1, .coalesce = false}, pool);
     table = std::move(*t);
     dom = *sys.create_domain({1, &pt::describe(pt::format_kind::vtd_ss_4), table->root(), 0b1110});
     PTR_ASSERT(sys.attach(1, u, *dom, 1).ok());
@@ -48,7 +49,8 @@ void BM_TranslateIotlbHit(benchmark::State& state) {
   static env e{unit_config{}};
   static const bool mapped = (e.map(0, k4k), true);
   (void)mapped;
-  for (auto _ : state) benchmark::DoNotOptimize(e.sys.translate(1, 0x10, pt::perm_read));
+  for (auto _ : state)
+    benchmark::DoNotOptimize(e.sys.translate(1, 0x10, pt::perm_read));
   if (state.thread_index() == 0) report(state, e);
 }
 BENCHMARK(BM_TranslateIotlbHit)->Threads(1)->Threads(2);
@@ -61,7 +63,8 @@ void BM_TranslatePscHit(benchmark::State& state) {
   env e(c);
   e.map(0, 512 * k4k);
   std::uint64_t i = 0;
-  for (auto _ : state) benchmark::DoNotOptimize(e.sys.translate(1, (i++ % 512) * k4k, pt::perm_read));
+  for (auto _ : state)
+    benchmark::DoNotOptimize(e.sys.translate(1, (i++ % 512) * k4k, pt::perm_read));
   report(state, e);
 }
 BENCHMARK(BM_TranslatePscHit);
@@ -72,9 +75,11 @@ void BM_TranslateFullWalk(benchmark::State& state) {
   c.iotlb = {1, 1, replacement::lru, 1};
   c.psc = {1, 1, replacement::lru, 1};
   env e(c);
-  for (std::uint64_t r = 0; r < 16; ++r) e.map(r * k512g, k4k);
+  for (std::uint64_t r = 0; r < 16; ++r)
+    e.map(r * k512g, k4k);
   std::uint64_t i = 0;
-  for (auto _ : state) benchmark::DoNotOptimize(e.sys.translate(1, (i++ % 16) * k512g, pt::perm_read));
+  for (auto _ : state)
+    benchmark::DoNotOptimize(e.sys.translate(1, (i++ % 16) * k512g, pt::perm_read));
   report(state, e);
 }
 BENCHMARK(BM_TranslateFullWalk);
@@ -106,7 +111,8 @@ BENCHMARK(BM_InvalidateDsiSubmitComplete);
 void BM_QueuePsiWaitRaw(benchmark::State& state) {
   env e{unit_config{}};
   unit& u = e.sys.get_unit(e.u);
-  const std::array<inv_descriptor, 2> descs{inv_descriptor::page(1, 0, 0, false), inv_descriptor::wait()};
+  const std::array<inv_descriptor, 2> descs{inv_descriptor::page(1, 0, 0, false),
+                                            inv_descriptor::wait()};
   for (auto _ : state) {
     auto s = u.submit(descs);
     benchmark::DoNotOptimize(u.poll(*s + 1));

@@ -22,14 +22,17 @@ struct fixture {
   mem::frame_pool pool{mem::pool_config{.capacity_frames = 1u << 16, .caches = 4}};
   std::unique_ptr<table> t;
   gather g;
-  explicit fixture(domain_config cfg) { t = std::move(make_table(format_kind::vtd_ss_4, cfg, pool)).value(); }
+  explicit fixture(domain_config cfg) {
+    t = std::move(make_table(format_kind::vtd_ss_4, cfg, pool)).value();
+  }
   ~fixture() {
     g.clear();
     t->destroy(g);
     drain();
   }
   void drain() {
-    for (auto f : g.released()) (void)pool.free(f, "bench");
+    for (auto f : g.released())
+      (void)pool.free(f, "bench");
     g.clear();
   }
 };
@@ -39,7 +42,9 @@ domain_config cfg_for(int64_t mode) {
                    : domain_config{.mode = concurrency_mode::lock_free};
 }
 // Scattered (non-contiguous) phys so 4K maps do not coalesce: the plain map cost.
-std::uint64_t phys_of(std::uint64_t i, std::uint64_t page) { return ((i * 7919) % 65521 + 1) * page * 3; }
+std::uint64_t phys_of(std::uint64_t i, std::uint64_t page) {
+  return ((i * 7919) % 65521 + 1) * page * 3;
+}
 
 void BM_Map(benchmark::State& state) {
   const std::uint64_t page = state.range(1) == 4 ? k4k : k2m;
@@ -112,7 +117,8 @@ void BM_CoalesceShatterCycle(benchmark::State& state) {
   fixture fx(domain_config{.mode = concurrency_mode::locked, .coalesce = true});
   const iova_t base = 1ull << 40;
   const std::uint64_t phys = 1ull << 33;
-  for (unsigned j = 0; j < 512; ++j) (void)fx.t->map(base + j * k4k, phys + j * k4k, k4k, perm_rw, fx.g);
+  for (unsigned j = 0; j < 512; ++j)
+    (void)fx.t->map(base + j * k4k, phys + j * k4k, k4k, perm_rw, fx.g);
   fx.drain();
   std::uint64_t i = 0;
   for (auto _ : state) {
@@ -131,7 +137,8 @@ void BM_Map512x4KCoalesce(benchmark::State& state) {
   const iova_t base = 1ull << 40;
   const std::uint64_t phys = 1ull << 33;
   for (auto _ : state) {
-    for (unsigned j = 0; j < 512; ++j) (void)fx.t->map(base + j * k4k, phys + j * k4k, k4k, perm_rw, fx.g);
+    for (unsigned j = 0; j < 512; ++j)
+      (void)fx.t->map(base + j * k4k, phys + j * k4k, k4k, perm_rw, fx.g);
     (void)fx.t->unmap(base, k2m, fx.g);
     fx.drain();
   }
@@ -139,8 +146,18 @@ void BM_Map512x4KCoalesce(benchmark::State& state) {
 }
 
 // Args: {mode (0 locked, 1 lock-free), page KiB/1024 marker (4 = 4K, 2 = 2M)}.
-BENCHMARK(BM_Map)->ArgNames({"lockfree", "page"})->Args({0, 4})->Args({1, 4})->Args({0, 2})->Args({1, 2});
-BENCHMARK(BM_Unmap)->ArgNames({"lockfree", "page"})->Args({0, 4})->Args({1, 4})->Args({0, 2})->Args({1, 2});
+BENCHMARK(BM_Map)
+    ->ArgNames({"lockfree", "page"})
+    ->Args({0, 4})
+    ->Args({1, 4})
+    ->Args({0, 2})
+    ->Args({1, 2});
+BENCHMARK(BM_Unmap)
+    ->ArgNames({"lockfree", "page"})
+    ->Args({0, 4})
+    ->Args({1, 4})
+    ->Args({0, 2})
+    ->Args({1, 2});
 BENCHMARK(BM_MapUnmap4KLockFreeShared)->Threads(1)->Threads(2);
 BENCHMARK(BM_CoalesceShatterCycle);
 BENCHMARK(BM_Map512x4KCoalesce);

@@ -25,8 +25,8 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ptreclaim/base/histogram.hpp"
@@ -150,7 +150,8 @@ void finish(benchmark::State& state, Serve&& serve) {
   while (g_run->arrived.load(std::memory_order_acquire) <  // (5) pairs with (4)
          static_cast<unsigned>(state.threads()))
     serve();
-  while (pool.stats().in_use != 0) serve();
+  while (pool.stats().in_use != 0)
+    serve();
 }
 
 void report(benchmark::State& state, std::uint64_t p50, std::uint64_t p99) {
@@ -271,14 +272,14 @@ void BM_flush_then_free(benchmark::State& state) {
   teardown_run(state);
 }
 
-#define PTR_RETIRE_BENCH(name, kind)                                                      \
-  BENCHMARK_CAPTURE(BM_retire, name, reclaim::policy_kind::kind)                          \
-      ->Threads(1)                                                                        \
-      ->Threads(2)                                                                        \
-      ->UseRealTime();                                                                    \
-  BENCHMARK_CAPTURE(BM_retire_caller_flush, name, reclaim::policy_kind::kind)             \
-      ->Threads(1)                                                                        \
-      ->Threads(2)                                                                        \
+#define PTR_RETIRE_BENCH(name, kind)                                          \
+  BENCHMARK_CAPTURE(BM_retire, name, reclaim::policy_kind::kind)              \
+      ->Threads(1)                                                            \
+      ->Threads(2)                                                            \
+      ->UseRealTime();                                                        \
+  BENCHMARK_CAPTURE(BM_retire_caller_flush, name, reclaim::policy_kind::kind) \
+      ->Threads(1)                                                            \
+      ->Threads(2)                                                            \
       ->UseRealTime()
 
 BENCHMARK(BM_plain_free)->Threads(1)->Threads(2)->UseRealTime();
@@ -317,7 +318,8 @@ void BM_mutex_list_worker(benchmark::State& state) {
           std::this_thread::yield();
           continue;
         }
-        for (std::uint32_t f : mine) peer_free(mem::frame_id{f});
+        for (std::uint32_t f : mine)
+          peer_free(mem::frame_id{f});
         mine.clear();
       }
     });
@@ -332,7 +334,8 @@ void BM_mutex_list_worker(benchmark::State& state) {
       g_ml->list.push_back(f.value);
     }
     if (++n % sched_every == 0) note_peak(the_world().pool.stats().in_use);
-    if (n == static_cast<std::uint64_t>(state.max_iterations)) finish(state, [] { std::this_thread::yield(); });
+    if (n == static_cast<std::uint64_t>(state.max_iterations))
+      finish(state, [] { std::this_thread::yield(); });
   }
   std::uint64_t p50 = 0, p99 = 0;
   if (state.thread_index() == 0) {
@@ -437,7 +440,8 @@ void BM_xenium_hazard_pointer(benchmark::State& state) {
     if (++n % sched_every == 0) note_peak(the_world().pool.stats().in_use);
     // Retired nodes are scanned when a thread's list passes its threshold: the tail retires
     // empty nodes until every frame has been freed.
-    if (n == static_cast<std::uint64_t>(state.max_iterations)) finish(state, [] { hp_retire(mem::no_frame.value); });
+    if (n == static_cast<std::uint64_t>(state.max_iterations))
+      finish(state, [] { hp_retire(mem::no_frame.value); });
   }
   std::uint64_t p50 = 0, p99 = 0;
   if (state.thread_index() == 0) {

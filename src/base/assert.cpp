@@ -28,9 +28,8 @@ std::atomic<bool> expensive{expensive_default};
 void assertion_failed(const char* expr, const char* message, const char* file, unsigned line,
                       const char* function) {
   std::string ctx = failure_context();
-  std::fprintf(stderr, "ptreclaim: assertion failed at %s:%u in %s: %s%s%s\n", file, line,
-               function, expr,
-               (message != nullptr && *message != '\0') ? " -- " : "",
+  std::fprintf(stderr, "ptreclaim: assertion failed at %s:%u in %s: %s%s%s\n", file, line, function,
+               expr, (message != nullptr && *message != '\0') ? " -- " : "",
                message != nullptr ? message : "");
   if (!ctx.empty()) std::fprintf(stderr, "ptreclaim: context: %s\n", ctx.c_str());
   std::fflush(stderr);
@@ -47,7 +46,11 @@ std::string failure_context() {
   return context_text();
 }
 
-bool expensive_checks_enabled() noexcept { return expensive.load(std::memory_order_relaxed); }
-void set_expensive_checks(bool on) noexcept { expensive.store(on, std::memory_order_relaxed); }
+bool expensive_checks_enabled() noexcept {
+  return expensive.load(std::memory_order_relaxed);
+}
+void set_expensive_checks(bool on) noexcept {
+  expensive.store(on, std::memory_order_relaxed);
+}
 
 }  // namespace ptreclaim

@@ -22,9 +22,13 @@ real_platform::real_platform(unsigned cpus) : cpus_(cpus), start_ns_(steady_ns()
   PTR_ASSERT(cpus >= 1);
 }
 
-std::uint64_t real_platform::now_ns() noexcept { return steady_ns() - start_ns_; }
+std::uint64_t real_platform::now_ns() noexcept {
+  return steady_ns() - start_ns_;
+}
 
-unsigned real_platform::current_cpu() const noexcept { return tls_cpu < cpus_ ? tls_cpu : 0; }
+unsigned real_platform::current_cpu() const noexcept {
+  return tls_cpu < cpus_ ? tls_cpu : 0;
+}
 
 void real_platform::set_current_cpu(unsigned cpu) noexcept {
   PTR_ASSERT(cpu < cpus_);

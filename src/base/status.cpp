@@ -4,17 +4,28 @@ namespace ptreclaim {
 
 std::string_view errc_name(errc code) noexcept {
   switch (code) {
-    case errc::ok: return "ok";
-    case errc::invalid_argument: return "invalid_argument";
-    case errc::out_of_range: return "out_of_range";
-    case errc::address_in_use: return "address_in_use";
-    case errc::not_mapped: return "not_mapped";
-    case errc::no_memory: return "no_memory";
-    case errc::queue_full: return "queue_full";
-    case errc::busy: return "busy";
-    case errc::not_supported: return "not_supported";
-    case errc::ledger_violation: return "ledger_violation";
-    case errc::parse_error: return "parse_error";
+    case errc::ok:
+      return "ok";
+    case errc::invalid_argument:
+      return "invalid_argument";
+    case errc::out_of_range:
+      return "out_of_range";
+    case errc::address_in_use:
+      return "address_in_use";
+    case errc::not_mapped:
+      return "not_mapped";
+    case errc::no_memory:
+      return "no_memory";
+    case errc::queue_full:
+      return "queue_full";
+    case errc::busy:
+      return "busy";
+    case errc::not_supported:
+      return "not_supported";
+    case errc::ledger_violation:
+      return "ledger_violation";
+    case errc::parse_error:
+      return "parse_error";
   }
   return "unknown";
 }

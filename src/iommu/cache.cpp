@@ -18,7 +18,8 @@ cache_config level_config(cache_config c, unsigned level) {
 
 }  // namespace
 
-std::optional<iotlb_entry> iotlb::lookup(hw_domain_id did, iova_t iova, std::uint32_t levels) noexcept {
+std::optional<iotlb_entry> iotlb::lookup(hw_domain_id did, iova_t iova,
+                                         std::uint32_t levels) noexcept {
   for (unsigned l = 1; l <= limits::max_levels; ++l) {
     if ((levels & (1u << l)) == 0) continue;
     const std::uint64_t vpn = iova >> pt::level_shift(l);
@@ -45,25 +46,28 @@ unsigned iotlb::invalidate_domain(hw_domain_id did) noexcept {
 }
 
 unsigned iotlb::invalidate_range(hw_domain_id did, iova_t first, iova_t last) noexcept {
-  return cache_.drop_if(
-      [&](const iotlb_entry& e) { return e.did == did && overlaps(e.first(), e.last(), first, last); });
+  return cache_.drop_if([&](const iotlb_entry& e) {
+    return e.did == did && overlaps(e.first(), e.last(), first, last);
+  });
 }
 
 Status iotlb::check_invariants() const {
-  Status s = cache_.check(
-      [](const iotlb_entry& e) { return key_hash(e.did, e.vpn, e.level); },
-      [](const iotlb_entry& a, const iotlb_entry& b) {
-        return a.did == b.did && a.level == b.level && a.vpn == b.vpn;
-      },
-      "iotlb");
+  Status s = cache_.check([](const iotlb_entry& e) { return key_hash(e.did, e.vpn, e.level); },
+                          [](const iotlb_entry& a, const iotlb_entry& b) {
+                            return a.did == b.did && a.level == b.level && a.vpn == b.vpn;
+                          },
+                          "iotlb");
   if (!s.ok()) return s;
   bool bad = false;
   cache_.for_each([&](const iotlb_entry& e) {
     if (e.level < 1 || e.level > limits::max_levels) bad = true;
-    if (!e.negative && (e.phys_base & ((std::uint64_t{1} << pt::level_shift(e.level)) - 1)) != 0) bad = true;
+    if (!e.negative && (e.phys_base & ((std::uint64_t{1} << pt::level_shift(e.level)) - 1)) != 0)
+      bad = true;
     if (!e.negative && (e.perms & pt::perm_rw) == 0) bad = true;
   });
-  if (bad) return {errc::invalid_argument, "iotlb: entry with a bad level, unaligned page or no permission"};
+  if (bad)
+    return {errc::invalid_argument,
+            "iotlb: entry with a bad level, unaligned page or no permission"};
   return {};
 }
 
@@ -77,7 +81,8 @@ psc::psc(const cache_config& c)
   static_assert(limits::max_levels == 5, "psc::levels_ initialiser lists one cache per level");
 }
 
-std::optional<psc::hit> psc::lookup_deepest(hw_domain_id did, iova_t iova, unsigned root_level) noexcept {
+std::optional<psc::hit> psc::lookup_deepest(hw_domain_id did, iova_t iova,
+                                            unsigned root_level) noexcept {
   for (unsigned l = 2; l <= root_level && l <= limits::max_levels; ++l) {
     const std::uint64_t prefix = iova >> pt::level_shift(l);
     const psc_entry* e = levels_[l].find(key_hash(did, prefix, l), [&](const psc_entry& x) {
@@ -90,9 +95,8 @@ std::optional<psc::hit> psc::lookup_deepest(hw_domain_id did, iova_t iova, unsig
 
 void psc::insert(unsigned level, const psc_entry& e) noexcept {
   PTR_DASSERT(level >= 2 && level <= limits::max_levels);
-  levels_[level].insert(key_hash(e.did, e.prefix, level), e, [&](const psc_entry& x) {
-    return x.did == e.did && x.prefix == e.prefix;
-  });
+  levels_[level].insert(key_hash(e.did, e.prefix, level), e,
+                        [&](const psc_entry& x) { return x.did == e.did && x.prefix == e.prefix; });
 }
 
 unsigned psc::invalidate_all() noexcept {
@@ -125,16 +129,18 @@ unsigned psc::invalidate_range(hw_domain_id did, iova_t first, iova_t last) noex
 
 std::size_t psc::size() const noexcept {
   std::size_t n = 0;
-  for (unsigned l = 2; l <= limits::max_levels; ++l) n += levels_[l].size();
+  for (unsigned l = 2; l <= limits::max_levels; ++l)
+    n += levels_[l].size();
   return n;
 }
 
 Status psc::check_invariants() const {
   for (unsigned l = 2; l <= limits::max_levels; ++l) {
-    Status s = levels_[l].check(
-        [l](const psc_entry& e) { return key_hash(e.did, e.prefix, l); },
-        [](const psc_entry& a, const psc_entry& b) { return a.did == b.did && a.prefix == b.prefix; },
-        "psc");
+    Status s = levels_[l].check([l](const psc_entry& e) { return key_hash(e.did, e.prefix, l); },
+                                [](const psc_entry& a, const psc_entry& b) {
+                                  return a.did == b.did && a.prefix == b.prefix;
+                                },
+                                "psc");
     if (!s.ok()) return s;
     bool bad = false;
     levels_[l].for_each([&](const psc_entry& e) {

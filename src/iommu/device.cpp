@@ -29,7 +29,9 @@ device::device(system& sys, device_config config)
   }
 }
 
-device::~device() { cancel(); }
+device::~device() {
+  cancel();
+}
 
 iova_t device::next_iova() {
   auto uniform = [&] {
@@ -54,7 +56,8 @@ iova_t device::next_iova() {
       return v;
     }
     case access_pattern::hot_set:
-      if (!hot_.empty() && rng_.below(100) < config_.hot_percent) return hot_[rng_.below(hot_.size())];
+      if (!hot_.empty() && rng_.below(100) < config_.hot_percent)
+        return hot_[rng_.below(hot_.size())];
       return uniform();
   }
   return uniform();
@@ -94,7 +97,9 @@ void device::cancel() {
 }
 
 void device::account(const translate_result& r) {
-  auto add = [](std::atomic<std::uint64_t>& a, std::uint64_t n) { a.fetch_add(n, std::memory_order_relaxed); };
+  auto add = [](std::atomic<std::uint64_t>& a, std::uint64_t n) {
+    a.fetch_add(n, std::memory_order_relaxed);
+  };
   add(c_.translations, 1);
   add(r.result == outcome::ok ? c_.ok : c_.faults, 1);
   if (r.from == source::iotlb) add(c_.iotlb_hits, 1);

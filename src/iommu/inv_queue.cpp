@@ -10,11 +10,16 @@ namespace ptreclaim::iommu {
 
 const char* inv_type_name(inv_type t) noexcept {
   switch (t) {
-    case inv_type::global: return "global";
-    case inv_type::domain: return "DSI";
-    case inv_type::page: return "PSI";
-    case inv_type::wait: return "wait";
-    case inv_type::count_: break;
+    case inv_type::global:
+      return "global";
+    case inv_type::domain:
+      return "DSI";
+    case inv_type::page:
+      return "PSI";
+    case inv_type::wait:
+      return "wait";
+    case inv_type::count_:
+      break;
   }
   return "?";
 }
@@ -30,7 +35,8 @@ std::string inv_descriptor::describe() const {
       std::snprintf(buf, sizeof buf, "DSI did=%u", unsigned{did});
       break;
     case inv_type::wait:
-      std::snprintf(buf, sizeof buf, "wait value=%llu", static_cast<unsigned long long>(status_value));
+      std::snprintf(buf, sizeof buf, "wait value=%llu",
+                    static_cast<unsigned long long>(status_value));
       break;
     default:
       std::snprintf(buf, sizeof buf, "global");
@@ -78,9 +84,9 @@ inv_descriptor translate_amd(const amd_command& c) noexcept {
 }
 
 inv_queue::inv_queue(unsigned entries) : ring_(entries), mask_(entries - 1) {
-  PTR_ASSERT_MSG(entries >= limits::inv_queue_min && entries <= limits::inv_queue_max &&
-                     is_pow2(entries),
-                 "inv_queue: entries must be a power of two in [256, 32768]");
+  PTR_ASSERT_MSG(
+      entries >= limits::inv_queue_min && entries <= limits::inv_queue_max && is_pow2(entries),
+      "inv_queue: entries must be a power of two in [256, 32768]");
 }
 
 Result<std::uint64_t> inv_queue::push(const inv_descriptor& d, std::uint64_t now_ns) {
@@ -101,7 +107,8 @@ void inv_queue::pop() noexcept {
 Status inv_queue::check_invariants() const {
   if (head_ > tail_ || tail_ - head_ > ring_.size())
     return {errc::invalid_argument, "inv_queue: head/tail out of order or over capacity"};
-  if (last_inv_plus1_ > tail_) return {errc::invalid_argument, "inv_queue: last invalidation beyond tail"};
+  if (last_inv_plus1_ > tail_)
+    return {errc::invalid_argument, "inv_queue: last invalidation beyond tail"};
   for (std::uint64_t q = head_; q < tail_; ++q) {
     const slot& s = ring_[q & mask_];
     if (s.desc.type == inv_type::wait && s.covers_through > q)

@@ -13,15 +13,18 @@ std::vector<attachment> domain::attachments() const {
 
 system::system(mem::frame_pool& pool, const system_config& config, platform& plat)
     : pool_(&pool), config_(config), plat_(&plat), log_(config.violations_kept) {
-  for (auto& d : by_id_) d.store(nullptr, std::memory_order_relaxed);
-  for (auto& u : device_unit_) u.store(0, std::memory_order_relaxed);
+  for (auto& d : by_id_)
+    d.store(nullptr, std::memory_order_relaxed);
+  for (auto& u : device_unit_)
+    u.store(0, std::memory_order_relaxed);
 }
 
 system::~system() = default;
 
 unsigned system::add_unit(const unit_config& config) {
   std::lock_guard<std::mutex> g(setup_mutex_);
-  PTR_ASSERT_MSG(units_.size() < limits::max_iommus, "add_unit: more than limits::max_iommus units");
+  PTR_ASSERT_MSG(units_.size() < limits::max_iommus,
+                 "add_unit: more than limits::max_iommus units");
   const auto index = static_cast<unsigned>(units_.size());
   units_.push_back(std::make_unique<unit>(index, config, *pool_, *plat_, log_));
   return index;
@@ -31,7 +34,8 @@ Result<domain*> system::create_domain(const domain_desc& desc) {
   if (desc.format == nullptr) return Status(errc::invalid_argument, "create_domain: no format");
   if (desc.id >= limits::max_domains)
     return Status(errc::invalid_argument, "create_domain: id beyond limits::max_domains");
-  if (!pool_->contains(desc.root)) return Status(errc::invalid_argument, "create_domain: root outside the pool");
+  if (!pool_->contains(desc.root))
+    return Status(errc::invalid_argument, "create_domain: root outside the pool");
   const mem::frame_ident root = pool_->ident(desc.root);
   if (root.state != mem::frame_state::page_table || root.domain != desc.id ||
       root.level != desc.format->levels)
@@ -40,7 +44,8 @@ Result<domain*> system::create_domain(const domain_desc& desc) {
                       " is not a live root table of domain " + std::to_string(desc.id));
   std::lock_guard<std::mutex> g(setup_mutex_);
   if (by_id_[desc.id].load(std::memory_order_relaxed) != nullptr)
-    return Status(errc::invalid_argument, "create_domain: id " + std::to_string(desc.id) + " taken");
+    return Status(errc::invalid_argument,
+                  "create_domain: id " + std::to_string(desc.id) + " taken");
   domains_.push_back(std::unique_ptr<domain>(new domain(desc, root.generation, *plat_)));
   domain* d = domains_.back().get();
   by_id_[desc.id].store(d, std::memory_order_release);
@@ -54,7 +59,8 @@ domain* system::find_domain(std::uint16_t id) const noexcept {
 
 Status system::attach(device_id dev, unsigned u, domain& dom, hw_domain_id did) {
   if (u >= units_.size()) return {errc::invalid_argument, "attach: no such unit"};
-  if (dev >= limits::max_devices) return {errc::invalid_argument, "attach: device id beyond limits"};
+  if (dev >= limits::max_devices)
+    return {errc::invalid_argument, "attach: device id beyond limits"};
   std::lock_guard<std::mutex> g(setup_mutex_);
   if (device_unit_[dev].load(std::memory_order_relaxed) != 0)
     return {errc::invalid_argument, "attach: device " + std::to_string(dev) + " already attached"};
@@ -90,7 +96,8 @@ Status system::attach(device_id dev, unsigned u, domain& dom, hw_domain_id did) 
 }
 
 Status system::detach(device_id dev) {
-  if (dev >= limits::max_devices) return {errc::invalid_argument, "detach: device id beyond limits"};
+  if (dev >= limits::max_devices)
+    return {errc::invalid_argument, "detach: device id beyond limits"};
   std::lock_guard<std::mutex> g(setup_mutex_);
   const int u1 = device_unit_[dev].load(std::memory_order_relaxed);
   if (u1 == 0) return {errc::not_mapped, "detach: device " + std::to_string(dev) + " not attached"};
@@ -165,7 +172,8 @@ Result<ticket> system::invalidate(domain& dom, const inv_range& range) {
       descs[0] = inv_descriptor::domain(a.did);
       unit_full = true;
     } else {
-      descs[0] = inv_descriptor::page(a.did, align_down(range.first, 12 + am), am, !range.nonleaf_changed);
+      descs[0] =
+          inv_descriptor::page(a.did, align_down(range.first, 12 + am), am, !range.nonleaf_changed);
       unit_full = range.nonleaf_changed && descs[0].first() == 0 && descs[0].last() >= space_last;
     }
     descs[1] = inv_descriptor::wait();
@@ -187,7 +195,8 @@ Result<ticket> system::invalidate(domain& dom, const inv_range& range) {
     domain::pending& p = my_pending();
     p.full = full;
     p.count = t.count;
-    for (unsigned i = 0; i < t.count; ++i) p.waits[i] = {t.parts[i].unit, t.parts[i].seq};
+    for (unsigned i = 0; i < t.count; ++i)
+      p.waits[i] = {t.parts[i].unit, t.parts[i].seq};
     p.submitted = true;
   }
   return t;
@@ -200,7 +209,8 @@ void system::update_epochs(domain& dom) {
   for (domain::pending& p : dom.pending_) {
     if (!p.submitted || p.done || p.failed) continue;
     bool all = true;
-    for (unsigned i = 0; i < p.count && all; ++i) all = units_[p.waits[i].first]->done(p.waits[i].second);
+    for (unsigned i = 0; i < p.count && all; ++i)
+      all = units_[p.waits[i].first]->done(p.waits[i].second);
     if (!all) continue;
     p.done = true;
     if (p.full && p.epoch > full) full = p.epoch;
@@ -211,13 +221,15 @@ void system::update_epochs(domain& dom) {
     completed = dom.pending_.front().epoch;
     dom.pending_.pop_front();
   }
-  if (completed != 0) dom.completed_.store(completed, std::memory_order_release);  // (3) pairs with (4)
+  if (completed != 0)
+    dom.completed_.store(completed, std::memory_order_release);  // (3) pairs with (4)
 }
 
 bool system::poll(const ticket& t) {
   PTR_ASSERT_MSG(t.dom != nullptr, "poll: empty ticket");
   bool all = true;
-  for (unsigned i = 0; i < t.count; ++i) all = units_[t.parts[i].unit]->poll(t.parts[i].seq) && all;
+  for (unsigned i = 0; i < t.count; ++i)
+    all = units_[t.parts[i].unit]->poll(t.parts[i].seq) && all;
   update_epochs(*t.dom);
   return all;
 }
@@ -236,7 +248,8 @@ Status system::flush_sync(domain& dom, const inv_range& range, std::uint64_t tim
 }
 
 std::uint64_t system::poll_domain(domain& dom) {
-  for (const attachment& a : dom.attachments()) units_[a.unit]->advance();
+  for (const attachment& a : dom.attachments())
+    units_[a.unit]->advance();
   update_epochs(dom);
   return dom.flush_completed();
 }
@@ -249,32 +262,39 @@ Status system::wait_epoch(domain& dom, std::uint64_t epoch, std::uint64_t timeou
 }
 
 void system::advance() {
-  for (auto& u : units_) u->advance();
+  for (auto& u : units_)
+    u->advance();
   std::vector<domain*> doms;
   {
     std::lock_guard<std::mutex> g(setup_mutex_);
-    for (auto& d : domains_) doms.push_back(d.get());
+    for (auto& d : domains_)
+      doms.push_back(d.get());
   }
-  for (domain* d : doms) update_epochs(*d);
+  for (domain* d : doms)
+    update_epochs(*d);
 }
 
 Status system::check_invariants() const {
-  for (const auto& u : units_) PTR_TRY(u->check_invariants());
+  for (const auto& u : units_)
+    PTR_TRY(u->check_invariants());
   std::lock_guard<std::mutex> g(setup_mutex_);
   for (const auto& d : domains_) {
     std::lock_guard<spinlock> dg(d->lock_);
     const std::uint64_t started = d->started_.load(std::memory_order_relaxed);
     const std::uint64_t completed = d->completed_.load(std::memory_order_relaxed);
     if (completed > started || d->completed_full_.load(std::memory_order_relaxed) > started)
-      return {errc::invalid_argument, "domain " + std::to_string(d->id()) + ": completed beyond started"};
+      return {errc::invalid_argument,
+              "domain " + std::to_string(d->id()) + ": completed beyond started"};
     std::uint64_t expect = completed + 1;
     for (const auto& p : d->pending_) {
       if (p.epoch != expect)
-        return {errc::invalid_argument, "domain " + std::to_string(d->id()) + ": pending epochs not consecutive"};
+        return {errc::invalid_argument,
+                "domain " + std::to_string(d->id()) + ": pending epochs not consecutive"};
       ++expect;
     }
     if (!d->pending_.empty() && d->pending_.back().epoch != started)
-      return {errc::invalid_argument, "domain " + std::to_string(d->id()) + ": last pending is not the last started"};
+      return {errc::invalid_argument,
+              "domain " + std::to_string(d->id()) + ": last pending is not the last started"};
   }
   return {};
 }

@@ -11,25 +11,39 @@ namespace ptreclaim::iommu {
 
 const char* outcome_name(outcome o) noexcept {
   switch (o) {
-    case outcome::ok: return "ok";
-    case outcome::fault_not_present: return "not present";
-    case outcome::fault_permission: return "permission";
-    case outcome::fault_no_context: return "no context";
-    case outcome::fault_invalid: return "invalid";
+    case outcome::ok:
+      return "ok";
+    case outcome::fault_not_present:
+      return "not present";
+    case outcome::fault_permission:
+      return "permission";
+    case outcome::fault_no_context:
+      return "no context";
+    case outcome::fault_invalid:
+      return "invalid";
   }
   return "?";
 }
 
 unit::unit(unsigned index, const unit_config& config, mem::frame_pool& pool, platform& plat,
            violation_log& log)
-    : index_(index), config_(config), pool_(&pool), plat_(&plat), log_(&log), lock_(plat),
-      contexts_(limits::max_devices), iotlb_(config.iotlb), psc_(config.psc),
-      queue_(config.queue_entries), walk_start_(config.max_walks_in_flight, ~std::uint64_t{0}) {
+    : index_(index),
+      config_(config),
+      pool_(&pool),
+      plat_(&plat),
+      log_(&log),
+      lock_(plat),
+      contexts_(limits::max_devices),
+      iotlb_(config.iotlb),
+      psc_(config.psc),
+      queue_(config.queue_entries),
+      walk_start_(config.max_walks_in_flight, ~std::uint64_t{0}) {
   PTR_ASSERT_MSG(config.max_walks_in_flight >= 1, "unit_config: max_walks_in_flight must be >= 1");
   PTR_ASSERT_MSG(config.max_am <= 52, "unit_config: max_am beyond the 64-bit address space");
   PTR_ASSERT_MSG((config.page_levels & 0b10) != 0, "unit_config: every unit supports 4 KiB pages");
   free_slots_.reserve(config.max_walks_in_flight);
-  for (unsigned i = config.max_walks_in_flight; i-- > 0;) free_slots_.push_back(i);
+  for (unsigned i = config.max_walks_in_flight; i-- > 0;)
+    free_slots_.push_back(i);
 }
 
 void unit::set_context(device_id dev, domain* dom, hw_domain_id did) {
@@ -53,11 +67,16 @@ std::optional<context_entry> unit::context(device_id dev) const {
 
 std::uint64_t unit::latency(inv_type t) const noexcept {
   switch (t) {
-    case inv_type::global: return config_.latency.inv_global_ns;
-    case inv_type::domain: return config_.latency.inv_domain_ns;
-    case inv_type::page: return config_.latency.inv_page_ns;
-    case inv_type::wait: return config_.latency.inv_wait_ns;
-    case inv_type::count_: break;
+    case inv_type::global:
+      return config_.latency.inv_global_ns;
+    case inv_type::domain:
+      return config_.latency.inv_domain_ns;
+    case inv_type::page:
+      return config_.latency.inv_page_ns;
+    case inv_type::wait:
+      return config_.latency.inv_wait_ns;
+    case inv_type::count_:
+      break;
   }
   return 0;
 }
@@ -66,9 +85,8 @@ bool unit::wait_blocked(std::uint64_t covers_through) const noexcept {
   if (in_flight_ == 0) return false;
   // A walk that started at queue position s saw every descriptor < s applied; an invalidation
   // at position >= s took effect while it was in flight, so it may still use a dropped entry.
-  return std::any_of(walk_start_.begin(), walk_start_.end(), [&](std::uint64_t s) {
-    return s != ~std::uint64_t{0} && s < covers_through;
-  });
+  return std::any_of(walk_start_.begin(), walk_start_.end(),
+                     [&](std::uint64_t s) { return s != ~std::uint64_t{0} && s < covers_through; });
 }
 
 void unit::apply(const inv_descriptor& d) noexcept {
@@ -126,11 +144,13 @@ void unit::process_locked(std::uint64_t now_ns) {
 
 Result<std::uint64_t> unit::submit(std::span<const inv_descriptor> descs) {
   for (const auto& d : descs) {
-    if (d.type == inv_type::count_) return Status(errc::invalid_argument, "submit: bad descriptor type");
+    if (d.type == inv_type::count_)
+      return Status(errc::invalid_argument, "submit: bad descriptor type");
     if (d.type == inv_type::page) {
       if (d.am > config_.max_am)
         return Status(errc::invalid_argument, "submit: PSI address mask " + std::to_string(d.am) +
-                                                  " beyond max_am " + std::to_string(config_.max_am));
+                                                  " beyond max_am " +
+                                                  std::to_string(config_.max_am));
       if (!is_aligned(d.addr, 12u + d.am))
         return Status(errc::invalid_argument, "submit: PSI address not aligned to 2^(12+AM)");
     }
@@ -194,11 +214,13 @@ unit_stats unit::stats() const noexcept {
   s.translations = ld(c_.translations);
   s.iotlb_hits = ld(c_.iotlb_hits);
   s.iotlb_misses = ld(c_.iotlb_misses);
-  for (std::size_t i = 0; i < s.psc_hits.size(); ++i) s.psc_hits[i] = ld(c_.psc_hits[i]);
+  for (std::size_t i = 0; i < s.psc_hits.size(); ++i)
+    s.psc_hits[i] = ld(c_.psc_hits[i]);
   s.walks = ld(c_.walks);
   s.pte_reads = ld(c_.pte_reads);
   s.faults = ld(c_.faults);
-  for (std::size_t i = 0; i < s.descriptors.size(); ++i) s.descriptors[i] = ld(c_.descriptors[i]);
+  for (std::size_t i = 0; i < s.descriptors.size(); ++i)
+    s.descriptors[i] = ld(c_.descriptors[i]);
   s.waits_completed = ld(c_.waits_completed);
   s.wait_stalls = ld(c_.wait_stalls);
   s.queue_full = ld(c_.queue_full);
@@ -238,7 +260,8 @@ Status unit::check_invariants() const {
   for (std::uint64_t s : walk_start_) {
     if (s == ~std::uint64_t{0}) continue;
     ++used;
-    if (s > queue_.head()) return {errc::invalid_argument, "unit: a walk started beyond the queue head"};
+    if (s > queue_.head())
+      return {errc::invalid_argument, "unit: a walk started beyond the queue head"};
   }
   if (used != in_flight_ || used + free_slots_.size() != walk_start_.size())
     return {errc::invalid_argument, "unit: walk registry counts disagree"};

@@ -6,13 +6,20 @@ namespace ptreclaim::iommu {
 
 const char* violation_kind_name(violation_kind k) noexcept {
   switch (k) {
-    case violation_kind::free_frame: return "free frame";
-    case violation_kind::data_frame: return "data frame";
-    case violation_kind::other_domain: return "table of another domain";
-    case violation_kind::wrong_level: return "table at another level";
-    case violation_kind::generation_changed: return "frame reused since cached";
-    case violation_kind::reused_via_stale: return "reused frame reached through a retired table";
-    case violation_kind::wild_frame: return "frame outside memory";
+    case violation_kind::free_frame:
+      return "free frame";
+    case violation_kind::data_frame:
+      return "data frame";
+    case violation_kind::other_domain:
+      return "table of another domain";
+    case violation_kind::wrong_level:
+      return "table at another level";
+    case violation_kind::generation_changed:
+      return "frame reused since cached";
+    case violation_kind::reused_via_stale:
+      return "reused frame reached through a retired table";
+    case violation_kind::wild_frame:
+      return "frame outside memory";
   }
   return "?";
 }
@@ -23,7 +30,8 @@ std::string violation::describe() const {
      << did << ") iova 0x" << std::hex << iova << std::dec << " read frame " << frame.value
      << " as level-" << level << " table" << (via_psc ? " via PSC" : "") << ": "
      << violation_kind_name(kind) << " [" << mem::frame_state_name(now.state);
-  if (now.state != mem::frame_state::free) os << " domain " << now.domain << " level " << unsigned{now.level};
+  if (now.state != mem::frame_state::free)
+    os << " domain " << now.domain << " level " << unsigned{now.level};
   os << " gen " << now.generation;
   if (has_expected_generation) os << ", cached gen " << expected_generation;
   os << "] at " << at_ns << " ns";
@@ -49,7 +57,8 @@ std::vector<violation> violation_log::first() const {
 std::string violation_log::report() const {
   std::lock_guard<std::mutex> lock(mutex_);
   std::string out;
-  for (const auto& v : kept_) out += v.describe() + "\n";
+  for (const auto& v : kept_)
+    out += v.describe() + "\n";
   const std::uint64_t n = count_.load(std::memory_order_relaxed);
   if (n > kept_.size()) out += "... and " + std::to_string(n - kept_.size()) + " more\n";
   return out;

@@ -68,7 +68,8 @@ bool unit::begin(walk& w, device_id dev, iova_t iova, std::uint8_t access) {
   c_.iotlb_misses.fetch_add(1, std::memory_order_relaxed);
   r.cost_ns = config_.latency.iotlb_miss_ns;
 
-  PTR_ASSERT_MSG(!free_slots_.empty(), "too many walks in flight: raise unit_config::max_walks_in_flight");
+  PTR_ASSERT_MSG(!free_slots_.empty(),
+                 "too many walks in flight: raise unit_config::max_walks_in_flight");
   w.slot_ = free_slots_.back();
   free_slots_.pop_back();
   w.start_seq_ = queue_.head();
@@ -296,7 +297,8 @@ reference_result reference_walk(const mem::frame_pool& pool, const domain& dom, 
   auto perms = static_cast<std::uint8_t>(pt::perm_read | pt::perm_write | pt::perm_exec);
   for (unsigned l = fmt.levels; l >= 1; --l) {
     r.tables[l] = table;
-    const std::uint64_t pte = pool.words(table)[pt::level_index(iova, l)].load(std::memory_order_acquire);
+    const std::uint64_t pte =
+        pool.words(table)[pt::level_index(iova, l)].load(std::memory_order_acquire);
     const pt::decoded_entry e = fmt.decode(pte, l);
     r.level = l;
     if (e.kind == pt::entry_kind::none) {
@@ -335,9 +337,11 @@ Status unit::check_coherence(const domain& dom, hw_domain_id did) const {
     const reference_result ref = reference_walk(*pool_, dom, e.first());
     if (e.negative ? ref.result == outcome::ok
                    : (ref.result != outcome::ok || ref.level != e.level ||
-                      align_down(ref.phys, pt::level_shift(e.level)) != e.phys_base || ref.perms != e.perms))
-      return {errc::invalid_argument, "unit " + std::to_string(index_) + ": stale IOTLB entry for iova " +
-                                          std::to_string(e.first()) + " level " + std::to_string(e.level)};
+                      align_down(ref.phys, pt::level_shift(e.level)) != e.phys_base ||
+                      ref.perms != e.perms))
+      return {errc::invalid_argument,
+              "unit " + std::to_string(index_) + ": stale IOTLB entry for iova " +
+                  std::to_string(e.first()) + " level " + std::to_string(e.level)};
   }
   for (const auto& [l, e] : pscs) {
     const iova_t iova = e.prefix << pt::level_shift(l);
@@ -345,8 +349,9 @@ Status unit::check_coherence(const domain& dom, hw_domain_id did) const {
     const mem::frame_ident id = pool_->ident(e.next);
     if (ref.tables[l - 1] != e.next || id.state != mem::frame_state::page_table ||
         id.generation != e.next_generation)
-      return {errc::invalid_argument, "unit " + std::to_string(index_) + ": stale PSC entry at level " +
-                                          std::to_string(l) + " for iova " + std::to_string(iova)};
+      return {errc::invalid_argument, "unit " + std::to_string(index_) +
+                                          ": stale PSC entry at level " + std::to_string(l) +
+                                          " for iova " + std::to_string(iova)};
   }
   return {};
 }

@@ -9,10 +9,14 @@ namespace ptreclaim::mem {
 
 const char* frame_state_name(frame_state s) noexcept {
   switch (s) {
-    case frame_state::free: return "free";
-    case frame_state::page_table: return "page-table";
-    case frame_state::retired: return "retired";
-    case frame_state::data: return "data";
+    case frame_state::free:
+      return "free";
+    case frame_state::page_table:
+      return "page-table";
+    case frame_state::retired:
+      return "retired";
+    case frame_state::data:
+      return "data";
   }
   return "?";
 }
@@ -26,7 +30,7 @@ frame_pool::frame_pool(pool_config config, platform& plat)
   PTR_ASSERT_MSG(config_.cache_frames >= 2 && config_.cache_frames <= 4096,
                  "cache_frames must be 2..4096");
   memory_ = std::make_unique<std::atomic<std::uint64_t>[]>(std::size_t{capacity_} *
-                                                            limits::ptes_per_table);
+                                                           limits::ptes_per_table);
   meta_ = std::make_unique<frame_meta[]>(capacity_);
   caches_.reserve(config_.caches);
   for (unsigned i = 0; i < config_.caches; ++i) {
@@ -35,7 +39,8 @@ frame_pool::frame_pool(pool_config config, platform& plat)
   }
   // The depot is a stack; fill it so that low frame numbers come out first (deterministic).
   depot_.reserve(capacity_);
-  for (std::uint32_t f = capacity_; f-- > 0;) depot_.push_back(f);
+  for (std::uint32_t f = capacity_; f-- > 0;)
+    depot_.push_back(f);
 }
 
 frame_pool::~frame_pool() = default;
@@ -123,7 +128,8 @@ Result<frame_id> frame_pool::alloc(frame_ident owner) {
   const frame_ident old = m.load_ident(std::memory_order_relaxed);
   PTR_ASSERT_MSG(old.state == frame_state::free, "a frame on a free list is not free");
   std::atomic<std::uint64_t>* w = words(f);
-  for (unsigned i = 0; i < limits::ptes_per_table; ++i) w[i].store(0, std::memory_order_relaxed);
+  for (unsigned i = 0; i < limits::ptes_per_table; ++i)
+    w[i].store(0, std::memory_order_relaxed);
   m.link.store(no_frame.value, std::memory_order_relaxed);
   m.tag.store(0, std::memory_order_relaxed);
   m.retired_ns.store(0, std::memory_order_relaxed);
@@ -133,7 +139,8 @@ Result<frame_id> frame_pool::alloc(frame_ident owner) {
   allocations_.fetch_add(1, std::memory_order_relaxed);
   const std::uint32_t now_in_use = in_use_.fetch_add(1, std::memory_order_relaxed) + 1;
   std::uint32_t peak = peak_.load(std::memory_order_relaxed);
-  while (now_in_use > peak && !peak_.compare_exchange_weak(peak, now_in_use, std::memory_order_relaxed)) {
+  while (now_in_use > peak &&
+         !peak_.compare_exchange_weak(peak, now_in_use, std::memory_order_relaxed)) {
   }
   return f;
 }
@@ -143,7 +150,9 @@ Result<frame_id> frame_pool::alloc_table(std::uint16_t domain, std::uint8_t leve
   return alloc(frame_ident{frame_state::page_table, level, domain, 0});
 }
 
-Result<frame_id> frame_pool::alloc_data() { return alloc(frame_ident{frame_state::data, 0, 0, 0}); }
+Result<frame_id> frame_pool::alloc_data() {
+  return alloc(frame_ident{frame_state::data, 0, 0, 0});
+}
 
 void frame_pool::report(frame_id f, std::string what) {
   violations_.fetch_add(1, std::memory_order_relaxed);
@@ -173,7 +182,9 @@ Status frame_pool::mark_retired(frame_id f) {
   return {};
 }
 
-Status frame_pool::free(frame_id f, const char* path) { return free_checked(f, path, true); }
+Status frame_pool::free(frame_id f, const char* path) {
+  return free_checked(f, path, true);
+}
 
 Status frame_pool::free_unlinked_table(frame_id f, const char* path) {
   return free_checked(f, path, false);
@@ -181,8 +192,10 @@ Status frame_pool::free_unlinked_table(frame_id f, const char* path) {
 
 Status frame_pool::free_checked(frame_id f, const char* path, bool from_retired_only) {
   if (!contains(f)) {
-    std::string what = "free of frame id " + std::to_string(f.value) + " that was never allocated"
-                       " (outside the pool of " + std::to_string(capacity_) + " frames)";
+    std::string what = "free of frame id " + std::to_string(f.value) +
+                       " that was never allocated"
+                       " (outside the pool of " +
+                       std::to_string(capacity_) + " frames)";
     report(f, what);
     return Status(errc::ledger_violation, std::move(what));
   }

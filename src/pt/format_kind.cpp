@@ -31,7 +31,9 @@ const format_desc& describe(format_kind k) noexcept {
   return kinds[i].desc();
 }
 
-std::string_view format_kind_name(format_kind k) noexcept { return describe(k).name; }
+std::string_view format_kind_name(format_kind k) noexcept {
+  return describe(k).name;
+}
 
 Result<format_kind> parse_format_kind(std::string_view name) {
   std::string known;

@@ -82,7 +82,8 @@ class table_impl final : public table {
   Status map(iova_t iova, std::uint64_t phys, std::uint64_t size, std::uint8_t perms,
              gather& g) override {
     PTR_ASSERT_MSG(root_.valid(), "map on a destroyed table");
-    if (size == 0 || !is_aligned(iova | phys | size, limits::page_size_lg2) || !F::valid_perms(perms))
+    if (size == 0 || !is_aligned(iova | phys | size, limits::page_size_lg2) ||
+        !F::valid_perms(perms))
       return Status(errc::invalid_argument, "map: unaligned or empty range, or bad permissions");
     if (!in_space(iova, size) || phys > phys_limit || size > phys_limit - phys)
       return Status(errc::out_of_range, "map: range outside the format's address space");
@@ -102,7 +103,8 @@ class table_impl final : public table {
     PTR_ASSERT_MSG(root_.valid(), "unmap on a destroyed table");
     if (size == 0 || !is_aligned(iova | size, limits::page_size_lg2))
       return Status(errc::invalid_argument, "unmap: unaligned or empty range");
-    if (!in_space(iova, size)) return Status(errc::out_of_range, "unmap: range outside the address space");
+    if (!in_space(iova, size))
+      return Status(errc::out_of_range, "unmap: range outside the address space");
     op_lock guard(*this);
     return unmap_in(root_, levels, iova, iova + size - 1, g);
   }
@@ -111,7 +113,8 @@ class table_impl final : public table {
     if (!root_.valid() || (va_bits_ < 64 && (iova >> F::va_bits) != 0)) return std::nullopt;
     mem::frame_id t = root_;
     for (unsigned level = levels;; --level) {
-      const std::uint64_t v = pool_.words(t)[level_index(iova, level)].load(std::memory_order_acquire);  // (2)
+      const std::uint64_t v =
+          pool_.words(t)[level_index(iova, level)].load(std::memory_order_acquire);  // (2)
       const decoded_entry d = F::decode(v, level);
       if (d.kind == entry_kind::none) return std::nullopt;
       if (d.kind == entry_kind::leaf)
@@ -142,7 +145,7 @@ class table_impl final : public table {
   table_stats stats() const noexcept override {
     constexpr auto r = std::memory_order_relaxed;
     return {allocated_.load(r), released_.load(r), freed_unlinked_.load(r),
-            coalesced_.load(r),  split_.load(r),    races_lost_.load(r)};
+            coalesced_.load(r), split_.load(r),    races_lost_.load(r)};
   }
   std::uint64_t linked_tables() const override {
     constexpr auto r = std::memory_order_relaxed;
@@ -183,7 +186,9 @@ class table_impl final : public table {
     const table_impl& t_;
   };
 
-  [[nodiscard]] static constexpr std::uint64_t hw(std::uint64_t pte) noexcept { return F::sw_set(pte, 0); }
+  [[nodiscard]] static constexpr std::uint64_t hw(std::uint64_t pte) noexcept {
+    return F::sw_set(pte, 0);
+  }
   [[nodiscard]] static constexpr std::uint64_t entry_size(unsigned level) noexcept {
     return bit(level_shift(level));
   }
@@ -193,10 +198,12 @@ class table_impl final : public table {
   [[nodiscard]] static constexpr bool in_space(iova_t iova, std::uint64_t size) noexcept {
     return iova <= va_last() && size - 1 <= va_last() - iova;
   }
-  [[nodiscard]] unsigned pick_level(iova_t iova, std::uint64_t phys, std::uint64_t size) const noexcept {
+  [[nodiscard]] unsigned pick_level(iova_t iova, std::uint64_t phys,
+                                    std::uint64_t size) const noexcept {
     for (unsigned level = 3; level >= 2; --level) {
       const unsigned shift = level_shift(level);
-      if ((leaf_levels_ & bit(level)) && is_aligned(iova | phys, shift) && size >= bit(shift)) return level;
+      if ((leaf_levels_ & bit(level)) && is_aligned(iova | phys, shift) && size >= bit(shift))
+        return level;
     }
     return 1;
   }
@@ -252,9 +259,11 @@ class table_impl final : public table {
     }
     w[idx].store(F::sw_set(v, F::sw_get(old)), std::memory_order_release);  // (1)
     if (dpresent != 0)
-      write_counter(w, counter_present, static_cast<unsigned>(int(read_counter(w, counter_present)) + dpresent));
+      write_counter(w, counter_present,
+                    static_cast<unsigned>(int(read_counter(w, counter_present)) + dpresent));
     if (dpairs != 0)
-      write_counter(w, counter_pairs, static_cast<unsigned>(int(read_counter(w, counter_pairs)) + dpairs));
+      write_counter(w, counter_pairs,
+                    static_cast<unsigned>(int(read_counter(w, counter_pairs)) + dpairs));
   }
 
   // --- frames ---
@@ -281,13 +290,15 @@ class table_impl final : public table {
       const word* w = pool_.words(t);
       for (unsigned i = 0; i < limits::ptes_per_table; ++i) {
         const decoded_entry d = F::decode(w[i].load(std::memory_order_acquire), level);  // (2)
-        if (d.kind == entry_kind::table) release_subtree(mem::frame_id::from_phys(d.addr), level - 1, g);
+        if (d.kind == entry_kind::table)
+          release_subtree(mem::frame_id::from_phys(d.addr), level - 1, g);
       }
     }
     retire(t, g);
   }
 
-  Status map_one(iova_t iova, std::uint64_t phys, unsigned leaf_level, std::uint8_t perms, gather& g);
+  Status map_one(iova_t iova, std::uint64_t phys, unsigned leaf_level, std::uint8_t perms,
+                 gather& g);
   Result<mem::frame_id> descend_or_install(mem::frame_id t, unsigned level, iova_t iova,
                                            unsigned leaf_level);
   Status unmap_in(mem::frame_id t, unsigned level, iova_t first, iova_t last, gather& g);

@@ -53,20 +53,22 @@ Status table_impl<F>::map_one(iova_t iova, std::uint64_t phys, unsigned leaf_lev
 // tables down to `leaf_level` when the entry is empty. The chain is built privately and
 // published with one store (locked) or CAS (lock-free), so an allocation failure links nothing.
 template <pt_format F>
-Result<mem::frame_id> table_impl<F>::descend_or_install(mem::frame_id t, unsigned level, iova_t iova,
-                                                        unsigned leaf_level) {
+Result<mem::frame_id> table_impl<F>::descend_or_install(mem::frame_id t, unsigned level,
+                                                        iova_t iova, unsigned leaf_level) {
   word& e = pool_.words(t)[level_index(iova, level)];
   std::uint64_t v = e.load(std::memory_order_acquire);  // (2)
   for (;;) {
     const decoded_entry d = F::decode(v, level);
     if (d.kind == entry_kind::table) return mem::frame_id::from_phys(d.addr);
-    if (d.kind == entry_kind::leaf) return Status(errc::address_in_use, "map: inside a mapped superpage");
+    if (d.kind == entry_kind::leaf)
+      return Status(errc::address_in_use, "map: inside a mapped superpage");
     std::array<mem::frame_id, limits::max_levels> chain{};
     const unsigned n = level - leaf_level;  // tables at levels level-1 .. leaf_level
     for (unsigned j = 0; j < n; ++j) {
       auto r = alloc_table(level - 1 - j);
       if (!r.ok()) {
-        for (unsigned k = 0; k < j; ++k) free_unlinked(chain[k]);
+        for (unsigned k = 0; k < j; ++k)
+          free_unlinked(chain[k]);
         return r.status();
       }
       chain[j] = *r;
@@ -81,19 +83,21 @@ Result<mem::frame_id> table_impl<F>::descend_or_install(mem::frame_id t, unsigne
       return chain[0];
     }
     pool_.plat().charge(cost_kind::pte_write);
-    if (e.compare_exchange_strong(v, linked, std::memory_order_acq_rel,   // (4) pairs with a
-                                  std::memory_order_acquire)) {           // racing (4) and (2)
+    if (e.compare_exchange_strong(v, linked, std::memory_order_acq_rel,  // (4) pairs with a
+                                  std::memory_order_acquire)) {          // racing (4) and (2)
       return chain[0];
     }
     // Lost the race: `v` is the winner's entry; our chain was never visible to anyone.
-    for (unsigned j = 0; j < n; ++j) free_unlinked(chain[j]);
+    for (unsigned j = 0; j < n; ++j)
+      free_unlinked(chain[j]);
     races_lost_.fetch_add(1, std::memory_order_relaxed);
   }
 }
 
 // Unmaps [first, last] (inclusive, inside t's range) from table t at `level`.
 template <pt_format F>
-Status table_impl<F>::unmap_in(mem::frame_id t, unsigned level, iova_t first, iova_t last, gather& g) {
+Status table_impl<F>::unmap_in(mem::frame_id t, unsigned level, iova_t first, iova_t last,
+                               gather& g) {
   const unsigned shift = level_shift(level);
   const std::uint64_t size = bit(shift);
   word* w = pool_.words(t);
@@ -167,7 +171,8 @@ Result<mem::frame_id> table_impl<F>::split(mem::frame_id t, unsigned idx, unsign
 // all-contiguous and may become a superpage, replace it by one and retire it. Returns whether
 // the parent changed (the caller then settles the parent's own parent).
 template <pt_format F>
-bool table_impl<F>::settle(mem::frame_id parent, unsigned pidx, unsigned plevel, iova_t iova, gather& g) {
+bool table_impl<F>::settle(mem::frame_id parent, unsigned pidx, unsigned plevel, iova_t iova,
+                           gather& g) {
   PTR_DASSERT(locked_);
   const std::uint64_t pv = pool_.words(parent)[pidx].load(std::memory_order_relaxed);
   const decoded_entry pe = F::decode(pv, plevel);
@@ -179,7 +184,8 @@ bool table_impl<F>::settle(mem::frame_id parent, unsigned pidx, unsigned plevel,
   if (read_counter(w, counter_present) == 0) {
     write_entry(parent, pidx, plevel, 0);  // (3)
     retire(child, g);
-  } else if (coalesce_ && (leaf_levels_ & bit(plevel)) && read_counter(w, counter_pairs) == max_pairs) {
+  } else if (coalesce_ && (leaf_levels_ & bit(plevel)) &&
+             read_counter(w, counter_pairs) == max_pairs) {
     const decoded_entry d0 = F::decode(hw(w[0].load(std::memory_order_relaxed)), plevel - 1);
     if (!is_aligned(d0.addr, level_shift(plevel))) return false;
     write_entry(parent, pidx, plevel, F::make_leaf(d0.addr, plevel, d0.perms));  // (3)
@@ -202,7 +208,8 @@ void table_impl<F>::visit_in(mem::frame_id t, unsigned level, iova_t base,
     const decoded_entry d = F::decode(w[i].load(std::memory_order_acquire), level);  // (2)
     const iova_t at = base + i * size;
     if (d.kind == entry_kind::leaf) visit(mapping{at, d.addr, size, d.perms});
-    if (d.kind == entry_kind::table) visit_in(mem::frame_id::from_phys(d.addr), level - 1, at, visit);
+    if (d.kind == entry_kind::table)
+      visit_in(mem::frame_id::from_phys(d.addr), level - 1, at, visit);
   }
 }
 
@@ -210,31 +217,35 @@ template <pt_format F>
 Status table_impl<F>::check_invariants() const {
   op_lock guard(*this);
   if (!root_.valid()) {
-    if (linked_tables() != 0) return Status(errc::ledger_violation, "pt: destroyed table still counts linked frames");
+    if (linked_tables() != 0)
+      return Status(errc::ledger_violation, "pt: destroyed table still counts linked frames");
     return {};
   }
   std::vector<bool> seen(pool_.capacity(), false);
   std::uint64_t linked = 0;
   PTR_TRY(check_table(root_, levels, 0, seen, linked));
   if (linked != linked_tables()) {
-    return Status(errc::ledger_violation, "pt: " + std::to_string(linked) + " tables linked but the ledger says " +
+    return Status(errc::ledger_violation, "pt: " + std::to_string(linked) +
+                                              " tables linked but the ledger says " +
                                               std::to_string(linked_tables()));
   }
   return {};
 }
 
 template <pt_format F>
-Status table_impl<F>::check_table(mem::frame_id t, unsigned level, iova_t base, std::vector<bool>& seen,
-                                  std::uint64_t& linked) const {
+Status table_impl<F>::check_table(mem::frame_id t, unsigned level, iova_t base,
+                                  std::vector<bool>& seen, std::uint64_t& linked) const {
   const auto fail = [&](const std::string& what) {
-    return Status(errc::ledger_violation, std::string("pt invariant (") + F::name + ", table frame " +
-                                              std::to_string(t.value) + " level " + std::to_string(level) +
-                                              " at iova 0x" + [&] {
-                                                char buf[24];
-                                                std::snprintf(buf, sizeof buf, "%llx",
-                                                              static_cast<unsigned long long>(base));
-                                                return std::string(buf);
-                                              }() + "): " + what);
+    return Status(
+        errc::ledger_violation,
+        std::string("pt invariant (") + F::name + ", table frame " + std::to_string(t.value) +
+            " level " + std::to_string(level) + " at iova 0x" +
+            [&] {
+              char buf[24];
+              std::snprintf(buf, sizeof buf, "%llx", static_cast<unsigned long long>(base));
+              return std::string(buf);
+            }() +
+            "): " + what);
   };
   if (!pool_.contains(t)) return fail("frame outside the pool");
   if (seen[t.value]) return fail("frame linked twice");
@@ -259,23 +270,27 @@ Status table_impl<F>::check_table(mem::frame_id t, unsigned level, iova_t base, 
     if (d.kind == entry_kind::none) continue;
     ++present_count;
     if (d.kind == entry_kind::leaf) {
-      if ((leaf_levels_ & bit(level)) == 0) return fail("leaf at a level the domain does not allow");
-      if (!is_aligned(d.addr, level_shift(level))) return fail("leaf address not aligned to its size");
+      if ((leaf_levels_ & bit(level)) == 0)
+        return fail("leaf at a level the domain does not allow");
+      if (!is_aligned(d.addr, level_shift(level)))
+        return fail("leaf address not aligned to its size");
     } else {
       if (level == 1) return fail("table entry in a leaf table");
-      PTR_TRY(check_table(mem::frame_id::from_phys(d.addr), level - 1, base + i * size, seen, linked));
+      PTR_TRY(
+          check_table(mem::frame_id::from_phys(d.addr), level - 1, base + i * size, seen, linked));
     }
   }
   if (locked_) {
     if (read_counter(w, counter_present) != present_count)
-      return fail("present marker " + std::to_string(read_counter(w, counter_present)) + " != " +
-                  std::to_string(present_count));
+      return fail("present marker " + std::to_string(read_counter(w, counter_present)) +
+                  " != " + std::to_string(present_count));
     if (read_counter(w, counter_pairs) != pairs)
-      return fail("contiguity marker " + std::to_string(read_counter(w, counter_pairs)) + " != " +
-                  std::to_string(pairs));
+      return fail("contiguity marker " + std::to_string(read_counter(w, counter_pairs)) +
+                  " != " + std::to_string(pairs));
     if (t != root_ && present_count == 0) return fail("empty table left linked");
     if (coalesce_ && t != root_ && pairs == max_pairs && (leaf_levels_ & bit(level + 1)) &&
-        is_aligned(F::decode(hw(w[0].load(std::memory_order_relaxed)), level).addr, level_shift(level + 1)))
+        is_aligned(F::decode(hw(w[0].load(std::memory_order_relaxed)), level).addr,
+                   level_shift(level + 1)))
       return fail("all-contiguous table left uncoalesced");
   }
   return {};

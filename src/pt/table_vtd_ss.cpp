@@ -11,7 +11,8 @@ template class table_impl<fmt::vtd_ss_5>;
 Result<std::unique_ptr<table>> make_vtd_ss_table(unsigned levels, const domain_config& cfg,
                                                  mem::frame_pool& pool) {
   PTR_ASSERT(levels == 4 || levels == 5);
-  return levels == 4 ? table_impl<fmt::vtd_ss_4>::create(cfg, pool) : table_impl<fmt::vtd_ss_5>::create(cfg, pool);
+  return levels == 4 ? table_impl<fmt::vtd_ss_4>::create(cfg, pool)
+                     : table_impl<fmt::vtd_ss_5>::create(cfg, pool);
 }
 
 }  // namespace ptreclaim::pt::detail

@@ -14,14 +14,22 @@ std::uint64_t sat_add(std::uint64_t a, std::uint64_t b) noexcept {
 
 const char* trace_what_name(trace_event::what w) noexcept {
   switch (w) {
-    case trace_event::what::timer: return "timer";
-    case trace_event::what::softirq_tasklet: return "softirq_tasklet";
-    case trace_event::what::tasklet: return "tasklet";
-    case trace_event::what::work: return "work";
-    case trace_event::what::program_step: return "program_step";
-    case trace_event::what::hotplug: return "hotplug";
-    case trace_event::what::actor: return "actor";
-    case trace_event::what::idle: return "idle";
+    case trace_event::what::timer:
+      return "timer";
+    case trace_event::what::softirq_tasklet:
+      return "softirq_tasklet";
+    case trace_event::what::tasklet:
+      return "tasklet";
+    case trace_event::what::work:
+      return "work";
+    case trace_event::what::program_step:
+      return "program_step";
+    case trace_event::what::hotplug:
+      return "hotplug";
+    case trace_event::what::actor:
+      return "actor";
+    case trace_event::what::idle:
+      return "idle";
   }
   return "?";
 }
@@ -91,7 +99,8 @@ void deterministic_executor::lock_acquire(const void* lock) noexcept {
                  "that took it, and never taken recursively)");
   std::uint64_t t = std::max(clock_[e], st.free_at_ns);
   t = sat_add(t, config_.costs.cost(cost_kind::lock_uncontended));
-  if (st.last != none && st.last != e) t = sat_add(t, config_.costs.cost(cost_kind::cache_line_transfer));
+  if (st.last != none && st.last != e)
+    t = sat_add(t, config_.costs.cost(cost_kind::cache_line_transfer));
   clock_[e] = t;
   st.holder = e;
   ++locks_held_[e];
@@ -139,8 +148,9 @@ void deterministic_executor::on_cpu_work(unsigned cpu, std::uint64_t at_ns, bool
 }
 
 void deterministic_executor::wait_for_change(lock_t& /*lock*/) {
-  PTR_ASSERT_MSG(false, "deterministic executor: waiting for an item that is running on the "
-                        "current call chain would wait forever");
+  PTR_ASSERT_MSG(false,
+                 "deterministic executor: waiting for an item that is running on the "
+                 "current call chain would wait forever");
 }
 
 void deterministic_executor::flush_remote(lock_t& lock, work_item& w) {
@@ -166,7 +176,8 @@ Status deterministic_executor::controller_hotplug(hotplug_op op, unsigned target
     unsigned n = 0;
     for (unsigned c = 0; c < cpus_; ++c)
       if (slot_[c]->online && c != target) ++n;
-    if (n == 0) return Status(errc::invalid_argument, "hotplug: no online CPU besides the target to run it");
+    if (n == 0)
+      return Status(errc::invalid_argument, "hotplug: no online CPU besides the target to run it");
     unsigned pick = static_cast<unsigned>(rng_.below(n));
     for (unsigned c = 0; c < cpus_; ++c) {
       if (!slot_[c]->online || c == target) continue;
@@ -217,8 +228,9 @@ void deterministic_executor::end_step(unsigned e, trace_event::what kind, std::u
   const std::uint64_t jitter =
       config_.costs.step_jitter_ns == 0 ? 0 : rng_.below(config_.costs.step_jitter_ns + 1);
   clock_[e] = sat_add(clock_[e], config_.costs.step_ns + jitter);
-  PTR_ASSERT_MSG(locks_held_[e] == 0,
-                 "deterministic executor: a step ended holding a lock (release it in the same step)");
+  PTR_ASSERT_MSG(
+      locks_held_[e] == 0,
+      "deterministic executor: a step ended holding a lock (release it in the same step)");
   mix((std::uint64_t{e} << 8) | static_cast<std::uint64_t>(kind));
   mix(start_ns);
   mix(clock_[e]);
@@ -252,11 +264,21 @@ void deterministic_executor::cpu_step(unsigned cpu) {
       r = ran::program_step;
     }
     switch (r) {
-      case ran::timer: kind = trace_event::what::timer; break;
-      case ran::softirq_tasklet: kind = trace_event::what::softirq_tasklet; break;
-      case ran::tasklet: kind = trace_event::what::tasklet; break;
-      case ran::work: kind = trace_event::what::work; break;
-      case ran::program_step: kind = trace_event::what::program_step; break;
+      case ran::timer:
+        kind = trace_event::what::timer;
+        break;
+      case ran::softirq_tasklet:
+        kind = trace_event::what::softirq_tasklet;
+        break;
+      case ran::tasklet:
+        kind = trace_event::what::tasklet;
+        break;
+      case ran::work:
+        kind = trace_event::what::work;
+        break;
+      case ran::program_step:
+        kind = trace_event::what::program_step;
+        break;
       default:
         // Woken with nothing to do (cannot happen with consistent ready times); make progress.
         clock_[cpu] = sat_add(clock_[cpu], config_.costs.idle_poll_ns);
@@ -281,9 +303,15 @@ void deterministic_executor::actor_step(unsigned a) {
     ++s.steps;
     switch (res.what()) {
       case step_result::kind::busy:
-      case step_result::kind::yield: s.wake_ns = 0; break;
-      case step_result::kind::idle: s.wake_ns = sat_add(clock_[e], config_.costs.idle_poll_ns); break;
-      case step_result::kind::sleep: s.wake_ns = sat_add(clock_[e], res.sleep_ns()); break;
+      case step_result::kind::yield:
+        s.wake_ns = 0;
+        break;
+      case step_result::kind::idle:
+        s.wake_ns = sat_add(clock_[e], config_.costs.idle_poll_ns);
+        break;
+      case step_result::kind::sleep:
+        s.wake_ns = sat_add(clock_[e], res.sleep_ns());
+        break;
       case step_result::kind::finished:
         s.finished = true;
         if (!s.spec.daemon) --nondaemon_actors_active_;
@@ -293,7 +321,8 @@ void deterministic_executor::actor_step(unsigned a) {
   end_step(e, trace_event::what::actor, start);
 }
 
-bool deterministic_executor::wait_until(const std::function<bool()>& done, std::uint64_t timeout_ns) {
+bool deterministic_executor::wait_until(const std::function<bool()>& done,
+                                        std::uint64_t timeout_ns) {
   const unsigned e = entity();
   PTR_ASSERT_MSG(e != none, "wait_until outside a CPU or actor step");
   const unsigned self_actor = e >= cpus_ ? e - cpus_ : none;
@@ -361,8 +390,10 @@ run_stats deterministic_executor::run() {
           id = i;
         }
       };
-      for (unsigned c = 0; c < cpus_; ++c) consider(cpu_ready_ns(c), pick::cpu, c);
-      for (unsigned a = 0; a < actors_.size(); ++a) consider(actor_ready_ns(a), pick::actor, a);
+      for (unsigned c = 0; c < cpus_; ++c)
+        consider(cpu_ready_ns(c), pick::cpu, c);
+      for (unsigned a = 0; a < actors_.size(); ++a)
+        consider(actor_ready_ns(a), pick::actor, a);
       if (next_event < hotplug_events_.size())
         consider(std::max(hotplug_events_[next_event].at_ns, global_now_), pick::event,
                  static_cast<unsigned>(next_event));
@@ -398,11 +429,14 @@ run_stats deterministic_executor::run() {
   st.trace_hash = hash_;
   st.steps = steps_;
   std::uint64_t end = global_now_;
-  for (unsigned e = 0; e < cpus_ + actors_.size(); ++e) end = std::max(end, clock_[e]);
+  for (unsigned e = 0; e < cpus_ + actors_.size(); ++e)
+    end = std::max(end, clock_[e]);
   st.elapsed_ns = end;
-  for (const auto& a : actors_) st.actor_steps.push_back(a->steps);
+  for (const auto& a : actors_)
+    st.actor_steps.push_back(a->steps);
   st.cpu.resize(cpus_);
-  for (unsigned c = 0; c < cpus_; ++c) st.cpu[c].clock_ns = clock_[c];
+  for (unsigned c = 0; c < cpus_; ++c)
+    st.cpu[c].clock_ns = clock_[c];
   fill_stats(st, st.reason == stop_reason::quiescent);
   return st;
 }

@@ -13,35 +13,52 @@ constexpr std::uint64_t never = std::numeric_limits<std::uint64_t>::max();
 
 const char* exec_context_name(exec_context c) noexcept {
   switch (c) {
-    case exec_context::none: return "none";
-    case exec_context::process: return "process";
-    case exec_context::softirq: return "softirq";
-    case exec_context::tasklet: return "tasklet";
-    case exec_context::work: return "work";
-    case exec_context::notifier: return "notifier";
-    case exec_context::actor: return "actor";
+    case exec_context::none:
+      return "none";
+    case exec_context::process:
+      return "process";
+    case exec_context::softirq:
+      return "softirq";
+    case exec_context::tasklet:
+      return "tasklet";
+    case exec_context::work:
+      return "work";
+    case exec_context::notifier:
+      return "notifier";
+    case exec_context::actor:
+      return "actor";
   }
   return "?";
 }
 
 const char* cpu_event_name(cpu_event e) noexcept {
   switch (e) {
-    case cpu_event::up_prepare: return "up_prepare";
-    case cpu_event::up_canceled: return "up_canceled";
-    case cpu_event::online: return "online";
-    case cpu_event::down_prepare: return "down_prepare";
-    case cpu_event::down_failed: return "down_failed";
-    case cpu_event::dead: return "dead";
+    case cpu_event::up_prepare:
+      return "up_prepare";
+    case cpu_event::up_canceled:
+      return "up_canceled";
+    case cpu_event::online:
+      return "online";
+    case cpu_event::down_prepare:
+      return "down_prepare";
+    case cpu_event::down_failed:
+      return "down_failed";
+    case cpu_event::dead:
+      return "dead";
   }
   return "?";
 }
 
 const char* stop_reason_name(stop_reason r) noexcept {
   switch (r) {
-    case stop_reason::quiescent: return "quiescent";
-    case stop_reason::time_limit: return "time_limit";
-    case stop_reason::step_limit: return "step_limit";
-    case stop_reason::stalled: return "stalled";
+    case stop_reason::quiescent:
+      return "quiescent";
+    case stop_reason::time_limit:
+      return "time_limit";
+    case stop_reason::step_limit:
+      return "step_limit";
+    case stop_reason::stalled:
+      return "stalled";
   }
   return "?";
 }
@@ -64,7 +81,9 @@ executor::context_guard::context_guard(const executor& ex, unsigned cpu, unsigne
   tls() = tls_context{&ex, cpu, actor, kind};
 }
 
-executor::context_guard::~context_guard() { tls() = saved_; }
+executor::context_guard::~context_guard() {
+  tls() = saved_;
+}
 
 unsigned executor::current_cpu() const noexcept {
   const tls_context* m = mine();
@@ -150,8 +169,9 @@ void executor::start_run() {
   nondaemon_actors_active_ = 0;
   for (auto& a : actors_)
     if (!a->spec.daemon) ++nondaemon_actors_active_;
-  std::stable_sort(hotplug_events_.begin(), hotplug_events_.end(),
-                   [](const hotplug_event& a, const hotplug_event& b) { return a.at_ns < b.at_ns; });
+  std::stable_sort(
+      hotplug_events_.begin(), hotplug_events_.end(),
+      [](const hotplug_event& a, const hotplug_event& b) { return a.at_ns < b.at_ns; });
   hotplug_events_left_ = static_cast<int>(hotplug_events_.size());
 }
 
@@ -430,8 +450,9 @@ bool executor::flush_work(work_item& w) {
     if (!w.queued_ && !w.running_ && w.resched_cpu_ == no_cpu) return did;
     did = true;
     if (w.running_) {
-      PTR_ASSERT_MSG(!(on_cpu() && current_cpu() == w.cpu_),
-                     "flush_work from the work item itself (or its CPU while it runs) would wait forever");
+      PTR_ASSERT_MSG(
+          !(on_cpu() && current_cpu() == w.cpu_),
+          "flush_work from the work item itself (or its CPU while it runs) would wait forever");
       wait_for_change(lock);
       continue;
     }
@@ -551,7 +572,8 @@ void executor::fill_stats(run_stats& st, bool at_quiescence) const {
   const std::uint64_t elapsed = st.elapsed_ns, hash = st.trace_hash, steps = st.steps;
   std::vector<std::uint64_t> actor_steps = std::move(st.actor_steps);
   std::vector<std::uint64_t> clocks(cpus_, 0);
-  for (unsigned c = 0; c < cpus_ && c < st.cpu.size(); ++c) clocks[c] = st.cpu[c].clock_ns;
+  for (unsigned c = 0; c < cpus_ && c < st.cpu.size(); ++c)
+    clocks[c] = st.cpu[c].clock_ns;
   st = counters_;
   st.reason = reason;
   st.elapsed_ns = elapsed;
@@ -577,13 +599,15 @@ void executor::check_invariants() const {
     const cpu_slot& s = *slot_[c];
     std::uint32_t n = 0;
     s.plain.for_each([&](tasklet* t) {
-      PTR_ASSERT(t->queued_ && !t->running_ && t->cpu_ == c && t->kind_ == tasklet_kind::plain && !t->dead_);
+      PTR_ASSERT(t->queued_ && !t->running_ && t->cpu_ == c && t->kind_ == tasklet_kind::plain &&
+                 !t->dead_);
       ++n;
     });
     PTR_ASSERT(n == s.plain.size());
     n = 0;
     s.softirq.for_each([&](tasklet* t) {
-      PTR_ASSERT(t->queued_ && !t->running_ && t->cpu_ == c && t->kind_ == tasklet_kind::softirq && !t->dead_);
+      PTR_ASSERT(t->queued_ && !t->running_ && t->cpu_ == c && t->kind_ == tasklet_kind::softirq &&
+                 !t->dead_);
       ++n;
     });
     PTR_ASSERT(n == s.softirq.size());
@@ -601,7 +625,8 @@ void executor::check_invariants() const {
     PTR_ASSERT(n == s.timers.size());
   }
   unsigned active = 0;
-  for (const auto& s : slot_) active += s->prog_active ? 1 : 0;
+  for (const auto& s : slot_)
+    active += s->prog_active ? 1 : 0;
   PTR_ASSERT_MSG(!ran_ || active == programs_active_, "program count out of step");
 }
 
@@ -609,10 +634,14 @@ void executor::discard_pending() {
   lock_t lock(mu_);
   PTR_ASSERT_MSG(running_items_ == 0, "discard_pending while an item runs");
   for (auto& s : slot_) {
-    while (tasklet* t = s->plain.pop_front()) t->queued_ = false;
-    while (tasklet* t = s->softirq.pop_front()) t->queued_ = false;
-    while (work_item* w = s->work.pop_front()) w->queued_ = false;
-    while (timer* t = s->timers.pop_front()) t->queued_ = false;
+    while (tasklet* t = s->plain.pop_front())
+      t->queued_ = false;
+    while (tasklet* t = s->softirq.pop_front())
+      t->queued_ = false;
+    while (work_item* w = s->work.pop_front())
+      w->queued_ = false;
+    while (timer* t = s->timers.pop_front())
+      t->queued_ = false;
   }
 }
 

@@ -81,9 +81,12 @@ Status executor::cpu_up(unsigned cpu) {
 Status executor::hotplug(hotplug_op op, unsigned target) {
   PTR_ASSERT_MSG(on_cpu(), "hotplug runs as a CPU");
   switch (op) {
-    case hotplug_op::down: return do_cpu_down(target, false);
-    case hotplug_op::down_fail: return do_cpu_down(target, true);
-    case hotplug_op::up: return do_cpu_up(target);
+    case hotplug_op::down:
+      return do_cpu_down(target, false);
+    case hotplug_op::down_fail:
+      return do_cpu_down(target, true);
+    case hotplug_op::up:
+      return do_cpu_up(target);
   }
   return errc::invalid_argument;
 }
@@ -94,10 +97,13 @@ Status executor::do_cpu_down(unsigned target, bool force_fail) {
   {
     lock_t lock(mu_);
     if (hotplug_busy_) return Status(errc::busy, "another hotplug operation is in progress");
-    if (!slot_[target]->online) return Status(errc::invalid_argument, "cpu_down: CPU already offline");
-    if (target == self) return Status(errc::invalid_argument, "cpu_down: a CPU cannot take itself down");
+    if (!slot_[target]->online)
+      return Status(errc::invalid_argument, "cpu_down: CPU already offline");
+    if (target == self)
+      return Status(errc::invalid_argument, "cpu_down: a CPU cannot take itself down");
     unsigned online = 0;
-    for (const auto& s : slot_) online += s->online ? 1 : 0;
+    for (const auto& s : slot_)
+      online += s->online ? 1 : 0;
     if (online < 2) return Status(errc::invalid_argument, "cpu_down: last online CPU");
     hotplug_busy_ = true;
     if (!force && injected_down_failures_ > 0) {
@@ -127,10 +133,26 @@ Status executor::do_cpu_down(unsigned target, bool force_fail) {
     if (config_.on_cpu_dead == dead_cpu_work::migrate) {
       cpu_slot& here = *slot_[self];
       bool moved = false;
-      while (tasklet* t = dead.plain.pop_front()) { here.plain.push_back(t); t->cpu_ = self; moved = true; }
-      while (tasklet* t = dead.softirq.pop_front()) { here.softirq.push_back(t); t->cpu_ = self; moved = true; }
-      while (work_item* w = dead.work.pop_front()) { here.work.push_back(w); w->cpu_ = self; moved = true; }
-      while (timer* t = dead.timers.pop_front()) { here.timers.push_back(t); t->cpu_ = self; moved = true; }
+      while (tasklet* t = dead.plain.pop_front()) {
+        here.plain.push_back(t);
+        t->cpu_ = self;
+        moved = true;
+      }
+      while (tasklet* t = dead.softirq.pop_front()) {
+        here.softirq.push_back(t);
+        t->cpu_ = self;
+        moved = true;
+      }
+      while (work_item* w = dead.work.pop_front()) {
+        here.work.push_back(w);
+        w->cpu_ = self;
+        moved = true;
+      }
+      while (timer* t = dead.timers.pop_front()) {
+        here.timers.push_back(t);
+        t->cpu_ = self;
+        moved = true;
+      }
       if (moved) {
         on_cpu_work(self, now_ns(), false);
         on_cpu_work(self, next_timer_ns(self), true);

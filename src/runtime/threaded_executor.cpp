@@ -22,12 +22,17 @@ std::uint64_t sat_add(std::uint64_t a, std::uint64_t b) noexcept {
 
 threaded_executor::threaded_executor(run_config config)
     : executor(std::move(config)), start_ns_(steady_ns()) {
-  for (unsigned c = 0; c < cpus_; ++c) cpu_threads_.push_back(std::make_unique<cpu_thread>());
+  for (unsigned c = 0; c < cpus_; ++c)
+    cpu_threads_.push_back(std::make_unique<cpu_thread>());
 }
 
-threaded_executor::~threaded_executor() { stop_threads(); }
+threaded_executor::~threaded_executor() {
+  stop_threads();
+}
 
-std::uint64_t threaded_executor::now_ns() noexcept { return steady_ns() - start_ns_; }
+std::uint64_t threaded_executor::now_ns() noexcept {
+  return steady_ns() - start_ns_;
+}
 
 bool threaded_executor::wait_until(const std::function<bool()>& done, std::uint64_t timeout_ns) {
   const std::uint64_t deadline = sat_add(now_ns(), timeout_ns);
@@ -56,7 +61,9 @@ void threaded_executor::on_cpu_work(unsigned cpu, std::uint64_t /*at_ns*/, bool 
   cpu_threads_[cpu]->cv.notify_one();
 }
 
-void threaded_executor::wait_for_change(lock_t& lock) { changed_.wait_for(lock, poll); }
+void threaded_executor::wait_for_change(lock_t& lock) {
+  changed_.wait_for(lock, poll);
+}
 
 void threaded_executor::flush_remote(lock_t& lock, work_item& w) {
   if (!threads_running_) {
@@ -74,7 +81,8 @@ void threaded_executor::hold(lock_t& lock, unsigned cpu) {
   ++t.holds;
   if (!threads_running_) return;
   t.cv.notify_one();
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::nanoseconds(config_.park_timeout_ns);
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::nanoseconds(config_.park_timeout_ns);
   while (!t.held) {
     PTR_ASSERT_MSG(std::chrono::steady_clock::now() < deadline,
                    "threaded executor: a CPU did not reach a step boundary to park (is a step "
@@ -146,7 +154,8 @@ void threaded_executor::cpu_loop(unsigned cpu) {
     }
     std::uint64_t wake = next_timer_ns(cpu);
     if (s.prog_active) wake = std::min(wake, s.prog_wake_ns);
-    const std::uint64_t wait_ns = wake > now ? std::min<std::uint64_t>(wake - now, poll.count()) : 0;
+    const std::uint64_t wait_ns =
+        wake > now ? std::min<std::uint64_t>(wake - now, poll.count()) : 0;
     if (wait_ns > 0) me.cv.wait_for(lock, std::chrono::nanoseconds(wait_ns));
   }
 }
@@ -159,7 +168,8 @@ void threaded_executor::actor_loop(unsigned a) {
   while (!stop_ && !s.finished) {
     const std::uint64_t now = now_ns();
     if (s.wake_ns > now) {
-      me.cv.wait_for(lock, std::chrono::nanoseconds(std::min<std::uint64_t>(s.wake_ns - now, poll.count())));
+      me.cv.wait_for(
+          lock, std::chrono::nanoseconds(std::min<std::uint64_t>(s.wake_ns - now, poll.count())));
       continue;
     }
     lock.unlock();
@@ -168,9 +178,15 @@ void threaded_executor::actor_loop(unsigned a) {
     ++s.steps;
     switch (r.what()) {
       case step_result::kind::busy:
-      case step_result::kind::yield: s.wake_ns = 0; break;
-      case step_result::kind::idle: s.wake_ns = sat_add(now_ns(), config_.costs.idle_poll_ns); break;
-      case step_result::kind::sleep: s.wake_ns = sat_add(now_ns(), r.sleep_ns()); break;
+      case step_result::kind::yield:
+        s.wake_ns = 0;
+        break;
+      case step_result::kind::idle:
+        s.wake_ns = sat_add(now_ns(), config_.costs.idle_poll_ns);
+        break;
+      case step_result::kind::sleep:
+        s.wake_ns = sat_add(now_ns(), r.sleep_ns());
+        break;
       case step_result::kind::finished:
         s.finished = true;
         if (!s.spec.daemon) --nondaemon_actors_active_;
@@ -185,8 +201,10 @@ void threaded_executor::stop_threads() {
     lock_t lock(mu_);
     if (!threads_running_) return;
     stop_ = true;
-    for (auto& t : cpu_threads_) t->cv.notify_all();
-    for (auto& t : actor_threads_) t->cv.notify_all();
+    for (auto& t : cpu_threads_)
+      t->cv.notify_all();
+    for (auto& t : actor_threads_)
+      t->cv.notify_all();
   }
   for (auto& t : cpu_threads_)
     if (t->thread.joinable()) t->thread.join();

@@ -27,11 +27,10 @@ struct fmt_case {
   static constexpr format_kind kind = K;
 };
 
-using all_formats = ::testing::Types<fmt_case<fmt::vtd_ss_4, format_kind::vtd_ss_4>,
-                                     fmt_case<fmt::vtd_ss_5, format_kind::vtd_ss_5>,
-                                     fmt_case<fmt::x86_64_4, format_kind::x86_64_4>,
-                                     fmt_case<fmt::x86_64_5, format_kind::x86_64_5>,
-                                     fmt_case<fmt::amd_v1_4, format_kind::amd_v1_4>>;
+using all_formats = ::testing::Types<
+    fmt_case<fmt::vtd_ss_4, format_kind::vtd_ss_4>, fmt_case<fmt::vtd_ss_5, format_kind::vtd_ss_5>,
+    fmt_case<fmt::x86_64_4, format_kind::x86_64_4>, fmt_case<fmt::x86_64_5, format_kind::x86_64_5>,
+    fmt_case<fmt::amd_v1_4, format_kind::amd_v1_4>>;
 
 template <class C>
 class PtConformance : public ::testing::Test {
@@ -51,8 +50,8 @@ const bool rc_params_set = [] { return setenv("RC_PARAMS", default_rc_params, 0)
 
 rc::Gen<op_spec> gen_op() {
   return rc::gen::apply(
-      [](bool is_map, int unit_sel, std::uint64_t index, unsigned count, bool contig, std::uint64_t phys_index,
-         unsigned perm_sel) {
+      [](bool is_map, int unit_sel, std::uint64_t index, unsigned count, bool contig,
+         std::uint64_t phys_index, unsigned perm_sel) {
         // 4K: 75%, 2M: 20%, 1G: 5%. Counts up to 600 4K pages so tables fill and coalesce.
         const unsigned unit = unit_sel < 15 ? 12 : unit_sel < 19 ? 21 : 30;
         const unsigned max_count = unit == 12 ? 600 : unit == 21 ? 3 : 1;
@@ -98,8 +97,8 @@ TYPED_TEST(PtConformance, PropertyLockFree) {
   run_property<TypeParam>("lock-free", domain_config{.mode = concurrency_mode::lock_free});
 }
 TYPED_TEST(PtConformance, PropertyRefuseOvermap4KOnly) {
-  run_property<TypeParam>(
-      "refuse overmap, 4K leaves only", domain_config{.refuse_overmap = true, .leaf_levels = 0b10});
+  run_property<TypeParam>("refuse overmap, 4K leaves only",
+                          domain_config{.refuse_overmap = true, .leaf_levels = 0b10});
 }
 
 // Every leaf size at every level it may sit, at IOVA 0, in the middle, at the top of the address
@@ -140,7 +139,8 @@ TYPED_TEST(PtConformance, BoundarySweep) {
         if (mode == concurrency_mode::locked) {
           EXPECT_EQ(t.linked_tables(), 1u) << "empty tables released";
         }
-        for (auto f : g.released()) ASSERT_TRUE(pool.free(f, "test").ok());
+        for (auto f : g.released())
+          ASSERT_TRUE(pool.free(f, "test").ok());
       }
     }
     // One past the top.
@@ -149,7 +149,8 @@ TYPED_TEST(PtConformance, BoundarySweep) {
     EXPECT_EQ(t.unmap(top - 4096, 8192, g).code(), errc::out_of_range);
     EXPECT_FALSE(t.lookup(top));
     t.destroy(g);
-    for (auto f : g.released()) ASSERT_TRUE(pool.free(f, "test").ok());
+    for (auto f : g.released())
+      ASSERT_TRUE(pool.free(f, "test").ok());
     EXPECT_TRUE(pool.leaks().empty()) << pool.leak_report();
   }
 }
@@ -158,10 +159,10 @@ TYPED_TEST(PtConformance, BoundarySweep) {
 // each failure is a clean no_memory, the table stays consistent and nothing leaks.
 TYPED_TEST(PtConformance, AllocationFailureAtEveryPoint) {
   const std::vector<op_spec> scenario{
-      {true, 30, 1, 1, true, 0, 2},      // a 1G leaf (no allocation below the root)
-      {true, 12, 3, 600, true, 0, 2},    // 4K pages across two leaf tables: a chain, coalescing
+      {true, 30, 1, 1, true, 0, 2},    // a 1G leaf (no allocation below the root)
+      {true, 12, 3, 600, true, 0, 2},  // 4K pages across two leaf tables: a chain, coalescing
       {false, 12, 262144 + 512 + 1, 1, true, 0, 0},  // splits the 1G leaf twice
-      {true, 21, 1100, 2, false, 77, 0},  // 2M leaves elsewhere
+      {true, 21, 1100, 2, false, 77, 0},             // 2M leaves elsewhere
       {false, 12, 5, 3, true, 0, 0},
       {true, 12, 5, 3, true, 0, 2},
       {false, 30, 0, 2, true, 0, 0},
@@ -187,7 +188,8 @@ TYPED_TEST(PtConformance, AllocationFailureAtEveryPoint) {
           // After an injected failure, later steps may meet what the failed one left behind.
           EXPECT_TRUE(fired) << "n=" << n << " " << s.to_string();
         }
-        ASSERT_TRUE(m.tbl().check_invariants().ok()) << "n=" << n << " " << m.tbl().check_invariants().to_string();
+        ASSERT_TRUE(m.tbl().check_invariants().ok())
+            << "n=" << n << " " << m.tbl().check_invariants().to_string();
         ASSERT_EQ(m.drain(g), "");
         ASSERT_EQ(m.pool().stats().in_use, m.tbl().linked_tables()) << "n=" << n;
       }

@@ -38,7 +38,9 @@ inline std::string describe_op(const op_spec& o) {
   std::ostringstream s;
   s << (o.is_map ? "map" : "unmap") << " unit=2^" << o.unit_lg2 << " index=" << o.index
     << " count=" << o.count;
-  if (o.is_map) s << " contig=" << o.contiguous_phys << " phys_index=" << o.phys_index << " perm=" << o.perm_sel;
+  if (o.is_map)
+    s << " contig=" << o.contiguous_phys << " phys_index=" << o.phys_index
+      << " perm=" << o.perm_sel;
   return s.str();
 }
 
@@ -52,7 +54,10 @@ class pt_model {
 
   pt_model(format_kind kind, domain_config cfg, iova_t base, unsigned window_lg2,
            std::uint32_t pool_frames = 1024)
-      : pool_(mem::pool_config{.capacity_frames = pool_frames}), cfg_(cfg), base_(base), window_lg2_(window_lg2) {
+      : pool_(mem::pool_config{.capacity_frames = pool_frames}),
+        cfg_(cfg),
+        base_(base),
+        window_lg2_(window_lg2) {
     auto t = make_table(kind, cfg, pool_);
     PTR_ASSERT_MSG(t.ok(), "pt_model: make_table failed");
     table_ = std::move(*t);
@@ -79,15 +84,15 @@ class pt_model {
     std::vector<std::pair<iova_t, iova_t>> removed;  // ranges whose translation went away
     gather g;
     if (o.is_map) {
-      const std::uint64_t phys = o.contiguous_phys
-                                     ? phys_base_ + (iova - base_)
-                                     : ((o.phys_index << unit) & (bit_range(12, 39)));
+      const std::uint64_t phys = o.contiguous_phys ? phys_base_ + (iova - base_)
+                                                   : ((o.phys_index << unit) & (bit_range(12, 39)));
       const std::uint8_t perms = perms_[o.perm_sel % perms_.size()];
       errc expected = errc::ok;
       predict_map(iova, phys, size, perms, expected, removed);
       const Status s = table_->map(iova, phys, size, perms, g);
       if (s.code() != expected)
-        return what + ": map returned " + s.to_string() + ", oracle expected " + std::string(errc_name(expected));
+        return what + ": map returned " + s.to_string() + ", oracle expected " +
+               std::string(errc_name(expected));
     } else {
       erase(iova, iova + size, removed);
       const Status s = table_->unmap(iova, size, g);
@@ -95,9 +100,11 @@ class pt_model {
     }
     for (auto [a, b] : removed) {
       if (g.empty() || a < g.first() || b > g.last())
-        return what + ": gather range does not cover a changed translation [0x" + hex(a) + ", 0x" + hex(b) + "]";
+        return what + ": gather range does not cover a changed translation [0x" + hex(a) + ", 0x" +
+               hex(b) + "]";
     }
-    if (!g.released().empty() && !g.nonleaf_changed()) return what + ": tables released but nonleaf_changed unset";
+    if (!g.released().empty() && !g.nonleaf_changed())
+      return what + ": tables released but nonleaf_changed unset";
     if (std::string e = drain(g); !e.empty()) return what + ": " + e;
     if (std::string e = check(); !e.empty()) return what + ": " + e;
     return {};
@@ -108,29 +115,34 @@ class pt_model {
     std::vector<mapping> got;
     table_->for_each_mapping([&](const mapping& m) { got.push_back(m); });
     std::vector<mapping> want;
-    for (const auto& [iova, e] : oracle_) want.push_back({iova, e.phys, e.size, e.perms});
+    for (const auto& [iova, e] : oracle_)
+      want.push_back({iova, e.phys, e.size, e.perms});
     normalize(got);
     normalize(want);
-    if (got.size() != want.size()) return "translations differ: table has " + std::to_string(got.size()) +
-                                          " runs, oracle " + std::to_string(want.size()) + first_diff(got, want);
+    if (got.size() != want.size())
+      return "translations differ: table has " + std::to_string(got.size()) + " runs, oracle " +
+             std::to_string(want.size()) + first_diff(got, want);
     for (std::size_t i = 0; i < got.size(); ++i)
-      if (got[i].iova != want[i].iova || got[i].phys != want[i].phys || got[i].size != want[i].size ||
-          got[i].perms != want[i].perms)
+      if (got[i].iova != want[i].iova || got[i].phys != want[i].phys ||
+          got[i].size != want[i].size || got[i].perms != want[i].perms)
         return "translations differ" + first_diff(got, want);
     for (const auto& [iova, e] : oracle_) {  // the walker path too, including the last byte
       for (iova_t at : {iova, iova + e.size - 1}) {
         auto t = table_->lookup(at);
-        if (!t || t->phys != e.phys + (at - iova) || t->perms != e.perms) return "lookup(0x" + hex(at) + ") wrong";
+        if (!t || t->phys != e.phys + (at - iova) || t->perms != e.perms)
+          return "lookup(0x" + hex(at) + ") wrong";
       }
     }
     if (Status s = table_->check_invariants(); !s.ok()) return s.to_string();
     const table_stats st = table_->stats();
-    if (st.tables_allocated != table_->linked_tables() + st.tables_released + st.tables_freed_unlinked)
+    if (st.tables_allocated !=
+        table_->linked_tables() + st.tables_released + st.tables_freed_unlinked)
       return "ledger: allocated != linked + released + freed unlinked";
     if (pool_.stats().in_use != table_->linked_tables())
-      return "ledger: pool holds " + std::to_string(pool_.stats().in_use) + " frames, table links " +
-             std::to_string(table_->linked_tables());
-    if (pool_.ledger_violation_count() != 0) return "pool ledger violation: " + pool_.ledger_reports()[0].what;
+      return "ledger: pool holds " + std::to_string(pool_.stats().in_use) +
+             " frames, table links " + std::to_string(table_->linked_tables());
+    if (pool_.ledger_violation_count() != 0)
+      return "pool ledger violation: " + pool_.ledger_reports()[0].what;
     return {};
   }
 
@@ -148,7 +160,8 @@ class pt_model {
   std::string drain(gather& g) {
     for (mem::frame_id f : g.released()) {
       if (pool_.ident(f).state != mem::frame_state::retired) return "released frame not retired";
-      if (Status s = pool_.free(f, "test"); !s.ok()) return "free of released frame: " + s.to_string();
+      if (Status s = pool_.free(f, "test"); !s.ok())
+        return "free of released frame: " + s.to_string();
     }
     g.clear();
     return {};
@@ -162,14 +175,17 @@ class pt_model {
   }
   static std::string first_diff(const std::vector<mapping>& a, const std::vector<mapping>& b) {
     const auto show = [](const mapping& m) {
-      return "[0x" + hex(m.iova) + " +0x" + hex(m.size) + " -> 0x" + hex(m.phys) + " p" + std::to_string(m.perms) + "]";
+      return "[0x" + hex(m.iova) + " +0x" + hex(m.size) + " -> 0x" + hex(m.phys) + " p" +
+             std::to_string(m.perms) + "]";
     };
     for (std::size_t i = 0; i < std::max(a.size(), b.size()); ++i) {
-      const bool same = i < a.size() && i < b.size() && a[i].iova == b[i].iova && a[i].size == b[i].size &&
-                        a[i].phys == b[i].phys && a[i].perms == b[i].perms;
+      const bool same = i < a.size() && i < b.size() && a[i].iova == b[i].iova &&
+                        a[i].size == b[i].size && a[i].phys == b[i].phys &&
+                        a[i].perms == b[i].perms;
       if (!same)
-        return " (first difference at run " + std::to_string(i) + ": table " + (i < a.size() ? show(a[i]) : "-") +
-               ", oracle " + (i < b.size() ? show(b[i]) : "-") + ")";
+        return " (first difference at run " + std::to_string(i) + ": table " +
+               (i < a.size() ? show(a[i]) : "-") + ", oracle " + (i < b.size() ? show(b[i]) : "-") +
+               ")";
     }
     return {};
   }
@@ -192,7 +208,8 @@ class pt_model {
   unsigned pick_level(iova_t iova, std::uint64_t phys, std::uint64_t size) const {
     for (unsigned level = 3; level >= 2; --level) {
       const unsigned shift = level_shift(level);
-      if ((leaf_levels_ & (1u << level)) && is_aligned(iova | phys, shift) && size >= bit(shift)) return level;
+      if ((leaf_levels_ & (1u << level)) && is_aligned(iova | phys, shift) && size >= bit(shift))
+        return level;
     }
     return 1;
   }
@@ -220,8 +237,8 @@ class pt_model {
   }
 
   // Mirrors table::map chunk by chunk (same page-size choice); stops at the first refusal.
-  void predict_map(iova_t iova, std::uint64_t phys, std::uint64_t size, std::uint8_t perms, errc& result,
-                   std::vector<std::pair<iova_t, iova_t>>& removed) {
+  void predict_map(iova_t iova, std::uint64_t phys, std::uint64_t size, std::uint8_t perms,
+                   errc& result, std::vector<std::pair<iova_t, iova_t>>& removed) {
     while (size != 0) {
       const unsigned level = pick_level(iova, phys, size);
       const std::uint64_t step = bit(level_shift(level));

@@ -18,14 +18,20 @@ namespace ptreclaim::pt::testing {
 
 std::string run_pt_ops(const std::uint8_t* data, std::size_t size) {
   if (size < 2) return {};
-  static constexpr format_kind kinds[] = {format_kind::vtd_ss_4, format_kind::vtd_ss_5, format_kind::x86_64_4,
-                                          format_kind::x86_64_5, format_kind::amd_v1_4};
+  static constexpr format_kind kinds[] = {format_kind::vtd_ss_4, format_kind::vtd_ss_5,
+                                          format_kind::x86_64_4, format_kind::x86_64_5,
+                                          format_kind::amd_v1_4};
   const format_kind kind = kinds[data[0] % 5];
   domain_config cfg;
   switch ((data[0] / 5) % 4) {
-    case 0: break;
-    case 1: cfg.coalesce = false; break;
-    case 2: cfg.mode = concurrency_mode::lock_free; break;
+    case 0:
+      break;
+    case 1:
+      cfg.coalesce = false;
+      break;
+    case 2:
+      cfg.mode = concurrency_mode::lock_free;
+      break;
     default:
       cfg.refuse_overmap = true;
       cfg.leaf_levels = 0b10;
@@ -35,9 +41,14 @@ std::string run_pt_ops(const std::uint8_t* data, std::size_t size) {
   const unsigned window_lg2 = ((data[1] & 0x80) && (cfg.leaf_levels & 0b1000)) ? 32 : 23;
   iova_t base = 0;
   switch (data[1] % 3) {
-    case 0: break;
-    case 1: base = (iova_t{1} << va_bits) - (iova_t{1} << window_lg2); break;
-    default: base = iova_t{1} << (va_bits > 48 ? 52 : 47); break;
+    case 0:
+      break;
+    case 1:
+      base = (iova_t{1} << va_bits) - (iova_t{1} << window_lg2);
+      break;
+    default:
+      base = iova_t{1} << (va_bits > 48 ? 52 : 47);
+      break;
   }
   pt_model m(kind, cfg, base, window_lg2);
   data += 2;

@@ -23,7 +23,8 @@ TEST(PtOpsReplay, Corpus) {
   for (const auto& entry : fs::directory_iterator(dir)) {
     if (!entry.is_regular_file()) continue;
     std::ifstream in(entry.path(), std::ios::binary);
-    const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                                          std::istreambuf_iterator<char>());
     EXPECT_EQ(run_pt_ops(bytes.data(), bytes.size()), "") << entry.path();
     ++n;
   }
@@ -42,7 +43,8 @@ TEST(PtOpsReplay, SeededRandomInputs) {
   for (std::uint64_t seed = first; seed <= last; ++seed) {
     prng rng(seed);
     std::vector<std::uint8_t> bytes(2 + 8 * rng.between(1, 48));
-    for (auto& b : bytes) b = static_cast<std::uint8_t>(rng.next());
+    for (auto& b : bytes)
+      b = static_cast<std::uint8_t>(rng.next());
     ASSERT_EQ(run_pt_ops(bytes.data(), bytes.size()), "")
         << "seed " << seed << "; replay with PT_OPS_SEED=" << seed << " ./pt_ops_replay_test";
   }

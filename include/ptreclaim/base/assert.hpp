@@ -3,7 +3,8 @@
 //   PTR_DASSERT    debug builds only (NDEBUG off): checks on hot paths.
 //   PTR_EXPENSIVE  whole-structure validators (check_invariants() of a table, cache, queue);
 //                  compiled in always, run only when expensive_checks_enabled() is true
-//                  (tests and the simulator turn it on; PTRECLAIM_EXPENSIVE_CHECKS sets the default).
+//                  (tests and the simulator turn it on; PTRECLAIM_EXPENSIVE_CHECKS sets the
+//                  default).
 // A failed assertion is a programmer error: it prints file:line, the expression and the
 // registered context (the seed and the command that replays it), then aborts.
 // Operating errors (pool exhausted, queue full, address in use) are Status values instead.
@@ -28,15 +29,15 @@ void set_expensive_checks(bool on) noexcept;
 
 }  // namespace ptreclaim
 
-#define PTR_ASSERT(expr)                                                   \
-  do {                                                                     \
-    if (!(expr)) [[unlikely]]                                              \
+#define PTR_ASSERT(expr)                                                      \
+  do {                                                                        \
+    if (!(expr)) [[unlikely]]                                                 \
       ::ptreclaim::assertion_failed(#expr, "", __FILE__, __LINE__, __func__); \
   } while (0)
 
-#define PTR_ASSERT_MSG(expr, msg)                                           \
-  do {                                                                      \
-    if (!(expr)) [[unlikely]]                                               \
+#define PTR_ASSERT_MSG(expr, msg)                                                \
+  do {                                                                           \
+    if (!(expr)) [[unlikely]]                                                    \
       ::ptreclaim::assertion_failed(#expr, (msg), __FILE__, __LINE__, __func__); \
   } while (0)
 
@@ -50,7 +51,9 @@ void set_expensive_checks(bool on) noexcept;
 #endif
 
 // Runs `stmt` (typically obj.check_invariants()) only when expensive checks are on.
-#define PTR_EXPENSIVE(stmt)                          \
-  do {                                               \
-    if (::ptreclaim::expensive_checks_enabled()) { stmt; } \
+#define PTR_EXPENSIVE(stmt)                        \
+  do {                                             \
+    if (::ptreclaim::expensive_checks_enabled()) { \
+      stmt;                                        \
+    }                                              \
   } while (0)

@@ -12,7 +12,9 @@ namespace ptreclaim {
 
 using u64 = std::uint64_t;
 
-[[nodiscard]] constexpr u64 bit(unsigned n) noexcept { return u64{1} << n; }
+[[nodiscard]] constexpr u64 bit(unsigned n) noexcept {
+  return u64{1} << n;
+}
 
 // Bits lo..hi inclusive set, e.g. bit_range(12, 51) is the VT-d address field.
 [[nodiscard]] constexpr u64 bit_range(unsigned lo, unsigned hi) noexcept {
@@ -39,15 +41,19 @@ using u64 = std::uint64_t;
   return value == 0 ? 0 : 63u - static_cast<unsigned>(std::countl_zero(value));
 }
 
-[[nodiscard]] constexpr bool is_pow2(u64 value) noexcept { return std::has_single_bit(value); }
+[[nodiscard]] constexpr bool is_pow2(u64 value) noexcept {
+  return std::has_single_bit(value);
+}
 
 // Smallest power-of-two-aligned block (log2 pages) that contains [first, last], in units of
 // 2^unit_lg2: the "address mask" of a page-selective invalidation.
-[[nodiscard]] constexpr unsigned covering_block_lg2(u64 first, u64 last, unsigned unit_lg2) noexcept {
+[[nodiscard]] constexpr unsigned covering_block_lg2(u64 first, u64 last,
+                                                    unsigned unit_lg2) noexcept {
   u64 a = first >> unit_lg2;
   u64 b = last >> unit_lg2;
   unsigned am = 0;
-  while ((a >> am) != (b >> am)) ++am;
+  while ((a >> am) != (b >> am))
+    ++am;
   return am;
 }
 

@@ -11,7 +11,7 @@ namespace ptreclaim {
 
 class log_histogram {
  public:
-  static constexpr unsigned sub_bits = 4;                 // 16 linear sub-buckets per octave
+  static constexpr unsigned sub_bits = 4;  // 16 linear sub-buckets per octave
   static constexpr unsigned sub_count = 1u << sub_bits;
   static constexpr unsigned bucket_count = (64 - sub_bits + 1) * sub_count;
 
@@ -44,7 +44,8 @@ class log_histogram {
     if (v > max_) max_ = v;
   }
   void merge(const log_histogram& other) noexcept {
-    for (unsigned b = 0; b < bucket_count; ++b) counts_[b] += other.counts_[b];
+    for (unsigned b = 0; b < bucket_count; ++b)
+      counts_[b] += other.counts_[b];
     count_ += other.count_;
     sum_ += other.sum_;
     if (other.min_ < min_) min_ = other.min_;

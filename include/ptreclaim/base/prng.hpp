@@ -13,7 +13,8 @@ class prng {
 
   void reseed(std::uint64_t seed) noexcept {
     std::uint64_t x = seed;
-    for (auto& word : s_) word = splitmix64(x);
+    for (auto& word : s_)
+      word = splitmix64(x);
   }
 
   std::uint64_t next() noexcept {

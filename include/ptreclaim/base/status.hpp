@@ -52,7 +52,7 @@ class [[nodiscard]] Status {
 template <class T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
   Result(Status status) : v_(std::move(status)) {  // NOLINT(google-explicit-constructor)
     PTR_ASSERT_MSG(!std::get<Status>(v_).ok(), "Result built from an ok Status has no value");
   }
@@ -76,9 +76,7 @@ class [[nodiscard]] Result {
   const T& operator*() const& { return value(); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
-  [[nodiscard]] Status status() const {
-    return ok() ? Status() : std::get<Status>(v_);
-  }
+  [[nodiscard]] Status status() const { return ok() ? Status() : std::get<Status>(v_); }
 
  private:
   std::variant<T, Status> v_;
@@ -87,8 +85,8 @@ class [[nodiscard]] Result {
 }  // namespace ptreclaim
 
 // Propagates a failed Status out of the calling function.
-#define PTR_TRY(expr)                              \
-  do {                                             \
-    ::ptreclaim::Status ptr_try_status_ = (expr);  \
+#define PTR_TRY(expr)                                  \
+  do {                                                 \
+    ::ptreclaim::Status ptr_try_status_ = (expr);      \
     if (!ptr_try_status_.ok()) return ptr_try_status_; \
   } while (0)

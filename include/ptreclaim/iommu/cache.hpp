@@ -37,8 +37,12 @@ template <class Entry>
 class set_assoc {
  public:
   explicit set_assoc(const cache_config& c)
-      : ways_(c.ways), sets_(c.entries / c.ways), policy_(c.policy), rng_(c.seed),
-        entries_(c.entries), stamps_(c.entries, 0) {
+      : ways_(c.ways),
+        sets_(c.entries / c.ways),
+        policy_(c.policy),
+        rng_(c.seed),
+        entries_(c.entries),
+        stamps_(c.entries, 0) {
     PTR_ASSERT_MSG(c.ways >= 1 && c.entries >= c.ways && c.entries % c.ways == 0,
                    "cache_config: entries must be a positive multiple of ways");
   }
@@ -62,11 +66,17 @@ class set_assoc {
     const std::size_t base = set_of(hash) * ways_;
     std::size_t slot = base + ways_;
     for (std::size_t i = base; i < base + ways_; ++i) {
-      if (entries_[i].valid && same(entries_[i])) { slot = i; break; }
+      if (entries_[i].valid && same(entries_[i])) {
+        slot = i;
+        break;
+      }
     }
     if (slot == base + ways_) {
       for (std::size_t i = base; i < base + ways_; ++i) {
-        if (!entries_[i].valid) { slot = i; break; }
+        if (!entries_[i].valid) {
+          slot = i;
+          break;
+        }
       }
     }
     if (slot == base + ways_) {
@@ -132,7 +142,8 @@ class set_assoc {
 
   [[nodiscard]] std::size_t size() const noexcept {
     std::size_t n = 0;
-    for (const auto& e : entries_) n += e.valid ? 1 : 0;
+    for (const auto& e : entries_)
+      n += e.valid ? 1 : 0;
     return n;
   }
   [[nodiscard]] std::size_t capacity() const noexcept { return entries_.size(); }
@@ -158,8 +169,8 @@ class set_assoc {
 
 struct iotlb_entry {
   bool valid = false;
-  bool negative = false;      // caching mode 1: "not present" cached for the level's range
-  std::uint8_t level = 1;     // page size: 1 = 4K, 2 = 2M, 3 = 1G (negative: any level)
+  bool negative = false;   // caching mode 1: "not present" cached for the level's range
+  std::uint8_t level = 1;  // page size: 1 = 4K, 2 = 2M, 3 = 1G (negative: any level)
   std::uint8_t perms = pt::perm_none;
   hw_domain_id did = 0;
   std::uint64_t vpn = 0;        // iova >> level_shift(level)
@@ -187,7 +198,9 @@ class iotlb {
   unsigned invalidate_range(hw_domain_id did, iova_t first, iova_t last) noexcept;
 
   template <class Visit>
-  void for_each(Visit&& visit) const { cache_.for_each(visit); }
+  void for_each(Visit&& visit) const {
+    cache_.for_each(visit);
+  }
   [[nodiscard]] std::size_t size() const noexcept { return cache_.size(); }
   [[nodiscard]] std::size_t capacity() const noexcept { return cache_.capacity(); }
   [[nodiscard]] std::uint64_t evictions() const noexcept { return cache_.evictions(); }

@@ -42,18 +42,16 @@ struct cache_config {
 //  - real invalidation descriptors take hundreds of ns to a few us.
 // Xen and Linux always use IH=0 when any table was freed; the flush helper does the same.
 struct latency_config {
-  std::uint64_t iotlb_hit_ns = 0;      // the hit path is part of the DMA itself
-  std::uint64_t iotlb_miss_ns = 250;   // fixed miss overhead (225-280 ns measured)
-  std::uint64_t pte_read_ns = 197;     // one memory read of the walk
-  std::uint64_t inv_page_ns = 200;     // one PSI descriptor
-  std::uint64_t inv_domain_ns = 200;   // one DSI descriptor
-  std::uint64_t inv_global_ns = 400;   // one global descriptor
-  std::uint64_t inv_wait_ns = 800;     // a wait descriptor's round trip (PSI + wait ~ 1 us)
+  std::uint64_t iotlb_hit_ns = 0;     // the hit path is part of the DMA itself
+  std::uint64_t iotlb_miss_ns = 250;  // fixed miss overhead (225-280 ns measured)
+  std::uint64_t pte_read_ns = 197;    // one memory read of the walk
+  std::uint64_t inv_page_ns = 200;    // one PSI descriptor
+  std::uint64_t inv_domain_ns = 200;  // one DSI descriptor
+  std::uint64_t inv_global_ns = 400;  // one global descriptor
+  std::uint64_t inv_wait_ns = 800;    // a wait descriptor's round trip (PSI + wait ~ 1 us)
 
   // All zero: the model's own machinery is what benchmarks measure.
-  [[nodiscard]] static constexpr latency_config zero() noexcept {
-    return {0, 0, 0, 0, 0, 0, 0};
-  }
+  [[nodiscard]] static constexpr latency_config zero() noexcept { return {0, 0, 0, 0, 0, 0, 0}; }
 };
 
 // One IOMMU.
@@ -65,9 +63,9 @@ struct unit_config {
   // Page sizes this unit supports: bit L set = a leaf at level L (bit 1 = 4K, 2 = 2M, 3 = 1G).
   // VT-d reports them in CAP.SLLPS; a unit without 1G support has 0b0110.
   std::uint32_t page_levels = 0b1110;
-  unsigned max_am = 18;              // VT-d CAP.MAMV: the largest PSI address mask
-  unsigned queue_entries = 256;      // invalidation queue ring (VT-d: 256 .. 32768, power of 2)
-  bool caching_mode = false;         // VT-d CAP.CM: 1 = not-present results are cached too
+  unsigned max_am = 18;                // VT-d CAP.MAMV: the largest PSI address mask
+  unsigned queue_entries = 256;        // invalidation queue ring (VT-d: 256 .. 32768, power of 2)
+  bool caching_mode = false;           // VT-d CAP.CM: 1 = not-present results are cached too
   unsigned max_walks_in_flight = 256;  // walks registered at once (one per walking device)
   latency_config latency{};
 

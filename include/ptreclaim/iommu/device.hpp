@@ -23,8 +23,8 @@ enum class access_pattern : std::uint8_t {
 };
 
 struct iova_window {
-  iova_t base = 0;          // 4 KiB aligned
-  std::uint64_t size = 0;   // bytes, a positive multiple of 4 KiB
+  iova_t base = 0;         // 4 KiB aligned
+  std::uint64_t size = 0;  // bytes, a positive multiple of 4 KiB
 };
 
 struct device_config {
@@ -45,13 +45,14 @@ struct device_stats {
   std::uint64_t faults = 0;
   std::uint64_t iotlb_hits = 0;
   std::uint64_t psc_hits = 0;
-  std::uint64_t walks = 0;         // translations that walked from the root
+  std::uint64_t walks = 0;  // translations that walked from the root
   std::uint64_t pte_reads = 0;
   std::uint64_t violations = 0;
-  std::uint64_t cost_ns = 0;       // modelled time of all translations
+  std::uint64_t cost_ns = 0;  // modelled time of all translations
 
   [[nodiscard]] double iotlb_hit_rate() const noexcept {
-    return translations == 0 ? 0.0 : static_cast<double>(iotlb_hits) / static_cast<double>(translations);
+    return translations == 0 ? 0.0
+                             : static_cast<double>(iotlb_hits) / static_cast<double>(translations);
   }
   [[nodiscard]] double psc_hit_rate() const noexcept {
     const std::uint64_t misses = translations - iotlb_hits;

@@ -47,10 +47,10 @@ namespace ptreclaim::iommu {
 class system;
 
 struct domain_desc {
-  std::uint16_t id = 0;                  // software domain: the ledger owner of its tables
+  std::uint16_t id = 0;  // software domain: the ledger owner of its tables
   const pt::format_desc* format = nullptr;
-  mem::frame_id root = mem::no_frame;    // a live level-`format->levels` table of `id`
-  std::uint32_t leaf_levels = 0b1110;    // page sizes software wants (bit L: a leaf at level L)
+  mem::frame_id root = mem::no_frame;  // a live level-`format->levels` table of `id`
+  std::uint32_t leaf_levels = 0b1110;  // page sizes software wants (bit L: a leaf at level L)
 };
 
 struct attachment {
@@ -95,7 +95,9 @@ class domain {
  private:
   friend class system;
   domain(const domain_desc& d, std::uint32_t root_generation, platform& plat)
-      : desc_(d), root_generation_(root_generation), leaf_levels_(d.leaf_levels & d.format->leaf_levels),
+      : desc_(d),
+        root_generation_(root_generation),
+        leaf_levels_(d.leaf_levels & d.format->leaf_levels),
         lock_(plat) {}
 
   struct pending {

@@ -46,7 +46,8 @@ struct inv_descriptor {
     return d;
   }
   // addr must be aligned to 2^(12 + am) bytes (checked at submit).
-  [[nodiscard]] static inv_descriptor page(hw_domain_id did, iova_t addr, unsigned am, bool ih) noexcept {
+  [[nodiscard]] static inv_descriptor page(hw_domain_id did, iova_t addr, unsigned am,
+                                           bool ih) noexcept {
     inv_descriptor d;
     d.type = inv_type::page;
     d.did = did;
@@ -65,7 +66,9 @@ struct inv_descriptor {
   }
   // page: the inclusive IOVA range it covers.
   [[nodiscard]] iova_t first() const noexcept { return addr; }
-  [[nodiscard]] iova_t last() const noexcept { return addr + ((std::uint64_t{1} << (12 + am)) - 1); }
+  [[nodiscard]] iova_t last() const noexcept {
+    return addr + ((std::uint64_t{1} << (12 + am)) - 1);
+  }
   // "PSI did=3 addr=0x200000 am=9 ih=0"
   [[nodiscard]] std::string describe() const;
 };
@@ -73,8 +76,11 @@ struct inv_descriptor {
 // AMD-Vi command buffer entries (AMD IOMMU spec §2.4.3 INVALIDATE_IOMMU_PAGES, §2.4.1
 // COMPLETION_WAIT, §2.4.8 INVALIDATE_IOMMU_ALL), field by field.
 struct amd_command {
-  enum class opcode : std::uint8_t { completion_wait = 1, invalidate_iommu_pages = 3,
-                                     invalidate_iommu_all = 8 };
+  enum class opcode : std::uint8_t {
+    completion_wait = 1,
+    invalidate_iommu_pages = 3,
+    invalidate_iommu_all = 8
+  };
   opcode op = opcode::invalidate_iommu_all;
   hw_domain_id domain_id = 0;  // INVALIDATE_IOMMU_PAGES DomainID
   std::uint64_t address = 0;   // bits 63:12; with S=1 the lowest clear bit at or above 12 sizes it

@@ -83,7 +83,9 @@ class system {
   // Removes the context entry (the unit stays in the domain's flush set).
   Status detach(device_id dev);
 
-  [[nodiscard]] unsigned unit_count() const noexcept { return static_cast<unsigned>(units_.size()); }
+  [[nodiscard]] unsigned unit_count() const noexcept {
+    return static_cast<unsigned>(units_.size());
+  }
   [[nodiscard]] unit& get_unit(unsigned u) noexcept { return *units_[u]; }
   [[nodiscard]] const unit& get_unit(unsigned u) const noexcept { return *units_[u]; }
   // The unit `dev` is attached behind, or nullptr.
@@ -96,7 +98,9 @@ class system {
   // --- invalidation ---
   // The flush helper (see above). Precondition: first <= last.
   [[nodiscard]] Result<ticket> invalidate(domain& dom, const inv_range& range);
-  [[nodiscard]] Result<ticket> invalidate_all(domain& dom) { return invalidate(dom, inv_range::all()); }
+  [[nodiscard]] Result<ticket> invalidate_all(domain& dom) {
+    return invalidate(dom, inv_range::all());
+  }
   // Non-blocking: advances the units the ticket names, then the domain's epochs; true once
   // every wait of the ticket completed.
   [[nodiscard]] bool poll(const ticket& t);

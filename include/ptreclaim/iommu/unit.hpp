@@ -70,8 +70,8 @@ struct translate_result {
   unsigned level = 0;          // ok / permission: the leaf's level (1 = 4K)
   std::uint8_t perms = 0;      // permissions of the path
   unsigned pte_reads = 0;
-  unsigned violations = 0;     // violations this translation recorded
-  std::uint64_t cost_ns = 0;   // modelled time (latency_config): miss overhead + reads
+  unsigned violations = 0;    // violations this translation recorded
+  std::uint64_t cost_ns = 0;  // modelled time (latency_config): miss overhead + reads
 };
 
 enum class walk_phase : std::uint8_t { idle, walking, done };
@@ -136,7 +136,7 @@ struct unit_stats {
   std::uint64_t iotlb_hits = 0;
   std::uint64_t iotlb_misses = 0;
   std::array<std::uint64_t, limits::max_levels + 1> psc_hits{};  // index = level of the entry
-  std::uint64_t walks = 0;        // translations that read memory
+  std::uint64_t walks = 0;                                       // translations that read memory
   std::uint64_t pte_reads = 0;
   std::uint64_t faults = 0;
   std::array<std::uint64_t, static_cast<std::size_t>(inv_type::count_)> descriptors{};  // processed
@@ -234,8 +234,8 @@ class unit {
   iotlb iotlb_;
   psc psc_;
   inv_queue queue_;
-  std::uint64_t hw_free_ns_ = 0;        // when the queue engine finished its last descriptor
-  bool head_wait_blocked_ = false;      // the head wait is stalled by a walk in flight
+  std::uint64_t hw_free_ns_ = 0;    // when the queue engine finished its last descriptor
+  bool head_wait_blocked_ = false;  // the head wait is stalled by a walk in flight
   std::uint64_t last_walk_end_ns_ = 0;
   std::uint64_t last_applied_inv_plus1_ = 0;  // 1 + sequence of the last invalidation applied
   std::vector<std::uint64_t> walk_start_;     // per slot: the walk's start sequence, or ~0
@@ -248,7 +248,8 @@ class unit {
         pte_reads{0}, faults{0}, waits_completed{0}, wait_stalls{0}, queue_full{0},
         fills_dropped{0}, violations{0};
     std::array<std::atomic<std::uint64_t>, limits::max_levels + 1> psc_hits{};
-    std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(inv_type::count_)> descriptors{};
+    std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(inv_type::count_)>
+        descriptors{};
   };
   counters c_;
 };

@@ -46,12 +46,12 @@ struct violation {
   violation_kind kind = violation_kind::free_frame;
   unsigned unit = 0;
   device_id device = 0;
-  std::uint16_t domain = 0;      // software domain (ledger owner) of the walk
+  std::uint16_t domain = 0;  // software domain (ledger owner) of the walk
   hw_domain_id did = 0;
   iova_t iova = 0;
   mem::frame_id frame = mem::no_frame;
-  unsigned level = 0;            // the table level the walk expected the frame to be
-  bool via_psc = false;          // the frame came from a paging-structure cache entry
+  unsigned level = 0;    // the table level the walk expected the frame to be
+  bool via_psc = false;  // the frame came from a paging-structure cache entry
   bool has_expected_generation = false;
   std::uint32_t expected_generation = 0;  // PSC: generation when cached
   mem::frame_ident now{};                 // the ledger's view at the read
@@ -72,7 +72,9 @@ class violation_log {
   explicit violation_log(std::size_t keep = 64) : keep_(keep) {}
 
   void record(const violation& v);
-  [[nodiscard]] std::uint64_t count() const noexcept { return count_.load(std::memory_order_relaxed); }
+  [[nodiscard]] std::uint64_t count() const noexcept {
+    return count_.load(std::memory_order_relaxed);
+  }
   // The first `keep` violations in full.
   [[nodiscard]] std::vector<violation> first() const;
   // Their one-line descriptions, newline-separated, plus "... and N more".

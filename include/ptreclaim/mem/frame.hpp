@@ -20,9 +20,7 @@ struct frame_id {
   [[nodiscard]] constexpr bool valid() const noexcept {
     return value != std::numeric_limits<std::uint32_t>::max();
   }
-  [[nodiscard]] constexpr std::uint64_t phys() const noexcept {
-    return std::uint64_t{value} << 12;
-  }
+  [[nodiscard]] constexpr std::uint64_t phys() const noexcept { return std::uint64_t{value} << 12; }
   [[nodiscard]] static constexpr frame_id from_phys(std::uint64_t pa) noexcept {
     return frame_id{static_cast<std::uint32_t>(pa >> 12)};
   }
@@ -61,16 +59,17 @@ struct frame_ident {
 // frame in its current state (the reclamation layer while retired), so queuing never allocates.
 // The history fields exist for violation reports and are written with relaxed atomics.
 struct frame_meta {
-  std::atomic<std::uint64_t> ident{0};       // frame_ident::pack()
+  std::atomic<std::uint64_t> ident{0};  // frame_ident::pack()
   std::atomic<std::uint32_t> link{std::numeric_limits<std::uint32_t>::max()};  // intrusive next
-  std::atomic<std::uint64_t> tag{0};         // the owner's stamp (e.g. a flush sequence)
-  std::atomic<std::uint64_t> retired_ns{0};  // when a gather released it (0: never)
-  std::atomic<std::uint64_t> freed_ns{0};    // when it was last freed (0: never)
+  std::atomic<std::uint64_t> tag{0};           // the owner's stamp (e.g. a flush sequence)
+  std::atomic<std::uint64_t> retired_ns{0};    // when a gather released it (0: never)
+  std::atomic<std::uint64_t> freed_ns{0};      // when it was last freed (0: never)
   std::atomic<const char*> freed_by{nullptr};  // static string naming the freeing path
   std::atomic<std::uint16_t> last_domain{0};   // owner before the last free, for reports
   std::atomic<std::uint8_t> last_level{0};
 
-  [[nodiscard]] frame_ident load_ident(std::memory_order o = std::memory_order_acquire) const noexcept {
+  [[nodiscard]] frame_ident load_ident(
+      std::memory_order o = std::memory_order_acquire) const noexcept {
     return frame_ident::unpack(ident.load(o));
   }
 };

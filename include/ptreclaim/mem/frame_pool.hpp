@@ -31,10 +31,10 @@ namespace ptreclaim::mem {
 
 struct pool_config {
   std::uint32_t capacity_frames = 1u << 16;  // 256 MiB of simulated memory
-  unsigned caches = 1;                       // per-CPU free-frame caches (<= limits::max_pool_caches)
-  unsigned cache_frames = 64;                // frames one cache holds before spilling to the depot
-  bool poison = true;                        // fill freed frames with poison_pattern
-  std::size_t max_reports = 1000;            // ledger reports kept in full (all are counted)
+  unsigned caches = 1;             // per-CPU free-frame caches (<= limits::max_pool_caches)
+  unsigned cache_frames = 64;      // frames one cache holds before spilling to the depot
+  bool poison = true;              // fill freed frames with poison_pattern
+  std::size_t max_reports = 1000;  // ledger reports kept in full (all are counted)
 };
 
 struct ledger_report {

@@ -45,10 +45,10 @@ struct decoded_entry {
 
 // Type-erased view of a format for run-time users (the hardware walker).
 struct format_desc {
-  const char* name;            // "vtd-ss-4", "vtd-ss-5", "x86-64-4", "amd-v1-4", ...
-  unsigned levels;             // root level number
-  unsigned va_bits;            // IOVA width the format translates
-  std::uint32_t leaf_levels;   // bit L set: a leaf may sit at level L (bit 1 = 4K, 2 = 2M, 3 = 1G)
+  const char* name;           // "vtd-ss-4", "vtd-ss-5", "x86-64-4", "amd-v1-4", ...
+  unsigned levels;            // root level number
+  unsigned va_bits;           // IOVA width the format translates
+  std::uint32_t leaf_levels;  // bit L set: a leaf may sit at level L (bit 1 = 4K, 2 = 2M, 3 = 1G)
   decoded_entry (*decode)(std::uint64_t pte, unsigned level) noexcept;
   std::uint64_t (*make_table)(std::uint64_t table_pa, unsigned level) noexcept;
   std::uint64_t (*make_leaf)(std::uint64_t pa, unsigned level, std::uint8_t perms) noexcept;
@@ -63,12 +63,17 @@ concept pt_format = requires(std::uint64_t pte, std::uint64_t pa, unsigned level
   { F::levels } -> std::convertible_to<unsigned>;
   { F::va_bits } -> std::convertible_to<unsigned>;
   { F::leaf_levels } -> std::convertible_to<std::uint32_t>;
-  { F::decode(pte, level) } noexcept -> std::same_as<decoded_entry>;
-  { F::make_table(pa, level) } noexcept -> std::same_as<std::uint64_t>;
-  { F::make_leaf(pa, level, p) } noexcept -> std::same_as<std::uint64_t>;
-  { F::sw_get(pte) } noexcept -> std::same_as<std::uint64_t>;        // software marker bits
-  { F::sw_set(pte, pa) } noexcept -> std::same_as<std::uint64_t>;    // (pa: the new value)
-  { F::sw_bits } -> std::convertible_to<unsigned>;                    // how many marker bits
+  { F::decode(pte, level) }
+  noexcept->std::same_as<decoded_entry>;
+  { F::make_table(pa, level) }
+  noexcept->std::same_as<std::uint64_t>;
+  { F::make_leaf(pa, level, p) }
+  noexcept->std::same_as<std::uint64_t>;
+  { F::sw_get(pte) }
+  noexcept->std::same_as<std::uint64_t>;  // software marker bits
+  { F::sw_set(pte, pa) }
+  noexcept->std::same_as<std::uint64_t>;            // (pa: the new value)
+  { F::sw_bits } -> std::convertible_to<unsigned>;  // how many marker bits
 };
 
 }  // namespace ptreclaim::pt

@@ -38,16 +38,16 @@ enum class format_kind : std::uint8_t { vtd_ss_4, vtd_ss_5, x86_64_4, x86_64_5, 
 enum class concurrency_mode : std::uint8_t { locked, lock_free };
 
 struct domain_config {
-  std::uint16_t domain = 0;               // software domain number (owner tag in the frame ledger)
+  std::uint16_t domain = 0;  // software domain number (owner tag in the frame ledger)
   concurrency_mode mode = concurrency_mode::locked;
-  bool coalesce = true;                   // Xen-style superpage coalescing (locked mode only)
-  bool refuse_overmap = false;            // map over present tables: address_in_use, not release
-  std::uint32_t leaf_levels = 0b1110;     // page sizes allowed (intersected with the format's)
+  bool coalesce = true;                // Xen-style superpage coalescing (locked mode only)
+  bool refuse_overmap = false;         // map over present tables: address_in_use, not release
+  std::uint32_t leaf_levels = 0b1110;  // page sizes allowed (intersected with the format's)
 };
 
 struct translation {
-  std::uint64_t phys = 0;       // physical address of the IOVA (page base + offset)
-  unsigned level = 1;           // level of the leaf (1 = 4K, 2 = 2M, 3 = 1G)
+  std::uint64_t phys = 0;  // physical address of the IOVA (page base + offset)
+  unsigned level = 1;      // level of the leaf (1 = 4K, 2 = 2M, 3 = 1G)
   std::uint8_t perms = perm_none;
 };
 
@@ -59,11 +59,11 @@ struct mapping {
 };
 
 struct table_stats {
-  std::uint64_t tables_allocated = 0;  // frames ever allocated for tables (root included)
-  std::uint64_t tables_released = 0;   // frames handed out in gathers
+  std::uint64_t tables_allocated = 0;       // frames ever allocated for tables (root included)
+  std::uint64_t tables_released = 0;        // frames handed out in gathers
   std::uint64_t tables_freed_unlinked = 0;  // fresh tables freed after a lost CAS race
-  std::uint64_t coalesced = 0;         // tables replaced by a superpage
-  std::uint64_t split = 0;             // superpages split into tables
+  std::uint64_t coalesced = 0;              // tables replaced by a superpage
+  std::uint64_t split = 0;                  // superpages split into tables
   std::uint64_t install_races_lost = 0;
 };
 

@@ -47,7 +47,9 @@ struct cost_model {
   [[nodiscard]] std::uint64_t cost(cost_kind k) const noexcept {
     return charge_ns[static_cast<std::size_t>(k)];
   }
-  void set_cost(cost_kind k, std::uint64_t ns) noexcept { charge_ns[static_cast<std::size_t>(k)] = ns; }
+  void set_cost(cost_kind k, std::uint64_t ns) noexcept {
+    charge_ns[static_cast<std::size_t>(k)] = ns;
+  }
   // Sets a cost by its key; errc::invalid_argument for an unknown key.
   Status set(std::string_view key, std::uint64_t ns);
   // `key = value` lines, one per field, parse_cost_model's format.

@@ -27,7 +27,8 @@ class cpu_mask {
   [[nodiscard]] static cpu_mask first(unsigned n) {
     PTR_ASSERT_MSG(n <= limits::max_cpus, "cpu_mask::first beyond limits::max_cpus");
     cpu_mask m;
-    for (unsigned c = 0; c < n; ++c) m.bits_.set(c);
+    for (unsigned c = 0; c < n; ++c)
+      m.bits_.set(c);
     return m;
   }
   void set(unsigned cpu, bool on = true) { bits_.set(check(cpu), on); }
@@ -72,7 +73,8 @@ class per_cpu {
   per_cpu(const per_cpu&) = delete;
   per_cpu& operator=(const per_cpu&) = delete;
   ~per_cpu() {
-    for (unsigned c = 0; c < built_; ++c) get(c).~T();
+    for (unsigned c = 0; c < built_; ++c)
+      get(c).~T();
   }
 
   [[nodiscard]] T& operator[](unsigned cpu) {
@@ -86,8 +88,8 @@ class per_cpu {
   [[nodiscard]] unsigned size() const noexcept { return size_; }
 
  private:
-  static constexpr std::size_t slot_align =
-      alignof(T) > cache_line_size ? alignof(T) : cache_line_size;
+  static constexpr std::size_t slot_align = alignof(T) > cache_line_size ? alignof(T)
+                                                                         : cache_line_size;
   struct alignas(slot_align) slot {
     alignas(T) unsigned char storage[sizeof(T)];
   };

@@ -52,13 +52,22 @@ class fifo {
   void push_back(T* t) noexcept {
     t->q_prev_ = tail_;
     t->q_next_ = nullptr;
-    if (tail_) tail_->q_next_ = t; else head_ = t;
+    if (tail_)
+      tail_->q_next_ = t;
+    else
+      head_ = t;
     tail_ = t;
     ++size_;
   }
   void remove(T* t) noexcept {
-    if (t->q_prev_) t->q_prev_->q_next_ = t->q_next_; else head_ = t->q_next_;
-    if (t->q_next_) t->q_next_->q_prev_ = t->q_prev_; else tail_ = t->q_prev_;
+    if (t->q_prev_)
+      t->q_prev_->q_next_ = t->q_next_;
+    else
+      head_ = t->q_next_;
+    if (t->q_next_)
+      t->q_next_->q_prev_ = t->q_prev_;
+    else
+      tail_ = t->q_prev_;
     t->q_next_ = t->q_prev_ = nullptr;
     --size_;
   }
@@ -69,7 +78,8 @@ class fifo {
   }
   template <class F>
   void for_each(F&& f) const {
-    for (T* t = head_; t; t = t->q_next_) f(t);
+    for (T* t = head_; t; t = t->q_next_)
+      f(t);
   }
 
  private:
@@ -86,7 +96,9 @@ class tasklet {
   tasklet() = default;
   tasklet(const tasklet&) = delete;
   tasklet& operator=(const tasklet&) = delete;
-  ~tasklet() { PTR_ASSERT_MSG(!queued_ && !running_, "tasklet destroyed while scheduled or running"); }
+  ~tasklet() {
+    PTR_ASSERT_MSG(!queued_ && !running_, "tasklet destroyed while scheduled or running");
+  }
 
  private:
   friend class executor;
@@ -94,11 +106,11 @@ class tasklet {
   std::function<void()> fn_;
   tasklet_kind kind_ = tasklet_kind::plain;
   bool initialised_ = false;
-  bool queued_ = false;   // linked on cpu_'s queue
-  bool running_ = false;  // its function is executing (on cpu_)
-  bool dead_ = false;     // killed: schedule requests are ignored until re-init
-  unsigned cpu_ = no_cpu;         // CPU it is queued on or running on
-  unsigned resched_cpu_ = no_cpu; // scheduled while running: requeue here afterwards
+  bool queued_ = false;            // linked on cpu_'s queue
+  bool running_ = false;           // its function is executing (on cpu_)
+  bool dead_ = false;              // killed: schedule requests are ignored until re-init
+  unsigned cpu_ = no_cpu;          // CPU it is queued on or running on
+  unsigned resched_cpu_ = no_cpu;  // scheduled while running: requeue here afterwards
   tasklet* q_next_ = nullptr;
   tasklet* q_prev_ = nullptr;
 };
@@ -109,14 +121,16 @@ class work_item {
   work_item() = default;
   work_item(const work_item&) = delete;
   work_item& operator=(const work_item&) = delete;
-  ~work_item() { PTR_ASSERT_MSG(!queued_ && !running_, "work_item destroyed while pending or running"); }
+  ~work_item() {
+    PTR_ASSERT_MSG(!queued_ && !running_, "work_item destroyed while pending or running");
+  }
 
  private:
   friend class executor;
   friend class detail::fifo<work_item>;
   std::function<void()> fn_;
   bool initialised_ = false;
-  bool queued_ = false;   // PENDING: linked on cpu_'s queue
+  bool queued_ = false;  // PENDING: linked on cpu_'s queue
   bool running_ = false;
   unsigned cpu_ = no_cpu;
   unsigned resched_cpu_ = no_cpu;  // queued while running: requeue here (same CPU) afterwards

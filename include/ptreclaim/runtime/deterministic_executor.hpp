@@ -41,10 +41,19 @@ namespace ptreclaim::runtime {
 
 // One executed step, for trace sinks (tests comparing interleavings, debugging output).
 struct trace_event {
-  std::uint64_t index = 0;   // step number, from 0
+  std::uint64_t index = 0;  // step number, from 0
   bool is_actor = false;
-  unsigned entity = 0;       // CPU number or actor id
-  enum class what : std::uint8_t { timer, softirq_tasklet, tasklet, work, program_step, hotplug, actor, idle };
+  unsigned entity = 0;  // CPU number or actor id
+  enum class what : std::uint8_t {
+    timer,
+    softirq_tasklet,
+    tasklet,
+    work,
+    program_step,
+    hotplug,
+    actor,
+    idle
+  };
   what kind = what::program_step;
   std::uint64_t start_ns = 0, end_ns = 0;
 };
@@ -62,7 +71,8 @@ class deterministic_executor final : public executor {
   void lock_release(const void* lock) noexcept override;
   // Inside a step: advances the caller's clock, running actors (never CPUs) in time order,
   // until done() or timeout_ns of virtual time passed; returns done().
-  [[nodiscard]] bool wait_until(const std::function<bool()>& done, std::uint64_t timeout_ns) override;
+  [[nodiscard]] bool wait_until(const std::function<bool()>& done,
+                                std::uint64_t timeout_ns) override;
 
   run_stats run() override;
   [[nodiscard]] std::uint64_t trace_hash() const noexcept override { return hash_; }
@@ -98,9 +108,9 @@ class deterministic_executor final : public executor {
   Status controller_hotplug(hotplug_op op, unsigned target) override;
   void charge_ns(std::uint64_t ns) noexcept override;
 
-  [[nodiscard]] unsigned entity() const noexcept;  // current entity or none
-  [[nodiscard]] std::uint64_t cpu_ready_ns(unsigned cpu) const;    // mu_ held
-  [[nodiscard]] std::uint64_t actor_ready_ns(unsigned a) const;    // mu_ held
+  [[nodiscard]] unsigned entity() const noexcept;                // current entity or none
+  [[nodiscard]] std::uint64_t cpu_ready_ns(unsigned cpu) const;  // mu_ held
+  [[nodiscard]] std::uint64_t actor_ready_ns(unsigned a) const;  // mu_ held
   void cpu_step(unsigned cpu);
   void actor_step(unsigned a);
   void hotplug_step(const hotplug_event& e);

@@ -46,16 +46,16 @@
 namespace ptreclaim::runtime {
 
 struct run_config {
-  unsigned cpus = 4;                // CPU slots, 1..limits::max_cpus
-  cpu_mask online{};                // CPUs online at start; empty = all of [0, cpus)
-  std::uint64_t seed = 1;           // deterministic: tie breaks, jitter, hotplug runner choice
-  cost_model costs{};               // deterministic only
+  unsigned cpus = 4;       // CPU slots, 1..limits::max_cpus
+  cpu_mask online{};       // CPUs online at start; empty = all of [0, cpus)
+  std::uint64_t seed = 1;  // deterministic: tie breaks, jitter, hotplug runner choice
+  cost_model costs{};      // deterministic only
   // Limits. The deterministic executor stops when the next step would start after
   // virtual_time_limit_ns or after max_steps steps; the threaded one after real_time_limit_ns.
   std::uint64_t virtual_time_limit_ns = ~std::uint64_t{0};
   std::uint64_t max_steps = std::uint64_t{1} << 32;
   std::uint64_t real_time_limit_ns = std::uint64_t{60} * 1000 * 1000 * 1000;
-  unsigned max_actors = 64;         // <= max_actors_limit
+  unsigned max_actors = 64;  // <= max_actors_limit
   unsigned max_notifiers = 64;
   dead_cpu_work on_cpu_dead = dead_cpu_work::park;  // see hotplug.hpp
   // threaded: how long a hotplug operation waits for a CPU to reach a step boundary before it
@@ -76,11 +76,11 @@ enum class stop_reason : std::uint8_t {
 
 struct cpu_run_stats {
   std::uint64_t program_steps = 0;
-  std::uint64_t tasklets = 0;          // plain tasklets run on this CPU
+  std::uint64_t tasklets = 0;  // plain tasklets run on this CPU
   std::uint64_t softirq_tasklets = 0;
   std::uint64_t work_items = 0;
   std::uint64_t timers = 0;
-  std::uint64_t clock_ns = 0;          // deterministic: the CPU's virtual clock at the end
+  std::uint64_t clock_ns = 0;  // deterministic: the CPU's virtual clock at the end
 };
 
 struct run_stats {
@@ -223,8 +223,8 @@ class executor : public platform {
   // Who the calling thread runs as; one per thread (the deterministic executor nests them).
   struct tls_context {
     const executor* owner = nullptr;
-    unsigned cpu = no_cpu;     // CPU slot, or no_cpu
-    unsigned actor = no_cpu;   // actor index, or no_cpu
+    unsigned cpu = no_cpu;    // CPU slot, or no_cpu
+    unsigned actor = no_cpu;  // actor index, or no_cpu
     exec_context kind = exec_context::none;
   };
   // RAII: the calling thread runs as (cpu|actor, kind) until destruction.
@@ -279,9 +279,9 @@ class executor : public platform {
   [[nodiscard]] bool has_softirq_work(unsigned cpu, std::uint64_t now_ns) const;
   [[nodiscard]] bool has_scheduled_work(unsigned cpu) const;
   [[nodiscard]] std::uint64_t next_timer_ns(unsigned cpu) const;  // ~0 if none
-  [[nodiscard]] bool quiescent() const;  // see stop_reason::quiescent; mu_ held
+  [[nodiscard]] bool quiescent() const;                      // see stop_reason::quiescent; mu_ held
   void fill_stats(run_stats& st, bool at_quiescence) const;  // mu_ held
-  Status hotplug(hotplug_op op, unsigned target);  // as CPU current_cpu(); mu_ not held
+  Status hotplug(hotplug_op op, unsigned target);            // as CPU current_cpu(); mu_ not held
   void hotplug_events_remaining_add(int delta) { hotplug_events_left_ += delta; }
 
   run_config config_;
@@ -329,8 +329,8 @@ struct executor::cpu_slot {
   detail::fifo<timer> timers;  // unsorted: a CPU holds a handful
   program prog;
   bool prog_active = false;
-  bool sched_point = true;          // last step ended at the scheduler point
-  std::uint64_t prog_wake_ns = 0;   // program runnable again at this platform time
+  bool sched_point = true;         // last step ended at the scheduler point
+  std::uint64_t prog_wake_ns = 0;  // program runnable again at this platform time
   cpu_run_stats stats;
 };
 

@@ -40,7 +40,8 @@ class threaded_executor final : public executor {
 
   // Nanoseconds since the executor was built.
   [[nodiscard]] std::uint64_t now_ns() noexcept override;
-  [[nodiscard]] bool wait_until(const std::function<bool()>& done, std::uint64_t timeout_ns) override;
+  [[nodiscard]] bool wait_until(const std::function<bool()>& done,
+                                std::uint64_t timeout_ns) override;
   run_stats run() override;
   void wake_actor(actor_id id) override;
 

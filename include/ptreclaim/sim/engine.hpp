@@ -25,12 +25,12 @@ enum class executor_kind : std::uint8_t {
 [[nodiscard]] Result<executor_kind> parse_executor(std::string_view name);
 
 struct run_options {
-  std::string policy;                   // one of policy_names()
+  std::string policy;  // one of policy_names()
   executor_kind executor = executor_kind::deterministic;
-  unsigned cpus = 0;                    // 0 = the scenario's; else 1 .. limits::max_cpus
-  std::optional<std::uint64_t> seed;    // else the scenario's seed, else a fresh one
-  std::uint64_t ops_per_cpu = 0;        // 0 = the scenario's duration.ops_per_cpu
-  bool quiet = false;                   // no diagnostics on stderr from the engine
+  unsigned cpus = 0;                  // 0 = the scenario's; else 1 .. limits::max_cpus
+  std::optional<std::uint64_t> seed;  // else the scenario's seed, else a fresh one
+  std::uint64_t ops_per_cpu = 0;      // 0 = the scenario's duration.ops_per_cpu
+  bool quiet = false;                 // no diagnostics on stderr from the engine
   // Called from the thread that called run(), with the fraction done (0..1), at most ~20 times a
   // second; may be empty.
   std::function<void(double fraction)> progress;

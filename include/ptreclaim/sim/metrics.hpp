@@ -21,8 +21,8 @@ using log_histogram = ptreclaim::log_histogram;
 // The safety and liveness invariants of SPEC.md section 4, in this order.
 enum class invariant : std::uint8_t { s1, s2, s3, s4, s5, l1, count_ };
 inline constexpr std::size_t invariant_count = static_cast<std::size_t>(invariant::count_);
-[[nodiscard]] std::string_view invariant_name(invariant i) noexcept;      // "S1"
-[[nodiscard]] std::string_view invariant_summary(invariant i) noexcept;   // one line: what it says
+[[nodiscard]] std::string_view invariant_name(invariant i) noexcept;     // "S1"
+[[nodiscard]] std::string_view invariant_summary(invariant i) noexcept;  // one line: what it says
 
 struct invariant_result {
   bool checked = false;  // false: this run could not check it (reason says why); not a failure
@@ -42,9 +42,9 @@ struct device_metrics {
   std::uint64_t faults = 0;        // translation faults (not present, permission): not errors
   std::uint64_t iotlb_hits = 0;
   std::uint64_t iotlb_misses = 0;
-  std::uint64_t psc_hits = 0;      // walks that started below the root thanks to a PSC entry
-  std::uint64_t psc_misses = 0;    // walks that found no PSC entry at any level
-  std::uint64_t pte_reads = 0;     // PTE reads by hardware walks
+  std::uint64_t psc_hits = 0;    // walks that started below the root thanks to a PSC entry
+  std::uint64_t psc_misses = 0;  // walks that found no PSC entry at any level
+  std::uint64_t pte_reads = 0;   // PTE reads by hardware walks
 
   [[nodiscard]] double iotlb_hit_rate() const noexcept {
     const auto n = iotlb_hits + iotlb_misses;
@@ -57,63 +57,64 @@ struct device_metrics {
 };
 
 struct invalidation_metrics {
-  std::uint64_t flushes = 0;           // invalidate-and-wait rounds completed (over a domain's
-                                       // units), by callers and by the policy together
-  std::uint64_t caller_flushes = 0;    // of which issued by the mapping caller
-  std::uint64_t descriptors = 0;       // invalidation descriptors submitted (all units, all kinds)
-  std::uint64_t waits = 0;             // wait descriptors submitted
+  std::uint64_t flushes = 0;         // invalidate-and-wait rounds completed (over a domain's
+                                     // units), by callers and by the policy together
+  std::uint64_t caller_flushes = 0;  // of which issued by the mapping caller
+  std::uint64_t descriptors = 0;     // invalidation descriptors submitted (all units, all kinds)
+  std::uint64_t waits = 0;           // wait descriptors submitted
   std::uint64_t backpressure_flushes = 0;  // producer-side flushes forced by max_pending_frames
 };
 
 struct reclaim_metrics {
-  std::uint64_t tables_released = 0;   // frames handed to the policy by gathers (retire calls)
-  std::uint64_t tables_freed = 0;      // of which freed back to the pool during the run
-  std::uint64_t peak_pending = 0;      // max frames retired and not freed at any instant
-  std::uint64_t pending_bound = 0;     // the configured max_pending_frames (for S5)
-  std::uint64_t pending_at_end = 0;    // frames still pending when the workload stopped
-  std::uint64_t drain_ns = 0;          // time from workload stop until the last retired frame
-                                       // was freed (L1)
+  std::uint64_t tables_released = 0;  // frames handed to the policy by gathers (retire calls)
+  std::uint64_t tables_freed = 0;     // of which freed back to the pool during the run
+  std::uint64_t peak_pending = 0;     // max frames retired and not freed at any instant
+  std::uint64_t pending_bound = 0;    // the configured max_pending_frames (for S5)
+  std::uint64_t pending_at_end = 0;   // frames still pending when the workload stopped
+  std::uint64_t drain_ns = 0;         // time from workload stop until the last retired frame
+                                      // was freed (L1)
   std::vector<pending_sample> pending_series;  // every duration.sample_interval_ns
-  log_histogram retire_to_free_ns;     // one value per freed table: free time - retire time
+  log_histogram retire_to_free_ns;             // one value per freed table: free time - retire time
 };
 
 struct violation_summary {
-  std::uint64_t count = 0;             // violations recorded by the IOMMU model (S1) and ledger
-  std::string first;                   // the first one in full, multi-line text ("" if none)
-  std::string replay_command;          // the exact command that reproduces it ("" if none)
+  std::uint64_t count = 0;     // violations recorded by the IOMMU model (S1) and ledger
+  std::string first;           // the first one in full, multi-line text ("" if none)
+  std::string replay_command;  // the exact command that reproduces it ("" if none)
 };
 
 struct leak_summary {
-  bool checked = false;                // the teardown ledger check ran
-  std::uint64_t leaked_frames = 0;     // frames not free at teardown
-  std::uint64_t ledger_violations = 0; // double frees, frees of linked frames, unknown ids
-  std::string report;                  // mem::frame_pool::leak_report() + ledger reports ("" = whole)
+  bool checked = false;                 // the teardown ledger check ran
+  std::uint64_t leaked_frames = 0;      // frames not free at teardown
+  std::uint64_t ledger_violations = 0;  // double frees, frees of linked frames, unknown ids
+  std::string report;  // mem::frame_pool::leak_report() + ledger reports ("" = whole)
 };
 
 struct hotplug_metrics {
   std::uint64_t offlines = 0;
   std::uint64_t onlines = 0;
-  std::uint64_t failed_offlines = 0;   // down-prepare then down-failed
-  std::uint64_t frames_migrated = 0;   // retired frames moved from a dead CPU's queue
+  std::uint64_t failed_offlines = 0;  // down-prepare then down-failed
+  std::uint64_t frames_migrated = 0;  // retired frames moved from a dead CPU's queue
 };
 
 struct run_result {
   // What ran.
-  std::string scenario;                // scenario name
-  std::string scenario_source;         // "builtin:NAME" or the file path
+  std::string scenario;         // scenario name
+  std::string scenario_source;  // "builtin:NAME" or the file path
   std::string policy;
-  bool policy_safe = true;             // engine.hpp policy_is_safe(policy)
-  std::string executor;                // "deterministic" | "threaded"
+  bool policy_safe = true;  // engine.hpp policy_is_safe(policy)
+  std::string executor;     // "deterministic" | "threaded"
   unsigned cpus = 0;
   std::uint64_t seed = 0;
-  std::string time_base;               // "virtual" (deterministic) or "real" (threaded)
+  std::string time_base;  // "virtual" (deterministic) or "real" (threaded)
 
   // How much and how fast.
-  std::uint64_t operations = 0;        // workload operations completed (all CPUs)
-  std::uint64_t elapsed_ns = 0;        // run time in time_base, workload start to stop
-  double wall_time_s = 0.0;            // host seconds the whole run took (always real)
+  std::uint64_t operations = 0;  // workload operations completed (all CPUs)
+  std::uint64_t elapsed_ns = 0;  // run time in time_base, workload start to stop
+  double wall_time_s = 0.0;      // host seconds the whole run took (always real)
   [[nodiscard]] double ops_per_s() const noexcept {
-    return elapsed_ns ? static_cast<double>(operations) * 1e9 / static_cast<double>(elapsed_ns) : 0.0;
+    return elapsed_ns ? static_cast<double>(operations) * 1e9 / static_cast<double>(elapsed_ns)
+                      : 0.0;
   }
 
   device_metrics devices;
@@ -146,7 +147,7 @@ struct run_result {
   // Determinism: a hash of the ordered event trace (deterministic executor: same seed, same
   // hash). 0 when not computed (threaded executor).
   std::uint64_t trace_hash = 0;
-  std::vector<std::string> notes;      // anything a reader should know ("hotplug disabled", ...)
+  std::vector<std::string> notes;  // anything a reader should know ("hotplug disabled", ...)
 };
 
 // One scenario, every policy (`ptreclaim compare`).
@@ -154,8 +155,8 @@ struct compare_result {
   std::string scenario;
   std::string executor;
   unsigned cpus = 0;
-  std::uint64_t seed = 0;              // the one seed all runs used
-  std::vector<run_result> runs;        // one per policy, in policy_names() order
+  std::uint64_t seed = 0;        // the one seed all runs used
+  std::vector<run_result> runs;  // one per policy, in policy_names() order
   // The run of `policy`, or nullptr.
   [[nodiscard]] const run_result* find(std::string_view policy) const noexcept {
     for (const auto& r : runs)
@@ -171,8 +172,9 @@ struct scale_result {
   std::uint64_t seed = 0;
   std::vector<std::string> policies;
   std::vector<unsigned> cpu_counts;
-  std::vector<run_result> runs;        // policies.size() * cpu_counts.size(), row-major by policy
-  [[nodiscard]] const run_result* at(std::size_t policy_index, std::size_t cpu_index) const noexcept {
+  std::vector<run_result> runs;  // policies.size() * cpu_counts.size(), row-major by policy
+  [[nodiscard]] const run_result* at(std::size_t policy_index,
+                                     std::size_t cpu_index) const noexcept {
     const std::size_t i = policy_index * cpu_counts.size() + cpu_index;
     return i < runs.size() ? &runs[i] : nullptr;
   }

@@ -49,29 +49,30 @@ namespace ptreclaim::sim {
 // ---- HTML report ---------------------------------------------------------------------------
 struct report_input {
   std::string title = "ptreclaim report";
-  std::string command;                      // the command line that produced it (shown verbatim)
-  std::optional<run_result> run;            // any subset of the three may be present
+  std::string command;            // the command line that produced it (shown verbatim)
+  std::optional<run_result> run;  // any subset of the three may be present
   std::optional<compare_result> compare;
   std::optional<scale_result> scale;
 };
 
 struct report_options {
-  std::string gnuplot = "gnuplot";          // program name or path (PATH lookup)
-  bool keep_plot_sources = true;            // leave plots/*.gp and *.dat for re-plotting
+  std::string gnuplot = "gnuplot";  // program name or path (PATH lookup)
+  bool keep_plot_sources = true;    // leave plots/*.gp and *.dat for re-plotting
 };
 
 struct report_outcome {
-  std::string html_path;                    // DIR/index.html
-  std::string json_path;                    // DIR/results.json
-  bool plotted = false;                     // gnuplot ran and every plot was embedded
-  std::string plot_message;                 // why not ("gnuplot not found in PATH: ...")
+  std::string html_path;     // DIR/index.html
+  std::string json_path;     // DIR/results.json
+  bool plotted = false;      // gnuplot ran and every plot was embedded
+  std::string plot_message;  // why not ("gnuplot not found in PATH: ...")
 };
 
 // Writes DIR/index.html (tables + plots: throughput per policy, pending frames over time,
 // retire-to-free latency distribution, throughput vs CPUs — each when the data exists) and
 // DIR/results.json. Without gnuplot the page says so in a visible box and still has every table.
 // Errors: invalid_argument when DIR cannot be created or written.
-[[nodiscard]] Result<report_outcome> write_html_report(const std::string& dir, const report_input& in,
+[[nodiscard]] Result<report_outcome> write_html_report(const std::string& dir,
+                                                       const report_input& in,
                                                        const report_options& options = {});
 // True when `program` can be run (found on PATH or an executable path).
 [[nodiscard]] bool program_available(const std::string& program);
@@ -79,10 +80,10 @@ struct report_outcome {
 // ---- verdict -------------------------------------------------------------------------------
 // Exit codes of the tool.
 enum exit_code : int {
-  exit_ok = 0,        // every safety invariant held (or: the expected violation was caught)
-  exit_unsafe = 1,    // an invariant failed, or an expected violation was NOT caught
-  exit_usage = 2,     // bad arguments or a bad scenario / cost file
-  exit_error = 3,     // the run could not be carried out (engine error, I/O)
+  exit_ok = 0,      // every safety invariant held (or: the expected violation was caught)
+  exit_unsafe = 1,  // an invariant failed, or an expected violation was NOT caught
+  exit_usage = 2,   // bad arguments or a bad scenario / cost file
+  exit_error = 3,   // the run could not be carried out (engine error, I/O)
 };
 
 struct verdict {

@@ -103,16 +103,16 @@ enum class caller_flush : std::uint8_t {
 
 // Where a softirq point (process_pending_softirqs) sits in the caller's unmap path.
 enum class softirq_point : std::uint8_t {
-  none,                  // no softirq point in the unmap path
-  before_caller_flush,   // between queueing released tables and the caller's own invalidation:
-                         // a softirq tasklet may free them before any invalidation (canary)
-  after_caller_flush,    // after the caller's invalidation completed (harmless)
+  none,                 // no softirq point in the unmap path
+  before_caller_flush,  // between queueing released tables and the caller's own invalidation:
+                        // a softirq tasklet may free them before any invalidation (canary)
+  after_caller_flush,   // after the caller's invalidation completed (harmless)
 };
 [[nodiscard]] std::string_view softirq_point_name(softirq_point p) noexcept;
 
 struct duration_params {
-  std::uint64_t ops_per_cpu = 20000;        // operations each CPU performs; 0 = until the time limit
-  std::uint64_t time_limit_ns = 0;          // virtual (deterministic) or real (threaded) ns; 0 = none
+  std::uint64_t ops_per_cpu = 20000;  // operations each CPU performs; 0 = until the time limit
+  std::uint64_t time_limit_ns = 0;    // virtual (deterministic) or real (threaded) ns; 0 = none
   std::uint64_t drain_timeout_ns = 1'000'000'000;  // L1: after the workload stops, every retired
                                                    // frame must be freed within this (1 .. 1e12)
   std::uint64_t sample_interval_ns = 100'000;      // pending-frames time-series period (>= 1000)
@@ -125,26 +125,26 @@ struct memory_params {
 };
 
 struct iommu_params {
-  unsigned count = 1;                  // IOMMUs (1 .. limits::max_iommus)
+  unsigned count = 1;  // IOMMUs (1 .. limits::max_iommus)
   // Everything below applies to every unit (homogeneous units).
-  iommu::unit_config unit{};           // IOTLB, PSC, page sizes, AM, queue, caching mode, latencies
+  iommu::unit_config unit{};  // IOTLB, PSC, page sizes, AM, queue, caching mode, latencies
 };
 
 struct domain_group {
-  unsigned count = 1;                  // domains in this group (1 .. limits::max_domains in total)
+  unsigned count = 1;  // domains in this group (1 .. limits::max_domains in total)
   pt::format_kind format = pt::format_kind::vtd_ss_4;  // "vtd-ss-4" .. (pt::parse_format_kind)
   pt::concurrency_mode mode = pt::concurrency_mode::locked;  // "locked" | "lock-free"
-  bool coalesce = true;                // Xen-style coalescing (locked mode only)
-  std::vector<unsigned> iommus;        // units every domain of the group is attached to;
-                                       // empty = all units ("all" in the file)
+  bool coalesce = true;          // Xen-style coalescing (locked mode only)
+  std::vector<unsigned> iommus;  // units every domain of the group is attached to;
+                                 // empty = all units ("all" in the file)
 };
 
 struct device_group {
-  unsigned count = 1;                  // devices (1 .. limits::max_devices in total)
-  unsigned domain_group = 0;           // index into scenario::domains; devices are spread
-                                       // round-robin over that group's domains
-  std::vector<unsigned> iommus;        // units the devices sit behind (round-robin); each must be
-                                       // one the domain is attached to; empty = the domain's units
+  unsigned count = 1;            // devices (1 .. limits::max_devices in total)
+  unsigned domain_group = 0;     // index into scenario::domains; devices are spread
+                                 // round-robin over that group's domains
+  std::vector<unsigned> iommus;  // units the devices sit behind (round-robin); each must be
+                                 // one the domain is attached to; empty = the domain's units
   access_pattern pattern = access_pattern::random;
   access_target target = access_target::live;
   std::uint64_t window_bytes = 0;      // IOVA window each device touches; 0 = the workload's region
@@ -156,39 +156,41 @@ struct device_group {
 // Knobs every workload shares: how the mapping caller flushes and softirq points.
 struct caller_params {
   caller_flush flush = caller_flush::each_op;
-  unsigned flush_batch = 32;           // batched: operations per caller flush (1 .. 65536)
+  unsigned flush_batch = 32;  // batched: operations per caller flush (1 .. 65536)
   softirq_point softirq = softirq_point::none;
 };
 
 struct superpage_churn_params {
-  std::uint64_t region_bytes = 1ull << 31;  // IOVA region each domain churns (2 MiB .. 1 TiB, 2M-aligned)
-  double superpage_probability = 0.3;   // an op fills a whole 2 MiB range with 4K maps (coalesces)
-  double gigabyte_probability = 0.02;   // an op fills a whole 1 GiB range (coalesces into 1G)
-  double shatter_probability = 0.3;     // an op partially unmaps inside a superpage (splits it)
-  double unmap_probability = 0.2;       // an op unmaps a whole 2 MiB range (frees tables)
+  std::uint64_t region_bytes =
+      1ull << 31;  // IOVA region each domain churns (2 MiB .. 1 TiB, 2M-aligned)
+  double superpage_probability = 0.3;  // an op fills a whole 2 MiB range with 4K maps (coalesces)
+  double gigabyte_probability = 0.02;  // an op fills a whole 1 GiB range (coalesces into 1G)
+  double shatter_probability = 0.3;    // an op partially unmaps inside a superpage (splits it)
+  double unmap_probability = 0.2;      // an op unmaps a whole 2 MiB range (frees tables)
   std::uint64_t partial_unmap_pages = 1;  // 4K pages a shatter unmaps (1 .. 511)
 };
 
 struct sva_kernel_params {
   std::uint64_t region_bytes = 1ull << 34;  // the vmalloc area (2 MiB .. 1 TiB)
-  std::uint64_t vmalloc_min_bytes = 4096;     // allocation size range (4 KiB .. region)
+  std::uint64_t vmalloc_min_bytes = 4096;   // allocation size range (4 KiB .. region)
   std::uint64_t vmalloc_max_bytes = 4ull << 20;
-  unsigned live_per_cpu = 64;           // live allocations a CPU keeps before freeing (1 .. 65536)
-  double free_probability = 0.5;        // an op frees (vfree) rather than allocates, once any is live
+  unsigned live_per_cpu = 64;     // live allocations a CPU keeps before freeing (1 .. 65536)
+  double free_probability = 0.5;  // an op frees (vfree) rather than allocates, once any is live
 };
 
 struct dma_storm_params {
-  unsigned buffers_per_cpu = 64;        // receive buffers each CPU cycles through (1 .. 65536)
-  std::uint64_t buffer_bytes = 4096;    // bytes per buffer (4 KiB .. 2 MiB, 4K multiple)
+  unsigned buffers_per_cpu = 64;      // receive buffers each CPU cycles through (1 .. 65536)
+  std::uint64_t buffer_bytes = 4096;  // bytes per buffer (4 KiB .. 2 MiB, 4K multiple)
   std::uint64_t iova_space_bytes = 1ull << 32;  // IOVA allocator space (>= cpus*buffers*buffer)
-  unsigned packets_per_op = 1;          // packets handled (map+DMA+unmap) per operation (1 .. 1024)
+  unsigned packets_per_op = 1;  // packets handled (map+DMA+unmap) per operation (1 .. 1024)
 };
 
 struct reclaim_params {
   std::uint64_t max_pending_frames = 4096;  // S5 bound: producers flush themselves at this
                                             // (1 .. memory.frames)
-  std::uint64_t flush_age_ns = 10'000'000;  // age after which pending frames are flushed (0 = never)
-  std::uint64_t watermark_frames = 1024;    // pending count that wakes the worker early (<= max)
+  std::uint64_t flush_age_ns =
+      10'000'000;                         // age after which pending frames are flushed (0 = never)
+  std::uint64_t watermark_frames = 1024;  // pending count that wakes the worker early (<= max)
 };
 
 struct hotplug_params {
@@ -202,11 +204,12 @@ struct hotplug_params {
 struct scenario {
   std::string name = "unnamed";
   std::string description;
-  // Where the scenario came from: "builtin:NAME" or the file path as given. Used in replay commands.
+  // Where the scenario came from: "builtin:NAME" or the file path as given. Used in replay
+  // commands.
   std::string source;
   workload_kind kind = workload_kind::superpage_churn;
-  unsigned cpus = 4;                      // simulated CPUs (1 .. limits::max_cpus)
-  std::optional<std::uint64_t> seed;      // default: a fresh seed per run (printed)
+  unsigned cpus = 4;                  // simulated CPUs (1 .. limits::max_cpus)
+  std::optional<std::uint64_t> seed;  // default: a fresh seed per run (printed)
   duration_params duration{};
   memory_params memory{};
   iommu_params iommu{};
@@ -218,8 +221,8 @@ struct scenario {
   dma_storm_params dma_storm{};              // used when kind == dma_storm
   reclaim_params reclaim{};
   hotplug_params hotplug{};
-  std::optional<std::string> cost_file;      // [cost] file, resolved against the scenario's folder
-  cost_model costs{};                        // loaded from cost_file, else the defaults
+  std::optional<std::string> cost_file;  // [cost] file, resolved against the scenario's folder
+  cost_model costs{};                    // loaded from cost_file, else the defaults
 
   // Derived views (after validation): total domains and devices over all groups.
   [[nodiscard]] unsigned domain_count() const noexcept;
@@ -235,13 +238,16 @@ struct scenario {
 
 // The scenario a run actually uses: `cpus` (0 = keep) and `ops_per_cpu` (0 = keep) applied, then
 // validated again (e.g. dma-storm's IOVA space must hold every CPU's buffers). hotplug.min_online
-// is lowered to fit, and hotplug is switched off for a single CPU. invalid_argument with the reason.
-[[nodiscard]] Result<scenario> with_overrides(const scenario& s, unsigned cpus, std::uint64_t ops_per_cpu);
+// is lowered to fit, and hotplug is switched off for a single CPU. invalid_argument with the
+// reason.
+[[nodiscard]] Result<scenario> with_overrides(const scenario& s, unsigned cpus,
+                                              std::uint64_t ops_per_cpu);
 
 // Parses TOML text. `source_name` is used in messages ("superpage-churn.toml:12:3: ...") and to
 // resolve relative paths (`base`, [cost] file). Errors: parse_error (syntax, unknown key, wrong
 // type, value out of range, failed validation), each naming file:line:column and the reason.
-[[nodiscard]] Result<scenario> parse_scenario(std::string_view toml_text, const std::string& source_name);
+[[nodiscard]] Result<scenario> parse_scenario(std::string_view toml_text,
+                                              const std::string& source_name);
 // Reads and parses a file (errc::invalid_argument if it cannot be read).
 [[nodiscard]] Result<scenario> load_scenario_file(const std::string& path);
 // A built-in name ("dma-storm") or a path (anything with a '/' or ending in ".toml", or an

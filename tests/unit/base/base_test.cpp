@@ -24,23 +24,25 @@ TEST(Bits, CoveringBlockIsSmallestAlignedCover) {
   EXPECT_EQ(covering_block_lg2(0x1000, 0x1fff, 12), 0u);
   EXPECT_EQ(covering_block_lg2(0x200000, 0x3fffff, 12), 9u);
   EXPECT_EQ(covering_block_lg2(0x1000, 0x2fff, 12), 2u);  // crosses a 2-page boundary at 0x2000
-  ASSERT_TRUE(rc::check("the block covers the range and is minimal", [](std::uint32_t a, std::uint16_t len) {
-    const u64 first = u64{a} << 12;
-    const u64 last = first + (u64{len} << 12) + 0xfff;
-    const unsigned am = covering_block_lg2(first, last, 12);
-    const u64 base = align_down(first, 12 + am);
-    RC_ASSERT(base <= first);
-    RC_ASSERT(last < base + (u64{1} << (12 + am)));
-    if (am > 0) {
-      const u64 smaller = align_down(first, 12 + am - 1);
-      RC_ASSERT(last >= smaller + (u64{1} << (12 + am - 1)));
-    }
-  }));
+  ASSERT_TRUE(rc::check("the block covers the range and is minimal",
+                        [](std::uint32_t a, std::uint16_t len) {
+                          const u64 first = u64{a} << 12;
+                          const u64 last = first + (u64{len} << 12) + 0xfff;
+                          const unsigned am = covering_block_lg2(first, last, 12);
+                          const u64 base = align_down(first, 12 + am);
+                          RC_ASSERT(base <= first);
+                          RC_ASSERT(last < base + (u64{1} << (12 + am)));
+                          if (am > 0) {
+                            const u64 smaller = align_down(first, 12 + am - 1);
+                            RC_ASSERT(last >= smaller + (u64{1} << (12 + am - 1)));
+                          }
+                        }));
 }
 
 TEST(Prng, SameSeedSameStreamAndForksDiffer) {
   prng a(42), b(42);
-  for (int i = 0; i < 100; ++i) ASSERT_EQ(a.next(), b.next());
+  for (int i = 0; i < 100; ++i)
+    ASSERT_EQ(a.next(), b.next());
   prng c = a.fork(1), d = a.fork(2);
   EXPECT_NE(c.next(), d.next());
   std::set<std::uint64_t> seen;
@@ -77,7 +79,8 @@ namespace {
 
 TEST(LogHistogram, PercentilesWithinOneSixteenth) {
   log_histogram h;
-  for (std::uint64_t v = 1; v <= 10000; ++v) h.record(v);
+  for (std::uint64_t v = 1; v <= 10000; ++v)
+    h.record(v);
   EXPECT_EQ(h.count(), 10000u);
   EXPECT_EQ(h.max(), 10000u);
   EXPECT_EQ(h.min(), 1u);

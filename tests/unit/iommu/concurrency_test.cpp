@@ -35,8 +35,11 @@ TEST(IommuConcurrency, WaitNeverCompletesUnderAWalkInFlight) {
   std::atomic<std::uint64_t> translations{0};
   for (device_id id : {device_id{1}, device_id{2}, device_id{3}}) {
     devs.emplace_back([&, id] {
-      device_config dc{.id = id, .pattern = access_pattern::uniform, .windows = {{0, 8 * k2m}},
-                       .stepwise = id != 2, .seed = 1000u + id};
+      device_config dc{.id = id,
+                       .pattern = access_pattern::uniform,
+                       .windows = {{0, 8 * k2m}},
+                       .stepwise = id != 2,
+                       .seed = 1000u + id};
       device dev(f.sys, dc);
       while (!stop.load(std::memory_order_relaxed)) {
         if (dev.step()) translations.fetch_add(1, std::memory_order_relaxed);
@@ -68,7 +71,8 @@ TEST(IommuConcurrency, WaitNeverCompletesUnderAWalkInFlight) {
     f.free_released(g, "cpu-after-wait");
   }
   stop.store(true);
-  for (auto& th : devs) th.join();
+  for (auto& th : devs)
+    th.join();
   EXPECT_GT(translations.load(), 0u);
   EXPECT_EQ(f.sys.violations().count(), 0u) << f.sys.violations().report();
   EXPECT_TRUE(f.sys.check_invariants().ok());

@@ -53,9 +53,7 @@ struct fixture {
       : pool(mem::pool_config{.capacity_frames = frames}, plat), sys(pool, {}, plat) {
     set_expensive_checks(true);
   }
-  ~fixture() {
-    EXPECT_TRUE(sys.check_invariants().ok()) << sys.check_invariants().to_string();
-  }
+  ~fixture() { EXPECT_TRUE(sys.check_invariants().ok()) << sys.check_invariants().to_string(); }
 
   // A table and its domain (software id `id`).
   domain& add_domain(std::uint16_t id, pt::domain_config cfg = {},
@@ -76,7 +74,8 @@ struct fixture {
   }
   // Frees every frame the gather released (a reclaimer's free; too early unless flushed).
   void free_released(pt::gather& g, const char* path = "test-free") {
-    for (auto f : g.released()) EXPECT_TRUE(pool.free(f, path).ok());
+    for (auto f : g.released())
+      EXPECT_TRUE(pool.free(f, path).ok());
     g.clear();
   }
   void map(domain& d, iova_t iova, std::uint64_t phys, std::uint64_t size, pt::gather& g,

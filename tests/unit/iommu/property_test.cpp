@@ -16,7 +16,15 @@
 namespace ptreclaim::iommu::test {
 namespace {
 
-enum class op_kind : std::uint8_t { map4k, map2m, unmap, translate, flush_owed, partial_psi, flush_leaf_only };
+enum class op_kind : std::uint8_t {
+  map4k,
+  map2m,
+  unmap,
+  translate,
+  flush_owed,
+  partial_psi,
+  flush_leaf_only
+};
 
 struct op {
   op_kind kind;
@@ -38,7 +46,8 @@ rc::Gen<op> gen_op() {
                                                                  {1, op_kind::partial_psi},
                                                                  {1, op_kind::flush_leaf_only}})),
       rc::gen::set(&op::page, rc::gen::inRange(0u, window_pages)),
-      rc::gen::set(&op::count, rc::gen::inRange(1u, 600u)), rc::gen::set(&op::flag, rc::gen::arbitrary<bool>()));
+      rc::gen::set(&op::count, rc::gen::inRange(1u, 600u)),
+      rc::gen::set(&op::flag, rc::gen::arbitrary<bool>()));
 }
 
 void run(const std::vector<op>& ops, bool coalesce, bool random_repl, bool two_units) {
@@ -77,7 +86,8 @@ void run(const std::vector<op>& ops, bool coalesce, bool random_repl, bool two_u
         (void)t.map(align_down(iova, 21), 0x4000'0000, k2m, pt::perm_rw, g);
         break;
       case op_kind::unmap: {
-        const std::uint64_t pages = std::min<std::uint64_t>(o.count, window_pages - o.page % window_pages);
+        const std::uint64_t pages =
+            std::min<std::uint64_t>(o.count, window_pages - o.page % window_pages);
         RC_ASSERT(t.unmap(iova, pages << 12, g).ok());
         break;
       }
@@ -105,8 +115,8 @@ void run(const std::vector<op>& ops, bool coalesce, bool random_repl, bool two_u
         break;
       case op_kind::partial_psi: {
         // An extra invalidation of one page: harmless, never enough to free anything.
-        const std::array<inv_descriptor, 2> descs{inv_descriptor::page(11, align_down(iova, 12), 0, o.flag),
-                                                  inv_descriptor::wait()};
+        const std::array<inv_descriptor, 2> descs{
+            inv_descriptor::page(11, align_down(iova, 12), 0, o.flag), inv_descriptor::wait()};
         RC_ASSERT(f.sys.get_unit(u0).submit(descs).ok());
         break;
       }

@@ -58,7 +58,8 @@ TEST(IommuQueue, WaitBlocksOnEarlierWalkInFlight) {
   ASSERT_FALSE(g.released().empty());
   auto t = f.sys.invalidate(d, inv_range::from(g));
   ASSERT_TRUE(t.ok());
-  for (int i = 0; i < 10; ++i) EXPECT_FALSE(f.sys.poll(*t)) << "the walk is still in flight";
+  for (int i = 0; i < 10; ++i)
+    EXPECT_FALSE(f.sys.poll(*t)) << "the walk is still in flight";
   EXPECT_EQ(un.stats().wait_stalls, 1u);
   EXPECT_EQ(d.flush_completed(), 0u);
   EXPECT_EQ(un.processed(), t->parts[0].seq) << "the PSI took effect, the wait did not";
@@ -133,7 +134,8 @@ TEST(IommuQueue, FullRingIsAnOrdinaryCondition) {
   domain& d = f.add_domain(1);
   ASSERT_TRUE(f.sys.attach(1, u, d, 1).ok());
   unit& un = f.sys.get_unit(u);
-  for (unsigned i = 0; i < 256; ++i) ASSERT_TRUE(un.submit(inv_descriptor::domain(1)).ok());
+  for (unsigned i = 0; i < 256; ++i)
+    ASSERT_TRUE(un.submit(inv_descriptor::domain(1)).ok());
   EXPECT_EQ(un.submit(inv_descriptor::domain(1)).status().code(), errc::queue_full);
   const std::array<inv_descriptor, 2> pair{inv_descriptor::domain(1), inv_descriptor::wait()};
   plat.add(c.latency.inv_domain_ns);  // one slot frees
@@ -170,7 +172,9 @@ TEST(IommuQueue, FlushHelperChoosesPsiOrDsiAndTheHint) {
   domain& d = f.add_domain(1);
   ASSERT_TRUE(f.sys.attach(1, u0, d, 1).ok());
   ASSERT_TRUE(f.sys.attach(2, u1, d, 2).ok());
-  auto count = [&](unsigned u, inv_type t) { return f.sys.get_unit(u).stats().descriptors[static_cast<int>(t)]; };
+  auto count = [&](unsigned u, inv_type t) {
+    return f.sys.get_unit(u).stats().descriptors[static_cast<int>(t)];
+  };
   // 3 pages crossing a 4-page boundary: AM = 3 fits both units.
   auto t = f.sys.invalidate(d, {3 * k4k, 5 * k4k + 10, false});
   ASSERT_TRUE(t.ok());
@@ -228,18 +232,19 @@ TEST(IommuQueue, EpochsCompleteInOrderAndFullOnlyForFull) {
 }
 
 TEST(IommuAmd, CommandsMapOntoTheSameModel) {
-  rc::check("INVALIDATE_IOMMU_PAGES encodes the smallest aligned block", [](std::uint32_t a, std::uint16_t len, bool pde) {
-    const iova_t first = iova_t{a} << 12;
-    const iova_t last = first + (iova_t{len} << 12) + 0xfff;
-    const amd_command c = amd_command::invalidate_pages(5, first, last, pde);
-    const inv_descriptor d = translate_amd(c);
-    RC_ASSERT(d.type == inv_type::page);
-    RC_ASSERT(d.did == 5u);
-    RC_ASSERT(d.ih == !pde);
-    RC_ASSERT(unsigned{d.am} == covering_block_lg2(first, last, 12));
-    RC_ASSERT(d.first() <= first);
-    RC_ASSERT(d.last() >= last);
-  });
+  rc::check("INVALIDATE_IOMMU_PAGES encodes the smallest aligned block",
+            [](std::uint32_t a, std::uint16_t len, bool pde) {
+              const iova_t first = iova_t{a} << 12;
+              const iova_t last = first + (iova_t{len} << 12) + 0xfff;
+              const amd_command c = amd_command::invalidate_pages(5, first, last, pde);
+              const inv_descriptor d = translate_amd(c);
+              RC_ASSERT(d.type == inv_type::page);
+              RC_ASSERT(d.did == 5u);
+              RC_ASSERT(d.ih == !pde);
+              RC_ASSERT(unsigned{d.am} == covering_block_lg2(first, last, 12));
+              RC_ASSERT(d.first() <= first);
+              RC_ASSERT(d.last() >= last);
+            });
   const inv_descriptor all = translate_amd(amd_command::invalidate_pages(5, 0, ~iova_t{0}, true));
   EXPECT_EQ(all.type, inv_type::domain);
   EXPECT_EQ(translate_amd(amd_command::invalidate_all()).type, inv_type::global);
@@ -267,7 +272,8 @@ TEST(IommuAmd, CommandsMapOntoTheSameModel) {
 
 TEST(IommuCache, LruEvictsTheLeastRecentlyUsed) {
   iotlb t({4, 4, replacement::lru, 1});
-  for (std::uint64_t p = 0; p < 4; ++p) t.insert({true, false, 1, pt::perm_read, 1, p, p << 12});
+  for (std::uint64_t p = 0; p < 4; ++p)
+    t.insert({true, false, 1, pt::perm_read, 1, p, p << 12});
   ASSERT_TRUE(t.lookup(1, 0, 0b10));  // touch page 0
   t.insert({true, false, 1, pt::perm_read, 1, 9, 9 << 12});
   EXPECT_TRUE(t.lookup(1, 0, 0b10)) << "recently used survives";
@@ -280,7 +286,8 @@ TEST(IommuCache, LruEvictsTheLeastRecentlyUsed) {
 TEST(IommuCache, RandomReplacementIsSeeded) {
   auto run = [](std::uint64_t seed) {
     iotlb t({8, 8, replacement::random, seed});
-    for (std::uint64_t p = 0; p < 100; ++p) t.insert({true, false, 1, pt::perm_read, 1, p, p << 12});
+    for (std::uint64_t p = 0; p < 100; ++p)
+      t.insert({true, false, 1, pt::perm_read, 1, p, p << 12});
     std::vector<std::uint64_t> pages;
     t.for_each([&](const iotlb_entry& e) { pages.push_back(e.vpn); });
     return pages;
@@ -298,7 +305,8 @@ TEST(IommuCache, RangesAndDomains) {
   ASSERT_TRUE(h);
   EXPECT_EQ(h->level, 2u);
   EXPECT_EQ(h->entry.next.value, 10u);
-  EXPECT_EQ(p.invalidate_range(1, 3 * k2m + k4k, 3 * k2m + k4k), 2u) << "the PDE and the PDPE above it";
+  EXPECT_EQ(p.invalidate_range(1, 3 * k2m + k4k, 3 * k2m + k4k), 2u)
+      << "the PDE and the PDPE above it";
   EXPECT_EQ(p.size(), 1u);
   EXPECT_EQ(p.invalidate_domain(2), 1u);
   EXPECT_TRUE(p.check_invariants().ok());

@@ -126,8 +126,8 @@ TEST(IommuFaithful, LeafOnlyHintKeepsStalePscAndFreeingIsCaught) {
 
 // Allocates level-`level` tables of domain `dom` until frame `want` comes back (it was freed);
 // returns the extra frames to free afterwards.
-std::vector<mem::frame_id> realloc_frame(mem::frame_pool& pool, mem::frame_id want, std::uint16_t dom,
-                                         std::uint8_t level) {
+std::vector<mem::frame_id> realloc_frame(mem::frame_pool& pool, mem::frame_id want,
+                                         std::uint16_t dom, std::uint8_t level) {
   std::vector<mem::frame_id> got;
   for (std::uint32_t i = 0; i < pool.capacity(); ++i) {
     auto f = pool.alloc_table(dom, level);
@@ -158,7 +158,8 @@ TEST(IommuFaithful, ReusedFrameDetectedByGeneration) {
   EXPECT_TRUE(v.has_expected_generation);
   EXPECT_EQ(v.expected_generation, old_gen);
   EXPECT_NE(v.now.generation, old_gen);
-  for (auto f : extra) EXPECT_TRUE(t.f.pool.free_unlinked_table(f, "test").ok());
+  for (auto f : extra)
+    EXPECT_TRUE(t.f.pool.free_unlinked_table(f, "test").ok());
   t.f.teardown();
 }
 
@@ -167,7 +168,8 @@ TEST(IommuFaithful, ReusedChildReachedThroughRetiredParent) {
   unit_config c = zero_latency_unit();
   c.psc = {1, 1, replacement::lru, 1};  // one entry per level: the level-2 entry gets evicted
   const unsigned u = f.sys.add_unit(c);
-  domain& d = f.add_domain(1, pt::domain_config{.mode = pt::concurrency_mode::lock_free, .coalesce = false});
+  domain& d = f.add_domain(
+      1, pt::domain_config{.mode = pt::concurrency_mode::lock_free, .coalesce = false});
   ASSERT_TRUE(f.sys.attach(1, u, d, 4).ok());
   pt::gather g;
   f.map(d, k1g, 0x1000, k4k, g);
@@ -184,11 +186,14 @@ TEST(IommuFaithful, ReusedChildReachedThroughRetiredParent) {
   const auto r = f.sys.translate(1, k1g, pt::perm_read);
   EXPECT_GE(r.violations, 1u);
   bool seen = false;
-  for (const auto& v : f.sys.violations().first()) seen = seen || v.kind == violation_kind::reused_via_stale;
+  for (const auto& v : f.sys.violations().first())
+    seen = seen || v.kind == violation_kind::reused_via_stale;
   EXPECT_TRUE(seen) << f.sys.violations().report();
-  for (auto fr : extra) EXPECT_TRUE(f.pool.free_unlinked_table(fr, "test").ok());
+  for (auto fr : extra)
+    EXPECT_TRUE(f.pool.free_unlinked_table(fr, "test").ok());
   ASSERT_TRUE(f.sys.flush_sync(d, inv_range::all(), big_timeout).ok());
-  for (std::size_t i = 1; i < g.released().size(); ++i) EXPECT_TRUE(f.pool.free(g.released()[i], "test").ok());
+  for (std::size_t i = 1; i < g.released().size(); ++i)
+    EXPECT_TRUE(f.pool.free(g.released()[i], "test").ok());
   g.clear();
   f.teardown();
 }
@@ -216,14 +221,16 @@ TEST(IommuFaithful, PsiMaskCoversExactlyTheAlignedBlock) {
   ASSERT_TRUE(f.sys.attach(1, u, d, 9).ok());
   pt::gather g;
   const iova_t block = 64 * k4k * 5;  // aligned to 16 pages (am = 4)
-  const std::array<iova_t, 5> pages{block - k4k, block, block + 7 * k4k, block + 15 * k4k, block + 16 * k4k};
+  const std::array<iova_t, 5> pages{block - k4k, block, block + 7 * k4k, block + 15 * k4k,
+                                    block + 16 * k4k};
   for (iova_t p : pages) {
     f.map(d, p, p, k4k, g);
     EXPECT_EQ(f.sys.translate(1, p, pt::perm_read).result, outcome::ok);
   }
   submit_and_wait(f.sys.get_unit(u), inv_descriptor::page(9, block, 4, true));
   std::vector<iova_t> left;
-  for (const auto& e : f.sys.get_unit(u).iotlb_snapshot()) left.push_back(e.first());
+  for (const auto& e : f.sys.get_unit(u).iotlb_snapshot())
+    left.push_back(e.first());
   std::sort(left.begin(), left.end());
   EXPECT_EQ(left, (std::vector<iova_t>{block - k4k, block + 16 * k4k}));
   // Misaligned address or a mask beyond max_am is refused.
@@ -269,8 +276,10 @@ TEST(IommuFaithful, DsiTouchesOnlyItsDidOnItsUnit) {
   EXPECT_EQ(f.sys.translate(2, 0, pt::perm_read).phys, 0x200000u);
   EXPECT_EQ(f.sys.translate(3, 0, pt::perm_read).phys, 0x100000u);
   submit_and_wait(f.sys.get_unit(u0), inv_descriptor::domain(10));
-  for (const auto& e : f.sys.get_unit(u0).iotlb_snapshot()) EXPECT_EQ(e.did, 20u);
-  for (const auto& [l, e] : f.sys.get_unit(u0).psc_snapshot()) EXPECT_EQ(e.did, 20u);
+  for (const auto& e : f.sys.get_unit(u0).iotlb_snapshot())
+    EXPECT_EQ(e.did, 20u);
+  for (const auto& [l, e] : f.sys.get_unit(u0).psc_snapshot())
+    EXPECT_EQ(e.did, 20u);
   EXPECT_EQ(f.sys.get_unit(u0).iotlb_snapshot().size(), 1u);
   EXPECT_EQ(f.sys.get_unit(u1).iotlb_snapshot().size(), 1u) << "unit 1 untouched";
   EXPECT_EQ(f.sys.get_unit(u1).iotlb_snapshot().front().did, 55u);
@@ -284,7 +293,8 @@ TEST(IommuFaithful, Linux38c527aeb419StalePde) {
     SCOPED_TRACE(fixed ? "fixed order" : "buggy order");
     fixture f;
     const unsigned u = f.sys.add_unit(zero_latency_unit());
-    domain& d = f.add_domain(1, pt::domain_config{.mode = pt::concurrency_mode::lock_free, .coalesce = false});
+    domain& d = f.add_domain(
+        1, pt::domain_config{.mode = pt::concurrency_mode::lock_free, .coalesce = false});
     ASSERT_TRUE(f.sys.attach(1, u, d, 4).ok());
     pt::gather g;
     f.map(d, k1g, 0x7000'0000, k4k, g);
@@ -418,7 +428,8 @@ TEST(IommuDevice, PatternsAreSeededAndCounted) {
   f.map(d, 0, 0, 4 * k2m, g);
   f.map(d, k1g, 0, 64 * k4k, g);
   for (auto pat : {access_pattern::uniform, access_pattern::sequential, access_pattern::hot_set}) {
-    device_config dc{.id = 1, .pattern = pat, .windows = {{0, 4 * k2m}, {k1g, 128 * k4k}}, .seed = 99};
+    device_config dc{
+        .id = 1, .pattern = pat, .windows = {{0, 4 * k2m}, {k1g, 128 * k4k}}, .seed = 99};
     device a(f.sys, dc);
     device b(f.sys, dc);
     for (int i = 0; i < 200; ++i) {
@@ -435,8 +446,11 @@ TEST(IommuDevice, PatternsAreSeededAndCounted) {
     }
     EXPECT_EQ(s.ok + s.faults, s.translations);
   }
-  device_config sw{.id = 1, .pattern = access_pattern::sequential, .windows = {{k1g, 8 * k4k}},
-                   .stepwise = true, .seed = 5};
+  device_config sw{.id = 1,
+                   .pattern = access_pattern::sequential,
+                   .windows = {{k1g, 8 * k4k}},
+                   .stepwise = true,
+                   .seed = 5};
   device c(f.sys, sw);
   while (!c.step()) {
     EXPECT_TRUE(c.walking());

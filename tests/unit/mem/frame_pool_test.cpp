@@ -1,11 +1,11 @@
+#include "ptreclaim/mem/frame_pool.hpp"
+
 #include <gtest/gtest.h>
 #include <rapidcheck.h>
 
 #include <set>
 #include <thread>
 #include <vector>
-
-#include "ptreclaim/mem/frame_pool.hpp"
 
 namespace ptreclaim::mem {
 namespace {
@@ -19,7 +19,8 @@ TEST(FramePool, AllocatesZeroedFramesWithOwnerAndNewGeneration) {
   EXPECT_EQ(id.domain, 7);
   EXPECT_EQ(id.level, 2);
   EXPECT_EQ(id.generation, 1u);
-  for (unsigned i = 0; i < 512; ++i) ASSERT_EQ(pool.words(*a)[i].load(), 0u);
+  for (unsigned i = 0; i < 512; ++i)
+    ASSERT_EQ(pool.words(*a)[i].load(), 0u);
   pool.words(*a)[3].store(0x1234);
   ASSERT_TRUE(pool.mark_retired(*a).ok());
   EXPECT_EQ(pool.ident(*a).state, frame_state::retired);
@@ -53,9 +54,9 @@ TEST(FramePool, LedgerCatchesDoubleFreeLinkedFreeAndUnknownIds) {
   EXPECT_NE(s.message().find("double free"), std::string::npos) << s.message();
   EXPECT_NE(s.message().find("first"), std::string::npos) << "names the earlier freeing path";
 
-  EXPECT_EQ(pool.free(frame_id{3}, "x").code(), errc::ledger_violation);  // never allocated
+  EXPECT_EQ(pool.free(frame_id{3}, "x").code(), errc::ledger_violation);   // never allocated
   EXPECT_EQ(pool.free(frame_id{99}, "x").code(), errc::ledger_violation);  // out of range
-  EXPECT_EQ(pool.mark_retired(*t).code(), errc::ledger_violation);  // free frame
+  EXPECT_EQ(pool.mark_retired(*t).code(), errc::ledger_violation);         // free frame
   EXPECT_EQ(pool.ledger_violation_count(), 5u);
   auto reports = pool.ledger_reports();
   ASSERT_EQ(reports.size(), 5u);
@@ -101,8 +102,10 @@ TEST(FramePool, ExhaustionStealsFromOtherCpuCaches) {
   // CPU 0 takes and frees frames so they sit in its cache; CPU 1 must still get them all.
   plat.set_current_cpu(0);
   std::vector<frame_id> mine;
-  for (int i = 0; i < 8; ++i) mine.push_back(*pool.alloc_data());
-  for (frame_id f : mine) ASSERT_TRUE(pool.free(f, "t").ok());
+  for (int i = 0; i < 8; ++i)
+    mine.push_back(*pool.alloc_data());
+  for (frame_id f : mine)
+    ASSERT_TRUE(pool.free(f, "t").ok());
   plat.set_current_cpu(1);
   std::vector<frame_id> theirs;
   for (int i = 0; i < 8; ++i) {
@@ -110,7 +113,8 @@ TEST(FramePool, ExhaustionStealsFromOtherCpuCaches) {
     ASSERT_TRUE(f.ok()) << "allocation " << i << " failed with frames free in another cache";
     theirs.push_back(*f);
   }
-  for (frame_id f : theirs) ASSERT_TRUE(pool.free(f, "t").ok());
+  for (frame_id f : theirs)
+    ASSERT_TRUE(pool.free(f, "t").ok());
   plat.set_current_cpu(0);
 }
 
@@ -129,7 +133,8 @@ TEST(FramePool, InjectedFailureFiresExactlyOnce) {
 
 TEST(FramePool, RandomSequencesKeepTheLedgerBalanced) {
   const bool ok = rc::check("alloc/retire/free sequences against a model", [] {
-    const auto ops = *rc::gen::container<std::vector<std::uint8_t>>(rc::gen::inRange<std::uint8_t>(0, 4));
+    const auto ops =
+        *rc::gen::container<std::vector<std::uint8_t>>(rc::gen::inRange<std::uint8_t>(0, 4));
     frame_pool pool({.capacity_frames = 16, .caches = 3, .cache_frames = 4});
     std::set<std::uint32_t> linked, retired, data;
     std::uint64_t expected_violations = 0;
@@ -211,7 +216,8 @@ TEST(FramePool, ConcurrentAllocFreeFromManyCpus) {
       }
     });
   }
-  for (auto& t : ts) t.join();
+  for (auto& t : ts)
+    t.join();
   EXPECT_TRUE(pool.leaks().empty());
   EXPECT_EQ(pool.ledger_violation_count(), 0u);
   EXPECT_EQ(pool.stats().allocations, pool.stats().frees);

@@ -12,7 +12,8 @@ namespace {
 
 template <class F>
 void round_trip() {
-  const std::uint64_t pa = 0x000f'ffff'ffff'f000ULL & ~std::uint64_t{0x1fffff};  // 2M aligned, 52-bit
+  const std::uint64_t pa =
+      0x000f'ffff'ffff'f000ULL & ~std::uint64_t{0x1fffff};  // 2M aligned, 52-bit
   for (unsigned level = 1; level <= F::levels; ++level) {
     const auto t = F::decode(F::make_table(pa, level), level);
     if (level > 1) {
@@ -40,7 +41,8 @@ void round_trip() {
     }
   }
   EXPECT_EQ(F::decode(0, 1).kind, entry_kind::none);
-  EXPECT_EQ(F::decode(F::sw_set(0, 5), 2).kind, entry_kind::none) << "markers alone are not present";
+  EXPECT_EQ(F::decode(F::sw_set(0, 5), 2).kind, entry_kind::none)
+      << "markers alone are not present";
   const auto& d = F::desc();
   EXPECT_EQ(d.levels, F::levels);
   EXPECT_EQ(d.decode(F::make_leaf(pa, 1, perm_read), 1).addr, pa);
@@ -72,7 +74,8 @@ TEST(PtFormat, X86Bits) {
   EXPECT_EQ(pte & 1, 1u);
   EXPECT_EQ(pte & 2, 2u);
   EXPECT_NE(pte >> 63, 0u) << "no exec: XD set";
-  EXPECT_EQ(F::decode(F::make_leaf(0x5000, 1, perm_read | perm_exec), 1).perms, perm_read | perm_exec);
+  EXPECT_EQ(F::decode(F::make_leaf(0x5000, 1, perm_read | perm_exec), 1).perms,
+            perm_read | perm_exec);
   EXPECT_FALSE(F::valid_perms(perm_write)) << "x86 leaves are always readable";
   EXPECT_EQ(F::sw_set(0, 0x7f), std::uint64_t{0x7f} << 52);
 }

@@ -1,11 +1,12 @@
 // Scenario tests of the generic table (VT-d 4-level, the format the demo uses): coalescing,
 // shattering, overmap, empty-table release, gathers, fault injection, the ledger.
+#include "ptreclaim/pt/table.hpp"
+
 #include <gtest/gtest.h>
 
 #include <vector>
 
 #include "ptreclaim/mem/frame_pool.hpp"
-#include "ptreclaim/pt/table.hpp"
 
 namespace ptreclaim::pt {
 namespace {
@@ -24,7 +25,8 @@ class TableTest : public ::testing::Test {
   }
   // Frees what a gather released, like a reclamation layer after invalidation.
   void drain(gather& g) {
-    for (auto f : g.released()) ASSERT_TRUE(pool_.free(f, "test").ok());
+    for (auto f : g.released())
+      ASSERT_TRUE(pool_.free(f, "test").ok());
     g.clear();
   }
   void finish(std::unique_ptr<table>& t) {
@@ -122,7 +124,8 @@ TEST_F(TableTest, BadArguments) {
 TEST_F(TableTest, AllocationFailureAtEveryPoint) {
   for (bool lock_free : {false, true}) {
     for (std::uint64_t n = 1;; ++n) {
-      auto t = make(domain_config{.mode = lock_free ? concurrency_mode::lock_free : concurrency_mode::locked});
+      auto t = make(domain_config{.mode = lock_free ? concurrency_mode::lock_free
+                                                    : concurrency_mode::locked});
       gather g;
       pool_.inject_alloc_failure(n);
       bool fired = false;
@@ -133,12 +136,13 @@ TEST_F(TableTest, AllocationFailureAtEveryPoint) {
         EXPECT_EQ(s.code(), errc::no_memory) << "n=" << n << " " << s.to_string();
         fired = true;
       };
-      step(t->map(k1g, 0, k1g, perm_rw, g));                  // no allocation below root
-      step(t->map(0, 0x10'0000'0000, 3 * k4k, perm_rw, g));   // chain of 3
-      step(t->unmap(k1g + k2m + k4k, k4k, g));                 // two splits
+      step(t->map(k1g, 0, k1g, perm_rw, g));                 // no allocation below root
+      step(t->map(0, 0x10'0000'0000, 3 * k4k, perm_rw, g));  // chain of 3
+      step(t->unmap(k1g + k2m + k4k, k4k, g));               // two splits
       step(t->map(k1g + k2m + k4k, k2m + k4k, k4k, perm_rw, g));
       pool_.inject_alloc_failure(0);
-      ASSERT_TRUE(t->check_invariants().ok()) << "n=" << n << " " << t->check_invariants().to_string();
+      ASSERT_TRUE(t->check_invariants().ok())
+          << "n=" << n << " " << t->check_invariants().to_string();
       drain(g);
       finish(t);
       if (!fired) break;

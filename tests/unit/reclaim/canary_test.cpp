@@ -83,9 +83,9 @@ TEST(Canary, XenTaskletIsNotCaughtWithTheSameSoftirqPoint) {
 }
 
 // S1 through the IOMMU model. Step 1 splits the superpage (a new leaf table T) and, after its
-// flush, a device translation caches the level-2 entry pointing at T in the paging-structure cache. Step 2 maps
-// the hole back (T coalesced away and released); `immediate` frees T inside retire, and a
-// translation of another page (an IOTLB miss, a PSC hit) before the caller's flush reads the
+// flush, a device translation caches the level-2 entry pointing at T in the paging-structure cache.
+// Step 2 maps the hole back (T coalesced away and released); `immediate` frees T inside retire, and
+// a translation of another page (an IOTLB miss, a PSC hit) before the caller's flush reads the
 // freed T. The same scenario with flush-epoch and sync reads T while it is retired: legal.
 TEST(Canary, ImmediateIsCaughtByS1WhenADeviceWalksBetweenFreeAndFlush) {
   for (policy_kind k : {policy_kind::immediate, policy_kind::flush_epoch, policy_kind::sync}) {
@@ -95,14 +95,19 @@ TEST(Canary, ImmediateIsCaughtByS1WhenADeviceWalksBetweenFreeAndFlush) {
     h.ex().set_program(0, [&h, n](unsigned cpu) {
       harness::step_options o{.caller_flush = true, .translate_between = true};
       switch ((*n)++) {
-        case 0: h.mutate(cpu, 0, mutation::fill, 0, {}); break;
+        case 0:
+          h.mutate(cpu, 0, mutation::fill, 0, {});
+          break;
         case 1:
           h.mutate(cpu, 0, mutation::split, 40, {.caller_flush = true});
           // After the split's flush: the walk caches the level-2 entry -> T.
           (void)h.sys().translate(1, cpu * k2m + 47 * k4k, pt::perm_read);
           break;
-        case 2: h.mutate(cpu, 0, mutation::remap, 41, o); break;  // frees T, translates page 48
-        default: return step_result::finished();
+        case 2:
+          h.mutate(cpu, 0, mutation::remap, 41, o);
+          break;  // frees T, translates page 48
+        default:
+          return step_result::finished();
       }
       return step_result::yield();
     });
@@ -133,7 +138,9 @@ TEST(Canary, ImmediateIsCaughtByS1WithAStepwiseWalkInFlight) {
   iommu::unit& u0 = h.sys().get_unit(0);
   h.ex().set_program(0, [&h, &u0, n, w](unsigned cpu) {
     switch ((*n)++) {
-      case 0: h.mutate(cpu, 0, mutation::fill, 0, {}); break;
+      case 0:
+        h.mutate(cpu, 0, mutation::fill, 0, {});
+        break;
       case 1: {
         h.mutate(cpu, 0, mutation::split, 40, {.caller_flush = true});
         // Device 1 (unit 0) starts a walk of page 100 and stops just before the leaf table.
@@ -141,7 +148,8 @@ TEST(Canary, ImmediateIsCaughtByS1WithAStepwiseWalkInFlight) {
           h.record_failure("the walk finished in begin()");
           break;
         }
-        while (w->phase() == iommu::walk_phase::walking && w->next_level() > 1) u0.step(*w);
+        while (w->phase() == iommu::walk_phase::walking && w->next_level() > 1)
+          u0.step(*w);
         if (w->phase() != iommu::walk_phase::walking || w->next_level() != 1)
           h.record_failure("the walk did not stop before the leaf table");
         break;
@@ -153,17 +161,19 @@ TEST(Canary, ImmediateIsCaughtByS1WithAStepwiseWalkInFlight) {
         while (!u0.step(*w)) {
         }
         // Now the caller's flush, too late.
-        (void)invalidate_after_retire(h.policy(), h.monitor(), 1,
-                                      [&] {
-                                        pt::gather g;
-                                        g.add_range(0, k2m - 1);
-                                        g.set_nonleaf_changed();
-                                        return g;
-                                      }(),
-                                      wait_timeout_ns);
+        (void)invalidate_after_retire(
+            h.policy(), h.monitor(), 1,
+            [&] {
+              pt::gather g;
+              g.add_range(0, k2m - 1);
+              g.set_nonleaf_changed();
+              return g;
+            }(),
+            wait_timeout_ns);
         break;
       }
-      default: return step_result::finished();
+      default:
+        return step_result::finished();
     }
     return step_result::yield();
   });

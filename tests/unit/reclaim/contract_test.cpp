@@ -47,7 +47,8 @@ void run_churn(harness& h, bool caller_flush, unsigned ops_per_cpu, std::uint64_
     unsigned cleared = 0;
   };
   auto st = std::make_shared<std::vector<cpu_state>>(cpus);
-  for (unsigned c = 0; c < cpus; ++c) (*st)[c].rng = prng(seed).fork(c + 1);
+  for (unsigned c = 0; c < cpus; ++c)
+    (*st)[c].rng = prng(seed).fork(c + 1);
   for (unsigned c = 0; c < cpus; ++c) {
     h.ex().set_program(c, [&h, st, caller_flush, ops_per_cpu, domains](unsigned cpu) {
       cpu_state& s = (*st)[cpu];
@@ -121,7 +122,7 @@ TEST(FlushEpoch, AsksForItsOwnFlushBeforeTheRingFills) {
   harness_config c;
   c.policy = policy_kind::flush_epoch;
   c.devices = false;
-  c.reclaim = reclaim_config{};  // the defaults under test, except:
+  c.reclaim = reclaim_config{};      // the defaults under test, except:
   c.reclaim.max_age_ns = 2'000'000;  // the timer stays out of the way until the end
   harness h(c);
   auto n = std::make_shared<unsigned>(0);

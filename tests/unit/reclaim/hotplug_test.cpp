@@ -54,7 +54,8 @@ void enumerate(std::vector<hp_step>& prefix, std::array<bool, hp_cpus> online, u
   if (!prefix.empty()) out.push_back(prefix);
   if (prefix.size() == max_len) return;
   unsigned n_online = 0;
-  for (bool b : online) n_online += b ? 1 : 0;
+  for (bool b : online)
+    n_online += b ? 1 : 0;
   for (unsigned c = 0; c < hp_cpus; ++c) {
     for (hotplug_op op : {hotplug_op::down, hotplug_op::up, hotplug_op::down_fail}) {
       const bool legal = op == hotplug_op::up ? !online[c] : (online[c] && n_online >= 2);
@@ -130,18 +131,21 @@ script_result run_sequence(harness& h, const std::vector<hp_step>& seq, bool cal
         switch (op.op) {
           case hotplug_op::down:
             st = ex.cpu_down(op.cpu);
-            if (!st.ok()) h.record_failure("cpu_down(" + std::to_string(op.cpu) + "): " + st.to_string());
+            if (!st.ok())
+              h.record_failure("cpu_down(" + std::to_string(op.cpu) + "): " + st.to_string());
             break;
           case hotplug_op::up:
             st = ex.cpu_up(op.cpu);
-            if (!st.ok()) h.record_failure("cpu_up(" + std::to_string(op.cpu) + "): " + st.to_string());
+            if (!st.ok())
+              h.record_failure("cpu_up(" + std::to_string(op.cpu) + "): " + st.to_string());
             break;
           case hotplug_op::down_fail:
             if (pending > 0) s->res.any_failed_down_with_frames = true;
             ex.inject_cpu_down_failure(1);
             st = ex.cpu_down(op.cpu);
             if (st.code() != errc::busy)
-              h.record_failure("failed cpu_down(" + std::to_string(op.cpu) + ") returned " + st.to_string());
+              h.record_failure("failed cpu_down(" + std::to_string(op.cpu) + ") returned " +
+                               st.to_string());
             break;
         }
         s->settling = true;
@@ -156,7 +160,8 @@ script_result run_sequence(harness& h, const std::vector<hp_step>& seq, bool cal
       if (lowest_online_except(ex, runtime::no_cpu) == cpu) {
         for (unsigned x = 0; x < hp_cpus; ++x) {
           if (ex.cpu_online(x)) continue;
-          if (Status st = ex.cpu_up(x); !st.ok()) h.record_failure("final cpu_up: " + st.to_string());
+          if (Status st = ex.cpu_up(x); !st.ok())
+            h.record_failure("final cpu_up: " + st.to_string());
         }
       }
       return step_result::finished();
@@ -189,12 +194,14 @@ TEST_P(HotplugExhaustive, EveryLegalSequenceUpToThree) {
     const std::string ctx = std::string(policy_name(p.policy)) + " sequence " + describe(seqs[i]) +
                             " (index " + std::to_string(i) + ")";
     bool has_down_fail = false;
-    for (const hp_step& x : seqs[i]) has_down_fail = has_down_fail || x.op == hotplug_op::down_fail;
+    for (const hp_step& x : seqs[i])
+      has_down_fail = has_down_fail || x.op == hotplug_op::down_fail;
     with_down_fail += has_down_fail ? 1 : 0;
-    const bool xen_expected = p.policy == policy_kind::xen_tasklet && has_down_fail &&
-                              r.any_failed_down_with_frames;
+    const bool xen_expected =
+        p.policy == policy_kind::xen_tasklet && has_down_fail && r.any_failed_down_with_frames;
     h.expect_contract(ctx, /*check_s4=*/!xen_expected);
-    if (p.policy != policy_kind::sync && !(p.policy == policy_kind::flush_epoch && p.caller_flush)) {
+    if (p.policy != policy_kind::sync &&
+        !(p.policy == policy_kind::flush_epoch && p.caller_flush)) {
       // The hotplug operations really met non-empty lists/rings.
       EXPECT_GT(r.min_pending_at_op, 0u) << ctx;
     }
@@ -351,7 +358,8 @@ void run_campaign(harness& h, std::uint64_t seed, const campaign_options& co) {
   };
   auto s = std::make_shared<shared>();
   s->cpu.resize(co.cpus);
-  for (unsigned c = 0; c < co.cpus; ++c) s->cpu[c].rng = prng(seed).fork(100 + c);
+  for (unsigned c = 0; c < co.cpus; ++c)
+    s->cpu[c].rng = prng(seed).fork(100 + c);
   runtime::executor& ex = h.ex();
   const unsigned domains = h.config().domains;
   for (unsigned c = 0; c < co.cpus; ++c) {
@@ -374,7 +382,8 @@ void run_campaign(harness& h, std::uint64_t seed, const campaign_options& co) {
           (void)ex.cpu_up(target);
         } else if (ex.cpu_online(target) && target != cpu) {
           ex.inject_cpu_down_failure(1);
-          if (ex.cpu_down(target).code() != errc::busy) h.record_failure("injected failure did not fail");
+          if (ex.cpu_down(target).code() != errc::busy)
+            h.record_failure("injected failure did not fail");
         }
       } else {
         const auto di = static_cast<unsigned>(rng.below(domains));
@@ -392,9 +401,12 @@ void run_campaign(harness& h, std::uint64_t seed, const campaign_options& co) {
         h.mutate(cpu, di, m, static_cast<unsigned>(rng.below(512)), o);
       }
       switch (rng.below(4)) {
-        case 0: return step_result::yield();
-        case 1: return step_result::sleep_for(rng.below(5000));
-        default: return step_result::busy();
+        case 0:
+          return step_result::yield();
+        case 1:
+          return step_result::sleep_for(rng.below(5000));
+        default:
+          return step_result::busy();
       }
     });
   }
@@ -430,10 +442,10 @@ TEST_P(HotplugCampaign, RandomOpsAndHotplug) {
     run_campaign(h, seed, co);
     const runtime::run_stats& st = h.last_run();
     hotplug_ops += st.cpu_downs + st.cpu_ups + st.cpu_down_failures;
-    const std::string ctx =
-        std::string(policy_name(k)) + " seed " + std::to_string(seed) +
-        " -- replay: PTRECLAIM_RECLAIM_SEED=" + std::to_string(seed) +
-        " reclaim_hotplug_test --gtest_filter='*HotplugCampaign*" + ident(policy_name(k)) + "*'";
+    const std::string ctx = std::string(policy_name(k)) + " seed " + std::to_string(seed) +
+                            " -- replay: PTRECLAIM_RECLAIM_SEED=" + std::to_string(seed) +
+                            " reclaim_hotplug_test --gtest_filter='*HotplugCampaign*" +
+                            ident(policy_name(k)) + "*'";
     h.expect_contract(ctx);
     h.teardown_and_expect_whole();
     if (HasFailure()) break;

@@ -162,7 +162,8 @@ class harness {
   }
 
   ~harness() {
-    for (auto& d : devices_) d->cancel();
+    for (auto& d : devices_)
+      d->cancel();
     policy_.reset();
   }
 
@@ -198,11 +199,16 @@ class harness {
   // The mutations legal from a region's state.
   [[nodiscard]] static bool legal(region_state s, mutation m) noexcept {
     switch (m) {
-      case mutation::fill: return s == region_state::empty;
-      case mutation::churn: return s == region_state::coalesced;
-      case mutation::split: return s == region_state::coalesced;
-      case mutation::remap: return s == region_state::split;
-      case mutation::clear: return true;
+      case mutation::fill:
+        return s == region_state::empty;
+      case mutation::churn:
+        return s == region_state::coalesced;
+      case mutation::split:
+        return s == region_state::coalesced;
+      case mutation::remap:
+        return s == region_state::split;
+      case mutation::clear:
+        return true;
     }
     return false;
   }
@@ -210,9 +216,12 @@ class harness {
   // A releasing mutation that is legal now: fill, churn or remap.
   [[nodiscard]] mutation releasing(unsigned cpu, unsigned di) const {
     switch (state(cpu, di)) {
-      case region_state::empty: return mutation::fill;
-      case region_state::coalesced: return mutation::churn;
-      case region_state::split: return mutation::remap;
+      case region_state::empty:
+        return mutation::fill;
+      case region_state::coalesced:
+        return mutation::churn;
+      case region_state::split:
+        return mutation::remap;
     }
     return mutation::fill;
   }
@@ -279,7 +288,8 @@ class harness {
     SCOPED_TRACE(context);
     EXPECT_EQ(failures(), "");
     EXPECT_EQ(stats_.reason, runtime::stop_reason::quiescent)
-        << runtime::stop_reason_name(stats_.reason) << "\n" << describe_run();
+        << runtime::stop_reason_name(stats_.reason) << "\n"
+        << describe_run();
     const safety_monitor::report rep = monitor_.result();
     const std::string firsts = join(rep.first);
     EXPECT_GT(rep.retired, 0u) << "the workload released nothing: the test tests nothing";
@@ -308,7 +318,8 @@ class harness {
   // Destroys every table, invalidates, frees what the teardown released, and checks that the
   // pool is whole. The policy is not involved (the executor has stopped).
   void teardown_and_expect_whole() {
-    for (auto& d : devices_) d->cancel();
+    for (auto& d : devices_)
+      d->cancel();
     for (std::size_t i = 0; i < tables_.size(); ++i) {
       pt::gather g;
       tables_[i]->destroy(g);
@@ -317,7 +328,8 @@ class harness {
       if (cfg_.exec == exec_kind::threaded) {
         EXPECT_TRUE(sys_.flush_sync(*doms_[i], iommu::inv_range::all(), wait_timeout_ns).ok());
       }
-      for (mem::frame_id f : g.released()) EXPECT_TRUE(pool_.free(f, "teardown").ok());
+      for (mem::frame_id f : g.released())
+        EXPECT_TRUE(pool_.free(f, "teardown").ok());
     }
     EXPECT_EQ(pool_.leak_report(), "");
     EXPECT_TRUE(pool_.leaks().empty());
@@ -335,12 +347,14 @@ class harness {
   }
   [[nodiscard]] std::string ledger() const {
     std::string s;
-    for (const auto& r : pool_.ledger_reports()) s += r.what + "\n";
+    for (const auto& r : pool_.ledger_reports())
+      s += r.what + "\n";
     return s;
   }
   [[nodiscard]] static std::string join(const std::vector<std::string>& v) {
     std::string s;
-    for (const auto& x : v) s += x + "\n";
+    for (const auto& x : v)
+      s += x + "\n";
     return s;
   }
   [[nodiscard]] const runtime::run_stats& last_run() const noexcept { return stats_; }
@@ -355,9 +369,9 @@ class harness {
            ": program steps " + std::to_string(x.program_steps) + ", tasklets " +
            std::to_string(x.tasklets) + ", softirq tasklets " + std::to_string(x.softirq_tasklets) +
            ", work " + std::to_string(x.work_items) + ", timers " + std::to_string(x.timers) +
-           ", clock " + std::to_string(x.clock_ns) + " ns; queued now: " +
-           std::to_string(q.plain_tasklets) + " tasklets, " + std::to_string(q.work_items) +
-           " work, " + std::to_string(q.timers) + " timers\n";
+           ", clock " + std::to_string(x.clock_ns) +
+           " ns; queued now: " + std::to_string(q.plain_tasklets) + " tasklets, " +
+           std::to_string(q.work_items) + " work, " + std::to_string(q.timers) + " timers\n";
     }
     return s;
   }
@@ -398,7 +412,7 @@ class harness {
   safety_monitor monitor_;
   std::vector<std::unique_ptr<iommu::device>> devices_;
   std::unique_ptr<reclaimer> policy_;
-  std::vector<region> regions_;     // per (cpu, domain): touched only by that CPU
+  std::vector<region> regions_;      // per (cpu, domain): touched only by that CPU
   std::vector<pt::gather> gathers_;  // per CPU
   runtime::run_stats stats_;
   mutable std::mutex fail_mu_;

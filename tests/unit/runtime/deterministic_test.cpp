@@ -34,9 +34,11 @@ outcome run_mixed(std::uint64_t seed, unsigned cpus = 4) {
   timer tm;
   spinlock lock(ex);
   unsigned shared = 0;
-  for (unsigned c = 0; c < cpus; ++c) ex.tasklet_init(tl[c], [&] { ex.charge(cost_kind::frame_free, 3); });
+  for (unsigned c = 0; c < cpus; ++c)
+    ex.tasklet_init(tl[c], [&] { ex.charge(cost_kind::frame_free, 3); });
   ex.work_init(w, [&] { ex.charge(cost_kind::inv_submit); });
-  ex.timer_init(tm, [&] { ex.charge(cost_kind::dequeue); }, 0);
+  ex.timer_init(
+      tm, [&] { ex.charge(cost_kind::dequeue); }, 0);
   for (unsigned c = 0; c < cpus; ++c) {
     auto n = std::make_shared<unsigned>(0);
     ex.set_program(c, [&, n](unsigned cpu) {
@@ -48,11 +50,13 @@ outcome run_mixed(std::uint64_t seed, unsigned cpus = 4) {
       ex.tasklet_schedule(tl[cpu]);
       if (*n % 5 == 0) ex.schedule_work(w);
       if (*n % 7 == 0) ex.set_timer(tm, ex.now_ns() + 3000);
-      return ++*n < 50 ? (*n % 3 ? step_result::busy() : step_result::yield()) : step_result::finished();
+      return ++*n < 50 ? (*n % 3 ? step_result::busy() : step_result::yield())
+                       : step_result::finished();
     });
   }
   auto dev = std::make_shared<unsigned>(0);
-  ex.add_actor({"dev", [&, dev] {
+  ex.add_actor({"dev",
+                [&, dev] {
                   ex.touch_line(&shared, false);
                   return ++*dev < 30 ? step_result::sleep_for(500) : step_result::finished();
                 },
@@ -83,7 +87,8 @@ TEST(Deterministic, DifferentSeedsGiveDifferentInterleavings) {
     const outcome o = run_mixed(seed);
     hashes.insert(o.stats.trace_hash);
     std::vector<unsigned> order;
-    for (const auto& e : o.trace) order.push_back(std::get<1>(e) + (std::get<0>(e) ? 1000 : 0));
+    for (const auto& e : o.trace)
+      order.push_back(std::get<1>(e) + (std::get<0>(e) ? 1000 : 0));
     orders.insert(order);
   }
   EXPECT_EQ(hashes.size(), seeds);
@@ -158,7 +163,8 @@ TEST(Deterministic, ReadsOfACleanLineAreFree) {
       return step_result::finished();
     });
   const run_stats st = ex.run();
-  for (unsigned c = 0; c < 8; ++c) EXPECT_EQ(st.cpu[c].clock_ns, cfg.costs.step_ns);
+  for (unsigned c = 0; c < 8; ++c)
+    EXPECT_EQ(st.cpu[c].clock_ns, cfg.costs.step_ns);
 }
 
 TEST(Deterministic, WaitUntilRunsActorsAndTimesOut) {
@@ -166,9 +172,9 @@ TEST(Deterministic, WaitUntilRunsActorsAndTimesOut) {
   std::atomic<bool> done{false};
   auto polls = std::make_shared<unsigned>(0);
   const actor_id dev = ex.add_actor({"engine", [&, polls] {
-    if (++*polls == 5) done.store(true);
-    return step_result::sleep_for(1000);
-  }});
+                                       if (++*polls == 5) done.store(true);
+                                       return step_result::sleep_for(1000);
+                                     }});
   bool first = false, second = true;
   std::uint64_t before = 0, after = 0;
   unsigned cpu1_steps_during_wait = 0;
@@ -178,15 +184,15 @@ TEST(Deterministic, WaitUntilRunsActorsAndTimesOut) {
     return step_result::sleep_for(100);
   });
   ex.set_program(0, sequence({[&] {
-    const unsigned c1 = cpu1_steps.load();
-    first = ex.wait_until([&] { return done.load(); }, 1000000);
-    cpu1_steps_during_wait = cpu1_steps.load() - c1;
-    before = ex.now_ns();
-    second = ex.wait_until([] { return false; }, 5000);
-    after = ex.now_ns();
-    EXPECT_EQ(ex.context(), exec_context::process);
-    return true;
-  }}));
+                   const unsigned c1 = cpu1_steps.load();
+                   first = ex.wait_until([&] { return done.load(); }, 1000000);
+                   cpu1_steps_during_wait = cpu1_steps.load() - c1;
+                   before = ex.now_ns();
+                   second = ex.wait_until([] { return false; }, 5000);
+                   after = ex.now_ns();
+                   EXPECT_EQ(ex.context(), exec_context::process);
+                   return true;
+                 }}));
   ex.set_program(1, {});
   run_config unused;
   (void)unused;
@@ -205,10 +211,10 @@ TEST(Deterministic, IdleCpuWakesAtTheSendersTime) {
   std::uint64_t ran_at = 0, sent_at = 0;
   ex.tasklet_init(t, [&] { ran_at = ex.now_ns(); });
   ex.set_program(0, sequence({[&] {
-    ex.charge(cost_kind::op_overhead, 1000);  // 50 us
-    sent_at = ex.now_ns();
-    return ex.tasklet_schedule_on(t, 1);
-  }}));
+                   ex.charge(cost_kind::op_overhead, 1000);  // 50 us
+                   sent_at = ex.now_ns();
+                   return ex.tasklet_schedule_on(t, 1);
+                 }}));
   ex.run();
   EXPECT_GE(ran_at, sent_at);
 }
@@ -235,12 +241,17 @@ TEST(Deterministic, ScalesTo256Cpus) {
   deterministic_executor ex(run_config{.cpus = 256, .seed = 9});
   per_cpu<tasklet> t(256);
   std::vector<unsigned> runs(256, 0);
-  for (unsigned c = 0; c < 256; ++c) ex.tasklet_init(t[c], [&, c] { ++runs[ex.current_cpu()]; (void)c; });
+  for (unsigned c = 0; c < 256; ++c)
+    ex.tasklet_init(t[c], [&, c] {
+      ++runs[ex.current_cpu()];
+      (void)c;
+    });
   for (unsigned c = 0; c < 256; ++c)
     ex.set_program(c, sequence({[&] { return ex.tasklet_schedule(t[ex.current_cpu()]); }}));
   const run_stats st = ex.run();
   EXPECT_EQ(st.reason, stop_reason::quiescent);
-  for (unsigned c = 0; c < 256; ++c) EXPECT_EQ(runs[c], 1u);
+  for (unsigned c = 0; c < 256; ++c)
+    EXPECT_EQ(runs[c], 1u);
 }
 
 TEST(Deterministic, ExecutorIsThePlatformForLibraryCode) {
@@ -257,7 +268,8 @@ TEST(Deterministic, ExecutorIsThePlatformForLibraryCode) {
   const run_stats st = ex.run();
   std::sort(seen.begin(), seen.end());
   EXPECT_EQ(seen, (std::vector<unsigned>{0, 1, 2}));
-  for (unsigned c = 0; c < 3; ++c) EXPECT_GE(st.cpu[c].clock_ns, 50u);
+  for (unsigned c = 0; c < 3; ++c)
+    EXPECT_GE(st.cpu[c].clock_ns, 50u);
 }
 
 // ---- cost model ----

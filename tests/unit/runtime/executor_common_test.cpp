@@ -1,5 +1,5 @@
-// Behaviour both executors must share: Xen's tasklet rules, the workqueue and timers. Every test runs under the deterministic and the threaded executor with the same
-// client code.
+// Behaviour both executors must share: Xen's tasklet rules, the workqueue and timers. Every test
+// runs under the deterministic and the threaded executor with the same client code.
 #include <atomic>
 #include <mutex>
 #include <string>
@@ -24,23 +24,27 @@ TYPED_TEST(ExecutorTest, PlainTaskletNeverRunsInsideProcessPendingSoftirqs) {
     plain_seen = {ex->current_cpu(), ex->context()};
     plain_runs.fetch_add(1);
   });
-  ex->tasklet_init(soft, [&] {
-    soft_seen = {ex->current_cpu(), ex->context()};
-    EXPECT_TRUE(ex->in_softirq());
-    soft_runs.fetch_add(1);
-  }, tasklet_kind::softirq);
+  ex->tasklet_init(
+      soft,
+      [&] {
+        soft_seen = {ex->current_cpu(), ex->context()};
+        EXPECT_TRUE(ex->in_softirq());
+        soft_runs.fetch_add(1);
+      },
+      tasklet_kind::softirq);
   bool checked = false;
   ex->set_program(1, sequence({[&] {
-    EXPECT_TRUE(ex->tasklet_schedule(plain));
-    EXPECT_TRUE(ex->tasklet_schedule(soft));
-    ex->process_pending_softirqs();
-    // The softirq tasklet ran right here; the plain one waits for the scheduler point.
-    EXPECT_EQ(soft_runs.load(), 1);
-    EXPECT_EQ(plain_runs.load(), 0);
-    EXPECT_TRUE(ex->tasklet_is_scheduled(plain));
-    checked = true;
-    return true;
-  }}));
+                    EXPECT_TRUE(ex->tasklet_schedule(plain));
+                    EXPECT_TRUE(ex->tasklet_schedule(soft));
+                    ex->process_pending_softirqs();
+                    // The softirq tasklet ran right here; the plain one waits for the scheduler
+                    // point.
+                    EXPECT_EQ(soft_runs.load(), 1);
+                    EXPECT_EQ(plain_runs.load(), 0);
+                    EXPECT_TRUE(ex->tasklet_is_scheduled(plain));
+                    checked = true;
+                    return true;
+                  }}));
   const run_stats st = ex->run();
   EXPECT_EQ(st.reason, stop_reason::quiescent);
   EXPECT_TRUE(checked);
@@ -61,7 +65,8 @@ TYPED_TEST(ExecutorTest, ProcessPendingSoftirqsInsideAPlainTaskletRunsOnlySoftir
   std::atomic<int> other_runs{0}, soft_runs{0};
   int soft_seen_inside = -1, plain_seen_inside = -1;
   ex->tasklet_init(other_plain, [&] { other_runs.fetch_add(1); });
-  ex->tasklet_init(soft, [&] { soft_runs.fetch_add(1); }, tasklet_kind::softirq);
+  ex->tasklet_init(
+      soft, [&] { soft_runs.fetch_add(1); }, tasklet_kind::softirq);
   ex->tasklet_init(worker, [&] {
     ex->tasklet_schedule(other_plain);
     ex->tasklet_schedule(soft);
@@ -89,9 +94,10 @@ TYPED_TEST(ExecutorTest, TaskletRunsOnTheCpuItWasScheduledOn) {
     });
   // CPU 0 schedules every CPU's tasklet remotely.
   ex->set_program(0, sequence({[&] {
-    for (unsigned c = 0; c < cpus; ++c) EXPECT_TRUE(ex->tasklet_schedule_on(t[c], c));
-    return true;
-  }}));
+                    for (unsigned c = 0; c < cpus; ++c)
+                      EXPECT_TRUE(ex->tasklet_schedule_on(t[c], c));
+                    return true;
+                  }}));
   const run_stats st = ex->run();
   EXPECT_EQ(st.reason, stop_reason::quiescent);
   for (unsigned c = 0; c < cpus; ++c) {
@@ -106,12 +112,12 @@ TYPED_TEST(ExecutorTest, SchedulingAScheduledTaskletIsANoOp) {
   std::atomic<int> runs{0};
   ex->tasklet_init(t, [&] { runs.fetch_add(1); });
   ex->set_program(0, sequence({[&] {
-    EXPECT_TRUE(ex->tasklet_schedule(t));
-    EXPECT_FALSE(ex->tasklet_schedule(t));
-    EXPECT_FALSE(ex->tasklet_schedule_on(t, 0));
-    EXPECT_EQ(ex->pending_on(0).plain_tasklets, 1u);
-    return true;
-  }}));
+                    EXPECT_TRUE(ex->tasklet_schedule(t));
+                    EXPECT_FALSE(ex->tasklet_schedule(t));
+                    EXPECT_FALSE(ex->tasklet_schedule_on(t, 0));
+                    EXPECT_EQ(ex->pending_on(0).plain_tasklets, 1u);
+                    return true;
+                  }}));
   ex->run();
   EXPECT_EQ(runs.load(), 1);
 }
@@ -136,23 +142,23 @@ TYPED_TEST(ExecutorTest, KillUnschedulesAndBlocksUntilReinit) {
   std::atomic<int> runs{0};
   ex->tasklet_init(t, [&] { runs.fetch_add(1); });
   ex->set_program(0, sequence({
-      [&] {
-        EXPECT_TRUE(ex->tasklet_schedule(t));
-        ex->tasklet_kill(t);
-        EXPECT_FALSE(ex->tasklet_is_scheduled(t));
-        EXPECT_TRUE(ex->tasklet_is_dead(t));
-        EXPECT_FALSE(ex->tasklet_schedule(t));  // dead: ignored
-        EXPECT_FALSE(ex->tasklet_schedule_on(t, 1));
-        return true;
-      },
-      [&] { return true; },  // a scheduler point passes; nothing may run
-      [&] {
-        EXPECT_EQ(runs.load(), 0);
-        ex->tasklet_init(t, [&] { runs.fetch_add(1); });
-        EXPECT_FALSE(ex->tasklet_is_dead(t));
-        return ex->tasklet_schedule(t);
-      },
-  }));
+                         [&] {
+                           EXPECT_TRUE(ex->tasklet_schedule(t));
+                           ex->tasklet_kill(t);
+                           EXPECT_FALSE(ex->tasklet_is_scheduled(t));
+                           EXPECT_TRUE(ex->tasklet_is_dead(t));
+                           EXPECT_FALSE(ex->tasklet_schedule(t));  // dead: ignored
+                           EXPECT_FALSE(ex->tasklet_schedule_on(t, 1));
+                           return true;
+                         },
+                         [&] { return true; },  // a scheduler point passes; nothing may run
+                         [&] {
+                           EXPECT_EQ(runs.load(), 0);
+                           ex->tasklet_init(t, [&] { runs.fetch_add(1); });
+                           EXPECT_FALSE(ex->tasklet_is_dead(t));
+                           return ex->tasklet_schedule(t);
+                         },
+                     }));
   ex->run();
   EXPECT_EQ(runs.load(), 1);
 }
@@ -178,14 +184,14 @@ TYPED_TEST(ExecutorTest, ScheduleOnAnotherCpuMovesAQueuedTasklet) {
     });
   }
   ex->set_program(0, sequence({[&] {
-    if (busy_cpus.load() < 2) return false;
-    EXPECT_TRUE(ex->tasklet_schedule_on(t, 1));
-    EXPECT_TRUE(ex->tasklet_schedule_on(t, 2));  // Xen: moves it
-    EXPECT_EQ(ex->pending_on(1).plain_tasklets, 0u);
-    EXPECT_EQ(ex->pending_on(2).plain_tasklets, 1u);
-    moved.store(true);
-    return true;
-  }}));
+                    if (busy_cpus.load() < 2) return false;
+                    EXPECT_TRUE(ex->tasklet_schedule_on(t, 1));
+                    EXPECT_TRUE(ex->tasklet_schedule_on(t, 2));  // Xen: moves it
+                    EXPECT_EQ(ex->pending_on(1).plain_tasklets, 0u);
+                    EXPECT_EQ(ex->pending_on(2).plain_tasklets, 1u);
+                    moved.store(true);
+                    return true;
+                  }}));
   ex->run();
   EXPECT_EQ(runs.load(), 1);
   EXPECT_EQ(where.load(), 2u);
@@ -203,20 +209,20 @@ TYPED_TEST(ExecutorTest, ReschedulingPendingWorkIsANoOpAndItRunsOncePerPendingPe
     runs.fetch_add(1);
   });
   ex->set_program(1, sequence({
-      [&] {
-        EXPECT_TRUE(ex->schedule_work(w));
-        EXPECT_FALSE(ex->schedule_work(w));
-        EXPECT_FALSE(ex->schedule_work_on(0, w));
-        EXPECT_TRUE(ex->work_pending(w));
-        return true;
-      },
-      [&] { return runs.load() == 1; },  // ran at the scheduler point
-      [&] {
-        EXPECT_FALSE(ex->work_pending(w));
-        EXPECT_TRUE(ex->schedule_work(w));
-        return true;
-      },
-  }));
+                         [&] {
+                           EXPECT_TRUE(ex->schedule_work(w));
+                           EXPECT_FALSE(ex->schedule_work(w));
+                           EXPECT_FALSE(ex->schedule_work_on(0, w));
+                           EXPECT_TRUE(ex->work_pending(w));
+                           return true;
+                         },
+                         [&] { return runs.load() == 1; },  // ran at the scheduler point
+                         [&] {
+                           EXPECT_FALSE(ex->work_pending(w));
+                           EXPECT_TRUE(ex->schedule_work(w));
+                           return true;
+                         },
+                     }));
   const run_stats st = ex->run();
   EXPECT_EQ(st.reason, stop_reason::quiescent);
   EXPECT_EQ(runs.load(), 2);
@@ -233,7 +239,8 @@ TYPED_TEST(ExecutorTest, WorkNeverRunsConcurrentlyWithItself) {
   ex->work_init(w, [&] {
     if (inside.fetch_add(1) != 0) overlaps.fetch_add(1);
     runs.fetch_add(1);
-    for (int i = 0; i < 100; ++i) ex->charge(cost_kind::op_overhead);
+    for (int i = 0; i < 100; ++i)
+      ex->charge(cost_kind::op_overhead);
     inside.fetch_sub(1);
   });
   const unsigned rounds = scaled(200);
@@ -257,20 +264,21 @@ TYPED_TEST(ExecutorTest, FlushWorkWaitsForLocalAndRemoteItems) {
   ex->work_init(local, [&] { local_runs.fetch_add(1); });
   ex->work_init(remote, [&] { remote_runs.fetch_add(1); });
   ex->set_program(0, sequence({[&] {
-    EXPECT_FALSE(ex->flush_work(local));  // idle: nothing to wait for
-    EXPECT_TRUE(ex->schedule_work(local));
-    EXPECT_TRUE(ex->flush_work(local));
-    EXPECT_EQ(local_runs.load(), 1);
-    EXPECT_TRUE(ex->schedule_work_on(1, remote));
-    // Threaded: CPU 1 may have run it already, so flush_work may have nothing to wait for.
-    const bool waited = ex->flush_work(remote);
-    if (TypeParam::deterministic) {
-      EXPECT_TRUE(waited);
-    }
-    EXPECT_EQ(remote_runs.load(), 1);
-    EXPECT_FALSE(ex->work_pending(remote));
-    return true;
-  }}));
+                    EXPECT_FALSE(ex->flush_work(local));  // idle: nothing to wait for
+                    EXPECT_TRUE(ex->schedule_work(local));
+                    EXPECT_TRUE(ex->flush_work(local));
+                    EXPECT_EQ(local_runs.load(), 1);
+                    EXPECT_TRUE(ex->schedule_work_on(1, remote));
+                    // Threaded: CPU 1 may have run it already, so flush_work may have nothing to
+                    // wait for.
+                    const bool waited = ex->flush_work(remote);
+                    if (TypeParam::deterministic) {
+                      EXPECT_TRUE(waited);
+                    }
+                    EXPECT_EQ(remote_runs.load(), 1);
+                    EXPECT_FALSE(ex->work_pending(remote));
+                    return true;
+                  }}));
   const run_stats st = ex->run();
   EXPECT_EQ(st.reason, stop_reason::quiescent);
   EXPECT_EQ(local_runs.load(), 1);
@@ -284,16 +292,19 @@ TYPED_TEST(ExecutorTest, TimerFiresAfterItsTimeInSoftirqContextOnItsCpu) {
   timer t;
   std::atomic<std::uint64_t> fired_at{0}, armed_for{0};
   sighting seen;
-  ex->timer_init(t, [&] {
-    seen = {ex->current_cpu(), ex->context()};
-    fired_at.store(ex->now_ns());
-  }, 2);
+  ex->timer_init(
+      t,
+      [&] {
+        seen = {ex->current_cpu(), ex->context()};
+        fired_at.store(ex->now_ns());
+      },
+      2);
   ex->set_program(0, sequence({[&] {
-    armed_for.store(ex->now_ns() + 50000);
-    ex->set_timer(t, armed_for.load());
-    EXPECT_TRUE(ex->timer_is_armed(t));
-    return true;
-  }}));
+                    armed_for.store(ex->now_ns() + 50000);
+                    ex->set_timer(t, armed_for.load());
+                    EXPECT_TRUE(ex->timer_is_armed(t));
+                    return true;
+                  }}));
   const run_stats st = ex->run();
   EXPECT_EQ(st.reason, stop_reason::quiescent);
   EXPECT_EQ(st.timers_fired, 1u);
@@ -307,18 +318,20 @@ TYPED_TEST(ExecutorTest, StoppedAndKilledTimersDoNotFire) {
   auto ex = this->make(2);
   timer a, b;
   std::atomic<int> fires{0};
-  ex->timer_init(a, [&] { fires.fetch_add(1); }, 1);
-  ex->timer_init(b, [&] { fires.fetch_add(1); }, 1);
+  ex->timer_init(
+      a, [&] { fires.fetch_add(1); }, 1);
+  ex->timer_init(
+      b, [&] { fires.fetch_add(1); }, 1);
   ex->set_program(0, sequence({[&] {
-    ex->set_timer(a, ex->now_ns() + 1000);
-    ex->set_timer(b, ex->now_ns() + 1000);
-    EXPECT_TRUE(ex->stop_timer(a));
-    EXPECT_FALSE(ex->stop_timer(a));
-    ex->kill_timer(b);
-    ex->set_timer(b, ex->now_ns() + 10);  // ignored: killed
-    EXPECT_FALSE(ex->timer_is_armed(b));
-    return true;
-  }}));
+                    ex->set_timer(a, ex->now_ns() + 1000);
+                    ex->set_timer(b, ex->now_ns() + 1000);
+                    EXPECT_TRUE(ex->stop_timer(a));
+                    EXPECT_FALSE(ex->stop_timer(a));
+                    ex->kill_timer(b);
+                    ex->set_timer(b, ex->now_ns() + 10);  // ignored: killed
+                    EXPECT_FALSE(ex->timer_is_armed(b));
+                    return true;
+                  }}));
   ex->run();
   EXPECT_EQ(fires.load(), 0);
 }
@@ -327,14 +340,15 @@ TYPED_TEST(ExecutorTest, ProcessPendingSoftirqsRunsExpiredTimers) {
   auto ex = this->make(1);
   timer t;
   std::atomic<int> fires{0};
-  ex->timer_init(t, [&] { fires.fetch_add(1); }, 0);
+  ex->timer_init(
+      t, [&] { fires.fetch_add(1); }, 0);
   int seen = -1;
   ex->set_program(0, sequence({[&] {
-    ex->set_timer(t, 0);  // already expired
-    ex->process_pending_softirqs();
-    seen = fires.load();
-    return true;
-  }}));
+                    ex->set_timer(t, 0);  // already expired
+                    ex->process_pending_softirqs();
+                    seen = fires.load();
+                    return true;
+                  }}));
   ex->run();
   EXPECT_EQ(seen, 1);
 }

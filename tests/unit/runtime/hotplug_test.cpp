@@ -43,23 +43,23 @@ TYPED_TEST(HotplugTest, HotplugNotifierOrderFromACpu) {
   });
   std::vector<note> down, failed, up;
   ex->set_program(0, sequence({
-      [&] {
-        EXPECT_TRUE(ex->cpu_down(2).ok());
-        EXPECT_FALSE(ex->cpu_online(2));
-        down = log.take();
-        ex->inject_cpu_down_failure();
-        const Status s = ex->cpu_down(1);
-        EXPECT_EQ(s, errc::busy);
-        EXPECT_TRUE(ex->cpu_online(1));
-        failed = log.take();
-        EXPECT_TRUE(ex->cpu_up(2).ok());
-        EXPECT_TRUE(ex->cpu_online(2));
-        up = log.take();
-        EXPECT_EQ(ex->cpu_down(0), errc::invalid_argument);  // itself
-        EXPECT_EQ(ex->cpu_up(1), errc::invalid_argument);    // already online
-        return true;
-      },
-  }));
+                         [&] {
+                           EXPECT_TRUE(ex->cpu_down(2).ok());
+                           EXPECT_FALSE(ex->cpu_online(2));
+                           down = log.take();
+                           ex->inject_cpu_down_failure();
+                           const Status s = ex->cpu_down(1);
+                           EXPECT_EQ(s, errc::busy);
+                           EXPECT_TRUE(ex->cpu_online(1));
+                           failed = log.take();
+                           EXPECT_TRUE(ex->cpu_up(2).ok());
+                           EXPECT_TRUE(ex->cpu_online(2));
+                           up = log.take();
+                           EXPECT_EQ(ex->cpu_down(0), errc::invalid_argument);  // itself
+                           EXPECT_EQ(ex->cpu_up(1), errc::invalid_argument);    // already online
+                           return true;
+                         },
+                     }));
   const run_stats st = ex->run();
   using E = cpu_event;
   const auto N = exec_context::notifier;
@@ -74,20 +74,27 @@ TYPED_TEST(HotplugTest, HotplugNotifierOrderFromACpu) {
 TYPED_TEST(HotplugTest, DownPrepareVetoSendsDownFailedToEarlierNotifiersOnly) {
   auto ex = this->make(2);
   notifier_log first, second, third;
-  ex->register_cpu_notifier([&](cpu_event e, unsigned c) { first.add(*ex, e, c); return notify_result::done; });
+  ex->register_cpu_notifier([&](cpu_event e, unsigned c) {
+    first.add(*ex, e, c);
+    return notify_result::done;
+  });
   ex->register_cpu_notifier([&](cpu_event e, unsigned c) {
     second.add(*ex, e, c);
     return e == cpu_event::down_prepare ? notify_result::veto : notify_result::done;
   });
-  ex->register_cpu_notifier([&](cpu_event e, unsigned c) { third.add(*ex, e, c); return notify_result::done; });
+  ex->register_cpu_notifier([&](cpu_event e, unsigned c) {
+    third.add(*ex, e, c);
+    return notify_result::done;
+  });
   ex->set_program(0, sequence({[&] {
-    EXPECT_EQ(ex->cpu_down(1), errc::busy);
-    return true;
-  }}));
+                    EXPECT_EQ(ex->cpu_down(1), errc::busy);
+                    return true;
+                  }}));
   ex->run();
   using E = cpu_event;
   const auto N = exec_context::notifier;
-  EXPECT_EQ(first.take(), (std::vector<note>{{E::down_prepare, 1, 0, N}, {E::down_failed, 1, 0, N}}));
+  EXPECT_EQ(first.take(),
+            (std::vector<note>{{E::down_prepare, 1, 0, N}, {E::down_failed, 1, 0, N}}));
   EXPECT_EQ(second.take(), (std::vector<note>{{E::down_prepare, 1, 0, N}}));
   EXPECT_TRUE(third.take().empty());
   EXPECT_TRUE(ex->cpu_online(1));
@@ -109,8 +116,9 @@ TYPED_TEST(HotplugTest, ControllerHotplugRunsDeadOnAnotherOnlineCpu) {
   EXPECT_EQ(st.reason, stop_reason::quiescent);
   const std::vector<note> notes = log.take();
   ASSERT_EQ(notes.size(), 6u);
-  const cpu_event expected[] = {cpu_event::down_prepare, cpu_event::dead, cpu_event::down_prepare,
-                                cpu_event::down_failed, cpu_event::up_prepare, cpu_event::online};
+  const cpu_event expected[] = {cpu_event::down_prepare, cpu_event::dead,
+                                cpu_event::down_prepare, cpu_event::down_failed,
+                                cpu_event::up_prepare,   cpu_event::online};
   for (std::size_t i = 0; i < notes.size(); ++i) {
     EXPECT_EQ(notes[i].event, expected[i]) << i;
     EXPECT_NE(notes[i].on, notes[i].cpu) << "notifier ran on the CPU changing state, note " << i;
@@ -130,23 +138,24 @@ TYPED_TEST(HotplugTest, AnOfflineCpuRunsNothingAndKeepsItsWork) {
   std::atomic<int> t_runs{0}, w_runs{0}, tm_runs{0}, prog2_steps{0};
   ex->tasklet_init(t, [&] { t_runs.fetch_add(1); });
   ex->work_init(w, [&] { w_runs.fetch_add(1); });
-  ex->timer_init(tm, [&] { tm_runs.fetch_add(1); }, 2);
+  ex->timer_init(
+      tm, [&] { tm_runs.fetch_add(1); }, 2);
   ex->set_program(2, [&](unsigned) {
     prog2_steps.fetch_add(1);
     return step_result::sleep_for(1000);
   });
   int steps_when_down = -1;
   ex->set_program(0, sequence({
-      [&] { return prog2_steps.load() > 0; },
-      [&] {
-        EXPECT_TRUE(ex->cpu_down(2).ok());
-        steps_when_down = prog2_steps.load();
-        EXPECT_TRUE(ex->tasklet_schedule_on(t, 2));
-        EXPECT_TRUE(ex->schedule_work_on(2, w));
-        ex->set_timer(tm, ex->now_ns());
-        return true;
-      },
-  }));
+                         [&] { return prog2_steps.load() > 0; },
+                         [&] {
+                           EXPECT_TRUE(ex->cpu_down(2).ok());
+                           steps_when_down = prog2_steps.load();
+                           EXPECT_TRUE(ex->tasklet_schedule_on(t, 2));
+                           EXPECT_TRUE(ex->schedule_work_on(2, w));
+                           ex->set_timer(tm, ex->now_ns());
+                           return true;
+                         },
+                     }));
   const run_stats st = ex->run();
   // CPU 2's program never finishes, so the run stalls (deterministic) or times out (threaded).
   EXPECT_NE(st.reason, stop_reason::quiescent);
@@ -173,17 +182,17 @@ TYPED_TEST(HotplugTest, WorkParkedOnADeadCpuRunsAfterItComesBack) {
     runs.fetch_add(1);
   });
   ex->set_program(0, sequence({
-      [&] {
-        EXPECT_TRUE(ex->cpu_down(1).ok());
-        EXPECT_TRUE(ex->tasklet_schedule_on(t, 1));
-        return true;
-      },
-      [&] {
-        EXPECT_EQ(runs.load(), 0);
-        EXPECT_TRUE(ex->cpu_up(1).ok());
-        return true;
-      },
-  }));
+                         [&] {
+                           EXPECT_TRUE(ex->cpu_down(1).ok());
+                           EXPECT_TRUE(ex->tasklet_schedule_on(t, 1));
+                           return true;
+                         },
+                         [&] {
+                           EXPECT_EQ(runs.load(), 0);
+                           EXPECT_TRUE(ex->cpu_up(1).ok());
+                           return true;
+                         },
+                     }));
   const run_stats st = ex->run();
   EXPECT_EQ(st.reason, stop_reason::quiescent);
   EXPECT_EQ(runs.load(), 1);
@@ -200,15 +209,16 @@ TYPED_TEST(HotplugTest, MigratePolicyMovesLeftoversToTheCpuRunningDead) {
   ex->tasklet_init(t, [&] { ran_on.store(ex->current_cpu()); });
   std::atomic<bool> cpu2_busy{false};
   ex->set_program(0, sequence({[&] {
-    // CPU 2 is busy in its program (never again at a scheduler point) while we queue and
-    // take it down.
-    if (!cpu2_busy.load()) return false;
-    EXPECT_TRUE(ex->tasklet_schedule_on(t, 2));
-    return true;
-  }, [&] {
-    EXPECT_TRUE(ex->cpu_down(2).ok());
-    return true;
-  }}));
+                                 // CPU 2 is busy in its program (never again at a scheduler point)
+                                 // while we queue and take it down.
+                                 if (!cpu2_busy.load()) return false;
+                                 EXPECT_TRUE(ex->tasklet_schedule_on(t, 2));
+                                 return true;
+                               },
+                               [&] {
+                                 EXPECT_TRUE(ex->cpu_down(2).ok());
+                                 return true;
+                               }}));
   ex->set_program(2, [&](unsigned) {
     cpu2_busy.store(true);
     return step_result::busy();
@@ -216,7 +226,7 @@ TYPED_TEST(HotplugTest, MigratePolicyMovesLeftoversToTheCpuRunningDead) {
   const run_stats st = ex->run();
   // The tasklet either ran on CPU 2 before it went down, or moved to CPU 0 (the DEAD runner).
   EXPECT_EQ(ran_on.load(), 0u) << "a busy CPU 2 never reaches its scheduler point, so the "
-                                   "tasklet can only have run after migrating to CPU 0";
+                                  "tasklet can only have run after migrating to CPU 0";
   EXPECT_EQ(st.stranded_tasklets, 0u);
   ex->discard_pending();
 }
@@ -246,7 +256,9 @@ TYPED_TEST(HotplugTest, XenFreePgtNotifierSurvivesRandomHotplug) {
     };
     auto callback = [&](cpu_event e, unsigned cpu) {
       switch (e) {
-        case cpu_event::down_prepare: ex->tasklet_kill(tl[cpu]); break;
+        case cpu_event::down_prepare:
+          ex->tasklet_kill(tl[cpu]);
+          break;
         case cpu_event::dead:
           if (!list[cpu].empty()) {
             auto& here = list[ex->current_cpu()];
@@ -264,7 +276,8 @@ TYPED_TEST(HotplugTest, XenFreePgtNotifierSurvivesRandomHotplug) {
           // the notifier, not on `cpu` (see XenV6DownFailedSchedulesOnTheNotifierCpu).
           if (!list[cpu].empty()) ex->tasklet_schedule_on(tl[cpu], cpu);
           break;
-        default: break;
+        default:
+          break;
       }
       return notify_result::done;
     };
@@ -289,7 +302,8 @@ TYPED_TEST(HotplugTest, XenFreePgtNotifierSurvivesRandomHotplug) {
       ex->schedule_hotplug({(i + 1) * 20000, op, cpu});
     }
     // Bring everyone back at the end so parked programs can finish.
-    for (unsigned c = 1; c < cpus; ++c) ex->schedule_hotplug({400000, hotplug_op::up, c});
+    for (unsigned c = 1; c < cpus; ++c)
+      ex->schedule_hotplug({400000, hotplug_op::up, c});
     const run_stats st = ex->run();
     EXPECT_EQ(st.reason, stop_reason::quiescent) << "seed " << seed;
     EXPECT_EQ(wrong_cpu.load(), 0) << "seed " << seed;
@@ -317,26 +331,31 @@ TYPED_TEST(HotplugTest, XenV6DownFailedSchedulesOnTheNotifierCpu) {
       freed.fetch_add(static_cast<int>(list[owner].size()));
       list[owner].clear();
     };
-    ex->register_cpu_notifier([&](cpu_event e, unsigned cpu) {
-      switch (e) {
-        case cpu_event::down_prepare: ex->tasklet_kill(tl[cpu]); break;
-        case cpu_event::up_prepare:
-          list[cpu].clear();
-          [[fallthrough]];
-        case cpu_event::down_failed:
-          ex->tasklet_init(tl[cpu], [&, cpu] { worker(cpu); });
-          if (!list[cpu].empty()) {
-            if (v6) {
-              ex->tasklet_schedule(tl[cpu]);
-            } else {
-              ex->tasklet_schedule_on(tl[cpu], cpu);
-            }
+    ex->register_cpu_notifier(
+        [&](cpu_event e, unsigned cpu) {
+          switch (e) {
+            case cpu_event::down_prepare:
+              ex->tasklet_kill(tl[cpu]);
+              break;
+            case cpu_event::up_prepare:
+              list[cpu].clear();
+              [[fallthrough]];
+            case cpu_event::down_failed:
+              ex->tasklet_init(tl[cpu], [&, cpu] { worker(cpu); });
+              if (!list[cpu].empty()) {
+                if (v6) {
+                  ex->tasklet_schedule(tl[cpu]);
+                } else {
+                  ex->tasklet_schedule_on(tl[cpu], cpu);
+                }
+              }
+              break;
+            default:
+              break;
           }
-          break;
-        default: break;
-      }
-      return notify_result::done;
-    }, true);
+          return notify_result::done;
+        },
+        true);
     auto n = std::make_shared<unsigned>(0);
     ex->set_program(1, [&, n](unsigned cpu) {
       if (*n < 10) {  // queue 10 pages without passing a scheduler point
@@ -348,12 +367,12 @@ TYPED_TEST(HotplugTest, XenV6DownFailedSchedulesOnTheNotifierCpu) {
       return hotplug_done.load() ? step_result::finished() : step_result::busy();
     });
     ex->set_program(0, sequence({[&] {
-      if (!queued.load()) return false;
-      ex->inject_cpu_down_failure();
-      EXPECT_EQ(ex->cpu_down(1), errc::busy);
-      hotplug_done.store(true);
-      return true;
-    }}));
+                      if (!queued.load()) return false;
+                      ex->inject_cpu_down_failure();
+                      EXPECT_EQ(ex->cpu_down(1), errc::busy);
+                      hotplug_done.store(true);
+                      return true;
+                    }}));
     const run_stats st = ex->run();
     EXPECT_EQ(st.reason, stop_reason::quiescent);
     EXPECT_EQ(freed.load(), 10);
@@ -381,8 +400,10 @@ TYPED_TEST(HotplugTest, ExhaustiveSmallHotplugSequencesStayConsistent) {
     std::vector<hotplug_event> seq;
     unsigned x = code;
     for (unsigned i = 0; i < 3; ++i, x /= choices)
-      seq.push_back({(i + 1) * 1000, static_cast<hotplug_op>((x % choices) / cpus), (x % choices) % cpus});
-    for (const auto& e : seq) ex->schedule_hotplug(e);
+      seq.push_back(
+          {(i + 1) * 1000, static_cast<hotplug_op>((x % choices) / cpus), (x % choices) % cpus});
+    for (const auto& e : seq)
+      ex->schedule_hotplug(e);
     EXPECT_TRUE(ex->tasklet_schedule_on(t, 2));
     const run_stats st = ex->run();
     // Model.
@@ -390,23 +411,35 @@ TYPED_TEST(HotplugTest, ExhaustiveSmallHotplugSequencesStayConsistent) {
     unsigned downs = 0, ups = 0, fails = 0;
     for (const auto& e : seq) {
       unsigned n_online = 0;
-      for (bool b : online) n_online += b ? 1 : 0;
+      for (bool b : online)
+        n_online += b ? 1 : 0;
       if (e.op == hotplug_op::up) {
-        if (!online[e.cpu]) { online[e.cpu] = true; ++ups; }
+        if (!online[e.cpu]) {
+          online[e.cpu] = true;
+          ++ups;
+        }
       } else if (online[e.cpu] && n_online >= 2) {
-        if (e.op == hotplug_op::down) { online[e.cpu] = false; ++downs; } else { ++fails; }
+        if (e.op == hotplug_op::down) {
+          online[e.cpu] = false;
+          ++downs;
+        } else {
+          ++fails;
+        }
       }
     }
     const cpu_mask m = ex->online_mask();
-    for (unsigned c = 0; c < cpus; ++c) EXPECT_EQ(m.test(c), online[c]) << "code " << code;
+    for (unsigned c = 0; c < cpus; ++c)
+      EXPECT_EQ(m.test(c), online[c]) << "code " << code;
     EXPECT_EQ(st.cpu_downs, downs) << "code " << code;
     EXPECT_EQ(st.cpu_ups, ups) << "code " << code;
     EXPECT_EQ(st.cpu_down_failures, fails) << "code " << code;
     const std::vector<note> notes = log.take();
     EXPECT_EQ(notes.size(), 2 * (downs + ups + fails)) << "code " << code;
-    for (const note& n : notes) EXPECT_NE(n.on, n.cpu) << "code " << code;
+    for (const note& n : notes)
+      EXPECT_NE(n.on, n.cpu) << "code " << code;
     // The tasklet ran once, unless CPU 2 ended offline with it parked there.
-    EXPECT_EQ(runs.load() + static_cast<int>(ex->pending_on(2).plain_tasklets), 1) << "code " << code;
+    EXPECT_EQ(runs.load() + static_cast<int>(ex->pending_on(2).plain_tasklets), 1)
+        << "code " << code;
     ex->check_invariants();
     ex->discard_pending();
   }

@@ -16,21 +16,22 @@ TEST(Threaded, KillWaitsForATaskletRunningOnAnotherCpu) {
   ex.tasklet_init(t, [&] {
     started.store(true);
     // Spin (bounded) until CPU 0 is inside tasklet_kill.
-    EXPECT_TRUE(ex.wait_until([&] { return release.load(); }, std::uint64_t{5} * 1000 * 1000 * 1000));
+    EXPECT_TRUE(
+        ex.wait_until([&] { return release.load(); }, std::uint64_t{5} * 1000 * 1000 * 1000));
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
     finished.store(true);
   });
   bool finished_when_kill_returned = false;
   ex.set_program(0, sequence({
-      [&] { return ex.tasklet_schedule_on(t, 1); },
-      [&] { return started.load(); },
-      [&] {
-        release.store(true);
-        ex.tasklet_kill(t);
-        finished_when_kill_returned = finished.load();
-        return true;
-      },
-  }));
+                        [&] { return ex.tasklet_schedule_on(t, 1); },
+                        [&] { return started.load(); },
+                        [&] {
+                          release.store(true);
+                          ex.tasklet_kill(t);
+                          finished_when_kill_returned = finished.load();
+                          return true;
+                        },
+                    }));
   const run_stats st = ex.run();
   EXPECT_EQ(st.reason, stop_reason::quiescent);
   EXPECT_TRUE(finished_when_kill_returned);
@@ -48,14 +49,14 @@ TEST(Threaded, FlushWorkWaitsForRemoteRunningItem) {
   });
   bool done_after_flush = false;
   ex.set_program(0, sequence({
-      [&] { return ex.schedule_work_on(1, w); },
-      [&] { return started.load(); },
-      [&] {
-        ex.flush_work(w);
-        done_after_flush = finished.load();
-        return true;
-      },
-  }));
+                        [&] { return ex.schedule_work_on(1, w); },
+                        [&] { return started.load(); },
+                        [&] {
+                          ex.flush_work(w);
+                          done_after_flush = finished.load();
+                          return true;
+                        },
+                    }));
   ex.run();
   EXPECT_TRUE(done_after_flush);
 }
@@ -64,7 +65,8 @@ TEST(Threaded, ActorsRunOnTheirOwnThreadsAndWaitUntilSeesThem) {
   threaded_executor ex(run_config{.cpus = 2});
   std::atomic<unsigned> doorbell{0}, completed{0};
   auto served = std::make_shared<unsigned>(0);
-  ex.add_actor({"engine", [&, served] {
+  ex.add_actor({"engine",
+                [&, served] {
                   EXPECT_EQ(ex.context(), exec_context::actor);
                   EXPECT_FALSE(ex.on_cpu());
                   if (doorbell.load() > *served) completed.store(++*served);
@@ -98,13 +100,19 @@ TEST(Threaded, StressTaskletsWorkTimersAndHotplug) {
   unsigned shared = 0;
   std::atomic<int> wrong_cpu{0};
   for (unsigned c = 0; c < cpus; ++c) {
-    ex.tasklet_init(tl[c], [&, c] {
-      if (ex.current_cpu() != c) wrong_cpu.fetch_add(1);
-      runs[c].fetch_add(1);
-    }, c % 2 ? tasklet_kind::softirq : tasklet_kind::plain);
-    ex.timer_init(tm[c], [&, c] {
-      if (ex.current_cpu() != c) wrong_cpu.fetch_add(1);
-    }, c);
+    ex.tasklet_init(
+        tl[c],
+        [&, c] {
+          if (ex.current_cpu() != c) wrong_cpu.fetch_add(1);
+          runs[c].fetch_add(1);
+        },
+        c % 2 ? tasklet_kind::softirq : tasklet_kind::plain);
+    ex.timer_init(
+        tm[c],
+        [&, c] {
+          if (ex.current_cpu() != c) wrong_cpu.fetch_add(1);
+        },
+        c);
   }
   ex.work_init(w, [&] {
     std::lock_guard<spinlock> g(lock);
@@ -115,13 +123,19 @@ TEST(Threaded, StressTaskletsWorkTimersAndHotplug) {
       ex.tasklet_kill(tl[cpu]);
       ex.kill_timer(tm[cpu]);
     } else if (e == cpu_event::down_failed || e == cpu_event::up_prepare) {
-      ex.tasklet_init(tl[cpu], [&, cpu] {
-        if (ex.current_cpu() != cpu) wrong_cpu.fetch_add(1);
-        runs[cpu].fetch_add(1);
-      }, cpu % 2 ? tasklet_kind::softirq : tasklet_kind::plain);
-      ex.timer_init(tm[cpu], [&, cpu] {
-        if (ex.current_cpu() != cpu) wrong_cpu.fetch_add(1);
-      }, cpu);
+      ex.tasklet_init(
+          tl[cpu],
+          [&, cpu] {
+            if (ex.current_cpu() != cpu) wrong_cpu.fetch_add(1);
+            runs[cpu].fetch_add(1);
+          },
+          cpu % 2 ? tasklet_kind::softirq : tasklet_kind::plain);
+      ex.timer_init(
+          tm[cpu],
+          [&, cpu] {
+            if (ex.current_cpu() != cpu) wrong_cpu.fetch_add(1);
+          },
+          cpu);
     }
     return notify_result::done;
   });
@@ -142,7 +156,8 @@ TEST(Threaded, StressTaskletsWorkTimersAndHotplug) {
   }
   for (unsigned i = 0; i < 6; ++i) {
     const unsigned cpu = 1 + i % (cpus - 1);
-    ex.schedule_hotplug({(i + 1) * 200000ull, i % 3 == 2 ? hotplug_op::down_fail : hotplug_op::down, cpu});
+    ex.schedule_hotplug(
+        {(i + 1) * 200000ull, i % 3 == 2 ? hotplug_op::down_fail : hotplug_op::down, cpu});
     ex.schedule_hotplug({(i + 1) * 200000ull + 100000, hotplug_op::up, cpu});
   }
   const run_stats st = ex.run();

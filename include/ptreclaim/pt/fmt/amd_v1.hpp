@@ -35,8 +35,8 @@ struct amd_v1 {
   static constexpr std::uint32_t leaf_levels = 0b1110;  // 4K, 2M, 1G
   static constexpr std::uint8_t perm_mask = perm_read | perm_write;
 
-  static constexpr std::uint64_t pr_bit = bit(0);                // §2.2.3 PR
-  static constexpr unsigned next_level_lo = 9;                   // §2.2.3 NextLevel 11:9
+  static constexpr std::uint64_t pr_bit = bit(0);  // §2.2.3 PR
+  static constexpr unsigned next_level_lo = 9;     // §2.2.3 NextLevel 11:9
   static constexpr unsigned next_level_hi = 11;
   static constexpr std::uint64_t addr_mask = bit_range(12, 51);  // §2.2.3 address
   using sw = sw_field<52, 58>;                                   // §2.2.3 bits 58:52 ignored
@@ -46,9 +46,9 @@ struct amd_v1 {
   static constexpr std::uint64_t iw_bit = bit(62);               // §2.2.3 IW
   static constexpr unsigned sw_bits = sw::width;
 
-  static_assert((addr_mask & sw::mask) == 0 &&
-                    ((pr_bit | bit_range(next_level_lo, next_level_hi) | u_bit | fc_bit | ir_bit | iw_bit) &
-                     (addr_mask | sw::mask)) == 0,
+  static_assert((addr_mask & sw::mask) == 0 && ((pr_bit | bit_range(next_level_lo, next_level_hi) |
+                                                 u_bit | fc_bit | ir_bit | iw_bit) &
+                                                (addr_mask | sw::mask)) == 0,
                 "AMD v1 fields overlap");
   static_assert(sw_bits == 7);
 
@@ -77,7 +77,9 @@ struct amd_v1 {
     if (perms & perm_write) pte |= iw_bit;
     return pte;
   }
-  [[nodiscard]] static constexpr std::uint64_t sw_get(std::uint64_t pte) noexcept { return sw::get(pte); }
+  [[nodiscard]] static constexpr std::uint64_t sw_get(std::uint64_t pte) noexcept {
+    return sw::get(pte);
+  }
   [[nodiscard]] static constexpr std::uint64_t sw_set(std::uint64_t pte, std::uint64_t v) noexcept {
     return sw::set(pte, v);
   }

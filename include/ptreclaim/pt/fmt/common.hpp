@@ -24,7 +24,8 @@ struct sw_field {
     return field_get(pte, Lo, Hi);
   }
   // Precondition: value < 2^width (asserted in debug builds).
-  [[nodiscard]] static constexpr std::uint64_t set(std::uint64_t pte, std::uint64_t value) noexcept {
+  [[nodiscard]] static constexpr std::uint64_t set(std::uint64_t pte,
+                                                   std::uint64_t value) noexcept {
     PTR_DASSERT(width == 64 || (value >> width) == 0);
     return field_set(pte, Lo, Hi, value);
   }
@@ -33,7 +34,7 @@ struct sw_field {
 // One static descriptor per format type, holding pointers to the format's own functions.
 template <class F>
 [[nodiscard]] const format_desc& make_desc() noexcept {
-  static constexpr format_desc d{F::name, F::levels, F::va_bits, F::leaf_levels,
+  static constexpr format_desc d{F::name,    F::levels,      F::va_bits,   F::leaf_levels,
                                  &F::decode, &F::make_table, &F::make_leaf};
   return d;
 }

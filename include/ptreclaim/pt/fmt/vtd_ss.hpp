@@ -32,7 +32,7 @@ struct vtd_ss {
   static constexpr const char* name = Levels == 4 ? "vtd-ss-4" : "vtd-ss-5";
   static constexpr unsigned levels = Levels;
   static constexpr unsigned va_bits = Levels == 4 ? 48 : 57;  // 4-level: 48-bit AGAW, 5: 57
-  static constexpr std::uint32_t leaf_levels = 0b1110;          // 4K, 2M, 1G
+  static constexpr std::uint32_t leaf_levels = 0b1110;        // 4K, 2M, 1G
   // Permissions a leaf can express; a leaf needs R or W (else it is "not present").
   static constexpr std::uint8_t perm_mask = perm_read | perm_write | perm_exec;
 
@@ -44,7 +44,8 @@ struct vtd_ss {
   using sw = sw_field<52, 61>;                                   // §9.8 bits 61:52 ignored
   static constexpr unsigned sw_bits = sw::width;
 
-  static_assert((addr_mask & sw::mask) == 0 && ((r_bit | w_bit | x_bit | ps_bit) & (addr_mask | sw::mask)) == 0,
+  static_assert((addr_mask & sw::mask) == 0 &&
+                    ((r_bit | w_bit | x_bit | ps_bit) & (addr_mask | sw::mask)) == 0,
                 "VT-d SL fields overlap");
   static_assert(sw_bits == 10);
 
@@ -73,7 +74,9 @@ struct vtd_ss {
     if (level > 1) pte |= ps_bit;
     return pte;
   }
-  [[nodiscard]] static constexpr std::uint64_t sw_get(std::uint64_t pte) noexcept { return sw::get(pte); }
+  [[nodiscard]] static constexpr std::uint64_t sw_get(std::uint64_t pte) noexcept {
+    return sw::get(pte);
+  }
   [[nodiscard]] static constexpr std::uint64_t sw_set(std::uint64_t pte, std::uint64_t v) noexcept {
     return sw::set(pte, v);
   }

@@ -49,7 +49,8 @@ struct x86_64 {
   static constexpr unsigned sw_bits = sw::width;
 
   static_assert((addr_mask & sw::mask) == 0 &&
-                    ((p_bit | rw_bit | us_bit | a_bit | d_bit | ps_bit | xd_bit) & (addr_mask | sw::mask)) == 0,
+                    ((p_bit | rw_bit | us_bit | a_bit | d_bit | ps_bit | xd_bit) &
+                     (addr_mask | sw::mask)) == 0,
                 "x86-64 fields overlap");
   static_assert(sw_bits == 7);
 
@@ -76,7 +77,9 @@ struct x86_64 {
     if (level > 1) pte |= ps_bit;
     return pte;
   }
-  [[nodiscard]] static constexpr std::uint64_t sw_get(std::uint64_t pte) noexcept { return sw::get(pte); }
+  [[nodiscard]] static constexpr std::uint64_t sw_get(std::uint64_t pte) noexcept {
+    return sw::get(pte);
+  }
   [[nodiscard]] static constexpr std::uint64_t sw_set(std::uint64_t pte, std::uint64_t v) noexcept {
     return sw::set(pte, v);
   }
