@@ -35,7 +35,7 @@ const char* trace_what_name(trace_event::what w) noexcept {
 }
 
 deterministic_executor::deterministic_executor(run_config config)
-    : executor(std::move(config)), rng_(config_.seed) {
+    : executor(config), rng_(config_.seed) {
   PTR_ASSERT_MSG(config_.costs.step_ns >= 1, "cost_model::step_ns must be >= 1 (progress)");
   clock_.assign(cpus_ + max_actors_limit, 0);
   locks_held_.assign(cpus_ + max_actors_limit, 0);

@@ -102,7 +102,7 @@ exec_context executor::context() const noexcept {
 
 // ---- construction and setup ----
 
-executor::executor(run_config config) : config_(std::move(config)), cpus_(config_.cpus) {
+executor::executor(run_config config) : config_(config), cpus_(config_.cpus) {
   PTR_ASSERT_MSG(cpus_ >= 1 && cpus_ <= limits::max_cpus, "run_config::cpus must be 1..max_cpus");
   PTR_ASSERT_MSG(config_.max_actors <= max_actors_limit, "run_config::max_actors beyond limit");
   if (config_.online.empty()) config_.online = cpu_mask::first(cpus_);

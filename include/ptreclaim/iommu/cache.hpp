@@ -225,7 +225,7 @@ class psc {
   explicit psc(const cache_config& c);
 
   struct hit {
-    unsigned level;  // the level-L entry was cached: the walk resumes at table level L-1
+    unsigned level = 0;  // the level-L entry was cached: the walk resumes at table level L-1
     psc_entry entry;
   };
   // The deepest (lowest-level) cached entry for `iova`, considering levels 2..root_level.

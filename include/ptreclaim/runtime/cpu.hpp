@@ -95,7 +95,7 @@ class per_cpu {
   };
   T& get(unsigned cpu) { return *std::launder(reinterpret_cast<T*>(slots_[cpu].storage)); }
 
-  unsigned size_;
+  unsigned size_ = 0;
   unsigned built_ = 0;
   std::unique_ptr<slot[]> slots_;
 };
