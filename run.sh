@@ -6,9 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")"
 bash scripts/setup.sh
 cmake --preset release >/dev/null
-cmake --build --preset release
-if [ -x build/release/tools/ptreclaim/ptreclaim ]; then
-  exec build/release/tools/ptreclaim/ptreclaim "$@"
-else
-  exec build/release/examples/demo/ptreclaim_demo "$@"
-fi
+cmake --build --preset release --target ptreclaim  # only the tool: tests build with ./test.sh
+exec build/release/tools/ptreclaim/ptreclaim "$@"
