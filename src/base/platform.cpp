@@ -36,7 +36,12 @@ void real_platform::set_current_cpu(unsigned cpu) noexcept {
 }
 
 bool real_platform::wait_until(const std::function<bool()>& done, std::uint64_t timeout_ns) {
-  const std::uint64_t deadline = now_ns() + timeout_ns;
+  return spin_until(done, timeout_ns);
+}
+
+bool platform::spin_until(const std::function<bool()>& done, std::uint64_t timeout_ns) {
+  const std::uint64_t now = now_ns();
+  const std::uint64_t deadline = timeout_ns > ~now ? ~std::uint64_t{0} : now + timeout_ns;
   unsigned spins = 0;
   while (!done()) {
     if (now_ns() > deadline) return done();

@@ -35,17 +35,7 @@ std::uint64_t threaded_executor::now_ns() noexcept {
 }
 
 bool threaded_executor::wait_until(const std::function<bool()>& done, std::uint64_t timeout_ns) {
-  const std::uint64_t deadline = sat_add(now_ns(), timeout_ns);
-  unsigned spins = 0;
-  while (!done()) {
-    if (now_ns() > deadline) return done();
-    if (++spins < 64) {
-      __builtin_ia32_pause();
-    } else {
-      std::this_thread::yield();
-    }
-  }
-  return true;
+  return spin_until(done, timeout_ns);
 }
 
 void threaded_executor::wake_actor(actor_id id) {

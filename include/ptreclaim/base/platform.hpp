@@ -56,6 +56,11 @@ class platform {
   // May be called from any CPU context that may spin (not from a device walk).
   [[nodiscard]] virtual bool wait_until(const std::function<bool()>& done,
                                         std::uint64_t timeout_ns) = 0;
+
+ protected:
+  // wait_until for platforms whose time is real: pause, then yield, until done() or the
+  // deadline on now_ns().
+  [[nodiscard]] bool spin_until(const std::function<bool()>& done, std::uint64_t timeout_ns);
 };
 
 // Real time, real threads. A thread names its simulated CPU with set_current_cpu().
