@@ -323,8 +323,11 @@ TYPED_TEST(ExecutorTest, StoppedAndKilledTimersDoNotFire) {
   ex->timer_init(
       b, [&] { fires.fetch_add(1); }, 1);
   ex->set_program(0, sequence({[&] {
-                    ex->set_timer(a, ex->now_ns() + 1000);
-                    ex->set_timer(b, ex->now_ns() + 1000);
+                    // Far deadlines: on a loaded host a threaded run can be
+                    // descheduled for milliseconds between these lines.
+                    constexpr std::uint64_t far_ns = 10'000'000'000ull;
+                    ex->set_timer(a, ex->now_ns() + far_ns);
+                    ex->set_timer(b, ex->now_ns() + far_ns);
                     EXPECT_TRUE(ex->stop_timer(a));
                     EXPECT_FALSE(ex->stop_timer(a));
                     ex->kill_timer(b);
