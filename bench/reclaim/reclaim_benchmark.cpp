@@ -16,13 +16,16 @@
 // freed (that tail is timed), so items_per_second is retire-to-free throughput.
 //
 // Counters: peak_pending (frames allocated and not freed, sampled by the producers every
-// `sched_every` iterations), p50_ns / p99_ns (retire-to-free latency; policies: every frame,
+// `sched_every` iterations), peak_held_sum (policies: the sum of every holder's own peak, an
+// upper bound of the true peak), p50_ns / p99_ns (retire-to-free latency; policies: every frame,
 // from the policy's histogram; peers: every 16th frame, in the deleter).
 #include <benchmark/benchmark.h>
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -49,6 +52,12 @@ constexpr unsigned max_threads = 2;
 // Google Benchmark's flags) shrinks it for smoke runs; a producer that finds the pool empty
 // waits for the consumers.
 std::uint32_t pool_frames = 1u << 18;
+// The pool's per-CPU caches and poisoning, the same for every benchmark (floor, policies and
+// peers): --reclaim_pool_cache=N, --reclaim_poison=0|1. 512 frames per CPU, like the hundreds of
+// pages Linux's per-CPU page lists hold: with the pool's default of 64, every batched free of 64
+// frames spills to the shared depot, and the benchmark would measure that lock, not reclamation.
+unsigned pool_cache_frames = 512;
+bool pool_poison = true;
 constexpr unsigned sched_every = 64;
 constexpr reclaim::domain_number dom = 1;
 
@@ -91,7 +100,11 @@ struct world {
     }
   }
   bench_executor ex{max_threads};
-  mem::frame_pool pool{mem::pool_config{.capacity_frames = pool_frames, .caches = max_threads}, ex};
+  mem::frame_pool pool{mem::pool_config{.capacity_frames = pool_frames,
+                                        .caches = max_threads,
+                                        .cache_frames = pool_cache_frames,
+                                        .poison = pool_poison},
+                      ex};
   instant_backend backend;
 };
 world& the_world() {
@@ -228,7 +241,7 @@ void retire_bench(benchmark::State& state, reclaim::policy_kind kind, bool calle
     const reclaim::reclaim_stats st = g_run->policy->stats();
     p50 = st.retire_to_free_ns.percentile(0.50);
     p99 = st.retire_to_free_ns.percentile(0.99);
-    state.counters["peak_pending_exact"] = static_cast<double>(st.peak_pending);
+    state.counters["peak_held_sum"] = static_cast<double>(st.peak_pending);
     state.counters["invalidations"] = static_cast<double>(st.invalidations);
   }
   report(state, p50, p99);
@@ -247,10 +260,10 @@ void BM_retire_caller_flush(benchmark::State& state, reclaim::policy_kind kind) 
 }
 
 // flush-epoch without caller flushes, tuned for latency: it asks for its own (asynchronous)
-// invalidation once 8 frames wait, instead of when its 256-batch ring is full.
+// invalidation once 4 frames wait, instead of at the default watermark of 64.
 void BM_retire_low_latency(benchmark::State& state) {
   reclaim::reclaim_config c;
-  c.watermark = 8;
+  c.watermark = 4;
   c.max_age_ns = 10'000;
   retire_bench(state, reclaim::policy_kind::flush_epoch, false, c);
 }
@@ -459,11 +472,33 @@ BENCHMARK(BM_xenium_hazard_pointer)->Threads(1)->Threads(2)->UseRealTime();
 
 int main(int argc, char** argv) {
   std::vector<char*> args;
+  // Our own flags, among Google Benchmark's; a malformed value is an error, not a crash.
+  const auto number = [](const std::string& a, const std::string& key, unsigned long lo,
+                         unsigned long hi, unsigned long& out) {
+    if (a.rfind(key, 0) != 0) return false;
+    const std::string v = a.substr(key.size());
+    std::size_t used = 0;
+    try {
+      out = std::stoul(v, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != v.size() || v.empty() || out < lo || out > hi) {
+      std::fprintf(stderr, "reclaim_benchmark: %s wants a number in %lu..%lu, got '%s'\n",
+                   key.c_str(), lo, hi, v.c_str());
+      std::exit(2);
+    }
+    return true;
+  };
   for (int i = 0; i < argc; ++i) {
     const std::string a = argv[i];
-    const std::string key = "--reclaim_pool_frames=";
-    if (a.rfind(key, 0) == 0) {
-      ptreclaim::bench::pool_frames = static_cast<std::uint32_t>(std::stoul(a.substr(key.size())));
+    unsigned long v = 0;
+    if (number(a, "--reclaim_pool_frames=", 1024, 1ul << 24, v)) {
+      ptreclaim::bench::pool_frames = static_cast<std::uint32_t>(v);
+    } else if (number(a, "--reclaim_pool_cache=", 2, 1ul << 16, v)) {
+      ptreclaim::bench::pool_cache_frames = static_cast<unsigned>(v);
+    } else if (number(a, "--reclaim_poison=", 0, 1, v)) {
+      ptreclaim::bench::pool_poison = v != 0;
     } else {
       args.push_back(argv[i]);
     }

@@ -1,15 +1,20 @@
 // flush-epoch: ptreclaim's own policy. Design note: docs/flush-epoch.md.
 //
-// Each CPU owns a bounded ring of *batches*, one per retire(): the frames a gather released
-// (linked through their frame metadata, so queuing never allocates), the domain, the IOVA range
-// they need invalidated, and two epochs of that domain:
-//   stamp  the flush epoch at retire, read after the unlink (backend.stamp: an RMW);
+// Each CPU owns a bounded ring of *batches*: the frames that successive retire()s of one domain
+// released (linked through their frame metadata, so queuing never allocates), the domain, the
+// IOVA range they need invalidated, and two epochs of that domain:
+//   stamp  the flush epoch read after the last unlink of the batch (backend.stamp: an RMW), taken
+//          when the batch is closed;
 //   cover  the epoch of an invalidation that covers the batch (non-leaf, its range), when the
 //          caller reported one (note_caller_invalidation) - 0 if none yet.
 // A batch may be freed once  completed(d) >= cover  (cover != 0)  or  completed_full(d) > stamp.
 // Whoever observes that frees it: the producer at its next retire, the caller right after its
-// own flush, or the CPU's timer. The producer path touches only its own CPU's ring plus one RMW
-// on the domain's epoch counter per batch; no lock, no allocation.
+// own flush, or the CPU's timer. The newest batch stays *open* (unstamped, never eligible) and
+// takes the frames of further retires of its domain until it holds batch_frames frames, another
+// domain retires, a flush is requested, or a caller is about to invalidate; then it is closed
+// (stamped). A later stamp is always safe (it only asks for a later invalidation), so one RMW on
+// the domain's epoch counter serves a whole batch. The producer path touches only its own CPU's
+// ring and holder count; no lock, no allocation.
 //
 // The policy asks for an invalidation of its own (a full, non-leaf one, not waited for) when its
 // oldest batch is older than max_age_ns or the CPU holds more than `watermark` frames, and
@@ -44,6 +49,10 @@ struct batch {
 class batch_ring {
  public:
   explicit batch_ring(unsigned capacity) : slots_(capacity) {}
+  [[nodiscard]] batch& back() noexcept {
+    PTR_DASSERT(!empty());
+    return at(count_ - 1);
+  }
   [[nodiscard]] bool empty() const noexcept { return count_ == 0; }
   [[nodiscard]] bool full() const noexcept { return count_ == slots_.size(); }
   [[nodiscard]] unsigned size() const noexcept { return count_; }
@@ -75,8 +84,10 @@ class flush_epoch_policy final : public policy_base {
       : policy_base(env, config),
         watermark_(std::min<std::uint64_t>(config.watermark,
                                            std::max<std::uint64_t>(1, per_cpu_budget() / 2))),
-        queues_(env.rt.cpu_count(), [&](unsigned) { return queue(config.batches_per_cpu); }) {
+        queues_(env.rt.cpu_count(),
+                [&](unsigned cpu) { return queue(cpu, config.batches_per_cpu); }) {
     PTR_ASSERT_MSG(config.batches_per_cpu >= 1, "reclaim_config::batches_per_cpu must be >= 1");
+    PTR_ASSERT_MSG(config.batch_frames >= 1, "reclaim_config::batch_frames must be >= 1");
     PTR_ASSERT_MSG(config.max_age_ns >= 1, "reclaim_config::max_age_ns must be >= 1");
     notifier_ = env_.rt.register_cpu_notifier(
         [this](runtime::cpu_event e, unsigned cpu) { return cpu_callback(e, cpu); },
@@ -91,50 +102,67 @@ class flush_epoch_policy final : public policy_base {
 
   void retire(domain_number d, const pt::gather& g) override {
     const std::uint64_t n = g.released().size();
+    const unsigned cpu = env_.rt.current_cpu();
     if (n == 0) {
-      account_retire(d, g);
+      account_retire(d, g, cpu);
       return;
     }
-    const unsigned cpu = env_.rt.current_cpu();
     queue& q = queues_[cpu];
     reap(q, /*poll=*/false);
     // Back-pressure before the frames are accepted (account_retire), so pending never
     // exceeds the bound, not even for the length of this call.
-    if (q.frames + n > per_cpu_budget() || q.ring.full()) {
+    if (q.frames + n > per_cpu_budget() || (q.ring.full() && !can_merge(q, d, n))) {
       ++counters().backpressure;
       flush_all(q);
     }
-    account_retire(d, g);
+    account_retire(d, g, cpu);
     if (n > per_cpu_budget()) {  // one gather larger than this CPU's share: free it inline
       invalidate_and_wait(d, {g.first(), g.last(), true});
-      free_gather(g, "flush-epoch-sync");
+      free_gather(g, "flush-epoch-sync", cpu);
       return;
     }
-    batch& b = q.ring.push_back();
-    b.domain = d;
-    b.range = invalidation_range::of(g);
-    b.range.nonleaf = true;  // tables were released: only a non-leaf invalidation covers them
-    b.retired_ns = env_.rt.now_ns();
+    batch* b = nullptr;
+    if (can_merge(q, d, n)) {
+      b = &q.ring.back();
+      b->range.first = std::min(b->range.first, g.first());
+      b->range.last = std::max(b->range.last, g.last());
+    } else {
+      close(q);
+      b = &q.ring.push_back();
+      b->domain = d;
+      b->range = invalidation_range::of(g);
+      b->range.nonleaf = true;  // tables were released: only a non-leaf invalidation covers them
+      b->retired_ns = env_.rt.now_ns();
+      q.open = true;
+    }
     for (mem::frame_id f : g.released()) {
       env_.rt.charge(cost_kind::enqueue);
-      b.frames.push_back(env_.pool, f);
+      b->frames.push_back(env_.pool, f);
     }
-    b.stamp = env_.backend.stamp(d);  // after the unlink and after linking: (1) in backend.hpp
     q.frames += n;
+    if (b->frames.size() >= config_.batch_frames) close(q);
     // Ask early, asynchronously: at the frame watermark, or once half the ring's batch
-    // descriptors are used (with one-frame batches the ring fills long before the frame
-    // watermark, and a full ring means back-pressure: invalidate and wait on this path).
-    if (q.frames > watermark_ || 2 * q.ring.size() > config_.batches_per_cpu)
-      request_flush(b.domain, b.stamp);
+    // descriptors are used (a full ring means back-pressure: invalidate and wait on this path).
+    if (q.frames > watermark_ || 2 * q.ring.size() > config_.batches_per_cpu) {
+      close(q);
+      request_flush(q.ring.back().domain, q.ring.back().stamp);
+      reap(q, /*poll=*/false);  // a fast invalidation may have completed already
+    }
     // The armed state is kept here (only this CPU touches q): asking the executor would take
     // its mutex on every retire.
-    if (q.timer_ready && !q.timer_armed) arm(q, b.retired_ns + config_.max_age_ns);
+    if (q.timer_ready && !q.timer_armed) arm(q, q.ring.front().retired_ns + config_.max_age_ns);
+  }
+
+  void before_caller_invalidation(domain_number d) override {
+    queue& q = queues_[env_.rt.current_cpu()];
+    if (q.open && q.ring.back().domain == d) close(q);  // so the caller's epoch follows its stamp
   }
 
   void note_caller_invalidation(domain_number d, const invalidation_range& r, epoch_t e) override {
     queue& q = queues_[env_.rt.current_cpu()];
     // Newest first: the caller flushes right after the retire it just made.
     for (unsigned i = q.ring.size(); i-- > 0;) {
+      if (q.open && i + 1 == q.ring.size()) continue;  // not stamped: nothing can cover it yet
       batch& b = q.ring.at(i);
       if (b.domain != d || b.cover != 0 || e <= b.stamp) continue;
       if (r.covers(b.range.first, b.range.last)) b.cover = e;
@@ -152,9 +180,11 @@ class flush_epoch_policy final : public policy_base {
 
  private:
   struct queue {
-    explicit queue(unsigned batches) : ring(batches) {}
+    queue(unsigned owner, unsigned batches) : cpu(owner), ring(batches) {}
+    unsigned cpu;  // the holder of its frames
     batch_ring ring;
     std::uint64_t frames = 0;  // frames in the ring
+    bool open = false;         // the ring's newest batch takes more frames and has no stamp
     runtime::timer timer;
     bool timer_ready = false;
     bool timer_armed = false;  // set by arm(), cleared when it fires or is killed / re-inited
@@ -171,13 +201,28 @@ class flush_epoch_policy final : public policy_base {
     return (poll ? be.completed_full(b.domain) : be.completed_full_seen(b.domain)) > b.stamp;
   }
 
-  // Frees every eligible batch from the head of q.
+  [[nodiscard]] bool can_merge(queue& q, domain_number d, std::uint64_t n) noexcept {
+    return q.open && q.ring.back().domain == d && q.ring.back().frames.size() + n <= config_.batch_frames;
+  }
+
+  // Stamps the open batch: read after the unlinks and after linking, (1) in backend.hpp.
+  void close(queue& q) {
+    if (!q.open) return;
+    batch& b = q.ring.back();
+    b.stamp = env_.backend.stamp(b.domain);
+    q.open = false;
+  }
+
+  // Frees every eligible batch from the head of q (never the open one).
   void reap(queue& q, bool poll) {
-    while (!q.ring.empty() && eligible(q.ring.front(), poll)) {
+    std::uint64_t now = 0;
+    while (!q.ring.empty() && !(q.open && q.ring.size() == 1) && eligible(q.ring.front(), poll)) {
       batch& b = q.ring.front();
       if (b.cover != 0) ++counters().rides;
       q.frames -= b.frames.size();
-      free_list(b.frames, "flush-epoch");
+      if (now == 0) now = env_.rt.now_ns();
+      while (!b.frames.empty())
+        free_frame(b.frames.pop_front(env_.pool), "flush-epoch", q.cpu, now);
       q.ring.pop_front();
     }
   }
@@ -207,6 +252,7 @@ class flush_epoch_policy final : public policy_base {
   // Back-pressure and drain: invalidate every domain in q and wait, then free everything.
   void flush_all(queue& q) {
     if (q.ring.empty()) return;
+    close(q);
     std::set<domain_number> domains;
     for (unsigned i = 0; i < q.ring.size(); ++i)
       domains.insert(q.ring.at(i).domain);
@@ -226,7 +272,10 @@ class flush_epoch_policy final : public policy_base {
     if (q.ring.empty()) return;
     const std::uint64_t now = env_.rt.now_ns();
     batch& oldest = q.ring.front();
-    if (now - oldest.retired_ns >= config_.max_age_ns) request_flush(oldest.domain, oldest.stamp);
+    if (now - oldest.retired_ns >= config_.max_age_ns) {
+      close(q);  // the oldest may be the open batch; a stamp is what a flush can cover
+      request_flush(oldest.domain, oldest.stamp);
+    }
     // Poll again soon: the invalidation takes about a microsecond in the model's defaults.
     arm(q, now + std::max<std::uint64_t>(1, config_.max_age_ns / 4));
   }
@@ -278,6 +327,8 @@ class flush_epoch_policy final : public policy_base {
   // Moves every batch of `from` (a dead CPU's ring) to `to`; when `to` has no room, the
   // batches that do not fit are invalidated and freed here.
   void adopt(queue& to, queue& from) {
+    close(from);  // stamped now, after every unlink of its frames: safe, if later than needed
+    close(to);    // adopted batches go behind it, and only the newest batch may be open
     while (!from.ring.empty()) {
       batch& b = from.ring.front();
       const std::uint64_t n = b.frames.size();
@@ -289,6 +340,7 @@ class flush_epoch_policy final : public policy_base {
       nb.range = b.range;
       nb.retired_ns = b.retired_ns;
       nb.frames.splice_back(env_.pool, b.frames);
+      move_held(from.cpu, to.cpu, n);
       to.frames += n;
       from.frames -= n;
       from.ring.pop_front();

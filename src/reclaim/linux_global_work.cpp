@@ -31,7 +31,7 @@ class linux_global_work_policy final : public policy_base {
   void retire(domain_number d, const pt::gather& g) override {
     const std::uint64_t n = g.released().size();
     if (n == 0) {
-      account_retire(d, g);
+      account_retire(d, g, global_holder);
       return;
     }
     // The bound (off the faithful path): reserve n frames of max_pending before accepting
@@ -41,9 +41,10 @@ class linux_global_work_policy final : public policy_base {
     if (!reserve(n)) {
       ++counters().backpressure;
       if (n > config_.max_pending) {  // larger than the bound: invalidate and free it inline
-        account_retire(d, g);
+        const unsigned cpu = env_.rt.current_cpu();
+        account_retire(d, g, cpu);
         invalidate_and_wait(d, {g.first(), g.last(), true});
-        free_gather(g, "linux-global-work-sync");
+        free_gather(g, "linux-global-work-sync", cpu);
         return;
       }
       work_fn();
@@ -51,7 +52,7 @@ class linux_global_work_policy final : public policy_base {
       const bool ok = env_.rt.wait_until([&] { return reserve(n); }, config_.wait_timeout_ns);
       PTR_ASSERT_MSG(ok, "linux-global-work: back-pressure found no room within wait_timeout_ns");
     }
-    account_retire(d, g);
+    account_retire(d, g, global_holder);
     for (mem::frame_id f : g.released()) {
       {
         std::lock_guard guard(lock_);
@@ -85,7 +86,7 @@ class linux_global_work_policy final : public policy_base {
     }
     if (mine.empty()) return;
     const std::uint64_t n = mine.size();
-    invalidate_owners_and_free(mine, "linux-global-work");
+    invalidate_owners_and_free(mine, "linux-global-work", global_holder);
     held_.fetch_sub(n, std::memory_order_relaxed);
   }
 

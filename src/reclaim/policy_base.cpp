@@ -10,12 +10,13 @@ policy_base::policy_base(const reclaim_env& env, const reclaim_config& config)
     : env_(env),
       config_(config),
       per_cpu_budget_(std::max<std::uint64_t>(1, config.max_pending / env.rt.cpu_count())),
-      counters_(env.rt.cpu_count()) {
+      counters_(env.rt.cpu_count()),
+      holders_(env.rt.cpu_count()) {
   PTR_ASSERT_MSG(config.max_pending >= 1, "reclaim_config::max_pending must be >= 1");
   PTR_ASSERT_MSG(config.xen_yield_every >= 1, "reclaim_config::xen_yield_every must be >= 1");
 }
 
-std::uint64_t policy_base::account_retire(domain_number d, const pt::gather& g) {
+std::uint64_t policy_base::account_retire(domain_number d, const pt::gather& g, unsigned h) {
   const auto n = static_cast<std::uint64_t>(g.released().size());
   if (env_.observer != nullptr) {
     const invalidation_range need = invalidation_range::of(g);
@@ -23,14 +24,35 @@ std::uint64_t policy_base::account_retire(domain_number d, const pt::gather& g) 
       env_.observer->on_retire(d, f, need);
   }
   counters().retired += n;
-  const std::uint64_t now = pending_.fetch_add(n, std::memory_order_relaxed) + n;
-  std::uint64_t peak = peak_pending_.load(std::memory_order_relaxed);
-  while (now > peak && !peak_pending_.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
-  }
+  if (n != 0) add_held(h, n);
   return n;
 }
 
-void policy_base::free_frame(mem::frame_id f, const char* path) {
+void policy_base::add_held(unsigned h, std::uint64_t n) {
+  holder_count& c = holder(h);
+  const std::uint64_t now = c.held.fetch_add(n, std::memory_order_relaxed) + n;
+  std::uint64_t peak = c.peak.load(std::memory_order_relaxed);
+  while (now > peak && !c.peak.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+}
+
+void policy_base::move_held(unsigned from, unsigned to, std::uint64_t n) {
+  if (n == 0 || from == to) return;
+  counters().adopted += n;
+  const std::uint64_t was = holder(from).held.fetch_sub(n, std::memory_order_relaxed);
+  PTR_ASSERT_MSG(was >= n, "move_held: more frames than the holder has");
+  add_held(to, n);
+}
+
+std::uint64_t policy_base::pending() const noexcept {
+  std::uint64_t sum = global_.held.load(std::memory_order_relaxed);
+  for (unsigned c = 0; c < holders_.size(); ++c)
+    sum += holders_[c].held.load(std::memory_order_relaxed);
+  return sum;
+}
+
+void policy_base::free_frame(mem::frame_id f, const char* path, unsigned h,
+                             std::uint64_t now) {
   cpu_counters& c = counters();
   const std::uint64_t retired_ns = env_.pool.meta(f).retired_ns.load(std::memory_order_relaxed);
   if (env_.observer != nullptr) env_.observer->on_free(f, path);
@@ -38,20 +60,25 @@ void policy_base::free_frame(mem::frame_id f, const char* path) {
     ++c.free_errors;  // the ledger recorded it; a run reports it as an S2 failure
     return;
   }
-  const std::uint64_t now = env_.rt.now_ns();
   c.latency.record(now >= retired_ns ? now - retired_ns : 0);
   ++c.freed;
-  pending_.fetch_sub(1, std::memory_order_relaxed);
+  const std::uint64_t was = holder(h).held.fetch_sub(1, std::memory_order_relaxed);
+  PTR_DASSERT(was >= 1);
+  (void)was;
 }
 
-void policy_base::free_list(frame_list& list, const char* path) {
+void policy_base::free_list(frame_list& list, const char* path, unsigned h) {
+  if (list.empty()) return;
+  const std::uint64_t now = env_.rt.now_ns();
   while (!list.empty())
-    free_frame(list.pop_front(env_.pool), path);
+    free_frame(list.pop_front(env_.pool), path, h, now);
 }
 
-void policy_base::free_gather(const pt::gather& g, const char* path) {
+void policy_base::free_gather(const pt::gather& g, const char* path, unsigned h) {
+  if (g.released().empty()) return;
+  const std::uint64_t now = env_.rt.now_ns();
   for (mem::frame_id f : g.released())
-    free_frame(f, path);
+    free_frame(f, path, h, now);
 }
 
 epoch_t policy_base::invalidate_and_wait(domain_number d, const invalidation_range& range) {
@@ -63,13 +90,13 @@ epoch_t policy_base::invalidate_and_wait(domain_number d, const invalidation_ran
   return *e;
 }
 
-void policy_base::invalidate_owners_and_free(frame_list& list, const char* path) {
+void policy_base::invalidate_owners_and_free(frame_list& list, const char* path, unsigned h) {
   if (list.empty()) return;
   std::set<domain_number> domains;
   list.for_each(env_.pool, [&](mem::frame_id f) { domains.insert(env_.pool.ident(f).domain); });
   for (domain_number d : domains)
     invalidate_and_wait(d, invalidation_range::whole_domain());
-  free_list(list, path);
+  free_list(list, path, h);
 }
 
 void policy_base::report_wrong_cpu(unsigned owner, const char* who) {
@@ -93,10 +120,13 @@ reclaim_stats policy_base::stats() const {
     s.worker_runs += k.worker_runs;
     s.free_errors += k.free_errors;
     s.wrong_cpu_runs += k.wrong_cpu_runs;
+    s.adopted += k.adopted;
     s.retire_to_free_ns.merge(k.latency);
   }
-  s.pending = pending_.load(std::memory_order_relaxed);
-  s.peak_pending = peak_pending_.load(std::memory_order_relaxed);
+  s.pending = pending();
+  s.peak_pending = global_.peak.load(std::memory_order_relaxed);
+  for (unsigned c = 0; c < holders_.size(); ++c)
+    s.peak_pending += holders_[c].peak.load(std::memory_order_relaxed);
   return s;
 }
 

@@ -10,6 +10,8 @@ Result<std::unique_ptr<reclaimer>> make_reclaimer(policy_kind kind, const reclai
     return Status(errc::invalid_argument, "reclaim max_pending must be at least 1");
   if (config.batches_per_cpu == 0)
     return Status(errc::invalid_argument, "reclaim batches_per_cpu must be at least 1");
+  if (config.batch_frames == 0)
+    return Status(errc::invalid_argument, "reclaim batch_frames must be at least 1");
   if (config.xen_yield_every == 0)
     return Status(errc::invalid_argument, "reclaim xen_yield_every must be at least 1");
   if (config.max_age_ns == 0)
@@ -35,6 +37,7 @@ Result<epoch_t> invalidate_after_retire(reclaimer& r, invalidation_backend& b, d
                                         const pt::gather& g, std::uint64_t timeout_ns) {
   if (g.empty()) return epoch_t{0};
   const invalidation_range range = invalidation_range::of(g);
+  r.before_caller_invalidation(d);
   Result<epoch_t> e = b.invalidate(d, range);
   if (!e.ok()) return e;
   if (!b.wait(d, *e, timeout_ns))

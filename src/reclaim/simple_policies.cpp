@@ -11,8 +11,9 @@ class immediate_policy final : public policy_base {
  public:
   using policy_base::policy_base;
   void retire(domain_number d, const pt::gather& g) override {
-    account_retire(d, g);
-    free_gather(g, "immediate");
+    const unsigned cpu = env_.rt.current_cpu();
+    account_retire(d, g, cpu);
+    free_gather(g, "immediate", cpu);
   }
   Status drain() override { return {}; }
   [[nodiscard]] policy_kind kind() const noexcept override { return policy_kind::immediate; }
@@ -23,9 +24,10 @@ class sync_policy final : public policy_base {
  public:
   using policy_base::policy_base;
   void retire(domain_number d, const pt::gather& g) override {
-    if (account_retire(d, g) == 0) return;
+    const unsigned cpu = env_.rt.current_cpu();
+    if (account_retire(d, g, cpu) == 0) return;
     invalidate_and_wait(d, invalidation_range::of(g));
-    free_gather(g, "sync");
+    free_gather(g, "sync", cpu);
   }
   Status drain() override { return {}; }
   [[nodiscard]] policy_kind kind() const noexcept override { return policy_kind::sync; }

@@ -39,12 +39,12 @@ class xen_policy final : public policy_base {
     // Back-pressure before the frames are accepted, so pending never exceeds the bound.
     if (n != 0 && s.list.size() + n > per_cpu_budget()) {
       ++counters().backpressure;
-      invalidate_owners_and_free(s.list, "xen-backpressure");
+      invalidate_owners_and_free(s.list, "xen-backpressure", cpu);
     }
-    account_retire(d, g);
+    account_retire(d, g, cpu);
     if (n > per_cpu_budget()) {  // larger than this CPU's share: invalidate and free it inline
       invalidate_and_wait(d, {g.first(), g.last(), true});
-      free_gather(g, "xen-backpressure");
+      free_gather(g, "xen-backpressure", cpu);
       return;
     }
     for (mem::frame_id f : g.released()) {
@@ -56,7 +56,7 @@ class xen_policy final : public policy_base {
 
   Status drain() override {
     for (unsigned c = 0; c < slots_.size(); ++c)
-      invalidate_owners_and_free(slots_[c].list, "xen-drain");
+      invalidate_owners_and_free(slots_[c].list, "xen-drain", c);
     return {};
   }
 
@@ -84,9 +84,13 @@ class xen_policy final : public policy_base {
     if (env_.rt.current_cpu() != owner) report_wrong_cpu(owner, "free_queued_pgtables");
     frame_list& list = slots_[owner].list;
     unsigned done = 0;
+    std::uint64_t now = env_.rt.now_ns();  // the latency clock, read again after each yield
     while (!list.empty()) {
-      free_frame(list.pop_front(env_.pool), path());
-      if ((++done % config_.xen_yield_every) == 0) env_.rt.process_pending_softirqs();
+      free_frame(list.pop_front(env_.pool), path(), owner, now);
+      if ((++done % config_.xen_yield_every) == 0) {
+        env_.rt.process_pending_softirqs();
+        now = env_.rt.now_ns();
+      }
     }
   }
 
@@ -98,13 +102,15 @@ class xen_policy final : public policy_base {
         break;
       case runtime::cpu_event::dead:
         if (!s.list.empty()) {
-          slot& here = slots_[env_.rt.current_cpu()];
+          const unsigned here_cpu = env_.rt.current_cpu();
+          slot& here = slots_[here_cpu];
+          move_held(cpu, here_cpu, s.list.size());
           here.list.splice_back(env_.pool, s.list);
           // Off the faithful path: the spliced list may exceed this CPU's share of
           // max_pending, and the dead CPU may come back and fill a share again (S5).
           if (here.list.size() > per_cpu_budget()) {
             ++counters().backpressure;
-            invalidate_owners_and_free(here.list, "xen-backpressure");
+            invalidate_owners_and_free(here.list, "xen-backpressure", here_cpu);
           }
           env_.rt.tasklet_schedule(here.tasklet);
         }

@@ -70,7 +70,7 @@ void machine::run(run_result& out) {
   out.invalidations.backpressure_flushes = rs.backpressure;
   out.reclaim.tables_released = rs.retired;
   out.reclaim.tables_freed = rs.freed;
-  out.reclaim.peak_pending = std::max(rs.peak_pending, mon.peak_pending);
+  out.reclaim.peak_pending = mon.peak_pending;  // exact (the policy's own is a sum of per-holder peaks)
   out.reclaim.pending_bound = sc.reclaim.max_pending_frames;
   out.reclaim.pending_at_end = pending_at_end_.load(std::memory_order_relaxed);
   out.reclaim.drain_ns = drain_ns_;
@@ -81,8 +81,7 @@ void machine::run(run_result& out) {
   out.hotplug.offlines = st.cpu_downs;
   out.hotplug.onlines = st.cpu_ups;
   out.hotplug.failed_offlines = st.cpu_down_failures;
-  // TODO(lead): reclaim_stats has no count of frames moved off a dead CPU; 0 until it does.
-  out.hotplug.frames_migrated = 0;
+  out.hotplug.frames_migrated = rs.adopted;
   if (sc.hotplug.enabled) {
     notes_.push_back("hotplug: " + std::to_string(st.cpu_downs) + " offline, " +
                      std::to_string(st.cpu_ups) + " online, " + std::to_string(st.cpu_down_failures) +

@@ -40,8 +40,9 @@ namespace ptreclaim::reclaim {
 struct reclaim_config {
   std::uint32_t max_pending = 8192;    // S5: retired but not freed, all CPUs together
   std::uint64_t max_age_ns = 100'000;  // flush-epoch: oldest frame waits this long → flush
-  std::uint32_t watermark = 512;       // flush-epoch: per-CPU pending frames → flush
+  std::uint32_t watermark = 64;        // flush-epoch: per-CPU pending frames → flush
   unsigned batches_per_cpu = 256;      // flush-epoch: batch descriptors per CPU (a bound)
+  std::uint32_t batch_frames = 64;     // flush-epoch: frames one batch (one stamp) may take
   unsigned xen_yield_every = 512;      // Xen: process_pending_softirqs() every 512 frees
   std::uint64_t wait_timeout_ns = 10'000'000'000;  // a hung invalidation is a failure, not a hang
 };
@@ -61,6 +62,9 @@ struct reclaim_stats {
   std::uint64_t retired = 0;  // frames handed to retire()
   std::uint64_t freed = 0;    // frames freed
   std::uint64_t pending = 0;  // retired - freed, now
+  // Sum over the policy's holders (each CPU's queue, or one shared list) of the most each held
+  // at once: exact for one holder, an upper bound of the momentary peak otherwise. The safety
+  // monitor measures the exact one.
   std::uint64_t peak_pending = 0;
   std::uint64_t invalidations = 0;   // invalidations the policy itself submitted
   std::uint64_t rides = 0;           // batches freed on a caller's invalidation
@@ -68,6 +72,7 @@ struct reclaim_stats {
   std::uint64_t worker_runs = 0;     // tasklet / work item / timer executions
   std::uint64_t free_errors = 0;     // frees the ledger refused (a broken policy)
   std::uint64_t wrong_cpu_runs = 0;  // S4: workers that ran on a CPU not owning their list
+  std::uint64_t adopted = 0;         // frames moved from a dead CPU's queue to a running CPU's
   log_histogram retire_to_free_ns;   // latency from the gather's release to the free
 };
 
@@ -85,6 +90,9 @@ class reclaimer {
 
   // See the file comment. The frames of g.released() are in state retired.
   virtual void retire(domain_number d, const pt::gather& g) = 0;
+  // The caller is about to invalidate d after a retire on this CPU (before it submits), so a
+  // policy that batches retires can close its batch and let that invalidation cover it.
+  virtual void before_caller_invalidation(domain_number /*d*/) {}
   // The caller's own invalidation of d got epoch e for `range` (after a retire on this CPU).
   // flush-epoch records it so the batch it covers is freed as soon as e completes.
   virtual void note_caller_invalidation(domain_number /*d*/, const invalidation_range& /*range*/,

@@ -180,6 +180,7 @@ TEST_P(HotplugExhaustive, EveryLegalSequenceUpToThree) {
   enumerate(prefix, {true, true, true}, under_sanitizer ? 2 : 3, seqs);
   ASSERT_EQ(seqs.size(), under_sanitizer ? 39u : 198u);  // counted independently
   unsigned xen_findings = 0, with_down_fail = 0;
+  std::uint64_t adopted = 0;  // frames CPU_DEAD handlers moved to a running CPU, all sequences
   for (std::size_t i = 0; i < seqs.size(); ++i) {
     harness_config c;
     c.policy = p.policy;
@@ -216,11 +217,19 @@ TEST_P(HotplugExhaustive, EveryLegalSequenceUpToThree) {
       EXPECT_TRUE(named) << ctx << "\n" << harness::join(rep.first);
       ++xen_findings;
     }
+    adopted += h.policy().stats().adopted;
     h.teardown_and_expect_whole();
     if (HasFailure()) {
       ADD_FAILURE() << "first failing sequence: " << ctx;
       break;
     }
+  }
+  const bool per_cpu_queues = p.policy == policy_kind::xen_tasklet ||
+                              (p.policy == policy_kind::flush_epoch && !p.caller_flush);
+  if (per_cpu_queues) {
+    EXPECT_GT(adopted, 0u) << "no dead CPU's frames were ever adopted";
+  } else if (p.policy != policy_kind::flush_epoch) {
+    EXPECT_EQ(adopted, 0u) << "a policy without per-CPU queues reported adopted frames";
   }
   if (p.policy == policy_kind::xen_tasklet) {
     EXPECT_EQ(xen_findings, with_down_fail) << "every failed offline met a non-empty list";
