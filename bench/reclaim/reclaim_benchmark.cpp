@@ -104,7 +104,7 @@ struct world {
                                         .caches = max_threads,
                                         .cache_frames = pool_cache_frames,
                                         .poison = pool_poison},
-                      ex};
+                       ex};
   instant_backend backend;
 };
 world& the_world() {

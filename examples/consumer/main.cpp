@@ -14,8 +14,8 @@ int main() {
   if (!table.ok()) return 1;
   pt::gather g;
   for (unsigned i = 0; i < 512; ++i) {
-    if (!(*table)->map(0x200000 + i * 0x1000ULL, 0x40000000 + i * 0x1000ULL, 0x1000,
-                       pt::perm_rw, g)
+    if (!(*table)
+             ->map(0x200000 + i * 0x1000ULL, 0x40000000 + i * 0x1000ULL, 0x1000, pt::perm_rw, g)
              .ok())
       return 1;
   }
@@ -29,10 +29,11 @@ int main() {
   (*table)->destroy(g);
   for (mem::frame_id f : g.released())
     if (!pool.free(f, "consumer-teardown").ok()) return 1;
-  std::printf("ptreclaim %.*s consumer: default policy %.*s, coalesced into a 2 MiB superpage: %s, "
-              "double free caught: %s, leaks: %zu\n",
-              static_cast<int>(config::version.size()), config::version.data(),
-              static_cast<int>(config::default_policy.size()), config::default_policy.data(),
-              coalesced ? "yes" : "no", caught ? "yes" : "no", pool.leaks().size());
+  std::printf(
+      "ptreclaim %.*s consumer: default policy %.*s, coalesced into a 2 MiB superpage: %s, "
+      "double free caught: %s, leaks: %zu\n",
+      static_cast<int>(config::version.size()), config::version.data(),
+      static_cast<int>(config::default_policy.size()), config::default_policy.data(),
+      coalesced ? "yes" : "no", caught ? "yes" : "no", pool.leaks().size());
   return coalesced && caught && pool.leaks().empty() ? 0 : 1;
 }

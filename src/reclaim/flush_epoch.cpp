@@ -202,7 +202,8 @@ class flush_epoch_policy final : public policy_base {
   }
 
   [[nodiscard]] bool can_merge(queue& q, domain_number d, std::uint64_t n) noexcept {
-    return q.open && q.ring.back().domain == d && q.ring.back().frames.size() + n <= config_.batch_frames;
+    return q.open && q.ring.back().domain == d &&
+           q.ring.back().frames.size() + n <= config_.batch_frames;
   }
 
   // Stamps the open batch: read after the unlinks and after linking, (1) in backend.hpp.

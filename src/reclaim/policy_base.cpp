@@ -51,8 +51,7 @@ std::uint64_t policy_base::pending() const noexcept {
   return sum;
 }
 
-void policy_base::free_frame(mem::frame_id f, const char* path, unsigned h,
-                             std::uint64_t now) {
+void policy_base::free_frame(mem::frame_id f, const char* path, unsigned h, std::uint64_t now) {
   cpu_counters& c = counters();
   const std::uint64_t retired_ns = env_.pool.meta(f).retired_ns.load(std::memory_order_relaxed);
   if (env_.observer != nullptr) env_.observer->on_free(f, path);

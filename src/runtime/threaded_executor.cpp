@@ -20,8 +20,7 @@ std::uint64_t sat_add(std::uint64_t a, std::uint64_t b) noexcept {
 }
 }  // namespace
 
-threaded_executor::threaded_executor(run_config config)
-    : executor(config), start_ns_(steady_ns()) {
+threaded_executor::threaded_executor(run_config config) : executor(config), start_ns_(steady_ns()) {
   for (unsigned c = 0; c < cpus_; ++c)
     cpu_threads_.push_back(std::make_unique<cpu_thread>());
 }

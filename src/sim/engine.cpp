@@ -35,7 +35,8 @@ void machine::run(run_result& out) {
   out.operations = ops;
   out.elapsed_ns = stop_ns_ > run_start_ns_ ? stop_ns_ - run_start_ns_ : 0;
   if (st.reason != runtime::stop_reason::quiescent) {
-    notes_.push_back(std::string("the executor stopped early: ") + runtime::stop_reason_name(st.reason) +
+    notes_.push_back(std::string("the executor stopped early: ") +
+                     runtime::stop_reason_name(st.reason) +
                      " (the finisher did not complete; invariants checked on what ran)");
   }
   if (!snap_.taken) {
@@ -52,13 +53,15 @@ void machine::run(run_result& out) {
     out.devices.iotlb_hits += u.iotlb_hits;
     out.devices.iotlb_misses += u.iotlb_misses;
     std::uint64_t psc = 0;
-    for (std::uint64_t h : u.psc_hits) psc += h;
+    for (std::uint64_t h : u.psc_hits)
+      psc += h;
     out.devices.psc_hits += psc;
     out.devices.psc_misses += u.walks > psc ? u.walks - psc : 0;
     out.devices.pte_reads += u.pte_reads;
     for (std::size_t k = 0; k < u.descriptors.size(); ++k) {
       out.invalidations.descriptors += u.descriptors[k];
-      if (k == static_cast<std::size_t>(iommu::inv_type::wait)) out.invalidations.waits += u.descriptors[k];
+      if (k == static_cast<std::size_t>(iommu::inv_type::wait))
+        out.invalidations.waits += u.descriptors[k];
     }
   }
 
@@ -70,7 +73,8 @@ void machine::run(run_result& out) {
   out.invalidations.backpressure_flushes = rs.backpressure;
   out.reclaim.tables_released = rs.retired;
   out.reclaim.tables_freed = rs.freed;
-  out.reclaim.peak_pending = mon.peak_pending;  // exact (the policy's own is a sum of per-holder peaks)
+  out.reclaim.peak_pending =
+      mon.peak_pending;  // exact (the policy's own is a sum of per-holder peaks)
   out.reclaim.pending_bound = sc.reclaim.max_pending_frames;
   out.reclaim.pending_at_end = pending_at_end_.load(std::memory_order_relaxed);
   out.reclaim.drain_ns = drain_ns_;
@@ -84,36 +88,47 @@ void machine::run(run_result& out) {
   out.hotplug.frames_migrated = rs.adopted;
   if (sc.hotplug.enabled) {
     notes_.push_back("hotplug: " + std::to_string(st.cpu_downs) + " offline, " +
-                     std::to_string(st.cpu_ups) + " online, " + std::to_string(st.cpu_down_failures) +
-                     " failed offline (of which " + std::to_string(hotplug_vetoes_.load()) +
+                     std::to_string(st.cpu_ups) + " online, " +
+                     std::to_string(st.cpu_down_failures) + " failed offline (of which " +
+                     std::to_string(hotplug_vetoes_.load()) +
                      " refused because the CPU was between a retire and its caller's flush), " +
                      std::to_string(st.hotplug_rejected) + " events rejected");
   }
 
   // Safety.
-  const std::uint64_t ledger = leaks_.checked ? leaks_.ledger_violations : pool_->ledger_violation_count();
+  const std::uint64_t ledger =
+      leaks_.checked ? leaks_.ledger_violations : pool_->ledger_violation_count();
   out.violations.count = snap_.s1_count + ledger + mon.s2_violations + mon.s3_violations +
                          mon.s4_violations + mon.s5_violations;
-  if (!snap_.s1_first.empty()) out.violations.first = snap_.s1_first;
-  else if (!mon.first.empty()) out.violations.first = mon.first.front();
-  else if (ledger != 0 && !pool_->ledger_reports().empty()) out.violations.first = pool_->ledger_reports().front().what;
+  if (!snap_.s1_first.empty())
+    out.violations.first = snap_.s1_first;
+  else if (!mon.first.empty())
+    out.violations.first = mon.first.front();
+  else if (ledger != 0 && !pool_->ledger_reports().empty())
+    out.violations.first = pool_->ledger_reports().front().what;
   out.leaks = leaks_;
 
   set(out, invariant::s1, snap_.s1_count == 0,
-      snap_.s1_count == 0 ? std::to_string(out.devices.translations) + " translations, " +
-                                std::to_string(out.devices.pte_reads) + " PTE reads, no stale read"
-                          : std::to_string(snap_.s1_count) + " stale walks; first: " + snap_.s1_first);
+      snap_.s1_count == 0
+          ? std::to_string(out.devices.translations) + " translations, " +
+                std::to_string(out.devices.pte_reads) + " PTE reads, no stale read"
+          : std::to_string(snap_.s1_count) + " stale walks; first: " + snap_.s1_first);
   {
     const bool held = mon.s2_violations == 0 && ledger == 0 && rs.free_errors == 0 &&
                       (!leaks_.checked || leaks_.leaked_frames == 0);
     std::string why;
     if (held) {
-      why = std::to_string(mon.freed) + " frees checked by the monitor; ledger clean; pool whole at teardown";
+      why = std::to_string(mon.freed) +
+            " frees checked by the monitor; ledger clean; pool whole at teardown";
     } else {
-      why = std::to_string(mon.s2_violations) + " monitor S2 violations, " + std::to_string(ledger) +
-            " ledger violations, " + std::to_string(leaks_.leaked_frames) + " frames leaked";
+      why = std::to_string(mon.s2_violations) + " monitor S2 violations, " +
+            std::to_string(ledger) + " ledger violations, " + std::to_string(leaks_.leaked_frames) +
+            " frames leaked";
       for (const auto& f : mon.first)
-        if (f.rfind("S2", 0) == 0) { why += "; first: " + f; break; }
+        if (f.rfind("S2", 0) == 0) {
+          why += "; first: " + f;
+          break;
+        }
       if (!leaks_.report.empty()) why += "; " + leaks_.report.substr(0, 400);
     }
     set(out, invariant::s2, held, why);
@@ -125,12 +140,14 @@ void machine::run(run_result& out) {
     return std::string();
   };
   set(out, invariant::s3, mon.s3_violations == 0,
-      mon.s3_violations == 0 ? std::to_string(mon.freed) + " frees, each after a covering invalidation completed"
-                             : std::to_string(mon.s3_violations) + " early frees; first: " + first_of("S3"));
+      mon.s3_violations == 0
+          ? std::to_string(mon.freed) + " frees, each after a covering invalidation completed"
+          : std::to_string(mon.s3_violations) + " early frees; first: " + first_of("S3"));
   {
     const bool held = mon.s4_violations == 0 && rs.wrong_cpu_runs == 0;
-    std::string why = held ? std::string("no worker on a wrong CPU, no frame lost")
-                           : std::to_string(mon.s4_violations) + " violations; first: " + first_of("S4");
+    std::string why =
+        held ? std::string("no worker on a wrong CPU, no frame lost")
+             : std::to_string(mon.s4_violations) + " violations; first: " + first_of("S4");
     if (sc.hotplug.enabled) {
       why += " (" + std::to_string(st.cpu_downs + st.cpu_down_failures) + " offline attempts, " +
              std::to_string(st.cpu_ups) + " online)";
@@ -140,7 +157,8 @@ void machine::run(run_result& out) {
     set(out, invariant::s4, held, why);
   }
   {
-    const bool held = mon.s5_violations == 0 && out.reclaim.peak_pending <= out.reclaim.pending_bound;
+    const bool held =
+        mon.s5_violations == 0 && out.reclaim.peak_pending <= out.reclaim.pending_bound;
     set(out, invariant::s5, held,
         "peak " + std::to_string(out.reclaim.peak_pending) + " pending frames, bound " +
             std::to_string(out.reclaim.pending_bound) + (held ? "" : "; first: " + first_of("S5")));
@@ -163,7 +181,8 @@ void machine::run(run_result& out) {
     h = prng::splitmix64(h) ^ ops;
     out.trace_hash = prng::splitmix64(h);
   }
-  for (auto& n : notes_) out.notes.push_back(std::move(n));
+  for (auto& n : notes_)
+    out.notes.push_back(std::move(n));
   notes_.clear();
 }
 
@@ -179,7 +198,8 @@ Result<run_result> run(const scenario& s_in, const run_options& options) {
   if (!sr.ok()) return sr.status();
   const scenario& s = *sr;
   if (s.duration.ops_per_cpu == 0 && s.duration.time_limit_ns == 0)
-    return Status(errc::invalid_argument, "a run needs duration.ops_per_cpu or duration.time_limit_ns");
+    return Status(errc::invalid_argument,
+                  "a run needs duration.ops_per_cpu or duration.time_limit_ns");
 
   const std::uint64_t seed = options.seed ? *options.seed : s.seed ? *s.seed : fresh_seed();
 

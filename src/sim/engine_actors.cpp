@@ -24,13 +24,15 @@ using runtime::step_result;
 Status machine::build_devices(prng& rng) {
   // Domains of each group, in order.
   std::vector<std::vector<domain_slot*>> by_group(sc.domains.size());
-  for (auto& d : domains) by_group[d->group].push_back(d.get());
+  for (auto& d : domains)
+    by_group[d->group].push_back(d.get());
 
   iommu::device_id next_id = 0;
   std::vector<std::vector<bool>> attached(domains.size(), std::vector<bool>(sc.iommu.count, false));
   for (const device_group& grp : sc.devices) {
     const auto& doms = by_group[grp.domain_group];
-    const std::vector<unsigned> units = grp.iommus.empty() ? sc.group_iommus(grp.domain_group) : grp.iommus;
+    const std::vector<unsigned> units =
+        grp.iommus.empty() ? sc.group_iommus(grp.domain_group) : grp.iommus;
     for (unsigned k = 0; k < grp.count; ++k) {
       auto dev = std::make_unique<device_state>();
       dev->id = next_id++;
@@ -51,7 +53,8 @@ Status machine::build_devices(prng& rng) {
           dev->hot.push_back(dev->window_base + dev->rng.below(dev->window_pages) * page_bytes);
       }
       device_state* raw = dev.get();
-      ex_->add_actor({"device" + std::to_string(dev->id), [this, raw] { return device_step(*raw); }, true});
+      ex_->add_actor(
+          {"device" + std::to_string(dev->id), [this, raw] { return device_step(*raw); }, true});
       ++actors_total_;
       devices_.push_back(std::move(dev));
     }
@@ -61,7 +64,8 @@ Status machine::build_devices(prng& rng) {
     for (unsigned u : sc.group_iommus(d->group)) {
       if (attached[d->id - 1][u]) continue;
       if (next_id >= limits::max_devices) {
-        notes_.push_back("not every domain could be attached to every unit of its group (device ids exhausted)");
+        notes_.push_back(
+            "not every domain could be attached to every unit of its group (device ids exhausted)");
         return {};
       }
       PTR_TRY(sys_->attach(next_id++, u, *d->dom, d->id));
@@ -94,14 +98,15 @@ step_result machine::engine_step(unsigned u) {
   iommu::unit& unit = sys_->get_unit(u);
   unit.advance();
   const iommu::latency_config& l = unit.config().latency;
-  const std::uint64_t shortest =
-      std::max<std::uint64_t>(4, std::min({l.inv_page_ns, l.inv_domain_ns, l.inv_global_ns, l.inv_wait_ns}));
-  if (unit.processed() < unit.submitted()) return step_result::sleep_for(std::max<std::uint64_t>(1, shortest / 4));
+  const std::uint64_t shortest = std::max<std::uint64_t>(
+      4, std::min({l.inv_page_ns, l.inv_domain_ns, l.inv_global_ns, l.inv_wait_ns}));
+  if (unit.processed() < unit.submitted())
+    return step_result::sleep_for(std::max<std::uint64_t>(1, shortest / 4));
   return step_result::sleep_for(shortest);
 }
 
 step_result machine::sampler_step() {
-  if (stop_actors_.load(std::memory_order_acquire)) {  // (4) pairs with (3)
+  if (stop_actors_.load(std::memory_order_acquire)) {         // (4) pairs with (3)
     actors_stopped_.fetch_add(1, std::memory_order_release);  // (5) pairs with (6)
     return step_result::finished();
   }
@@ -110,7 +115,8 @@ step_result machine::sampler_step() {
   if (series_.size() >= max_samples) {
     // Keep every other sample and halve the rate: the series stays bounded on long runs.
     std::size_t j = 0;
-    for (std::size_t i = 0; i < series_.size(); i += 2) series_[j++] = series_[i];
+    for (std::size_t i = 0; i < series_.size(); i += 2)
+      series_[j++] = series_[i];
     series_.resize(j);
     sample_every_ns_ *= 2;
   }

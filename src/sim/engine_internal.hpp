@@ -61,11 +61,11 @@ class range_ring {
 
  private:
   std::array<std::atomic<std::uint64_t>, size> e_{};  // iova | lg2(bytes); 0 = empty; relaxed
-  std::atomic<std::uint32_t> next_{0};                 // relaxed: hints only
+  std::atomic<std::uint32_t> next_{0};                // relaxed: hints only
 };
 
 struct domain_slot {
-  std::uint16_t id = 0;    // software domain number (also its did on every unit)
+  std::uint16_t id = 0;  // software domain number (also its did on every unit)
   unsigned group = 0;
   std::unique_ptr<pt::table> table;
   iommu::domain* dom = nullptr;
@@ -143,7 +143,9 @@ class checked_backend final : public reclaim::invalidation_backend {
                                                     const reclaim::invalidation_range& r) override {
     return real_.invalidate(d, r);
   }
-  [[nodiscard]] reclaim::epoch_t stamp(reclaim::domain_number d) noexcept override { return real_.stamp(d); }
+  [[nodiscard]] reclaim::epoch_t stamp(reclaim::domain_number d) noexcept override {
+    return real_.stamp(d);
+  }
   [[nodiscard]] reclaim::epoch_t completed(reclaim::domain_number d) noexcept override {
     if (checking) return real_.system().find_domain(d)->flush_completed();
     return real_.completed(d);
@@ -158,7 +160,8 @@ class checked_backend final : public reclaim::invalidation_backend {
   [[nodiscard]] reclaim::epoch_t completed_full_seen(reclaim::domain_number d) noexcept override {
     return real_.completed_full_seen(d);
   }
-  [[nodiscard]] bool wait(reclaim::domain_number d, reclaim::epoch_t e, std::uint64_t timeout_ns) override {
+  [[nodiscard]] bool wait(reclaim::domain_number d, reclaim::epoch_t e,
+                          std::uint64_t timeout_ns) override {
     return real_.wait(d, e, timeout_ns);
   }
 
@@ -226,7 +229,7 @@ class machine {
   std::unique_ptr<runtime::per_cpu<cpu_driver>> drivers_;
   std::vector<std::unique_ptr<device_state>> devices_;
 
-  std::uint64_t ops_target_ = 0;   // per CPU; 0 = until the time limit
+  std::uint64_t ops_target_ = 0;  // per CPU; 0 = until the time limit
   std::uint64_t time_limit_ns_ = 0;
   std::uint64_t flush_timeout_ns_ = 0;
   bool deterministic_ = true;
@@ -288,10 +291,13 @@ class machine::observer final : public reclaim::reclaim_observer {
     mon_.on_free(f, path);
     checked_backend::checking = false;
   }
-  void on_invariant_violation(const std::string& what) override { mon_.on_invariant_violation(what); }
+  void on_invariant_violation(const std::string& what) override {
+    mon_.on_invariant_violation(what);
+  }
   [[nodiscard]] log_histogram merged() {
     log_histogram h;
-    for (unsigned c = 0; c < lat_.size(); ++c) h.merge(lat_[c].h);
+    for (unsigned c = 0; c < lat_.size(); ++c)
+      h.merge(lat_[c].h);
     return h;
   }
 
@@ -313,8 +319,8 @@ struct machine::device_state {
   prng rng{1};
   std::uint64_t window_base = 0;
   std::uint64_t window_pages = 1;
-  std::uint64_t seq_page = 0;       // sequential: next page (window) / page within the range
-  std::vector<std::uint64_t> hot;   // hot-set pages (window)
+  std::uint64_t seq_page = 0;      // sequential: next page (window) / page within the range
+  std::vector<std::uint64_t> hot;  // hot-set pages (window)
   bool acked = false;
 
   std::uint64_t window_page() {
@@ -340,9 +346,15 @@ struct machine::device_state {
     std::uint64_t first = 0, bytes = 0;
     unsigned entry = 0;
     switch (grp->pattern) {
-      case access_pattern::random: entry = static_cast<unsigned>(rng.below(n)); break;
-      case access_pattern::hot_set: entry = static_cast<unsigned>(rng.below(std::min(n, 4u))); break;
-      case access_pattern::sequential: entry = 0; break;
+      case access_pattern::random:
+        entry = static_cast<unsigned>(rng.below(n));
+        break;
+      case access_pattern::hot_set:
+        entry = static_cast<unsigned>(rng.below(std::min(n, 4u)));
+        break;
+      case access_pattern::sequential:
+        entry = 0;
+        break;
     }
     if (!ring.get(entry, first, bytes)) return window_page();
     const std::uint64_t pages = std::max<std::uint64_t>(1, bytes / page_bytes);

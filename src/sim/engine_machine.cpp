@@ -15,7 +15,8 @@ using runtime::step_result;
 
 void range_ring::push(std::uint64_t first, std::uint64_t bytes) noexcept {
   unsigned lg = 12;
-  while (lg < 52 && (std::uint64_t{1} << lg) < bytes) ++lg;
+  while (lg < 52 && (std::uint64_t{1} << lg) < bytes)
+    ++lg;
   const std::uint32_t i = next_.fetch_add(1, std::memory_order_relaxed) % size;
   e_[i].store((first & ~std::uint64_t{0xfff}) | lg, std::memory_order_relaxed);
 }
@@ -34,7 +35,6 @@ bool range_ring::get(unsigned i, std::uint64_t& first, std::uint64_t& bytes) con
 unsigned range_ring::filled() const noexcept {
   return std::min<std::uint32_t>(next_.load(std::memory_order_relaxed), size);
 }
-
 
 // ---- build -----------------------------------------------------------------------------------
 
@@ -79,15 +79,19 @@ Status machine::build() {
   rc.cpus = cpus;
   rc.seed = root_.fork(1).next();
   rc.costs = convert_costs(sc.costs);
-  rc.max_actors = std::min<unsigned>(runtime::max_actors_limit, sc.device_count() + sc.iommu.count + 1);
+  rc.max_actors =
+      std::min<unsigned>(runtime::max_actors_limit, sc.device_count() + sc.iommu.count + 1);
   rc.max_notifiers = 16;
   rc.on_cpu_dead = runtime::dead_cpu_work::park;
   rc.real_time_limit_ns = std::uint64_t{900} * 1'000'000'000ULL + time_limit_ns_;
   if (sc.device_count() + sc.iommu.count + 1 > runtime::max_actors_limit)
-    return Status(errc::invalid_argument, "more devices than the executor has actor slots (" +
-                                              std::to_string(runtime::max_actors_limit - 1 - sc.iommu.count) + ")");
-  if (deterministic_) ex_ = std::make_unique<runtime::deterministic_executor>(rc);
-  else ex_ = std::make_unique<runtime::threaded_executor>(rc);
+    return Status(errc::invalid_argument,
+                  "more devices than the executor has actor slots (" +
+                      std::to_string(runtime::max_actors_limit - 1 - sc.iommu.count) + ")");
+  if (deterministic_)
+    ex_ = std::make_unique<runtime::deterministic_executor>(rc);
+  else
+    ex_ = std::make_unique<runtime::threaded_executor>(rc);
 
   mem::pool_config pc;
   pc.capacity_frames = sc.memory.frames;
@@ -99,7 +103,8 @@ Status machine::build() {
   iommu::system_config syc;
   syc.violations_kept = 16;
   sys_ = std::make_unique<iommu::system>(*pool_, syc, *ex_);
-  for (unsigned u = 0; u < sc.iommu.count; ++u) sys_->add_unit(sc.iommu.unit);
+  for (unsigned u = 0; u < sc.iommu.count; ++u)
+    sys_->add_unit(sc.iommu.unit);
 
   // Domains: tables first (their roots), then the model's view of them.
   std::uint16_t next_id = 1;
@@ -130,8 +135,10 @@ Status machine::build() {
 
   // Hotplug guard first, so it sees down_prepare before any policy does.
   drivers_ = std::make_unique<runtime::per_cpu<cpu_driver>>(cpus);
-  for (unsigned c = 0; c < cpus; ++c) (*drivers_)[c].batch.resize(domains.size());
-  ex_->register_cpu_notifier([this](runtime::cpu_event e, unsigned c) { return hotplug_guard(e, c); });
+  for (unsigned c = 0; c < cpus; ++c)
+    (*drivers_)[c].batch.resize(domains.size());
+  ex_->register_cpu_notifier(
+      [this](runtime::cpu_event e, unsigned c) { return hotplug_guard(e, c); });
 
   backend_ = std::make_unique<reclaim::iommu_backend>(*sys_);
   checked_ = std::make_unique<checked_backend>(*backend_);
@@ -144,7 +151,8 @@ Status machine::build() {
       std::min<std::uint64_t>(sc.reclaim.max_pending_frames, 0xffffffffULL));
   // 0 = never: a timer that never fires within any run (about 11.5 days of virtual time).
   cfg.max_age_ns = sc.reclaim.flush_age_ns == 0 ? std::uint64_t{1} << 50 : sc.reclaim.flush_age_ns;
-  cfg.watermark = static_cast<std::uint32_t>(std::min<std::uint64_t>(sc.reclaim.watermark_frames, 0xffffffffULL));
+  cfg.watermark = static_cast<std::uint32_t>(
+      std::min<std::uint64_t>(sc.reclaim.watermark_frames, 0xffffffffULL));
   cfg.wait_timeout_ns = flush_timeout_ns_;
   reclaim::reclaim_env env{*ex_, *monitor_, *pool_, observer_.get()};
   auto r = reclaim::make_reclaimer(*kind, env, cfg);
@@ -152,9 +160,15 @@ Status machine::build() {
   rec_ = std::move(*r);
 
   switch (sc.kind) {
-    case workload_kind::superpage_churn: wl_ = make_superpage_churn(*this); break;
-    case workload_kind::sva_kernel: wl_ = make_sva_kernel(*this); break;
-    case workload_kind::dma_storm: wl_ = make_dma_storm(*this); break;
+    case workload_kind::superpage_churn:
+      wl_ = make_superpage_churn(*this);
+      break;
+    case workload_kind::sva_kernel:
+      wl_ = make_sva_kernel(*this);
+      break;
+    case workload_kind::dma_storm:
+      wl_ = make_dma_storm(*this);
+      break;
   }
   if (!wl_) return Status(errc::invalid_argument, "unknown workload kind");
 
@@ -221,7 +235,8 @@ void machine::plan_hotplug(prng rng) {
   std::vector<std::uint64_t> back_at(cpus, 0);  // planned online again at
   auto exp_sample = [&](std::uint64_t mean) -> std::uint64_t {
     if (mean == 0) return 0;
-    const double u = (static_cast<double>(rng.below(1u << 30)) + 1.0) / static_cast<double>(1u << 30);
+    const double u =
+        (static_cast<double>(rng.below(1u << 30)) + 1.0) / static_cast<double>(1u << 30);
     return static_cast<std::uint64_t>(-std::log(u) * static_cast<double>(mean));
   };
   std::uint64_t t = 0;
@@ -238,7 +253,8 @@ void machine::plan_hotplug(prng rng) {
     }
     if (candidates.empty() || online <= h.min_online) continue;
     const unsigned c = candidates[rng.below(candidates.size())];
-    const bool fail = rng.below(1u << 20) < static_cast<std::uint64_t>(h.fail_probability * (1u << 20));
+    const bool fail =
+        rng.below(1u << 20) < static_cast<std::uint64_t>(h.fail_probability * (1u << 20));
     if (fail) {
       ex_->schedule_hotplug({t, runtime::hotplug_op::down_fail, c});
       continue;
@@ -333,7 +349,8 @@ step_result machine::program_step(unsigned cpu) {
 void machine::caller_flush(cpu_driver& d) {
   switch (sc.caller.flush) {
     case caller_flush::each_op: {
-      auto e = reclaim::invalidate_after_retire(*rec_, *monitor_, d.dom->id, d.g, flush_timeout_ns_);
+      auto e =
+          reclaim::invalidate_after_retire(*rec_, *monitor_, d.dom->id, d.g, flush_timeout_ns_);
       PTR_ASSERT_MSG(e.ok(), "the caller's invalidation did not complete (a hung IOMMU model)");
       ++d.caller_flushes;
       break;
@@ -355,7 +372,8 @@ void machine::flush_batch(cpu_driver& d) {
   for (std::size_t i = 0; i < d.batch.size(); ++i) {
     cpu_driver::owed& o = d.batch[i];
     if (!o.any) continue;
-    auto e = reclaim::invalidate_after_retire(*rec_, *monitor_, domains[i]->id, o.g, flush_timeout_ns_);
+    auto e =
+        reclaim::invalidate_after_retire(*rec_, *monitor_, domains[i]->id, o.g, flush_timeout_ns_);
     PTR_ASSERT_MSG(e.ok(), "the caller's invalidation did not complete (a hung IOMMU model)");
     ++d.caller_flushes;
     o.any = false;
@@ -380,16 +398,17 @@ step_result machine::complete_op(cpu_driver& d) {
 
 void machine::report_progress() {
   if (!opt.progress) return;
-  const auto wall = static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(
-          std::chrono::steady_clock::now().time_since_epoch())
-          .count());
+  const auto wall =
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                     std::chrono::steady_clock::now().time_since_epoch())
+                                     .count());
   if (wall - last_progress_wall_ns_ < 50'000'000) return;
   last_progress_wall_ns_ = wall;
   double f = 0.0;
   if (ops_target_ != 0) {
     std::uint64_t done = 0;
-    for (unsigned c = 0; c < cpus; ++c) done += (*drivers_)[c].ops;
+    for (unsigned c = 0; c < cpus; ++c)
+      done += (*drivers_)[c].ops;
     f = static_cast<double>(done) / (static_cast<double>(ops_target_) * cpus);
   } else if (time_limit_ns_ != 0) {
     f = static_cast<double>(ex_->now_ns() - run_start_ns_) / static_cast<double>(time_limit_ns_);
@@ -414,19 +433,23 @@ step_result machine::finisher_step() {
         for (unsigned c = 0; c < cpus; ++c) {
           if (!ex_->cpu_online(c)) continue;
           ++online;
-          if (c == 0 || (*drivers_)[c].finished.load(std::memory_order_acquire)) ++online_done;  // (8)
+          if (c == 0 || (*drivers_)[c].finished.load(std::memory_order_acquire))
+            ++online_done;  // (8)
         }
         if (online == online_done) {
           for (unsigned c = 1; c < cpus; ++c) {
             if (!ex_->cpu_online(c)) {
               const Status up = ex_->cpu_up(c);
-              if (up.ok()) notes_.push_back("CPU " + std::to_string(c) + " was brought back online to finish its operations");
+              if (up.ok())
+                notes_.push_back("CPU " + std::to_string(c) +
+                                 " was brought back online to finish its operations");
             }
           }
         }
         return step_result::sleep_for(poll_ns);
       }
-      for (unsigned c = 0; c < cpus; ++c) stop_ns_ = std::max(stop_ns_, (*drivers_)[c].finish_ns);
+      for (unsigned c = 0; c < cpus; ++c)
+        stop_ns_ = std::max(stop_ns_, (*drivers_)[c].finish_ns);
       fin_ = finish_phase::wait_l1;
       [[fallthrough]];
     }
@@ -475,7 +498,8 @@ void machine::snapshot_metrics() {
   // are written by their CPUs' workers (timers may still fire now).
   snap_.mon = monitor_->result();
   snap_.units.clear();
-  for (unsigned u = 0; u < sys_->unit_count(); ++u) snap_.units.push_back(sys_->get_unit(u).stats());
+  for (unsigned u = 0; u < sys_->unit_count(); ++u)
+    snap_.units.push_back(sys_->get_unit(u).stats());
   snap_.s1_count = sys_->violations().count();
   const auto first = sys_->violations().first();
   if (!first.empty()) snap_.s1_first = first.front().describe();
@@ -488,7 +512,9 @@ void machine::teardown() {
     pt::gather g;
     d->table->destroy(g);
     Status s = sys_->flush_sync(*d->dom, iommu::inv_range::all(), flush_timeout_ns_);
-    if (!s.ok()) notes_.push_back("teardown flush of domain " + std::to_string(d->id) + " failed: " + s.message());
+    if (!s.ok())
+      notes_.push_back("teardown flush of domain " + std::to_string(d->id) +
+                       " failed: " + s.message());
     for (mem::frame_id f : g.released()) {
       Status fs = pool_->free(f, "teardown");
       (void)fs;  // refusals are in the ledger, reported below

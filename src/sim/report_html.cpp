@@ -33,11 +33,20 @@ std::string html_escape(std::string_view s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -47,8 +56,10 @@ std::string html_escape(std::string_view s) {
 std::string gp_quote(std::string_view s) {
   std::string out = "'";
   for (char c : s) {
-    if (c == '\'') out += "''";
-    else if (c != '\n') out += c;
+    if (c == '\'')
+      out += "''";
+    else if (c != '\n')
+      out += c;
   }
   return out + "'";
 }
@@ -56,7 +67,8 @@ std::string gp_quote(std::string_view s) {
 std::string html_table(const std::vector<std::string>& header,
                        const std::vector<std::vector<std::string>>& rows) {
   std::string out = "<table>\n<tr>";
-  for (const auto& h : header) out += "<th>" + html_escape(h) + "</th>";
+  for (const auto& h : header)
+    out += "<th>" + html_escape(h) + "</th>";
   out += "</tr>\n";
   for (const auto& row : rows) {
     out += "<tr>";
@@ -80,7 +92,8 @@ bool run_gnuplot(const std::string& program, const std::string& dir, const std::
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   std::vector<std::string> args{program, script};
   std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
+  for (auto& a : args)
+    argv.push_back(a.data());
   argv.push_back(nullptr);
   pid_t pid = 0;
   // gnuplot resolves the script's relative output names against its working directory; the
@@ -126,9 +139,9 @@ std::string inline_svg(const std::string& path) {
 }
 
 struct plot {
-  std::string name;     // file stem
+  std::string name;  // file stem
   std::string title;
-  std::string commands; // gnuplot commands after the common header
+  std::string commands;  // gnuplot commands after the common header
 };
 
 struct series_source {
@@ -139,7 +152,8 @@ struct series_source {
 std::vector<series_source> all_runs(const report_input& in) {
   std::vector<series_source> out;
   if (in.compare) {
-    for (const auto& r : in.compare->runs) out.push_back({r.policy, &r});
+    for (const auto& r : in.compare->runs)
+      out.push_back({r.policy, &r});
   } else if (in.run) {
     out.push_back({in.run->policy, &*in.run});
   } else if (in.scale && !in.scale->cpu_counts.empty()) {
@@ -160,14 +174,17 @@ Status write_plots(const std::string& pdir, const report_input& in, std::vector<
   if (!runs.empty()) {
     std::string dat;
     for (std::size_t i = 0; i < runs.size(); ++i) {
-      dat += std::to_string(i) + " \"" + runs[i].label + "\" " + detail::fixed(runs[i].run->ops_per_s(), 1) +
-             " " + (runs[i].run->policy_safe ? "2" : "7") + "\n";
+      dat += std::to_string(i) + " \"" + runs[i].label + "\" " +
+             detail::fixed(runs[i].run->ops_per_s(), 1) + " " +
+             (runs[i].run->policy_safe ? "2" : "7") + "\n";
     }
     PTR_TRY(write_text_file(pdir + "/throughput.dat", dat));
     plots.push_back({"throughput", "Throughput per policy",
                      "set style fill solid 0.7 border -1\nset boxwidth 0.6\nset yrange [0:*]\n"
-                     "set ylabel 'operations / s'\nset format y '%.1s%c'\nset xtics rotate by -30\nset grid ytics\n"
-                     "plot " + gp_quote(pdir + "/throughput.dat") +
+                     "set ylabel 'operations / s'\nset format y '%.1s%c'\nset xtics rotate by "
+                     "-30\nset grid ytics\n"
+                     "plot " +
+                         gp_quote(pdir + "/throughput.dat") +
                          " using 1:3:4:xtic(2) with boxes lc variable notitle\n"});
   }
   // Pending frames over time.
@@ -176,7 +193,9 @@ Status write_plots(const std::string& pdir, const report_input& in, std::vector<
     const auto& series = runs[i].run->reclaim.pending_series;
     if (series.empty()) continue;
     std::string dat;
-    for (const auto& s : series) dat += detail::fixed(static_cast<double>(s.time_ns) / 1e6, 6) + " " + std::to_string(s.frames) + "\n";
+    for (const auto& s : series)
+      dat += detail::fixed(static_cast<double>(s.time_ns) / 1e6, 6) + " " +
+             std::to_string(s.frames) + "\n";
     const std::string file = pdir + "/pending_" + std::to_string(i) + ".dat";
     PTR_TRY(write_text_file(file, dat));
     pending_cmd += std::string(pending_cmd.empty() ? "plot " : ", \\\n     ") + gp_quote(file) +
@@ -184,8 +203,10 @@ Status write_plots(const std::string& pdir, const report_input& in, std::vector<
   }
   if (!pending_cmd.empty()) {
     plots.push_back({"pending", "Frames pending over time",
-                     "set xlabel 'time (ms, " + runs.front().run->time_base + ")'\nset ylabel 'frames retired, not freed'\n"
-                     "set key outside right\nset grid\n" + pending_cmd + "\n"});
+                     "set xlabel 'time (ms, " + runs.front().run->time_base +
+                         ")'\nset ylabel 'frames retired, not freed'\n"
+                         "set key outside right\nset grid\n" +
+                         pending_cmd + "\n"});
   }
   // Retire-to-free latency distribution as a CDF.
   std::string latency_cmd;
@@ -200,7 +221,8 @@ Status write_plots(const std::string& pdir, const report_input& in, std::vector<
       std::uint64_t x = log_histogram::bucket_upper(b);
       if (x > h.max()) x = h.max();
       if (x == 0) x = 1;  // log axis
-      dat += std::to_string(x) + " " + detail::fixed(static_cast<double>(seen) / static_cast<double>(h.count()), 6) + "\n";
+      dat += std::to_string(x) + " " +
+             detail::fixed(static_cast<double>(seen) / static_cast<double>(h.count()), 6) + "\n";
     }
     const std::string file = pdir + "/latency_" + std::to_string(i) + ".dat";
     PTR_TRY(write_text_file(file, dat));
@@ -208,10 +230,11 @@ Status write_plots(const std::string& pdir, const report_input& in, std::vector<
                    " using 1:2 with steps lw 1.5 title " + gp_quote(runs[i].label);
   }
   if (!latency_cmd.empty()) {
-    plots.push_back({"latency", "Retire-to-free latency (cumulative)",
-                     "set logscale x 10\nset format x '10^{%L}'\nset xlabel 'retire -> free (ns)'\n"
-                     "set ylabel 'fraction of frees'\nset yrange [0:1.02]\nset key outside right\nset grid\n" +
-                         latency_cmd + "\n"});
+    plots.push_back(
+        {"latency", "Retire-to-free latency (cumulative)",
+         "set logscale x 10\nset format x '10^{%L}'\nset xlabel 'retire -> free (ns)'\n"
+         "set ylabel 'fraction of frees'\nset yrange [0:1.02]\nset key outside right\nset grid\n" +
+             latency_cmd + "\n"});
   }
   // Throughput vs CPUs.
   if (in.scale && !in.scale->cpu_counts.empty()) {
@@ -229,8 +252,10 @@ Status write_plots(const std::string& pdir, const report_input& in, std::vector<
              " using 1:2 with linespoints lw 1.5 title " + gp_quote(in.scale->policies[p]);
     }
     plots.push_back({"scale", "Throughput vs simulated CPUs",
-                     "set logscale x 2\nset xlabel 'simulated CPUs'\nset ylabel 'operations / s'\nset format y '%.1s%c'\n"
-                     "set yrange [0:*]\nset key outside right\nset grid\n" + cmd + "\n"});
+                     "set logscale x 2\nset xlabel 'simulated CPUs'\nset ylabel 'operations / "
+                     "s'\nset format y '%.1s%c'\n"
+                     "set yrange [0:*]\nset key outside right\nset grid\n" +
+                         cmd + "\n"});
   }
   return {};
 }
@@ -257,7 +282,9 @@ Result<report_outcome> write_html_report(const std::string& dir, const report_in
                                          const report_options& options) {
   std::error_code ec;
   fs::create_directories(dir, ec);
-  if (ec) return Status(errc::invalid_argument, "cannot create report folder '" + dir + "': " + ec.message());
+  if (ec)
+    return Status(errc::invalid_argument,
+                  "cannot create report folder '" + dir + "': " + ec.message());
   const std::string abs_dir = fs::absolute(dir, ec).string();
   const std::string pdir = abs_dir + "/plots";
 
@@ -289,11 +316,15 @@ Result<report_outcome> write_html_report(const std::string& dir, const report_in
                            "' is not on PATH): plots are missing. Install gnuplot-nox "
                            "(scripts/setup.sh does) and run again; the tables below are complete.";
   } else {
-    std::string script = "# gnuplot script written by ptreclaim; re-run with: gnuplot " + pdir + "/plots.gp\n";
+    std::string script =
+        "# gnuplot script written by ptreclaim; re-run with: gnuplot " + pdir + "/plots.gp\n";
     for (const auto& p : plots) {
-      script += "\nreset\nset terminal svg size 760,380 dynamic enhanced font 'sans,11' background rgb 'white'\n"
-                "set output " + gp_quote(pdir + "/" + p.name + ".svg") + "\nset title " + gp_quote(p.title) +
-                "\n" + p.commands + "unset output\n";
+      script +=
+          "\nreset\nset terminal svg size 760,380 dynamic enhanced font 'sans,11' background rgb "
+          "'white'\n"
+          "set output " +
+          gp_quote(pdir + "/" + p.name + ".svg") + "\nset title " + gp_quote(p.title) + "\n" +
+          p.commands + "unset output\n";
     }
     PTR_TRY(write_text_file(pdir + "/plots.gp", script));
     std::string why;
@@ -323,17 +354,22 @@ Result<report_outcome> write_html_report(const std::string& dir, const report_in
       "figure{margin:1.5em 0}figcaption{font-weight:bold}\n</style>\n</head>\n<body>\n<h1>" +
       html_escape(in.title) + "</h1>\n";
   if (!in.command.empty()) html += "<p>Command: <code>" + html_escape(in.command) + "</code></p>\n";
-  html += "<p>Data: <a href=\"results.json\">results.json</a> (every metric, histograms and time series).</p>\n";
+  html +=
+      "<p>Data: <a href=\"results.json\">results.json</a> (every metric, histograms and time "
+      "series).</p>\n";
   if (!outcome.plotted) {
-    html += "<div class=\"warn\"><b>Plots are missing.</b> " + html_escape(outcome.plot_message) + "</div>\n";
+    html += "<div class=\"warn\"><b>Plots are missing.</b> " + html_escape(outcome.plot_message) +
+            "</div>\n";
   }
   if (in.compare) {
     const run_result* baseline = in.compare->find("immediate");
     std::vector<std::vector<std::string>> rows;
-    for (const auto& r : in.compare->runs) rows.push_back(detail::row_cells(r, baseline));
+    for (const auto& r : in.compare->runs)
+      rows.push_back(detail::row_cells(r, baseline));
     html += "<h2>Comparison: " + html_escape(in.compare->scenario) + "</h2>\n<p>executor " +
-            html_escape(in.compare->executor) + ", " + std::to_string(in.compare->cpus) + " CPUs, seed " +
-            std::to_string(in.compare->seed) + "</p>\n" + html_table(detail::column_names(), rows);
+            html_escape(in.compare->executor) + ", " + std::to_string(in.compare->cpus) +
+            " CPUs, seed " + std::to_string(in.compare->seed) + "</p>\n" +
+            html_table(detail::column_names(), rows);
   }
   if (in.scale) {
     html += "<h2>Scaling: " + html_escape(in.scale->scenario) + "</h2>\n<pre>" +
@@ -341,12 +377,14 @@ Result<report_outcome> write_html_report(const std::string& dir, const report_in
   }
   for (std::size_t i = 0; i < plots.size(); ++i) {
     if (svgs[i].empty()) continue;
-    html += "<figure>\n<figcaption>" + html_escape(plots[i].title) + "</figcaption>\n" + svgs[i] + "\n</figure>\n";
+    html += "<figure>\n<figcaption>" + html_escape(plots[i].title) + "</figcaption>\n" + svgs[i] +
+            "\n</figure>\n";
   }
   if (in.run) html += "<h2>Run</h2>\n<pre>" + html_escape(format_run(*in.run)) + "</pre>\n";
   if (in.compare) {
     html += "<h2>Runs in detail</h2>\n";
-    for (const auto& r : in.compare->runs) html += "<pre>" + html_escape(format_run(r)) + "</pre>\n";
+    for (const auto& r : in.compare->runs)
+      html += "<pre>" + html_escape(format_run(r)) + "</pre>\n";
   }
   html += "</body>\n</html>\n";
   PTR_TRY(write_text_file(outcome.html_path, html));

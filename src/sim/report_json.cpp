@@ -3,9 +3,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "ptreclaim/sim/report.hpp"
 #include "sim/report_format.hpp"
@@ -19,13 +18,19 @@ json histogram_json(const log_histogram& h) {
   json buckets = json::array();
   for (unsigned b = 0; b < log_histogram::bucket_count; ++b) {
     if (h.bucket(b) == 0) continue;
-    buckets.push_back({log_histogram::bucket_lower(b), log_histogram::bucket_upper(b), h.bucket(b)});
+    buckets.push_back(
+        {log_histogram::bucket_lower(b), log_histogram::bucket_upper(b), h.bucket(b)});
   }
-  return {{"count", h.count()},         {"sum", h.sum()},
-          {"min", h.min()},             {"mean", h.mean()},
-          {"p50", h.percentile(0.5)},   {"p90", h.percentile(0.9)},
-          {"p99", h.percentile(0.99)},  {"p999", h.percentile(0.999)},
-          {"max", h.max()},             {"buckets", buckets}};
+  return {{"count", h.count()},
+          {"sum", h.sum()},
+          {"min", h.min()},
+          {"mean", h.mean()},
+          {"p50", h.percentile(0.5)},
+          {"p90", h.percentile(0.9)},
+          {"p99", h.percentile(0.99)},
+          {"p999", h.percentile(0.999)},
+          {"max", h.max()},
+          {"buckets", buckets}};
 }
 
 json run_json(const run_result& r) {
@@ -36,7 +41,8 @@ json run_json(const run_result& r) {
         {"checked", v.checked}, {"held", v.held}, {"reason", v.reason}};
   }
   json series = json::array();
-  for (const auto& s : r.reclaim.pending_series) series.push_back({s.time_ns, s.frames});
+  for (const auto& s : r.reclaim.pending_series)
+    series.push_back({s.time_ns, s.frames});
   return {
       {"scenario", r.scenario},
       {"scenario_source", r.scenario_source},
@@ -97,15 +103,19 @@ json run_json(const run_result& r) {
   };
 }
 
-std::string dump(const json& j, int indent) { return j.dump(indent < 0 ? -1 : indent) + "\n"; }
+std::string dump(const json& j, int indent) {
+  return j.dump(indent < 0 ? -1 : indent) + "\n";
+}
 
 // CSV: quote a cell when it holds a separator, a quote or a line break.
 std::string csv_cell(const std::string& v) {
   if (v.find_first_of(",\"\n\r") == std::string::npos) return v;
   std::string q = "\"";
   for (char c : v) {
-    if (c == '"') q += "\"\"";
-    else q += c;
+    if (c == '"')
+      q += "\"\"";
+    else
+      q += c;
   }
   return q + "\"";
 }
@@ -120,20 +130,39 @@ const char* const csv_header =
 std::string csv_row(const run_result& r) {
   using detail::fixed;
   const auto& h = r.reclaim.retire_to_free_ns;
-  std::vector<std::string> cells{
-      r.scenario, r.policy, r.policy_safe ? "true" : "false", r.executor, std::to_string(r.cpus),
-      std::to_string(r.seed), r.time_base, std::to_string(r.operations), std::to_string(r.elapsed_ns),
-      fixed(r.ops_per_s(), 1), fixed(r.wall_time_s, 3), std::to_string(r.devices.translations),
-      std::to_string(r.devices.faults), fixed(r.devices.iotlb_hit_rate(), 4),
-      fixed(r.devices.psc_hit_rate(), 4), std::to_string(r.invalidations.flushes),
-      std::to_string(r.invalidations.caller_flushes), std::to_string(r.invalidations.descriptors),
-      std::to_string(r.invalidations.backpressure_flushes), std::to_string(r.reclaim.tables_released),
-      std::to_string(r.reclaim.tables_freed), fixed(r.invalidations_per_freed_table(), 4),
-      std::to_string(r.reclaim.peak_pending), std::to_string(r.reclaim.pending_bound),
-      std::to_string(r.reclaim.pending_at_end), std::to_string(r.reclaim.drain_ns),
-      std::to_string(h.percentile(0.5)), std::to_string(h.percentile(0.99)), std::to_string(h.max()),
-      std::to_string(r.violations.count), std::to_string(r.leaks.leaked_frames)};
-  for (const auto& v : r.invariants) cells.emplace_back(!v.checked ? "n/a" : (v.held ? "held" : "FAILED"));
+  std::vector<std::string> cells{r.scenario,
+                                 r.policy,
+                                 r.policy_safe ? "true" : "false",
+                                 r.executor,
+                                 std::to_string(r.cpus),
+                                 std::to_string(r.seed),
+                                 r.time_base,
+                                 std::to_string(r.operations),
+                                 std::to_string(r.elapsed_ns),
+                                 fixed(r.ops_per_s(), 1),
+                                 fixed(r.wall_time_s, 3),
+                                 std::to_string(r.devices.translations),
+                                 std::to_string(r.devices.faults),
+                                 fixed(r.devices.iotlb_hit_rate(), 4),
+                                 fixed(r.devices.psc_hit_rate(), 4),
+                                 std::to_string(r.invalidations.flushes),
+                                 std::to_string(r.invalidations.caller_flushes),
+                                 std::to_string(r.invalidations.descriptors),
+                                 std::to_string(r.invalidations.backpressure_flushes),
+                                 std::to_string(r.reclaim.tables_released),
+                                 std::to_string(r.reclaim.tables_freed),
+                                 fixed(r.invalidations_per_freed_table(), 4),
+                                 std::to_string(r.reclaim.peak_pending),
+                                 std::to_string(r.reclaim.pending_bound),
+                                 std::to_string(r.reclaim.pending_at_end),
+                                 std::to_string(r.reclaim.drain_ns),
+                                 std::to_string(h.percentile(0.5)),
+                                 std::to_string(h.percentile(0.99)),
+                                 std::to_string(h.max()),
+                                 std::to_string(r.violations.count),
+                                 std::to_string(r.leaks.leaked_frames)};
+  for (const auto& v : r.invariants)
+    cells.emplace_back(!v.checked ? "n/a" : (v.held ? "held" : "FAILED"));
   cells.emplace_back(r.all_held() ? "true" : "false");
   cells.push_back(std::to_string(r.trace_hash));
   std::string out;
@@ -146,35 +175,52 @@ std::string csv_row(const run_result& r) {
 
 }  // namespace
 
-std::string to_json(const run_result& r, int indent) { return dump(run_json(r), indent); }
+std::string to_json(const run_result& r, int indent) {
+  return dump(run_json(r), indent);
+}
 
 std::string to_json(const compare_result& r, int indent) {
   json runs = json::array();
-  for (const auto& run : r.runs) runs.push_back(run_json(run));
-  return dump({{"kind", "compare"}, {"scenario", r.scenario}, {"executor", r.executor},
-               {"cpus", r.cpus}, {"seed", r.seed}, {"runs", runs}},
+  for (const auto& run : r.runs)
+    runs.push_back(run_json(run));
+  return dump({{"kind", "compare"},
+               {"scenario", r.scenario},
+               {"executor", r.executor},
+               {"cpus", r.cpus},
+               {"seed", r.seed},
+               {"runs", runs}},
               indent);
 }
 
 std::string to_json(const scale_result& r, int indent) {
   json runs = json::array();
-  for (const auto& run : r.runs) runs.push_back(run_json(run));
-  return dump({{"kind", "scale"}, {"scenario", r.scenario}, {"executor", r.executor}, {"seed", r.seed},
-               {"policies", r.policies}, {"cpu_counts", r.cpu_counts}, {"runs", runs}},
+  for (const auto& run : r.runs)
+    runs.push_back(run_json(run));
+  return dump({{"kind", "scale"},
+               {"scenario", r.scenario},
+               {"executor", r.executor},
+               {"seed", r.seed},
+               {"policies", r.policies},
+               {"cpu_counts", r.cpu_counts},
+               {"runs", runs}},
               indent);
 }
 
-std::string to_csv(const run_result& r) { return std::string(csv_header) + csv_row(r); }
+std::string to_csv(const run_result& r) {
+  return std::string(csv_header) + csv_row(r);
+}
 
 std::string to_csv(const compare_result& r) {
   std::string out = csv_header;
-  for (const auto& run : r.runs) out += csv_row(run);
+  for (const auto& run : r.runs)
+    out += csv_row(run);
   return out;
 }
 
 std::string to_csv(const scale_result& r) {
   std::string out = csv_header;
-  for (const auto& run : r.runs) out += csv_row(run);
+  for (const auto& run : r.runs)
+    out += csv_row(run);
   return out;
 }
 
@@ -190,7 +236,8 @@ Status write_text_file(const std::string& path, std::string_view text) {
     }
   }
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) return Status(errc::invalid_argument, "cannot write '" + path + "': " + std::strerror(errno));
+  if (!out)
+    return Status(errc::invalid_argument, "cannot write '" + path + "': " + std::strerror(errno));
   out.write(text.data(), static_cast<std::streamsize>(text.size()));
   out.close();
   if (!out) return Status(errc::invalid_argument, "error writing '" + path + "'");

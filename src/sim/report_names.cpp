@@ -21,9 +21,9 @@ Result<executor_kind> parse_executor(std::string_view name) {
 }
 
 const std::vector<std::string>& policy_names() {
-  static const std::vector<std::string> names{"immediate",           "sync",
-                                              "xen-tasklet",         "xen-softirq-tasklet",
-                                              "linux-global-work",   "flush-epoch"};
+  static const std::vector<std::string> names{"immediate",         "sync",
+                                              "xen-tasklet",       "xen-softirq-tasklet",
+                                              "linux-global-work", "flush-epoch"};
   return names;
 }
 
@@ -39,7 +39,8 @@ bool policy_is_safe(std::string_view name) {
 }
 
 std::string_view invariant_name(invariant i) noexcept {
-  static constexpr std::array<std::string_view, invariant_count> names{"S1", "S2", "S3", "S4", "S5", "L1"};
+  static constexpr std::array<std::string_view, invariant_count> names{"S1", "S2", "S3",
+                                                                       "S4", "S5", "L1"};
   return names[static_cast<std::size_t>(i)];
 }
 
@@ -47,8 +48,10 @@ std::string_view invariant_summary(invariant i) noexcept {
   static constexpr std::array<std::string_view, invariant_count> text{
       "no device walk reads a frame that is not a live page table of the walking domain",
       "every frame is freed exactly once; at teardown the pool is whole (no leak)",
-      "a retired frame is freed only after a covering invalidation, started after its retire, completed",
-      "no CPU hotplug sequence loses or double-frees a retired frame; no worker runs on the wrong CPU",
+      "a retired frame is freed only after a covering invalidation, started after its retire, "
+      "completed",
+      "no CPU hotplug sequence loses or double-frees a retired frame; no worker runs on the wrong "
+      "CPU",
       "frames pending never exceed the configured bound",
       "after the workload stops, every retired frame is freed within bounded time",
   };
@@ -61,14 +64,17 @@ std::string shell_word(const std::string& w) {
   bool plain = !w.empty();
   for (char c : w) {
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '-' || c == '_' || c == '.' || c == '/' || c == ':' || c == ',' || c == '=';
+                    c == '-' || c == '_' || c == '.' || c == '/' || c == ':' || c == ',' ||
+                    c == '=';
     if (!ok) plain = false;
   }
   if (plain) return w;
   std::string q = "'";
   for (char c : w) {
-    if (c == '\'') q += "'\\''";
-    else q += c;
+    if (c == '\'')
+      q += "'\\''";
+    else
+      q += c;
   }
   return q + "'";
 }
@@ -78,11 +84,10 @@ std::string replay_command(const scenario& s, const run_options& options, std::u
   std::string where = s.source;
   if (where.rfind("builtin:", 0) == 0) where = where.substr(8);
   if (where.empty()) where = s.name;
-  std::string cmd = "ptreclaim run --scenario " + shell_word(where) + " --policy " +
-                    shell_word(options.policy) + " --executor " +
-                    std::string(executor_name(options.executor)) + " --cpus " +
-                    std::to_string(options.cpus != 0 ? options.cpus : s.cpus) + " --seed " +
-                    std::to_string(seed);
+  std::string cmd =
+      "ptreclaim run --scenario " + shell_word(where) + " --policy " + shell_word(options.policy) +
+      " --executor " + std::string(executor_name(options.executor)) + " --cpus " +
+      std::to_string(options.cpus != 0 ? options.cpus : s.cpus) + " --seed " + std::to_string(seed);
   if (options.ops_per_cpu != 0) cmd += " --ops " + std::to_string(options.ops_per_cpu);
   return cmd;
 }

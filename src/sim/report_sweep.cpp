@@ -45,7 +45,9 @@ Result<compare_result> run_compare(const scenario& s, const run_options& base,
     const std::string label = policies[i];
     if (progress) {
       progress(label, static_cast<double>(i) / n);
-      o.progress = [&progress, &label, i, n](double f) { progress(label, (static_cast<double>(i) + f) / n); };
+      o.progress = [&progress, &label, i, n](double f) {
+        progress(label, (static_cast<double>(i) + f) / n);
+      };
     } else {
       o.progress = nullptr;
     }
@@ -61,13 +63,15 @@ Result<compare_result> run_compare(const scenario& s, const run_options& base,
 
 Result<scale_result> run_scale(const scenario& s, const run_options& base,
                                const std::vector<std::string>& policies_in,
-                               const std::vector<unsigned>& cpu_counts, const sweep_progress& progress) {
+                               const std::vector<unsigned>& cpu_counts,
+                               const sweep_progress& progress) {
   const std::vector<std::string>& policies = policies_in.empty() ? policy_names() : policies_in;
   PTR_TRY(check_policies(policies));
   if (cpu_counts.empty()) return Status(errc::invalid_argument, "scale: no CPU counts given");
   for (unsigned c : cpu_counts) {
     if (c < 1 || c > limits::max_cpus) {
-      return Status(errc::invalid_argument, "scale: CPU count " + std::to_string(c) + " is not in 1 .. " +
+      return Status(errc::invalid_argument, "scale: CPU count " + std::to_string(c) +
+                                                " is not in 1 .. " +
                                                 std::to_string(limits::max_cpus));
     }
   }
@@ -88,7 +92,9 @@ Result<scale_result> run_scale(const scenario& s, const run_options& base,
       const std::string label = policy + " @ " + std::to_string(cpus) + " cpus";
       if (progress) {
         progress(label, static_cast<double>(k) / n);
-        o.progress = [&progress, &label, k, n](double f) { progress(label, (static_cast<double>(k) + f) / n); };
+        o.progress = [&progress, &label, k, n](double f) {
+          progress(label, (static_cast<double>(k) + f) / n);
+        };
       } else {
         o.progress = nullptr;
       }

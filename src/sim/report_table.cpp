@@ -63,9 +63,15 @@ std::string invariants_cell(const run_result& r) {
 }
 
 const std::vector<std::string>& column_names() {
-  static const std::vector<std::string> names{
-      "policy", "safe", "ops/s", "vs immediate", "inv/freed table", "peak pending",
-      "p99 retire->free", "violations", "invariants"};
+  static const std::vector<std::string> names{"policy",
+                                              "safe",
+                                              "ops/s",
+                                              "vs immediate",
+                                              "inv/freed table",
+                                              "peak pending",
+                                              "p99 retire->free",
+                                              "violations",
+                                              "invariants"};
   return names;
 }
 
@@ -90,9 +96,11 @@ std::vector<std::string> row_cells(const run_result& r, const run_result* baseli
 std::string text_table(const std::vector<std::string>& header,
                        const std::vector<std::vector<std::string>>& rows) {
   std::vector<std::size_t> width(header.size());
-  for (std::size_t c = 0; c < header.size(); ++c) width[c] = header[c].size();
+  for (std::size_t c = 0; c < header.size(); ++c)
+    width[c] = header[c].size();
   for (const auto& row : rows)
-    for (std::size_t c = 0; c < row.size() && c < width.size(); ++c) width[c] = std::max(width[c], row[c].size());
+    for (std::size_t c = 0; c < row.size() && c < width.size(); ++c)
+      width[c] = std::max(width[c], row[c].size());
   auto line = [&](const std::vector<std::string>& cells) {
     std::string out;
     for (std::size_t c = 0; c < width.size(); ++c) {
@@ -101,14 +109,17 @@ std::string text_table(const std::vector<std::string>& header,
       if (c > 0) out += "  ";
       out += c == 0 ? cell + pad : pad + cell;
     }
-    while (!out.empty() && out.back() == ' ') out.pop_back();
+    while (!out.empty() && out.back() == ' ')
+      out.pop_back();
     return out + "\n";
   };
   std::string out = line(header);
   std::size_t total = 0;
-  for (std::size_t w : width) total += w;
+  for (std::size_t w : width)
+    total += w;
   out += std::string(total + 2 * (width.size() - 1), '-') + "\n";
-  for (const auto& row : rows) out += line(row);
+  for (const auto& row : rows)
+    out += line(row);
   return out;
 }
 
@@ -140,8 +151,9 @@ std::string format_table(const compare_result& r) {
                                 r.runs.empty() ? "" : r.runs.front().time_base);
   out += detail::text_table(detail::column_names(), rows);
   if (canary) {
-    out += "\nsafe = NO marks the unsafe baselines (canaries): violations there are expected and\n"
-           "show that the checker works; a safe policy with a violation is a bug.\n";
+    out +=
+        "\nsafe = NO marks the unsafe baselines (canaries): violations there are expected and\n"
+        "show that the checker works; a safe policy with a violation is a bug.\n";
   }
   for (const auto& run : r.runs) {
     if (run.violations.count > 0 && !run.violations.replay_command.empty()) {
@@ -162,19 +174,21 @@ std::string format_run(const run_result& r) {
     out += "  " + k + std::string(k.size() < 26 ? 26 - k.size() : 1, ' ') + v + "\n";
   };
   out += "\n";
-  kv("operations", std::to_string(r.operations) + " in " + human_ns(static_cast<double>(r.elapsed_ns)) +
-                       " (" + human_count(r.ops_per_s()) + " ops/s)");
+  kv("operations", std::to_string(r.operations) + " in " +
+                       human_ns(static_cast<double>(r.elapsed_ns)) + " (" +
+                       human_count(r.ops_per_s()) + " ops/s)");
   kv("wall time", fixed(r.wall_time_s, 2) + " s");
-  kv("device translations", std::to_string(r.devices.translations) + " (" +
-                                std::to_string(r.devices.faults) + " faults)");
+  kv("device translations",
+     std::to_string(r.devices.translations) + " (" + std::to_string(r.devices.faults) + " faults)");
   kv("IOTLB hit rate", fixed(100.0 * r.devices.iotlb_hit_rate(), 1) + " %");
   kv("PSC hit rate", fixed(100.0 * r.devices.psc_hit_rate(), 1) + " %");
   kv("invalidations", std::to_string(r.invalidations.flushes) + " flushes (" +
                           std::to_string(r.invalidations.caller_flushes) + " by callers, " +
-                          std::to_string(r.invalidations.backpressure_flushes) + " back-pressure), " +
-                          std::to_string(r.invalidations.descriptors) + " descriptors");
-  kv("tables released / freed", std::to_string(r.reclaim.tables_released) + " / " +
-                                    std::to_string(r.reclaim.tables_freed));
+                          std::to_string(r.invalidations.backpressure_flushes) +
+                          " back-pressure), " + std::to_string(r.invalidations.descriptors) +
+                          " descriptors");
+  kv("tables released / freed",
+     std::to_string(r.reclaim.tables_released) + " / " + std::to_string(r.reclaim.tables_freed));
   kv("pending frames", "peak " + std::to_string(r.reclaim.peak_pending) + " of bound " +
                            std::to_string(r.reclaim.pending_bound) + ", " +
                            std::to_string(r.reclaim.pending_at_end) + " at stop, drained in " +
@@ -184,8 +198,9 @@ std::string format_run(const run_result& r) {
                                  human_ns(static_cast<double>(h.max())) + " (" +
                                  std::to_string(h.count()) + " frees)");
   if (r.hotplug.offlines + r.hotplug.onlines + r.hotplug.failed_offlines > 0) {
-    kv("hotplug", std::to_string(r.hotplug.offlines) + " offline, " + std::to_string(r.hotplug.onlines) +
-                      " online, " + std::to_string(r.hotplug.failed_offlines) + " failed offline, " +
+    kv("hotplug", std::to_string(r.hotplug.offlines) + " offline, " +
+                      std::to_string(r.hotplug.onlines) + " online, " +
+                      std::to_string(r.hotplug.failed_offlines) + " failed offline, " +
                       std::to_string(r.hotplug.frames_migrated) + " frames migrated");
   }
   kv("leak check", !r.leaks.checked ? "not run"
@@ -201,8 +216,10 @@ std::string format_run(const run_result& r) {
   for (std::size_t i = 0; i < invariant_count; ++i) {
     const auto& v = r.invariants[i];
     const std::string status = !v.checked ? "n/a " : (v.held ? "ok  " : "FAIL");
-    out += "  " + std::string(invariant_name(static_cast<invariant>(i))) + "  " + status + "  " +
-           (v.reason.empty() ? std::string(invariant_summary(static_cast<invariant>(i))) : v.reason) + "\n";
+    out +=
+        "  " + std::string(invariant_name(static_cast<invariant>(i))) + "  " + status + "  " +
+        (v.reason.empty() ? std::string(invariant_summary(static_cast<invariant>(i))) : v.reason) +
+        "\n";
   }
   if (r.violations.count > 0) {
     out += "\nfirst violation (of " + std::to_string(r.violations.count) + ")\n";
@@ -214,16 +231,19 @@ std::string format_run(const run_result& r) {
       out += "  " + text.substr(start, end - start) + "\n";
       start = end + 1;
     }
-    if (!r.violations.replay_command.empty()) out += "replay: " + r.violations.replay_command + "\n";
+    if (!r.violations.replay_command.empty())
+      out += "replay: " + r.violations.replay_command + "\n";
   }
   if (!r.leaks.report.empty()) out += "\nleak report\n" + r.leaks.report + "\n";
-  for (const auto& n : r.notes) out += "note: " + n + "\n";
+  for (const auto& n : r.notes)
+    out += "note: " + n + "\n";
   return out;
 }
 
 std::string format_scale_table(const scale_result& r) {
   std::vector<std::string> header{"policy"};
-  for (unsigned c : r.cpu_counts) header.push_back(std::to_string(c) + (c == 1 ? " cpu" : " cpus"));
+  for (unsigned c : r.cpu_counts)
+    header.push_back(std::to_string(c) + (c == 1 ? " cpu" : " cpus"));
   header.push_back("speed-up");
   std::vector<std::vector<std::string>> rows;
   std::vector<std::string> failures;
@@ -240,8 +260,8 @@ std::string format_scale_table(const scale_result& r) {
       std::string cell = detail::human_count(run->ops_per_s());
       if (!run->all_held()) {
         cell += "!";
-        failures.push_back(run->policy + " @ " + std::to_string(run->cpus) + " cpus: " +
-                           detail::invariants_cell(*run));
+        failures.push_back(run->policy + " @ " + std::to_string(run->cpus) +
+                           " cpus: " + detail::invariants_cell(*run));
       }
       row.push_back(cell);
       if (c == 0) first = run->ops_per_s();
@@ -256,7 +276,8 @@ std::string format_scale_table(const scale_result& r) {
   out += detail::text_table(header, rows);
   if (!failures.empty()) {
     out += "\n! = an invariant failed:\n";
-    for (const auto& f : failures) out += "  " + f + "\n";
+    for (const auto& f : failures)
+      out += "  " + f + "\n";
   }
   return out;
 }

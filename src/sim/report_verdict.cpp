@@ -45,7 +45,8 @@ verdict judge(const run_result& r, bool expect_violation) {
   if (!expect_violation) {
     if (r.all_held()) return {exit_ok, "ok: every checked invariant held for " + who(r)};
     std::string reason = "unsafe: " + who(r) + ": " + first_line(failed_list(r, false));
-    if (!r.violations.replay_command.empty()) reason += " (replay: " + r.violations.replay_command + ")";
+    if (!r.violations.replay_command.empty())
+      reason += " (replay: " + r.violations.replay_command + ")";
     return {exit_unsafe, reason};
   }
   if (!caught(r)) {
@@ -53,7 +54,8 @@ verdict judge(const run_result& r, bool expect_violation) {
                              ": the scenario or the checker may be broken"};
   }
   if (const std::string other = failed_list(r, true); !other.empty()) {
-    return {exit_unsafe, "the expected violation was caught for " + who(r) + ", but also " + first_line(other)};
+    return {exit_unsafe,
+            "the expected violation was caught for " + who(r) + ", but also " + first_line(other)};
   }
   return {exit_ok, "ok: the expected violation was caught for " + who(r) + " (" +
                        std::to_string(r.violations.count) + " violations)"};
@@ -77,7 +79,8 @@ verdict judge_all(const Runs& runs, bool expect_violation) {
       ++canaries;
     }
   }
-  std::string reason = "ok: every safe policy held every checked invariant (" + std::to_string(safe) + " runs)";
+  std::string reason =
+      "ok: every safe policy held every checked invariant (" + std::to_string(safe) + " runs)";
   if (canaries > 0) {
     reason += expect_violation ? "; every canary caught its violation"
                                : "; " + std::to_string(canaries) + " canary runs not judged";
@@ -86,15 +89,26 @@ verdict judge_all(const Runs& runs, bool expect_violation) {
 }
 }  // namespace
 
-verdict judge(const compare_result& r, bool expect_violation) { return judge_all(r.runs, expect_violation); }
-verdict judge(const scale_result& r, bool expect_violation) { return judge_all(r.runs, expect_violation); }
+verdict judge(const compare_result& r, bool expect_violation) {
+  return judge_all(r.runs, expect_violation);
+}
+verdict judge(const scale_result& r, bool expect_violation) {
+  return judge_all(r.runs, expect_violation);
+}
 
 progress_line::progress_line(std::FILE* out, bool enabled, std::chrono::milliseconds delay)
-    : out_(out), enabled_(enabled && out != nullptr), delay_(delay), start_(std::chrono::steady_clock::now()) {}
+    : out_(out),
+      enabled_(enabled && out != nullptr),
+      delay_(delay),
+      start_(std::chrono::steady_clock::now()) {}
 
-progress_line::~progress_line() { finish(); }
+progress_line::~progress_line() {
+  finish();
+}
 
-void progress_line::set_label(std::string label) { label_ = std::move(label); }
+void progress_line::set_label(std::string label) {
+  label_ = std::move(label);
+}
 
 void progress_line::update(double fraction) {
   if (!enabled_) return;
@@ -104,8 +118,10 @@ void progress_line::update(double fraction) {
   last_draw_ = now;
   if (fraction < 0) fraction = 0;
   if (fraction > 1) fraction = 1;
-  const auto secs = std::chrono::duration_cast<std::chrono::milliseconds>(now - start_).count() / 1000.0;
-  std::fprintf(out_, "\r\033[K%s  %3d%%  %.1f s", label_.c_str(), static_cast<int>(fraction * 100.0), secs);
+  const auto secs =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now - start_).count() / 1000.0;
+  std::fprintf(out_, "\r\033[K%s  %3d%%  %.1f s", label_.c_str(),
+               static_cast<int>(fraction * 100.0), secs);
   std::fflush(out_);
   drawn_ = true;
 }

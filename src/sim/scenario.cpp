@@ -1,8 +1,8 @@
 // Scenario names, derived views, cross-field validation and the built-in registry.
+#include "ptreclaim/sim/scenario.hpp"
+
 #include <algorithm>
 #include <string>
-
-#include "ptreclaim/sim/scenario.hpp"
 
 namespace ptreclaim::sim {
 
@@ -13,58 +13,75 @@ const std::vector<builtin_scenario>& generated_builtins();
 
 std::string_view workload_kind_name(workload_kind k) noexcept {
   switch (k) {
-    case workload_kind::superpage_churn: return "superpage-churn";
-    case workload_kind::sva_kernel: return "sva-kernel";
-    case workload_kind::dma_storm: return "dma-storm";
+    case workload_kind::superpage_churn:
+      return "superpage-churn";
+    case workload_kind::sva_kernel:
+      return "sva-kernel";
+    case workload_kind::dma_storm:
+      return "dma-storm";
   }
   return "?";
 }
 
 std::string_view access_pattern_name(access_pattern p) noexcept {
   switch (p) {
-    case access_pattern::random: return "random";
-    case access_pattern::sequential: return "sequential";
-    case access_pattern::hot_set: return "hot-set";
+    case access_pattern::random:
+      return "random";
+    case access_pattern::sequential:
+      return "sequential";
+    case access_pattern::hot_set:
+      return "hot-set";
   }
   return "?";
 }
 
 std::string_view access_target_name(access_target t) noexcept {
   switch (t) {
-    case access_target::window: return "window";
-    case access_target::live: return "live";
-    case access_target::replaced: return "replaced";
+    case access_target::window:
+      return "window";
+    case access_target::live:
+      return "live";
+    case access_target::replaced:
+      return "replaced";
   }
   return "?";
 }
 
 std::string_view caller_flush_name(caller_flush f) noexcept {
   switch (f) {
-    case caller_flush::each_op: return "each-op";
-    case caller_flush::batched: return "batched";
-    case caller_flush::none: return "none";
+    case caller_flush::each_op:
+      return "each-op";
+    case caller_flush::batched:
+      return "batched";
+    case caller_flush::none:
+      return "none";
   }
   return "?";
 }
 
 std::string_view softirq_point_name(softirq_point p) noexcept {
   switch (p) {
-    case softirq_point::none: return "none";
-    case softirq_point::before_caller_flush: return "before-caller-flush";
-    case softirq_point::after_caller_flush: return "after-caller-flush";
+    case softirq_point::none:
+      return "none";
+    case softirq_point::before_caller_flush:
+      return "before-caller-flush";
+    case softirq_point::after_caller_flush:
+      return "after-caller-flush";
   }
   return "?";
 }
 
 unsigned scenario::domain_count() const noexcept {
   unsigned n = 0;
-  for (const auto& d : domains) n += d.count;
+  for (const auto& d : domains)
+    n += d.count;
   return n;
 }
 
 unsigned scenario::device_count() const noexcept {
   unsigned n = 0;
-  for (const auto& d : devices) n += d.count;
+  for (const auto& d : devices)
+    n += d.count;
   return n;
 }
 
@@ -72,7 +89,8 @@ std::vector<unsigned> scenario::group_iommus(unsigned group) const {
   PTR_ASSERT_MSG(group < domains.size(), "group_iommus: no such domain group");
   if (!domains[group].iommus.empty()) return domains[group].iommus;
   std::vector<unsigned> all(iommu.count);
-  for (unsigned i = 0; i < iommu.count; ++i) all[i] = i;
+  for (unsigned i = 0; i < iommu.count; ++i)
+    all[i] = i;
   return all;
 }
 
@@ -86,7 +104,9 @@ std::string idx(std::string_view what, std::size_t i) {
   return std::string(what) + "[" + std::to_string(i) + "]";
 }
 
-bool is_pow2(std::uint64_t v) { return v != 0 && (v & (v - 1)) == 0; }
+bool is_pow2(std::uint64_t v) {
+  return v != 0 && (v & (v - 1)) == 0;
+}
 
 Status validate_cache(const iommu::cache_config& c, const std::string& prefix) {
   if (c.entries == 0 || c.ways == 0 || c.ways > c.entries || c.entries % c.ways != 0) {
@@ -120,7 +140,8 @@ Status validate_workload(const scenario& s) {
     case workload_kind::sva_kernel: {
       const auto& p = s.sva_kernel;
       if (s.domain_count() != 1) {
-        return bad("domains", "sva-kernel models one shared kernel address space: exactly 1 domain");
+        return bad("domains",
+                   "sva-kernel models one shared kernel address space: exactly 1 domain");
       }
       if (p.vmalloc_min_bytes % 4096 != 0 || p.vmalloc_max_bytes % 4096 != 0) {
         return bad("sva-kernel.vmalloc_min_bytes", "vmalloc sizes must be multiples of 4 KiB");
@@ -135,11 +156,13 @@ Status validate_workload(const scenario& s) {
     }
     case workload_kind::dma_storm: {
       const auto& p = s.dma_storm;
-      if (p.buffer_bytes % 4096 != 0) return bad("dma-storm.buffer_bytes", "must be a multiple of 4 KiB");
+      if (p.buffer_bytes % 4096 != 0)
+        return bad("dma-storm.buffer_bytes", "must be a multiple of 4 KiB");
       const std::uint64_t need = std::uint64_t{s.cpus} * p.buffers_per_cpu * p.buffer_bytes;
       if (need > p.iova_space_bytes) {
-        return bad("dma-storm.iova_space_bytes",
-                   "must hold cpus * buffers_per_cpu * buffer_bytes = " + std::to_string(need) + " bytes");
+        return bad(
+            "dma-storm.iova_space_bytes",
+            "must hold cpus * buffers_per_cpu * buffer_bytes = " + std::to_string(need) + " bytes");
       }
       break;
     }
@@ -150,9 +173,12 @@ Status validate_workload(const scenario& s) {
 // The IOVA space one domain's workload spans.
 std::uint64_t region_of(const scenario& s) {
   switch (s.kind) {
-    case workload_kind::superpage_churn: return s.superpage_churn.region_bytes;
-    case workload_kind::sva_kernel: return s.sva_kernel.region_bytes;
-    case workload_kind::dma_storm: return s.dma_storm.iova_space_bytes;
+    case workload_kind::superpage_churn:
+      return s.superpage_churn.region_bytes;
+    case workload_kind::sva_kernel:
+      return s.sva_kernel.region_bytes;
+    case workload_kind::dma_storm:
+      return s.dma_storm.iova_space_bytes;
   }
   return 0;
 }
@@ -164,7 +190,8 @@ Status validate(const scenario& s) {
     return bad("cpus", "must be 1 .. " + std::to_string(limits::max_cpus));
   }
   if (s.duration.ops_per_cpu == 0 && s.duration.time_limit_ns == 0) {
-    return bad("duration.ops_per_cpu", "ops_per_cpu and time_limit_ns are both 0: the run would never stop");
+    return bad("duration.ops_per_cpu",
+               "ops_per_cpu and time_limit_ns are both 0: the run would never stop");
   }
   if (s.iommu.count < 1 || s.iommu.count > limits::max_iommus) {
     return bad("iommu.count", "must be 1 .. " + std::to_string(limits::max_iommus));
@@ -173,8 +200,9 @@ Status validate(const scenario& s) {
   PTR_TRY(validate_cache(s.iommu.unit.psc, "iommu.psc"));
   if (!is_pow2(s.iommu.unit.queue_entries) || s.iommu.unit.queue_entries < limits::inv_queue_min ||
       s.iommu.unit.queue_entries > limits::inv_queue_max) {
-    return bad("iommu.queue_entries", "must be a power of two in " + std::to_string(limits::inv_queue_min) +
-                                          " .. " + std::to_string(limits::inv_queue_max));
+    return bad("iommu.queue_entries", "must be a power of two in " +
+                                          std::to_string(limits::inv_queue_min) + " .. " +
+                                          std::to_string(limits::inv_queue_max));
   }
   if (s.domains.empty()) return bad("domains", "at least one [[domains]] group is needed");
   if (s.devices.empty()) return bad("devices", "at least one [[devices]] group is needed");
@@ -193,9 +221,9 @@ Status validate(const scenario& s) {
     }
     for (unsigned u : d.iommus) {
       if (u >= s.iommu.count) {
-        return bad(idx("domains", i) + ".iommus", "unit " + std::to_string(u) +
-                                                      " does not exist (iommu.count = " +
-                                                      std::to_string(s.iommu.count) + ")");
+        return bad(idx("domains", i) + ".iommus",
+                   "unit " + std::to_string(u) +
+                       " does not exist (iommu.count = " + std::to_string(s.iommu.count) + ")");
       }
     }
     const unsigned va_bits = pt::describe(d.format).va_bits;
@@ -211,8 +239,9 @@ Status validate(const scenario& s) {
     const std::string p = idx("devices", i);
     if (d.count == 0) return bad(p + ".count", "must be at least 1");
     if (d.domain_group >= s.domains.size()) {
-      return bad(p + ".domain_group", "group " + std::to_string(d.domain_group) + " does not exist (" +
-                                          std::to_string(s.domains.size()) + " [[domains]] groups)");
+      return bad(p + ".domain_group", "group " + std::to_string(d.domain_group) +
+                                          " does not exist (" + std::to_string(s.domains.size()) +
+                                          " [[domains]] groups)");
     }
     const auto units = s.group_iommus(d.domain_group);
     for (unsigned u : d.iommus) {
@@ -223,11 +252,13 @@ Status validate(const scenario& s) {
     }
     if (d.window_bytes % 4096 != 0) return bad(p + ".window_bytes", "must be a multiple of 4 KiB");
     if (d.window_bytes > region) {
-      return bad(p + ".window_bytes", "larger than the workload region (" + std::to_string(region) + " bytes)");
+      return bad(p + ".window_bytes",
+                 "larger than the workload region (" + std::to_string(region) + " bytes)");
     }
   }
   if (s.reclaim.max_pending_frames > s.memory.frames) {
-    return bad("reclaim.max_pending_frames", "exceeds memory.frames (" + std::to_string(s.memory.frames) + ")");
+    return bad("reclaim.max_pending_frames",
+               "exceeds memory.frames (" + std::to_string(s.memory.frames) + ")");
   }
   if (s.reclaim.watermark_frames > s.reclaim.max_pending_frames) {
     return bad("reclaim.watermark_frames", "exceeds max_pending_frames");
@@ -256,7 +287,9 @@ Result<scenario> with_overrides(const scenario& s, unsigned cpus, std::uint64_t 
   return out;
 }
 
-const std::vector<builtin_scenario>& builtin_scenarios() { return detail::generated_builtins(); }
+const std::vector<builtin_scenario>& builtin_scenarios() {
+  return detail::generated_builtins();
+}
 
 const builtin_scenario* find_builtin(std::string_view name) noexcept {
   for (const auto& b : builtin_scenarios()) {

@@ -22,7 +22,9 @@ using clock_type = std::chrono::steady_clock;
 
 // Defeats dead-code elimination of measured loops.
 std::atomic<std::uint64_t> g_sink{0};
-void keep(std::uint64_t v) { g_sink.fetch_add(v, std::memory_order_relaxed); }
+void keep(std::uint64_t v) {
+  g_sink.fetch_add(v, std::memory_order_relaxed);
+}
 
 // Runs `batch` (which performs `units` units of work) repeatedly for about `budget`, returns the
 // best ns per unit.
@@ -35,8 +37,9 @@ double best_ns_per_unit(std::chrono::nanoseconds budget, std::uint64_t units, F 
     const auto t0 = clock_type::now();
     batch();
     const auto t1 = clock_type::now();
-    const double per = static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()) /
-                       static_cast<double>(units);
+    const double per =
+        static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()) /
+        static_cast<double>(units);
     if (runs == 0 || per < best) best = per;
     ++runs;
   } while (runs < 3 || clock_type::now() < stop);
@@ -99,8 +102,12 @@ Result<cost_model> calibrate(const calibrate_options& options) {
     if (!failure.ok()) {
       return Status(failure.code(), "calibrate: frame pool: " + failure.message());
     }
-    const double a = static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()) / batch_frames;
-    const double f = static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(t2 - t1).count()) / batch_frames;
+    const double a =
+        static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()) /
+        batch_frames;
+    const double f =
+        static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(t2 - t1).count()) /
+        batch_frames;
     if (rounds == 0 || a < alloc_total) alloc_total = a;
     if (rounds == 0 || f < free_total) free_total = f;
     ++rounds;
@@ -117,13 +124,15 @@ Result<cost_model> calibrate(const calibrate_options& options) {
   constexpr unsigned ptes = limits::ptes_per_table;
   set(cost_kind::pte_write, best_ns_per_unit(slice, ptes * 64, [&] {
         for (unsigned r = 0; r < 64; ++r)
-          for (unsigned i = 0; i < ptes; ++i) words[i].store((i << 12) | r | 3, std::memory_order_release);
+          for (unsigned i = 0; i < ptes; ++i)
+            words[i].store((i << 12) | r | 3, std::memory_order_release);
       }));
   step();
   set(cost_kind::pte_read, best_ns_per_unit(slice, ptes * 64, [&] {
         std::uint64_t sum = 0;
         for (unsigned r = 0; r < 64; ++r)
-          for (unsigned i = 0; i < ptes; ++i) sum += words[i].load(std::memory_order_acquire);
+          for (unsigned i = 0; i < ptes; ++i)
+            sum += words[i].load(std::memory_order_acquire);
         keep(sum);
       }));
   step();
@@ -140,13 +149,15 @@ Result<cost_model> calibrate(const calibrate_options& options) {
           node* h = head.load(std::memory_order_relaxed);
           do {
             n.next.store(h, std::memory_order_relaxed);
-          } while (!head.compare_exchange_weak(h, &n, std::memory_order_release, std::memory_order_relaxed));
+          } while (!head.compare_exchange_weak(h, &n, std::memory_order_release,
+                                               std::memory_order_relaxed));
         }
         head.store(nullptr, std::memory_order_relaxed);
       }));
   step();
   set(cost_kind::dequeue, best_ns_per_unit(slice, nodes.size(), [&] {
-        for (std::size_t i = 0; i + 1 < nodes.size(); ++i) nodes[i].next.store(&nodes[i + 1], std::memory_order_relaxed);
+        for (std::size_t i = 0; i + 1 < nodes.size(); ++i)
+          nodes[i].next.store(&nodes[i + 1], std::memory_order_relaxed);
         nodes.back().next.store(nullptr, std::memory_order_relaxed);
         head.store(&nodes[0], std::memory_order_relaxed);
         std::uint64_t popped = 0;
@@ -180,7 +191,8 @@ Result<cost_model> calibrate(const calibrate_options& options) {
   step();
   set(cost_kind::inv_poll, best_ns_per_unit(slice, 4096, [&] {
         std::uint64_t seen = 0;
-        for (int i = 0; i < 4096; ++i) seen += status_word.load(std::memory_order_acquire);
+        for (int i = 0; i < 4096; ++i)
+          seen += status_word.load(std::memory_order_acquire);
         keep(seen);
       }));
   step();
@@ -195,7 +207,7 @@ Result<cost_model> calibrate(const calibrate_options& options) {
       std::uint64_t expect = 1;
       while (!stop.load(std::memory_order_relaxed)) {
         if (turn.load(std::memory_order_acquire) == expect) {  // (2) pairs with (1) below
-          turn.store(expect + 1, std::memory_order_release);    // (1) pairs with (2) below
+          turn.store(expect + 1, std::memory_order_release);   // (1) pairs with (2) below
           expect += 2;
         } else {
           __builtin_ia32_pause();
@@ -210,7 +222,7 @@ Result<cost_model> calibrate(const calibrate_options& options) {
       const auto deadline = t0 + slice;
       std::uint64_t done_hops = 0;
       while (done_hops < hops && clock_type::now() < deadline) {
-        turn.store(base + 1, std::memory_order_release);  // (1)
+        turn.store(base + 1, std::memory_order_release);            // (1)
         while (turn.load(std::memory_order_acquire) != base + 2) {  // (2)
           if (clock_type::now() >= deadline) break;
           __builtin_ia32_pause();
@@ -221,8 +233,10 @@ Result<cost_model> calibrate(const calibrate_options& options) {
       }
       const auto t1 = clock_type::now();
       if (done_hops == 0) continue;
-      const double per = static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()) /
-                         static_cast<double>(done_hops);
+      const double per =
+          static_cast<double>(
+              std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count()) /
+          static_cast<double>(done_hops);
       if (best == 0 || per < best) best = per;
     }
     stop.store(true, std::memory_order_relaxed);
@@ -232,8 +246,9 @@ Result<cost_model> calibrate(const calibrate_options& options) {
     if (best > 0 && best < 10'000.0) {
       set(cost_kind::cache_line_transfer, best);
     } else {
-      model.notes.push_back("cache_line_transfer kept its default: the ping-pong partner thread was not "
-                            "scheduled alongside (loaded machine or one CPU); re-run on an idle machine");
+      model.notes.push_back(
+          "cache_line_transfer kept its default: the ping-pong partner thread was not "
+          "scheduled alongside (loaded machine or one CPU); re-run on an idle machine");
     }
   }
   step();
@@ -254,7 +269,8 @@ Result<cost_model> calibrate(const calibrate_options& options) {
   std::function<std::uint64_t(std::uint64_t)> op = [](std::uint64_t v) { return v ^ (v >> 7); };
   set(cost_kind::op_overhead, best_ns_per_unit(slice, 4096, [&] {
         std::uint64_t acc = 0;
-        for (int i = 0; i < 4096; ++i) acc += op(rng.below(1000));
+        for (int i = 0; i < 4096; ++i)
+          acc += op(rng.below(1000));
         keep(acc);
       }));
   step();

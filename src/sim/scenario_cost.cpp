@@ -9,18 +9,30 @@ namespace ptreclaim::sim {
 
 std::string_view cost_kind_name(cost_kind k) noexcept {
   switch (k) {
-    case cost_kind::pte_write: return "pte_write";
-    case cost_kind::pte_read: return "pte_read";
-    case cost_kind::frame_alloc: return "frame_alloc";
-    case cost_kind::frame_free: return "frame_free";
-    case cost_kind::enqueue: return "enqueue";
-    case cost_kind::dequeue: return "dequeue";
-    case cost_kind::inv_submit: return "inv_submit";
-    case cost_kind::inv_poll: return "inv_poll";
-    case cost_kind::cache_line_transfer: return "cache_line_transfer";
-    case cost_kind::lock_uncontended: return "lock_uncontended";
-    case cost_kind::op_overhead: return "op_overhead";
-    case cost_kind::count_: break;
+    case cost_kind::pte_write:
+      return "pte_write";
+    case cost_kind::pte_read:
+      return "pte_read";
+    case cost_kind::frame_alloc:
+      return "frame_alloc";
+    case cost_kind::frame_free:
+      return "frame_free";
+    case cost_kind::enqueue:
+      return "enqueue";
+    case cost_kind::dequeue:
+      return "dequeue";
+    case cost_kind::inv_submit:
+      return "inv_submit";
+    case cost_kind::inv_poll:
+      return "inv_poll";
+    case cost_kind::cache_line_transfer:
+      return "cache_line_transfer";
+    case cost_kind::lock_uncontended:
+      return "lock_uncontended";
+    case cost_kind::op_overhead:
+      return "op_overhead";
+    case cost_kind::count_:
+      break;
   }
   PTR_ASSERT_MSG(false, "cost_kind_name: not a cost kind");
   return "?";
@@ -64,9 +76,11 @@ std::string cost_model_to_toml(const cost_model& model, std::string_view header)
     out += '\n';
     start = end + 1;
   }
-  for (const auto& n : model.notes) out += "# note: " + n + "\n";
-  out += "# Nanoseconds of virtual time the deterministic executor charges per step. Point a\n"
-         "# scenario at this file with:  [cost] file = \"<path>\"\n\n[cost_ns]\n";
+  for (const auto& n : model.notes)
+    out += "# note: " + n + "\n";
+  out +=
+      "# Nanoseconds of virtual time the deterministic executor charges per step. Point a\n"
+      "# scenario at this file with:  [cost] file = \"<path>\"\n\n[cost_ns]\n";
   for (std::size_t i = 0; i < cost_kind_count; ++i) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "%.3f", model.ns[i]);

@@ -58,7 +58,8 @@ void read_page_sizes(read_context& ctx, table_reader& t, std::uint32_t& levels) 
   if (n == nullptr) return;
   const auto* a = n->as_array();
   if (a == nullptr || a->empty()) {
-    ctx.fail(n->source(), "'iommu.page_sizes' must be a non-empty array such as [\"4K\", \"2M\", \"1G\"]");
+    ctx.fail(n->source(),
+             "'iommu.page_sizes' must be a non-empty array such as [\"4K\", \"2M\", \"1G\"]");
     return;
   }
   std::uint32_t mask = 0;
@@ -93,7 +94,8 @@ void read_iommu(read_context& ctx, table_reader t, iommu_params& io) {
     std::uint64_t q = io.unit.queue_entries;
     t.uint("queue_entries", q, limits::inv_queue_min, limits::inv_queue_max);
     if (!ctx.failed() && (q & (q - 1)) != 0) {
-      ctx.fail(n->source(), "'iommu.queue_entries' = " + std::to_string(q) + " must be a power of two");
+      ctx.fail(n->source(),
+               "'iommu.queue_entries' = " + std::to_string(q) + " must be a power of two");
     }
     io.unit.queue_entries = static_cast<unsigned>(q);
   }
@@ -113,8 +115,8 @@ void read_groups(read_context& ctx, table_reader& top, std::string_view key, std
   if (n == nullptr) return;
   const auto* a = n->as_array();
   if (a == nullptr || !a->is_array_of_tables() || a->empty()) {
-    ctx.fail(n->source(), "'" + std::string(key) + "' must be one or more [[" + std::string(key) +
-                              "]] tables");
+    ctx.fail(n->source(),
+             "'" + std::string(key) + "' must be one or more [[" + std::string(key) + "]] tables");
     return;
   }
   std::vector<T> groups;
@@ -150,7 +152,8 @@ void read_domain(read_context& ctx, table_reader t, domain_group& d) {
   t.boolean("coalesce", d.coalesce);
   if (d.coalesce && d.mode == pt::concurrency_mode::lock_free && !ctx.failed()) {
     ctx.fail(t.node("coalesce")->source(),
-             "'" + t.key_path("coalesce") + "' = true needs mode = \"locked\" (lock-free tables never coalesce)");
+             "'" + t.key_path("coalesce") +
+                 "' = true needs mode = \"locked\" (lock-free tables never coalesce)");
   }
   t.uint_list_or_all("iommus", d.iommus, 0, limits::max_iommus - 1);
   t.finish("[[domains]]");
@@ -272,7 +275,8 @@ Result<scenario> parse_at_depth(std::string_view text, const std::string& source
     s.seed = seed;
   }
 
-  if (const auto* t = top.table("duration")) read_duration(table_reader(ctx, *t, "duration"), s.duration);
+  if (const auto* t = top.table("duration"))
+    read_duration(table_reader(ctx, *t, "duration"), s.duration);
   if (const auto* t = top.table("memory")) read_memory(table_reader(ctx, *t, "memory"), s.memory);
   if (const auto* t = top.table("iommu")) read_iommu(ctx, table_reader(ctx, *t, "iommu"), s.iommu);
   read_groups(ctx, top, "domains", s.domains,
@@ -291,13 +295,21 @@ Result<scenario> parse_at_depth(std::string_view text, const std::string& source
   if (const auto* t = top.table(kind_name)) {
     table_reader r(ctx, *t, kind_name);
     switch (s.kind) {
-      case workload_kind::superpage_churn: read_superpage_churn(std::move(r), s.superpage_churn); break;
-      case workload_kind::sva_kernel: read_sva_kernel(std::move(r), s.sva_kernel); break;
-      case workload_kind::dma_storm: read_dma_storm(std::move(r), s.dma_storm); break;
+      case workload_kind::superpage_churn:
+        read_superpage_churn(std::move(r), s.superpage_churn);
+        break;
+      case workload_kind::sva_kernel:
+        read_sva_kernel(std::move(r), s.sva_kernel);
+        break;
+      case workload_kind::dma_storm:
+        read_dma_storm(std::move(r), s.dma_storm);
+        break;
     }
   }
-  if (const auto* t = top.table("reclaim")) read_reclaim(table_reader(ctx, *t, "reclaim"), s.reclaim);
-  if (const auto* t = top.table("hotplug")) read_hotplug(table_reader(ctx, *t, "hotplug"), s.hotplug);
+  if (const auto* t = top.table("reclaim"))
+    read_reclaim(table_reader(ctx, *t, "reclaim"), s.reclaim);
+  if (const auto* t = top.table("hotplug"))
+    read_hotplug(table_reader(ctx, *t, "hotplug"), s.hotplug);
   if (const auto* t = top.table("cost")) {
     table_reader c(ctx, *t, "cost");
     std::string file;
@@ -307,7 +319,8 @@ Result<scenario> parse_at_depth(std::string_view text, const std::string& source
       const std::string path = join_path(detail::dir_of(source_name), file);
       auto model = load_cost_model(path);
       if (!model.ok()) {
-        return Status(errc::parse_error, ctx.located(ctx.where("cost.file"), model.status().message()));
+        return Status(errc::parse_error,
+                      ctx.located(ctx.where("cost.file"), model.status().message()));
       }
       s.cost_file = path;
       s.costs = std::move(*model);
@@ -346,9 +359,9 @@ Result<scenario> load_scenario_file(const std::string& path) {
 }
 
 Result<scenario> load_scenario(const std::string& name_or_path) {
-  const bool looks_like_path = name_or_path.find('/') != std::string::npos ||
-                               (name_or_path.size() > 5 &&
-                                name_or_path.compare(name_or_path.size() - 5, 5, ".toml") == 0);
+  const bool looks_like_path =
+      name_or_path.find('/') != std::string::npos ||
+      (name_or_path.size() > 5 && name_or_path.compare(name_or_path.size() - 5, 5, ".toml") == 0);
   if (!looks_like_path) {
     if (const builtin_scenario* b = find_builtin(name_or_path)) {
       auto s = parse_scenario(b->toml, std::string(b->name) + ".toml");
@@ -361,8 +374,8 @@ Result<scenario> load_scenario(const std::string& name_or_path) {
         if (!names.empty()) names += ", ";
         names += b.name;
       }
-      return Status(errc::invalid_argument, "unknown scenario '" + name_or_path +
-                                                "' (built-in: " + names + "; or give a .toml file)");
+      return Status(errc::invalid_argument, "unknown scenario '" + name_or_path + "' (built-in: " +
+                                                names + "; or give a .toml file)");
     }
   }
   return load_scenario_file(name_or_path);

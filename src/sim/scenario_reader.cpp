@@ -10,7 +10,9 @@
 namespace ptreclaim::sim::detail {
 
 namespace {
-source_pos pos_of(const toml::source_region& r) { return {r.begin.line, r.begin.column}; }
+source_pos pos_of(const toml::source_region& r) {
+  return {r.begin.line, r.begin.column};
+}
 
 std::string fmt_double(double v) {
   std::ostringstream o;
@@ -50,16 +52,26 @@ source_pos read_context::where(const std::string& path) const {
 
 std::string_view toml_type_name(const toml::node& n) noexcept {
   switch (n.type()) {
-    case toml::node_type::table: return "a table";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a float";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::date: return "a date";
-    case toml::node_type::time: return "a time";
-    case toml::node_type::date_time: return "a date-time";
-    case toml::node_type::none: break;
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::date:
+      return "a date";
+    case toml::node_type::time:
+      return "a time";
+    case toml::node_type::date_time:
+      return "a date-time";
+    case toml::node_type::none:
+      break;
   }
   return "nothing";
 }
@@ -75,21 +87,22 @@ const toml::node* table_reader::node(std::string_view key) {
   return n;
 }
 
-void table_reader::type_error(std::string_view key, const toml::node& n, std::string_view expected) {
+void table_reader::type_error(std::string_view key, const toml::node& n,
+                              std::string_view expected) {
   ctx_.fail(n.source(), "'" + key_path(key) + "' must be " + std::string(expected) + ", not " +
                             std::string(toml_type_name(n)));
 }
 
-void table_reader::uint(std::string_view key, std::uint64_t& out, std::uint64_t lo, std::uint64_t hi) {
+void table_reader::uint(std::string_view key, std::uint64_t& out, std::uint64_t lo,
+                        std::uint64_t hi) {
   const toml::node* n = node(key);
   if (n == nullptr) return;
   const auto* i = n->as_integer();
   if (i == nullptr) return type_error(key, *n, "an integer");
   const std::int64_t v = i->get();
   if (v < 0 || static_cast<std::uint64_t>(v) < lo || static_cast<std::uint64_t>(v) > hi) {
-    ctx_.fail(n->source(), "'" + key_path(key) + "' = " + std::to_string(v) +
-                               " is out of range (" + std::to_string(lo) + " .. " +
-                               std::to_string(hi) + ")");
+    ctx_.fail(n->source(), "'" + key_path(key) + "' = " + std::to_string(v) + " is out of range (" +
+                               std::to_string(lo) + " .. " + std::to_string(hi) + ")");
     return;
   }
   out = static_cast<std::uint64_t>(v);
@@ -251,8 +264,7 @@ std::string dir_of(std::string_view path) {
 Result<std::string> read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return Status(errc::invalid_argument,
-                  "cannot read '" + path + "': " + std::strerror(errno));
+    return Status(errc::invalid_argument, "cannot read '" + path + "': " + std::strerror(errno));
   }
   std::ostringstream o;
   o << in.rdbuf();

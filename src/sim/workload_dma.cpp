@@ -22,7 +22,8 @@ class dma_storm final : public workload {
     region_ = p_.iova_space_bytes;
     const std::uint64_t per_cpu = region_ / m.cpus;
     blocky_ = per_cpu >= two_mib;
-    slice_ = blocky_ ? per_cpu / two_mib * two_mib : std::max(p_.buffer_bytes, per_cpu / p_.buffer_bytes * p_.buffer_bytes);
+    slice_ = blocky_ ? per_cpu / two_mib * two_mib
+                     : std::max(p_.buffer_bytes, per_cpu / p_.buffer_bytes * p_.buffer_bytes);
     cpu_.reserve(m.cpus);
     for (unsigned c = 0; c < m.cpus; ++c) {
       cpu_.emplace_back();
@@ -87,7 +88,8 @@ class dma_storm final : public workload {
   [[nodiscard]] std::uint64_t region_bytes() const override { return region_; }
   [[nodiscard]] std::uint64_t errors() const override {
     std::uint64_t n = 0;
-    for (const auto& s : cpu_) n += s.errors;
+    for (const auto& s : cpu_)
+      n += s.errors;
     return n;
   }
 
@@ -113,6 +115,8 @@ class dma_storm final : public workload {
 
 }  // namespace
 
-std::unique_ptr<workload> make_dma_storm(machine& m) { return std::make_unique<dma_storm>(m); }
+std::unique_ptr<workload> make_dma_storm(machine& m) {
+  return std::make_unique<dma_storm>(m);
+}
 
 }  // namespace ptreclaim::sim::detail

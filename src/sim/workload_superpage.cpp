@@ -40,16 +40,23 @@ class superpage_churn final : public workload {
     s.cursor = 0;
     const double x = static_cast<double>(s.rng.below(1u << 24)) / static_cast<double>(1u << 24);
     double acc = p_.superpage_probability;
-    if (x < acc) s.kind = op::fill_2m;
-    else if (x < (acc += p_.gigabyte_probability)) s.kind = op::fill_1g;
-    else if (x < (acc += p_.shatter_probability)) s.kind = op::shatter;
-    else if (x < (acc += p_.unmap_probability)) s.kind = op::unmap_2m;
-    else s.kind = op::single;
+    if (x < acc)
+      s.kind = op::fill_2m;
+    else if (x < (acc += p_.gigabyte_probability))
+      s.kind = op::fill_1g;
+    else if (x < (acc += p_.shatter_probability))
+      s.kind = op::shatter;
+    else if (x < (acc += p_.unmap_probability))
+      s.kind = op::unmap_2m;
+    else
+      s.kind = op::single;
     if (s.kind == op::fill_1g) {
       // The 1 GiB block holding this 2M block must lie inside the sub-region.
       const std::uint64_t g = s.block & ~(one_gib - 1);
-      if (g < s.base || g + one_gib > s.base + sub_) s.kind = op::fill_2m;
-      else s.block = g;
+      if (g < s.base || g + one_gib > s.base + sub_)
+        s.kind = op::fill_2m;
+      else
+        s.block = g;
     }
     if (s.kind == op::fill_2m) {
       // Already a superpage (or covered by one): nothing to coalesce; shatter it instead.
@@ -62,7 +69,8 @@ class superpage_churn final : public workload {
   bool mutate(unsigned cpu, pt::gather& g) override {
     cpu_state& s = cpu_[cpu];
     pt::table& t = *s.dom->table;
-    s.trace = (static_cast<std::uint64_t>(s.kind) << 56) ^ (std::uint64_t{s.dom->id} << 40) ^ s.block ^ s.cursor;
+    s.trace = (static_cast<std::uint64_t>(s.kind) << 56) ^ (std::uint64_t{s.dom->id} << 40) ^
+              s.block ^ s.cursor;
     switch (s.kind) {
       case op::fill_2m:
       case op::fill_1g: {
@@ -103,7 +111,8 @@ class superpage_churn final : public workload {
   [[nodiscard]] std::uint64_t region_bytes() const override { return region_; }
   [[nodiscard]] std::uint64_t errors() const override {
     std::uint64_t n = 0;
-    for (const auto& s : cpu_) n += s.errors;
+    for (const auto& s : cpu_)
+      n += s.errors;
     return n;
   }
 
@@ -139,6 +148,8 @@ class superpage_churn final : public workload {
 
 }  // namespace
 
-std::unique_ptr<workload> make_superpage_churn(machine& m) { return std::make_unique<superpage_churn>(m); }
+std::unique_ptr<workload> make_superpage_churn(machine& m) {
+  return std::make_unique<superpage_churn>(m);
+}
 
 }  // namespace ptreclaim::sim::detail

@@ -31,13 +31,15 @@ class sva_kernel final : public workload {
       cpu_state& s = cpu_.back();
       s.base = (static_cast<std::uint64_t>(c) * granules_ % granules_total) * two_mib;
       s.used.assign(granules_, 0);
-      const std::uint64_t first_g = s.base / one_gib, last_g = (s.base + granules_ * two_mib - 1) / one_gib;
+      const std::uint64_t first_g = s.base / one_gib,
+                          last_g = (s.base + granules_ * two_mib - 1) / one_gib;
       s.block_live.assign(last_g - first_g + 1, 0);
       s.block_dirty.assign(last_g - first_g + 1, 0);
       s.first_block = first_g;
     }
     min_pages_ = std::max<std::uint64_t>(1, p_.vmalloc_min_bytes / page_bytes);
-    max_pages_ = std::max<std::uint64_t>(min_pages_, std::min(p_.vmalloc_max_bytes, granules_ * two_mib) / page_bytes);
+    max_pages_ = std::max<std::uint64_t>(
+        min_pages_, std::min(p_.vmalloc_max_bytes, granules_ * two_mib) / page_bytes);
   }
 
   domain_slot& begin_op(unsigned /*cpu*/) override { return *m_.domains.front(); }
@@ -46,8 +48,9 @@ class sva_kernel final : public workload {
     cpu_state& s = cpu_[cpu];
     bool do_free = false;
     if (!s.live.empty()) {
-      do_free = s.live.size() >= p_.live_per_cpu ||
-                s.rng.below(1u << 20) < static_cast<std::uint64_t>(p_.free_probability * (1u << 20));
+      do_free =
+          s.live.size() >= p_.live_per_cpu ||
+          s.rng.below(1u << 20) < static_cast<std::uint64_t>(p_.free_probability * (1u << 20));
     }
     if (!do_free && !vmalloc(s, g)) do_free = !s.live.empty();
     if (do_free) vfree(s, g);
@@ -58,7 +61,8 @@ class sva_kernel final : public workload {
   [[nodiscard]] std::uint64_t region_bytes() const override { return region_; }
   [[nodiscard]] std::uint64_t errors() const override {
     std::uint64_t n = 0;
-    for (const auto& s : cpu_) n += s.errors;
+    for (const auto& s : cpu_)
+      n += s.errors;
     return n;
   }
 
@@ -75,7 +79,7 @@ class sva_kernel final : public workload {
     std::vector<std::uint8_t> used;  // per granule
     std::uint64_t cursor = 0;        // next-fit start
     std::vector<alloc> live;
-    std::uint64_t first_block = 0;   // 1 GiB block number of the slice's start
+    std::uint64_t first_block = 0;  // 1 GiB block number of the slice's start
     std::vector<std::uint32_t> block_live;
     std::vector<std::uint8_t> block_dirty;
     std::uint64_t trace = 0;
@@ -100,10 +104,12 @@ class sva_kernel final : public workload {
       const std::uint64_t start = (s.cursor + tried) % granules_;
       if (start + need > granules_) continue;
       bool ok = true;
-      for (std::uint64_t k = 0; k < need && ok; ++k) ok = s.used[start + k] == 0;
+      for (std::uint64_t k = 0; k < need && ok; ++k)
+        ok = s.used[start + k] == 0;
       if (!ok) continue;
       const std::uint64_t iova = s.base + start * two_mib;
-      const Status st = m_.domains.front()->table->map(iova, iova + page_bytes, bytes, pt::perm_rw, g);
+      const Status st =
+          m_.domains.front()->table->map(iova, iova + page_bytes, bytes, pt::perm_rw, g);
       s.trace = (iova << 1) ^ bytes ^ static_cast<std::uint64_t>(st.code());
       if (!st.ok()) {
         ++s.errors;
@@ -112,7 +118,8 @@ class sva_kernel final : public workload {
         (void)undo;
         return true;
       }
-      for (std::uint64_t k = 0; k < need; ++k) s.used[start + k] = 1;
+      for (std::uint64_t k = 0; k < need; ++k)
+        s.used[start + k] = 1;
       s.live.push_back({start, need, bytes});
       const std::uint64_t b = block_of(s, start);
       ++s.block_live[b];
@@ -141,14 +148,16 @@ class sva_kernel final : public workload {
     const Status st = t.unmap(iova, a.granules * two_mib, g);
     s.trace = (iova << 1) ^ (a.granules << 50) ^ 1 ^ static_cast<std::uint64_t>(st.code());
     if (!st.ok()) ++s.errors;
-    for (std::uint64_t k = 0; k < a.granules; ++k) s.used[a.granule + k] = 0;
+    for (std::uint64_t k = 0; k < a.granules; ++k)
+      s.used[a.granule + k] = 0;
     std::uint64_t blocks[2] = {block_of(s, a.granule), block_of(s, a.granule + a.granules - 1)};
     const unsigned nb = blocks[1] != blocks[0] ? 2 : 1;
     for (unsigned k = 0; k < nb; ++k) {
       const std::uint64_t b = blocks[k];
       --s.block_live[b];
       const std::uint64_t block_iova = (s.first_block + b) * one_gib;
-      const bool inside = block_iova >= s.base && block_iova + one_gib <= s.base + granules_ * two_mib;
+      const bool inside =
+          block_iova >= s.base && block_iova + one_gib <= s.base + granules_ * two_mib;
       if (s.block_live[b] == 0 && s.block_dirty[b] != 0 && inside) {
         const Status ps = t.unmap(block_iova, one_gib, g);  // purge: the PMD table goes
         if (!ps.ok()) ++s.errors;
@@ -172,6 +181,8 @@ class sva_kernel final : public workload {
 
 }  // namespace
 
-std::unique_ptr<workload> make_sva_kernel(machine& m) { return std::make_unique<sva_kernel>(m); }
+std::unique_ptr<workload> make_sva_kernel(machine& m) {
+  return std::make_unique<sva_kernel>(m);
+}
 
 }  // namespace ptreclaim::sim::detail

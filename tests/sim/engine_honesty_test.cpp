@@ -48,20 +48,22 @@ figures measure(const std::string& name, unsigned cpus, unsigned reps) {
 
 void check(const std::string& name, unsigned cpus, const figures& f) {
   const double di = f.det.at("immediate"), ti = f.thr.at("immediate");
-  std::printf("honesty %s, %u cpu(s): policy, deterministic ops/s (ratio), threaded ops/s (ratio)\n",
-              name.c_str(), cpus);
+  std::printf(
+      "honesty %s, %u cpu(s): policy, deterministic ops/s (ratio), threaded ops/s (ratio)\n",
+      name.c_str(), cpus);
   for (const auto& p : policy_names()) {
     const double dr = f.det.at(p) / di, tr = f.thr.at(p) / ti;
-    std::printf("  %-20s %12.0f (%.2f)  %10.0f (%.2f)\n", p.c_str(), f.det.at(p), dr, f.thr.at(p), tr);
+    std::printf("  %-20s %12.0f (%.2f)  %10.0f (%.2f)\n", p.c_str(), f.det.at(p), dr, f.thr.at(p),
+                tr);
     EXPECT_LE(std::max(dr, tr) / std::min(dr, tr), 1.5)
-        << name << " @" << cpus << ": " << p << " ratio to immediate " << dr << " (deterministic) vs "
-        << tr << " (threaded)";
+        << name << " @" << cpus << ": " << p << " ratio to immediate " << dr
+        << " (deterministic) vs " << tr << " (threaded)";
   }
   for (const auto& a : policy_names()) {
     for (const auto& b : policy_names()) {
       if (a >= b) continue;
       const double d = f.det.at(a) / f.det.at(b), t = f.thr.at(a) / f.thr.at(b);
-      const bool d_clear = d > 1.25 || d < 1 / 1.25, t_clear = t > 1.25 || t < 1 / 1.25;
+      const bool d_clear = d > 1.25 || d<1 / 1.25, t_clear = t> 1.25 || t < 1 / 1.25;
       if (!d_clear || !t_clear) continue;
       EXPECT_EQ(d > 1, t > 1) << name << " @" << cpus << ": " << a << " vs " << b
                               << " ranked differently: deterministic " << d << ", threaded " << t;
@@ -81,14 +83,16 @@ TEST(engine_honesty, deterministic_and_threaded_rank_policies_alike) {
     for (unsigned cpus : {1u, 2u}) {
       const unsigned needed = cpus + s.device_count() + 2;
       if (host < needed) {
-        std::printf("honesty %s @%u: skipped, %u host threads < %u needed\n", name.c_str(), cpus, host, needed);
+        std::printf("honesty %s @%u: skipped, %u host threads < %u needed\n", name.c_str(), cpus,
+                    host, needed);
         continue;
       }
       check(name, cpus, measure(name, cpus, 3));
       ++compared;
     }
   }
-  if (compared == 0) GTEST_SKIP() << "this host has too few cores for threaded timings (" << host << ")";
+  if (compared == 0)
+    GTEST_SKIP() << "this host has too few cores for threaded timings (" << host << ")";
 }
 
 }  // namespace

@@ -21,7 +21,8 @@ using testing::sanitized;
 
 std::vector<std::string> builtin_names() {
   std::vector<std::string> out;
-  for (const auto& b : builtin_scenarios()) out.emplace_back(b.name);
+  for (const auto& b : builtin_scenarios())
+    out.emplace_back(b.name);
   return out;
 }
 
@@ -51,8 +52,8 @@ TEST_P(every_builtin, safe_policies_hold_every_invariant_on_both_executors) {
   const scenario s = builtin(GetParam());
   for (const auto& policy : safe_policies()) {
     for (executor_kind ex : {executor_kind::deterministic, executor_kind::threaded}) {
-      const std::uint64_t ops = ex == executor_kind::deterministic ? (sanitized ? 40 : 120)
-                                                                   : (sanitized ? 15 : 40);
+      const std::uint64_t ops =
+          ex == executor_kind::deterministic ? (sanitized ? 40 : 120) : (sanitized ? 15 : 40);
       const run_options o = options(policy, 7, ops, ex);
       auto r = run(s, o);
       ASSERT_TRUE(r.ok()) << policy << ": " << r.status().to_string();
@@ -63,7 +64,8 @@ TEST_P(every_builtin, safe_policies_hold_every_invariant_on_both_executors) {
       // hits it now and then; the frames are still freed after the caller's flush. Reported;
       // tolerated here for xen-tasklet only, and only that S4 finding.
       if (policy == "xen-tasklet" && s.hotplug.enabled && !checked.at(invariant::s4).held &&
-          checked.at(invariant::s4).reason.find("free_queued_pgtables for CPU") != std::string::npos) {
+          checked.at(invariant::s4).reason.find("free_queued_pgtables for CPU") !=
+              std::string::npos) {
         std::printf("note: xen-tasklet S4 finding tolerated (faithful CPU_DOWN_FAILED): %s\n",
                     checked.at(invariant::s4).reason.c_str());
         checked.at(invariant::s4).held = true;
@@ -72,7 +74,8 @@ TEST_P(every_builtin, safe_policies_hold_every_invariant_on_both_executors) {
       expect_all_held(s, o, checked);
       EXPECT_EQ(r->operations, ops * r->cpus) << describe(s, o, *r);
       EXPECT_EQ(r->reclaim.tables_freed, r->reclaim.tables_released) << describe(s, o, *r);
-      EXPECT_EQ(r->reclaim.retire_to_free_ns.count(), r->reclaim.tables_freed) << describe(s, o, *r);
+      EXPECT_EQ(r->reclaim.retire_to_free_ns.count(), r->reclaim.tables_freed)
+          << describe(s, o, *r);
       EXPECT_LE(r->reclaim.peak_pending, r->reclaim.pending_bound);
       EXPECT_GT(r->elapsed_ns, 0u);
       EXPECT_EQ(r->policy, policy);
@@ -114,7 +117,8 @@ TEST(engine_canary, unsafe_policies_are_caught_on_their_canaries) {
       EXPECT_TRUE(caught) << describe(s, o, *r);
       EXPECT_FALSE(r->violations.first.empty());
       EXPECT_FALSE(r->violations.replay_command.empty());
-      EXPECT_NE(r->violations.replay_command.find("--seed " + std::to_string(seed)), std::string::npos);
+      EXPECT_NE(r->violations.replay_command.find("--seed " + std::to_string(seed)),
+                std::string::npos);
       EXPECT_FALSE(r->policy_safe);
     }
   }
@@ -128,7 +132,8 @@ TEST(engine_canary, safe_policies_pass_the_canaries) {
       auto r = run(s, o);
       ASSERT_TRUE(r.ok()) << r.status().to_string();
       expect_all_held(s, o, *r);
-      EXPECT_GT(r->reclaim.tables_freed, 0u) << "the canary released no table\n" << describe(s, o, *r);
+      EXPECT_GT(r->reclaim.tables_freed, 0u) << "the canary released no table\n"
+                                             << describe(s, o, *r);
     }
   }
 }
@@ -191,9 +196,11 @@ TEST(engine_campaign, seeded_runs_over_scenarios_policies_and_cpus) {
     const std::string& policy = policies[pick.below(policies.size())];
     const unsigned cpus = 1 + static_cast<unsigned>(pick.below(6));
     const scenario s = builtin(name);
-    const run_options o = options(policy, seed, sanitized ? 15 : 30, executor_kind::deterministic, cpus);
+    const run_options o =
+        options(policy, seed, sanitized ? 15 : 30, executor_kind::deterministic, cpus);
     auto r = run(s, o);
-    ASSERT_TRUE(r.ok()) << "seed " << seed << " " << name << " " << policy << ": " << r.status().to_string();
+    ASSERT_TRUE(r.ok()) << "seed " << seed << " " << name << " " << policy << ": "
+                        << r.status().to_string();
     if (!r->all_held() || r->violations.count != 0 || r->leaks.leaked_frames != 0) {
       ADD_FAILURE() << "campaign run " << i << " failed\n" << describe(s, o, *r);
     }
@@ -285,7 +292,8 @@ TEST(engine_metrics, a_time_limited_run_stops_and_drains) {
   EXPECT_GE(r->elapsed_ns, 200'000u);
 }
 
-// ---- errors --------------------------------------------------------------------------------------
+// ---- errors
+// --------------------------------------------------------------------------------------
 
 TEST(engine_errors, bad_options_are_errors_not_crashes) {
   const scenario s = builtin("dma-storm");

@@ -66,9 +66,13 @@ inline std::string describe(const scenario& s, const run_options& o, const run_r
   for (std::size_t i = 0; i < invariant_count; ++i) {
     const auto& inv = r.invariants[i];
     out += "  " + std::string(invariant_name(static_cast<invariant>(i))) + " " +
-           (!inv.checked ? "unchecked" : inv.held ? "ok" : "FAILED") + ": " + inv.reason + "\n";
+           (!inv.checked ? "unchecked"
+            : inv.held   ? "ok"
+                         : "FAILED") +
+           ": " + inv.reason + "\n";
   }
-  for (const auto& n : r.notes) out += "  note: " + n + "\n";
+  for (const auto& n : r.notes)
+    out += "  note: " + n + "\n";
   if (!r.violations.first.empty()) out += "  first violation: " + r.violations.first + "\n";
   return out;
 }

@@ -1,5 +1,7 @@
 // Metrics and reports: the histogram, the table, JSON, CSV, the HTML report (with and without
 // gnuplot), verdicts and replay commands, all from synthetic results built here.
+#include "ptreclaim/sim/report.hpp"
+
 #include <gtest/gtest.h>
 #include <rapidcheck.h>
 #include <unistd.h>
@@ -11,7 +13,6 @@
 #include <string>
 
 #include "ptreclaim/sim/engine.hpp"
-#include "ptreclaim/sim/report.hpp"
 
 namespace ptreclaim::sim {
 namespace {
@@ -45,14 +46,19 @@ run_result synthetic(const std::string& policy, double ops_per_s, std::uint64_t 
   r.reclaim.pending_bound = 4096;
   r.reclaim.pending_at_end = 10;
   r.reclaim.drain_ns = 12'000;
-  for (std::uint64_t t = 0; t < 20; ++t) r.reclaim.pending_series.push_back({t * 100'000, (t * 7) % 37});
-  for (std::uint64_t v = 1; v <= 100; ++v) r.reclaim.retire_to_free_ns.record(v * 1000);
+  for (std::uint64_t t = 0; t < 20; ++t)
+    r.reclaim.pending_series.push_back({t * 100'000, (t * 7) % 37});
+  for (std::uint64_t v = 1; v <= 100; ++v)
+    r.reclaim.retire_to_free_ns.record(v * 1000);
   r.leaks.checked = true;
-  for (auto& inv : r.invariants) inv = {true, true, ""};
+  for (auto& inv : r.invariants)
+    inv = {true, true, ""};
   if (violations > 0) {
     r.violations.count = violations;
-    r.violations.first = "device 3 walked frame 812 (freed at 1200 ns by immediate)\n  iova 0x200000 level 2";
-    r.violations.replay_command = "ptreclaim run --scenario superpage-churn --policy " + policy + " --seed 42";
+    r.violations.first =
+        "device 3 walked frame 812 (freed at 1200 ns by immediate)\n  iova 0x200000 level 2";
+    r.violations.replay_command =
+        "ptreclaim run --scenario superpage-churn --policy " + policy + " --seed 42";
     r.at(invariant::s1) = {true, false, "frame 812 read by device 3 after its free"};
     r.at(invariant::s3) = {true, false, "frame 812 freed before any invalidation"};
   }
@@ -86,7 +92,8 @@ TEST(Histogram, BucketsAreOrderedAndTight) {
 TEST(Histogram, PercentilesOfAKnownSet) {
   log_histogram h;
   EXPECT_EQ(h.percentile(0.5), 0u);
-  for (std::uint64_t v = 1; v <= 1000; ++v) h.record(v);
+  for (std::uint64_t v = 1; v <= 1000; ++v)
+    h.record(v);
   EXPECT_EQ(h.count(), 1000u);
   EXPECT_EQ(h.min(), 1u);
   EXPECT_EQ(h.max(), 1000u);
@@ -112,7 +119,8 @@ TEST(Histogram, PercentileBoundProperty) {
         rc::gen::inRange<std::uint64_t>(0, 1ull << 40)));
     const double q = *rc::gen::inRange(1, 100) / 100.0;
     log_histogram h;
-    for (auto v : values) h.record(v);
+    for (auto v : values)
+      h.record(v);
     std::sort(values.begin(), values.end());
     auto rank = static_cast<std::size_t>(std::ceil(q * static_cast<double>(values.size())));
     if (rank == 0) rank = 1;
@@ -126,16 +134,17 @@ TEST(Histogram, PercentileBoundProperty) {
 TEST(Report, TableShowsEveryPolicyAndColumn) {
   const compare_result c = synthetic_compare();
   const std::string t = format_table(c);
-  for (const auto& col : {"policy", "safe", "ops/s", "vs immediate", "inv/freed table", "peak pending",
-                          "p99 retire->free", "violations", "invariants"}) {
+  for (const auto& col : {"policy", "safe", "ops/s", "vs immediate", "inv/freed table",
+                          "peak pending", "p99 retire->free", "violations", "invariants"}) {
     EXPECT_NE(t.find(col), std::string::npos) << col << "\n" << t;
   }
-  for (const auto& p : policy_names()) EXPECT_NE(t.find(p), std::string::npos) << p;
-  EXPECT_NE(t.find("2.00M"), std::string::npos) << t;       // immediate's ops/s
-  EXPECT_NE(t.find("1.00x"), std::string::npos) << t;       // immediate vs itself
-  EXPECT_NE(t.find("0.80x"), std::string::npos) << t;       // sync
-  EXPECT_NE(t.find("2.00"), std::string::npos) << t;        // 200 flushes / 100 freed
-  EXPECT_NE(t.find("37 / 4096"), std::string::npos) << t;   // peak pending / bound
+  for (const auto& p : policy_names())
+    EXPECT_NE(t.find(p), std::string::npos) << p;
+  EXPECT_NE(t.find("2.00M"), std::string::npos) << t;      // immediate's ops/s
+  EXPECT_NE(t.find("1.00x"), std::string::npos) << t;      // immediate vs itself
+  EXPECT_NE(t.find("0.80x"), std::string::npos) << t;      // sync
+  EXPECT_NE(t.find("2.00"), std::string::npos) << t;       // 200 flushes / 100 freed
+  EXPECT_NE(t.find("37 / 4096"), std::string::npos) << t;  // peak pending / bound
   EXPECT_NE(t.find("FAIL S1 S3"), std::string::npos) << t;
   EXPECT_NE(t.find("7 (canary)"), std::string::npos) << t;
   EXPECT_NE(t.find("replay immediate: ptreclaim run"), std::string::npos) << t;
@@ -171,14 +180,16 @@ TEST(Report, JsonHasEveryField) {
   EXPECT_DOUBLE_EQ(run["invalidations"]["per_freed_table"].get<double>(), 2.0);
   EXPECT_EQ(run["trace_hash"], 0x1234abcdULL);
   std::uint64_t bucket_total = 0;
-  for (const auto& b : run["reclaim"]["retire_to_free_ns"]["buckets"]) bucket_total += b[2].get<std::uint64_t>();
+  for (const auto& b : run["reclaim"]["retire_to_free_ns"]["buckets"])
+    bucket_total += b[2].get<std::uint64_t>();
   EXPECT_EQ(bucket_total, 100u);
 
   scale_result s;
   s.scenario = "dma-storm";
   s.policies = {"sync", "flush-epoch"};
   s.cpu_counts = {1, 2};
-  for (int i = 0; i < 4; ++i) s.runs.push_back(synthetic(s.policies[i / 2], 1000.0 * (i + 1), 0));
+  for (int i = 0; i < 4; ++i)
+    s.runs.push_back(synthetic(s.policies[i / 2], 1000.0 * (i + 1), 0));
   const auto js = nlohmann::json::parse(to_json(s, -1));
   EXPECT_EQ(js["kind"], "scale");
   EXPECT_EQ(js["runs"].size(), 4u);
@@ -193,7 +204,8 @@ TEST(Report, CsvHasOneRowPerRunAndAConstantColumnCount) {
   std::istringstream in(csv);
   std::string line;
   std::vector<std::string> lines;
-  while (std::getline(in, line)) lines.push_back(line);
+  while (std::getline(in, line))
+    lines.push_back(line);
   ASSERT_EQ(lines.size(), 1 + policy_names().size());
   auto columns = [](const std::string& l) {
     std::size_t n = 1;
@@ -204,7 +216,8 @@ TEST(Report, CsvHasOneRowPerRunAndAConstantColumnCount) {
     }
     return n;
   };
-  for (const auto& l : lines) EXPECT_EQ(columns(l), columns(lines[0])) << l;
+  for (const auto& l : lines)
+    EXPECT_EQ(columns(l), columns(lines[0])) << l;
   EXPECT_EQ(lines[0].rfind("scenario,policy,policy_safe", 0), 0u);
   EXPECT_NE(lines[1].find("FAILED"), std::string::npos);
   EXPECT_NE(lines[2].find("\"needs \"\"quotes\"\", really\""), std::string::npos) << lines[2];
@@ -253,14 +266,16 @@ TEST_F(report_dir, HtmlEmbedsGnuplotSvgWhenAvailable) {
   s.scenario = "superpage-churn";
   s.policies = {"sync", "flush-epoch"};
   s.cpu_counts = {1, 2, 4};
-  for (std::size_t i = 0; i < 6; ++i) s.runs.push_back(synthetic(s.policies[i / 3], 1e5 * static_cast<double>(i + 1), 0));
+  for (std::size_t i = 0; i < 6; ++i)
+    s.runs.push_back(synthetic(s.policies[i / 3], 1e5 * static_cast<double>(i + 1), 0));
   in.scale = s;
   auto out = write_html_report(dir_, in);
   ASSERT_TRUE(out.ok()) << out.status().to_string();
   EXPECT_TRUE(out->plotted) << out->plot_message;
   const std::string html = slurp(out->html_path);
   std::size_t svgs = 0;
-  for (auto p = html.find("<svg"); p != std::string::npos; p = html.find("<svg", p + 1)) ++svgs;
+  for (auto p = html.find("<svg"); p != std::string::npos; p = html.find("<svg", p + 1))
+    ++svgs;
   EXPECT_EQ(svgs, 4u);  // throughput, pending, latency, scale
   EXPECT_EQ(html.find("Plots are missing"), std::string::npos);
   EXPECT_TRUE(std::filesystem::exists(dir_ + "/plots/plots.gp"));
@@ -332,12 +347,14 @@ TEST(Names, PoliciesExecutorsReplay) {
   run_options o;
   o.policy = "sync";
   EXPECT_EQ(replay_command(s, o, 7),
-            "ptreclaim run --scenario dma-storm --policy sync --executor deterministic --cpus 8 --seed 7");
+            "ptreclaim run --scenario dma-storm --policy sync --executor deterministic --cpus 8 "
+            "--seed 7");
   s.source = "/tmp/my scen.toml";
   o.cpus = 2;
   o.ops_per_cpu = 100;
-  EXPECT_EQ(replay_command(s, o, 7), "ptreclaim run --scenario '/tmp/my scen.toml' --policy sync "
-                                     "--executor deterministic --cpus 2 --seed 7 --ops 100");
+  EXPECT_EQ(replay_command(s, o, 7),
+            "ptreclaim run --scenario '/tmp/my scen.toml' --policy sync "
+            "--executor deterministic --cpus 2 --seed 7 --ops 100");
 }
 
 TEST(Engine, PlaceholderOrEngineAnswersWithoutCrashing) {

@@ -1,13 +1,13 @@
 // Scenario files: every built-in parses and validates; bad input is rejected with file:line:reason;
 // overlays, cost files and overrides behave as documented.
+#include "ptreclaim/sim/scenario.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
-
-#include "ptreclaim/sim/scenario.hpp"
 
 namespace ptreclaim::sim {
 namespace {
@@ -37,7 +37,8 @@ class temp_dir {
  public:
   temp_dir() {
     path_ = std::filesystem::temp_directory_path() /
-            ("ptreclaim_scenario_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++));
+            ("ptreclaim_scenario_test_" + std::to_string(::getpid()) + "_" +
+             std::to_string(counter_++));
     std::filesystem::create_directories(path_);
   }
   ~temp_dir() {
@@ -198,25 +199,28 @@ TEST(Scenario, CrossFieldErrorsPointAtTheirLine) {
   EXPECT_NE(msg.find("devices[0].iommus"), std::string::npos) << msg;
   EXPECT_NE(msg.find("unit 3"), std::string::npos) << msg;
 
-  const std::string bound = message_of(std::string(minimal) +
-                                       "[memory]\nframes = 100\n[reclaim]\nmax_pending_frames = 200\n");
+  const std::string bound = message_of(
+      std::string(minimal) + "[memory]\nframes = 100\n[reclaim]\nmax_pending_frames = 200\n");
   EXPECT_NE(bound.find("t.toml:14:"), std::string::npos) << bound;
   EXPECT_NE(bound.find("exceeds memory.frames"), std::string::npos) << bound;
 
-  const std::string prob = message_of(std::string(minimal) +
-                                      "[superpage-churn]\nshatter_probability = 0.8\nunmap_probability = 0.8\n");
+  const std::string prob =
+      message_of(std::string(minimal) +
+                 "[superpage-churn]\nshatter_probability = 0.8\nunmap_probability = 0.8\n");
   EXPECT_NE(prob.find("more than 1"), std::string::npos) << prob;
 }
 
 TEST(Scenario, LockFreeCannotCoalesce) {
   std::string text = minimal;
-  text.replace(text.find("format = \"vtd-ss-4\""), 19, "format = \"vtd-ss-4\"\nmode = \"lock-free\"\ncoalesce = true");
+  text.replace(text.find("format = \"vtd-ss-4\""), 19,
+               "format = \"vtd-ss-4\"\nmode = \"lock-free\"\ncoalesce = true");
   const std::string msg = message_of(text);
   EXPECT_NE(msg.find("t.toml:10:"), std::string::npos) << msg;
   EXPECT_NE(msg.find("needs mode = \"locked\""), std::string::npos) << msg;
   // Without an explicit coalesce, lock-free defaults to false and is fine.
   text = minimal;
-  text.replace(text.find("format = \"vtd-ss-4\""), 19, "format = \"vtd-ss-4\"\nmode = \"lock-free\"");
+  text.replace(text.find("format = \"vtd-ss-4\""), 19,
+               "format = \"vtd-ss-4\"\nmode = \"lock-free\"");
   auto ok = parse_scenario(text, "t.toml");
   ASSERT_TRUE(ok.ok()) << ok.status().to_string();
   EXPECT_FALSE(ok->domains[0].coalesce);
@@ -234,7 +238,8 @@ TEST(Scenario, MissingFileIsAClearError) {
 
 TEST(Scenario, OverlayFileOnABuiltinAndOnAFile) {
   temp_dir dir;
-  const std::string overlay = dir.write("storm-hp.toml", "base = \"dma-storm\"\n[hotplug]\nenabled = true\n");
+  const std::string overlay =
+      dir.write("storm-hp.toml", "base = \"dma-storm\"\n[hotplug]\nenabled = true\n");
   auto s = load_scenario(overlay);
   ASSERT_TRUE(s.ok()) << s.status().to_string();
   EXPECT_EQ(s->name, "storm-hp");
@@ -244,7 +249,8 @@ TEST(Scenario, OverlayFileOnABuiltinAndOnAFile) {
 
   // A base given as a path relative to the overlay; the overlay replaces [[devices]] wholesale.
   dir.write("mine.toml", minimal);
-  const std::string two = dir.write("two.toml", "base = \"mine.toml\"\ncpus = 3\n[[devices]]\ncount = 5\n");
+  const std::string two =
+      dir.write("two.toml", "base = \"mine.toml\"\ncpus = 3\n[[devices]]\ncount = 5\n");
   auto t = load_scenario(two);
   ASSERT_TRUE(t.ok()) << t.status().to_string();
   EXPECT_EQ(t->cpus, 3u);
@@ -272,13 +278,15 @@ TEST(Scenario, CostFileIsLoadedRelativeToTheScenario) {
   cost_model m;
   m.ns[static_cast<std::size_t>(cost_kind::pte_write)] = 3.5;
   dir.write("costs.toml", cost_model_to_toml(m, "test"));
-  const std::string path = dir.write("s.toml", std::string(minimal) + "[cost]\nfile = \"costs.toml\"\n");
+  const std::string path =
+      dir.write("s.toml", std::string(minimal) + "[cost]\nfile = \"costs.toml\"\n");
   auto s = load_scenario(path);
   ASSERT_TRUE(s.ok()) << s.status().to_string();
   EXPECT_DOUBLE_EQ(s->costs[cost_kind::pte_write], 3.5);
   ASSERT_TRUE(s->cost_file.has_value());
 
-  const std::string bad = dir.write("bad.toml", std::string(minimal) + "[cost]\nfile = \"nope.toml\"\n");
+  const std::string bad =
+      dir.write("bad.toml", std::string(minimal) + "[cost]\nfile = \"nope.toml\"\n");
   auto e = load_scenario(bad);
   ASSERT_FALSE(e.ok());
   EXPECT_NE(e.status().message().find("bad.toml:12:"), std::string::npos) << e.status().message();
@@ -286,10 +294,12 @@ TEST(Scenario, CostFileIsLoadedRelativeToTheScenario) {
 
 TEST(CostModel, RoundTripsAndRejectsUnknownKinds) {
   cost_model m;
-  for (std::size_t i = 0; i < cost_kind_count; ++i) m.ns[i] = 1.25 * static_cast<double>(i + 1);
+  for (std::size_t i = 0; i < cost_kind_count; ++i)
+    m.ns[i] = 1.25 * static_cast<double>(i + 1);
   auto back = parse_cost_model(cost_model_to_toml(m, "line one\nline two"), "c.toml");
   ASSERT_TRUE(back.ok()) << back.status().to_string();
-  for (std::size_t i = 0; i < cost_kind_count; ++i) EXPECT_NEAR(back->ns[i], m.ns[i], 1e-3);
+  for (std::size_t i = 0; i < cost_kind_count; ++i)
+    EXPECT_NEAR(back->ns[i], m.ns[i], 1e-3);
 
   auto bad = parse_cost_model("[cost_ns]\npte_wrte = 1.0\n", "c.toml");
   ASSERT_FALSE(bad.ok());
@@ -311,7 +321,8 @@ TEST(CostModel, CalibrateMeasuresEveryKind) {
   };
   auto m = calibrate(o);
   ASSERT_TRUE(m.ok()) << m.status().to_string();
-  for (std::size_t i = 0; i < cost_kind_count; ++i) EXPECT_GT(m->ns[i], 0.0) << cost_kind_name(static_cast<cost_kind>(i));
+  for (std::size_t i = 0; i < cost_kind_count; ++i)
+    EXPECT_GT(m->ns[i], 0.0) << cost_kind_name(static_cast<cost_kind>(i));
   EXPECT_DOUBLE_EQ(last, 1.0);
   o.budget_ms = 5;
   EXPECT_FALSE(calibrate(o).ok());
@@ -329,7 +340,8 @@ TEST(Scenario, OverridesRevalidate) {
   small.dma_storm.iova_space_bytes = 1u << 20;
   auto u = with_overrides(small, 256, 0);
   ASSERT_FALSE(u.ok());
-  EXPECT_NE(u.status().message().find("iova_space_bytes"), std::string::npos) << u.status().message();
+  EXPECT_NE(u.status().message().find("iova_space_bytes"), std::string::npos)
+      << u.status().message();
   auto chaos = load_scenario("hotplug-chaos");
   ASSERT_TRUE(chaos.ok());
   auto one = with_overrides(*chaos, 1, 0);

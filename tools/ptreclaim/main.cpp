@@ -2,6 +2,7 @@
 // (scenarios, runs, sweeps, reports, verdicts) lives in the library. Exit codes: 0 ok, 1 an
 // invariant failed (or an expected violation was not caught), 2 usage or input error, 3 the run
 // could not be carried out. See docs/tool.md.
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -9,8 +10,6 @@
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 #include "ptreclaim/config.hpp"
 #include "ptreclaim/sim/engine.hpp"
@@ -28,9 +27,9 @@ constexpr const char* usage_line =
 // Everything the command line can say; strings are interpreted per command.
 struct cli_args {
   std::string scenario = std::string(sim::default_scenario_name);
-  std::string policy;          // run/replay: one; compare/scale: a comma-separated list
+  std::string policy;  // run/replay: one; compare/scale: a comma-separated list
   std::string executor = "deterministic";
-  std::string cpus;            // run/compare/replay: one number; scale: a list
+  std::string cpus;  // run/compare/replay: one number; scale: a list
   std::string seed;
   std::string ops;
   std::string json;
@@ -63,7 +62,8 @@ int fail(int code, const std::string& message) {
 }
 
 std::uint64_t parse_u64(const std::string& text, const std::string& what) {
-  if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos || text.size() > 20) {
+  if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos ||
+      text.size() > 20) {
     throw usage_error{what + " must be a non-negative integer, not '" + text + "'"};
   }
   errno = 0;
@@ -77,7 +77,8 @@ std::vector<std::string> split_commas(const std::string& text) {
   std::size_t start = 0;
   while (start <= text.size()) {
     const auto comma = text.find(',', start);
-    const std::string item = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    const std::string item =
+        text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     if (!item.empty()) out.push_back(item);
     if (comma == std::string::npos) break;
     start = comma + 1;
@@ -88,18 +89,21 @@ std::vector<std::string> split_commas(const std::string& text) {
 unsigned parse_cpus(const std::string& text) {
   const std::uint64_t v = parse_u64(text, "--cpus");
   if (v < 1 || v > ptreclaim::limits::max_cpus) {
-    throw usage_error{"--cpus " + text + " is not in 1 .. " + std::to_string(ptreclaim::limits::max_cpus)};
+    throw usage_error{"--cpus " + text + " is not in 1 .. " +
+                      std::to_string(ptreclaim::limits::max_cpus)};
   }
   return static_cast<unsigned>(v);
 }
 
 std::vector<std::string> parse_policies(const std::string& text, bool allow_many) {
   std::vector<std::string> out = split_commas(text);
-  if (!allow_many && out.size() > 1) throw usage_error{"--policy takes one policy here, not '" + text + "'"};
+  if (!allow_many && out.size() > 1)
+    throw usage_error{"--policy takes one policy here, not '" + text + "'"};
   for (const auto& p : out) {
     if (!sim::is_policy(p)) {
       std::string known;
-      for (const auto& n : sim::policy_names()) known += (known.empty() ? "" : ", ") + n;
+      for (const auto& n : sim::policy_names())
+        known += (known.empty() ? "" : ", ") + n;
       throw usage_error{"unknown policy '" + p + "' (known: " + known + ")"};
     }
   }
@@ -163,7 +167,9 @@ std::string write_outputs(const cli_args& a, const R& result, sim::report_input 
 }
 
 // Whether the human-readable table may go to stdout (not when JSON or CSV is written there).
-bool print_tables(const cli_args& a) { return !a.quiet && a.json != "-" && a.csv != "-"; }
+bool print_tables(const cli_args& a) {
+  return !a.quiet && a.json != "-" && a.csv != "-";
+}
 
 int finish(const cli_args& a, const sim::verdict& v) {
   if (v.code != sim::exit_ok) return fail(v.code, v.reason);
@@ -204,7 +210,8 @@ int cmd_compare(const cli_args& a) {
   sim::report_input in;
   in.title = "ptreclaim compare: " + s.name;
   in.compare = *r;
-  if (auto err = write_outputs(a, *r, std::move(in)); !err.empty()) return fail(sim::exit_error, err);
+  if (auto err = write_outputs(a, *r, std::move(in)); !err.empty())
+    return fail(sim::exit_error, err);
   return finish(a, sim::judge(*r, a.expect_violation));
 }
 
@@ -225,7 +232,8 @@ int cmd_run(const cli_args& a) {
   sim::report_input in;
   in.title = "ptreclaim run: " + s.name + " / " + o.policy;
   in.run = *r;
-  if (auto err = write_outputs(a, *r, std::move(in)); !err.empty()) return fail(sim::exit_error, err);
+  if (auto err = write_outputs(a, *r, std::move(in)); !err.empty())
+    return fail(sim::exit_error, err);
   return finish(a, sim::judge(*r, a.expect_violation));
 }
 
@@ -253,7 +261,8 @@ int cmd_replay(const cli_args& a) {
   sim::report_input in;
   in.title = "ptreclaim replay: " + s.name + " / " + o.policy + " / seed " + a.replay_seed;
   in.run = *first;
-  if (auto err = write_outputs(a, *first, std::move(in)); !err.empty()) return fail(sim::exit_error, err);
+  if (auto err = write_outputs(a, *first, std::move(in)); !err.empty())
+    return fail(sim::exit_error, err);
   auto hex = [](std::uint64_t v) {
     char buf[24];
     std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
@@ -264,7 +273,8 @@ int cmd_replay(const cli_args& a) {
                                       hex(first->trace_hash) + " and " + hex(second->trace_hash) +
                                       " (nondeterminism)");
   }
-  if (print_tables(a)) std::printf("replayed twice: same trace hash %s\n", hex(first->trace_hash).c_str());
+  if (print_tables(a))
+    std::printf("replayed twice: same trace hash %s\n", hex(first->trace_hash).c_str());
   return finish(a, sim::judge(*first, a.expect_violation));
 }
 
@@ -275,7 +285,8 @@ int cmd_scale(const cli_args& a) {
   if (code != 0) return fail(code, msg);
   sim::run_options o = base_options(a, false);
   std::vector<unsigned> cpus;
-  for (const auto& item : split_commas(a.cpus.empty() ? "1,2,4,8,16" : a.cpus)) cpus.push_back(parse_cpus(item));
+  for (const auto& item : split_commas(a.cpus.empty() ? "1,2,4,8,16" : a.cpus))
+    cpus.push_back(parse_cpus(item));
   if (cpus.empty()) throw usage_error{"--cpus needs at least one CPU count, e.g. --cpus 1,2,4,8"};
   const auto policies = parse_policies(a.policy, true);
   progress_sink progress(a, "scale " + s.name);
@@ -286,7 +297,8 @@ int cmd_scale(const cli_args& a) {
   sim::report_input in;
   in.title = "ptreclaim scale: " + s.name;
   in.scale = *r;
-  if (auto err = write_outputs(a, *r, std::move(in)); !err.empty()) return fail(sim::exit_error, err);
+  if (auto err = write_outputs(a, *r, std::move(in)); !err.empty())
+    return fail(sim::exit_error, err);
   return finish(a, sim::judge(*r, a.expect_violation));
 }
 
@@ -298,7 +310,8 @@ int cmd_calibrate(const cli_args& a) {
   auto model = sim::calibrate(o);
   progress.line.finish();
   if (!model.ok()) {
-    const int code = model.status().code() == ptreclaim::errc::invalid_argument ? sim::exit_usage : sim::exit_error;
+    const int code = model.status().code() == ptreclaim::errc::invalid_argument ? sim::exit_usage
+                                                                                : sim::exit_error;
     return fail(code, "calibrate failed: " + model.status().message());
   }
   const std::string text = sim::cost_model_to_toml(
@@ -308,20 +321,24 @@ int cmd_calibrate(const cli_args& a) {
     std::fputs(text.c_str(), stdout);
     return sim::exit_ok;
   }
-  if (auto st = sim::write_text_file(a.output, text); !st.ok()) return fail(sim::exit_error, st.message());
+  if (auto st = sim::write_text_file(a.output, text); !st.ok())
+    return fail(sim::exit_error, st.message());
   if (!a.quiet) {
     std::fputs(text.c_str(), stdout);
-    std::printf("\nwrote %s; use it from a scenario with  [cost] file = \"%s\"\n", a.output.c_str(), a.output.c_str());
+    std::printf("\nwrote %s; use it from a scenario with  [cost] file = \"%s\"\n", a.output.c_str(),
+                a.output.c_str());
   }
   return sim::exit_ok;
 }
 
 int cmd_scenarios_list(const cli_args& a) {
   if (a.quiet) return sim::exit_ok;
-  std::printf("built-in scenarios (ptreclaim scenarios show NAME prints one; copy it to edit):\n\n");
+  std::printf(
+      "built-in scenarios (ptreclaim scenarios show NAME prints one; copy it to edit):\n\n");
   for (const auto& b : sim::builtin_scenarios()) {
     auto s = sim::load_scenario(std::string(b.name));
-    if (!s.ok()) return fail(sim::exit_error, "built-in scenario is invalid: " + s.status().message());
+    if (!s.ok())
+      return fail(sim::exit_error, "built-in scenario is invalid: " + s.status().message());
     std::printf("  %-18s %s\n", std::string(b.name).c_str(), std::string(b.summary).c_str());
     std::printf("  %-18s kind %s, %u cpus, %u domains, %u devices, %u IOMMUs%s\n", "",
                 std::string(sim::workload_kind_name(s->kind)).c_str(), s->cpus, s->domain_count(),
@@ -343,13 +360,15 @@ int cmd_scenarios_show(const cli_args& a) {
   if (f == nullptr) return fail(sim::exit_usage, "cannot read '" + a.show_name + "'");
   char buf[4096];
   std::size_t n = 0;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) std::fwrite(buf, 1, n, stdout);
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0)
+    std::fwrite(buf, 1, n, stdout);
   std::fclose(f);
   return sim::exit_ok;
 }
 
 void add_common(CLI::App& app, cli_args& a) {
-  app.add_option("--scenario", a.scenario, "built-in scenario name or a .toml file")->capture_default_str();
+  app.add_option("--scenario", a.scenario, "built-in scenario name or a .toml file")
+      ->capture_default_str();
   app.add_option("--policy", a.policy,
                  "policy (run, replay) or comma-separated policies (compare, scale; default: all)");
   app.add_option("--executor", a.executor, "deterministic | threaded")->capture_default_str();
@@ -366,20 +385,26 @@ void add_common(CLI::App& app, cli_args& a) {
 
 int real_main(int argc, char** argv) {
   cli_args a;
-  for (int i = 0; i < argc; ++i) a.command_line += (i ? " " : "") + std::string(argv[i]);
+  for (int i = 0; i < argc; ++i)
+    a.command_line += (i ? " " : "") + std::string(argv[i]);
 
-  CLI::App app{"ptreclaim: safe and fast reclamation of IOMMU page-table pages, compared side by side.\n"
-               "With no command: a short comparison of every policy on the default scenario."};
+  CLI::App app{
+      "ptreclaim: safe and fast reclamation of IOMMU page-table pages, compared side by side.\n"
+      "With no command: a short comparison of every policy on the default scenario."};
   app.set_version_flag("--version", std::string(ptreclaim::config::version));
   app.fallthrough();  // subcommands accept the common options too
   add_common(app, a);
   CLI::App* run = app.add_subcommand("run", "run one scenario under one policy");
-  CLI::App* compare = app.add_subcommand("compare", "run every policy on one scenario, print one table");
-  CLI::App* replay = app.add_subcommand("replay", "re-run a seed (deterministic executor) twice; check the trace hash");
+  CLI::App* compare =
+      app.add_subcommand("compare", "run every policy on one scenario, print one table");
+  CLI::App* replay = app.add_subcommand(
+      "replay", "re-run a seed (deterministic executor) twice; check the trace hash");
   replay->add_option("SEED", a.replay_seed, "the seed to replay")->required();
   CLI::App* scale = app.add_subcommand("scale", "sweep simulated CPU counts for every policy");
-  CLI::App* calibrate = app.add_subcommand("calibrate", "measure per-step costs here, write a cost file");
-  calibrate->add_option("--output,-o", a.output, "cost file to write ('-' = stdout)")->capture_default_str();
+  CLI::App* calibrate =
+      app.add_subcommand("calibrate", "measure per-step costs here, write a cost file");
+  calibrate->add_option("--output,-o", a.output, "cost file to write ('-' = stdout)")
+      ->capture_default_str();
   calibrate->add_option("--budget-ms", a.budget_ms, "time to spend measuring (100 .. 60000)")
       ->check(CLI::Range(100u, 60000u))
       ->capture_default_str();

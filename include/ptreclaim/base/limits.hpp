@@ -23,7 +23,8 @@ inline constexpr unsigned inv_queue_min = 256;         // VT-d queue sizes (entr
 inline constexpr unsigned inv_queue_max = 32768;
 inline constexpr unsigned xen_free_batch = 512;  // Xen yields every 512 frees
 
-static_assert(std::size_t{ptes_per_table} * 8 == page_size, "a table is one frame of 8-byte entries");
+static_assert(std::size_t{ptes_per_table} * 8 == page_size,
+              "a table is one frame of 8-byte entries");
 static_assert(max_levels * ptes_per_table_lg2 + page_size_lg2 <= 64, "IOVA fits 64 bits");
 static_assert(max_pool_caches >= max_cpus, "every CPU may own a frame cache");
 static_assert(pool_cache_frames >= 2 && pool_cache_frames <= 4096);
