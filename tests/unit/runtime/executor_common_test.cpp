@@ -302,7 +302,8 @@ TYPED_TEST(ExecutorTest, TimerFiresAfterItsTimeInSoftirqContextOnItsCpu) {
   ex->set_program(0, sequence({[&] {
                     armed_for.store(ex->now_ns() + 50000);
                     ex->set_timer(t, armed_for.load());
-                    EXPECT_TRUE(ex->timer_is_armed(t));
+                    // Armed, unless a slow (sanitized, loaded) host let it fire already.
+                    EXPECT_TRUE(ex->timer_is_armed(t) || fired_at.load() != 0);
                     return true;
                   }}));
   const run_stats st = ex->run();
