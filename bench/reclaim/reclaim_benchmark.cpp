@@ -58,6 +58,8 @@ std::uint32_t pool_frames = 1u << 18;
 // frames spills to the shared depot, and the benchmark would measure that lock, not reclamation.
 unsigned pool_cache_frames = 512;
 bool pool_poison = true;
+// flush-epoch's batch_frames for BM_retire_low_latency: --reclaim_batch_frames=N.
+std::uint32_t batch_frames = 4;
 constexpr unsigned sched_every = 64;
 constexpr reclaim::domain_number dom = 1;
 
@@ -264,6 +266,7 @@ void BM_retire_caller_flush(benchmark::State& state, reclaim::policy_kind kind) 
 void BM_retire_low_latency(benchmark::State& state) {
   reclaim::reclaim_config c;
   c.watermark = 4;
+  c.batch_frames = batch_frames;
   c.max_age_ns = 10'000;
   retire_bench(state, reclaim::policy_kind::flush_epoch, false, c);
 }
@@ -497,6 +500,8 @@ int main(int argc, char** argv) {
       ptreclaim::bench::pool_frames = static_cast<std::uint32_t>(v);
     } else if (number(a, "--reclaim_pool_cache=", 2, 1ul << 16, v)) {
       ptreclaim::bench::pool_cache_frames = static_cast<unsigned>(v);
+    } else if (number(a, "--reclaim_batch_frames=", 1, 1ul << 20, v)) {
+      ptreclaim::bench::batch_frames = static_cast<std::uint32_t>(v);
     } else if (number(a, "--reclaim_poison=", 0, 1, v)) {
       ptreclaim::bench::pool_poison = v != 0;
     } else {

@@ -15,11 +15,13 @@ struct contract_param {
   policy_kind policy;
   exec_kind exec;
   bool caller_flush;
+  std::uint32_t batch_frames = 1;  // flush-epoch: retires per stamped batch
 };
 
 std::string param_name(const testing::TestParamInfo<contract_param>& i) {
   return ident(policy_name(i.param.policy)) + "_" + exec_name(i.param.exec) +
-         (i.param.caller_flush ? "_flush" : "_noflush");
+         (i.param.caller_flush ? "_flush" : "_noflush") +
+         (i.param.batch_frames > 1 ? "_batch" + std::to_string(i.param.batch_frames) : "");
 }
 
 std::vector<contract_param> all_params() {
@@ -30,6 +32,10 @@ std::vector<contract_param> all_params() {
       // xen-tasklet depends on the caller's flush (its documented contract); the others
       // invalidate on their own and must be safe without it.
       if (k != policy_kind::xen_tasklet) out.push_back({k, e, false});
+      if (k == policy_kind::flush_epoch) {  // open batches that take several retires
+        out.push_back({k, e, true, 8});
+        out.push_back({k, e, false, 8});
+      }
     }
   }
   return out;
@@ -92,6 +98,7 @@ TEST_P(Contract, ExactlyOnceCoveredBoundedAndEventual) {
     c.domains = 2;
     c.seed = seed;
     c.device_gap_ns = threaded ? 20'000 : 300;
+    c.reclaim.batch_frames = p.batch_frames;
     harness h(c);
     run_churn(h, p.caller_flush, ops, seed);
     h.run();
@@ -152,6 +159,7 @@ TEST(FlushEpoch, RidesOnEveryCallerFlush) {
   c.devices = false;
   c.reclaim = reclaim_config{};
   c.reclaim.max_age_ns = 2'000'000;  // the timer stays out of the way until the end
+  c.reclaim.batch_frames = 64;       // open batches: the hook must close them before the flush
   harness h(c);
   auto n = std::make_shared<unsigned>(0);
   h.ex().set_program(0, [&h, n](unsigned cpu) {
@@ -180,6 +188,7 @@ TEST(FlushEpoch, BatchesRetiresUntilTheWatermark) {
   c.reclaim = reclaim_config{};
   c.reclaim.max_age_ns = 2'000'000;
   c.reclaim.watermark = 16;
+  c.reclaim.batch_frames = 64;
   harness h(c);
   auto n = std::make_shared<unsigned>(0);
   h.ex().set_program(0, [&h, n](unsigned cpu) {
