@@ -55,8 +55,10 @@ struct format_desc {
 };
 
 // The compile-time description every format provides. Software-only bits (the contiguity
-// markers of coalescing) live in hardware-ignored bits named by `sw_bits_lo/hi`; decode()
-// must ignore them (Xen XSA-style bug of 2023: lookups that forgot to mask them).
+// markers of coalescing) live in bits the format's hardware IGNORES (never in reserved bits,
+// which fault): `sw_bits` of them, packed into a value by sw_get/sw_set, which may gather them
+// from non-adjacent positions (fmt/common.hpp). decode() must ignore them (Xen XSA-style bug
+// of 2023: lookups that forgot to mask them).
 template <class F>
 concept pt_format = requires(std::uint64_t pte, std::uint64_t pa, unsigned level, std::uint8_t p) {
   { F::desc() } -> std::same_as<const format_desc&>;

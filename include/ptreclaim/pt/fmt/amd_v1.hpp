@@ -1,21 +1,28 @@
 // AMD-Vi (AMD I/O Virtualization Technology) v1 host page tables, 4-level (AMD IOMMU
-// specification rev. 3.x, §2.2.3 "I/O Page Tables for Host Translations", figures of the
-// I/O PDE and I/O PTE). 4 KiB, 2 MiB and 1 GiB pages.
+// specification, PID 48882, §2.2.3 "I/O Page Tables for Host Translations", figures of the
+// I/O Page Directory Entry and I/O Page Table Entry). 4 KiB, 2 MiB and 1 GiB pages.
 //
 // A level-L entry is a PDE when its NextLevel field names the next level (L-1), and a leaf of
 // the level's own size when NextLevel is 0 (the "default page size" encoding). NextLevel 7
 // (a page of a non-default size, size encoded in the address) is never produced here and
 // decodes as not present, so a walker treating it as a fault stays safe.
 //
-// Layout used here (the spec section is §2.2.3 for every line):
+// Layout used here (the spec section is §2.2.3 for every line; the same layout is Xen's
+// `struct amd_iommu_pte` in xen/drivers/passthrough/amd/iommu-defs.h):
 //   0      PR         present
+//   4:1    ignored    our software markers, low 4 bits (Xen keeps its contiguity markers here
+//                     too: IOMMU_PTE_CONTIG_MASK 0x1e)
+//   5      A          accessed: written by hardware when access tracking is on; not ours
+//   6      D          dirty (PTE) / hardware-written with dirty tracking: not ours
+//   8:7    ignored    our software markers, high 2 bits
 //   11:9   NextLevel  level of the next table (1..5), or 0 = page at this level
 //   51:12  ADDR       physical address of the next table or page
-//   58:52  ignored by hardware: our software markers (sw bits)
+//   58:52  RESERVED   must be 0 (60:52 in a PDE): a set bit is an I/O page fault
 //   59     U          untranslated access (PTE only; never set here)
 //   60     FC         force coherent (PTE only; never set here)
 //   61     IR         read permission
 //   62     IW         write permission
+//   63     ignored in the PTE (Xen `ignored2`), but not in every entry type: not used
 // A PDE carries IR|IW: AMD ANDs permissions along the walk, so the leaf decides. There is no
 // execute permission in v1 tables.
 #pragma once
@@ -38,19 +45,23 @@ struct amd_v1 {
   static constexpr std::uint64_t pr_bit = bit(0);  // §2.2.3 PR
   static constexpr unsigned next_level_lo = 9;     // §2.2.3 NextLevel 11:9
   static constexpr unsigned next_level_hi = 11;
-  static constexpr std::uint64_t addr_mask = bit_range(12, 51);  // §2.2.3 address
-  using sw = sw_field<52, 58>;                                   // §2.2.3 bits 58:52 ignored
-  static constexpr std::uint64_t u_bit = bit(59);                // §2.2.3 U (unused)
-  static constexpr std::uint64_t fc_bit = bit(60);               // §2.2.3 FC (unused)
-  static constexpr std::uint64_t ir_bit = bit(61);               // §2.2.3 IR
-  static constexpr std::uint64_t iw_bit = bit(62);               // §2.2.3 IW
+  static constexpr std::uint64_t addr_mask = bit_range(12, 51);      // §2.2.3 address
+  using sw = sw_bitlist<1, 2, 3, 4, 7, 8>;                           // §2.2.3 ignored 4:1, 8:7
+  static constexpr std::uint64_t reserved_mask = bit_range(52, 58);  // §2.2.3 must be 0
+  static constexpr std::uint64_t hw_written_mask = bit(5) | bit(6);  // §2.2.3 A, D
+  static constexpr std::uint64_t u_bit = bit(59);                    // §2.2.3 U (unused)
+  static constexpr std::uint64_t fc_bit = bit(60);                   // §2.2.3 FC (unused)
+  static constexpr std::uint64_t ir_bit = bit(61);                   // §2.2.3 IR
+  static constexpr std::uint64_t iw_bit = bit(62);                   // §2.2.3 IW
   static constexpr unsigned sw_bits = sw::width;
 
   static_assert((addr_mask & sw::mask) == 0 && ((pr_bit | bit_range(next_level_lo, next_level_hi) |
                                                  u_bit | fc_bit | ir_bit | iw_bit) &
                                                 (addr_mask | sw::mask)) == 0,
                 "AMD v1 fields overlap");
-  static_assert(sw_bits == 7);
+  static_assert((sw::mask & (reserved_mask | hw_written_mask | bit(63))) == 0,
+                "AMD v1 markers must sit in bits every entry type ignores");
+  static_assert(sw_bits == 6);
 
   [[nodiscard]] static constexpr bool valid_perms(std::uint8_t p) noexcept {
     return (p & ~perm_mask) == 0 && p != 0;

@@ -1,9 +1,10 @@
-// Pieces every format header shares: the software-marker accessors over a run of
-// hardware-ignored bits, and the type-erased `format_desc` built from a format type.
-// A format header names its ignored bits; everything else about markers lives in the generic
-// table code (src/pt), which treats the marker bits as opaque storage.
+// Pieces every format header shares: the software-marker accessors over hardware-ignored
+// bits (one contiguous run, or a list of scattered positions), and the type-erased `format_desc`
+// built from a format type. A format header names its ignored bits; everything else about markers
+// lives in the generic table code (src/pt), which treats the marker bits as opaque storage.
 #pragma once
 
+#include <bit>
 #include <cstdint>
 
 #include "ptreclaim/base/bits.hpp"
@@ -28,6 +29,34 @@ struct sw_field {
                                                    std::uint64_t value) noexcept {
     PTR_DASSERT(width == 64 || (value >> width) == 0);
     return field_set(pte, Lo, Hi, value);
+  }
+};
+
+// Software bits at the listed (possibly non-adjacent) positions of a PTE, all ignored by the
+// format's hardware. Value bit i is stored at PTE bit Bits[i] (scatter on set, gather on get),
+// for formats whose ignored bits are not one contiguous run (AMD-Vi v1: 4:1 and 8:7).
+template <unsigned... Bits>
+struct sw_bitlist {
+  static_assert(sizeof...(Bits) > 0 && ((Bits < 64) && ...));
+  static constexpr unsigned width = sizeof...(Bits);
+  static constexpr unsigned positions[width] = {Bits...};
+  static constexpr std::uint64_t mask = (bit(Bits) | ...);
+  static_assert(std::popcount(mask) == static_cast<int>(width), "a bit position is repeated");
+
+  [[nodiscard]] static constexpr std::uint64_t get(std::uint64_t pte) noexcept {
+    std::uint64_t v = 0;
+    for (unsigned i = 0; i < width; ++i)
+      v |= ((pte >> positions[i]) & 1) << i;
+    return v;
+  }
+  // Precondition: value < 2^width (asserted in debug builds).
+  [[nodiscard]] static constexpr std::uint64_t set(std::uint64_t pte,
+                                                   std::uint64_t value) noexcept {
+    PTR_DASSERT((value >> width) == 0);
+    pte &= ~mask;
+    for (unsigned i = 0; i < width; ++i)
+      pte |= ((value >> i) & 1) << positions[i];
+    return pte;
   }
 };
 
