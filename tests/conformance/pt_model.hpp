@@ -24,6 +24,26 @@
 
 namespace ptreclaim::pt::testing {
 
+// Table frames reachable from t's root, counted by walking the entries with the format's own
+// decoder: a count independent of the table's ledger (linked_tables() is derived from it).
+// Only while no mutation runs.
+inline std::uint64_t count_reachable_tables(const table& t, const mem::frame_pool& pool) {
+  if (!t.root().valid()) return 0;
+  const format_desc& d = t.format();
+  std::uint64_t n = 0;
+  const auto walk = [&](const auto& self, mem::frame_id f, unsigned level) -> void {
+    ++n;
+    const auto* w = pool.words(f);
+    for (unsigned i = 0; i < limits::ptes_per_table; ++i) {
+      const decoded_entry e = d.decode(w[i].load(std::memory_order_acquire), level);
+      if (e.kind == entry_kind::table && level > 1)
+        self(self, mem::frame_id::from_phys(e.addr), level - 1);
+    }
+  };
+  walk(walk, t.root(), d.levels);
+  return n;
+}
+
 struct op_spec {
   bool is_map = true;
   unsigned unit_lg2 = 12;        // 12, 21 or 30
@@ -134,13 +154,18 @@ class pt_model {
       }
     }
     if (Status s = table_->check_invariants(); !s.ok()) return s.to_string();
+    // The table's counters against an independent walk, and the pool's own count (every
+    // released frame was drained, so the pool holds exactly the reachable tables).
     const table_stats st = table_->stats();
-    if (st.tables_allocated !=
-        table_->linked_tables() + st.tables_released + st.tables_freed_unlinked)
-      return "ledger: allocated != linked + released + freed unlinked";
-    if (pool_.stats().in_use != table_->linked_tables())
-      return "ledger: pool holds " + std::to_string(pool_.stats().in_use) +
-             " frames, table links " + std::to_string(table_->linked_tables());
+    const std::uint64_t reachable = count_reachable_tables(*table_, pool_);
+    if (st.tables_allocated - st.tables_released - st.tables_freed_unlinked != reachable)
+      return "ledger: allocated " + std::to_string(st.tables_allocated) + " - released " +
+             std::to_string(st.tables_released) + " - freed unlinked " +
+             std::to_string(st.tables_freed_unlinked) + " != " + std::to_string(reachable) +
+             " tables reachable from the root";
+    if (pool_.stats().in_use != reachable)
+      return "ledger: pool holds " + std::to_string(pool_.stats().in_use) + " frames, " +
+             std::to_string(reachable) + " tables reachable from the root";
     if (pool_.ledger_violation_count() != 0)
       return "pool ledger violation: " + pool_.ledger_reports()[0].what;
     return {};

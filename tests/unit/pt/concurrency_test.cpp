@@ -1,6 +1,7 @@
-// Lock-free domain under concurrent mutation: threads map and unmap disjoint, interleaved
-// ranges of one domain (so they race to install the same intermediate tables) while walker
-// threads decode the table with atomic loads. Checks: no lost mapping, every translation a
+// Lock-free domains under concurrent mutation: threads map and unmap disjoint, interleaved
+// ranges of a domain (so they race to install the same intermediate tables) while walker
+// threads decode the tables with atomic loads; one test runs several domains of different
+// formats at once, one forces lost installation races. Checks: no lost mapping, every translation a
 // walker sees is one some mapper wrote, no leaked or doubly linked table, the ledger balances.
 // Run it under TSan too (PTRECLAIM_SANITIZE=thread).
 #include <gtest/gtest.h>
@@ -10,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "conformance/pt_model.hpp"
 #include "ptreclaim/base/prng.hpp"
 #include "ptreclaim/mem/frame_pool.hpp"
 #include "ptreclaim/pt/table.hpp"
@@ -40,26 +42,45 @@ iova_t page_of(unsigned round, unsigned mapper, unsigned j) {
   return region + (j % 8) * k2m + ((j / 8) * mappers + mapper) * k4k;
 }
 
-void run(format_kind kind, std::uint64_t seed) {
-  SCOPED_TRACE("seed " + std::to_string(seed) + " (replay: set the seed in run())");
-  real_platform plat(mappers + walkers + 1);
-  mem::frame_pool pool(mem::pool_config{.capacity_frames = 4096, .caches = mappers + walkers + 1},
-                       plat);
-  auto made = make_table(kind, domain_config{.mode = concurrency_mode::lock_free}, pool);
-  ASSERT_TRUE(made.ok());
-  table& t = **made;
-  std::barrier sync(mappers);
+// One lock-free domain of the multi-domain run: its table and what its mappers collected.
+struct domain_run {
+  std::unique_ptr<table> t;
+  std::vector<std::vector<mem::frame_id>> released;  // per mapper
+  std::vector<std::string> errors;                   // per mapper, first error
+};
+
+// `mappers` threads per domain map and unmap disjoint, interleaved ranges of their domain while
+// `walkers` threads look up random pages of random domains. All domains share one pool.
+void run(const std::vector<format_kind>& kinds, std::uint64_t seed) {
+  SCOPED_TRACE("seed " + std::to_string(seed) + " (replay: pass it to run())");
+  const unsigned n_dom = static_cast<unsigned>(kinds.size());
+  const unsigned cpus = n_dom * mappers + walkers + 1;
+  real_platform plat(cpus);
+  mem::frame_pool pool(mem::pool_config{.capacity_frames = 4096 * n_dom, .caches = cpus}, plat);
+  std::vector<domain_run> doms(n_dom);
+  for (unsigned d = 0; d < n_dom; ++d) {
+    auto made = make_table(kinds[d],
+                           domain_config{.domain = static_cast<std::uint16_t>(d + 1),
+                                         .mode = concurrency_mode::lock_free},
+                           pool);
+    ASSERT_TRUE(made.ok());
+    doms[d].t = std::move(*made);
+    doms[d].released.resize(mappers);
+    doms[d].errors.resize(mappers);
+  }
+  std::vector<std::unique_ptr<std::barrier<>>> sync;
+  for (unsigned d = 0; d < n_dom; ++d)
+    sync.push_back(std::make_unique<std::barrier<>>(mappers));
   std::atomic<bool> stop{false};
   std::atomic<std::uint64_t> bad_walks{0}, walks_seen{0};
-  std::vector<std::vector<mem::frame_id>> released(mappers);
-  std::vector<std::string> errors(mappers);
 
   std::vector<std::thread> threads;
   for (unsigned w = 0; w < walkers; ++w) {
     threads.emplace_back([&, w] {
-      plat.set_current_cpu(mappers + w);
+      plat.set_current_cpu(n_dom * mappers + w);
       prng rng(seed ^ (0xabcd + w));
       while (!stop.load(std::memory_order_relaxed)) {
+        const table& t = *doms[rng.below(n_dom)].t;
         const iova_t iova = page_of(static_cast<unsigned>(rng.below(rounds)),
                                     static_cast<unsigned>(rng.below(mappers)),
                                     static_cast<unsigned>(rng.below(pages_per_mapper)));
@@ -71,40 +92,44 @@ void run(format_kind kind, std::uint64_t seed) {
       }
     });
   }
-  for (unsigned m = 0; m < mappers; ++m) {
-    threads.emplace_back([&, m] {
-      plat.set_current_cpu(m);
-      gather g;
-      auto fail = [&](const std::string& e) {
-        if (errors[m].empty()) errors[m] = e;
-      };
-      for (unsigned r = 0; r < rounds; ++r) {
-        for (unsigned j = 0; j < pages_per_mapper; ++j) {
-          const iova_t iova = page_of(r, m, j);
-          if (Status s = t.map(iova, phys_of(iova), k4k, perm_rw, g); !s.ok())
-            fail("map: " + s.to_string());
+  for (unsigned d = 0; d < n_dom; ++d) {
+    for (unsigned m = 0; m < mappers; ++m) {
+      threads.emplace_back([&, d, m] {
+        plat.set_current_cpu(d * mappers + m);
+        table& t = *doms[d].t;
+        gather g;
+        auto fail = [&](const std::string& e) {
+          if (doms[d].errors[m].empty()) doms[d].errors[m] = e;
+        };
+        for (unsigned r = 0; r < rounds; ++r) {
+          for (unsigned j = 0; j < pages_per_mapper; ++j) {
+            const iova_t iova = page_of(r, m, j);
+            if (Status s = t.map(iova, phys_of(iova), k4k, perm_rw, g); !s.ok())
+              fail("map: " + s.to_string());
+          }
+          for (unsigned j = 0; j < pages_per_mapper; ++j) {  // no lost mapping
+            const iova_t iova = page_of(r, m, j);
+            auto tr = t.lookup(iova);
+            if (!tr || tr->phys != phys_of(iova)) fail("lost mapping");
+          }
+          for (unsigned j = 0; j < pages_per_mapper; j += 2) {
+            if (Status s = t.unmap(page_of(r, m, j), k4k, g); !s.ok())
+              fail("unmap: " + s.to_string());
+            if (t.lookup(page_of(r, m, j))) fail("unmapped page still translates");
+          }
+          sync[d]->arrive_and_wait();
+          // One mapper owns the whole region now: a full-range unmap releases its tables.
+          if (m == r % mappers) {
+            const iova_t region = page_of(r, 0, 0);
+            if (Status s = t.unmap(region, k1g, g); !s.ok()) fail("region unmap: " + s.to_string());
+          }
+          sync[d]->arrive_and_wait();
+          doms[d].released[m].insert(doms[d].released[m].end(), g.released().begin(),
+                                     g.released().end());
+          g.clear();
         }
-        for (unsigned j = 0; j < pages_per_mapper; ++j) {  // no lost mapping
-          const iova_t iova = page_of(r, m, j);
-          auto tr = t.lookup(iova);
-          if (!tr || tr->phys != phys_of(iova)) fail("lost mapping");
-        }
-        for (unsigned j = 0; j < pages_per_mapper; j += 2) {
-          if (Status s = t.unmap(page_of(r, m, j), k4k, g); !s.ok())
-            fail("unmap: " + s.to_string());
-          if (t.lookup(page_of(r, m, j))) fail("unmapped page still translates");
-        }
-        sync.arrive_and_wait();
-        // One mapper owns the whole region now: a full-range unmap releases its tables.
-        if (m == r % mappers) {
-          const iova_t region = page_of(r, 0, 0);
-          if (Status s = t.unmap(region, k1g, g); !s.ok()) fail("region unmap: " + s.to_string());
-        }
-        sync.arrive_and_wait();
-        released[m].insert(released[m].end(), g.released().begin(), g.released().end());
-        g.clear();
-      }
-    });
+      });
+    }
   }
   for (unsigned i = walkers; i < threads.size(); ++i)
     threads[i].join();
@@ -112,40 +137,133 @@ void run(format_kind kind, std::uint64_t seed) {
   for (unsigned i = 0; i < walkers; ++i)
     threads[i].join();
 
-  for (const auto& e : errors)
-    EXPECT_EQ(e, "");
   EXPECT_EQ(bad_walks.load(), 0u) << "a walker saw a translation no mapper wrote";
-  ASSERT_TRUE(t.check_invariants().ok()) << t.check_invariants().to_string();
-  const table_stats st = t.stats();
-  EXPECT_EQ(st.tables_allocated, t.linked_tables() + st.tables_released + st.tables_freed_unlinked);
-  EXPECT_EQ(pool.stats().in_use, t.linked_tables() + st.tables_released);
-  // Everything released went through the gather exactly once.
-  std::size_t n_released = 0;
-  for (auto& v : released) {
-    n_released += v.size();
-    for (auto f : v)
+  std::uint64_t held = 0;  // frames the tables hold: reachable or released, not yet freed
+  for (unsigned d = 0; d < n_dom; ++d) {
+    table& t = *doms[d].t;
+    SCOPED_TRACE(std::string(t.format().name));
+    for (const auto& e : doms[d].errors)
+      EXPECT_EQ(e, "");
+    ASSERT_TRUE(t.check_invariants().ok()) << t.check_invariants().to_string();
+    const table_stats st = t.stats();
+    const std::uint64_t reachable = testing::count_reachable_tables(t, pool);
+    EXPECT_EQ(st.tables_allocated - st.tables_released - st.tables_freed_unlinked, reachable);
+    std::size_t n_released = 0;
+    for (const auto& v : doms[d].released)
+      n_released += v.size();
+    EXPECT_EQ(n_released, st.tables_released) << "every release went through a gather once";
+    held += reachable + n_released;
+    std::printf("%s: races lost %llu, tables freed unlinked %llu\n", t.format().name,
+                static_cast<unsigned long long>(st.install_races_lost),
+                static_cast<unsigned long long>(st.tables_freed_unlinked));
+  }
+  EXPECT_EQ(pool.stats().in_use, held) << "a frame no table accounts for (or a lost one)";
+  for (auto& dom : doms) {
+    for (auto& v : dom.released)
+      for (auto f : v)
+        ASSERT_TRUE(pool.free(f, "test").ok());
+    gather g;
+    dom.t->destroy(g);
+    for (auto f : g.released())
       ASSERT_TRUE(pool.free(f, "test").ok());
   }
-  EXPECT_EQ(n_released, st.tables_released);
+  EXPECT_TRUE(pool.leaks().empty()) << pool.leak_report();
+  EXPECT_EQ(pool.ledger_violation_count(), 0u);
+  std::printf("walks that found a page: %llu\n",
+              static_cast<unsigned long long>(walks_seen.load()));
+}
+
+TEST(PtConcurrency, LockFreeDisjointMappersAndWalkersVtd4) {
+  run({format_kind::vtd_ss_4}, 1);
+}
+TEST(PtConcurrency, LockFreeDisjointMappersAndWalkersAmd) {
+  run({format_kind::amd_v1_4}, 2);
+}
+TEST(PtConcurrency, LockFreeDisjointMappersAndWalkersX86_5) {
+  run({format_kind::x86_64_5}, 3);
+}
+// Several lock-free domains of different formats in one pool, mutated at once: a domain's
+// mutations never disturb another's translations or ledger.
+TEST(PtConcurrency, LockFreeSeveralDomainsOfDifferentFormats) {
+  run({format_kind::vtd_ss_4, format_kind::amd_v1_4, format_kind::x86_64_5, format_kind::vtd_ss_5},
+      4);
+}
+
+// The lost-installation-race path, made to happen: each round, every thread is released by a
+// barrier to map its own page in each of many fresh 2M slots of a fresh 1G region, so all of
+// them build the same missing tables and CAS them into the same empty entries. Rounds repeat
+// (bounded) until a race was lost; the losers' never-linked tables must be back in the pool.
+void lose_install_races(format_kind kind) {
+  SCOPED_TRACE(std::string(format_kind_name(kind)));
+  constexpr unsigned threads_n = 4;
+  constexpr unsigned slots = 64;  // 2M slots per round: one level-2 install race each
+  constexpr unsigned max_rounds = 400;
+  real_platform plat(threads_n);
+  mem::frame_pool pool(mem::pool_config{.capacity_frames = 2048, .caches = threads_n}, plat);
+  auto made = make_table(kind, domain_config{.mode = concurrency_mode::lock_free}, pool);
+  ASSERT_TRUE(made.ok());
+  table& t = **made;
+  std::barrier sync(threads_n);
+  std::atomic<bool> done{false};
+  std::atomic<unsigned> rounds_run{0};
+  std::vector<std::string> errors(threads_n);
+  std::vector<std::thread> threads;
+  for (unsigned m = 0; m < threads_n; ++m) {
+    threads.emplace_back([&, m] {
+      plat.set_current_cpu(m);
+      gather g;
+      for (unsigned r = 0; r < max_rounds; ++r) {
+        sync.arrive_and_wait();  // all start together on the fresh region
+        const iova_t region = (1 + r % 256) * k1g;
+        for (unsigned s = 0; s < slots; ++s) {
+          const iova_t iova = region + s * k2m + m * k4k;
+          if (Status st = t.map(iova, phys_of(iova), k4k, perm_rw, g); !st.ok() && errors[m] == "")
+            errors[m] = "map: " + st.to_string();
+        }
+        sync.arrive_and_wait();
+        if (m == 0) {  // quiescent: check the counters, release the region for reuse
+          for (unsigned s = 0; s < slots; ++s)
+            for (unsigned k = 0; k < threads_n; ++k)
+              if (!t.lookup(region + s * k2m + k * k4k)) errors[0] = "lost mapping";
+          if (Status st = t.unmap(region, k1g, g); !st.ok()) errors[0] = st.to_string();
+          for (auto f : g.released())
+            if (!pool.free(f, "test").ok()) errors[0] = "free of a released table refused";
+          g.clear();
+          rounds_run.store(r + 1, std::memory_order_relaxed);
+          done.store(t.stats().install_races_lost > 0, std::memory_order_relaxed);
+        }
+        sync.arrive_and_wait();
+        if (done.load(std::memory_order_relaxed)) break;
+      }
+    });
+  }
+  for (auto& th : threads)
+    th.join();
+  for (const auto& e : errors)
+    EXPECT_EQ(e, "");
+  const table_stats st = t.stats();
+  ASSERT_GT(st.install_races_lost, 0u)
+      << "no installation race lost in " << rounds_run.load() << " rounds";
+  EXPECT_GE(st.tables_freed_unlinked, st.install_races_lost) << "a loser frees >= 1 table";
+  // Every frame the losers allocated is free again: the pool holds only the linked tables.
+  const std::uint64_t reachable = testing::count_reachable_tables(t, pool);
+  EXPECT_EQ(pool.stats().in_use, reachable);
+  EXPECT_EQ(st.tables_allocated - st.tables_released - st.tables_freed_unlinked, reachable);
+  ASSERT_TRUE(t.check_invariants().ok()) << t.check_invariants().to_string();
   gather g;
   t.destroy(g);
   for (auto f : g.released())
     ASSERT_TRUE(pool.free(f, "test").ok());
   EXPECT_TRUE(pool.leaks().empty()) << pool.leak_report();
   EXPECT_EQ(pool.ledger_violation_count(), 0u);
-  std::printf("races lost: %llu, walks that found a page: %llu\n",
-              static_cast<unsigned long long>(st.install_races_lost),
-              static_cast<unsigned long long>(walks_seen.load()));
+  std::printf("%s: %llu races lost in %u rounds\n", std::string(format_kind_name(kind)).c_str(),
+              static_cast<unsigned long long>(st.install_races_lost), rounds_run.load());
 }
 
-TEST(PtConcurrency, LockFreeDisjointMappersAndWalkersVtd4) {
-  run(format_kind::vtd_ss_4, 1);
-}
-TEST(PtConcurrency, LockFreeDisjointMappersAndWalkersAmd) {
-  run(format_kind::amd_v1_4, 2);
-}
-TEST(PtConcurrency, LockFreeDisjointMappersAndWalkersX86_5) {
-  run(format_kind::x86_64_5, 3);
+TEST(PtConcurrency, LostInstallRacesFreeTheLosersTables) {
+  for (auto k : {format_kind::vtd_ss_4, format_kind::vtd_ss_5, format_kind::x86_64_4,
+                 format_kind::x86_64_5, format_kind::amd_v1_4})
+    lose_install_races(k);
 }
 
 // Locked mode: the mapping lock serialises mutators of overlapping ranges; coalescing runs.
