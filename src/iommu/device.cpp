@@ -65,16 +65,23 @@ iova_t device::next_iova() {
 
 bool device::step() {
   if (walk_.phase() != walk_phase::walking) {
-    last_iova_ = next_iova();
-    const std::uint8_t access =
-        rng_.below(100) < config_.write_percent ? pt::perm_write : pt::perm_read;
+    if (!retry_) {
+      last_iova_ = next_iova();
+      access_ = rng_.below(100) < config_.write_percent ? pt::perm_write : pt::perm_read;
+    }
+    retry_ = false;
     walk_unit_ = sys_->unit_of(config_.id);
     if (walk_unit_ == nullptr) {
       last_ = translate_result{};
       account(last_);
       return true;
     }
-    if (walk_unit_->begin(walk_, config_.id, last_iova_, access)) {
+    if (walk_unit_->begin(walk_, config_.id, last_iova_, access_)) {
+      if (walk_.result().result == outcome::busy) {
+        c_.busy.fetch_add(1, std::memory_order_relaxed);
+        retry_ = true;
+        return false;
+      }
       last_ = walk_.result();
       account(last_);
       return true;
@@ -114,6 +121,7 @@ device_stats device::stats() const noexcept {
   auto ld = [](const std::atomic<std::uint64_t>& a) { return a.load(std::memory_order_relaxed); };
   device_stats s;
   s.translations = ld(c_.translations);
+  s.busy = ld(c_.busy);
   s.ok = ld(c_.ok);
   s.faults = ld(c_.faults);
   s.iotlb_hits = ld(c_.iotlb_hits);

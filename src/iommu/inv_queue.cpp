@@ -104,6 +104,14 @@ void inv_queue::pop() noexcept {
   ++head_;
 }
 
+std::vector<inv_descriptor> inv_queue::pending() const {
+  std::vector<inv_descriptor> out;
+  out.reserve(tail_ - head_);
+  for (std::uint64_t q = head_; q < tail_; ++q)
+    out.push_back(ring_[q & mask_].desc);
+  return out;
+}
+
 Status inv_queue::check_invariants() const {
   if (head_ > tail_ || tail_ - head_ > ring_.size())
     return {errc::invalid_argument, "inv_queue: head/tail out of order or over capacity"};
@@ -113,7 +121,7 @@ Status inv_queue::check_invariants() const {
     const slot& s = ring_[q & mask_];
     if (s.desc.type == inv_type::wait && s.covers_through > q)
       return {errc::invalid_argument, "inv_queue: a wait covers a later descriptor"};
-    if (s.desc.type == inv_type::page && !is_aligned(s.desc.addr, 12u + s.desc.am))
+    if (s.desc.type == inv_type::page && !s.desc.aligned())
       return {errc::invalid_argument, "inv_queue: PSI address not aligned to its mask"};
     if (q > head_ && ring_[(q - 1) & mask_].submit_ns > s.submit_ns)
       return {errc::invalid_argument, "inv_queue: submit times out of order"};

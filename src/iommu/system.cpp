@@ -172,8 +172,9 @@ Result<ticket> system::invalidate(domain& dom, const inv_range& range) {
       descs[0] = inv_descriptor::domain(a.did);
       unit_full = true;
     } else {
-      descs[0] =
-          inv_descriptor::page(a.did, align_down(range.first, 12 + am), am, !range.nonleaf_changed);
+      // AM = 52 (max_am 52, the whole space) is the one block with no lower address bits.
+      const iova_t base = 12 + am >= 64 ? 0 : align_down(range.first, 12 + am);
+      descs[0] = inv_descriptor::page(a.did, base, am, !range.nonleaf_changed);
       unit_full = range.nonleaf_changed && descs[0].first() == 0 && descs[0].last() >= space_last;
     }
     descs[1] = inv_descriptor::wait();

@@ -21,6 +21,8 @@ const char* outcome_name(outcome o) noexcept {
       return "no context";
     case outcome::fault_invalid:
       return "invalid";
+    case outcome::busy:
+      return "busy";
   }
   return "?";
 }
@@ -37,11 +39,12 @@ unit::unit(unsigned index, const unit_config& config, mem::frame_pool& pool, pla
       iotlb_(config.iotlb),
       psc_(config.psc),
       queue_(config.queue_entries),
-      walk_start_(config.max_walks_in_flight, ~std::uint64_t{0}) {
+      slots_(config.max_walks_in_flight) {
   PTR_ASSERT_MSG(config.max_walks_in_flight >= 1, "unit_config: max_walks_in_flight must be >= 1");
   PTR_ASSERT_MSG(config.max_am <= 52, "unit_config: max_am beyond the 64-bit address space");
   PTR_ASSERT_MSG((config.page_levels & 0b10) != 0, "unit_config: every unit supports 4 KiB pages");
   free_slots_.reserve(config.max_walks_in_flight);
+  active_.reserve(config.max_walks_in_flight);
   for (unsigned i = config.max_walks_in_flight; i-- > 0;)
     free_slots_.push_back(i);
 }
@@ -82,11 +85,35 @@ std::uint64_t unit::latency(inv_type t) const noexcept {
 }
 
 bool unit::wait_blocked(std::uint64_t covers_through) const noexcept {
-  if (in_flight_ == 0) return false;
+  if (config_.mutant_no_wait_rule) return false;
   // A walk that started at queue position s saw every descriptor < s applied; an invalidation
   // at position >= s took effect while it was in flight, so it may still use a dropped entry.
-  return std::any_of(walk_start_.begin(), walk_start_.end(),
-                     [&](std::uint64_t s) { return s != ~std::uint64_t{0} && s < covers_through; });
+  return std::any_of(active_.begin(), active_.end(),
+                     [&](std::uint32_t i) { return slots_[i].start < covers_through; });
+}
+
+void unit::mark_walks_locked(const inv_descriptor& d) noexcept {
+  constexpr std::uint8_t all = 0xff;
+  for (std::uint32_t i : active_) {
+    walk_slot& w = slots_[i];
+    w.overlapped = true;
+    if (d.type == inv_type::global || (d.type == inv_type::domain && d.did == w.did)) {
+      w.drop_psc = all;
+      w.drop_iotlb = all;
+      continue;
+    }
+    if (d.type != inv_type::page || d.did != w.did) continue;
+    // The same overlap tests as iotlb/psc::invalidate_range, applied to the entries this walk
+    // may fill: at level L, the region of 2^level_shift(L) bytes holding the IOVA.
+    for (unsigned l = 1; l <= limits::max_levels; ++l) {
+      const unsigned shift = pt::level_shift(l);
+      const iova_t lo = align_down(w.iova, shift);
+      const iova_t hi = lo + ((std::uint64_t{1} << shift) - 1);
+      if (lo > d.last() || d.first() > hi) continue;
+      w.drop_iotlb = static_cast<std::uint8_t>(w.drop_iotlb | (1u << l));
+      if (!d.ih && l >= 2) w.drop_psc = static_cast<std::uint8_t>(w.drop_psc | (1u << l));
+    }
+  }
 }
 
 void unit::apply(const inv_descriptor& d) noexcept {
@@ -133,6 +160,7 @@ void unit::process_locked(std::uint64_t now_ns) {
       c_.waits_completed.fetch_add(1, std::memory_order_relaxed);
     } else {
       apply(s.desc);
+      mark_walks_locked(s.desc);
       last_applied_inv_plus1_ = queue_.head() + 1;
     }
     c_.descriptors[static_cast<std::size_t>(t)].fetch_add(1, std::memory_order_relaxed);
@@ -151,7 +179,7 @@ Result<std::uint64_t> unit::submit(std::span<const inv_descriptor> descs) {
         return Status(errc::invalid_argument, "submit: PSI address mask " + std::to_string(d.am) +
                                                   " beyond max_am " +
                                                   std::to_string(config_.max_am));
-      if (!is_aligned(d.addr, 12u + d.am))
+      if (!d.aligned())
         return Status(errc::invalid_argument, "submit: PSI address not aligned to 2^(12+AM)");
     }
   }
@@ -205,7 +233,12 @@ std::uint64_t unit::submitted() const {
 
 unsigned unit::walks_in_flight() const {
   std::lock_guard<spinlock> g(lock_);
-  return in_flight_;
+  return static_cast<unsigned>(active_.size());
+}
+
+std::vector<inv_descriptor> unit::queued() const {
+  std::lock_guard<spinlock> g(lock_);
+  return queue_.pending();
 }
 
 unit_stats unit::stats() const noexcept {
@@ -225,6 +258,8 @@ unit_stats unit::stats() const noexcept {
   s.wait_stalls = ld(c_.wait_stalls);
   s.queue_full = ld(c_.queue_full);
   s.fills_dropped = ld(c_.fills_dropped);
+  s.walks_overlapped = ld(c_.walks_overlapped);
+  s.walks_busy = ld(c_.walks_busy);
   s.violations = ld(c_.violations);
   {
     std::lock_guard<spinlock> g(lock_);
@@ -257,13 +292,18 @@ Status unit::check_invariants() const {
   if (last_applied_inv_plus1_ > queue_.head())
     return {errc::invalid_argument, "unit: an invalidation applied beyond the queue head"};
   unsigned used = 0;
-  for (std::uint64_t s : walk_start_) {
-    if (s == ~std::uint64_t{0}) continue;
+  for (std::uint32_t i = 0; i < slots_.size(); ++i) {
+    const walk_slot& w = slots_[i];
+    if (w.start == ~std::uint64_t{0}) continue;
     ++used;
-    if (s > queue_.head())
+    if (w.start > queue_.head())
       return {errc::invalid_argument, "unit: a walk started beyond the queue head"};
+    if (w.pos >= active_.size() || active_[w.pos] != i)
+      return {errc::invalid_argument, "unit: a walk slot missing from the active list"};
+    if (!w.overlapped && (w.drop_psc | w.drop_iotlb) != 0)
+      return {errc::invalid_argument, "unit: fills dropped without an invalidation"};
   }
-  if (used != in_flight_ || used + free_slots_.size() != walk_start_.size())
+  if (used != active_.size() || used + free_slots_.size() != slots_.size())
     return {errc::invalid_argument, "unit: walk registry counts disagree"};
   if (head_wait_blocked_ && (queue_.empty() || queue_.front().desc.type != inv_type::wait))
     return {errc::invalid_argument, "unit: blocked flag without a wait at the head"};

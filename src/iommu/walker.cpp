@@ -68,13 +68,24 @@ bool unit::begin(walk& w, device_id dev, iova_t iova, std::uint8_t access) {
   c_.iotlb_misses.fetch_add(1, std::memory_order_relaxed);
   r.cost_ns = config_.latency.iotlb_miss_ns;
 
-  PTR_ASSERT_MSG(!free_slots_.empty(),
-                 "too many walks in flight: raise unit_config::max_walks_in_flight");
+  if (free_slots_.empty()) {
+    // An ordinary condition (more walking devices than slots): the request is not started and
+    // the device retries it, as hardware stalls a request it cannot take.
+    c_.walks_busy.fetch_add(1, std::memory_order_relaxed);
+    r.result = outcome::busy;
+    w.phase_ = walk_phase::done;
+    return true;
+  }
   w.slot_ = free_slots_.back();
   free_slots_.pop_back();
   w.start_seq_ = queue_.head();
-  walk_start_[w.slot_] = w.start_seq_;
-  ++in_flight_;
+  walk_slot& slot = slots_[w.slot_];
+  slot = walk_slot{};
+  slot.start = w.start_seq_;
+  slot.iova = iova;
+  slot.did = ctx.did;
+  slot.pos = static_cast<std::uint32_t>(active_.size());
+  active_.push_back(w.slot_);
   c_.walks.fetch_add(1, std::memory_order_relaxed);
 
   if (auto hit = psc_.lookup_deepest(ctx.did, iova, fmt.levels)) {
@@ -242,28 +253,36 @@ void unit::cancel(walk& w) {
 }
 
 void unit::end_walk_locked(walk& w, bool fill) {
-  PTR_ASSERT(w.slot_ < walk_start_.size() && walk_start_[w.slot_] == w.start_seq_);
-  walk_start_[w.slot_] = no_walk;
+  PTR_ASSERT(w.slot_ < slots_.size() && slots_[w.slot_].start == w.start_seq_);
+  const walk_slot slot = slots_[w.slot_];
+  // Swap-remove from the active list.
+  const std::uint32_t moved = active_.back();
+  active_[slot.pos] = moved;
+  slots_[moved].pos = slot.pos;
+  active_.pop_back();
+  slots_[w.slot_].start = no_walk;
   free_slots_.push_back(w.slot_);
   w.slot_ = ~0u;
-  --in_flight_;
   last_walk_end_ns_ = plat_->now_ns();
+  if (slot.overlapped) c_.walks_overlapped.fetch_add(1, std::memory_order_relaxed);
   if (!fill) return;
-  if (last_applied_inv_plus1_ > w.start_seq_) {
-    // An invalidation took effect while this walk was in flight: what it read may be exactly
-    // what was invalidated, and filling now would outlive the invalidation.
-    c_.fills_dropped.fetch_add(1, std::memory_order_relaxed);
-    return;
-  }
-  fill_caches_locked(w);
+  fill_caches_locked(w, slot.drop_psc, slot.drop_iotlb);
 }
 
-void unit::fill_caches_locked(const walk& w) {
+// An invalidation that took effect while the walk was in flight may have dropped exactly what
+// the walk read; filling such an entry now would outlive it, so the fills it covers (the drop
+// masks, see mark_walks_locked) are skipped. The others are kept, as hardware may keep them.
+void unit::fill_caches_locked(const walk& w, std::uint8_t drop_psc, std::uint8_t drop_iotlb) {
   const translate_result& r = w.result_;
+  bool dropped = false;
   // Paging-structure entries read from memory whose target table was read too (so its
   // generation is known). Hardware caches only present entries.
   for (unsigned l = 2; l <= w.walked_top_; ++l) {
     if (!w.next_[l].valid() || !w.gen_known_[l]) continue;
+    if ((drop_psc & (1u << l)) != 0) {
+      dropped = true;
+      continue;
+    }
     psc_entry e;
     e.did = w.did_;
     e.prefix = w.iova_ >> pt::level_shift(l);
@@ -276,14 +295,21 @@ void unit::fill_caches_locked(const walk& w) {
   t.did = w.did_;
   t.level = static_cast<std::uint8_t>(r.level);
   t.vpn = w.iova_ >> pt::level_shift(r.level);
+  bool insert = false;
   if (r.result == outcome::ok || r.result == outcome::fault_permission) {
     t.perms = r.perms;
     t.phys_base = align_down(r.phys, pt::level_shift(r.level));
-    if ((t.perms & pt::perm_rw) != 0) iotlb_.insert(t);
+    insert = (t.perms & pt::perm_rw) != 0;
   } else if (r.result == outcome::fault_not_present && config_.caching_mode) {
     t.negative = true;
-    iotlb_.insert(t);
+    insert = true;
   }
+  if (insert && (drop_iotlb & (1u << r.level)) != 0) {
+    insert = false;
+    dropped = true;
+  }
+  if (insert) iotlb_.insert(t);
+  if (dropped) c_.fills_dropped.fetch_add(1, std::memory_order_relaxed);
 }
 
 reference_result reference_walk(const mem::frame_pool& pool, const domain& dom, iova_t iova) {

@@ -63,11 +63,16 @@ struct unit_config {
   // Page sizes this unit supports: bit L set = a leaf at level L (bit 1 = 4K, 2 = 2M, 3 = 1G).
   // VT-d reports them in CAP.SLLPS; a unit without 1G support has 0b0110.
   std::uint32_t page_levels = 0b1110;
-  unsigned max_am = 18;                // VT-d CAP.MAMV: the largest PSI address mask
-  unsigned queue_entries = 256;        // invalidation queue ring (VT-d: 256 .. 32768, power of 2)
-  bool caching_mode = false;           // VT-d CAP.CM: 1 = not-present results are cached too
-  unsigned max_walks_in_flight = 256;  // walks registered at once (one per walking device)
+  unsigned max_am = 18;          // VT-d CAP.MAMV: the largest PSI address mask (<= 52)
+  unsigned queue_entries = 256;  // invalidation queue ring (VT-d: 256 .. 32768, power of 2)
+  bool caching_mode = false;     // VT-d CAP.CM: 1 = not-present results are cached too
+  // Walks registered at once (one per walking device); a begin() beyond it is outcome::busy.
+  unsigned max_walks_in_flight = 256;
   latency_config latency{};
+  // Mutation testing only, never for real runs: waits ignore walks in flight (the wait rule,
+  // unit.hpp, is off), so a table freed after a completed wait may still be read. Tests use it
+  // to show the checks catch a model without the rule.
+  bool mutant_no_wait_rule = false;
 
   // QEMU's emulated VT-d: a 1024-entry IOTLB (VTD_IOTLB_MAX_SIZE) and caching mode on.
   [[nodiscard]] static unit_config qemu_like() {

@@ -41,6 +41,7 @@ struct device_config {
 
 struct device_stats {
   std::uint64_t translations = 0;  // completed
+  std::uint64_t busy = 0;          // requests the unit refused (no walk slot), retried
   std::uint64_t ok = 0;
   std::uint64_t faults = 0;
   std::uint64_t iotlb_hits = 0;
@@ -71,7 +72,8 @@ class device {
   [[nodiscard]] device_id id() const noexcept { return config_.id; }
   // One translation (or one walk read in step-wise mode). Returns true when a translation
   // completed during this call; its result is last(). An unattached device completes with
-  // fault_no_context.
+  // fault_no_context. A request the unit refused (outcome::busy: every walk slot taken) does not
+  // complete: it is counted and the next step() retries the same IOVA and access.
   bool step();
   // Abandons a walk in flight (a device reset), so waits it blocks can complete.
   void cancel();
@@ -97,10 +99,12 @@ class device {
   unit* walk_unit_ = nullptr;
   translate_result last_;
   iova_t last_iova_ = 0;
+  std::uint8_t access_ = 0;
+  bool retry_ = false;  // the last request was refused busy: reissue it
 
   struct counters {
-    std::atomic<std::uint64_t> translations{0}, ok{0}, faults{0}, iotlb_hits{0}, psc_hits{0},
-        walks{0}, pte_reads{0}, violations{0}, cost_ns{0};
+    std::atomic<std::uint64_t> translations{0}, busy{0}, ok{0}, faults{0}, iotlb_hits{0},
+        psc_hits{0}, walks{0}, pte_reads{0}, violations{0}, cost_ns{0};
   };
   counters c_;
 };

@@ -64,10 +64,15 @@ struct inv_descriptor {
     d.status_value = value;
     return d;
   }
-  // page: the inclusive IOVA range it covers.
+  // page: the inclusive IOVA range it covers. AM = 52 is the whole 64-bit space (2^64 bytes:
+  // no shift by 64 anywhere).
   [[nodiscard]] iova_t first() const noexcept { return addr; }
   [[nodiscard]] iova_t last() const noexcept {
-    return addr + ((std::uint64_t{1} << (12 + am)) - 1);
+    return 12u + am >= 64 ? ~iova_t{0} : addr + ((std::uint64_t{1} << (12u + am)) - 1);
+  }
+  // page: addr is aligned to the block, 2^(12 + am) bytes.
+  [[nodiscard]] bool aligned() const noexcept {
+    return 12u + am >= 64 ? addr == 0 : (addr & ((std::uint64_t{1} << (12u + am)) - 1)) == 0;
   }
   // "PSI did=3 addr=0x200000 am=9 ih=0"
   [[nodiscard]] std::string describe() const;
@@ -130,6 +135,8 @@ class inv_queue {
   [[nodiscard]] std::uint64_t head() const noexcept { return head_; }
   [[nodiscard]] std::uint64_t tail() const noexcept { return tail_; }
   [[nodiscard]] std::size_t capacity() const noexcept { return ring_.size(); }
+  // The descriptors not yet popped, oldest first.
+  [[nodiscard]] std::vector<inv_descriptor> pending() const;
   // head <= tail <= head + capacity; pending waits cover only earlier descriptors.
   [[nodiscard]] Status check_invariants() const;
 

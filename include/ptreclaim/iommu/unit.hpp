@@ -11,8 +11,14 @@
 //   begin()  takes the unit lock: processes due descriptors, reads the context entry, the IOTLB
 //            and the PSCs, and registers the walk (with the queue position it started at);
 //   step()   one PTE read, lock-free;
-//   (finish) the last step takes the lock again: fills the caches - unless an invalidation took
-//            effect during the walk, whose effect a fill could undo - and unregisters the walk.
+//   (finish) the last step takes the lock again: fills the caches, except the entries an
+//            invalidation that took effect during the walk covers (a fill would undo it), and
+//            unregisters the walk.
+// Fills dropped. While a walk is registered, every invalidation that takes effect marks, in the
+// walk's slot, the fills it covers: a global one or a DSI of the walk's did all of them; a PSI of
+// the walk's did the IOTLB fill of every page size whose page holding the IOVA overlaps its
+// block and, with IH=0, each PSC fill whose IOVA region overlaps it. Other fills are kept, as
+// hardware may keep them: an unrelated invalidation must not hide a missing flush.
 //
 // The invalidation queue is processed lazily: descriptors finish in order, each taking its
 // configured latency after the previous one finished (or after its submission); whoever calls
@@ -57,6 +63,8 @@ enum class outcome : std::uint8_t {
   fault_no_context,   // the device has no context entry on this unit
   fault_invalid,      // reserved encoding: a page size the unit lacks, an IOVA beyond the
                       // format's width, an entry naming a frame outside memory
+  busy,               // every walk slot of the unit is taken: nothing was read, retry later
+                      // (hardware stalls the request; device::step retries it)
 };
 [[nodiscard]] const char* outcome_name(outcome o) noexcept;
 
@@ -143,7 +151,9 @@ struct unit_stats {
   std::uint64_t waits_completed = 0;
   std::uint64_t wait_stalls = 0;  // a due wait found an earlier walk still in flight
   std::uint64_t queue_full = 0;
-  std::uint64_t fills_dropped = 0;  // walks that skipped their cache fills (invalidated meanwhile)
+  std::uint64_t fills_dropped = 0;     // walks that dropped a fill an invalidation covered
+  std::uint64_t walks_overlapped = 0;  // walks during which some invalidation took effect
+  std::uint64_t walks_busy = 0;        // begin() refused: no walk slot free (outcome::busy)
   std::uint64_t violations = 0;
   std::uint64_t iotlb_evictions = 0;
 };
@@ -165,7 +175,8 @@ class unit {
 
   // --- translation (any thread; a walk object is used by one thread at a time) ---
   // Starts translating `iova` for `access` (pt::perm bits). Returns true when the result is
-  // already known (IOTLB hit, no context, fault before any read): w.phase() == done.
+  // already known (IOTLB hit, no context, fault before any read, outcome::busy when all
+  // max_walks_in_flight slots are taken): w.phase() == done.
   bool begin(walk& w, device_id dev, iova_t iova, std::uint8_t access);
   // One PTE read. Returns true when the walk is done (result in w.result()).
   bool step(walk& w);
@@ -197,6 +208,8 @@ class unit {
   }
   [[nodiscard]] std::uint64_t submitted() const;
   [[nodiscard]] unsigned walks_in_flight() const;
+  // The descriptors submitted and not yet processed, oldest first.
+  [[nodiscard]] std::vector<inv_descriptor> queued() const;
 
   // --- introspection ---
   [[nodiscard]] unit_stats stats() const noexcept;
@@ -216,8 +229,9 @@ class unit {
   void apply(const inv_descriptor& d) noexcept;
   void finish(walk& w);
   void end_walk_locked(walk& w, bool fill);
+  void mark_walks_locked(const inv_descriptor& d) noexcept;
   void read_step(walk& w);
-  void fill_caches_locked(const walk& w);
+  void fill_caches_locked(const walk& w, std::uint8_t drop_psc, std::uint8_t drop_iotlb);
   bool check_frame(walk& w, mem::frame_id f, unsigned level, mem::frame_ident id);
   void record_violation(walk& w, violation_kind kind, mem::frame_id f, unsigned level,
                         mem::frame_ident id);
@@ -238,15 +252,27 @@ class unit {
   bool head_wait_blocked_ = false;  // the head wait is stalled by a walk in flight
   std::uint64_t last_walk_end_ns_ = 0;
   std::uint64_t last_applied_inv_plus1_ = 0;  // 1 + sequence of the last invalidation applied
-  std::vector<std::uint64_t> walk_start_;     // per slot: the walk's start sequence, or ~0
+  // One registered walk: what its fills will be keyed on, and which of them invalidations that
+  // took effect since its start cover (bit L of drop_psc: the level-L PSC fill; of drop_iotlb:
+  // an IOTLB fill of a level-L page).
+  struct walk_slot {
+    std::uint64_t start = ~std::uint64_t{0};  // queue position at begin; ~0 = free
+    iova_t iova = 0;
+    hw_domain_id did = 0;
+    std::uint32_t pos = 0;  // index in active_
+    std::uint8_t drop_psc = 0;
+    std::uint8_t drop_iotlb = 0;
+    bool overlapped = false;
+  };
+  std::vector<walk_slot> slots_;
+  std::vector<std::uint32_t> active_;  // slots in use, any order
   std::vector<std::uint32_t> free_slots_;
-  unsigned in_flight_ = 0;
   std::atomic<std::uint64_t> processed_{0};
 
   struct counters {
     std::atomic<std::uint64_t> translations{0}, iotlb_hits{0}, iotlb_misses{0}, walks{0},
         pte_reads{0}, faults{0}, waits_completed{0}, wait_stalls{0}, queue_full{0},
-        fills_dropped{0}, violations{0};
+        fills_dropped{0}, walks_overlapped{0}, walks_busy{0}, violations{0};
     std::array<std::atomic<std::uint64_t>, limits::max_levels + 1> psc_hits{};
     std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(inv_type::count_)>
         descriptors{};
