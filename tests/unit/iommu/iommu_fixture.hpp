@@ -49,8 +49,9 @@ inline unit_config zero_latency_unit() {
 }
 
 struct fixture {
-  explicit fixture(platform& plat = default_platform(), std::uint32_t frames = 4096)
-      : pool(mem::pool_config{.capacity_frames = frames}, plat), sys(pool, {}, plat) {
+  explicit fixture(platform& plat = default_platform(), std::uint32_t frames = 4096,
+                   const system_config& sc = {})
+      : pool(mem::pool_config{.capacity_frames = frames}, plat), sys(pool, sc, plat) {
     set_expensive_checks(true);
   }
   ~fixture() { EXPECT_TRUE(sys.check_invariants().ok()) << sys.check_invariants().to_string(); }

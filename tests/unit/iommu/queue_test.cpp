@@ -198,6 +198,234 @@ TEST(IommuQueue, FlushHelperChoosesPsiOrDsiAndTheHint) {
   f.teardown();
 }
 
+// The exact descriptors the flush helper submits on every unit of the domain: AM is the smallest
+// naturally aligned block covering the range (or a DSI beyond the unit's max_am), IH = 1 only for
+// leaf-only changes, each followed by a wait. Default latencies keep them queued for inspection.
+TEST(IommuQueue, FlushHelperDescriptorsExactly) {
+  manual_platform plat;
+  fixture f(plat);
+  unit_config small;
+  small.max_am = 4;
+  const unsigned u0 = f.sys.add_unit(unit_config{});  // max_am 18
+  const unsigned u1 = f.sys.add_unit(small);
+  domain& d = f.add_domain(1, pt::domain_config{.coalesce = false});
+  ASSERT_TRUE(f.sys.attach(1, u0, d, 1).ok());
+  ASSERT_TRUE(f.sys.attach(2, u1, d, 2).ok());
+  struct want {
+    inv_type type;
+    iova_t addr;
+    unsigned am;
+    bool ih;
+  };
+  // Invalidates `range`, checks both units' queued descriptors, completes and frees.
+  auto check = [&](const char* what, const inv_range& range, want w0, want w1, bool full,
+                   pt::gather* g) {
+    SCOPED_TRACE(what);
+    auto t = f.sys.invalidate(d, range);
+    ASSERT_TRUE(t.ok()) << t.status().to_string();
+    EXPECT_EQ(t->count, 2u);
+    EXPECT_EQ(t->full, full);
+    const std::array<std::pair<unsigned, want>, 2> per_unit{{{u0, w0}, {u1, w1}}};
+    for (const auto& [u, w] : per_unit) {
+      const std::vector<inv_descriptor> q = f.sys.get_unit(u).queued();
+      ASSERT_EQ(q.size(), 2u) << "unit " << u;
+      EXPECT_EQ(q[0].type, w.type) << "unit " << u << ": " << q[0].describe();
+      EXPECT_EQ(q[0].did, u == u0 ? 1u : 2u) << q[0].describe();
+      if (w.type == inv_type::page) {
+        EXPECT_EQ(q[0].addr, w.addr) << "unit " << u << ": " << q[0].describe();
+        EXPECT_EQ(unsigned{q[0].am}, w.am) << "unit " << u << ": " << q[0].describe();
+        EXPECT_EQ(q[0].ih, w.ih) << "unit " << u << ": " << q[0].describe();
+        EXPECT_LE(q[0].first(), range.first);
+        EXPECT_GE(q[0].last(), range.last);
+      }
+      EXPECT_EQ(q[1].type, inv_type::wait);
+    }
+    EXPECT_TRUE(f.sys.wait(*t, big_timeout).ok());
+    if (g != nullptr) f.free_released(*g);
+  };
+  const iova_t base = k1g;
+  pt::gather g;
+  f.map(d, base, 0x10'0000, 16 * k4k, g);
+  g.clear();
+
+  f.unmap(d, base + 5 * k4k, k4k, g);
+  ASSERT_FALSE(g.nonleaf_changed());
+  const want page5{inv_type::page, base + 5 * k4k, 0, true};
+  check("4K, leaf only", inv_range::from(g), page5, page5, false, &g);
+
+  f.unmap(d, base + 3 * k4k, 2 * k4k, g);  // pages 3, 4
+  f.unmap(d, base + 6 * k4k, k4k, g);      // and 6: a 4-page range crossing an 8-page block
+  ASSERT_EQ(g.first(), base + 3 * k4k);
+  ASSERT_FALSE(g.nonleaf_changed());
+  const want block8{inv_type::page, base, 3, true};
+  check("unaligned 3-page range", inv_range::from(g), block8, block8, false, &g);
+
+  f.map(d, base, 0x4000'0000, k2m, g);  // a superpage over the leaf table: a non-leaf change
+  ASSERT_EQ(g.released().size(), 1u);
+  ASSERT_TRUE(g.nonleaf_changed());
+  check("2M superpage, non-leaf", inv_range::from(g), {inv_type::page, base, 9, false},
+        {inv_type::domain, 0, 0, false}, false, &g);
+
+  check("2M leaf-only range", {base, base + k2m - 1, false}, {inv_type::page, base, 9, true},
+        {inv_type::domain, 0, 0, false}, false, nullptr);
+  check("2G: beyond max_am 18", {0, 2 * k1g - 1, false}, {inv_type::domain, 0, 0, false},
+        {inv_type::domain, 0, 0, false}, true, nullptr);
+  f.teardown();
+}
+
+// max_am = 52 is allowed: the whole-space PSI (AM 52) must cover all of it, not one page.
+TEST(IommuQueue, MaxAm52WholeSpaceFlushCoversEverything) {
+  manual_platform plat;
+  fixture f(plat);
+  unit_config c;
+  c.max_am = 52;
+  const unsigned u = f.sys.add_unit(c);
+  domain& d = f.add_domain(1, pt::domain_config{.coalesce = false});
+  ASSERT_TRUE(f.sys.attach(1, u, d, 1).ok());
+  unit& un = f.sys.get_unit(u);
+  pt::gather g;
+  const std::array<iova_t, 3> pages{0, 5 * k1g + 7 * k4k, 300 * k1g};
+  auto fill = [&] {
+    for (iova_t p : pages)
+      EXPECT_EQ(f.sys.translate(1, p, pt::perm_read).result, outcome::ok);
+    EXPECT_EQ(un.iotlb_snapshot().size(), pages.size());
+    EXPECT_FALSE(un.psc_snapshot().empty());
+  };
+  for (iova_t p : pages)
+    f.map(d, p, 0x1000, k4k, g);
+  g.clear();
+  fill();
+
+  auto t = f.sys.invalidate(d, inv_range::all());
+  ASSERT_TRUE(t.ok());
+  std::vector<inv_descriptor> q = un.queued();
+  ASSERT_EQ(q.size(), 2u);
+  EXPECT_EQ(q[0].type, inv_type::page);
+  EXPECT_EQ(unsigned{q[0].am}, 52u);
+  EXPECT_EQ(q[0].addr, 0u);
+  EXPECT_FALSE(q[0].ih);
+  EXPECT_EQ(q[0].last(), ~iova_t{0});
+  EXPECT_TRUE(t->full);
+  EXPECT_TRUE(f.sys.wait(*t, big_timeout).ok());
+  EXPECT_TRUE(un.iotlb_snapshot().empty());
+  EXPECT_TRUE(un.psc_snapshot().empty());
+  EXPECT_EQ(d.flush_completed_full(), 1u);
+
+  // A whole-space gather: everything unmapped (tables released), widened to all of the space
+  // as a teardown does. AM 52 again; and the format's 48 bits alone (AM 36) are full too.
+  for (const bool whole : {true, false}) {
+    SCOPED_TRACE(whole ? "64-bit space" : "48-bit space");
+    if (!whole) {
+      for (iova_t p : pages)
+        f.map(d, p, 0x1000, k4k, g);
+      g.clear();
+    }
+    fill();
+    f.unmap(d, 0, iova_t{1} << 48, g);
+    ASSERT_FALSE(g.released().empty());
+    g.add_range(0, whole ? ~iova_t{0} : (iova_t{1} << 48) - 1);
+    t = f.sys.invalidate(d, inv_range::from(g));
+    ASSERT_TRUE(t.ok());
+    q = un.queued();
+    ASSERT_EQ(q.size(), 2u);
+    EXPECT_EQ(q[0].type, inv_type::page);
+    EXPECT_EQ(unsigned{q[0].am}, whole ? 52u : 36u) << q[0].describe();
+    EXPECT_EQ(q[0].addr, 0u);
+    EXPECT_FALSE(q[0].ih);
+    EXPECT_TRUE(t->full);
+    EXPECT_TRUE(f.sys.wait(*t, big_timeout).ok());
+    EXPECT_TRUE(un.iotlb_snapshot().empty());
+    EXPECT_TRUE(un.psc_snapshot().empty());
+    EXPECT_EQ(d.flush_completed_full(), t->epoch);
+    f.free_released(g);
+  }
+
+  // Submitted directly: AM 52 is accepted only at address 0.
+  EXPECT_TRUE(un.submit(inv_descriptor::page(1, 0, 52, false)).ok());
+  EXPECT_EQ(un.submit(inv_descriptor::page(1, k4k, 52, false)).status().code(),
+            errc::invalid_argument);
+  EXPECT_EQ(un.submit(inv_descriptor::page(1, 0, 53, false)).status().code(),
+            errc::invalid_argument);
+  f.teardown();
+}
+
+// A unit whose queue stays full past the timeout: invalidate() fails cleanly after submitting to
+// the other unit; the failed epoch is never full, so no retired frame may be freed on it.
+TEST(IommuQueue, QueueFullPastTheTimeoutFailsTheEpoch) {
+  manual_platform plat;
+  fixture f(plat, 4096, system_config{.queue_full_timeout_ns = 10'000});
+  unit_config slow;
+  slow.latency.inv_domain_ns = 1'000'000;  // 256 of them take far longer than the timeout
+  const unsigned u0 = f.sys.add_unit(unit_config{});
+  const unsigned u1 = f.sys.add_unit(slow);
+  domain& d = f.add_domain(1);
+  ASSERT_TRUE(f.sys.attach(1, u0, d, 1).ok());
+  ASSERT_TRUE(f.sys.attach(2, u1, d, 1).ok());
+  unit& un1 = f.sys.get_unit(u1);
+  for (unsigned i = 0; i < slow.queue_entries; ++i)
+    ASSERT_TRUE(un1.submit(inv_descriptor::domain(7)).ok());
+  const std::uint64_t stamp = d.flush_stamp();
+
+  const std::uint64_t before = plat.now_ns();
+  auto t = f.sys.invalidate(d, inv_range::all());
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().code(), errc::queue_full);
+  EXPECT_NE(t.status().to_string().find("unit 1 queue stayed full"), std::string::npos)
+      << t.status().to_string();
+  EXPECT_GE(plat.now_ns() - before, 10'000u) << "it retried until the timeout";
+  EXPECT_EQ(d.flush_started(), 1u);
+  EXPECT_EQ(un1.submitted(), slow.queue_entries) << "nothing was added to the full unit";
+  EXPECT_EQ(f.sys.get_unit(u0).submitted(), 2u) << "unit 0 got its DSI and wait (partial)";
+  EXPECT_GE(un1.stats().queue_full, 2u);
+
+  // Unit 0's half completes; the epoch still never counts as full.
+  plat.add(10'000);
+  f.sys.advance();
+  EXPECT_EQ(f.sys.get_unit(u0).processed(), 2u);
+  EXPECT_EQ(d.flush_completed_full(), 0u);
+  EXPECT_FALSE(d.flush_completed_full() > stamp) << "a frame stamped before may not be freed";
+  EXPECT_TRUE(f.sys.check_invariants().ok()) << f.sys.check_invariants().to_string();
+
+  // Once unit 1 drains, the next invalidation is full.
+  plat.add(slow.queue_entries * slow.latency.inv_domain_ns);
+  auto t2 = f.sys.invalidate(d, inv_range::all());
+  ASSERT_TRUE(t2.ok()) << t2.status().to_string();
+  EXPECT_TRUE(f.sys.wait(*t2, big_timeout).ok());
+  EXPECT_EQ(d.flush_completed_full(), 2u);
+  f.teardown();
+}
+
+// The wait rule is what makes a completed wait safe: with it switched off (test-only mutant)
+// the same step-by-step interleaving frees a table a walk in flight still reads, and the check
+// catches it. With the rule, WaitBlocksOnEarlierWalkInFlight sees no violation.
+TEST(IommuQueue, MutantWithoutTheWaitRuleIsCaught) {
+  fixture f;
+  unit_config c = zero_latency_unit();
+  c.mutant_no_wait_rule = true;
+  const unsigned u = f.sys.add_unit(c);
+  domain& d = f.add_domain(1, pt::domain_config{.coalesce = false});
+  ASSERT_TRUE(f.sys.attach(1, u, d, 1).ok());
+  pt::gather g;
+  f.map(d, k2m, 0x1000, k4k, g);
+  unit& un = f.sys.get_unit(u);
+  walk w;
+  ASSERT_FALSE(un.begin(w, 1, k2m, pt::perm_read));
+  ASSERT_FALSE(un.step(w));
+  ASSERT_FALSE(un.step(w));  // holds a pointer to the L2 table
+  f.map(d, 0, 0x4000'0000, k1g, g);
+  auto t = f.sys.invalidate(d, inv_range::from(g));
+  ASSERT_TRUE(t.ok());
+  EXPECT_TRUE(f.sys.poll(*t)) << "the mutant completes the wait under the walk";
+  EXPECT_EQ(un.stats().wait_stalls, 0u);
+  f.free_released(g, "after-mutant-wait");
+  while (!un.step(w)) {
+  }
+  EXPECT_GE(w.result().violations, 1u);
+  ASSERT_GE(f.sys.violations().count(), 1u);
+  EXPECT_EQ(f.sys.violations().first().front().kind, violation_kind::free_frame);
+  f.teardown();
+}
+
 TEST(IommuQueue, EpochsCompleteInOrderAndFullOnlyForFull) {
   manual_platform plat;
   fixture f(plat);

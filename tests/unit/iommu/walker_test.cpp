@@ -400,6 +400,106 @@ TEST(IommuFaithful, CachingModeCachesNotPresentUntilInvalidated) {
   f.teardown();
 }
 
+// QEMU's vIOMMU (unit_config::qemu_like): caching mode 1 and a 1024-entry IOTLB. Not-present
+// results are cached, so a map is not seen until software invalidates it - the reason QEMU
+// requires invalidation on map.
+TEST(IommuFaithful, QemuLikeUnitSeesAMapOnlyAfterItsInvalidation) {
+  fixture f;
+  unit_config c = unit_config::qemu_like();
+  EXPECT_TRUE(c.caching_mode);
+  EXPECT_EQ(c.iotlb.entries, 1024u);
+  c.latency = latency_config::zero();
+  const unsigned u = f.sys.add_unit(c);
+  domain& d = f.add_domain(1, pt::domain_config{.coalesce = false});
+  ASSERT_TRUE(f.sys.attach(1, u, d, 3).ok());
+  unit& un = f.sys.get_unit(u);
+  pt::gather g;
+  f.map(d, 0, 0x1000, k4k, g);  // builds the tables down to the leaf table of [0, 2M)
+  // 300 not-present 4K pages: 300 negative entries, more than a 64-entry IOTLB holds.
+  for (unsigned p = 1; p <= 300; ++p)
+    EXPECT_EQ(f.sys.translate(1, p * k4k, pt::perm_read).result, outcome::fault_not_present);
+  EXPECT_EQ(un.iotlb_snapshot().size(), 300u);
+  EXPECT_EQ(un.stats().iotlb_evictions, 0u);
+  // Not present at level 2: one negative entry for the whole 2M region.
+  EXPECT_EQ(f.sys.translate(1, 3 * k2m, pt::perm_read).level, 2u);
+
+  g.clear();
+  f.map(d, 5 * k4k, 0x9000, k4k, g);
+  f.map(d, 3 * k2m + 7 * k4k, 0xa000, k4k, g);
+  EXPECT_TRUE(g.empty()) << "the table owes nothing for a fresh map (caching mode 0 rule)";
+  for (const iova_t iova : {5 * k4k, 3 * k2m + 7 * k4k}) {
+    const auto r = f.sys.translate(1, iova, pt::perm_read);
+    EXPECT_EQ(r.result, outcome::fault_not_present) << "the stale negative entry hides the map";
+    EXPECT_EQ(r.from, source::iotlb);
+    EXPECT_EQ(r.pte_reads, 0u);
+  }
+  EXPECT_FALSE(un.check_coherence(d, 3).ok());
+  ASSERT_TRUE(f.sys.flush_sync(d, {5 * k4k, 6 * k4k - 1, false}, big_timeout).ok());
+  EXPECT_EQ(f.sys.translate(1, 5 * k4k, pt::perm_read).phys, 0x9000u);
+  EXPECT_EQ(f.sys.translate(1, 3 * k2m + 7 * k4k, pt::perm_read).result, outcome::fault_not_present)
+      << "only the invalidated range is seen";
+  ASSERT_TRUE(
+      f.sys.flush_sync(d, {3 * k2m + 7 * k4k, 3 * k2m + 8 * k4k - 1, false}, big_timeout).ok());
+  const auto r = f.sys.translate(1, 3 * k2m + 7 * k4k, pt::perm_read);
+  EXPECT_EQ(r.result, outcome::ok);
+  EXPECT_EQ(r.phys, 0xa000u);
+  // The same sequence on a real-hardware unit (caching mode 0) sees the map at once.
+  EXPECT_FALSE(unit_config{}.caching_mode);
+  f.teardown();
+}
+
+// More walks than walk slots: the request the unit cannot take is outcome::busy (nothing read,
+// counted), not an abort; a device retries the same request until a slot frees.
+TEST(IommuWalker, OutOfWalkSlotsIsBusyAndTheDeviceRetries) {
+  fixture f;
+  unit_config c = zero_latency_unit();
+  c.max_walks_in_flight = 2;
+  const unsigned u = f.sys.add_unit(c);
+  domain& d = f.add_domain(1);
+  for (device_id dev : {device_id{1}, device_id{2}, device_id{3}})
+    ASSERT_TRUE(f.sys.attach(dev, u, d, 1).ok());
+  pt::gather g;
+  f.map(d, 0, 0x10'0000, 64 * k4k, g);
+  unit& un = f.sys.get_unit(u);
+  walk a, b, x;
+  ASSERT_FALSE(un.begin(a, 1, 0, pt::perm_read));
+  ASSERT_FALSE(un.begin(b, 2, k4k, pt::perm_read));
+  EXPECT_TRUE(un.begin(x, 3, 2 * k4k, pt::perm_read));
+  EXPECT_EQ(x.result().result, outcome::busy);
+  EXPECT_EQ(x.result().pte_reads, 0u);
+  EXPECT_STREQ(outcome_name(x.result().result), "busy");
+  EXPECT_EQ(un.stats().walks_busy, 1u);
+  EXPECT_EQ(un.stats().walks, 2u);
+  EXPECT_EQ(un.stats().faults, 0u) << "busy is not a translation fault";
+  EXPECT_EQ(un.walks_in_flight(), 2u);
+  EXPECT_TRUE(un.check_invariants().ok());
+
+  // A step-wise device behind the full unit: its request does not complete, and is retried.
+  device dev(f.sys, device_config{.id = 3,
+                                  .pattern = access_pattern::sequential,
+                                  .windows = {{8 * k4k, 8 * k4k}},
+                                  .stepwise = true,
+                                  .seed = 7});
+  EXPECT_FALSE(dev.step());
+  EXPECT_FALSE(dev.walking());
+  const iova_t refused = dev.last_iova();
+  EXPECT_EQ(dev.stats().busy, 1u);
+  EXPECT_EQ(dev.stats().translations, 0u);
+  while (!un.step(a)) {
+  }
+  EXPECT_EQ(a.result().result, outcome::ok);
+  while (!dev.step()) {
+  }
+  EXPECT_EQ(dev.last_iova(), refused) << "the same request, retried";
+  EXPECT_EQ(dev.last().result, outcome::ok);
+  EXPECT_EQ(dev.stats().translations, 1u);
+  EXPECT_EQ(dev.stats().busy, 1u);
+  un.cancel(b);
+  EXPECT_EQ(un.walks_in_flight(), 0u);
+  EXPECT_TRUE(un.check_invariants().ok());
+  f.teardown();
+}
+
 TEST(IommuFaithful, UnitWithoutOneGigPagesNarrowsTheDomain) {
   fixture f;
   unit_config c = zero_latency_unit();
