@@ -62,37 +62,53 @@ const frame_meta& frame_pool::meta(frame_id f) const noexcept {
   return meta_[f.value];
 }
 
+bool frame_pool::reserve_frame() noexcept {
+  std::uint32_t n = in_use_.load(std::memory_order_relaxed);
+  do {
+    if (n >= capacity_) return false;  // every frame is held or reserved: truly exhausted
+  } while (!in_use_.compare_exchange_weak(n, n + 1, std::memory_order_relaxed));
+  return true;
+}
+
+// Precondition: a frame was reserved (reserve_frame), so some list holds one or will once a
+// concurrent free or refill finishes its move; at most one cache lock is held at a time while
+// stealing, so two stealing CPUs cannot deadlock.
 std::uint32_t frame_pool::take_frame() {
   cache& c = *caches_[platform_->current_cpu() % caches_.size()];
-  std::lock_guard g(c.lock);
-  if (c.frames.empty()) {
-    // Refill half a cache from the depot so alternating alloc/free does not ping-pong.
-    std::lock_guard dg(depot_lock_);
-    const std::size_t n = std::min<std::size_t>(depot_.size(), config_.cache_frames / 2);
-    for (std::size_t i = 0; i < n; ++i) {
-      c.frames.push_back(depot_.back());
-      depot_.pop_back();
-    }
-    // Keep the lowest frame number on top so allocation order is easy to read in traces.
-    std::reverse(c.frames.begin(), c.frames.end());
-    // The depot is empty but other caches may hold frames: steal from them so exhaustion
-    // means the whole pool is in use, not just this CPU's share.
-    if (c.frames.empty()) {
-      for (auto& other : caches_) {
-        if (other.get() == &c || !other->lock.try_lock()) continue;
-        if (!other->frames.empty()) {
-          c.frames.push_back(other->frames.back());
-          other->frames.pop_back();
+  for (;;) {
+    {
+      std::lock_guard g(c.lock);
+      if (c.frames.empty()) {
+        // Refill half a cache from the depot so alternating alloc/free does not ping-pong.
+        std::lock_guard dg(depot_lock_);
+        const std::size_t n = std::min<std::size_t>(depot_.size(), config_.cache_frames / 2);
+        for (std::size_t i = 0; i < n; ++i) {
+          c.frames.push_back(depot_.back());
+          depot_.pop_back();
         }
-        other->lock.unlock();
-        if (!c.frames.empty()) break;
+        // Keep the lowest frame number on top so allocation order is easy to read in traces.
+        std::reverse(c.frames.begin(), c.frames.end());
+      }
+      if (!c.frames.empty()) {
+        const std::uint32_t f = c.frames.back();
+        c.frames.pop_back();
+        return f;
       }
     }
-    if (c.frames.empty()) return std::numeric_limits<std::uint32_t>::max();
+    // The depot is empty but other caches hold the reserved frame: steal one.
+    for (auto& other : caches_) {
+      if (other.get() == &c) continue;
+      std::lock_guard og(other->lock);
+      if (!other->frames.empty()) {
+        const std::uint32_t f = other->frames.back();
+        other->frames.pop_back();
+        return f;
+      }
+    }
+    // A frame moved between lists behind the scan (freed into a cache already visited):
+    // scan again; the reservation guarantees one exists.
+    __builtin_ia32_pause();
   }
-  const std::uint32_t f = c.frames.back();
-  c.frames.pop_back();
-  return f;
 }
 
 void frame_pool::give_frame(std::uint32_t f) {
@@ -117,12 +133,12 @@ Result<frame_id> frame_pool::alloc(frame_ident owner) {
       return Status(errc::no_memory, "injected allocation failure");
     }
   }
-  const std::uint32_t raw = take_frame();
-  if (raw == std::numeric_limits<std::uint32_t>::max()) {
+  if (!reserve_frame()) {
     failed_.fetch_add(1, std::memory_order_relaxed);
     return Status(errc::no_memory,
                   "frame pool exhausted (capacity " + std::to_string(capacity_) + " frames)");
   }
+  const std::uint32_t raw = take_frame();
   const frame_id f{raw};
   frame_meta& m = meta_[raw];
   const frame_ident old = m.load_ident(std::memory_order_relaxed);
@@ -131,13 +147,14 @@ Result<frame_id> frame_pool::alloc(frame_ident owner) {
   for (unsigned i = 0; i < limits::ptes_per_table; ++i)
     w[i].store(0, std::memory_order_relaxed);
   m.link.store(no_frame.value, std::memory_order_relaxed);
+  m.linked.store(false, std::memory_order_relaxed);
   m.tag.store(0, std::memory_order_relaxed);
   m.retired_ns.store(0, std::memory_order_relaxed);
   owner.generation = old.generation + 1;
   m.ident.store(owner.pack(), std::memory_order_release);  // (1) pairs with walkers' (2)
   platform_->charge(cost_kind::frame_alloc);
   allocations_.fetch_add(1, std::memory_order_relaxed);
-  const std::uint32_t now_in_use = in_use_.fetch_add(1, std::memory_order_relaxed) + 1;
+  const std::uint32_t now_in_use = in_use_.load(std::memory_order_relaxed);
   std::uint32_t peak = peak_.load(std::memory_order_relaxed);
   while (now_in_use > peak &&
          !peak_.compare_exchange_weak(peak, now_in_use, std::memory_order_relaxed)) {
@@ -160,6 +177,27 @@ void frame_pool::report(frame_id f, std::string what) {
   if (reports_.size() < config_.max_reports) reports_.push_back({f, std::move(what)});
 }
 
+Status frame_pool::mark_linked(frame_id f) {
+  if (!contains(f)) {
+    report(f, "link of frame id " + std::to_string(f.value) + " outside the pool");
+    return Status(errc::ledger_violation, "frame id out of range");
+  }
+  frame_meta& m = meta_[f.value];
+  const frame_ident id = m.load_ident();
+  std::string what;
+  if (id.state != frame_state::page_table)
+    what = "link of frame " + std::to_string(f.value) + " in state " + frame_state_name(id.state) +
+           " (only an allocated page table can be linked)";
+  else if (m.linked.exchange(true, std::memory_order_relaxed))
+    what = "frame " + std::to_string(f.value) + " linked twice (level-" + std::to_string(id.level) +
+           " table of domain " + std::to_string(id.domain) + ")";
+  if (!what.empty()) {
+    report(f, what);
+    return Status(errc::ledger_violation, std::move(what));
+  }
+  return {};
+}
+
 Status frame_pool::mark_retired(frame_id f) {
   if (!contains(f)) {
     report(f, "retire of frame id " + std::to_string(f.value) + " outside the pool");
@@ -178,6 +216,7 @@ Status frame_pool::mark_retired(frame_id f) {
     id.state = frame_state::retired;
     if (m.ident.compare_exchange_weak(w, id.pack(), std::memory_order_acq_rel)) break;
   }
+  m.linked.store(false, std::memory_order_relaxed);
   m.retired_ns.store(platform_->now_ns(), std::memory_order_relaxed);
   return {};
 }
@@ -214,10 +253,14 @@ Status frame_pool::free_checked(frame_id f, const char* path, bool from_retired_
                " (already freed by " + (by != nullptr ? by : "?") + " at " +
                std::to_string(m.freed_ns.load(std::memory_order_relaxed)) + " ns)";
       }
+    } else if (id.state == frame_state::page_table && m.linked.load(std::memory_order_relaxed)) {
+      what = std::string(from_retired_only ? "free" : "free_unlinked_table") + " of frame " +
+             std::to_string(f.value) + " by " + path + " while still linked as a level-" +
+             std::to_string(id.level) + " table of domain " + std::to_string(id.domain);
     } else if (id.state == frame_state::page_table && from_retired_only) {
-      what = "free of frame " + std::to_string(f.value) + " by " + path +
-             " while still linked as a level-" + std::to_string(id.level) + " table of domain " +
-             std::to_string(id.domain);
+      what = "free of frame " + std::to_string(f.value) + " by " + path + ": a page table (level-" +
+             std::to_string(id.level) + " of domain " + std::to_string(id.domain) +
+             ") that was never retired; a never-linked one goes through free_unlinked_table";
     } else if (id.state == frame_state::retired && !from_retired_only) {
       what = "free_unlinked_table of retired frame " + std::to_string(f.value) +
              " (a frame that was linked must go through retire and free)";
@@ -242,8 +285,8 @@ Status frame_pool::free_checked(frame_id f, const char* path, bool from_retired_
   }
   platform_->charge(cost_kind::frame_free);
   frees_.fetch_add(1, std::memory_order_relaxed);
-  in_use_.fetch_sub(1, std::memory_order_relaxed);
   give_frame(f.value);
+  in_use_.fetch_sub(1, std::memory_order_relaxed);  // after the frame is back in a list
   return {};
 }
 

@@ -76,6 +76,7 @@ class table_impl final : public table {
       return Status(errc::invalid_argument, "domain_config::leaf_levels must allow 4 KiB pages");
     auto root = pool.alloc_table(cfg.domain, static_cast<std::uint8_t>(levels));
     if (!root.ok()) return root.status();
+    mark_linked(pool, *root);  // the root is live from the start (a device context points at it)
     return std::unique_ptr<table>(new table_impl(cfg, pool, leaf_levels, *root));
   }
 
@@ -271,6 +272,12 @@ class table_impl final : public table {
     auto r = pool_.alloc_table(cfg_.domain, static_cast<std::uint8_t>(level));
     if (r.ok()) allocated_.fetch_add(1, std::memory_order_relaxed);
     return r;
+  }
+  // t was just published (linked into its parent, or is the root): from now on the pool
+  // refuses to free it except through retire.
+  static void mark_linked(mem::frame_pool& pool, mem::frame_id t) {
+    const Status s = pool.mark_linked(t);
+    PTR_ASSERT_MSG(s.ok(), "linking a table was refused by the ledger");
   }
   void free_unlinked(mem::frame_id t) {
     const Status s = pool_.free_unlinked_table(t, "pt: never-linked table");

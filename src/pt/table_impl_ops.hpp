@@ -80,17 +80,21 @@ Result<mem::frame_id> table_impl<F>::descend_or_install(mem::frame_id t, unsigne
     const std::uint64_t linked = F::make_table(chain[0].phys(), level);
     if (locked_) {
       write_entry(t, level_index(iova, level), level, linked);  // (1)
-      return chain[0];
+    } else {
+      pool_.plat().charge(cost_kind::pte_write);
+      if (!e.compare_exchange_strong(v, linked, std::memory_order_acq_rel,  // (4) pairs with a
+                                     std::memory_order_acquire)) {          // racing (4), (2)
+        // Lost the race: `v` is the winner's entry; our chain was never visible to anyone.
+        for (unsigned j = 0; j < n; ++j)
+          free_unlinked(chain[j]);
+        races_lost_.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
     }
-    pool_.plat().charge(cost_kind::pte_write);
-    if (e.compare_exchange_strong(v, linked, std::memory_order_acq_rel,  // (4) pairs with a
-                                  std::memory_order_acquire)) {          // racing (4) and (2)
-      return chain[0];
-    }
-    // Lost the race: `v` is the winner's entry; our chain was never visible to anyone.
+    // Published: the ledger now refuses a free of these frames that skips retire.
     for (unsigned j = 0; j < n; ++j)
-      free_unlinked(chain[j]);
-    races_lost_.fetch_add(1, std::memory_order_relaxed);
+      mark_linked(pool_, chain[j]);
+    return chain[0];
   }
 }
 
@@ -159,6 +163,7 @@ Result<mem::frame_id> table_impl<F>::split(mem::frame_id t, unsigned idx, unsign
         expected, linked, std::memory_order_acq_rel, std::memory_order_acquire);
     PTR_ASSERT_MSG(won, "lock-free split lost a race: callers mutated overlapping ranges");
   }
+  mark_linked(pool_, child);
   split_.fetch_add(1, std::memory_order_relaxed);
   // The superpage translation may be cached whole; the new non-leaf entry must not be
   // covered by a leaf-only hint either.

@@ -67,6 +67,10 @@ struct frame_meta {
   std::atomic<const char*> freed_by{nullptr};  // static string naming the freeing path
   std::atomic<std::uint16_t> last_domain{0};   // owner before the last free, for reports
   std::atomic<std::uint8_t> last_level{0};
+  // Set by the page table while this page-table frame is linked into a published hierarchy
+  // (frame_pool::mark_linked), cleared when it is retired; lets the ledger refuse a free of a
+  // linked frame by its own record, not only by its state.
+  std::atomic<bool> linked{false};
 
   [[nodiscard]] frame_ident load_ident(
       std::memory_order o = std::memory_order_acquire) const noexcept {

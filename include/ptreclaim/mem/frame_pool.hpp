@@ -1,11 +1,15 @@
 // The frame pool: the simulated physical memory, with a ledger that catches misuse.
 //
 // Capacity is fixed at construction (an explicit bound); exhaustion is errc::no_memory, never a
-// crash. Allocation and free go through per-CPU caches of free frames (the caller's CPU comes
-// from the platform seam) backed by a locked depot, so CPUs do not serialise on one lock.
+// crash, and only when every frame is allocated (or inside an alloc/free that has not
+// returned): an allocation first reserves a frame against the capacity, then finds it in its
+// CPU's cache, the depot or another CPU's cache. Allocation and free go through per-CPU caches
+// of free frames (the caller's CPU comes from the platform seam) backed by a locked depot, so
+// CPUs do not serialise on one lock.
 //
 // The ledger: every state change is checked. Double free, freeing a frame still linked into a
-// table, and touching a frame id that was never allocated (or is out of range) are refused with
+// table (the page table marks a frame linked when it publishes it: mark_linked), and touching a
+// frame id that was never allocated (or is out of range) are refused with
 // errc::ledger_violation and recorded in ledger_reports(). leaks() lists every frame not free, with
 // its owner, for the teardown check. Freed frames are poisoned (poison_pattern).
 //
@@ -68,13 +72,20 @@ class frame_pool {
   // A zeroed data frame (a DMA buffer).
   [[nodiscard]] Result<frame_id> alloc_data();
 
-  // page_table -> retired: the frame was unlinked by a gather. Refused unless linked.
+  // Records that page-table frame f is now linked into a published hierarchy (the page table
+  // calls it right after the store or CAS that links it, and for a root). Refused for a frame
+  // that is not a page table or is already linked (linked twice).
+  Status mark_linked(frame_id f);
+  // page_table -> retired: the frame was unlinked by a gather (clears the linked mark).
+  // Refused unless the frame is a page table.
   Status mark_retired(frame_id f);
   // Returns a retired or data frame to the pool; `path` (a string literal) names who freed it.
-  // Refused (and reported) for a free frame (double free) or a linked page table.
+  // Refused (and reported) for a free frame (double free) or a page table not retired (linked,
+  // or allocated and never retired).
   Status free(frame_id f, const char* path);
   // Frees a page table that was never linked into a hierarchy (a lost installation race, an
   // error path); such a frame may skip the retired state because no device could see it.
+  // Refused for a frame marked linked.
   Status free_unlinked_table(frame_id f, const char* path);
 
   // Frame contents: 512 eight-byte words, read and written with atomics (devices walk
@@ -115,6 +126,7 @@ class frame_pool {
 
   Result<frame_id> alloc(frame_ident owner);
   Status free_checked(frame_id f, const char* path, bool from_retired_only);
+  bool reserve_frame() noexcept;
   std::uint32_t take_frame();
   void give_frame(std::uint32_t f);
   void report(frame_id f, std::string what);
@@ -131,6 +143,9 @@ class frame_pool {
   std::atomic<std::uint64_t> allocations_{0};
   std::atomic<std::uint64_t> frees_{0};
   std::atomic<std::uint64_t> failed_{0};
+  // Frames reserved by an allocation or held, incremented before a frame is taken from a list
+  // and decremented after a freed frame is back in one: never above capacity, so a reservation
+  // always finds a frame (in_use_ < capacity_ means some list holds one).
   std::atomic<std::uint32_t> in_use_{0};
   std::atomic<std::uint32_t> peak_{0};
   std::atomic<std::uint64_t> fail_countdown_{0};

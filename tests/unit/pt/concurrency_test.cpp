@@ -196,14 +196,15 @@ TEST(PtConcurrency, LockFreeSeveralDomainsOfDifferentFormats) {
 void lose_install_races(format_kind kind) {
   SCOPED_TRACE(std::string(format_kind_name(kind)));
   constexpr unsigned threads_n = 4;
-  constexpr unsigned slots = 64;  // 2M slots per round: one level-2 install race each
-  constexpr unsigned max_rounds = 400;
+  constexpr unsigned slots = 256;  // 2M slots per round: one level-2 install race each
+  constexpr unsigned max_rounds = 2000;
   real_platform plat(threads_n);
   mem::frame_pool pool(mem::pool_config{.capacity_frames = 2048, .caches = threads_n}, plat);
   auto made = make_table(kind, domain_config{.mode = concurrency_mode::lock_free}, pool);
   ASSERT_TRUE(made.ok());
   table& t = **made;
   std::barrier sync(threads_n);
+  std::atomic<unsigned> start{0};
   std::atomic<bool> done{false};
   std::atomic<unsigned> rounds_run{0};
   std::vector<std::string> errors(threads_n);
@@ -213,7 +214,12 @@ void lose_install_races(format_kind kind) {
       plat.set_current_cpu(m);
       gather g;
       for (unsigned r = 0; r < max_rounds; ++r) {
-        sync.arrive_and_wait();  // all start together on the fresh region
+        // All start together on the fresh region: a spinning gate, since a blocking barrier
+        // wakes threads tens of microseconds apart, longer than a round's maps take.
+        start.fetch_add(1, std::memory_order_acq_rel);
+        for (unsigned spins = 1; start.load(std::memory_order_acquire) < threads_n * (r + 1);
+             ++spins)
+          if (spins % 1024 == 0) std::this_thread::yield();  // let a preempted peer run
         const iova_t region = (1 + r % 256) * k1g;
         for (unsigned s = 0; s < slots; ++s) {
           const iova_t iova = region + s * k2m + m * k4k;

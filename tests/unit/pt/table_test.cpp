@@ -107,6 +107,46 @@ TEST_F(TableTest, RefuseOvermap) {
   finish(t);
 }
 
+// The table marks every table frame it publishes as linked in the pool, so the ledger itself
+// refuses a free of a live table, even through free_unlinked_table (which accepts any
+// never-linked page-table frame); retiring clears the mark.
+TEST_F(TableTest, PublishedTablesAreMarkedLinkedInTheLedger) {
+  for (auto mode : {concurrency_mode::locked, concurrency_mode::lock_free}) {
+    auto t = make(domain_config{.mode = mode, .coalesce = false});
+    gather g;
+    ASSERT_TRUE(t->map(k1g + 3 * k4k, 0x1000, k4k, perm_read, g).ok());  // chain L3, L2, L1
+    ASSERT_TRUE(t->map(5 * k1g, 0, k2m, perm_read, g).ok());
+    ASSERT_TRUE(t->unmap(5 * k1g + k4k, k4k, g).ok());  // a split: the L1 child is published
+    EXPECT_EQ(t->stats().split, 1u);
+    std::vector<mem::frame_id> tables;
+    for (std::uint32_t f = 0; f < pool_.capacity(); ++f)
+      if (pool_.ident(mem::frame_id{f}).state == mem::frame_state::page_table)
+        tables.push_back(mem::frame_id{f});
+    ASSERT_EQ(tables.size(), 6u);  // root, L3, L2, L1 (map), L2 + L1 (the split, one L3)
+    ASSERT_EQ(tables.size(), t->linked_tables());
+    for (auto f : tables)
+      EXPECT_TRUE(pool_.meta(f).linked.load()) << "frame " << f.value;
+    const auto before = pool_.ledger_violation_count();
+    for (auto f : tables) {
+      Status s = pool_.free_unlinked_table(f, "buggy error path");
+      EXPECT_EQ(s.code(), errc::ledger_violation);
+      EXPECT_NE(s.message().find("still linked"), std::string::npos) << s.message();
+    }
+    EXPECT_EQ(pool_.ledger_violation_count(), before + tables.size());
+    EXPECT_TRUE(t->check_invariants().ok()) << "refused frees changed nothing";
+    ASSERT_TRUE(t->unmap(k1g, k1g, g).ok());  // releases the first chain (retired: unmarked)
+    for (auto f : g.released()) {
+      EXPECT_FALSE(pool_.meta(f).linked.load());
+      ASSERT_TRUE(pool_.free(f, "test").ok());
+    }
+    g.clear();
+    gather d;
+    t->destroy(d);
+    drain(d);
+    EXPECT_TRUE(pool_.leaks().empty()) << pool_.leak_report();
+  }
+}
+
 TEST_F(TableTest, BadArguments) {
   auto t = make();
   gather g;
