@@ -103,24 +103,26 @@ class flush_epoch_policy final : public policy_base {
   void retire(domain_number d, const pt::gather& g) override {
     const std::uint64_t n = g.released().size();
     const unsigned cpu = env_.rt.current_cpu();
-    if (n == 0) {
-      account_retire(d, g, cpu);
-      return;
-    }
+    if (n == 0) return;
     queue& q = queues_[cpu];
     reap(q, /*poll=*/false);
-    // Back-pressure before the frames are accepted (account_retire), so pending never
-    // exceeds the bound, not even for the length of this call.
-    if (q.frames + n > per_cpu_budget() || (q.ring.full() && !can_merge(q, d, n))) {
+    // One gather larger than this CPU's share, or a bound below one frame per CPU (which
+    // per-CPU rings cannot keep without waiting on other CPUs' timers): free it inline.
+    if (global_bound() || n > per_cpu_budget()) {
       ++counters().backpressure;
-      flush_all(q);
-    }
-    account_retire(d, g, cpu);
-    if (n > per_cpu_budget()) {  // one gather larger than this CPU's share: free it inline
-      invalidate_and_wait(d, {g.first(), g.last(), true});
-      free_gather(g, "flush-epoch-sync", cpu);
+      (void)retire_inline(d, g, cpu, "flush-epoch-sync",
+                          invalidation_range{g.first(), g.last(), true}, [&] { flush_all(q); });
       return;
     }
+    // Back-pressure before the frames are accepted (account_retire), so pending never
+    // exceeds the bound, not even for the length of this call.
+    bool pressed = false;
+    if (q.ring.full() && !can_merge(q, d, n)) {
+      flush_all(q);
+      pressed = true;
+    }
+    if (admit(cpu, n, [&] { flush_all(q); }) || pressed) ++counters().backpressure;
+    account_retire(d, g, cpu);
     batch* b = nullptr;
     if (can_merge(q, d, n)) {
       b = &q.ring.back();

@@ -8,8 +8,6 @@
 //
 // Additions off the faithful path: back-pressure at the configured bound (the producer runs the
 // work body itself) and drain().
-#include <atomic>
-
 #include "policies.hpp"
 #include "policy_base.hpp"
 #include "ptreclaim/base/spinlock.hpp"
@@ -20,7 +18,7 @@ namespace {
 class linux_global_work_policy final : public policy_base {
  public:
   linux_global_work_policy(const reclaim_env& env, const reclaim_config& config)
-      : policy_base(env, config), lock_(env.rt) {
+      : policy_base(env, config, bound_scope::global), lock_(env.rt) {
     env_.rt.work_init(work_, [this] { work_fn(); });
   }
   ~linux_global_work_policy() override {
@@ -30,28 +28,19 @@ class linux_global_work_policy final : public policy_base {
   // pte_free_kernel_async(), once per released page.
   void retire(domain_number d, const pt::gather& g) override {
     const std::uint64_t n = g.released().size();
-    if (n == 0) {
-      account_retire(d, g, global_holder);
+    if (n == 0) return;
+    const unsigned cpu = env_.rt.current_cpu();
+    if (n > config_.max_pending) {  // larger than the bound: invalidate and free it inline
+      ++counters().backpressure;
+      (void)retire_inline(d, g, cpu, "linux-global-work-sync",
+                          invalidation_range{g.first(), g.last(), true}, [&] { work_fn(); });
       return;
     }
-    // The bound (off the faithful path): reserve n frames of max_pending before accepting
-    // them, atomically with other producers and counting frames a work item (ours or another
-    // CPU's) holds between its splice and its free; a list-size check would let two producers
-    // both pass it, and miss frames in flight.
-    if (!reserve(n)) {
-      ++counters().backpressure;
-      if (n > config_.max_pending) {  // larger than the bound: invalidate and free it inline
-        const unsigned cpu = env_.rt.current_cpu();
-        account_retire(d, g, cpu);
-        invalidate_and_wait(d, {g.first(), g.last(), true});
-        free_gather(g, "linux-global-work-sync", cpu);
-        return;
-      }
-      work_fn();
-      // Another CPU's work item may still hold frames: they are freed after its wait.
-      const bool ok = env_.rt.wait_until([&] { return reserve(n); }, config_.wait_timeout_ns);
-      PTR_ASSERT_MSG(ok, "linux-global-work: back-pressure found no room within wait_timeout_ns");
-    }
+    // The bound (off the faithful path): admission takes n frames of max_pending before they
+    // are accepted, atomically with other producers; the count drops only as frames are freed,
+    // so frames a work item (ours or another CPU's) holds between its splice and its free
+    // still count. A list-size check would let two producers both pass it.
+    if (admit(cpu, n, [&] { work_fn(); })) ++counters().backpressure;
     account_retire(d, g, global_holder);
     for (mem::frame_id f : g.released()) {
       {
@@ -84,25 +73,12 @@ class linux_global_work_policy final : public policy_base {
       env_.rt.touch_line(&list_, true);
       mine.splice_back(env_.pool, list_);
     }
-    if (mine.empty()) return;
-    const std::uint64_t n = mine.size();
     invalidate_owners_and_free(mine, "linux-global-work", global_holder);
-    held_.fetch_sub(n, std::memory_order_relaxed);
-  }
-
-  // Takes n frames of the bound if they fit. Relaxed: a counter, it publishes nothing.
-  bool reserve(std::uint64_t n) {
-    std::uint64_t h = held_.load(std::memory_order_relaxed);
-    do {
-      if (h + n > config_.max_pending) return false;
-    } while (!held_.compare_exchange_weak(h, h + n, std::memory_order_relaxed));
-    return true;
   }
 
   spinlock lock_;
   frame_list list_;
   runtime::work_item work_;
-  std::atomic<std::uint64_t> held_{0};  // frames accepted and not yet freed (the bound)
 };
 
 }  // namespace

@@ -6,21 +6,33 @@
 
 namespace ptreclaim::reclaim::detail {
 
-policy_base::policy_base(const reclaim_env& env, const reclaim_config& config)
+policy_base::policy_base(const reclaim_env& env, const reclaim_config& config, bound_scope scope)
     : env_(env),
       config_(config),
       per_cpu_budget_(std::max<std::uint64_t>(1, config.max_pending / env.rt.cpu_count())),
+      global_bound_(scope == bound_scope::global || config.max_pending < env.rt.cpu_count()),
       counters_(env.rt.cpu_count()),
       holders_(env.rt.cpu_count()) {
   PTR_ASSERT_MSG(config.max_pending >= 1, "reclaim_config::max_pending must be >= 1");
   PTR_ASSERT_MSG(config.xen_yield_every >= 1, "reclaim_config::xen_yield_every must be >= 1");
 }
 
-std::uint64_t policy_base::account_retire(domain_number d, const pt::gather& g, unsigned h) {
-  const auto n = static_cast<std::uint64_t>(g.released().size());
+bool policy_base::try_admit(unsigned cpu, std::uint64_t n) {
+  PTR_DASSERT(n <= admission_limit());
+  if (!global_bound_)
+    return holder(cpu).held.load(std::memory_order_relaxed) + n <= per_cpu_budget_;
+  std::uint64_t a = admitted_.load(std::memory_order_relaxed);
+  do {
+    if (a + n > config_.max_pending) return false;
+  } while (!admitted_.compare_exchange_weak(a, a + n, std::memory_order_relaxed));
+  return true;
+}
+
+std::uint64_t policy_base::account_frames(domain_number d, const invalidation_range& need,
+                                          std::span<const mem::frame_id> frames, unsigned h) {
+  const auto n = static_cast<std::uint64_t>(frames.size());
   if (env_.observer != nullptr) {
-    const invalidation_range need = invalidation_range::of(g);
-    for (mem::frame_id f : g.released())
+    for (mem::frame_id f : frames)
       env_.observer->on_retire(d, f, need);
   }
   counters().retired += n;
@@ -51,33 +63,47 @@ std::uint64_t policy_base::pending() const noexcept {
   return sum;
 }
 
-void policy_base::free_frame(mem::frame_id f, const char* path, unsigned h, std::uint64_t now) {
+bool policy_base::release_frame(mem::frame_id f, const char* path, unsigned h, std::uint64_t now) {
   cpu_counters& c = counters();
   const std::uint64_t retired_ns = env_.pool.meta(f).retired_ns.load(std::memory_order_relaxed);
   if (env_.observer != nullptr) env_.observer->on_free(f, path);
   if (Status s = env_.pool.free(f, path); !s.ok()) {
     ++c.free_errors;  // the ledger recorded it; a run reports it as an S2 failure
-    return;
+    return false;     // and it stays counted: its room is not given back
   }
   c.latency.record(now >= retired_ns ? now - retired_ns : 0);
   ++c.freed;
+  // After the observer saw the free, so it never counts more than the holders do.
   const std::uint64_t was = holder(h).held.fetch_sub(1, std::memory_order_relaxed);
   PTR_DASSERT(was >= 1);
   (void)was;
+  return true;
+}
+
+void policy_base::unadmit(std::uint64_t n) {
+  if (global_bound_ && n != 0) admitted_.fetch_sub(n, std::memory_order_relaxed);
+}
+
+void policy_base::free_frame(mem::frame_id f, const char* path, unsigned h, std::uint64_t now) {
+  if (release_frame(f, path, h, now)) unadmit(1);
 }
 
 void policy_base::free_list(frame_list& list, const char* path, unsigned h) {
   if (list.empty()) return;
   const std::uint64_t now = env_.rt.now_ns();
+  std::uint64_t freed = 0;
   while (!list.empty())
-    free_frame(list.pop_front(env_.pool), path, h, now);
+    freed += release_frame(list.pop_front(env_.pool), path, h, now) ? 1 : 0;
+  unadmit(freed);  // once for the list: the shared count is one line
 }
 
-void policy_base::free_gather(const pt::gather& g, const char* path, unsigned h) {
-  if (g.released().empty()) return;
+void policy_base::free_frames(std::span<const mem::frame_id> frames, const char* path, unsigned h) {
+  if (frames.empty()) return;
   const std::uint64_t now = env_.rt.now_ns();
-  for (mem::frame_id f : g.released())
-    free_frame(f, path, h, now);
+  std::uint64_t freed = 0;
+  for (mem::frame_id f : frames)
+    freed += release_frame(f, path, h, now) ? 1 : 0;
+  unadmit(freed);
 }
 
 epoch_t policy_base::invalidate_and_wait(domain_number d, const invalidation_range& range) {

@@ -9,10 +9,21 @@
 // cache line for its accounting. pending() sums the holders; peak_pending is the sum of every
 // holder's own peak: exact for one holder, otherwise an upper bound of the momentary peak (and
 // the quantity per-CPU budgets bound).
+//
+// The bound (S5) is kept by *admission*: room for a retire's frames is taken before they are
+// accounted (before the observer sees them retired), and given back only after the observer saw
+// them freed, so frames pending never exceed max_pending, however the frees interleave. Two
+// scopes: per_cpu, each CPU may hold per_cpu_budget() frames (the budgets sum to at most
+// max_pending) and admission checks only the CPU's own count; global, one shared count of
+// admitted frames, taken with a CAS and given back by each free (Linux's one list, and every
+// policy when max_pending < CPUs, where a CPU's share would be below one frame).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
+#include <optional>
 #include <span>
+#include <vector>
 
 #include "ptreclaim/reclaim/frame_list.hpp"
 #include "ptreclaim/reclaim/reclaimer.hpp"
@@ -23,7 +34,10 @@ namespace ptreclaim::reclaim::detail {
 
 class policy_base : public reclaimer {
  public:
-  policy_base(const reclaim_env& env, const reclaim_config& config);
+  enum class bound_scope : std::uint8_t { per_cpu, global };
+  // per_cpu becomes global when max_pending < CPUs.
+  policy_base(const reclaim_env& env, const reclaim_config& config,
+              bound_scope scope = bound_scope::per_cpu);
 
   [[nodiscard]] std::uint64_t pending() const noexcept final;
   [[nodiscard]] reclaim_stats stats() const override;
@@ -39,15 +53,72 @@ class policy_base : public reclaimer {
   // The holder of one shared structure (any other holder number is a CPU).
   static constexpr unsigned global_holder = ~0u;
 
-  // Called by retire() first: observer, counters, and the frames counted on `holder`. Returns
-  // the frame count.
-  std::uint64_t account_retire(domain_number d, const pt::gather& g, unsigned holder);
+  // True when the bound is one shared count (see the file comment).
+  [[nodiscard]] bool global_bound() const noexcept { return global_bound_; }
+  // The most frames one admission may take: the CPU's budget, or max_pending.
+  [[nodiscard]] std::uint64_t admission_limit() const noexcept {
+    return global_bound_ ? config_.max_pending : per_cpu_budget_;
+  }
+  // Takes room for n (<= admission_limit()) frames that `cpu` (the current CPU) will account;
+  // false if they do not fit now. per_cpu: only `cpu` adds to its own count (frees only
+  // subtract), so a fit stays a fit until it accounts them.
+  [[nodiscard]] bool try_admit(unsigned cpu, std::uint64_t n);
+  // Whether a global bound has room for n now (a hint: try_admit decides).
+  [[nodiscard]] bool room_for(std::uint64_t n) const noexcept {
+    return admitted_.load(std::memory_order_relaxed) + n <= config_.max_pending;
+  }
+  static constexpr std::uint64_t admit_poll_ns = 2'000;  // make_room() again this often
+  // Admits n frames: at once, or after make_room() (the policy frees what it can reach: this
+  // CPU's queue, or Linux's whole list). With a global bound other CPUs may hold the room
+  // (threaded): make_room() is retried while waiting, as the frames that fill the room may sit
+  // where only it reaches them (a work item queued on this very CPU, spinning here). Returns
+  // whether room had to be made.
+  template <class MakeRoom>
+  bool admit(unsigned cpu, std::uint64_t n, MakeRoom&& make_room) {
+    if (try_admit(cpu, n)) return false;
+    const std::uint64_t deadline = env_.rt.now_ns() + config_.wait_timeout_ns;
+    for (;;) {
+      make_room();
+      if (try_admit(cpu, n)) return true;
+      PTR_ASSERT_MSG(env_.rt.now_ns() < deadline,
+                     "back-pressure found no room below max_pending within wait_timeout_ns");
+      (void)env_.rt.wait_until([&] { return room_for(n); }, admit_poll_ns);
+    }
+  }
+  // Retires g's frames and frees them in this call, in chunks of at most admission_limit():
+  // admit (make_room as above), account on `cpu`, invalidate `inv` and wait (unless nullopt),
+  // free. A gather larger than the limit costs one invalidation per chunk, as each chunk's
+  // invalidation must follow its retire. Returns whether any admission had to make room.
+  template <class MakeRoom>
+  bool retire_inline(domain_number d, const pt::gather& g, unsigned cpu, const char* path,
+                     const std::optional<invalidation_range>& inv, MakeRoom&& make_room) {
+    const std::vector<mem::frame_id>& all = g.released();
+    const invalidation_range need = invalidation_range::of(g);
+    bool pressed = false;
+    for (std::size_t at = 0; at < all.size();) {
+      const std::size_t k = std::min<std::size_t>(all.size() - at, admission_limit());
+      const std::span<const mem::frame_id> chunk(all.data() + at, k);
+      pressed = admit(cpu, k, make_room) || pressed;
+      account_frames(d, need, chunk, cpu);
+      if (inv) invalidate_and_wait(d, *inv);
+      free_frames(chunk, path, cpu);
+      at += k;
+    }
+    return pressed;
+  }
+  // Called by retire() after admission: observer, counters, and the frames counted on
+  // `holder`. Returns the frame count.
+  std::uint64_t account_retire(domain_number d, const pt::gather& g, unsigned holder) {
+    return account_frames(d, invalidation_range::of(g), g.released(), holder);
+  }
+  std::uint64_t account_frames(domain_number d, const invalidation_range& need,
+                               std::span<const mem::frame_id> frames, unsigned holder);
   // Frees one retired frame held by `holder` (pool, observer, latency against now_ns, counters).
   void free_frame(mem::frame_id f, const char* path, unsigned holder, std::uint64_t now_ns);
   // Frees every frame of `list`, in order (one clock reading for the lot).
   void free_list(frame_list& list, const char* path, unsigned holder);
-  // Frees the frames of a gather directly (sync, immediate, oversize batches).
-  void free_gather(const pt::gather& g, const char* path, unsigned holder);
+  // Frees frames directly (one clock reading for the lot).
+  void free_frames(std::span<const mem::frame_id> frames, const char* path, unsigned holder);
   // Invalidates (fully) every domain that owns a frame on `list`, waits, then frees the list:
   // the safe way to empty a list whose frames have no recorded epochs (back-pressure, drain,
   // Linux's work item).
@@ -70,6 +141,7 @@ class policy_base : public reclaimer {
 
  private:
   std::uint64_t per_cpu_budget_;
+  bool global_bound_;
   runtime::per_cpu<cpu_counters> counters_;
   // Frames a holder has accepted and not freed, and the most it ever had. Written by the
   // holder's CPU (and, for a dead CPU, by its adopter), read by anyone: relaxed atomics, as
@@ -79,10 +151,15 @@ class policy_base : public reclaimer {
     std::atomic<std::uint64_t> peak{0};
   };
   holder_count& holder(unsigned h) { return h == global_holder ? global_ : holders_[h]; }
+  // free_frame() without giving back its room (true if freed).
+  bool release_frame(mem::frame_id f, const char* path, unsigned holder, std::uint64_t now_ns);
+  void unadmit(std::uint64_t n);  // gives back n frames of a global bound's room
   void add_held(unsigned h, std::uint64_t n);
 
   runtime::per_cpu<holder_count> holders_;
   alignas(runtime::cache_line_size) holder_count global_;
+  // Global bound: frames admitted and not yet freed. Relaxed: a count, it publishes nothing.
+  alignas(runtime::cache_line_size) std::atomic<std::uint64_t> admitted_{0};
 };
 
 }  // namespace ptreclaim::reclaim::detail

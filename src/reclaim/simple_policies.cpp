@@ -11,9 +11,9 @@ class immediate_policy final : public policy_base {
  public:
   using policy_base::policy_base;
   void retire(domain_number d, const pt::gather& g) override {
-    const unsigned cpu = env_.rt.current_cpu();
-    account_retire(d, g, cpu);
-    free_gather(g, "immediate", cpu);
+    // Admitted like every policy's frames, so even this one keeps S5 (S3 is what it breaks).
+    if (retire_inline(d, g, env_.rt.current_cpu(), "immediate", std::nullopt, [] {}))
+      ++counters().backpressure;
   }
   Status drain() override { return {}; }
   [[nodiscard]] policy_kind kind() const noexcept override { return policy_kind::immediate; }
@@ -24,10 +24,9 @@ class sync_policy final : public policy_base {
  public:
   using policy_base::policy_base;
   void retire(domain_number d, const pt::gather& g) override {
-    const unsigned cpu = env_.rt.current_cpu();
-    if (account_retire(d, g, cpu) == 0) return;
-    invalidate_and_wait(d, invalidation_range::of(g));
-    free_gather(g, "sync", cpu);
+    // One chunk (one invalidation) unless the gather exceeds this CPU's share of the bound.
+    if (retire_inline(d, g, env_.rt.current_cpu(), "sync", invalidation_range::of(g), [] {}))
+      ++counters().backpressure;
   }
   Status drain() override { return {}; }
   [[nodiscard]] policy_kind kind() const noexcept override { return policy_kind::sync; }

@@ -36,17 +36,20 @@ class xen_policy final : public policy_base {
     const unsigned cpu = env_.rt.current_cpu();
     slot& s = slots_[cpu];
     const std::uint64_t n = g.released().size();
-    // Back-pressure before the frames are accepted, so pending never exceeds the bound.
-    if (n != 0 && s.list.size() + n > per_cpu_budget()) {
+    if (n == 0) return;
+    // Larger than this CPU's share, or a bound below one frame per CPU (which per-CPU lists
+    // cannot keep without waiting on other CPUs' tasklets): invalidate and free inline.
+    if (global_bound() || n > per_cpu_budget()) {
       ++counters().backpressure;
-      invalidate_owners_and_free(s.list, "xen-backpressure", cpu);
-    }
-    account_retire(d, g, cpu);
-    if (n > per_cpu_budget()) {  // larger than this CPU's share: invalidate and free it inline
-      invalidate_and_wait(d, {g.first(), g.last(), true});
-      free_gather(g, "xen-backpressure", cpu);
+      (void)retire_inline(d, g, cpu, "xen-backpressure",
+                          invalidation_range{g.first(), g.last(), true},
+                          [&] { invalidate_owners_and_free(s.list, "xen-backpressure", cpu); });
       return;
     }
+    // Back-pressure before the frames are accepted, so pending never exceeds the bound.
+    if (admit(cpu, n, [&] { invalidate_owners_and_free(s.list, "xen-backpressure", cpu); }))
+      ++counters().backpressure;
+    account_retire(d, g, cpu);
     for (mem::frame_id f : g.released()) {
       env_.rt.charge(cost_kind::enqueue);
       s.list.push_back(env_.pool, f);
