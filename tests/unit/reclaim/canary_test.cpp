@@ -3,8 +3,9 @@
 //   immediate            frees inside retire, before the caller's flush: S3, and a device walk
 //                        between the free and the flush reads the freed table: S1.
 //   xen-softirq-tasklet  a process_pending_softirqs() between retire and the caller's flush
-//                        runs the softirq tasklet, which frees before the flush: S3. Without
-//                        that softirq point it is not caught.
+//                        runs the softirq tasklet, which frees before the flush: S3, and a
+//                        device walk through a cached paging-structure entry before the flush
+//                        reads the freed table: S1. Without that softirq point it is not caught.
 //   xen-tasklet          the same softirq point does not run a plain tasklet: not caught.
 #include <gtest/gtest.h>
 
@@ -124,6 +125,68 @@ TEST(Canary, ImmediateIsCaughtByS1WhenADeviceWalksBetweenFreeAndFlush) {
     } else {
       EXPECT_EQ(s1, 0u) << h.sys().violations().report();
       h.expect_contract(std::string(policy_name(k)) + " in the S1 scenario");
+    }
+    h.teardown_and_expect_whole();
+  }
+}
+
+// S1 for the softirq variant, through the IOMMU model (not only the reclaim layer's monitor):
+// as above, the level-2 entry -> T is cached after the split's flush; the remap releases T and
+// the softirq point before the caller's flush runs the softirq tasklet, which frees T; a device
+// translation of another page (IOTLB miss, PSC hit) then reads the freed T. xen-tasklet in the
+// same setup defers the free to the plain tasklet (after the flush): the walk reads a retired
+// table, which is legal.
+TEST(Canary, XenSoftirqTaskletIsCaughtByS1WhenADeviceWalksBeforeTheFlush) {
+  for (policy_kind k : {policy_kind::xen_softirq_tasklet, policy_kind::xen_tasklet}) {
+    SCOPED_TRACE(std::string(policy_name(k)));
+    harness h(one_cpu_config(k));
+    auto n = std::make_shared<unsigned>(0);
+    auto replaced = std::make_shared<std::vector<mem::frame_id>>();
+    h.ex().set_program(0, [&h, n, replaced](unsigned cpu) {
+      switch ((*n)++) {
+        case 0:
+          h.mutate(cpu, 0, mutation::fill, 0, {});
+          break;
+        case 1:
+          h.mutate(cpu, 0, mutation::split, 40, {.caller_flush = true});
+          (void)h.sys().translate(1, cpu * k2m + 47 * k4k, pt::perm_read);  // caches L2 -> T
+          break;
+        case 2:
+          // Retire (T released), process_pending_softirqs(), translate page 48, then flush.
+          h.mutate(cpu, 0, mutation::remap, 41,
+                   {.caller_flush = true, .softirq_point = true, .translate_between = true});
+          *replaced = h.last_gather(cpu).released();
+          break;
+        default:
+          return step_result::finished();
+      }
+      return step_result::yield();
+    });
+    h.ex().set_program(1, [](unsigned) { return step_result::finished(); });
+    h.run();
+    EXPECT_EQ(h.failures(), "");
+    ASSERT_EQ(replaced->size(), 1u) << "the remap should release exactly the leaf table T";
+    const mem::frame_id t = (*replaced)[0];
+    if (k == policy_kind::xen_softirq_tasklet) {
+      ASSERT_GT(h.sys().violations().count(), 0u)
+          << "a walk read the table the softirq tasklet freed and the model did not see it";
+      const iommu::violation v = h.sys().violations().first()[0];
+      EXPECT_EQ(v.kind, iommu::violation_kind::free_frame) << v.describe();
+      EXPECT_EQ(v.frame, t) << v.describe();
+      EXPECT_EQ(v.level, 1u) << v.describe();
+      EXPECT_TRUE(v.via_psc) << v.describe();
+      EXPECT_EQ(v.domain, h.domain_id(0)) << v.describe();
+      EXPECT_EQ(v.iova, 48 * k4k) << v.describe();
+      ASSERT_NE(v.freed_by, nullptr) << v.describe();
+      EXPECT_EQ(std::string(v.freed_by), "xen-softirq-tasklet") << v.describe();
+      EXPECT_GE(v.freed_ns, v.retired_ns) << v.describe();
+      EXPECT_GT(v.retired_ns, 0u) << v.describe();
+      EXPECT_GT(h.monitor().result().s3_violations, 0u);  // and the monitor agrees
+      EXPECT_EQ(h.policy().stats().freed, h.policy().stats().retired);
+    } else {
+      EXPECT_EQ(h.sys().violations().count(), 0u) << h.sys().violations().report();
+      h.expect_contract("xen-tasklet in the softirq S1 scenario");
+      EXPECT_GT(h.policy().stats().worker_runs, 0u) << "T was freed by the plain tasklet, later";
     }
     h.teardown_and_expect_whole();
   }

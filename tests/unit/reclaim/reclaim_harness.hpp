@@ -184,6 +184,8 @@ class harness {
     return static_cast<domain_number>(di + 1);
   }
   [[nodiscard]] const harness_config& config() const noexcept { return cfg_; }
+  // The gather of CPU `cpu`'s last mutate() (valid until its next one).
+  [[nodiscard]] const pt::gather& last_gather(unsigned cpu) const { return gathers_[cpu]; }
   [[nodiscard]] region_state state(unsigned cpu, unsigned di) const {
     return regions_[idx(cpu, di)].state;
   }
