@@ -10,6 +10,9 @@
 #include <gtest/gtest.h>
 #include <rapidcheck.h>
 
+#include <algorithm>
+#include <sstream>
+
 #include "conformance/pt_model.hpp"
 #include "ptreclaim/pt/fmt/amd_v1.hpp"
 #include "ptreclaim/pt/fmt/vtd_ss.hpp"
@@ -156,7 +159,15 @@ TYPED_TEST(PtConformance, BoundarySweep) {
 }
 
 // Fails the n-th allocation of a scenario for n = 1, 2, ... until the scenario runs clean:
-// each failure is a clean no_memory, the table stays consistent and nothing leaks.
+// each failure is a clean no_memory, the table stays consistent and nothing leaks, and the
+// failed operation's effect on translations is exactly what table.hpp allows:
+//   map    a prefix [iova, iova+k) of the range is mapped as asked (chunks are mapped in
+//          ascending order and an error stops there), every other translation is as before;
+//   unmap  a prefix [iova, iova+k) is unmapped, every other translation is as before; in
+//          particular the superpage whose split failed still translates its whole range (its
+//          page size may have shrunk if an outer split completed first).
+// Before the failure, the table equals a clean reference run whose every step the interval
+// oracle checked (pt_model::apply).
 TYPED_TEST(PtConformance, AllocationFailureAtEveryPoint) {
   const std::vector<op_spec> scenario{
       {true, 30, 1, 1, true, 0, 2},    // a 1G leaf (no allocation below the root)
@@ -167,23 +178,70 @@ TYPED_TEST(PtConformance, AllocationFailureAtEveryPoint) {
       {true, 12, 5, 3, true, 0, 2},
       {false, 30, 0, 2, true, 0, 0},
   };
+  using runs = std::vector<mapping>;
+  const auto same = [](const runs& a, const runs& b) {
+    return std::equal(
+        a.begin(), a.end(), b.begin(), b.end(), [](const mapping& x, const mapping& y) {
+          return x.iova == y.iova && x.size == y.size && x.phys == y.phys && x.perms == y.perms;
+        });
+  };
   for (auto mode : {concurrency_mode::locked, concurrency_mode::lock_free}) {
+    // The reference: translations after each step of a clean run, checked by the oracle.
+    std::vector<runs> reference{runs{}};
+    {
+      pt_model ref(TypeParam::kind, domain_config{.mode = mode}, 0, 32);
+      for (const op_spec& o : scenario) {
+        ASSERT_EQ(ref.apply(o), "");
+        reference.push_back(ref.oracle_runs());
+      }
+      ASSERT_EQ(ref.finish(), "");
+    }
     for (std::uint64_t n = 1;; ++n) {
       ASSERT_LT(n, 64u) << "the scenario never ran clean";
       pt_model m(TypeParam::kind, domain_config{.mode = mode}, 0, 32);
       m.pool().inject_alloc_failure(n);
       bool fired = false;
-      for (const op_spec& o : scenario) {
-        const auto before = m.pool().stats().failed_allocations;
+      for (std::size_t i = 0; i < scenario.size(); ++i) {
+        const op_spec& o = scenario[i];
+        const runs before = pt_model::table_runs(m.tbl());
+        if (!fired) {
+          ASSERT_TRUE(same(before, reference[i]))
+              << "n=" << n << " step " << i << ": table " << pt_model::show(before) << "\noracle "
+              << pt_model::show(reference[i]);
+        }
+        const auto failed_before = m.pool().stats().failed_allocations;
         gather g;
-        const unsigned unit = o.unit_lg2;
-        const iova_t iova = o.index << unit;
-        const std::uint64_t size = std::uint64_t{o.count} << unit;
-        Status s = o.is_map ? m.tbl().map(iova, (std::uint64_t{1} << 36) + iova, size, perm_rw, g)
-                            : m.tbl().unmap(iova, size, g);
-        if (m.pool().stats().failed_allocations != before) {
+        const Status s = m.apply_to_table_only(o, g);
+        const runs after = pt_model::table_runs(m.tbl());
+        if (m.pool().stats().failed_allocations != failed_before) {
           fired = true;
           EXPECT_EQ(s.code(), errc::no_memory) << "n=" << n << " " << s.to_string();
+          const auto r = m.resolve(o);
+          const iova_t end = r.iova + r.size;
+          iova_t done = r.iova;  // end of the prefix the failed op completed
+          if (o.is_map) {
+            for (const mapping& a : after) {  // the requested translation, run by run
+              if (a.iova + a.size <= done || a.iova > done) continue;
+              if (a.perms != r.perms || a.phys + (done - a.iova) != r.phys + (done - r.iova)) break;
+              done = std::min(a.iova + a.size, end);
+            }
+          } else {
+            done = end;
+            for (const mapping& a : after)
+              if (a.iova + a.size > r.iova && a.iova < end) {
+                done = std::max(a.iova, r.iova);
+                break;
+              }
+          }
+          EXPECT_LT(done, end) << "n=" << n << " step " << i
+                               << ": a failed op must leave part of its range as it was";
+          runs expect = pt_model::carve(before, r.iova, done);
+          if (o.is_map && done > r.iova) expect.push_back({r.iova, r.phys, done - r.iova, r.perms});
+          expect = pt_model::normalize(expect);
+          EXPECT_TRUE(same(after, expect))
+              << "n=" << n << " step " << i << " (" << testing::describe_op(o)
+              << "): after the failure " << pt_model::show(after) << "\nallowed "
+              << pt_model::show(expect) << "\nbefore " << pt_model::show(before);
         } else if (!s.ok()) {
           // After an injected failure, later steps may meet what the failed one left behind.
           EXPECT_TRUE(fired) << "n=" << n << " " << s.to_string();
@@ -191,11 +249,148 @@ TYPED_TEST(PtConformance, AllocationFailureAtEveryPoint) {
         ASSERT_TRUE(m.tbl().check_invariants().ok())
             << "n=" << n << " " << m.tbl().check_invariants().to_string();
         ASSERT_EQ(m.drain(g), "");
-        ASSERT_EQ(m.pool().stats().in_use, m.tbl().linked_tables()) << "n=" << n;
+        ASSERT_EQ(m.pool().stats().in_use, testing::count_reachable_tables(m.tbl(), m.pool()))
+            << "n=" << n;
       }
       ASSERT_EQ(m.finish(), "") << "n=" << n;
       if (!fired) break;
     }
+  }
+}
+
+// The exact leaves of a table, in IOVA order.
+std::vector<mapping> leaves(const table& t) {
+  std::vector<mapping> v;
+  t.for_each_mapping([&](const mapping& m) { v.push_back(m); });
+  return v;
+}
+
+// refuse_overmap: a superpage over a populated table is address_in_use and changes nothing:
+// every leaf (page sizes included) stays, no table is released, the gather stays empty.
+TYPED_TEST(PtConformance, RefuseOvermapChangesNothing) {
+  constexpr std::uint64_t k4k = 4096, k2m = 2ull << 20, k1g = 1ull << 30;
+  for (auto mode : {concurrency_mode::locked, concurrency_mode::lock_free}) {
+    for (std::uint32_t leaf_levels : {0b110u, 0b1110u}) {
+      SCOPED_TRACE("lock-free " + std::to_string(mode == concurrency_mode::lock_free) +
+                   " leaf_levels " + std::to_string(leaf_levels));
+      mem::frame_pool pool(mem::pool_config{.capacity_frames = 256});
+      auto made = make_table(
+          TypeParam::kind,
+          domain_config{.mode = mode, .refuse_overmap = true, .leaf_levels = leaf_levels}, pool);
+      ASSERT_TRUE(made.ok());
+      table& t = **made;
+      gather g;
+      // A 2M region holding a few 4K pages; a 1G region holding a 4K page and a 2M leaf.
+      ASSERT_TRUE(t.map(3 * k2m + 5 * k4k, 0x7000'0000, 2 * k4k, perm_read, g).ok());
+      ASSERT_TRUE(t.map(2 * k1g + 7 * k4k, 0x1000, k4k, perm_read, g).ok());
+      ASSERT_TRUE(t.map(2 * k1g + 9 * k2m, 5 * k1g, k2m, perm_read, g).ok());
+      ASSERT_TRUE(g.empty() && g.released().empty()) << "filling empty entries owes nothing";
+      const std::vector<mapping> before = leaves(t);
+      const std::uint64_t tables = testing::count_reachable_tables(t, pool);
+      const auto unchanged = [&](const char* what) {
+        const std::vector<mapping> now = leaves(t);
+        ASSERT_EQ(now.size(), before.size()) << what;
+        for (std::size_t i = 0; i < now.size(); ++i) {
+          EXPECT_EQ(now[i].iova, before[i].iova) << what;
+          EXPECT_EQ(now[i].size, before[i].size) << what;
+          EXPECT_EQ(now[i].phys, before[i].phys) << what;
+          EXPECT_EQ(now[i].perms, before[i].perms) << what;
+        }
+        EXPECT_EQ(testing::count_reachable_tables(t, pool), tables) << what;
+        EXPECT_TRUE(g.empty()) << what << ": gather range widened";
+        EXPECT_TRUE(g.released().empty()) << what << ": a table was released";
+        EXPECT_FALSE(g.nonleaf_changed()) << what;
+        EXPECT_TRUE(t.check_invariants().ok()) << what << ": " << t.check_invariants().to_string();
+      };
+      EXPECT_EQ(t.map(3 * k2m, 4 * k1g, k2m, perm_rw, g).code(), errc::address_in_use);
+      unchanged("2M over a leaf table");
+      if (leaf_levels & 0b1000) {
+        EXPECT_EQ(t.map(2 * k1g, 4 * k1g, k1g, perm_rw, g).code(), errc::address_in_use);
+        unchanged("1G over a level-2 table");
+      }
+      t.destroy(g);
+      for (auto f : g.released())
+        ASSERT_TRUE(pool.free(f, "test").ok());
+      EXPECT_TRUE(pool.leaks().empty()) << pool.leak_report();
+    }
+  }
+}
+
+// map() picks the largest page each chunk allows. Expected leaves are written out by hand
+// here (not derived from a size-picking rule) and compared with the table's exact leaves and
+// with lookup()'s level at every leaf's first and last byte.
+TYPED_TEST(PtConformance, LargestPageSizes) {
+  constexpr std::uint64_t k4k = 4096, k2m = 2ull << 20, k1g = 1ull << 30;
+  constexpr std::uint64_t phys_off = 64 * k1g;  // keeps iova and phys congruent mod 1G
+  struct leaf {
+    iova_t iova;
+    std::uint64_t size;
+  };
+  const auto run = [&](std::uint32_t leaf_levels, concurrency_mode mode, iova_t first, iova_t end,
+                       std::uint64_t phys, const std::vector<leaf>& want) {
+    SCOPED_TRACE("leaf_levels " + std::to_string(leaf_levels) + " lock-free " +
+                 std::to_string(mode == concurrency_mode::lock_free) + " first 0x" + [&] {
+                   std::ostringstream o;
+                   o << std::hex << first << " phys 0x" << phys;
+                   return o.str();
+                 }());
+    mem::frame_pool pool(mem::pool_config{.capacity_frames = 64});
+    auto made =
+        make_table(TypeParam::kind, domain_config{.mode = mode, .leaf_levels = leaf_levels}, pool);
+    ASSERT_TRUE(made.ok());
+    table& t = **made;
+    gather g;
+    ASSERT_TRUE(t.map(first, phys, end - first, perm_read, g).ok());
+    const std::vector<mapping> got = leaves(t);
+    ASSERT_EQ(got.size(), want.size());
+    for (std::size_t i = 0; i < want.size(); ++i) {
+      EXPECT_EQ(got[i].iova, want[i].iova) << "leaf " << i;
+      EXPECT_EQ(got[i].size, want[i].size) << "leaf " << i << " at 0x" << std::hex << got[i].iova;
+      EXPECT_EQ(got[i].phys, phys + (want[i].iova - first)) << "leaf " << i;
+      const unsigned level = want[i].size == k4k ? 1 : want[i].size == k2m ? 2 : 3;
+      for (iova_t at : {want[i].iova, want[i].iova + want[i].size - 1}) {
+        auto tr = t.lookup(at);
+        ASSERT_TRUE(tr) << std::hex << at;
+        EXPECT_EQ(tr->level, level) << "lookup(0x" << std::hex << at << ")";
+        EXPECT_EQ(tr->phys, phys + (at - first));
+      }
+    }
+    t.destroy(g);
+    for (auto f : g.released())
+      ASSERT_TRUE(pool.free(f, "test").ok());
+    EXPECT_TRUE(pool.leaks().empty()) << pool.leak_report();
+  };
+  for (auto mode : {concurrency_mode::locked, concurrency_mode::lock_free}) {
+    // 3 pages below a 2M boundary, two 2M pages, 5 pages above.
+    const iova_t a = 5 * k2m - 3 * k4k, a_end = 7 * k2m + 5 * k4k;
+    const std::vector<leaf> two_m{{a, k4k},
+                                  {a + k4k, k4k},
+                                  {a + 2 * k4k, k4k},
+                                  {5 * k2m, k2m},
+                                  {6 * k2m, k2m},
+                                  {7 * k2m, k4k},
+                                  {7 * k2m + k4k, k4k},
+                                  {7 * k2m + 2 * k4k, k4k},
+                                  {7 * k2m + 3 * k4k, k4k},
+                                  {7 * k2m + 4 * k4k, k4k}};
+    run(0b110, mode, a, a_end, a + phys_off, two_m);
+    run(0b1110, mode, a, a_end, a + phys_off, two_m);
+    // 4K, 2M below a 1G boundary, one 1G page, 2M, two 4K above.
+    const iova_t b = k1g - k2m - k4k, b_end = 2 * k1g + k2m + 2 * k4k;
+    std::vector<leaf> one_g{{b, k4k},       {k1g - k2m, k2m},     {k1g, k1g},
+                            {2 * k1g, k2m}, {2 * k1g + k2m, k4k}, {2 * k1g + k2m + k4k, k4k}};
+    if (TypeParam::format::leaf_levels & 0b1000) run(0b1110, mode, b, b_end, b + phys_off, one_g);
+    // Without 1G leaves the middle gigabyte is 512 2M pages.
+    std::vector<leaf> no_1g{{b, k4k}, {k1g - k2m, k2m}};
+    for (unsigned i = 0; i < 512; ++i)
+      no_1g.push_back({k1g + i * k2m, k2m});
+    no_1g.insert(no_1g.end(), {{2 * k1g, k2m}, {2 * k1g + k2m, k4k}, {2 * k1g + k2m + k4k, k4k}});
+    run(0b110, mode, b, b_end, b + phys_off, no_1g);
+    // phys 4K-congruent only: every page is 4K, whatever the IOVA alignment.
+    std::vector<leaf> all_4k;
+    for (iova_t at = 4 * k2m; at < 6 * k2m; at += k4k)
+      all_4k.push_back({at, k4k});
+    run(0b1110, mode, 4 * k2m, 6 * k2m, phys_off + k4k, all_4k);
   }
 }
 

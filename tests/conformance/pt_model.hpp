@@ -11,6 +11,7 @@
 // level cannot hide.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -92,21 +93,97 @@ class pt_model {
   [[nodiscard]] mem::frame_pool& pool() { return pool_; }
   [[nodiscard]] const std::map<iova_t, extent>& oracle() const { return oracle_; }
 
-  // Applies one operation to the table and the oracle; "" or what went wrong.
-  std::string apply(const op_spec& o) {
+  // The concrete arguments an op_spec stands for in this model's window.
+  struct resolved_op {
+    iova_t iova = 0;
+    std::uint64_t size = 0;
+    std::uint64_t phys = 0;  // maps only
+    std::uint8_t perms = perm_none;
+  };
+  [[nodiscard]] resolved_op resolve(const op_spec& o) const {
     const unsigned unit = std::min(o.unit_lg2, window_lg2_);
     const std::uint64_t units = std::uint64_t{1} << (window_lg2_ - unit);
     const std::uint64_t first_unit = o.index % units;
     const std::uint64_t count = std::min<std::uint64_t>(std::max(o.count, 1u), units - first_unit);
-    const iova_t iova = base_ + (first_unit << unit);
-    const std::uint64_t size = count << unit;
+    resolved_op r;
+    r.iova = base_ + (first_unit << unit);
+    r.size = count << unit;
+    r.phys = o.contiguous_phys ? phys_base_ + (r.iova - base_)
+                               : ((o.phys_index << unit) & (bit_range(12, 39)));
+    r.perms = perms_[o.perm_sel % perms_.size()];
+    return r;
+  }
+  // Runs the resolved op on the table only (the oracle is not told).
+  Status apply_to_table_only(const op_spec& o, gather& g) {
+    const resolved_op r = resolve(o);
+    return o.is_map ? table_->map(r.iova, r.phys, r.size, r.perms, g)
+                    : table_->unmap(r.iova, r.size, g);
+  }
+
+  // The oracle as maximal runs (contiguous iova and phys, same perms), in IOVA order.
+  [[nodiscard]] std::vector<mapping> oracle_runs() const {
+    std::vector<mapping> v;
+    for (const auto& [iova, e] : oracle_)
+      v.push_back({iova, e.phys, e.size, e.perms});
+    return normalize(v);
+  }
+  // The table's translations as maximal runs, in IOVA order (independent of page sizes).
+  [[nodiscard]] static std::vector<mapping> table_runs(const table& t) {
+    std::vector<mapping> v;
+    t.for_each_mapping([&](const mapping& m) { v.push_back(m); });
+    return normalize(v);
+  }
+  // Merges runs that continue each other (same perms, contiguous iova and phys); sorts first.
+  [[nodiscard]] static std::vector<mapping> normalize(std::vector<mapping> v) {
+    std::sort(v.begin(), v.end(),
+              [](const mapping& a, const mapping& b) { return a.iova < b.iova; });
+    std::vector<mapping> out;
+    for (const mapping& m : v) {
+      if (!out.empty()) {
+        mapping& l = out.back();
+        if (l.iova + l.size == m.iova && l.phys + l.size == m.phys && l.perms == m.perms) {
+          l.size += m.size;
+          continue;
+        }
+      }
+      out.push_back(m);
+    }
+    return out;
+  }
+  // Runs v with [first, end) removed (runs cut at the edges).
+  [[nodiscard]] static std::vector<mapping> carve(const std::vector<mapping>& v, iova_t first,
+                                                  iova_t end) {
+    std::vector<mapping> out;
+    for (const mapping& m : v) {
+      const iova_t m_end = m.iova + m.size;
+      if (m_end <= first || m.iova >= end) {
+        out.push_back(m);
+        continue;
+      }
+      if (m.iova < first) out.push_back({m.iova, m.phys, first - m.iova, m.perms});
+      if (m_end > end) out.push_back({end, m.phys + (end - m.iova), m_end - end, m.perms});
+    }
+    return out;
+  }
+  [[nodiscard]] static std::string show(const std::vector<mapping>& v) {
+    std::string s;
+    for (const mapping& m : v)
+      s += "[0x" + hex(m.iova) + " +0x" + hex(m.size) + " -> 0x" + hex(m.phys) + " p" +
+           std::to_string(m.perms) + "] ";
+    return s.empty() ? "(none)" : s;
+  }
+
+  // Applies one operation to the table and the oracle; "" or what went wrong.
+  std::string apply(const op_spec& o) {
+    const resolved_op r = resolve(o);
+    const iova_t iova = r.iova;
+    const std::uint64_t size = r.size;
     const std::string what = describe_op(o) + " -> [0x" + hex(iova) + ", +0x" + hex(size) + ")";
     std::vector<std::pair<iova_t, iova_t>> removed;  // ranges whose translation went away
     gather g;
     if (o.is_map) {
-      const std::uint64_t phys = o.contiguous_phys ? phys_base_ + (iova - base_)
-                                                   : ((o.phys_index << unit) & (bit_range(12, 39)));
-      const std::uint8_t perms = perms_[o.perm_sel % perms_.size()];
+      const std::uint64_t phys = r.phys;
+      const std::uint8_t perms = r.perms;
       errc expected = errc::ok;
       predict_map(iova, phys, size, perms, expected, removed);
       const Status s = table_->map(iova, phys, size, perms, g);
@@ -132,13 +209,8 @@ class pt_model {
 
   // Full comparison of the table with the oracle, invariants and the ledger.
   std::string check() {
-    std::vector<mapping> got;
-    table_->for_each_mapping([&](const mapping& m) { got.push_back(m); });
-    std::vector<mapping> want;
-    for (const auto& [iova, e] : oracle_)
-      want.push_back({iova, e.phys, e.size, e.perms});
-    normalize(got);
-    normalize(want);
+    const std::vector<mapping> got = table_runs(*table_);
+    const std::vector<mapping> want = oracle_runs();
     if (got.size() != want.size())
       return "translations differ: table has " + std::to_string(got.size()) + " runs, oracle " +
              std::to_string(want.size()) + first_diff(got, want);
@@ -213,21 +285,6 @@ class pt_model {
                ")";
     }
     return {};
-  }
-  // Merges runs that continue each other (same perms, contiguous iova and phys).
-  static void normalize(std::vector<mapping>& v) {
-    std::vector<mapping> out;
-    for (const mapping& m : v) {
-      if (!out.empty()) {
-        mapping& l = out.back();
-        if (l.iova + l.size == m.iova && l.phys + l.size == m.phys && l.perms == m.perms) {
-          l.size += m.size;
-          continue;
-        }
-      }
-      out.push_back(m);
-    }
-    v = std::move(out);
   }
 
   unsigned pick_level(iova_t iova, std::uint64_t phys, std::uint64_t size) const {
