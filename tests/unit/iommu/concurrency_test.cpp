@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "iommu_fixture.hpp"
+#include "ptreclaim/base/bits.hpp"
 #include "ptreclaim/iommu/device.hpp"
 
 namespace ptreclaim::iommu::test {
@@ -22,6 +23,7 @@ constexpr unsigned rounds_per_batch = 300;
 constexpr unsigned rounds_per_batch = 3000;
 #endif
 constexpr unsigned max_batches = 20;  // bounded retries for a rare interleaving
+constexpr unsigned regions = 4;       // 2M regions the devices use and the CPU rewrites
 
 struct run_totals {
   std::uint64_t translations = 0;
@@ -48,16 +50,25 @@ run_totals run(bool mutant, std::uint64_t seed, Enough&& enough) {
   std::atomic<bool> stop{false};
   std::vector<std::thread> devs;
   std::atomic<std::uint64_t> translations{0};
+  // The IOVA a step-wise device is walking, or none: the CPU rewrites that region when it can.
+  constexpr iova_t none = ~iova_t{0};
+  std::atomic<iova_t> walking_iova{none};
   for (device_id id : {device_id{1}, device_id{2}, device_id{3}}) {
     devs.emplace_back([&, id] {
       device_config dc{.id = id,
                        .pattern = access_pattern::uniform,
-                       .windows = {{0, 8 * k2m}},
+                       .windows = {{0, regions * k2m}},
                        .stepwise = id != 2,
                        .seed = seed * 1000u + id};
       device dev(f.sys, dc);
       while (!stop.load(std::memory_order_relaxed)) {
         if (dev.step()) translations.fetch_add(1, std::memory_order_relaxed);
+        if (dev.walking()) {
+          // Mid-walk, holding a table pointer: give the CPU time to change that table.
+          walking_iova.store(dev.last_iova(), std::memory_order_relaxed);
+          for (int k = 0; k < 4; ++k)
+            std::this_thread::yield();
+        }
         std::this_thread::yield();
       }
       dev.cancel();
@@ -72,7 +83,13 @@ run_totals run(bool mutant, std::uint64_t seed, Enough&& enough) {
   bool ok = true;
   while (ok && tot.batches < max_batches && !enough(tot)) {
     for (unsigned i = 0; i < rounds_per_batch && ok; ++i) {
-      const iova_t region = rng.below(8) * k2m;
+      // Steer toward the interesting case: rewrite the region a device is walking (bounded
+      // wait, so a descheduled device only makes a round less interesting), else a random one.
+      for (unsigned k = 0; k < 200 && walking_iova.load(std::memory_order_relaxed) == none; ++k)
+        std::this_thread::yield();
+      const iova_t hot = walking_iova.exchange(none, std::memory_order_relaxed);
+      const iova_t region =
+          hot != none && rng.chance(3, 4) ? align_down(hot, 21) : rng.below(regions) * k2m;
       g.clear();
       ok = t.unmap(region, k2m, g).ok();
       if (rng.chance(1, 2)) {
