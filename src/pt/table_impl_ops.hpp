@@ -260,6 +260,8 @@ Status table_impl<F>::check_table(mem::frame_id t, unsigned level, iova_t base,
   if (id.state != mem::frame_state::page_table || id.domain != cfg_.domain || id.level != level)
     return fail(std::string("frame owned as ") + mem::frame_state_name(id.state) + " of domain " +
                 std::to_string(id.domain) + " level " + std::to_string(id.level));
+  if (!pool_.meta(t).linked.load(std::memory_order_relaxed))
+    return fail("reachable table not marked linked in the pool");
   const word* w = pool_.words(t);
   const std::uint64_t size = entry_size(level);
   unsigned present_count = 0;
