@@ -15,8 +15,13 @@
 // (reported as S4) while X keeps appending to that list. flush-epoch re-arms a timer bound to X
 // and does not have it.
 //
-// Random: seeded campaigns of random mutations and random CPU-driven hotplug on the
-// deterministic executor; a failure prints the seed and how to replay it.
+// Both executors: the exhaustive sequences (up to 3 operations deterministic, up to 2 threaded)
+// and seeded campaigns of random mutations and random CPU-driven hotplug (on the threaded
+// executor CPU 0 drives all hotplug); a failure prints the seed and how to replay it.
+//
+// flush-epoch's caller flush rides at once (its ring is empty right after the flush), so in the
+// exhaustive test its callers flush late: in the step after the phase's operation, still before
+// their scheduler point (Xen's contract allows it), so the operation meets non-empty rings.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -79,93 +84,132 @@ void enumerate(std::vector<hp_step>& prefix, std::array<bool, hp_cpus> online, u
 struct exhaustive_param {
   policy_kind policy;
   bool caller_flush;
+  exec_kind exec = exec_kind::deterministic;
 };
 
 std::string exhaustive_name(const testing::TestParamInfo<exhaustive_param>& i) {
-  return ident(policy_name(i.param.policy)) + (i.param.caller_flush ? "_flush" : "_noflush");
+  return ident(policy_name(i.param.policy)) + (i.param.caller_flush ? "_flush" : "_noflush") + "_" +
+         exec_name(i.param.exec);
 }
 
 struct script_result {
   bool any_failed_down_with_frames = false;  // a down_fail while the monitor saw frames pending
   std::uint64_t min_pending_at_op = ~std::uint64_t{0};
+  unsigned ops = 0;              // operations performed while another CPU had retired
+  unsigned ops_with_frames = 0;  // ... of which the monitor saw frames pending
 };
 
-// Runs one sequence; returns what the script observed.
-script_result run_sequence(harness& h, const std::vector<hp_step>& seq, bool caller_flush) {
+// Runs one sequence; returns what the script observed. `late_flush`: callers flush in the step
+// after the phase's operation (never before their scheduler point) instead of right after the
+// retire. The state is shared by the CPUs' threads under the threaded executor: atomics, and
+// the result written only by the phase's driver, handed over through `phase`.
+script_result run_sequence(harness& h, const std::vector<hp_step>& seq, bool caller_flush,
+                           bool late_flush = false) {
   struct state {
-    unsigned phase = 0;
-    bool settling = false;
-    std::array<bool, hp_cpus> retired{};
-    std::array<bool, hp_cpus> final_done{};
-    unsigned page = 1;
+    std::atomic<unsigned> phase{0};
+    std::atomic<bool> settling{false};
+    std::array<std::atomic<bool>, hp_cpus> retired{};
+    std::array<bool, hp_cpus> final_done{};                 // each touched by its CPU only
+    std::array<std::optional<pt::gather>, hp_cpus> owed{};  // late flushes, by their CPU only
+    std::atomic<unsigned> page{1};
     script_result res;
   };
   auto s = std::make_shared<state>();
   runtime::executor& ex = h.ex();
+  const auto flush_owed = [&h](state& st, unsigned cpu) {
+    if (!st.owed[cpu]) return;
+    Result<epoch_t> e = invalidate_after_retire(h.policy(), h.monitor(), h.domain_id(0),
+                                                *st.owed[cpu], wait_timeout_ns);
+    if (!e.ok()) h.record_failure("late flush: " + e.status().to_string());
+    st.owed[cpu].reset();
+  };
   for (unsigned c = 0; c < hp_cpus; ++c) {
-    ex.set_program(c, [&h, &ex, s, seq, caller_flush](unsigned cpu) -> step_result {
-      harness::step_options o;
-      o.caller_flush = caller_flush;
-      if (s->phase < seq.size()) {
-        const hp_step& op = seq[s->phase];
-        const unsigned driver = lowest_online_except(ex, op.cpu);
-        if (cpu != driver) {
-          if (!s->retired[cpu] && !s->settling) {
-            h.mutate(cpu, 0, h.releasing(cpu, 0), s->page++ * 37, o);
-            s->retired[cpu] = true;
+    ex.set_program(
+        c, [&h, &ex, s, seq, caller_flush, late_flush, flush_owed](unsigned cpu) -> step_result {
+          harness::step_options o;
+          o.caller_flush = caller_flush && !late_flush;
+          const unsigned phase = s->phase.load();
+          if (phase < seq.size()) {
+            const hp_step& op = seq[phase];
+            const unsigned driver = lowest_online_except(ex, op.cpu);
+            if (cpu != driver) {
+              if (s->owed[cpu] && !s->retired[cpu].load()) {  // the operation it waited for is done
+                flush_owed(*s, cpu);
+                return step_result::yield();
+              }
+              if (!s->retired[cpu].load() && !s->settling.load()) {
+                h.mutate(cpu, 0, h.releasing(cpu, 0), s->page.fetch_add(1) * 37, o);
+                if (caller_flush && late_flush && !h.last_gather(cpu).empty())
+                  s->owed[cpu] = h.last_gather(cpu);
+                s->retired[cpu].store(true);
+              }
+              return step_result::busy();  // no scheduler point: its tasklet/work stays queued
+            }
+            if (s->owed[cpu]) {  // it retired as a non-driver in the phase just done
+              flush_owed(*s, cpu);
+              return step_result::busy();
+            }
+            if (s->settling.load()) {  // the driver passed its scheduler point: next phase
+              s->settling.store(false);
+              for (auto& r : s->retired)
+                r.store(false);
+              s->phase.store(phase + 1);
+              return step_result::busy();
+            }
+            for (unsigned x = 0; x < hp_cpus; ++x)
+              if (x != driver && ex.cpu_online(x) && !s->retired[x].load())
+                return step_result::busy();
+            const std::uint64_t pending = h.monitor().pending();
+            if (lowest_online_except(ex, driver) != runtime::no_cpu) {  // another CPU retired
+              s->res.min_pending_at_op = std::min(s->res.min_pending_at_op, pending);
+              ++s->res.ops;
+              s->res.ops_with_frames += pending > 0 ? 1 : 0;
+            }
+            Status st;
+            switch (op.op) {
+              case hotplug_op::down:
+                st = ex.cpu_down(op.cpu);
+                if (!st.ok())
+                  h.record_failure("cpu_down(" + std::to_string(op.cpu) + "): " + st.to_string());
+                break;
+              case hotplug_op::up:
+                st = ex.cpu_up(op.cpu);
+                if (!st.ok())
+                  h.record_failure("cpu_up(" + std::to_string(op.cpu) + "): " + st.to_string());
+                break;
+              case hotplug_op::down_fail:
+                if (pending > 0) s->res.any_failed_down_with_frames = true;
+                ex.inject_cpu_down_failure(1);
+                st = ex.cpu_down(op.cpu);
+                if (st.code() != errc::busy)
+                  h.record_failure("failed cpu_down(" + std::to_string(op.cpu) + ") returned " +
+                                   st.to_string());
+                break;
+            }
+            s->settling.store(true);
+            return step_result::yield();
           }
-          return step_result::busy();  // no scheduler point: its tasklet/work stays queued
-        }
-        if (s->settling) {  // the driver passed its scheduler point: next phase
-          s->settling = false;
-          s->retired = {};
-          ++s->phase;
-          return step_result::busy();
-        }
-        for (unsigned x = 0; x < hp_cpus; ++x)
-          if (x != driver && ex.cpu_online(x) && !s->retired[x]) return step_result::busy();
-        const std::uint64_t pending = h.monitor().pending();
-        if (lowest_online_except(ex, driver) != runtime::no_cpu)  // another CPU retired
-          s->res.min_pending_at_op = std::min(s->res.min_pending_at_op, pending);
-        Status st;
-        switch (op.op) {
-          case hotplug_op::down:
-            st = ex.cpu_down(op.cpu);
-            if (!st.ok())
-              h.record_failure("cpu_down(" + std::to_string(op.cpu) + "): " + st.to_string());
-            break;
-          case hotplug_op::up:
-            st = ex.cpu_up(op.cpu);
-            if (!st.ok())
-              h.record_failure("cpu_up(" + std::to_string(op.cpu) + "): " + st.to_string());
-            break;
-          case hotplug_op::down_fail:
-            if (pending > 0) s->res.any_failed_down_with_frames = true;
-            ex.inject_cpu_down_failure(1);
-            st = ex.cpu_down(op.cpu);
-            if (st.code() != errc::busy)
-              h.record_failure("failed cpu_down(" + std::to_string(op.cpu) + ") returned " +
-                               st.to_string());
-            break;
-        }
-        s->settling = true;
-        return step_result::yield();
-      }
-      // After the sequence: every CPU clears its region; the lowest online CPU brings the
-      // offline ones back so their programs can finish too.
-      if (!s->final_done[cpu]) {
-        h.mutate(cpu, 0, mutation::clear, 0, o);
-        s->final_done[cpu] = true;
-      }
-      if (lowest_online_except(ex, runtime::no_cpu) == cpu) {
-        for (unsigned x = 0; x < hp_cpus; ++x) {
-          if (ex.cpu_online(x)) continue;
-          if (Status st = ex.cpu_up(x); !st.ok())
-            h.record_failure("final cpu_up: " + st.to_string());
-        }
-      }
-      return step_result::finished();
-    });
+          // After the sequence: every CPU flushes what it owes and clears its region; the lowest
+          // online CPU brings the offline ones back so their programs can finish too.
+          flush_owed(*s, cpu);
+          if (!s->final_done[cpu]) {
+            harness::step_options fo;
+            fo.caller_flush = caller_flush;
+            h.mutate(cpu, 0, mutation::clear, 0, fo);
+            s->final_done[cpu] = true;
+          }
+          if (lowest_online_except(ex, runtime::no_cpu) == cpu) {
+            for (unsigned x = 0; x < hp_cpus; ++x) {
+              if (ex.cpu_online(x)) continue;
+              // Threaded: a CPU this loop brought up may run the same loop at once (it is
+              // now the lowest online); busy means that one is bringing x up.
+              const Status st = ex.cpu_up(x);
+              if (!st.ok() && st.code() != errc::busy)
+                h.record_failure("final cpu_up: " + st.to_string());
+            }
+          }
+          return step_result::finished();
+        });
   }
   h.run();
   return s->res;
@@ -175,25 +219,33 @@ class HotplugExhaustive : public testing::TestWithParam<exhaustive_param> {};
 
 TEST_P(HotplugExhaustive, EveryLegalSequenceUpToThree) {
   const exhaustive_param p = GetParam();
+  const bool threaded = p.exec == exec_kind::threaded;
+  const bool short_seqs = under_sanitizer || threaded;
   std::vector<std::vector<hp_step>> seqs;
   std::vector<hp_step> prefix;
-  enumerate(prefix, {true, true, true}, under_sanitizer ? 2 : 3, seqs);
-  ASSERT_EQ(seqs.size(), under_sanitizer ? 39u : 198u);  // counted independently
-  unsigned xen_findings = 0, with_down_fail = 0;
+  enumerate(prefix, {true, true, true}, short_seqs ? 2 : 3, seqs);
+  ASSERT_EQ(seqs.size(), short_seqs ? 39u : 198u);  // counted independently
+  // flush-epoch rides on a caller's flush at once: its callers flush after the operation.
+  const bool late_flush = p.policy == policy_kind::flush_epoch && p.caller_flush;
+  unsigned xen_findings = 0, with_down_fail = 0, ops = 0, ops_with_frames = 0;
   std::uint64_t adopted = 0;  // frames CPU_DEAD handlers moved to a running CPU, all sequences
   for (std::size_t i = 0; i < seqs.size(); ++i) {
     harness_config c;
     c.policy = p.policy;
+    c.exec = p.exec;
     c.cpus = hp_cpus;
     c.domains = 1;
     c.seed = i + 1;
     c.devices = false;
     c.frames = 256;
     c.max_steps = 200'000;
+    // Real time: flush-epoch's timer must not empty the rings while the driver waits for the
+    // other CPUs' retires (it still frees everything at the end, after 20 ms).
+    if (threaded) c.reclaim.max_age_ns = 20'000'000;
     harness h(c);
-    const script_result r = run_sequence(h, seqs[i], p.caller_flush);
-    const std::string ctx = std::string(policy_name(p.policy)) + " sequence " + describe(seqs[i]) +
-                            " (index " + std::to_string(i) + ")";
+    const script_result r = run_sequence(h, seqs[i], p.caller_flush, late_flush);
+    const std::string ctx = std::string(policy_name(p.policy)) + " " + exec_name(p.exec) +
+                            " sequence " + describe(seqs[i]) + " (index " + std::to_string(i) + ")";
     bool has_down_fail = false;
     for (const hp_step& x : seqs[i])
       has_down_fail = has_down_fail || x.op == hotplug_op::down_fail;
@@ -201,9 +253,10 @@ TEST_P(HotplugExhaustive, EveryLegalSequenceUpToThree) {
     const bool xen_expected =
         p.policy == policy_kind::xen_tasklet && has_down_fail && r.any_failed_down_with_frames;
     h.expect_contract(ctx, /*check_s4=*/!xen_expected);
-    if (p.policy != policy_kind::sync &&
-        !(p.policy == policy_kind::flush_epoch && p.caller_flush)) {
-      // The hotplug operations really met non-empty lists/rings.
+    ops += r.ops;
+    ops_with_frames += r.ops_with_frames;
+    if (p.policy != policy_kind::sync && !threaded) {
+      // The hotplug operations really met non-empty lists/rings (sync holds nothing).
       EXPECT_GT(r.min_pending_at_op, 0u) << ctx;
     }
     if (xen_expected) {
@@ -224,11 +277,19 @@ TEST_P(HotplugExhaustive, EveryLegalSequenceUpToThree) {
       break;
     }
   }
-  const bool per_cpu_queues = p.policy == policy_kind::xen_tasklet ||
-                              (p.policy == policy_kind::flush_epoch && !p.caller_flush);
+  EXPECT_GT(ops, seqs.size());  // sequences of 2-3 operations with other CPUs retiring
+  if (p.policy != policy_kind::sync) {
+    // Threaded: a slow host may let a worker run before an operation now and then; most
+    // operations must still meet frames.
+    EXPECT_GE(2 * ops_with_frames, ops) << ops_with_frames << " of " << ops;
+  } else {
+    EXPECT_EQ(ops_with_frames, 0u) << "sync held frames between calls";
+  }
+  const bool per_cpu_queues =
+      p.policy == policy_kind::xen_tasklet || p.policy == policy_kind::flush_epoch;
   if (per_cpu_queues) {
     EXPECT_GT(adopted, 0u) << "no dead CPU's frames were ever adopted";
-  } else if (p.policy != policy_kind::flush_epoch) {
+  } else {
     EXPECT_EQ(adopted, 0u) << "a policy without per-CPU queues reported adopted frames";
   }
   if (p.policy == policy_kind::xen_tasklet) {
@@ -238,12 +299,17 @@ TEST_P(HotplugExhaustive, EveryLegalSequenceUpToThree) {
 }
 
 std::vector<exhaustive_param> exhaustive_params() {
-  return {{policy_kind::sync, true},
-          {policy_kind::xen_tasklet, true},
-          {policy_kind::linux_global_work, true},
-          {policy_kind::linux_global_work, false},
-          {policy_kind::flush_epoch, true},
-          {policy_kind::flush_epoch, false}};
+  std::vector<exhaustive_param> out;
+  for (exec_kind e : {exec_kind::deterministic, exec_kind::threaded}) {
+    for (const auto& [k, flush] : {std::pair{policy_kind::sync, true},
+                                   {policy_kind::xen_tasklet, true},
+                                   {policy_kind::linux_global_work, true},
+                                   {policy_kind::linux_global_work, false},
+                                   {policy_kind::flush_epoch, true},
+                                   {policy_kind::flush_epoch, false}})
+      out.push_back({k, flush, e});
+  }
+  return out;
 }
 
 INSTANTIATE_TEST_SUITE_P(Safe, HotplugExhaustive, testing::ValuesIn(exhaustive_params()),
@@ -352,6 +418,9 @@ struct campaign_options {
   unsigned cpus = 4;
   bool allow_down_fail = true;
   bool always_flush = false;
+  // CPU 0 performs every hotplug operation (threaded: concurrent operations from several CPUs
+  // would take each other's injected failures, and refuse each other's final cpu_up as busy).
+  bool cpu0_drives = false;
 };
 
 // Random mutations on 2 domains, random step results, random softirq points between retire
@@ -363,7 +432,7 @@ void run_campaign(harness& h, std::uint64_t seed, const campaign_options& co) {
   };
   struct shared {
     std::vector<cpu_state> cpu;
-    bool winding_down = false;
+    std::atomic<bool> winding_down{false};
   };
   auto s = std::make_shared<shared>();
   s->cpu.resize(co.cpus);
@@ -375,15 +444,20 @@ void run_campaign(harness& h, std::uint64_t seed, const campaign_options& co) {
     ex.set_program(c, [&h, &ex, s, co, domains](unsigned cpu) -> step_result {
       cpu_state& me = s->cpu[cpu];
       prng& rng = me.rng;
+      const bool drives = !co.cpu0_drives || cpu == 0;
       if (me.done >= co.ops_per_cpu) {
         s->winding_down = true;
-        for (unsigned x = 0; x < co.cpus; ++x)
-          if (!ex.cpu_online(x)) (void)ex.cpu_up(x);
+        for (unsigned x = 0; drives && x < co.cpus; ++x) {
+          if (ex.cpu_online(x)) continue;
+          const Status st = ex.cpu_up(x);
+          if (!st.ok() && co.cpu0_drives) h.record_failure("final cpu_up: " + st.to_string());
+        }
         return step_result::finished();
       }
       ++me.done;
-      if (!s->winding_down && rng.chance(1, 6)) {
-        const auto target = static_cast<unsigned>(rng.below(co.cpus));
+      if (drives && !s->winding_down && rng.chance(1, 6)) {
+        const auto target =
+            static_cast<unsigned>(co.cpu0_drives ? 1 + rng.below(co.cpus - 1) : rng.below(co.cpus));
         const std::uint64_t what = rng.below(co.allow_down_fail ? 3 : 2);
         if (what == 0) {
           (void)ex.cpu_down(target);  // refused (self, offline, last) is fine
@@ -427,44 +501,69 @@ void run_campaign(harness& h, std::uint64_t seed, const campaign_options& co) {
   return std::nullopt;
 }
 
-class HotplugCampaign : public testing::TestWithParam<policy_kind> {};
+struct campaign_param {
+  policy_kind policy;
+  exec_kind exec;
+};
+
+class HotplugCampaign : public testing::TestWithParam<campaign_param> {};
 
 TEST_P(HotplugCampaign, RandomOpsAndHotplug) {
-  const policy_kind k = GetParam();
-  const unsigned seeds = under_sanitizer ? 6 : 50;
+  const policy_kind k = GetParam().policy;
+  const bool threaded = GetParam().exec == exec_kind::threaded;
+  const unsigned seeds = threaded ? (under_sanitizer ? 2 : 6) : (under_sanitizer ? 6 : 50);
   campaign_options co;
-  co.ops_per_cpu = under_sanitizer ? 12 : 16;
+  co.ops_per_cpu = under_sanitizer ? 12 : (threaded ? 40 : 16);
+  co.cpu0_drives = threaded;
   // xen-tasklet: no failed offlines here (their wrong-CPU worker is the exhaustive test's
   // expected finding), and the caller always flushes (its contract).
   co.allow_down_fail = k != policy_kind::xen_tasklet;
   co.always_flush = k == policy_kind::xen_tasklet;
   const std::optional<std::uint64_t> only = replay_seed();
-  std::uint64_t hotplug_ops = 0;
+  std::uint64_t hotplug_ops = 0, downs = 0, adopted = 0;
   for (std::uint64_t seed = only ? *only : 1; seed <= (only ? *only : seeds); ++seed) {
     harness_config c;
     c.policy = k;
+    c.exec = GetParam().exec;
     c.cpus = co.cpus;
     c.domains = 2;
     c.seed = seed;
     c.frames = 1024;
+    if (threaded) c.device_gap_ns = 20'000;
     harness h(c);
     run_campaign(h, seed, co);
     const runtime::run_stats& st = h.last_run();
     hotplug_ops += st.cpu_downs + st.cpu_ups + st.cpu_down_failures;
-    const std::string ctx = std::string(policy_name(k)) + " seed " + std::to_string(seed) +
+    downs += st.cpu_downs;
+    adopted += h.policy().stats().adopted;
+    const std::string ctx = std::string(policy_name(k)) + " " + exec_name(GetParam().exec) +
+                            " seed " + std::to_string(seed) +
                             " -- replay: PTRECLAIM_RECLAIM_SEED=" + std::to_string(seed) +
                             " reclaim_hotplug_test --gtest_filter='*HotplugCampaign*" +
-                            ident(policy_name(k)) + "*'";
+                            ident(policy_name(k)) + "_" + exec_name(GetParam().exec) + "*'";
     h.expect_contract(ctx);
     h.teardown_and_expect_whole();
     if (HasFailure()) break;
   }
   EXPECT_GT(hotplug_ops, 0u) << "the campaign never hot-plugged a CPU";
+  EXPECT_GT(downs, 0u) << "the campaign never took a CPU offline";
+  if (k == policy_kind::xen_tasklet && !only) {
+    EXPECT_GT(adopted, 0u) << "no offline met a non-empty list";
+  }
 }
 
-INSTANTIATE_TEST_SUITE_P(Safe, HotplugCampaign, testing::ValuesIn(safe_policies),
-                         [](const testing::TestParamInfo<policy_kind>& i) {
-                           return ident(policy_name(i.param));
+std::vector<campaign_param> campaign_params() {
+  std::vector<campaign_param> out;
+  for (exec_kind e : {exec_kind::deterministic, exec_kind::threaded})
+    for (policy_kind k : safe_policies)
+      out.push_back({k, e});
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Safe, HotplugCampaign, testing::ValuesIn(campaign_params()),
+                         [](const testing::TestParamInfo<campaign_param>& i) {
+                           return ident(policy_name(i.param.policy)) + "_" +
+                                  exec_name(i.param.exec);
                          });
 
 }  // namespace
