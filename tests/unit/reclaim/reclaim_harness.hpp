@@ -3,8 +3,8 @@
 //   executor (deterministic or threaded) -> frame pool and iommu::system built on it as their
 //   platform -> 2 IOMMU units -> N domains (VT-d 4-level tables, locked mode, coalescing on),
 //   each attached to both units through its own devices -> iommu_backend wrapped by the
-//   safety_monitor (the backend the policy uses AND its observer) -> a policy from
-//   make_reclaimer.
+//   safety_monitor (the backend the policy uses AND its observer, with an optional extra
+//   observer of the test's) -> a policy from make_reclaimer.
 //
 // CPU programs release tables for real: CPU c owns the 2 MiB region [c * 2 MiB, (c+1) * 2 MiB)
 // of every domain. `fill` maps its 512 4K pages one by one (the last map coalesces them into a
@@ -101,6 +101,29 @@ struct harness_config {
 enum class mutation : std::uint8_t { fill, churn, split, remap, clear };
 enum class region_state : std::uint8_t { empty, coalesced, split };
 
+// The policy's observer: the safety monitor, then (if set) a test's own observer.
+class tee_observer final : public reclaim_observer {
+ public:
+  explicit tee_observer(safety_monitor& m) : monitor_(m) {}
+  void set_extra(reclaim_observer* o) noexcept { extra_ = o; }
+  void on_retire(domain_number d, mem::frame_id f, const invalidation_range& need) override {
+    monitor_.on_retire(d, f, need);
+    if (extra_ != nullptr) extra_->on_retire(d, f, need);
+  }
+  void on_free(mem::frame_id f, const char* path) override {
+    monitor_.on_free(f, path);
+    if (extra_ != nullptr) extra_->on_free(f, path);
+  }
+  void on_invariant_violation(const std::string& what) override {
+    monitor_.on_invariant_violation(what);
+    if (extra_ != nullptr) extra_->on_invariant_violation(what);
+  }
+
+ private:
+  safety_monitor& monitor_;
+  reclaim_observer* extra_ = nullptr;
+};
+
 class harness {
  public:
   explicit harness(const harness_config& c)
@@ -109,7 +132,8 @@ class harness {
         pool_(mem::pool_config{.capacity_frames = c.frames, .caches = c.cpus}, *ex_),
         sys_(pool_, {}, *ex_),
         backend_(sys_),
-        monitor_(backend_, c.reclaim.max_pending) {
+        monitor_(backend_, c.reclaim.max_pending),
+        tee_(monitor_) {
     const unsigned u0 = sys_.add_unit(c.unit);
     const unsigned u1 = sys_.add_unit(c.unit);
     for (unsigned i = 0; i < c.domains; ++i) {
@@ -137,7 +161,7 @@ class harness {
     }
     regions_.assign(std::size_t{c.cpus} * c.domains, region{});
     gathers_.resize(c.cpus);
-    auto p = make_reclaimer(c.policy, reclaim_env{*ex_, monitor_, pool_, &monitor_}, c.reclaim);
+    auto p = make_reclaimer(c.policy, reclaim_env{*ex_, monitor_, pool_, &tee_}, c.reclaim);
     PTR_ASSERT_MSG(p.ok(), "harness: make_reclaimer failed");
     policy_ = std::move(*p);
     // The IOMMU engine: moves the units' queues to now. Under the deterministic executor a
@@ -178,6 +202,9 @@ class harness {
   [[nodiscard]] mem::frame_pool& pool() noexcept { return pool_; }
   [[nodiscard]] iommu::system& sys() noexcept { return sys_; }
   [[nodiscard]] safety_monitor& monitor() noexcept { return monitor_; }
+  // A test's own observer of the policy's retires and frees, besides the monitor (set it
+  // before run(); it must outlive the harness's run).
+  void set_extra_observer(reclaim_observer* o) noexcept { tee_.set_extra(o); }
   [[nodiscard]] reclaimer& policy() noexcept { return *policy_; }
   [[nodiscard]] pt::table& table(unsigned di) noexcept { return *tables_[di]; }
   [[nodiscard]] domain_number domain_id(unsigned di) const noexcept {
@@ -412,6 +439,7 @@ class harness {
   std::vector<iommu::domain*> doms_;
   iommu_backend backend_;
   safety_monitor monitor_;
+  tee_observer tee_;
   std::vector<std::unique_ptr<iommu::device>> devices_;
   std::unique_ptr<reclaimer> policy_;
   std::vector<region> regions_;      // per (cpu, domain): touched only by that CPU
