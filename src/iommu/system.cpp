@@ -151,6 +151,7 @@ Result<ticket> system::invalidate(domain& dom, const inv_range& range) {
   std::vector<attachment> atts;
   {
     std::lock_guard<spinlock> g(dom.lock_);
+    plat_->touch_line(&dom.started_, true);
     t.epoch = dom.started_.fetch_add(1, std::memory_order_acq_rel) + 1;  // (2) pairs with (1)
     atts = dom.attachments_;
     domain::pending p;
@@ -216,14 +217,19 @@ void system::update_epochs(domain& dom) {
     p.done = true;
     if (p.full && p.epoch > full) full = p.epoch;
   }
-  if (full != full_before) dom.completed_full_.store(full, std::memory_order_release);  // (3)
+  if (full != full_before) {
+    plat_->touch_line(&dom.completed_full_, true);
+    dom.completed_full_.store(full, std::memory_order_release);  // (3)
+  }
   std::uint64_t completed = 0;
   while (!dom.pending_.empty() && (dom.pending_.front().done || dom.pending_.front().failed)) {
     completed = dom.pending_.front().epoch;
     dom.pending_.pop_front();
   }
-  if (completed != 0)
+  if (completed != 0) {
+    plat_->touch_line(&dom.completed_, true);
     dom.completed_.store(completed, std::memory_order_release);  // (3) pairs with (4)
+  }
 }
 
 bool system::poll(const ticket& t) {

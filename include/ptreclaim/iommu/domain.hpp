@@ -82,13 +82,18 @@ class domain {
     return started_.load(std::memory_order_acquire);
   }
   // The stamp for a retired frame; call after the unlink. A read-modify-write (1), see above.
+  // The counters are lines every CPU of the domain shares: each access is charged to the
+  // platform (a write takes the line exclusive, so stamping CPUs contend in virtual time).
   [[nodiscard]] std::uint64_t flush_stamp() noexcept {
+    plat_->touch_line(&started_, true);
     return started_.fetch_add(0, std::memory_order_acq_rel);  // (1) pairs with (2)
   }
   [[nodiscard]] std::uint64_t flush_completed() const noexcept {
+    plat_->touch_line(&completed_, false);
     return completed_.load(std::memory_order_acquire);  // (4) pairs with (3)
   }
   [[nodiscard]] std::uint64_t flush_completed_full() const noexcept {
+    plat_->touch_line(&completed_full_, false);
     return completed_full_.load(std::memory_order_acquire);  // (4) pairs with (3)
   }
 
@@ -98,6 +103,7 @@ class domain {
       : desc_(d),
         root_generation_(root_generation),
         leaf_levels_(d.leaf_levels & d.format->leaf_levels),
+        plat_(&plat),
         lock_(plat) {}
 
   struct pending {
@@ -113,11 +119,14 @@ class domain {
   domain_desc desc_;
   std::uint32_t root_generation_;
   std::atomic<std::uint32_t> leaf_levels_;
+  platform* plat_;
   mutable spinlock lock_;  // attachments_, pending_
   std::vector<attachment> attachments_;
   std::deque<pending> pending_;
-  std::atomic<std::uint64_t> started_{0};
-  std::atomic<std::uint64_t> completed_{0};
+  // started_ is written by every stamp and submission, the completed pair only when epochs
+  // advance: separate lines, so readers of completions do not share the stampers' line.
+  alignas(64) std::atomic<std::uint64_t> started_{0};
+  alignas(64) std::atomic<std::uint64_t> completed_{0};
   std::atomic<std::uint64_t> completed_full_{0};
 };
 
