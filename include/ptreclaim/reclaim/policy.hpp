@@ -1,10 +1,11 @@
 // The reclamation policies by name. The build-time default comes from CMake
-// (PTRECLAIM_DEFAULT_POLICY → ptreclaim::config::default_policy), the run-time choice from the
-// caller: the Linux thread's Kconfig switch, done in C++.
+// (PTRECLAIM_DEFAULT_POLICY → ptreclaim::config::default_policy, checked at compile time), the
+// run-time choice from the caller: the Linux thread's Kconfig switch, done in C++.
 #pragma once
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string_view>
 
 #include "ptreclaim/base/status.hpp"
@@ -51,20 +52,32 @@ inline constexpr std::array<policy_kind, 6> all_policies = {
   return k != policy_kind::immediate && k != policy_kind::xen_softirq_tasklet;
 }
 
-// "xen-tasklet" → policy_kind::xen_tasklet; invalid_argument naming the valid names otherwise.
-[[nodiscard]] inline Result<policy_kind> parse_policy(std::string_view name) {
+// "xen-tasklet" → policy_kind::xen_tasklet; nullopt for a name that is no policy. constexpr,
+// so the build-time default is checked by the compiler.
+[[nodiscard]] constexpr std::optional<policy_kind> find_policy(std::string_view name) noexcept {
   for (policy_kind k : all_policies)
     if (policy_name(k) == name) return k;
+  return std::nullopt;
+}
+
+// "xen-tasklet" → policy_kind::xen_tasklet; invalid_argument naming the valid names otherwise.
+[[nodiscard]] inline Result<policy_kind> parse_policy(std::string_view name) {
+  if (std::optional<policy_kind> k = find_policy(name)) return *k;
   std::string msg = "unknown policy '" + std::string(name) + "' (valid:";
   for (policy_kind k : all_policies)
     msg += " " + std::string(policy_name(k));
   return Status(errc::invalid_argument, msg + ")");
 }
 
-[[nodiscard]] inline policy_kind default_policy() {
-  auto k = parse_policy(config::default_policy);
-  PTR_ASSERT_MSG(k.ok(), "PTRECLAIM_DEFAULT_POLICY names no policy");
-  return *k;
+// A build configured with -DPTRECLAIM_DEFAULT_POLICY=<no policy> fails here (and at configure
+// time, in src/reclaim/CMakeLists.txt), not at run time.
+static_assert(find_policy(config::default_policy).has_value(),
+              "PTRECLAIM_DEFAULT_POLICY names no policy (valid: immediate sync xen-tasklet "
+              "xen-softirq-tasklet linux-global-work flush-epoch)");
+inline constexpr policy_kind build_default_policy = *find_policy(config::default_policy);
+
+[[nodiscard]] constexpr policy_kind default_policy() noexcept {
+  return build_default_policy;
 }
 
 }  // namespace ptreclaim::reclaim

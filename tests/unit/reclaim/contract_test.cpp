@@ -4,6 +4,7 @@
 // went quiet without drain() (L1), and the pool whole at teardown.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <tuple>
 
 #include "reclaim_harness.hpp"
@@ -237,6 +238,24 @@ TEST(ReclaimConfig, ZeroBoundsAreErrors) {
     EXPECT_EQ((*ok)->kind(), k);
     EXPECT_EQ((*ok)->name(), policy_name(k));
   }
+}
+
+// The build's default (PTRECLAIM_DEFAULT_POLICY) is a real policy: known at compile time, named
+// as configured, and buildable.
+TEST(ReclaimConfig, BuildDefaultIsARealPolicy) {
+  static_assert(policy_name(build_default_policy) == config::default_policy);
+  EXPECT_NE(std::find(all_policies.begin(), all_policies.end(), default_policy()),
+            all_policies.end());
+  auto parsed = parse_policy(config::default_policy);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().to_string();
+  EXPECT_EQ(*parsed, default_policy());
+  runtime::deterministic_executor ex(runtime::run_config{.cpus = 2});
+  mem::frame_pool pool(mem::pool_config{.capacity_frames = 64}, ex);
+  iommu::system sys(pool, {}, ex);
+  iommu_backend b(sys);
+  auto r = make_reclaimer(default_policy(), reclaim_env{ex, b, pool, nullptr});
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ((*r)->name(), config::default_policy);
 }
 
 TEST(ReclaimConfig, PolicyNamesRoundTrip) {
