@@ -1,5 +1,6 @@
-# Build step (cmake -P): embeds scenarios/*.toml into a .cpp so the installed tool carries its
-# built-in scenarios. Inputs: -DSCENARIO_DIR=... -DOUTPUT=...
+# Build step (cmake -P): embeds scenarios/*.toml and the default cost file
+# scenarios/costs/default.toml into a .cpp so the installed tool carries its built-in scenarios
+# and default costs. Inputs: -DSCENARIO_DIR=... -DOUTPUT=...
 file(GLOB files "${SCENARIO_DIR}/*.toml")
 list(SORT files)
 set(delim "ptrscn")
@@ -18,6 +19,15 @@ foreach(f ${files})
   string(REPLACE "\\" "\\\\" summary "${summary}")
   string(APPEND body "      {\"${stem}\", \"${summary}\", R\"${delim}(${text})${delim}\"},\n")
 endforeach()
+set(cost_file "${SCENARIO_DIR}/costs/default.toml")
+if(NOT EXISTS "${cost_file}")
+  message(FATAL_ERROR "${cost_file} is missing (write it with: ptreclaim calibrate -o ${cost_file})")
+endif()
+file(READ "${cost_file}" cost_text)
+string(FIND "${cost_text}" ")${delim}\"" clash)
+if(NOT clash EQUAL -1)
+  message(FATAL_ERROR "${cost_file} contains the raw-string delimiter )${delim}\"")
+endif()
 set(out "// Generated from scenarios/*.toml by src/sim/embed_scenarios.cmake. Do not edit.
 #include <vector>
 
@@ -32,6 +42,14 @@ ${body}  };
 }
 
 }  // namespace ptreclaim::sim::detail
+
+namespace ptreclaim::sim {
+
+std::string_view default_cost_file_text() noexcept {
+  return R\"${delim}(${cost_text})${delim}\";
+}
+
+}  // namespace ptreclaim::sim
 ")
 # Rewrite only on change so the library is not rebuilt needlessly.
 if(EXISTS "${OUTPUT}")

@@ -1,7 +1,11 @@
 // sim::run(): one scenario, one policy, one executor, measured. The machine is built in
 // engine_machine.cpp, the workloads in workload_*.cpp, devices and the sampler in
 // engine_actors.cpp; this file runs it and turns what it saw into a run_result.
+#include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 
 #include "ptreclaim/reclaim/policy.hpp"
 #include "sim/engine_internal.hpp"
@@ -18,10 +22,50 @@ void set(run_result& r, invariant i, bool held, std::string reason) {
 }
 }  // namespace
 
+void machine::watch_progress(const std::atomic<bool>& stop, std::mutex& mu,
+                             std::condition_variable& cv) {
+  const auto start = std::chrono::steady_clock::now();
+  std::unique_lock<std::mutex> lock(mu);
+  while (!cv.wait_for(lock, std::chrono::milliseconds(100),
+                      [&] { return stop.load(std::memory_order_relaxed); })) {
+    double f = 0.0;
+    if (ops_target_ != 0) {
+      std::uint64_t done = 0;
+      for (unsigned c = 0; c < cpus; ++c)
+        done += (*drivers_)[c].ops_seen.load(std::memory_order_relaxed);
+      f = static_cast<double>(done) / (static_cast<double>(ops_target_) * cpus);
+    } else if (time_limit_ns_ != 0) {
+      const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::steady_clock::now() - start)
+                          .count();
+      f = static_cast<double>(ns) / static_cast<double>(time_limit_ns_);
+    }
+    // Below 1: the drain and teardown come after the last operation.
+    opt.progress(std::min(0.99, f));
+  }
+}
+
 void machine::run(run_result& out) {
-  if (opt.progress && !deterministic_) opt.progress(0.0);
+  // Threaded: the CPUs run on their own threads while this one is blocked in the executor, so
+  // a helper thread reports progress from the operations completed.
+  std::atomic<bool> stop_watch{false};
+  std::mutex watch_mu;
+  std::condition_variable watch_cv;
+  std::thread watcher;
+  if (opt.progress && !deterministic_) {
+    opt.progress(0.0);
+    watcher = std::thread([&] { watch_progress(stop_watch, watch_mu, watch_cv); });
+  }
   run_start_ns_ = ex_->now_ns();
   const runtime::run_stats st = ex_->run();
+  if (watcher.joinable()) {
+    {
+      std::lock_guard<std::mutex> g(watch_mu);
+      stop_watch.store(true, std::memory_order_relaxed);
+    }
+    watch_cv.notify_all();
+    watcher.join();
+  }
   if (opt.progress) opt.progress(1.0);
 
   out.time_base = deterministic_ ? "virtual" : "real";
@@ -80,6 +124,12 @@ void machine::run(run_result& out) {
   out.reclaim.drain_ns = drain_ns_;
   out.reclaim.pending_series = series_;
   out.reclaim.retire_to_free_ns = observer_->merged();
+
+  // Superpages.
+  out.superpages.coalesced_2m = wl_->coalesced_2m();
+  out.superpages.coalesced_1g = wl_->coalesced_1g();
+  out.superpages.tables_coalesced = snap_.tables_coalesced;
+  out.superpages.splits = snap_.splits;
 
   // Hotplug.
   out.hotplug.offlines = st.cpu_downs;
@@ -206,6 +256,7 @@ Result<run_result> run(const scenario& s_in, const run_options& options) {
   run_result out;
   out.scenario = s.name;
   out.scenario_source = s.source;
+  out.cost_source = s.costs.source;
   out.policy = options.policy;
   out.policy_safe = reclaim::policy_is_safe(*kind);
   out.executor = std::string(executor_name(options.executor));
@@ -216,8 +267,15 @@ Result<run_result> run(const scenario& s_in, const run_options& options) {
     PTR_TRY(m.build());
     m.run(out);
   }
-  if (out.violations.count > 0 || !out.all_held())
+  if (out.violations.count > 0 || !out.all_held()) {
     out.violations.replay_command = replay_command(s_in, options, seed);
+    out.violations.replay_exact = options.executor == executor_kind::deterministic;
+    if (!out.violations.replay_exact) {
+      run_options det = options;
+      det.executor = executor_kind::deterministic;
+      out.violations.deterministic_command = replay_command(s_in, det, seed);
+    }
+  }
   out.wall_time_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   return out;

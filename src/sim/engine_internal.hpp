@@ -25,8 +25,10 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -92,6 +94,9 @@ class workload {
   [[nodiscard]] virtual std::uint64_t region_bytes() const = 0;
   // Mutation errors seen (no_memory and the like), for notes.
   [[nodiscard]] virtual std::uint64_t errors() const = 0;
+  // Fills that ended in a 2M / 1G superpage (superpage-churn only). Read after the run.
+  [[nodiscard]] virtual std::uint64_t coalesced_2m() const { return 0; }
+  [[nodiscard]] virtual std::uint64_t coalesced_1g() const { return 0; }
 };
 
 std::unique_ptr<workload> make_superpage_churn(machine& m);
@@ -106,6 +111,8 @@ struct cpu_driver {
   domain_slot* dom = nullptr;
   bool last_chunk = false;
   std::uint64_t ops = 0;
+  // Threaded runs: a copy of ops for the progress watcher thread (relaxed: only a figure shown).
+  std::atomic<std::uint64_t> ops_seen{0};
   std::uint64_t caller_flushes = 0;
   std::uint64_t trace = 0x9e3779b97f4a7c15ULL;
   // batched caller flushes: union of the owed ranges per domain, ops since the last flush
@@ -206,6 +213,8 @@ class machine {
   bool workload_over(const cpu_driver& d);
   void finish_workload(unsigned cpu, cpu_driver& d);
   void report_progress();
+  // Threaded runs: reports progress from ops_seen every 100 ms until `stop` is set.
+  void watch_progress(const std::atomic<bool>& stop, std::mutex& mu, std::condition_variable& cv);
   runtime::step_result device_step(device_state& dev);
   runtime::step_result sampler_step();
   runtime::step_result engine_step(unsigned unit);
@@ -262,6 +271,7 @@ class machine {
   // Snapshots taken by the finisher before teardown.
   struct snapshot {
     bool taken = false;
+    std::uint64_t tables_coalesced = 0, splits = 0;  // pt::table_stats over domains
     reclaim::reclaim_stats stats;
     reclaim::safety_monitor::report mon;
     std::vector<iommu::unit_stats> units;

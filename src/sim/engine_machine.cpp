@@ -59,12 +59,20 @@ machine::~machine() {
 }
 
 namespace {
+// "4K, 2M" for a leaf-level mask (bit 1 = 4K, 2 = 2M, 3 = 1G); "nothing" when empty.
+std::string page_sizes_text(std::uint32_t levels) {
+  static constexpr const char* names[] = {"", "4K", "2M", "1G"};
+  std::string out;
+  for (unsigned l = 1; l <= 3; ++l)
+    if (levels & (1u << l)) out += (out.empty() ? "" : ", ") + std::string(names[l]);
+  return out.empty() ? "nothing" : out;
+}
+
 runtime::cost_model convert_costs(const sim::cost_model& in) {
   runtime::cost_model out;
-  for (std::size_t k = 0; k < cost_kind_count; ++k) {
-    const double ns = in.ns[k];
-    out.charge_ns[k] = ns <= 0.0 ? 0 : static_cast<std::uint64_t>(std::llround(ns));
-  }
+  // Whole ns: runtime::cost_model is integral and the executor seam offers no finer charge.
+  for (std::size_t k = 0; k < cost_kind_count; ++k)
+    out.charge_ns[k] = in.charged_ns(static_cast<cost_kind>(k));
   return out;
 }
 }  // namespace
@@ -110,6 +118,19 @@ Status machine::build() {
   std::uint16_t next_id = 1;
   for (unsigned gi = 0; gi < sc.domains.size(); ++gi) {
     const domain_group& grp = sc.domains[gi];
+    // The page sizes a group's tables may use: what the format allows AND what every IOMMU
+    // the domains are attached to supports (iommu::system narrows a domain the same way on
+    // attach; building the table with more would let it form superpages a unit cannot walk).
+    std::uint32_t levels = pt::domain_config{}.leaf_levels & pt::describe(grp.format).leaf_levels;
+    for (unsigned u : sc.group_iommus(gi))
+      levels &= sys_->get_unit(u).config().page_levels;
+    if ((levels & 0b10) == 0) {  // validate() requires 4K of the units; formats all have it
+      return Status(errc::invalid_argument,
+                    "domains[" + std::to_string(gi) + "]: no common page size with 4K: format " +
+                        std::string(pt::describe(grp.format).name) + " and its IOMMUs " +
+                        "(iommu.page_sizes) share " + page_sizes_text(levels) +
+                        "; every workload maps 4K pages");
+    }
     for (unsigned k = 0; k < grp.count; ++k) {
       auto slot = std::make_unique<domain_slot>();
       slot->id = next_id++;
@@ -118,6 +139,7 @@ Status machine::build() {
       dc.domain = slot->id;
       dc.mode = grp.mode;
       dc.coalesce = grp.coalesce && grp.mode == pt::concurrency_mode::locked;
+      dc.leaf_levels = levels;
       auto t = pt::make_table(grp.format, dc, *pool_);
       if (!t.ok()) return t.status();
       slot->table = std::move(*t);
@@ -384,6 +406,7 @@ void machine::flush_batch(cpu_driver& d) {
 
 step_result machine::complete_op(cpu_driver& d) {
   ++d.ops;
+  if (!deterministic_) d.ops_seen.store(d.ops, std::memory_order_relaxed);
   d.ph = cpu_driver::phase::between_ops;
   if (sc.caller.flush == caller_flush::batched) {
     ++d.batch_ops;
@@ -501,6 +524,12 @@ void machine::snapshot_metrics() {
   for (unsigned u = 0; u < sys_->unit_count(); ++u)
     snap_.units.push_back(sys_->get_unit(u).stats());
   snap_.s1_count = sys_->violations().count();
+  snap_.tables_coalesced = snap_.splits = 0;
+  for (const auto& d : domains) {
+    const pt::table_stats ts = d->table->stats();
+    snap_.tables_coalesced += ts.coalesced;
+    snap_.splits += ts.split;
+  }
   const auto first = sys_->violations().first();
   if (!first.empty()) snap_.s1_first = first.front().describe();
 }

@@ -23,6 +23,11 @@ namespace ptreclaim::sim::detail {
 [[nodiscard]] std::vector<std::string> row_cells(const run_result& r, const run_result* baseline);
 [[nodiscard]] const std::vector<std::string>& column_names();
 
+// How to run a failed run again: "replay: CMD" when the deterministic executor reproduces it
+// exactly; for a threaded run "rerun: CMD", saying it is not reproducible, and the
+// deterministic command that likely shows the same logical failure. "" if there is no command.
+[[nodiscard]] std::string replay_text(const violation_summary& v);
+
 // Renders rows as an aligned text table (first column left-aligned, the rest right-aligned).
 [[nodiscard]] std::string text_table(const std::vector<std::string>& header,
                                      const std::vector<std::vector<std::string>>& rows);

@@ -6,6 +6,7 @@
 
 #include "ptreclaim/sim/engine.hpp"
 #include "ptreclaim/sim/metrics.hpp"
+#include "sim/report_format.hpp"
 
 namespace ptreclaim::sim {
 
@@ -80,6 +81,19 @@ std::string shell_word(const std::string& w) {
 }
 }  // namespace
 
+namespace detail {
+std::string replay_text(const violation_summary& v) {
+  if (v.replay_command.empty()) return {};
+  if (v.replay_exact) return "replay: " + v.replay_command;
+  std::string out = "rerun: " + v.replay_command +
+                    " (threaded runs are not reproducible: only the deterministic executor "
+                    "replays a run exactly";
+  if (!v.deterministic_command.empty())
+    out += "; the deterministic run that likely shows the same failure: " + v.deterministic_command;
+  return out + ")";
+}
+}  // namespace detail
+
 std::string replay_command(const scenario& s, const run_options& options, std::uint64_t seed) {
   std::string where = s.source;
   if (where.rfind("builtin:", 0) == 0) where = where.substr(8);
@@ -89,6 +103,7 @@ std::string replay_command(const scenario& s, const run_options& options, std::u
       " --executor " + std::string(executor_name(options.executor)) + " --cpus " +
       std::to_string(options.cpus != 0 ? options.cpus : s.cpus) + " --seed " + std::to_string(seed);
   if (options.ops_per_cpu != 0) cmd += " --ops " + std::to_string(options.ops_per_cpu);
+  if (s.cost_file) cmd += " --costs " + shell_word(*s.cost_file);
   return cmd;
 }
 

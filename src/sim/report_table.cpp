@@ -157,7 +157,10 @@ std::string format_table(const compare_result& r) {
   }
   for (const auto& run : r.runs) {
     if (run.violations.count > 0 && !run.violations.replay_command.empty()) {
-      out += "replay " + run.policy + ": " + run.violations.replay_command + "\n";
+      // "replay immediate: CMD" (or "rerun ..." for a threaded run).
+      const std::string t = detail::replay_text(run.violations);
+      const auto colon = t.find(':');
+      out += t.substr(0, colon) + " " + run.policy + t.substr(colon) + "\n";
     }
   }
   return out;
@@ -231,8 +234,7 @@ std::string format_run(const run_result& r) {
       out += "  " + text.substr(start, end - start) + "\n";
       start = end + 1;
     }
-    if (!r.violations.replay_command.empty())
-      out += "replay: " + r.violations.replay_command + "\n";
+    if (!r.violations.replay_command.empty()) out += detail::replay_text(r.violations) + "\n";
   }
   if (!r.leaks.report.empty()) out += "\nleak report\n" + r.leaks.report + "\n";
   for (const auto& n : r.notes)

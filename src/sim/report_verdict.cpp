@@ -5,6 +5,7 @@
 #include <string>
 
 #include "ptreclaim/sim/report.hpp"
+#include "sim/report_format.hpp"
 
 namespace ptreclaim::sim {
 namespace {
@@ -46,7 +47,7 @@ verdict judge(const run_result& r, bool expect_violation) {
     if (r.all_held()) return {exit_ok, "ok: every checked invariant held for " + who(r)};
     std::string reason = "unsafe: " + who(r) + ": " + first_line(failed_list(r, false));
     if (!r.violations.replay_command.empty())
-      reason += " (replay: " + r.violations.replay_command + ")";
+      reason += " (" + detail::replay_text(r.violations) + ")";
     return {exit_unsafe, reason};
   }
   if (!caught(r)) {

@@ -196,6 +196,10 @@ Status validate(const scenario& s) {
   if (s.iommu.count < 1 || s.iommu.count > limits::max_iommus) {
     return bad("iommu.count", "must be 1 .. " + std::to_string(limits::max_iommus));
   }
+  // The parser insists on 4K too; this catches scenarios built in code (a unit without 4K
+  // pages is a broken model, and every workload maps 4K pages).
+  if ((s.iommu.unit.page_levels & 0b10) == 0)
+    return bad("iommu.page_sizes", "must include \"4K\" (every workload maps 4K pages)");
   PTR_TRY(validate_cache(s.iommu.unit.iotlb, "iommu.iotlb"));
   PTR_TRY(validate_cache(s.iommu.unit.psc, "iommu.psc"));
   if (!is_pow2(s.iommu.unit.queue_entries) || s.iommu.unit.queue_entries < limits::inv_queue_min ||

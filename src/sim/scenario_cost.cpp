@@ -1,4 +1,8 @@
-// Cost files: a [cost_ns] table with one key per cost_kind (nanoseconds, fractions allowed).
+// Cost files: a [cost_ns] table with one key per cost_kind (nanoseconds; fractions are read but
+// a run charges them rounded to whole ns, see cost_model::charged_ns). The default cost model
+// is the embedded scenarios/costs/default.toml.
+#include <array>
+#include <cmath>
 #include <cstdio>
 #include <string>
 
@@ -38,17 +42,18 @@ std::string_view cost_kind_name(cost_kind k) noexcept {
   return "?";
 }
 
-Result<cost_model> parse_cost_model(std::string_view toml_text, const std::string& source_name) {
+namespace {
+// Reads [cost_ns] of `toml_text` into `ns` (kinds absent from the file keep their value).
+Status parse_cost_ns(std::string_view toml_text, const std::string& source_name,
+                     std::array<double, cost_kind_count>& ns) {
   detail::read_context ctx(source_name);
   const toml::table root = detail::parse_toml(ctx, toml_text);
   if (ctx.failed()) return ctx.error();
   detail::table_reader top(ctx, root, "");
-  cost_model model;
-  model.source = source_name;
   if (const toml::table* t = top.table("cost_ns")) {
     detail::table_reader r(ctx, *t, "cost_ns");
     for (std::size_t i = 0; i < cost_kind_count; ++i) {
-      r.real(cost_kind_name(static_cast<cost_kind>(i)), model.ns[i], 0.0, 1e9);
+      r.real(cost_kind_name(static_cast<cost_kind>(i)), ns[i], 0.0, 1e9);
     }
     r.finish("[cost_ns]");
   } else if (!ctx.failed()) {
@@ -56,6 +61,34 @@ Result<cost_model> parse_cost_model(std::string_view toml_text, const std::strin
   }
   top.finish("the top level of a cost file");
   if (ctx.failed()) return ctx.error();
+  return {};
+}
+}  // namespace
+
+const std::array<double, cost_kind_count>& cost_model::default_ns() {
+  // Parsed without constructing a cost_model (whose initialiser calls this). NaN marks a kind
+  // the file left out: the default file must give every kind.
+  static const std::array<double, cost_kind_count> parsed = [] {
+    std::array<double, cost_kind_count> ns;
+    ns.fill(std::nan(""));
+    const Status st = parse_cost_ns(default_cost_file_text(), "scenarios/costs/default.toml", ns);
+    PTR_ASSERT_MSG(st.ok(), "the embedded scenarios/costs/default.toml does not parse");
+    for (double v : ns)
+      PTR_ASSERT_MSG(!std::isnan(v), "scenarios/costs/default.toml must give every cost kind");
+    return ns;
+  }();
+  return parsed;
+}
+
+std::uint64_t cost_model::charged_ns(cost_kind k) const noexcept {
+  const double v = ns[static_cast<std::size_t>(k)];
+  return v <= 0.0 ? 0 : static_cast<std::uint64_t>(std::llround(v));
+}
+
+Result<cost_model> parse_cost_model(std::string_view toml_text, const std::string& source_name) {
+  cost_model model;
+  model.source = source_name;
+  PTR_TRY(parse_cost_ns(toml_text, source_name, model.ns));
   return model;
 }
 
@@ -79,12 +112,16 @@ std::string cost_model_to_toml(const cost_model& model, std::string_view header)
   for (const auto& n : model.notes)
     out += "# note: " + n + "\n";
   out +=
-      "# Nanoseconds of virtual time the deterministic executor charges per step. Point a\n"
-      "# scenario at this file with:  [cost] file = \"<path>\"\n\n[cost_ns]\n";
+      "# Nanoseconds of virtual time the deterministic executor charges per step. It charges\n"
+      "# whole nanoseconds, so each value is the measurement rounded to the nearest ns (the\n"
+      "# measurement follows as a comment; under 0.5 ns is charged 0). Point a scenario at\n"
+      "# this file with  [cost] file = \"<path>\"  or pass  --costs <path>.\n\n[cost_ns]\n";
   for (std::size_t i = 0; i < cost_kind_count; ++i) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%.3f", model.ns[i]);
-    out += std::string(cost_kind_name(static_cast<cost_kind>(i))) + " = " + buf + "\n";
+    const auto k = static_cast<cost_kind>(i);
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "%llu  # measured %.3f ns",
+                  static_cast<unsigned long long>(model.charged_ns(k)), model.ns[i]);
+    out += std::string(cost_kind_name(k)) + " = " + buf + "\n";
   }
   return out;
 }

@@ -75,6 +75,12 @@ class superpage_churn final : public workload {
       case op::fill_2m:
       case op::fill_1g: {
         const std::uint64_t step = s.kind == op::fill_2m ? page_bytes : two_mib;
+        const unsigned level = s.kind == op::fill_2m ? 2 : 3;
+        if (s.cursor == 0) {
+          // A fill over a block that already is this superpage coalesces nothing.
+          auto before = t.lookup(s.block);
+          s.was_superpage = before && before->level == level;
+        }
         const std::uint64_t end = std::min<std::uint64_t>(s.cursor + chunk, 512);
         for (; s.cursor < end; ++s.cursor) {
           const std::uint64_t iova = s.block + s.cursor * step;
@@ -82,6 +88,9 @@ class superpage_churn final : public workload {
         }
         if (s.cursor < 512) return false;
         s.dom->live.push(s.block, 512 * step);
+        // Read-only: did this fill coalesce the block (level 2 = 2M, level 3 = 1G)?
+        if (auto tr = t.lookup(s.block); tr && tr->level == level && !s.was_superpage)
+          ++(level == 2 ? s.coalesced_2m : s.coalesced_1g);
         return true;
       }
       case op::shatter: {
@@ -115,6 +124,18 @@ class superpage_churn final : public workload {
       n += s.errors;
     return n;
   }
+  [[nodiscard]] std::uint64_t coalesced_2m() const override {
+    std::uint64_t n = 0;
+    for (const auto& s : cpu_)
+      n += s.coalesced_2m;
+    return n;
+  }
+  [[nodiscard]] std::uint64_t coalesced_1g() const override {
+    std::uint64_t n = 0;
+    for (const auto& s : cpu_)
+      n += s.coalesced_1g;
+    return n;
+  }
 
  private:
   enum class op : std::uint8_t { fill_2m, fill_1g, shatter, unmap_2m, single };
@@ -130,6 +151,9 @@ class superpage_churn final : public workload {
     std::uint64_t cursor = 0;
     std::uint64_t trace = 0;
     std::uint64_t errors = 0;
+    std::uint64_t coalesced_2m = 0;  // fills that ended in a 2M superpage
+    std::uint64_t coalesced_1g = 0;  // fills that ended in a 1G superpage
+    bool was_superpage = false;      // the current fill's block already was its superpage
   };
 
   static void note(const Status& st, cpu_state& s) {

@@ -59,6 +59,7 @@ run_result synthetic(const std::string& policy, double ops_per_s, std::uint64_t 
         "device 3 walked frame 812 (freed at 1200 ns by immediate)\n  iova 0x200000 level 2";
     r.violations.replay_command =
         "ptreclaim run --scenario superpage-churn --policy " + policy + " --seed 42";
+    r.violations.replay_exact = true;  // a deterministic run
     r.at(invariant::s1) = {true, false, "frame 812 read by device 3 after its free"};
     r.at(invariant::s3) = {true, false, "frame 812 freed before any invalidation"};
   }
@@ -303,6 +304,21 @@ TEST(Verdict, SingleRuns) {
   EXPECT_EQ(v.reason.find('\n'), std::string::npos);
   EXPECT_EQ(judge(bad, true).code, exit_ok);
 
+  // A threaded run is not reproducible: its command is a rerun, and the deterministic command
+  // is offered as the one that replays exactly.
+  run_result threaded = bad;
+  threaded.executor = "threaded";
+  threaded.violations.replay_exact = false;
+  threaded.violations.replay_command = "ptreclaim run --executor threaded --seed 42";
+  threaded.violations.deterministic_command = "ptreclaim run --executor deterministic --seed 42";
+  const verdict t = judge(threaded, false);
+  EXPECT_EQ(t.reason.find("replay:"), std::string::npos) << t.reason;
+  EXPECT_NE(t.reason.find("rerun: ptreclaim run --executor threaded"), std::string::npos)
+      << t.reason;
+  EXPECT_NE(t.reason.find("not reproducible"), std::string::npos) << t.reason;
+  EXPECT_NE(t.reason.find("ptreclaim run --executor deterministic --seed 42"), std::string::npos)
+      << t.reason;
+
   // A caught violation does not excuse a leak.
   run_result leaky = bad;
   leaky.at(invariant::s2) = {true, false, "3 frames leaked"};
@@ -355,17 +371,11 @@ TEST(Names, PoliciesExecutorsReplay) {
   EXPECT_EQ(replay_command(s, o, 7),
             "ptreclaim run --scenario '/tmp/my scen.toml' --policy sync "
             "--executor deterministic --cpus 2 --seed 7 --ops 100");
-}
-
-TEST(Engine, PlaceholderOrEngineAnswersWithoutCrashing) {
-  // Until the engine lands, run() says so; afterwards this still checks an unknown policy is an
-  // error, not a crash.
-  auto s = load_scenario("dma-storm");
-  ASSERT_TRUE(s.ok());
-  run_options o;
-  o.policy = "no-such-policy";
-  auto r = run(*s, o);
-  EXPECT_FALSE(r.ok());
+  // A cost file other than the default travels with the command.
+  s.cost_file = "/tmp/c.toml";
+  EXPECT_EQ(replay_command(s, o, 7),
+            "ptreclaim run --scenario '/tmp/my scen.toml' --policy sync "
+            "--executor deterministic --cpus 2 --seed 7 --ops 100 --costs /tmp/c.toml");
 }
 
 }  // namespace

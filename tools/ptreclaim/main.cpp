@@ -2,13 +2,18 @@
 // (scenarios, runs, sweeps, reports, verdicts) lives in the library. Exit codes: 0 ok, 1 an
 // invariant failed (or an expected violation was not caught), 2 usage or input error, 3 the run
 // could not be carried out. See docs/tool.md.
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <exception>
+#include <fstream>
 #include <iostream>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ptreclaim/config.hpp"
@@ -35,6 +40,7 @@ struct cli_args {
   std::string json;
   std::string csv;
   std::string report;
+  std::string costs;  // --costs FILE: replaces the scenario's cost model
   bool expect_violation = false;
   bool quiet = false;
   // calibrate
@@ -116,6 +122,17 @@ sim::scenario load_scenario_or_throw(const cli_args& a, int& code, std::string& 
     code = sim::exit_usage;
     message = s.status().message();
     return {};
+  }
+  // --costs wins over the scenario's [cost] file, which wins over the embedded defaults.
+  if (!a.costs.empty()) {
+    auto m = sim::load_cost_model(a.costs);
+    if (!m.ok()) {
+      code = sim::exit_usage;
+      message = "--costs: " + m.status().message();
+      return {};
+    }
+    s->costs = std::move(*m);
+    s->cost_file = a.costs;
   }
   return std::move(*s);
 }
@@ -302,6 +319,30 @@ int cmd_scale(const cli_args& a) {
   return finish(a, sim::judge(*r, a.expect_violation));
 }
 
+// "2026-12-02 00:55 UTC, host NAME, 2 CPUs (AMD EPYC)": when and where a calibration ran, for
+// the cost file's header. Best effort: what cannot be read is left out.
+std::string machine_description() {
+  std::string out;
+  const std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  char when[32];
+  if (gmtime_r(&now, &utc) != nullptr &&
+      std::strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", &utc))
+    out = when;
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) == 0 && host[0] != '\0')
+    out += std::string(out.empty() ? "" : ", ") + "host " + host;
+  out += (out.empty() ? "" : ", ") + std::to_string(std::thread::hardware_concurrency()) + " CPUs";
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  for (std::string line; std::getline(cpuinfo, line);) {
+    if (line.rfind("model name", 0) != 0) continue;
+    const auto colon = line.find(": ");
+    if (colon != std::string::npos) out += " (" + line.substr(colon + 2) + ")";
+    break;
+  }
+  return out;
+}
+
 int cmd_calibrate(const cli_args& a) {
   progress_sink progress(a, "calibrate");
   sim::calibrate_options o;
@@ -315,8 +356,8 @@ int cmd_calibrate(const cli_args& a) {
     return fail(code, "calibrate failed: " + model.status().message());
   }
   const std::string text = sim::cost_model_to_toml(
-      *model, "ptreclaim cost model, measured by `ptreclaim calibrate` (budget " +
-                  std::to_string(a.budget_ms) + " ms) on this machine.");
+      *model, "ptreclaim cost model, measured by `ptreclaim calibrate --budget-ms " +
+                  std::to_string(a.budget_ms) + "` on " + machine_description() + ".");
   if (a.output == "-") {
     std::fputs(text.c_str(), stdout);
     return sim::exit_ok;
@@ -378,6 +419,9 @@ void add_common(CLI::App& app, cli_args& a) {
   app.add_option("--json", a.json, "write JSON results to FILE ('-' = stdout)");
   app.add_option("--csv", a.csv, "write CSV results to FILE ('-' = stdout)");
   app.add_option("--report", a.report, "write an HTML report (tables, plots, JSON) into DIR");
+  app.add_option("--costs", a.costs,
+                 "cost file for the deterministic executor (default: the scenario's [cost] "
+                 "file, else the built-in calibrated costs/default.toml)");
   app.add_flag("--expect-violation", a.expect_violation,
                "succeed only if the run catches a violation (canaries)");
   app.add_flag("--quiet,-q", a.quiet, "print nothing but errors and requested outputs");

@@ -31,8 +31,10 @@ struct run_options {
   std::optional<std::uint64_t> seed;  // else the scenario's seed, else a fresh one
   std::uint64_t ops_per_cpu = 0;      // 0 = the scenario's duration.ops_per_cpu
   bool quiet = false;                 // no diagnostics on stderr from the engine
-  // Called from the thread that called run(), with the fraction done (0..1), at most ~20 times a
-  // second; may be empty.
+  // Called with the fraction done (0..1), at most ~20 times a second; may be empty. The
+  // deterministic executor calls it from the thread that called run(); the threaded one from a
+  // helper thread while that thread is blocked in the executor (never both at once: the helper
+  // is joined before run() reports 1.0).
   std::function<void(double fraction)> progress;
 };
 
@@ -50,9 +52,10 @@ struct run_options {
 [[nodiscard]] bool policy_is_safe(std::string_view name);
 [[nodiscard]] bool is_policy(std::string_view name) noexcept;
 
-// The exact command line that reproduces a run: scenario, policy, executor, CPUs, seed and any
-// ops override ("ptreclaim run --scenario dma-storm --policy immediate --executor deterministic
-// --cpus 4 --seed 42"). The engine puts it in run_result::violations.replay_command.
+// The command line of a run: scenario, policy, executor, CPUs, seed, any ops override and the
+// cost file ("ptreclaim run --scenario dma-storm --policy immediate --executor deterministic
+// --cpus 4 --seed 42"). With the deterministic executor it reproduces the run exactly; with
+// the threaded one it only reruns it. The engine puts it in run_result::violations.
 [[nodiscard]] std::string replay_command(const scenario& s, const run_options& options,
                                          std::uint64_t seed);
 

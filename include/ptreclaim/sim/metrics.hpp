@@ -78,9 +78,15 @@ struct reclaim_metrics {
 };
 
 struct violation_summary {
-  std::uint64_t count = 0;     // violations recorded by the IOMMU model (S1) and ledger
-  std::string first;           // the first one in full, multi-line text ("" if none)
-  std::string replay_command;  // the exact command that reproduces it ("" if none)
+  std::uint64_t count = 0;  // violations recorded by the IOMMU model (S1) and ledger
+  std::string first;        // the first one in full, multi-line text ("" if none)
+  // The command line of the same run ("" if none). Only the deterministic executor replays a
+  // run exactly (replay_exact); a threaded run's interleaving is the OS's, so the command only
+  // reruns the configuration, and deterministic_command is the same run on the deterministic
+  // executor, which replays exactly and likely (not surely) shows the same logical failure.
+  std::string replay_command;
+  bool replay_exact = false;
+  std::string deterministic_command;  // threaded runs only
 };
 
 struct leak_summary {
@@ -97,10 +103,21 @@ struct hotplug_metrics {
   std::uint64_t frames_migrated = 0;  // retired frames moved from a dead CPU's queue
 };
 
+// Superpages the page tables formed and split (superpage-churn; 0 for the other workloads).
+struct superpage_metrics {
+  // Fill operations whose last map left the block a 2M superpage coalesced from 4K maps, or a
+  // 1G superpage coalesced from 2M maps (the workload checks with a read-only lookup).
+  std::uint64_t coalesced_2m = 0;
+  std::uint64_t coalesced_1g = 0;
+  std::uint64_t tables_coalesced = 0;  // pt::table_stats::coalesced, summed over domains
+  std::uint64_t splits = 0;            // pt::table_stats::split, summed over domains
+};
+
 struct run_result {
   // What ran.
   std::string scenario;         // scenario name
   std::string scenario_source;  // "builtin:NAME" or the file path
+  std::string cost_source;      // the cost model: a cost file path or default_cost_source
   std::string policy;
   bool policy_safe = true;  // engine.hpp policy_is_safe(policy)
   std::string executor;     // "deterministic" | "threaded"
@@ -121,6 +138,7 @@ struct run_result {
   invalidation_metrics invalidations;
   reclaim_metrics reclaim;
   hotplug_metrics hotplug;
+  superpage_metrics superpages;
   [[nodiscard]] double invalidations_per_freed_table() const noexcept {
     return reclaim.tables_freed ? static_cast<double>(invalidations.flushes) /
                                       static_cast<double>(reclaim.tables_freed)

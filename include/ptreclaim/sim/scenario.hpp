@@ -14,7 +14,8 @@
 //
 // Cost model: the deterministic executor charges virtual time per step (base/platform.hpp,
 // cost_kind). cost_model holds those charges; `ptreclaim calibrate` measures them on this machine
-// and writes a cost file that a scenario may name in [cost] file.
+// and writes a cost file that a scenario may name in [cost] file. Without one, the embedded
+// scenarios/costs/default.toml (a calibrate run, committed) is used.
 #pragma once
 
 #include <array>
@@ -41,21 +42,31 @@ inline constexpr std::size_t cost_kind_count = static_cast<std::size_t>(cost_kin
 // The TOML key of a cost kind ("pte_write", ...). Precondition: k < cost_kind::count_.
 [[nodiscard]] std::string_view cost_kind_name(cost_kind k) noexcept;
 
+// Where the default costs come from: scenarios/costs/default.toml, a `ptreclaim calibrate` run
+// on the development machine, embedded in the library at build time (its header says when,
+// where and how it was measured). A scenario's [cost] file, or the tool's --costs FILE,
+// replaces it.
+inline constexpr std::string_view default_cost_source = "builtin:costs/default.toml";
+// The embedded text of scenarios/costs/default.toml.
+[[nodiscard]] std::string_view default_cost_file_text() noexcept;
+
 struct cost_model {
-  // Nanoseconds of virtual time per unit of each cost_kind (fractions allowed: the engine keeps
-  // sub-nanosecond remainders). Defaults are round figures of a 2020s x86 server.
+  // Nanoseconds of virtual time per unit of each cost_kind. Files may hold fractions, but the
+  // deterministic executor charges whole nanoseconds (runtime::cost_model is integral): each
+  // value is rounded to the nearest ns when a run starts (charged_ns), so a kind measured
+  // under 0.5 ns is charged 0. `ptreclaim calibrate` writes the rounded figures it will be
+  // charged, with the measured ones as comments.
   std::array<double, cost_kind_count> ns = default_ns();
-  std::string source = "built-in defaults";  // a file path, or "built-in defaults"
-  std::vector<std::string> notes;            // calibrate: kinds it could not measure, and why
+  std::string source = std::string(default_cost_source);  // a file path, or the default's
+  std::vector<std::string> notes;  // calibrate: kinds it could not measure, and why
 
   [[nodiscard]] double operator[](cost_kind k) const noexcept {
     return ns[static_cast<std::size_t>(k)];
   }
-  [[nodiscard]] static constexpr std::array<double, cost_kind_count> default_ns() noexcept {
-    // pte_write pte_read frame_alloc frame_free enqueue dequeue inv_submit inv_poll
-    // cache_line_transfer lock_uncontended op_overhead
-    return {2.0, 1.0, 25.0, 20.0, 5.0, 5.0, 30.0, 10.0, 60.0, 15.0, 20.0};
-  }
+  // The whole nanoseconds a run charges for kind k (round to nearest; negatives are 0).
+  [[nodiscard]] std::uint64_t charged_ns(cost_kind k) const noexcept;
+  // The figures of the embedded default cost file (parsed once; every kind must be present).
+  [[nodiscard]] static const std::array<double, cost_kind_count>& default_ns();
 };
 
 // Reads a cost file (the TOML that `ptreclaim calibrate` writes: a [cost_ns] table with one key
@@ -222,7 +233,7 @@ struct scenario {
   reclaim_params reclaim{};
   hotplug_params hotplug{};
   std::optional<std::string> cost_file;  // [cost] file, resolved against the scenario's folder
-  cost_model costs{};                    // loaded from cost_file, else the defaults
+  cost_model costs{};                    // loaded from cost_file, else scenarios/costs/default.toml
 
   // Derived views (after validation): total domains and devices over all groups.
   [[nodiscard]] unsigned domain_count() const noexcept;

@@ -1,0 +1,155 @@
+// Engine features beyond the invariants: superpage coalescing counts, the IOMMU page-size
+// intersection, whole-ns cost rounding, the default cost model, progress on threaded runs, and
+// a small threaded campaign (the 200-seed campaign in engine_test.cpp is deterministic only).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <vector>
+
+#include "engine_test_support.hpp"
+#include "ptreclaim/sim/engine.hpp"
+#include "ptreclaim/sim/scenario.hpp"
+
+namespace ptreclaim::sim {
+namespace {
+
+using testing::builtin;
+using testing::describe;
+using testing::options;
+using testing::sanitized;
+
+constexpr std::uint32_t level_4k = 1u << 1, level_2m = 1u << 2, level_1g = 1u << 3;
+
+TEST(engine_superpages, a_default_superpage_churn_run_coalesces_into_2m_and_1g) {
+  // The built-in scenario as shipped (not shrunk), with fewer operations under sanitizers.
+  auto s = load_scenario("superpage-churn");
+  ASSERT_TRUE(s.ok()) << s.status().to_string();
+  const run_options o = options("flush-epoch", 1, sanitized ? 800 : 0);
+  auto r = run(*s, o);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_TRUE(r->all_held()) << describe(*s, o, *r);
+  EXPECT_GT(r->superpages.coalesced_2m, 0u) << describe(*s, o, *r);
+  EXPECT_GT(r->superpages.coalesced_1g, 0u) << describe(*s, o, *r);
+  // Each counted fill replaced at least one table; partial unmaps split superpages.
+  EXPECT_GE(r->superpages.tables_coalesced,
+            r->superpages.coalesced_2m + r->superpages.coalesced_1g);
+  EXPECT_GT(r->superpages.splits, 0u);
+}
+
+TEST(engine_superpages, other_workloads_report_no_coalescing) {
+  const scenario s = builtin("dma-storm");
+  auto r = run(s, options("sync", 3, 40));
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  EXPECT_EQ(r->superpages.coalesced_2m, 0u);
+  EXPECT_EQ(r->superpages.coalesced_1g, 0u);
+}
+
+TEST(engine_page_sizes, tables_use_only_sizes_every_attached_iommu_supports) {
+  // The same seeded run, once with 1G-capable IOMMUs and once without: without, no 1G
+  // superpage may form (the tables are built from the intersection), and the run stays safe.
+  scenario s = builtin("superpage-churn");
+  s.memory.frames = 65536;
+  const run_options o = options("sync", 5, sanitized ? 400 : 1500);
+  auto with_1g = run(s, o);
+  ASSERT_TRUE(with_1g.ok()) << with_1g.status().to_string();
+  ASSERT_GT(with_1g->superpages.coalesced_1g, 0u) << describe(s, o, *with_1g);
+
+  s.iommu.unit.page_levels = level_4k | level_2m;
+  auto no_1g = run(s, o);
+  ASSERT_TRUE(no_1g.ok()) << no_1g.status().to_string();
+  EXPECT_EQ(no_1g->superpages.coalesced_1g, 0u) << describe(s, o, *no_1g);
+  EXPECT_GT(no_1g->superpages.coalesced_2m, 0u) << describe(s, o, *no_1g);
+  EXPECT_TRUE(no_1g->all_held()) << describe(s, o, *no_1g);
+
+  // 4K only: no superpage at all.
+  s.iommu.unit.page_levels = level_4k;
+  auto only_4k = run(s, o);
+  ASSERT_TRUE(only_4k.ok()) << only_4k.status().to_string();
+  EXPECT_EQ(only_4k->superpages.coalesced_2m + only_4k->superpages.coalesced_1g, 0u);
+  EXPECT_TRUE(only_4k->all_held()) << describe(s, o, *only_4k);
+}
+
+TEST(engine_page_sizes, no_common_4k_page_size_is_a_scenario_error) {
+  // Built in code (the parser insists on 4K): IOMMUs that walk only 2M and 1G leaves leave no
+  // page size in common with what the workloads map. A scenario error, not an assertion.
+  scenario s = builtin("dma-storm");
+  s.iommu.unit.page_levels = level_2m | level_1g;
+  auto r = run(s, options("sync", 1, 10));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), errc::invalid_argument);
+  EXPECT_NE(r.status().message().find("iommu.page_sizes: must include \"4K\""), std::string::npos)
+      << r.status().message();
+}
+
+TEST(engine_costs, runs_use_the_calibrated_defaults_and_charge_whole_nanoseconds) {
+  scenario s = builtin("dma-storm");
+  const run_options o = options("sync", 11, 60);
+  auto base = run(s, o);
+  ASSERT_TRUE(base.ok()) << base.status().to_string();
+  EXPECT_EQ(base->cost_source, default_cost_source);
+
+  // Fractions below 0.5 ns are charged 0: the same virtual time as 0 exactly.
+  s.costs.ns[static_cast<std::size_t>(cost_kind::op_overhead)] = 0.4;
+  auto frac = run(s, o);
+  s.costs.ns[static_cast<std::size_t>(cost_kind::op_overhead)] = 0.0;
+  auto zero = run(s, o);
+  ASSERT_TRUE(frac.ok() && zero.ok());
+  EXPECT_EQ(frac->elapsed_ns, zero->elapsed_ns);
+  EXPECT_EQ(frac->trace_hash, zero->trace_hash);
+  // And a real difference in a cost shows in virtual time.
+  s.costs.ns[static_cast<std::size_t>(cost_kind::op_overhead)] = 500.0;
+  auto dear = run(s, o);
+  ASSERT_TRUE(dear.ok());
+  EXPECT_GT(dear->elapsed_ns, zero->elapsed_ns);
+}
+
+TEST(engine_progress, threaded_runs_report_progress_while_they_run) {
+  // A time-limited threaded run of 400 ms real time: the watcher reports every 100 ms, so at
+  // least one figure strictly between 0 and 1 must arrive before the final 1.0.
+  scenario s = builtin("dma-storm");
+  s.duration.ops_per_cpu = 0;
+  s.duration.time_limit_ns = 400'000'000;
+  run_options o = options("flush-epoch", 2, 0, executor_kind::threaded, 2);
+  std::mutex mu;
+  std::vector<double> seen;
+  o.progress = [&](double f) {
+    std::lock_guard<std::mutex> g(mu);
+    seen.push_back(f);
+  };
+  auto r = run(s, o);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  ASSERT_GE(seen.size(), 3u);
+  EXPECT_EQ(seen.front(), 0.0);
+  EXPECT_EQ(seen.back(), 1.0);
+  const bool middle =
+      std::any_of(seen.begin() + 1, seen.end() - 1, [](double f) { return f > 0.0 && f < 1.0; });
+  EXPECT_TRUE(middle);
+  EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
+}
+
+TEST(engine_campaign, threaded_seeds_over_safe_policies_on_dma_storm_and_sva_kernel) {
+  const unsigned seeds = sanitized ? 3 : 10;
+  for (const std::string name : {"dma-storm", "sva-kernel"}) {
+    const scenario s = builtin(name);
+    for (const auto& policy : policy_names()) {
+      if (!policy_is_safe(policy)) continue;
+      for (unsigned i = 0; i < seeds; ++i) {
+        const std::uint64_t seed = 5000 + i;
+        const unsigned cpus = 1 + i % 4;
+        const run_options o =
+            options(policy, seed, sanitized ? 10 : 25, executor_kind::threaded, cpus);
+        auto r = run(s, o);
+        ASSERT_TRUE(r.ok()) << "seed " << seed << " " << name << " " << policy << ": "
+                            << r.status().to_string();
+        if (!r->all_held() || r->violations.count != 0 || r->leaks.leaked_frames != 0)
+          ADD_FAILURE() << "threaded campaign run failed\n" << describe(s, o, *r);
+        EXPECT_EQ(r->operations, o.ops_per_cpu * cpus) << describe(s, o, *r);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace ptreclaim::sim
