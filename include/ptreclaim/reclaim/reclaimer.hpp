@@ -38,7 +38,11 @@ class executor;
 namespace ptreclaim::reclaim {
 
 struct reclaim_config {
-  std::uint32_t max_pending = 8192;    // S5: retired but not freed, all CPUs together
+  // S5: retired but not freed, all CPUs together. Room is taken before a retire is accounted
+  // and given back after each free. Per-CPU policies (xen-*, flush-epoch) give each CPU
+  // max_pending / CPUs and free a larger gather inline; with fewer frames than CPUs they free
+  // every retire inline under one shared count.
+  std::uint32_t max_pending = 8192;
   std::uint64_t max_age_ns = 100'000;  // flush-epoch: oldest frame waits this long → flush
   std::uint32_t watermark = 64;        // flush-epoch: per-CPU pending frames → flush
   unsigned batches_per_cpu = 256;      // flush-epoch: batch descriptors per CPU (a bound)
