@@ -69,13 +69,14 @@ const std::array<double, cost_kind_count>& cost_model::default_ns() {
   // Parsed without constructing a cost_model (whose initialiser calls this). NaN marks a kind
   // the file left out: the default file must give every kind.
   static const std::array<double, cost_kind_count> parsed = [] {
-    std::array<double, cost_kind_count> ns;
-    ns.fill(std::nan(""));
-    const Status st = parse_cost_ns(default_cost_file_text(), "scenarios/costs/default.toml", ns);
+    std::array<double, cost_kind_count> figures;
+    figures.fill(std::nan(""));
+    const Status st =
+        parse_cost_ns(default_cost_file_text(), "scenarios/costs/default.toml", figures);
     PTR_ASSERT_MSG(st.ok(), "the embedded scenarios/costs/default.toml does not parse");
-    for (double v : ns)
+    for (double v : figures)
       PTR_ASSERT_MSG(!std::isnan(v), "scenarios/costs/default.toml must give every cost kind");
-    return ns;
+    return figures;
   }();
   return parsed;
 }
