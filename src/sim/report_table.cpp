@@ -181,6 +181,7 @@ std::string format_run(const run_result& r) {
                        human_ns(static_cast<double>(r.elapsed_ns)) + " (" +
                        human_count(r.ops_per_s()) + " ops/s)");
   kv("wall time", fixed(r.wall_time_s, 2) + " s");
+  if (r.time_base == "virtual" && !r.cost_source.empty()) kv("cost model", r.cost_source);
   kv("device translations",
      std::to_string(r.devices.translations) + " (" + std::to_string(r.devices.faults) + " faults)");
   kv("IOTLB hit rate", fixed(100.0 * r.devices.iotlb_hit_rate(), 1) + " %");
@@ -200,6 +201,12 @@ std::string format_run(const run_result& r) {
                                  human_ns(static_cast<double>(h.percentile(0.99))) + ", max " +
                                  human_ns(static_cast<double>(h.max())) + " (" +
                                  std::to_string(h.count()) + " frees)");
+  if (r.superpages.tables_coalesced + r.superpages.splits > 0) {
+    kv("superpages", std::to_string(r.superpages.coalesced_2m) + " 2M and " +
+                         std::to_string(r.superpages.coalesced_1g) + " 1G coalesced by fills, " +
+                         std::to_string(r.superpages.tables_coalesced) + " tables coalesced, " +
+                         std::to_string(r.superpages.splits) + " splits");
+  }
   if (r.hotplug.offlines + r.hotplug.onlines + r.hotplug.failed_offlines > 0) {
     kv("hotplug", std::to_string(r.hotplug.offlines) + " offline, " +
                       std::to_string(r.hotplug.onlines) + " online, " +

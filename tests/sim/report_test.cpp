@@ -63,6 +63,8 @@ run_result synthetic(const std::string& policy, double ops_per_s, std::uint64_t 
     r.at(invariant::s1) = {true, false, "frame 812 read by device 3 after its free"};
     r.at(invariant::s3) = {true, false, "frame 812 freed before any invalidation"};
   }
+  r.cost_source = std::string(default_cost_source);
+  r.superpages = {5, 2, 9, 4};
   r.trace_hash = 0x1234abcdULL;
   return r;
 }
@@ -161,6 +163,10 @@ TEST(Report, RunDetailShowsInvariantsAndViolation) {
   EXPECT_NE(t.find("replay: ptreclaim run"), std::string::npos) << t;
   EXPECT_NE(t.find("90.0 %"), std::string::npos) << t;  // IOTLB hit rate
   EXPECT_NE(t.find("000000001234abcd"), std::string::npos) << t;
+  EXPECT_NE(t.find("cost model                builtin:costs/default.toml"), std::string::npos) << t;
+  EXPECT_NE(t.find("5 2M and 2 1G coalesced by fills, 9 tables coalesced, 4 splits"),
+            std::string::npos)
+      << t;
 }
 
 TEST(Report, JsonHasEveryField) {
@@ -175,6 +181,13 @@ TEST(Report, JsonHasEveryField) {
   EXPECT_EQ(run["invariants"]["S1"]["held"], false);
   EXPECT_EQ(run["invariants"]["S2"]["held"], true);
   EXPECT_EQ(run["violations"]["count"], 7);
+  EXPECT_EQ(run["violations"]["replay_exact"], true);
+  EXPECT_EQ(run["violations"]["deterministic_command"], "");
+  EXPECT_EQ(run["cost_source"], "builtin:costs/default.toml");
+  EXPECT_EQ(run["superpages"]["coalesced_2m"], 5);
+  EXPECT_EQ(run["superpages"]["coalesced_1g"], 2);
+  EXPECT_EQ(run["superpages"]["tables_coalesced"], 9);
+  EXPECT_EQ(run["superpages"]["splits"], 4);
   EXPECT_EQ(run["reclaim"]["pending_series"].size(), 20u);
   EXPECT_EQ(run["reclaim"]["retire_to_free_ns"]["count"], 100);
   EXPECT_EQ(run["reclaim"]["retire_to_free_ns"]["max"], 100000);
