@@ -22,9 +22,12 @@ class immediate_policy final : public policy_base {
 // Invalidates the gather's range (non-leaf when tables were released), waits, frees inline.
 class sync_policy final : public policy_base {
  public:
-  using policy_base::policy_base;
+  // One shared count: sync holds frames only for the length of a retire, so a per-CPU share
+  // would only split large gathers into more invalidations; a CAS is cheap beside the wait.
+  sync_policy(const reclaim_env& env, const reclaim_config& config)
+      : policy_base(env, config, bound_scope::global) {}
   void retire(domain_number d, const pt::gather& g) override {
-    // One chunk (one invalidation) unless the gather exceeds this CPU's share of the bound.
+    // One chunk (one invalidation) unless the gather exceeds max_pending.
     if (retire_inline(d, g, env_.rt.current_cpu(), "sync", invalidation_range::of(g), [] {}))
       ++counters().backpressure;
   }
