@@ -76,13 +76,16 @@ void deterministic_executor::touch_line(const void* line, bool write) noexcept {
       others = l.sharers.any();
       if (had) l.sharers.set(e);
     }
-    if (others) clock_[e] = sat_add(clock_[e], transfer);
+    if (others) {
+      clock_[e] = sat_add(std::max(clock_[e], l.free_at_ns), transfer);
+      l.free_at_ns = clock_[e];
+    }
     l.owner = e;
     l.sharers.reset();
     l.sharers.set(e);
   } else {
     if (l.owner != none && l.owner != e) {
-      clock_[e] = sat_add(clock_[e], transfer);
+      clock_[e] = sat_add(std::max(clock_[e], l.free_at_ns), transfer);
       l.sharers.set(l.owner);
       l.owner = none;  // downgraded to shared
     }

@@ -18,7 +18,10 @@
 // acquirer whose clock is earlier waits until then, and pays a cache_line_transfer when the
 // last holder was another entity. touch_line(addr, write) models MESI-like lines: a write
 // after another entity's access costs a transfer, reads of a line nobody else has written
-// since are free. This makes one global lock show its real scaling at 64-256 simulated CPUs.
+// since are free, and transfers of one line happen one at a time (a writer, or a reader of a
+// modified line, waits for the transfer before it), so N CPUs writing one counter are as
+// serial as N CPUs taking one lock. This makes one global lock, or one hot atomic, show its
+// real scaling at 64-256 simulated CPUs.
 //
 // Rules for client code here (asserted): a lock is released in the step that took it; a step
 // never waits for another CPU (wait_until runs actors only); tasklet_kill/flush_work never wait
@@ -98,6 +101,9 @@ class deterministic_executor final : public executor {
   struct line_state {
     unsigned owner = none;  // entity holding it modified
     std::bitset<max_entities> sharers;
+    // When the last transfer that brought it exclusive to a writer ends: writers that need the
+    // line queue behind it (one owner at a time), as lock hand-overs do.
+    std::uint64_t free_at_ns = 0;
   };
 
   void on_cpu_work(unsigned cpu, std::uint64_t at_ns, bool is_timer) override;

@@ -151,6 +151,29 @@ TEST(Deterministic, WritesToASharedLineCostTransfers) {
   EXPECT_GE(shared, separate + 50 * transfer) << "ping-ponging a line must cost transfers";
 }
 
+// N CPUs that each write one shared counter per step are serial on that line: the run takes
+// at least N * steps transfers of virtual time, however many CPUs there are.
+TEST(Deterministic, WritersOfOneLineSerialise) {
+  for (unsigned n : {4u, 16u, 64u}) {
+    run_config cfg;
+    cfg.cpus = n;
+    cfg.costs.step_jitter_ns = 0;
+    deterministic_executor ex(cfg);
+    alignas(64) static unsigned line[16];
+    constexpr unsigned steps = 20;
+    for (unsigned c = 0; c < n; ++c) {
+      auto k = std::make_shared<unsigned>(0);
+      ex.set_program(c, [&, k](unsigned) {
+        ex.touch_line(line, true);
+        return ++*k < steps ? step_result::busy() : step_result::finished();
+      });
+    }
+    const std::uint64_t transfer = cost_model{}.cost(cost_kind::cache_line_transfer);
+    const std::uint64_t elapsed = ex.run().elapsed_ns;
+    EXPECT_GE(elapsed, (n * steps - 1) * transfer) << n << " CPUs";
+  }
+}
+
 TEST(Deterministic, ReadsOfACleanLineAreFree) {
   run_config cfg;
   cfg.cpus = 8;
