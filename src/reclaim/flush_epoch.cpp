@@ -242,11 +242,13 @@ class flush_epoch_policy final : public policy_base {
   // submissions that succeeded are recorded, so a recorded epoch does complete.
   void request_flush(domain_number d, epoch_t stamp) {
     std::atomic<epoch_t>& newest = full_requested_[d];
+    env_.rt.touch_line(&newest, false);  // shared by the domain's CPUs
     const epoch_t last = newest.load(std::memory_order_relaxed);
     if (last > stamp || env_.backend.completed_full_seen(d) < last) return;
     Result<epoch_t> e = env_.backend.invalidate(d, invalidation_range::whole_domain());
     if (!e.ok()) return;  // queue full past its timeout: the timer asks again
     ++counters().invalidations;
+    env_.rt.touch_line(&newest, true);
     epoch_t seen = newest.load(std::memory_order_relaxed);
     while (seen < *e && !newest.compare_exchange_weak(seen, *e, std::memory_order_relaxed)) {
     }

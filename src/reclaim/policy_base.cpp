@@ -21,6 +21,7 @@ bool policy_base::try_admit(unsigned cpu, std::uint64_t n) {
   PTR_DASSERT(n <= admission_limit());
   if (!global_bound_)
     return holder(cpu).held.load(std::memory_order_relaxed) + n <= per_cpu_budget_;
+  env_.rt.touch_line(&admitted_, true);  // one line all CPUs write: charged, so it contends
   std::uint64_t a = admitted_.load(std::memory_order_relaxed);
   do {
     if (a + n > config_.max_pending) return false;
@@ -81,7 +82,9 @@ bool policy_base::release_frame(mem::frame_id f, const char* path, unsigned h, s
 }
 
 void policy_base::unadmit(std::uint64_t n) {
-  if (global_bound_ && n != 0) admitted_.fetch_sub(n, std::memory_order_relaxed);
+  if (!global_bound_ || n == 0) return;
+  env_.rt.touch_line(&admitted_, true);
+  admitted_.fetch_sub(n, std::memory_order_relaxed);
 }
 
 void policy_base::free_frame(mem::frame_id f, const char* path, unsigned h, std::uint64_t now) {
