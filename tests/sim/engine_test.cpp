@@ -241,11 +241,9 @@ TEST(engine_metrics, hotplug_events_happen_and_keep_s4) {
   }
 }
 
-// DISABLED: every deferring policy accounts a retire as pending before its back-pressure path
-// frees, so a gather arriving while the CPUs sit at their share of a tiny bound overshoots it
-// (seen: peak 7-10 with a bound of 4). Reported to the reclaim owner; re-enable once
-// policy_base::account_retire runs after the back-pressure flush.
-TEST(engine_metrics, DISABLED_a_small_pending_bound_forces_back_pressure_and_holds_s5) {
+// A bound of 4 frames on 4 CPUs: every deferring policy must admit before it accounts, so
+// a gather arriving while the CPUs hold their share waits or frees inline, never overshoots.
+TEST(engine_metrics, a_small_pending_bound_forces_back_pressure_and_holds_s5) {
   scenario s = builtin("superpage-churn");
   s.reclaim.max_pending_frames = 4;
   s.reclaim.watermark_frames = 2;
