@@ -68,10 +68,12 @@ class instant_backend final : public reclaim::invalidation_backend {
  public:
   Result<reclaim::epoch_t> invalidate(reclaim::domain_number,
                                       const reclaim::invalidation_range&) override {
-    return epoch_.fetch_add(1, std::memory_order_acq_rel) + 1;  // (1) pairs with (2)
+    return epoch_.fetch_add(1, std::memory_order_seq_cst) + 1;  // (1) pairs with (2)
   }
+  // As iommu::domain::flush_stamp(): a full fence and a load, so stamping shares the line.
   reclaim::epoch_t stamp(reclaim::domain_number) noexcept override {
-    return epoch_.fetch_add(0, std::memory_order_acq_rel);  // (2) pairs with (1)
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // (2) pairs with (1)
+    return epoch_.load(std::memory_order_relaxed);
   }
   reclaim::epoch_t completed(reclaim::domain_number) noexcept override {
     return epoch_.load(std::memory_order_acquire);  // (3) pairs with (1)

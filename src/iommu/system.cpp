@@ -152,7 +152,7 @@ Result<ticket> system::invalidate(domain& dom, const inv_range& range) {
   {
     std::lock_guard<spinlock> g(dom.lock_);
     plat_->touch_line(&dom.started_, true);
-    t.epoch = dom.started_.fetch_add(1, std::memory_order_acq_rel) + 1;  // (2) pairs with (1)
+    t.epoch = dom.started_.fetch_add(1, std::memory_order_seq_cst) + 1;  // (2) pairs with (1)
     atts = dom.attachments_;
     domain::pending p;
     p.epoch = t.epoch;

@@ -108,6 +108,10 @@ bool unit::begin(walk& w, device_id dev, iova_t iova, std::uint8_t access) {
   }
   w.walked_top_ = w.level_;
   w.phase_ = walk_phase::walking;
+  // (6) A walk starts behind a full fence: with the stamp's fence (1) and the numbering RMW
+  // (2) it makes every unlink stamped before an invalidation that took effect visible to the
+  // PTE reads of this walk (domain.hpp, "Memory ordering").
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   return false;
 }
 

@@ -134,12 +134,12 @@ struct cpu_driver {
 };
 
 // The safety monitor's inner backend. The policies reach the IOMMU through the monitor, so
-// every call is forwarded to the real backend, except the monitor's own completion checks
-// inside on_free (the observer marks them): those read the domain's completed epochs without
-// polling the hardware, so the checker neither charges virtual time nor takes the units' and
-// domains' locks (it would perturb what it measures: at 8+ CPUs those polls serialised every
-// free). A policy frees only after it observed the completion it relies on (a poll or a wait),
-// which already advanced those epochs, so the check sees what the policy saw.
+// every call is forwarded to the real backend, except the monitor's own reads inside on_retire
+// and on_free (the observer marks them): those read the domain's epochs without polling the
+// hardware or charging their cache lines, so the checker neither charges virtual time nor takes the
+// units' and domains' locks (it would perturb what it measures: at 8+ CPUs those polls serialised
+// every free). A policy frees only after it observed the completion it relies on (a poll or a
+// wait), which already advanced those epochs, so the check sees what the policy saw.
 class checked_backend final : public reclaim::invalidation_backend {
  public:
   explicit checked_backend(reclaim::iommu_backend& real) : real_(real) {}
@@ -151,14 +151,15 @@ class checked_backend final : public reclaim::invalidation_backend {
     return real_.invalidate(d, r);
   }
   [[nodiscard]] reclaim::epoch_t stamp(reclaim::domain_number d) noexcept override {
+    if (checking) return real_.system().find_domain(d)->peek_stamp();
     return real_.stamp(d);
   }
   [[nodiscard]] reclaim::epoch_t completed(reclaim::domain_number d) noexcept override {
-    if (checking) return real_.system().find_domain(d)->flush_completed();
+    if (checking) return real_.system().find_domain(d)->peek_completed();
     return real_.completed(d);
   }
   [[nodiscard]] reclaim::epoch_t completed_full(reclaim::domain_number d) noexcept override {
-    if (checking) return real_.system().find_domain(d)->flush_completed_full();
+    if (checking) return real_.system().find_domain(d)->peek_completed_full();
     return real_.completed_full(d);
   }
   [[nodiscard]] reclaim::epoch_t completed_seen(reclaim::domain_number d) noexcept override {
@@ -290,7 +291,9 @@ class machine::observer final : public reclaim::reclaim_observer {
       : mon_(mon), ex_(ex), pool_(pool), lat_(ex.cpu_count()) {}
   void on_retire(reclaim::domain_number d, mem::frame_id f,
                  const reclaim::invalidation_range& need) override {
+    checked_backend::checking = true;  // its stamp read is the checker's, not the policy's
     mon_.on_retire(d, f, need);
+    checked_backend::checking = false;
   }
   void on_free(mem::frame_id f, const char* path) override {
     const std::uint64_t retired = pool_.meta(f).retired_ns.load(std::memory_order_relaxed);

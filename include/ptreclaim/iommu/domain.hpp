@@ -25,11 +25,18 @@
 // A failed invalidate() (queue full past the timeout) consumes its number, counts as completed
 // for flush_completed() (no caller holds that epoch) and never as full.
 //
-// Memory ordering: (1) flush_stamp()'s read-modify-write and (2) invalidate()'s number
-// assignment are RMWs on one atomic, so whichever comes second synchronises with the first:
-// the unlink before the stamp is visible to the invalidation numbered after it. (3) the
-// releasing stores of the completed counters pair with (4) their acquiring loads, so a reader
-// that sees n also sees the hardware's completion of n.
+// Memory ordering, as Linux dma-iommu orders fq_flush_start_cnt (smp_mb(), then a read):
+// (1) flush_stamp() is a seq_cst fence, then a load of started_, so stamping writes no shared
+// line; (2) invalidate() numbers with a seq_cst RMW of started_; (6) every walk that reads
+// PTEs starts behind a seq_cst fence, after the unit's lock that also orders the
+// invalidation's processing. If the stamp's load returned s, it is coherence-ordered before
+// the RMW numbering s+1, so fence (1) precedes that RMW in the single total order S
+// ([atomics.order]/4.3), which precedes fence (6) of any walk that starts after the
+// invalidation took effect (the RMW strongly happens before it through the unit's lock). A
+// PTE read after (6) that missed the unlink would put (6) before (1) in S (/4.4): impossible.
+// So the unlink before the stamp is visible to every walk after an invalidation numbered
+// after it. (3) the releasing stores of the completed counters pair with (4) their acquiring
+// loads, so a reader that sees n also sees the hardware's completion of n.
 #pragma once
 
 #include <atomic>
@@ -81,12 +88,14 @@ class domain {
   [[nodiscard]] std::uint64_t flush_started() const noexcept {
     return started_.load(std::memory_order_acquire);
   }
-  // The stamp for a retired frame; call after the unlink. A read-modify-write (1), see above.
+  // The stamp for a retired frame; call after the unlink. A full fence and a load (1), see
+  // above: the line is only read, so CPUs stamping concurrently share it instead of moving it.
   // The counters are lines every CPU of the domain shares: each access is charged to the
   // platform (a write takes the line exclusive, so stamping CPUs contend in virtual time).
   [[nodiscard]] std::uint64_t flush_stamp() noexcept {
-    plat_->touch_line(&started_, true);
-    return started_.fetch_add(0, std::memory_order_acq_rel);  // (1) pairs with (2)
+    plat_->charge(cost_kind::lock_uncontended);  // a full fence costs about a locked op
+    plat_->touch_line(&started_, false);
+    return peek_stamp();
   }
   [[nodiscard]] std::uint64_t flush_completed() const noexcept {
     plat_->touch_line(&completed_, false);
@@ -95,6 +104,18 @@ class domain {
   [[nodiscard]] std::uint64_t flush_completed_full() const noexcept {
     plat_->touch_line(&completed_full_, false);
     return completed_full_.load(std::memory_order_acquire);  // (4) pairs with (3)
+  }
+  // The same three values for checkers (safety monitors), not charged to the platform: an
+  // observer must not perturb the virtual time it measures.
+  [[nodiscard]] std::uint64_t peek_stamp() const noexcept {
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // (1) pairs with (2) and (6)
+    return started_.load(std::memory_order_relaxed);
+  }
+  [[nodiscard]] std::uint64_t peek_completed() const noexcept {
+    return completed_.load(std::memory_order_acquire);  // (4)
+  }
+  [[nodiscard]] std::uint64_t peek_completed_full() const noexcept {
+    return completed_full_.load(std::memory_order_acquire);  // (4)
   }
 
  private:

@@ -51,8 +51,9 @@ class invalidation_backend {
   [[nodiscard]] virtual Result<epoch_t> invalidate(domain_number d,
                                                    const invalidation_range& range) = 0;
   // Epoch of the newest invalidation submitted on d (0: none yet), read so that the caller's
-  // earlier unlink is visible to every invalidation numbered after it (a read-modify-write on
-  // the domain's counter: one shared cache line per retire batch). Call after the unlink.
+  // earlier unlink is visible to every invalidation numbered after it (on the IOMMU model: a
+  // full fence, then a load of the domain's counter, as dma-iommu reads fq_flush_start_cnt
+  // after smp_mb(); the counter's line is only read). Call after the unlink.
   [[nodiscard]] virtual epoch_t stamp(domain_number d) noexcept = 0;
   // Every invalidation of d numbered <= the result has completed. Polls the hardware
   // (advances completions), so it may cost a few loads; never blocks.
