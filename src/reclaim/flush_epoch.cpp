@@ -3,7 +3,8 @@
 // Each CPU owns a bounded ring of *batches*: the frames that successive retire()s of one domain
 // released (linked through their frame metadata, so queuing never allocates), the domain, the
 // IOVA range they need invalidated, and two epochs of that domain:
-//   stamp  the flush epoch read after the last unlink of the batch (backend.stamp: an RMW), taken
+//   stamp  the flush epoch read after the last unlink of the batch (backend.stamp: a full
+//          fence and a load), taken
 //          when the batch is closed;
 //   cover  the epoch of an invalidation that covers the batch (non-leaf, its range), when the
 //          caller reported one (note_caller_invalidation) - 0 if none yet.
@@ -12,7 +13,7 @@
 // own flush, or the CPU's timer. The newest batch stays *open* (unstamped, never eligible) and
 // takes the frames of further retires of its domain until it holds batch_frames frames, another
 // domain retires, a flush is requested, or a caller is about to invalidate; then it is closed
-// (stamped). A later stamp is always safe (it only asks for a later invalidation), so one RMW on
+// (stamped). A later stamp is always safe (it only asks for a later invalidation), so one stamp on
 // the domain's epoch counter serves a whole batch. The producer path touches only its own CPU's
 // ring and holder count; no lock, no allocation.
 //

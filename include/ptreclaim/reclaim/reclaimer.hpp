@@ -48,7 +48,7 @@ struct reclaim_config {
   unsigned batches_per_cpu = 256;      // flush-epoch: batch descriptors per CPU (a bound)
   // flush-epoch: frames one batch (one stamp) may take. 1 stamps every retire, so each batch
   // rides on any flush another CPU submits later (best with many CPUs per domain); more saves
-  // shared-counter RMWs but an open batch misses the flushes submitted while it is open.
+  // stamps (a full fence each) but an open batch misses the flushes submitted while it is open.
   std::uint32_t batch_frames = 1;
   unsigned xen_yield_every = 512;  // Xen: process_pending_softirqs() every 512 frees
   std::uint64_t wait_timeout_ns = 10'000'000'000;  // a hung invalidation is a failure, not a hang
