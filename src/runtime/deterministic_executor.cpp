@@ -63,6 +63,18 @@ void deterministic_executor::charge(cost_kind kind, std::uint64_t count) noexcep
   charge_ns(config_.costs.cost(kind) * count);
 }
 
+namespace {
+// Moves line l to an entity whose clock is `arrive`: the transfer starts when no earlier
+// transfer of l occupies it and takes `transfer` ns; returns when it ends.
+template <typename Line>
+std::uint64_t transfer_line(Line& l, std::uint64_t arrive, std::uint64_t transfer) noexcept {
+  const std::uint64_t start = l.transfers.earliest_free(arrive);
+  const std::uint64_t end = sat_add(start, transfer);
+  l.transfers.add(start, end);
+  return end;
+}
+}  // namespace
+
 void deterministic_executor::touch_line(const void* line, bool write) noexcept {
   const unsigned e = entity();
   if (e == none) return;
@@ -76,16 +88,13 @@ void deterministic_executor::touch_line(const void* line, bool write) noexcept {
       others = l.sharers.any();
       if (had) l.sharers.set(e);
     }
-    if (others) {
-      clock_[e] = sat_add(std::max(clock_[e], l.free_at_ns), transfer);
-      l.free_at_ns = clock_[e];
-    }
+    if (others) clock_[e] = transfer_line(l, clock_[e], transfer);
     l.owner = e;
     l.sharers.reset();
     l.sharers.set(e);
   } else {
     if (l.owner != none && l.owner != e) {
-      clock_[e] = sat_add(std::max(clock_[e], l.free_at_ns), transfer);
+      clock_[e] = transfer_line(l, clock_[e], transfer);
       l.sharers.set(l.owner);
       l.owner = none;  // downgraded to shared
     }
@@ -100,7 +109,8 @@ void deterministic_executor::lock_acquire(const void* lock) noexcept {
   PTR_ASSERT_MSG(st.holder == none,
                  "deterministic executor: lock already held (a lock must be released in the step "
                  "that took it, and never taken recursively)");
-  std::uint64_t t = std::max(clock_[e], st.free_at_ns);
+  std::uint64_t t = st.held.earliest_free(clock_[e]);
+  st.taken_at_ns = t;
   t = sat_add(t, config_.costs.cost(cost_kind::lock_uncontended));
   if (st.last != none && st.last != e)
     t = sat_add(t, config_.costs.cost(cost_kind::cache_line_transfer));
@@ -115,7 +125,7 @@ void deterministic_executor::lock_release(const void* lock) noexcept {
   auto it = locks_.find(lock);
   PTR_ASSERT_MSG(it != locks_.end() && it->second.holder == e,
                  "deterministic executor: lock released by an entity that does not hold it");
-  it->second.free_at_ns = clock_[e];
+  it->second.held.add(it->second.taken_at_ns, clock_[e]);
   it->second.last = e;
   it->second.holder = none;
   --locks_held_[e];

@@ -14,14 +14,15 @@
 // time (an item can be picked up up to one sender step early: cross-CPU causality is kept to
 // step granularity).
 //
-// Contention in virtual time. A lock remembers when it became free and who held it last; an
-// acquirer whose clock is earlier waits until then, and pays a cache_line_transfer when the
-// last holder was another entity. touch_line(addr, write) models MESI-like lines: a write
-// after another entity's access costs a transfer, reads of a line nobody else has written
-// since are free, and transfers of one line happen one at a time (a writer, or a reader of a
-// modified line, waits for the transfer before it), so N CPUs writing one counter are as
-// serial as N CPUs taking one lock. This makes one global lock, or one hot atomic, show its
-// real scaling at 64-256 simulated CPUs.
+// Contention in virtual time. A lock remembers its recent holds (busy_intervals.hpp) and who
+// held it last; an acquirer whose clock falls inside a hold waits until it ends, and pays a
+// cache_line_transfer when the last holder was another entity. (Only holds it falls into: an
+// entity far ahead after a long step does not push an earlier-clocked one forward.)
+// touch_line(addr, write) models MESI-like lines: a write after another entity's access costs a
+// transfer, reads of a line nobody else has written since are free, and transfers of one line
+// happen one at a time (a writer, or a reader of a modified line, waits for the transfer before
+// it), so N CPUs writing one counter are as serial as N CPUs taking one lock. This makes one global
+// lock, or one hot atomic, show its real scaling at 64-256 simulated CPUs.
 //
 // Rules for client code here (asserted): a lock is released in the step that took it; a step
 // never waits for another CPU (wait_until runs actors only); tasklet_kill/flush_work never wait
@@ -38,6 +39,7 @@
 #include <vector>
 
 #include "ptreclaim/base/prng.hpp"
+#include "ptreclaim/runtime/busy_intervals.hpp"
 #include "ptreclaim/runtime/executor.hpp"
 
 namespace ptreclaim::runtime {
@@ -93,17 +95,20 @@ class deterministic_executor final : public executor {
  private:
   static constexpr unsigned max_entities = limits::max_cpus + max_actors_limit;
   static constexpr unsigned none = ~0u;
+  static_assert(busy_intervals::capacity >= max_entities,
+                "every entity must be able to queue on one lock at once");
   struct lock_state {
-    std::uint64_t free_at_ns = 0;
+    busy_intervals held;            // recent holds: an acquirer waits for the one it falls into
+    std::uint64_t taken_at_ns = 0;  // start of the current hold
     unsigned holder = none;
     unsigned last = none;
   };
   struct line_state {
     unsigned owner = none;  // entity holding it modified
     std::bitset<max_entities> sharers;
-    // When the last transfer that brought it exclusive to a writer ends: writers that need the
-    // line queue behind it (one owner at a time), as lock hand-overs do.
-    std::uint64_t free_at_ns = 0;
+    // Recent transfers of the line: one at a time, so writers that need it queue behind the
+    // transfer their access falls into, as lock hand-overs do.
+    busy_intervals transfers;
   };
 
   void on_cpu_work(unsigned cpu, std::uint64_t at_ns, bool is_timer) override;

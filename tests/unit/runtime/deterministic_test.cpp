@@ -174,6 +174,50 @@ TEST(Deterministic, WritersOfOneLineSerialise) {
   }
 }
 
+TEST(BusyIntervals, AnAccessStartsInTheFirstGapAtOrAfterItsArrival) {
+  busy_intervals b;
+  EXPECT_EQ(b.earliest_free(5), 5u);
+  b.add(10, 20);
+  b.add(30, 40);
+  b.add(20, 25);                        // out of order: kept sorted
+  EXPECT_EQ(b.earliest_free(0), 0u);    // before every hold: it got there first
+  EXPECT_EQ(b.earliest_free(10), 25u);  // inside [10,20) then [20,25)
+  EXPECT_EQ(b.earliest_free(27), 27u);  // in the gap
+  EXPECT_EQ(b.earliest_free(35), 40u);
+  EXPECT_EQ(b.earliest_free(99), 99u);
+  for (unsigned i = 0; i < 2 * busy_intervals::capacity; ++i)
+    b.add(100 + 10 * i, 105 + 10 * i);
+  EXPECT_EQ(b.size(), busy_intervals::capacity);  // bounded: the oldest are forgotten
+  EXPECT_EQ(b.earliest_free(10), 10u);
+}
+
+// A CPU whose one long step took a lock far ahead in virtual time must not push a CPU with an
+// earlier clock forward to that release: only a hold the acquirer falls into delays it.
+TEST(Deterministic, ALockHeldFarAheadDoesNotDelayAnEarlierAcquirer) {
+  run_config cfg;
+  cfg.cpus = 2;
+  cfg.costs.step_jitter_ns = 0;
+  deterministic_executor ex(cfg);
+  spinlock lock(ex);
+  std::uint64_t late_clock = 0;
+  auto k0 = std::make_shared<unsigned>(0);
+  ex.set_program(0, [&, k0](unsigned) {
+    ex.charge(cost_kind::frame_free, 2500);  // a long step (100 us), then the lock
+    std::lock_guard<spinlock> g(lock);
+    return ++*k0 < 1 ? step_result::busy() : step_result::finished();
+  });
+  auto k1 = std::make_shared<unsigned>(0);
+  ex.set_program(1, [&, k1](unsigned) {
+    if (*k1 == 1) {
+      std::lock_guard<spinlock> g(lock);
+      late_clock = ex.now_ns();
+    }
+    return ++*k1 < 3 ? step_result::busy() : step_result::finished();
+  });
+  (void)ex.run();
+  EXPECT_LT(late_clock, 10'000u) << "CPU 1 was pushed to CPU 0's far-ahead release";
+}
+
 TEST(Deterministic, ReadsOfACleanLineAreFree) {
   run_config cfg;
   cfg.cpus = 8;

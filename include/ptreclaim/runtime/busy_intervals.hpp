@@ -1,0 +1,66 @@
+// busy_intervals: when a lock or a cache line was held, in virtual time, for the deterministic
+// executor's contention model.
+//
+// The executor runs steps in clock order, but one step can take long (a timer that frees a few
+// hundred frames, a wait for an invalidation), so the entity that last took a lock may be far
+// ahead of the next entity to ask for it. Remembering only the last release would push that
+// earlier-clocked entity forward to a time it never waited for. Instead each resource keeps its
+// recent hold intervals; an access arriving at time a starts at the first instant >= a that no
+// recorded interval covers. Holds are recorded when they end (their length is known then), so a
+// hold that starts in a gap shorter than itself may overlap the next one: a slight optimism,
+// bounded by one hold per gap.
+//
+// Memory: at most `capacity` intervals per resource (the oldest are forgotten, which is exact
+// once every entity's clock has passed them). The capacity exceeds the executor's entity count
+// (asserted where it is used), so N entities arriving at once on one lock all still queue.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+
+namespace ptreclaim::runtime {
+
+class busy_intervals {
+ public:
+  static constexpr unsigned capacity = 512;
+
+  // The first instant >= arrive_ns outside every recorded interval.
+  [[nodiscard]] std::uint64_t earliest_free(std::uint64_t arrive_ns) const noexcept {
+    std::uint64_t t = arrive_ns;
+    for (unsigned i = 0; i < count_; ++i) {  // sorted by start, disjoint
+      const interval& v = slots_[i];
+      if (v.start > t) break;
+      if (v.end > t) t = v.end;
+    }
+    return t;
+  }
+
+  // Records [start, end) (empty intervals are not kept), keeping the list sorted by start.
+  void add(std::uint64_t start_ns, std::uint64_t end_ns) noexcept {
+    if (end_ns <= start_ns) return;
+    if (count_ == capacity) {  // forget the oldest
+      std::move(slots_.begin() + 1, slots_.begin() + count_, slots_.begin());
+      --count_;
+    }
+    unsigned pos = count_;
+    while (pos > 0 && slots_[pos - 1].start > start_ns) {
+      slots_[pos] = slots_[pos - 1];
+      --pos;
+    }
+    slots_[pos] = {start_ns, end_ns};
+    ++count_;
+  }
+
+  [[nodiscard]] unsigned size() const noexcept { return count_; }
+
+ private:
+  struct interval {
+    std::uint64_t start = 0;
+    std::uint64_t end = 0;
+  };
+  std::array<interval, capacity> slots_{};
+  unsigned count_ = 0;
+};
+
+}  // namespace ptreclaim::runtime
