@@ -7,8 +7,9 @@
 // earlier-clocked entity forward to a time it never waited for. Instead each resource keeps its
 // recent hold intervals; an access arriving at time a starts at the first instant >= a that no
 // recorded interval covers. Holds are recorded when they end (their length is known then), so a
-// hold that starts in a gap shorter than itself may overlap the next one: a slight optimism,
-// bounded by one hold per gap.
+// hold that starts in a gap shorter than itself may overlap the next one, and an arrival is
+// checked against the one hold that starts last before it (not older overlapping ones): a
+// slight optimism, bounded by one hold per gap.
 //
 // Memory: at most `capacity` intervals per resource (the oldest are forgotten, which is exact
 // once every entity's clock has passed them). The capacity exceeds the executor's entity count
@@ -25,30 +26,38 @@ class busy_intervals {
  public:
   static constexpr unsigned capacity = 512;
 
-  // The first instant >= arrive_ns outside every recorded interval.
+  // The first instant >= arrive_ns outside every recorded interval. O(log n) to find the hold
+  // it may fall into (by start), then a walk over the holds that follow without a gap.
   [[nodiscard]] std::uint64_t earliest_free(std::uint64_t arrive_ns) const noexcept {
-    std::uint64_t t = arrive_ns;
-    for (unsigned i = 0; i < count_; ++i) {  // sorted by start, disjoint
-      const interval& v = slots_[i];
-      if (v.start > t) break;
-      if (v.end > t) t = v.end;
+    unsigned lo = 0, hi = count_;  // first interval that starts after arrive_ns
+    while (lo < hi) {
+      const unsigned mid = (lo + hi) / 2;
+      if (at(mid).start <= arrive_ns)
+        lo = mid + 1;
+      else
+        hi = mid;
     }
+    std::uint64_t t = arrive_ns;
+    if (lo > 0 && at(lo - 1).end > t) t = at(lo - 1).end;
+    for (unsigned i = lo; i < count_ && at(i).start <= t; ++i)
+      t = std::max(t, at(i).end);
     return t;
   }
 
   // Records [start, end) (empty intervals are not kept), keeping the list sorted by start.
+  // Holds mostly end in clock order, so this is usually an append.
   void add(std::uint64_t start_ns, std::uint64_t end_ns) noexcept {
     if (end_ns <= start_ns) return;
     if (count_ == capacity) {  // forget the oldest
-      std::move(slots_.begin() + 1, slots_.begin() + count_, slots_.begin());
+      head_ = (head_ + 1) % capacity;
       --count_;
     }
     unsigned pos = count_;
-    while (pos > 0 && slots_[pos - 1].start > start_ns) {
-      slots_[pos] = slots_[pos - 1];
+    while (pos > 0 && at(pos - 1).start > start_ns) {
+      at(pos) = at(pos - 1);
       --pos;
     }
-    slots_[pos] = {start_ns, end_ns};
+    at(pos) = {start_ns, end_ns};
     ++count_;
   }
 
@@ -59,7 +68,13 @@ class busy_intervals {
     std::uint64_t start = 0;
     std::uint64_t end = 0;
   };
+  // i-th oldest (0 = oldest); the storage is a ring starting at head_.
+  [[nodiscard]] interval& at(unsigned i) noexcept { return slots_[(head_ + i) % capacity]; }
+  [[nodiscard]] const interval& at(unsigned i) const noexcept {
+    return slots_[(head_ + i) % capacity];
+  }
   std::array<interval, capacity> slots_{};
+  unsigned head_ = 0;
   unsigned count_ = 0;
 };
 
