@@ -39,19 +39,36 @@ TEST(IommuQueue, DescriptorsTakeTheirConfiguredTime) {
 
 // The wait rule, step by step: a wait cannot complete while a walk that began before the
 // invalidation it covers is still reading tables.
-TEST(IommuQueue, WaitBlocksOnEarlierWalkInFlight) {
+// One 4K page mapped at 2M, and a step-wise walk of it stopped after the level-3 entry: it holds
+// a pointer to the L2 table that a 1G map over the range is about to retire.
+struct walk_in_flight {
+  explicit walk_in_flight(const unit_config& c)
+      : u(f.sys.add_unit(c)), d(f.add_domain(1, pt::domain_config{.coalesce = false})) {}
+  // Attaches, maps and walks up to the L2 table; false (with a test failure) if a step fails.
+  [[nodiscard]] bool start() {
+    EXPECT_TRUE(f.sys.attach(1, u, d, 1).ok());
+    f.map(d, k2m, 0x1000, k4k, g);
+    unit& un = f.sys.get_unit(u);
+    const bool done = un.begin(w, 1, k2m, pt::perm_read) || un.step(w) /* the root entry */ ||
+                      un.step(w) /* the level-3 entry */;
+    EXPECT_FALSE(done) << "the walk finished before reaching the L2 table";
+    return !done;
+  }
   fixture f;
-  const unsigned u = f.sys.add_unit(zero_latency_unit());
-  domain& d = f.add_domain(1, pt::domain_config{.coalesce = false});
-  ASSERT_TRUE(f.sys.attach(1, u, d, 1).ok());
+  unsigned u;
+  domain& d;
   pt::gather g;
-  f.map(d, k2m, 0x1000, k4k, g);
-  unit& un = f.sys.get_unit(u);
-
   walk w;
-  ASSERT_FALSE(un.begin(w, 1, k2m, pt::perm_read));
-  ASSERT_FALSE(un.step(w));  // the root entry
-  ASSERT_FALSE(un.step(w));  // the level-3 entry: the walk now holds a pointer to the L2 table
+};
+
+TEST(IommuQueue, WaitBlocksOnEarlierWalkInFlight) {
+  walk_in_flight s(zero_latency_unit());
+  ASSERT_TRUE(s.start());
+  fixture& f = s.f;
+  domain& d = s.d;
+  pt::gather& g = s.g;
+  walk& w = s.w;
+  unit& un = f.sys.get_unit(s.u);
   EXPECT_EQ(w.next_level(), 2u);
 
   f.map(d, 0, 0x4000'0000, k1g, g);  // the 1G leaf replaces the L2 table: L2 and L1 retired
@@ -399,19 +416,15 @@ TEST(IommuQueue, QueueFullPastTheTimeoutFailsTheEpoch) {
 // the same step-by-step interleaving frees a table a walk in flight still reads, and the check
 // catches it. With the rule, WaitBlocksOnEarlierWalkInFlight sees no violation.
 TEST(IommuQueue, MutantWithoutTheWaitRuleIsCaught) {
-  fixture f;
   unit_config c = zero_latency_unit();
   c.mutant_no_wait_rule = true;
-  const unsigned u = f.sys.add_unit(c);
-  domain& d = f.add_domain(1, pt::domain_config{.coalesce = false});
-  ASSERT_TRUE(f.sys.attach(1, u, d, 1).ok());
-  pt::gather g;
-  f.map(d, k2m, 0x1000, k4k, g);
-  unit& un = f.sys.get_unit(u);
-  walk w;
-  ASSERT_FALSE(un.begin(w, 1, k2m, pt::perm_read));
-  ASSERT_FALSE(un.step(w));
-  ASSERT_FALSE(un.step(w));  // holds a pointer to the L2 table
+  walk_in_flight s(c);
+  ASSERT_TRUE(s.start());
+  fixture& f = s.f;
+  domain& d = s.d;
+  pt::gather& g = s.g;
+  walk& w = s.w;
+  unit& un = f.sys.get_unit(s.u);
   f.map(d, 0, 0x4000'0000, k1g, g);
   auto t = f.sys.invalidate(d, inv_range::from(g));
   ASSERT_TRUE(t.ok());
