@@ -189,16 +189,64 @@ TEST(PtConcurrency, LockFreeSeveralDomainsOfDifferentFormats) {
       4);
 }
 
-// The lost-installation-race path, made to happen: each round, every thread is released by a
-// barrier to map its own page in each of many fresh 2M slots of a fresh 1G region, so all of
-// them build the same missing tables and CAS them into the same empty entries. Rounds repeat
-// (bounded) until a race was lost; the losers' never-linked tables must be back in the pool.
+// The lost-installation-race path, made to happen: each round, every thread maps its own page
+// in each of many fresh 2M slots of a fresh 1G region, so all of them build the same missing
+// tables and CAS them into the same empty entries. Left to timing alone this is flaky on a
+// loaded 2-core host (a CI run once saw no race lost in 2000 rounds while other tests ran), so
+// the platform holds each thread's first PTE-write charge of a round (made after the thread
+// loaded the empty entry, before its CAS) until every thread has reached its own: all of them
+// have seen the entry empty, one CAS wins and the others must lose. The gate has a deadline,
+// so a descheduled thread costs a round, never a hang; rounds repeat (bounded) until a race
+// was lost, and the losers' never-linked tables must be back in the pool.
+class install_gate_platform final : public platform {
+ public:
+  explicit install_gate_platform(unsigned cpus) : inner_(cpus), parties_(cpus) {}
+  std::uint64_t now_ns() noexcept override { return inner_.now_ns(); }
+  unsigned current_cpu() const noexcept override { return inner_.current_cpu(); }
+  unsigned cpu_count() const noexcept override { return inner_.cpu_count(); }
+  bool wait_until(const std::function<bool()>& done, std::uint64_t timeout_ns) override {
+    return inner_.wait_until(done, timeout_ns);
+  }
+  void set_current_cpu(unsigned cpu) noexcept { inner_.set_current_cpu(cpu); }
+
+  // The calling thread's next PTE-write charge waits at the gate of round `round`.
+  void arm(unsigned round) noexcept {
+    tls_armed = true;
+    tls_round = round;
+  }
+  void charge(cost_kind kind, std::uint64_t /*count*/) noexcept override {
+    if (kind != cost_kind::pte_write || !tls_armed) return;
+    tls_armed = false;
+    const unsigned target = parties_ * (tls_round + 1);
+    arrived_.fetch_add(1, std::memory_order_acq_rel);
+    const std::uint64_t deadline = inner_.now_ns() + 200'000'000;  // 200 ms
+    for (unsigned spins = 1; arrived_.load(std::memory_order_acquire) < target; ++spins) {
+      if (inner_.now_ns() > deadline) {
+        timeouts_.fetch_add(1, std::memory_order_relaxed);
+        return;
+      }
+      if (spins % 256 == 0) std::this_thread::yield();
+    }
+  }
+  [[nodiscard]] unsigned timeouts() const noexcept { return timeouts_.load(); }
+
+ private:
+  static thread_local bool tls_armed;
+  static thread_local unsigned tls_round;
+  real_platform inner_;
+  unsigned parties_;
+  std::atomic<unsigned> arrived_{0};
+  std::atomic<unsigned> timeouts_{0};
+};
+thread_local bool install_gate_platform::tls_armed = false;
+thread_local unsigned install_gate_platform::tls_round = 0;
+
 void lose_install_races(format_kind kind) {
   SCOPED_TRACE(std::string(format_kind_name(kind)));
   constexpr unsigned threads_n = 4;
   constexpr unsigned slots = 256;  // 2M slots per round: one level-2 install race each
   constexpr unsigned max_rounds = 2000;
-  real_platform plat(threads_n);
+  install_gate_platform plat(threads_n);
   mem::frame_pool pool(mem::pool_config{.capacity_frames = 2048, .caches = threads_n}, plat);
   auto made = make_table(kind, domain_config{.mode = concurrency_mode::lock_free}, pool);
   ASSERT_TRUE(made.ok());
@@ -221,6 +269,7 @@ void lose_install_races(format_kind kind) {
              ++spins)
           if (spins % 1024 == 0) std::this_thread::yield();  // let a preempted peer run
         const iova_t region = (1 + r % 256) * k1g;
+        plat.arm(r);
         for (unsigned s = 0; s < slots; ++s) {
           const iova_t iova = region + s * k2m + m * k4k;
           if (Status st = t.map(iova, phys_of(iova), k4k, perm_rw, g); !st.ok() && errors[m] == "")
@@ -250,6 +299,9 @@ void lose_install_races(format_kind kind) {
   const table_stats st = t.stats();
   ASSERT_GT(st.install_races_lost, 0u)
       << "no installation race lost in " << rounds_run.load() << " rounds";
+  if (plat.timeouts() == 0) {  // every gated round made threads_n - 1 losers at least
+    EXPECT_GE(st.install_races_lost, std::uint64_t{threads_n - 1} * rounds_run.load());
+  }
   EXPECT_GE(st.tables_freed_unlinked, st.install_races_lost) << "a loser frees >= 1 table";
   // Every frame the losers allocated is free again: the pool holds only the linked tables.
   const std::uint64_t reachable = testing::count_reachable_tables(t, pool);
@@ -262,8 +314,10 @@ void lose_install_races(format_kind kind) {
     ASSERT_TRUE(pool.free(f, "test").ok());
   EXPECT_TRUE(pool.leaks().empty()) << pool.leak_report();
   EXPECT_EQ(pool.ledger_violation_count(), 0u);
-  std::printf("%s: %llu races lost in %u rounds\n", std::string(format_kind_name(kind)).c_str(),
-              static_cast<unsigned long long>(st.install_races_lost), rounds_run.load());
+  std::printf("%s: %llu races lost in %u rounds (gate deadlines missed: %u)\n",
+              std::string(format_kind_name(kind)).c_str(),
+              static_cast<unsigned long long>(st.install_races_lost), rounds_run.load(),
+              plat.timeouts());
 }
 
 TEST(PtConcurrency, LostInstallRacesFreeTheLosersTables) {
