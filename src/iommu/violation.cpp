@@ -20,6 +20,8 @@ const char* violation_kind_name(violation_kind k) noexcept {
       return "reused frame reached through a retired table";
     case violation_kind::wild_frame:
       return "frame outside memory";
+    case violation_kind::reserved_bits:
+      return "entry with reserved bits set";
   }
   return "?";
 }
@@ -34,7 +36,10 @@ std::string violation::describe() const {
     os << " domain " << now.domain << " level " << unsigned{now.level};
   os << " gen " << now.generation;
   if (has_expected_generation) os << ", cached gen " << expected_generation;
-  os << "] at " << at_ns << " ns";
+  os << "]";
+  if (kind == violation_kind::reserved_bits)
+    os << " (reserved bits 0x" << std::hex << reserved << std::dec << ")";
+  os << " at " << at_ns << " ns";
   if (retired_ns != 0) os << ", retired at " << retired_ns << " ns";
   if (freed_ns != 0) {
     os << ", freed at " << freed_ns << " ns by " << (freed_by != nullptr ? freed_by : "?")

@@ -140,13 +140,25 @@ void unit::read_step(walk& w) {
   r.cost_ns += config_.latency.pte_read_ns;
   // The read is checked against the ledger both before and after, so a free that races with
   // the read is seen either way.
-  if (check_frame(w, f, l, before) && !(after == before)) (void)check_frame(w, f, l, after);
+  const bool frame_ok =
+      check_frame(w, f, l, before) && (after == before || check_frame(w, f, l, after));
   if (l < w.walked_top_) {
     w.gen_[l + 1] = before.generation;
     w.gen_known_[l + 1] = true;
   }
 
   const pt::decoded_entry e = fmt.decode(pte, l);
+  // Reserved bits are judged only in a frame that is what the walk expects (poison in a freed
+  // frame was reported above and is not a second finding).
+  if (e.kind != pt::entry_kind::none && frame_ok) {
+    if (const std::uint64_t bad = fmt.reserved_bits(pte, l); bad != 0) {
+      record_violation(w, violation_kind::reserved_bits, f, l, before, bad);
+      r.result = outcome::fault_invalid;
+      r.level = l;
+      w.phase_ = walk_phase::done;
+      return;
+    }
+  }
   switch (e.kind) {
     case pt::entry_kind::none:
       r.result = outcome::fault_not_present;
@@ -213,9 +225,10 @@ bool unit::check_frame(walk& w, mem::frame_id f, unsigned level, mem::frame_iden
 }
 
 void unit::record_violation(walk& w, violation_kind kind, mem::frame_id f, unsigned level,
-                            mem::frame_ident id) {
+                            mem::frame_ident id, std::uint64_t reserved) {
   violation v;
   v.kind = kind;
+  v.reserved = reserved;
   v.unit = index_;
   v.device = w.device_;
   v.domain = w.domain_->id();

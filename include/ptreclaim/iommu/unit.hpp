@@ -234,7 +234,7 @@ class unit {
   void fill_caches_locked(const walk& w, std::uint8_t drop_psc, std::uint8_t drop_iotlb);
   bool check_frame(walk& w, mem::frame_id f, unsigned level, mem::frame_ident id);
   void record_violation(walk& w, violation_kind kind, mem::frame_id f, unsigned level,
-                        mem::frame_ident id);
+                        mem::frame_ident id, std::uint64_t reserved = 0);
   [[nodiscard]] std::uint64_t latency(inv_type t) const noexcept;
 
   unsigned index_;

@@ -13,7 +13,11 @@
 //   reused_via_stale    the walk went through a retired table and reached a frame that is live
 //                       again: it was freed and reused (a retired table's children are retired
 //                       with it, so a live child means reuse);
-//   wild_frame          the entry read names a frame outside the pool (decoded poison).
+//   wild_frame          the entry read names a frame outside the pool (decoded poison);
+//   reserved_bits       a present entry of a live table has bits set that the hardware
+//                       reserves: the DMA faults (outcome::fault_invalid) and the software wrote
+//                       a malformed entry (software markers in reserved rather than ignored
+//                       bits, say). Checked only on frames that passed the checks above.
 // What does NOT count: a *retired* table of the same domain, level and generation. That is the
 // deferred-free window doing its job: the memory still holds the old table.
 //
@@ -39,6 +43,7 @@ enum class violation_kind : std::uint8_t {
   generation_changed,
   reused_via_stale,
   wild_frame,
+  reserved_bits,
 };
 [[nodiscard]] const char* violation_kind_name(violation_kind k) noexcept;
 
@@ -60,6 +65,7 @@ struct violation {
   std::uint64_t freed_ns = 0;             // meta.freed_ns (0: never freed)
   const char* freed_by = nullptr;         // meta.freed_by
   std::uint16_t last_domain = 0;          // owner before the last free
+  std::uint64_t reserved = 0;             // reserved_bits: the reserved bits that were set
 
   // One line: "S1 violation: unit 0 device 3 (domain 1, did 7) iova 0x200000 read frame 42 as
   // level-1 table via PSC: free (gen 5, cached gen 4), retired at 1200 ns, freed at 1300 ns by

@@ -52,6 +52,9 @@ struct format_desc {
   decoded_entry (*decode)(std::uint64_t pte, unsigned level) noexcept;
   std::uint64_t (*make_table)(std::uint64_t table_pa, unsigned level) noexcept;
   std::uint64_t (*make_leaf)(std::uint64_t pa, unsigned level, std::uint8_t perms) noexcept;
+  // The bits of a present entry at `level` that the hardware reserves (must be 0) and that are
+  // set: a walk that reads such an entry faults. 0 for a well-formed entry.
+  std::uint64_t (*reserved_bits)(std::uint64_t pte, unsigned level) noexcept;
 };
 
 // The compile-time description every format provides. Software-only bits (the contiguity
@@ -71,6 +74,8 @@ concept pt_format = requires(std::uint64_t pte, std::uint64_t pa, unsigned level
   noexcept->std::same_as<std::uint64_t>;
   { F::make_leaf(pa, level, p) }
   noexcept->std::same_as<std::uint64_t>;
+  { F::reserved_bits(pte, level) }
+  noexcept->std::same_as<std::uint64_t>;  // set reserved bits of a present entry
   { F::sw_get(pte) }
   noexcept->std::same_as<std::uint64_t>;  // software marker bits
   { F::sw_set(pte, pa) }

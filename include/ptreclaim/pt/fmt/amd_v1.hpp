@@ -45,14 +45,15 @@ struct amd_v1 {
   static constexpr std::uint64_t pr_bit = bit(0);  // §2.2.3 PR
   static constexpr unsigned next_level_lo = 9;     // §2.2.3 NextLevel 11:9
   static constexpr unsigned next_level_hi = 11;
-  static constexpr std::uint64_t addr_mask = bit_range(12, 51);      // §2.2.3 address
-  using sw = sw_bitlist<1, 2, 3, 4, 7, 8>;                           // §2.2.3 ignored 4:1, 8:7
-  static constexpr std::uint64_t reserved_mask = bit_range(52, 58);  // §2.2.3 must be 0
-  static constexpr std::uint64_t hw_written_mask = bit(5) | bit(6);  // §2.2.3 A, D
-  static constexpr std::uint64_t u_bit = bit(59);                    // §2.2.3 U (unused)
-  static constexpr std::uint64_t fc_bit = bit(60);                   // §2.2.3 FC (unused)
-  static constexpr std::uint64_t ir_bit = bit(61);                   // §2.2.3 IR
-  static constexpr std::uint64_t iw_bit = bit(62);                   // §2.2.3 IW
+  static constexpr std::uint64_t addr_mask = bit_range(12, 51);          // §2.2.3 address
+  using sw = sw_bitlist<1, 2, 3, 4, 7, 8>;                               // §2.2.3 ignored 4:1, 8:7
+  static constexpr std::uint64_t reserved_mask = bit_range(52, 58);      // §2.2.3 PTE: must be 0
+  static constexpr std::uint64_t pde_reserved_mask = bit_range(52, 60);  // §2.2.3 PDE: must be 0
+  static constexpr std::uint64_t hw_written_mask = bit(5) | bit(6);      // §2.2.3 A, D
+  static constexpr std::uint64_t u_bit = bit(59);                        // §2.2.3 U (unused)
+  static constexpr std::uint64_t fc_bit = bit(60);                       // §2.2.3 FC (unused)
+  static constexpr std::uint64_t ir_bit = bit(61);                       // §2.2.3 IR
+  static constexpr std::uint64_t iw_bit = bit(62);                       // §2.2.3 IW
   static constexpr unsigned sw_bits = sw::width;
 
   static_assert((addr_mask & sw::mask) == 0 && ((pr_bit | bit_range(next_level_lo, next_level_hi) |
@@ -75,6 +76,12 @@ struct amd_v1 {
     if (next == 0 && level <= 3) return {entry_kind::leaf, pte & addr_mask, perms};
     if (level > 1 && next == level - 1) return {entry_kind::table, pte & addr_mask, perms};
     return {};  // NextLevel 7, a skipped level or a page size this model does not use
+  }
+  // §2.2.3: bits 58:52 of a PTE (NextLevel 0) and 60:52 of a PDE are reserved.
+  [[nodiscard]] static constexpr std::uint64_t reserved_bits(std::uint64_t pte,
+                                                             unsigned /*level*/) noexcept {
+    const bool pde = field_get(pte, next_level_lo, next_level_hi) != 0;
+    return pte & (pde ? pde_reserved_mask : reserved_mask);
   }
   [[nodiscard]] static constexpr std::uint64_t make_table(std::uint64_t table_pa,
                                                           unsigned level) noexcept {

@@ -63,8 +63,8 @@ struct sw_bitlist {
 // One static descriptor per format type, holding pointers to the format's own functions.
 template <class F>
 [[nodiscard]] const format_desc& make_desc() noexcept {
-  static constexpr format_desc d{F::name,    F::levels,      F::va_bits,   F::leaf_levels,
-                                 &F::decode, &F::make_table, &F::make_leaf};
+  static constexpr format_desc d{F::name,    F::levels,      F::va_bits,    F::leaf_levels,
+                                 &F::decode, &F::make_table, &F::make_leaf, &F::reserved_bits};
   return d;
 }
 

@@ -61,6 +61,11 @@ struct vtd_ss {
     const bool leaf = level == 1 || ((level == 2 || level == 3) && (pte & ps_bit) != 0);
     return {leaf ? entry_kind::leaf : entry_kind::table, pte & addr_mask, perms};
   }
+  // §9.8: PS is reserved (must be 0) in SL-PML5E and SL-PML4E (levels 5 and 4).
+  [[nodiscard]] static constexpr std::uint64_t reserved_bits(std::uint64_t pte,
+                                                             unsigned level) noexcept {
+    return level >= 4 ? pte & ps_bit : 0;
+  }
   [[nodiscard]] static constexpr std::uint64_t make_table(std::uint64_t table_pa,
                                                           unsigned /*level*/) noexcept {
     return (table_pa & addr_mask) | r_bit | w_bit | x_bit;

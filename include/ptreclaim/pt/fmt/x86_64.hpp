@@ -65,6 +65,12 @@ struct x86_64 {
     const bool leaf = level == 1 || ((level == 2 || level == 3) && (pte & ps_bit) != 0);
     return {leaf ? entry_kind::leaf : entry_kind::table, pte & addr_mask, perms};
   }
+  // §4.5: PS is reserved (must be 0) in PML5E and PML4E (levels 5 and 4). (Address bits above
+  // MAXPHYADDR are reserved too; the model's physical width is the full 52 bits.)
+  [[nodiscard]] static constexpr std::uint64_t reserved_bits(std::uint64_t pte,
+                                                             unsigned level) noexcept {
+    return level >= 4 ? pte & ps_bit : 0;
+  }
   [[nodiscard]] static constexpr std::uint64_t make_table(std::uint64_t table_pa,
                                                           unsigned /*level*/) noexcept {
     return (table_pa & addr_mask) | p_bit | rw_bit | us_bit | a_bit;
