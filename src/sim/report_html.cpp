@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -92,6 +93,7 @@ bool run_gnuplot(const std::string& program, const std::string& dir, const std::
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   std::vector<std::string> args{program, script};
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (auto& a : args)
     argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -101,7 +103,7 @@ bool run_gnuplot(const std::string& program, const std::string& dir, const std::
   const int rc = posix_spawnp(&pid, program.c_str(), &actions, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) {
-    why = "could not start '" + program + "': " + std::strerror(rc);
+    why = "could not start '" + program + "': " + std::generic_category().message(rc);
     return false;
   }
   const auto deadline = std::chrono::steady_clock::now() + gnuplot_timeout;
@@ -110,7 +112,7 @@ bool run_gnuplot(const std::string& program, const std::string& dir, const std::
     const pid_t r = ::waitpid(pid, &status, WNOHANG);
     if (r == pid) break;
     if (r < 0) {
-      why = std::string("waitpid: ") + std::strerror(errno);
+      why = std::string("waitpid: ") + std::generic_category().message(errno);
       return false;
     }
     if (std::chrono::steady_clock::now() > deadline) {
@@ -265,13 +267,15 @@ Status write_plots(const std::string& pdir, const report_input& in, std::vector<
 bool program_available(const std::string& program) {
   if (program.empty()) return false;
   if (program.find('/') != std::string::npos) return ::access(program.c_str(), X_OK) == 0;
-  const char* path = std::getenv("PATH");
+  const char* path = std::getenv("PATH");  // NOLINT(concurrency-mt-unsafe): nothing sets it
   std::string_view rest = path != nullptr ? path : "/usr/bin:/bin";
   while (true) {
     const auto colon = rest.find(':');
     std::string dir(rest.substr(0, colon));
     if (dir.empty()) dir = ".";
-    if (::access((dir + "/" + program).c_str(), X_OK) == 0) return true;
+    dir += '/';
+    dir += program;
+    if (::access(dir.c_str(), X_OK) == 0) return true;
     if (colon == std::string_view::npos) break;
     rest.remove_prefix(colon + 1);
   }

@@ -5,6 +5,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <system_error>
 
 #include "ptreclaim/sim/report.hpp"
 #include "sim/report_format.hpp"
@@ -245,7 +246,8 @@ Status write_text_file(const std::string& path, std::string_view text) {
   }
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out)
-    return Status(errc::invalid_argument, "cannot write '" + path + "': " + std::strerror(errno));
+    return Status(errc::invalid_argument,
+                  "cannot write '" + path + "': " + std::generic_category().message(errno));
   out.write(text.data(), static_cast<std::streamsize>(text.size()));
   out.close();
   if (!out) return Status(errc::invalid_argument, "error writing '" + path + "'");

@@ -119,8 +119,7 @@ void progress_line::update(double fraction) {
   last_draw_ = now;
   if (fraction < 0) fraction = 0;
   if (fraction > 1) fraction = 1;
-  const auto secs =
-      std::chrono::duration_cast<std::chrono::milliseconds>(now - start_).count() / 1000.0;
+  const double secs = std::chrono::duration<double>(now - start_).count();
   std::fprintf(out_, "\r\033[K%s  %3d%%  %.1f s", label_.c_str(),
                static_cast<int>(fraction * 100.0), secs);
   std::fflush(out_);

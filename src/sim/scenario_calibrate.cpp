@@ -123,13 +123,13 @@ Result<cost_model> calibrate(const calibrate_options& options) {
   if (!table.ok()) return Status(table.status().code(), "calibrate: " + table.status().message());
   std::atomic<std::uint64_t>* words = pool.words(*table);
   constexpr unsigned ptes = limits::ptes_per_table;
-  set(cost_kind::pte_write, best_ns_per_unit(slice, ptes * 64, [&] {
+  set(cost_kind::pte_write, best_ns_per_unit(slice, std::uint64_t{ptes} * 64, [&] {
         for (unsigned r = 0; r < 64; ++r)
           for (unsigned i = 0; i < ptes; ++i)
             words[i].store((i << 12) | r | 3, std::memory_order_release);
       }));
   step();
-  set(cost_kind::pte_read, best_ns_per_unit(slice, ptes * 64, [&] {
+  set(cost_kind::pte_read, best_ns_per_unit(slice, std::uint64_t{ptes} * 64, [&] {
         std::uint64_t sum = 0;
         for (unsigned r = 0; r < 64; ++r)
           for (unsigned i = 0; i < ptes; ++i)

@@ -69,7 +69,7 @@ const std::array<double, cost_kind_count>& cost_model::default_ns() {
   // Parsed without constructing a cost_model (whose initialiser calls this). NaN marks a kind
   // the file left out: the default file must give every kind.
   static const std::array<double, cost_kind_count> parsed = [] {
-    std::array<double, cost_kind_count> figures;
+    std::array<double, cost_kind_count> figures{};
     figures.fill(std::nan(""));
     const Status st =
         parse_cost_ns(default_cost_file_text(), "scenarios/costs/default.toml", figures);

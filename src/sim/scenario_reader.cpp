@@ -6,6 +6,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <system_error>
 
 namespace ptreclaim::sim::detail {
 
@@ -235,7 +236,11 @@ void table_reader::finish(std::string_view what) {
     const bool section = v.is_table() || v.is_array_of_tables();
     const std::string kind = section ? "unknown section [" + key_path(k.str()) + "]"
                                      : "unknown key '" + std::string(k.str()) + "'";
-    ctx_.fail(k.source(), kind + " in " + std::string(what) + " (known: " + known + ")");
+    std::string msg = kind;
+    msg += " in ";
+    msg += what;
+    msg += " (known: " + known + ")";
+    ctx_.fail(k.source(), msg);
     return;
   }
 }
@@ -264,7 +269,8 @@ std::string dir_of(std::string_view path) {
 Result<std::string> read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
-    return Status(errc::invalid_argument, "cannot read '" + path + "': " + std::strerror(errno));
+    return Status(errc::invalid_argument,
+                  "cannot read '" + path + "': " + std::generic_category().message(errno));
   }
   std::ostringstream o;
   o << in.rdbuf();

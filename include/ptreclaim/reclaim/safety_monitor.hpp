@@ -73,9 +73,9 @@ class safety_monitor final : public reclaim_observer, public invalidation_backen
 
  private:
   struct retired_frame {
-    domain_number domain;
+    domain_number domain{};
     invalidation_range need;
-    epoch_t started_before;  // the newest epoch submitted before the retire
+    epoch_t started_before{};  // the newest epoch submitted before the retire
   };
   struct recorded_inv {
     invalidation_range range;
