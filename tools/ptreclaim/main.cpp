@@ -108,8 +108,10 @@ std::vector<std::string> parse_policies(const std::string& text, bool allow_many
   for (const auto& p : out) {
     if (!sim::is_policy(p)) {
       std::string known;
-      for (const auto& n : sim::policy_names())
-        known += (known.empty() ? "" : ", ") + n;
+      for (const auto& n : sim::policy_names()) {
+        if (!known.empty()) known += ", ";
+        known += n;
+      }
       throw usage_error{"unknown policy '" + p + "' (known: " + known + ")"};
     }
   }
