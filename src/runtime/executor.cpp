@@ -276,7 +276,7 @@ void executor::run_tasklet(lock_t& lock, tasklet& t, unsigned cpu) {
   const unsigned again = t.resched_cpu_;
   t.resched_cpu_ = no_cpu;
   if (again != no_cpu && !t.dead_) enqueue_tasklet(t, again);
-  changed_.notify_all();
+  notify_changed();
 }
 
 // ---- softirq and scheduler points ----
@@ -304,7 +304,7 @@ executor::ran executor::run_one_softirq(lock_t& lock, unsigned cpu) {
     --running_items_;
     ++s.stats.timers;
     ++counters_.timers_fired;
-    changed_.notify_all();
+    notify_changed();
     return ran::timer;
   }
   if (tasklet* t = s.softirq.pop_front()) {
@@ -379,7 +379,7 @@ void executor::apply_step_result(unsigned cpu, step_result r, std::uint64_t now)
       s.sched_point = true;
       s.prog_active = false;
       --programs_active_;
-      changed_.notify_all();
+      notify_changed();
       break;
   }
 }
@@ -439,7 +439,7 @@ void executor::run_work(lock_t& lock, work_item& w, unsigned cpu) {
   const unsigned again = w.resched_cpu_;
   w.resched_cpu_ = no_cpu;
   if (again != no_cpu) enqueue_work(w, again);
-  changed_.notify_all();
+  notify_changed();
 }
 
 bool executor::flush_work(work_item& w) {

@@ -163,7 +163,7 @@ Status executor::do_cpu_down(unsigned target, bool force_fail) {
   lock_t lock(mu_);
   hotplug_busy_ = false;
   ++counters_.cpu_downs;
-  changed_.notify_all();
+  notify_changed();
   return {};
 }
 
@@ -193,7 +193,7 @@ Status executor::do_cpu_up(unsigned target) {
   lock_t lock(mu_);
   hotplug_busy_ = false;
   ++counters_.cpu_ups;
-  changed_.notify_all();
+  notify_changed();
   return {};
 }
 

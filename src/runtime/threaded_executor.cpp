@@ -51,7 +51,9 @@ void threaded_executor::on_cpu_work(unsigned cpu, std::uint64_t /*at_ns*/, bool 
 }
 
 void threaded_executor::wait_for_change(lock_t& lock) {
+  ++change_waiters_;
   changed_.wait_for(lock, poll);
+  --change_waiters_;
 }
 
 void threaded_executor::flush_remote(lock_t& lock, work_item& w) {
@@ -76,7 +78,9 @@ void threaded_executor::hold(lock_t& lock, unsigned cpu) {
     PTR_ASSERT_MSG(std::chrono::steady_clock::now() < deadline,
                    "threaded executor: a CPU did not reach a step boundary to park (is a step "
                    "waiting for the CPU running the hotplug?)");
+    ++change_waiters_;
     changed_.wait_for(lock, poll);
+    --change_waiters_;
   }
 }
 
@@ -126,7 +130,7 @@ void threaded_executor::cpu_loop(unsigned cpu) {
   while (!stop_) {
     if (me.holds > 0) {
       me.held = true;
-      changed_.notify_all();
+      notify_changed();
       me.cv.wait(lock, [&] { return me.holds == 0 || stop_; });
       me.held = false;
       continue;
@@ -145,7 +149,10 @@ void threaded_executor::cpu_loop(unsigned cpu) {
     if (s.prog_active) wake = std::min(wake, s.prog_wake_ns);
     const std::uint64_t wait_ns =
         wake > now ? std::min<std::uint64_t>(wake - now, poll.count()) : 0;
-    if (wait_ns > 0) me.cv.wait_for(lock, std::chrono::nanoseconds(wait_ns));
+    if (wait_ns > 0) {
+      if (quiescent() || stalled()) maybe_done_.notify_one();
+      me.cv.wait_for(lock, std::chrono::nanoseconds(wait_ns));
+    }
   }
 }
 
@@ -179,7 +186,8 @@ void threaded_executor::actor_loop(unsigned a) {
       case step_result::kind::finished:
         s.finished = true;
         if (!s.spec.daemon) --nondaemon_actors_active_;
-        changed_.notify_all();
+        notify_changed();
+        maybe_done_.notify_one();
         break;
     }
   }
@@ -249,7 +257,7 @@ run_stats threaded_executor::run() {
     std::uint64_t wait_ns = poll.count();
     if (next_event < hotplug_events_.size())
       wait_ns = std::min(wait_ns, begin + hotplug_events_[next_event].at_ns - now);
-    changed_.wait_for(lock, std::chrono::nanoseconds(wait_ns));
+    maybe_done_.wait_for(lock, std::chrono::nanoseconds(wait_ns));
   }
   stop_threads();
   lock_t lock(mu_);

@@ -288,6 +288,13 @@ class executor : public platform {
   unsigned cpus_;
   mutable std::mutex mu_;
   std::condition_variable changed_;  // an item finished running, an actor finished, a CPU parked
+  // Threads waiting on changed_ (tasklet_kill, flush_work, kill_timer, a CPU being parked).
+  // The end of an item notifies only when one waits: a futex wake per tasklet or timer would
+  // cost a threaded run microseconds per item that no kernel pays. Under mu_.
+  unsigned change_waiters_ = 0;
+  void notify_changed() {
+    if (change_waiters_ != 0) changed_.notify_all();
+  }
   std::vector<std::unique_ptr<cpu_slot>> slot_;
   std::vector<std::unique_ptr<actor_slot>> actors_;
   std::vector<hotplug_event> hotplug_events_;  // sorted by at_ns when run() starts
