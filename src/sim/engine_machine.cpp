@@ -73,6 +73,10 @@ runtime::cost_model convert_costs(const sim::cost_model& in) {
   // Whole ns: runtime::cost_model is integral and the executor seam offers no finer charge.
   for (std::size_t k = 0; k < cost_kind_count; ++k)
     out.charge_ns[k] = in.charged_ns(static_cast<cost_kind>(k));
+  out.softirq_item_ns = in.kernel.softirq_item_ns;
+  out.tasklet_ns = in.kernel.tasklet_ns;
+  out.work_ns = in.kernel.work_ns;
+  out.hotplug_ns = in.kernel.hotplug_ns;
   return out;
 }
 }  // namespace

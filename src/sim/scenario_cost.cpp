@@ -1,6 +1,7 @@
 // Cost files: a [cost_ns] table with one key per cost_kind (nanoseconds; fractions are read but
-// a run charges them rounded to whole ns, see cost_model::charged_ns). The default cost model
-// is the embedded scenarios/costs/default.toml.
+// a run charges them rounded to whole ns, see cost_model::charged_ns), and an optional
+// [kernel_ns] table of kernel dispatch costs. The default cost model is the embedded
+// scenarios/costs/default.toml.
 #include <array>
 #include <cmath>
 #include <cstdio>
@@ -43,9 +44,13 @@ std::string_view cost_kind_name(cost_kind k) noexcept {
 }
 
 namespace {
-// Reads [cost_ns] of `toml_text` into `ns` (kinds absent from the file keep their value).
+constexpr std::uint64_t max_kernel_ns = 1'000'000'000;
+
+// Reads [cost_ns] of `toml_text` into `ns` (kinds absent from the file keep their value) and,
+// when `kernel` is given, [kernel_ns] into it.
 Status parse_cost_ns(std::string_view toml_text, const std::string& source_name,
-                     std::array<double, cost_kind_count>& ns) {
+                     std::array<double, cost_kind_count>& ns,
+                     cost_model::kernel_costs* kernel = nullptr) {
   detail::read_context ctx(source_name);
   const toml::table root = detail::parse_toml(ctx, toml_text);
   if (ctx.failed()) return ctx.error();
@@ -58,6 +63,16 @@ Status parse_cost_ns(std::string_view toml_text, const std::string& source_name,
     r.finish("[cost_ns]");
   } else if (!ctx.failed()) {
     ctx.fail_at({}, "a cost file needs a [cost_ns] table");
+  }
+  cost_model::kernel_costs ignored;
+  cost_model::kernel_costs& k = kernel != nullptr ? *kernel : ignored;
+  if (const toml::table* t = top.table("kernel_ns")) {
+    detail::table_reader r(ctx, *t, "kernel_ns");
+    r.uint("softirq_item", k.softirq_item_ns, 0, max_kernel_ns);
+    r.uint("tasklet", k.tasklet_ns, 0, max_kernel_ns);
+    r.uint("work_item", k.work_ns, 0, max_kernel_ns);
+    r.uint("hotplug", k.hotplug_ns, 0, max_kernel_ns);
+    r.finish("[kernel_ns]");
   }
   top.finish("the top level of a cost file");
   if (ctx.failed()) return ctx.error();
@@ -81,6 +96,18 @@ const std::array<double, cost_kind_count>& cost_model::default_ns() {
   return parsed;
 }
 
+const cost_model::kernel_costs& cost_model::default_kernel() {
+  static const kernel_costs parsed = [] {
+    std::array<double, cost_kind_count> ns{};
+    kernel_costs k;
+    const Status st =
+        parse_cost_ns(default_cost_file_text(), "scenarios/costs/default.toml", ns, &k);
+    PTR_ASSERT_MSG(st.ok(), "the embedded scenarios/costs/default.toml does not parse");
+    return k;
+  }();
+  return parsed;
+}
+
 std::uint64_t cost_model::charged_ns(cost_kind k) const noexcept {
   const double v = ns[static_cast<std::size_t>(k)];
   return v <= 0.0 ? 0 : static_cast<std::uint64_t>(std::llround(v));
@@ -89,7 +116,8 @@ std::uint64_t cost_model::charged_ns(cost_kind k) const noexcept {
 Result<cost_model> parse_cost_model(std::string_view toml_text, const std::string& source_name) {
   cost_model model;
   model.source = source_name;
-  PTR_TRY(parse_cost_ns(toml_text, source_name, model.ns));
+  // Kinds and kernel costs the file leaves out keep the default file's.
+  PTR_TRY(parse_cost_ns(toml_text, source_name, model.ns, &model.kernel));
   return model;
 }
 
@@ -124,6 +152,14 @@ std::string cost_model_to_toml(const cost_model& model, std::string_view header)
                   static_cast<unsigned long long>(model.charged_ns(k)), model.ns[i]);
     out += std::string(cost_kind_name(k)) + " = " + buf + "\n";
   }
+  out +=
+      "\n# Kernel dispatch costs, ns (not measured: a user-space loop cannot time a softirq, a\n"
+      "# tasklet from the idle loop or a switch to a kworker; published figures). The threaded\n"
+      "# executor runs these items inline and pays none of them.\n[kernel_ns]\n";
+  out += "softirq_item = " + std::to_string(model.kernel.softirq_item_ns) + "\n";
+  out += "tasklet = " + std::to_string(model.kernel.tasklet_ns) + "\n";
+  out += "work_item = " + std::to_string(model.kernel.work_ns) + "\n";
+  out += "hotplug = " + std::to_string(model.kernel.hotplug_ns) + "\n";
   return out;
 }
 

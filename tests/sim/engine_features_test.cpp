@@ -105,6 +105,25 @@ TEST(engine_costs, runs_use_the_calibrated_defaults_and_charge_whole_nanoseconds
   EXPECT_GT(dear->elapsed_ns, zero->elapsed_ns);
 }
 
+// The cost file's [kernel_ns] reaches the executor: linux-global-work runs a work item after
+// nearly every retire, so the kworker switch it is charged shows in virtual time, and a policy
+// without work items (sync) does not move.
+TEST(engine_costs, kernel_dispatch_costs_are_charged) {
+  scenario s = builtin("sva-kernel");
+  EXPECT_EQ(s.costs.kernel.work_ns, 1500u) << "scenarios/costs/default.toml [kernel_ns]";
+  const run_options lg = options("linux-global-work", 5, 200, executor_kind::deterministic, 1);
+  const run_options sy = options("sync", 5, 200, executor_kind::deterministic, 1);
+  auto lg_default = run(s, lg);
+  auto sy_default = run(s, sy);
+  s.costs.kernel.work_ns = 0;
+  auto lg_free = run(s, lg);
+  auto sy_free = run(s, sy);
+  ASSERT_TRUE(lg_default.ok() && sy_default.ok() && lg_free.ok() && sy_free.ok());
+  EXPECT_LT(lg_free->elapsed_ns, lg_default->elapsed_ns);
+  EXPECT_EQ(sy_free->elapsed_ns, sy_default->elapsed_ns);
+  EXPECT_EQ(sy_free->trace_hash, sy_default->trace_hash);
+}
+
 TEST(engine_progress, threaded_runs_report_progress_while_they_run) {
   // A time-limited threaded run of 400 ms real time: the watcher reports every 100 ms, so at
   // least one figure strictly between 0 and 1 must arrive before the final 1.0.

@@ -3,6 +3,14 @@
 // and each policy's throughput ratio to `immediate` must agree within 1.5x between the two.
 // Medians of several runs; pairs of policies closer than 25 % (in either executor) are not
 // ranked, since the threaded executor's noise on a small host is larger than that.
+// Like is compared with like: the threaded executor runs softirq items, tasklets and work items
+// inline on the CPU's thread and pays no kernel dispatch cost for them (a kworker hand-off
+// between user-space threads costs ~20 us on a VM, not a kernel's 1-2 us), so the
+// deterministic side runs with the cost file's [kernel_ns] dispatch costs at 0. What is
+// checked is everything else the model charges: steps, PTE and frame costs, locks and shared
+// lines, invalidation latencies. (With the default kworker switch of 1.5 us, linux-global-work
+// on sva-kernel at 1 CPU is at 0.37 of immediate deterministic against ~0.8 threaded: that gap
+// is the modelled switch, which only a kernel can time.)
 // This compares measurements, so it is labelled `honesty` and kept out of the sanitizer runs;
 // it prints every figure it compared.
 #include <gtest/gtest.h>
@@ -35,6 +43,9 @@ scenario light_devices(const std::string& name) {
   scenario s = testing::builtin(name);
   for (auto& d : s.devices)
     d.step_interval_ns = 200'000;
+  s.costs.kernel.softirq_item_ns = 0;  // what the threaded executor does not pay either
+  s.costs.kernel.tasklet_ns = 0;
+  s.costs.kernel.work_ns = 0;
   return s;
 }
 

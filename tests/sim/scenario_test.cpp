@@ -318,6 +318,40 @@ TEST(CostModel, RoundTripsAndRejectsUnknownKinds) {
   ASSERT_FALSE(none.ok());
 }
 
+TEST(CostModel, KernelDispatchCostsAreReadWrittenAndChecked) {
+  cost_model m;
+  m.kernel.work_ns = 2500;
+  m.kernel.tasklet_ns = 0;
+  const std::string text = cost_model_to_toml(m, "kernel");
+  EXPECT_NE(text.find("[kernel_ns]\nsoftirq_item = 100\ntasklet = 0\nwork_item = 2500\n"),
+            std::string::npos)
+      << text;
+  auto back = parse_cost_model(text, "c.toml");
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  EXPECT_EQ(back->kernel.work_ns, 2500u);
+  EXPECT_EQ(back->kernel.tasklet_ns, 0u);
+  EXPECT_EQ(back->kernel.hotplug_ns, m.kernel.hotplug_ns);
+  // Keys the file leaves out keep the default file's; a file without the table keeps them all.
+  auto partial = parse_cost_model("[cost_ns]\n[kernel_ns]\nwork_item = 7\n", "c.toml");
+  ASSERT_TRUE(partial.ok()) << partial.status().to_string();
+  EXPECT_EQ(partial->kernel.work_ns, 7u);
+  EXPECT_EQ(partial->kernel.tasklet_ns, cost_model::default_kernel().tasklet_ns);
+  auto absent = parse_cost_model("[cost_ns]\n", "c.toml");
+  ASSERT_TRUE(absent.ok());
+  EXPECT_EQ(absent->kernel.work_ns, cost_model::default_kernel().work_ns);
+  // Unknown keys, wrong types and values out of range name the file, line and reason.
+  auto unknown = parse_cost_model("[cost_ns]\n[kernel_ns]\nwork = 1\n", "c.toml");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("c.toml:3:"), std::string::npos);
+  EXPECT_NE(unknown.status().message().find("unknown key 'work'"), std::string::npos);
+  auto typed = parse_cost_model("[cost_ns]\n[kernel_ns]\ntasklet = \"fast\"\n", "c.toml");
+  ASSERT_FALSE(typed.ok());
+  EXPECT_NE(typed.status().message().find("c.toml:3:"), std::string::npos);
+  auto neg = parse_cost_model("[cost_ns]\n[kernel_ns]\nhotplug = -1\n", "c.toml");
+  ASSERT_FALSE(neg.ok());
+  EXPECT_NE(neg.status().message().find("out of range"), std::string::npos);
+}
+
 TEST(CostModel, FractionsAreChargedRoundedToWholeNanoseconds) {
   // The executor charges integers: 0.4 is charged 0, 0.5 and 1.49 are charged 1. docs/scenarios.md
   // says so; this pins it.
@@ -335,6 +369,7 @@ TEST(CostModel, DefaultsAreTheEmbeddedCalibratedFile) {
   // there, and the header names the command that wrote it.
   const std::string_view text = default_cost_file_text();
   EXPECT_NE(text.find("ptreclaim calibrate"), std::string_view::npos);
+  EXPECT_NE(text.find("\n[kernel_ns]\n"), std::string_view::npos);
   auto parsed = parse_cost_model(text, "default.toml");
   ASSERT_TRUE(parsed.ok()) << parsed.status().to_string();
   const cost_model d;

@@ -167,11 +167,18 @@ elseif(MODE STREQUAL "csv")
   endforeach()
 
 elseif(MODE STREQUAL "costs")
-  # costs.toml comes from the calibrate fixture; the dear file multiplies every cost by 10.
-  file(STRINGS "${WORKDIR}/costs.toml" cal REGEX "^[a-z_]+ = ")
+  # costs.toml comes from the calibrate fixture; the dear file multiplies every [cost_ns] cost
+  # by 10 (the [kernel_ns] table that follows it keeps the defaults).
+  file(STRINGS "${WORKDIR}/costs.toml" cal REGEX "^([a-z_]+ = |\\[)")
   set(dear "[cost_ns]\n")
+  set(in_cost_ns FALSE)
   foreach(line ${cal})
-    if(line MATCHES "^([a-z_]+) = ([0-9]+)")
+    if(line MATCHES "^\\[")
+      set(in_cost_ns FALSE)
+      if(line STREQUAL "[cost_ns]")
+        set(in_cost_ns TRUE)
+      endif()
+    elseif(in_cost_ns AND line MATCHES "^([a-z_]+) = ([0-9]+)")
       math(EXPR v "(${CMAKE_MATCH_2} + 1) * 10")
       string(APPEND dear "${CMAKE_MATCH_1} = ${v}\n")
     endif()

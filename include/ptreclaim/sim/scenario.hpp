@@ -57,6 +57,17 @@ struct cost_model {
   // under 0.5 ns is charged 0. `ptreclaim calibrate` writes the rounded figures it will be
   // charged, with the measured ones as comments.
   std::array<double, cost_kind_count> ns = default_ns();
+  // Kernel context costs (a cost file's optional [kernel_ns] table): what a kernel pays to
+  // dispatch deferred work, which no user-space loop can measure, so calibrate does not; the
+  // defaults are runtime::cost_model's, from published figures. The threaded executor runs
+  // these items inline on the CPU's thread and pays none of them.
+  struct kernel_costs {
+    std::uint64_t softirq_item_ns = 100;  // one softirq tasklet or timer
+    std::uint64_t tasklet_ns = 300;       // one plain tasklet from the idle/scheduler path
+    std::uint64_t work_ns = 1500;         // a switch to a kworker and back, per work item
+    std::uint64_t hotplug_ns = 20000;     // one cpu_down/cpu_up
+  };
+  kernel_costs kernel = default_kernel();
   std::string source = std::string(default_cost_source);  // a file path, or the default's
   std::vector<std::string> notes;  // calibrate: kinds it could not measure, and why
 
@@ -67,6 +78,8 @@ struct cost_model {
   [[nodiscard]] std::uint64_t charged_ns(cost_kind k) const noexcept;
   // The figures of the embedded default cost file (parsed once; every kind must be present).
   [[nodiscard]] static const std::array<double, cost_kind_count>& default_ns();
+  // The default file's [kernel_ns] (the struct's defaults where it says nothing).
+  [[nodiscard]] static const kernel_costs& default_kernel();
 };
 
 // Reads a cost file (the TOML that `ptreclaim calibrate` writes: a [cost_ns] table with one key
