@@ -98,10 +98,10 @@ const std::array<double, cost_kind_count>& cost_model::default_ns() {
 
 const cost_model::kernel_costs& cost_model::default_kernel() {
   static const kernel_costs parsed = [] {
-    std::array<double, cost_kind_count> ns{};
+    std::array<double, cost_kind_count> figures{};  // default_ns() keeps these
     kernel_costs k;
     const Status st =
-        parse_cost_ns(default_cost_file_text(), "scenarios/costs/default.toml", ns, &k);
+        parse_cost_ns(default_cost_file_text(), "scenarios/costs/default.toml", figures, &k);
     PTR_ASSERT_MSG(st.ok(), "the embedded scenarios/costs/default.toml does not parse");
     return k;
   }();
