@@ -58,8 +58,10 @@ std::uint32_t pool_frames = 1u << 18;
 // frames spills to the shared depot, and the benchmark would measure that lock, not reclamation.
 unsigned pool_cache_frames = 512;
 bool pool_poison = true;
-// flush-epoch's batch_frames for BM_retire_low_latency: --reclaim_batch_frames=N.
+// flush-epoch's batch_frames and watermark for BM_retire_low_latency: --reclaim_batch_frames=N,
+// --reclaim_watermark=N.
 std::uint32_t batch_frames = 4;
+std::uint64_t watermark = 4;
 constexpr unsigned sched_every = 64;
 constexpr reclaim::domain_number dom = 1;
 
@@ -267,7 +269,7 @@ void BM_retire_caller_flush(benchmark::State& state, reclaim::policy_kind kind) 
 // invalidation once 4 frames wait, instead of at the default watermark of 64.
 void BM_retire_low_latency(benchmark::State& state) {
   reclaim::reclaim_config c;
-  c.watermark = 4;
+  c.watermark = watermark;
   c.batch_frames = batch_frames;
   c.max_age_ns = 10'000;
   retire_bench(state, reclaim::policy_kind::flush_epoch, false, c);
@@ -504,6 +506,8 @@ int main(int argc, char** argv) {
       ptreclaim::bench::pool_cache_frames = static_cast<unsigned>(v);
     } else if (number(a, "--reclaim_batch_frames=", 1, 1ul << 20, v)) {
       ptreclaim::bench::batch_frames = static_cast<std::uint32_t>(v);
+    } else if (number(a, "--reclaim_watermark=", 1, 1ul << 20, v)) {
+      ptreclaim::bench::watermark = v;
     } else if (number(a, "--reclaim_poison=", 0, 1, v)) {
       ptreclaim::bench::pool_poison = v != 0;
     } else {
