@@ -249,6 +249,10 @@ class flush_epoch_policy final : public policy_base {
     Result<epoch_t> e = env_.backend.invalidate(d, invalidation_range::whole_domain());
     if (!e.ok()) return;  // queue full past its timeout: the timer asks again
     ++counters().invalidations;
+    // Already completed (a backend that invalidates synchronously): nothing in flight for other
+    // CPUs to ride on, and their stamps older than *e see it completed. Publishing would only
+    // move the hint's cache line between CPUs.
+    if (env_.backend.completed_full_seen(d) >= *e) return;
     env_.rt.touch_line(&newest, true);
     epoch_t seen = newest.load(std::memory_order_relaxed);
     while (seen < *e && !newest.compare_exchange_weak(seen, *e, std::memory_order_relaxed)) {
