@@ -135,26 +135,26 @@ Result<cost_model> calibrate(const calibrate_options& options) {
     // The table's last page stays mapped, so unmapping the others never empties and releases
     // the table (that would time frame frees, charged as frame_free).
     constexpr unsigned pages = limits::ptes_per_table - 1;
-    Status failure_pt = (*t)->map(base + pages * k4k, k4k, k4k, pt::perm_rw, g);
+    Status pt_failure = (*t)->map(base + pages * k4k, k4k, k4k, pt::perm_rw, g);
     set(cost_kind::pte_write, best_ns_per_unit(slice, std::uint64_t{pages} * 2, [&] {
           g.clear();
           for (unsigned i = 0; i < pages; ++i) {
             // Scattered frame addresses: nothing to coalesce, one entry written per map.
             const std::uint64_t phys = (std::uint64_t{(i * 7919u) % 65521u} + 2) * k4k * 3;
             if (Status s = (*t)->map(base + i * k4k, phys, k4k, pt::perm_rw, g); !s.ok())
-              failure_pt = s;
+              pt_failure = s;
           }
           for (unsigned i = 0; i < pages; ++i) {
-            if (Status s = (*t)->unmap(base + i * k4k, k4k, g); !s.ok()) failure_pt = s;
+            if (Status s = (*t)->unmap(base + i * k4k, k4k, g); !s.ok()) pt_failure = s;
           }
         }));
     g.clear();
     (*t)->destroy(g);
     for (mem::frame_id f : g.released()) {
-      if (Status s = pool.free(f, "calibrate"); !s.ok()) failure_pt = s;
+      if (Status s = pool.free(f, "calibrate"); !s.ok()) pt_failure = s;
     }
-    if (!failure_pt.ok()) {
-      return Status(failure_pt.code(), "calibrate: page table: " + failure_pt.message());
+    if (!pt_failure.ok()) {
+      return Status(pt_failure.code(), "calibrate: page table: " + pt_failure.message());
     }
   }
   step();

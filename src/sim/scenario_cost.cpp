@@ -46,11 +46,10 @@ std::string_view cost_kind_name(cost_kind k) noexcept {
 namespace {
 constexpr std::uint64_t max_kernel_ns = 1'000'000'000;
 
-// Reads [cost_ns] of `toml_text` into `ns` (kinds absent from the file keep their value) and,
-// when `kernel` is given, [kernel_ns] into it.
+// Reads [cost_ns] of `toml_text` into `ns` and [kernel_ns] into `k` (what the file leaves out
+// keeps its value).
 Status parse_cost_ns(std::string_view toml_text, const std::string& source_name,
-                     std::array<double, cost_kind_count>& ns,
-                     cost_model::kernel_costs* kernel = nullptr) {
+                     std::array<double, cost_kind_count>& ns, cost_model::kernel_costs& k) {
   detail::read_context ctx(source_name);
   const toml::table root = detail::parse_toml(ctx, toml_text);
   if (ctx.failed()) return ctx.error();
@@ -64,8 +63,6 @@ Status parse_cost_ns(std::string_view toml_text, const std::string& source_name,
   } else if (!ctx.failed()) {
     ctx.fail_at({}, "a cost file needs a [cost_ns] table");
   }
-  cost_model::kernel_costs ignored;
-  cost_model::kernel_costs& k = kernel != nullptr ? *kernel : ignored;
   if (const toml::table* t = top.table("kernel_ns")) {
     detail::table_reader r(ctx, *t, "kernel_ns");
     r.uint("softirq_item", k.softirq_item_ns, 0, max_kernel_ns);
@@ -78,34 +75,34 @@ Status parse_cost_ns(std::string_view toml_text, const std::string& source_name,
   if (ctx.failed()) return ctx.error();
   return {};
 }
-}  // namespace
 
-const std::array<double, cost_kind_count>& cost_model::default_ns() {
-  // Parsed without constructing a cost_model (whose initialiser calls this). NaN marks a kind
-  // the file left out: the default file must give every kind.
-  static const std::array<double, cost_kind_count> parsed = [] {
-    std::array<double, cost_kind_count> figures{};
-    figures.fill(std::nan(""));
+// The embedded default file, parsed once. Not a cost_model: its initialisers call default_ns().
+struct default_costs {
+  std::array<double, cost_kind_count> ns;
+  cost_model::kernel_costs kernel;
+};
+const default_costs& embedded_defaults() {
+  // NaN marks a kind the file left out: the default file must give every kind.
+  static const default_costs parsed = [] {
+    default_costs d{};
+    d.ns.fill(std::nan(""));
     const Status st =
-        parse_cost_ns(default_cost_file_text(), "scenarios/costs/default.toml", figures);
+        parse_cost_ns(default_cost_file_text(), "scenarios/costs/default.toml", d.ns, d.kernel);
     PTR_ASSERT_MSG(st.ok(), "the embedded scenarios/costs/default.toml does not parse");
-    for (double v : figures)
+    for (double v : d.ns)
       PTR_ASSERT_MSG(!std::isnan(v), "scenarios/costs/default.toml must give every cost kind");
-    return figures;
+    return d;
   }();
   return parsed;
 }
+}  // namespace
+
+const std::array<double, cost_kind_count>& cost_model::default_ns() {
+  return embedded_defaults().ns;
+}
 
 const cost_model::kernel_costs& cost_model::default_kernel() {
-  static const kernel_costs parsed = [] {
-    std::array<double, cost_kind_count> figures{};  // default_ns() keeps these
-    kernel_costs k;
-    const Status st =
-        parse_cost_ns(default_cost_file_text(), "scenarios/costs/default.toml", figures, &k);
-    PTR_ASSERT_MSG(st.ok(), "the embedded scenarios/costs/default.toml does not parse");
-    return k;
-  }();
-  return parsed;
+  return embedded_defaults().kernel;
 }
 
 std::uint64_t cost_model::charged_ns(cost_kind k) const noexcept {
@@ -117,7 +114,7 @@ Result<cost_model> parse_cost_model(std::string_view toml_text, const std::strin
   cost_model model;
   model.source = source_name;
   // Kinds and kernel costs the file leaves out keep the default file's.
-  PTR_TRY(parse_cost_ns(toml_text, source_name, model.ns, &model.kernel));
+  PTR_TRY(parse_cost_ns(toml_text, source_name, model.ns, model.kernel));
   return model;
 }
 

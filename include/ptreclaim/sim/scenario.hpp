@@ -31,6 +31,7 @@
 #include "ptreclaim/base/status.hpp"
 #include "ptreclaim/iommu/config.hpp"
 #include "ptreclaim/pt/table.hpp"
+#include "ptreclaim/runtime/cost_model.hpp"
 
 namespace ptreclaim::sim {
 
@@ -62,10 +63,10 @@ struct cost_model {
   // defaults are runtime::cost_model's, from published figures. The threaded executor runs
   // these items inline on the CPU's thread and pays none of them.
   struct kernel_costs {
-    std::uint64_t softirq_item_ns = 100;  // one softirq tasklet or timer
-    std::uint64_t tasklet_ns = 300;       // one plain tasklet from the idle/scheduler path
-    std::uint64_t work_ns = 1500;         // a switch to a kworker and back, per work item
-    std::uint64_t hotplug_ns = 20000;     // one cpu_down/cpu_up
+    std::uint64_t softirq_item_ns = runtime::cost_model{}.softirq_item_ns;  // a softirq item
+    std::uint64_t tasklet_ns = runtime::cost_model{}.tasklet_ns;  // a plain tasklet, idle path
+    std::uint64_t work_ns = runtime::cost_model{}.work_ns;        // a kworker switch and back
+    std::uint64_t hotplug_ns = runtime::cost_model{}.hotplug_ns;  // one cpu_down/cpu_up
   };
   kernel_costs kernel = default_kernel();
   std::string source = std::string(default_cost_source);  // a file path, or the default's
