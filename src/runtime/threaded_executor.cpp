@@ -47,6 +47,7 @@ void threaded_executor::wake_actor(actor_id id) {
 // ---- hooks ----
 
 void threaded_executor::on_cpu_work(unsigned cpu, std::uint64_t /*at_ns*/, bool /*is_timer*/) {
+  cpu_threads_[cpu]->attention.store(true, std::memory_order_release);
   cpu_threads_[cpu]->cv.notify_one();
 }
 
@@ -70,6 +71,7 @@ void threaded_executor::flush_remote(lock_t& lock, work_item& w) {
 void threaded_executor::hold(lock_t& lock, unsigned cpu) {
   cpu_thread& t = *cpu_threads_[cpu];
   ++t.holds;
+  t.attention.store(true, std::memory_order_release);
   if (!threads_running_) return;
   t.cv.notify_one();
   const auto deadline =
@@ -139,10 +141,7 @@ void threaded_executor::cpu_loop(unsigned cpu) {
     if ((s.sched_point || !s.prog_active) && run_one_scheduled(lock, cpu) != ran::nothing) continue;
     const std::uint64_t now = now_ns();
     if (s.prog_active && now >= s.prog_wake_ns) {
-      lock.unlock();
-      const step_result r = s.prog(cpu);
-      lock.lock();
-      apply_step_result(cpu, r, now_ns());
+      run_steps(lock, cpu);
       continue;
     }
     std::uint64_t wake = next_timer_ns(cpu);
@@ -154,6 +153,30 @@ void threaded_executor::cpu_loop(unsigned cpu) {
       me.cv.wait_for(lock, std::chrono::nanoseconds(wait_ns));
     }
   }
+}
+
+void threaded_executor::run_steps(lock_t& lock, unsigned cpu) {
+  cpu_thread& me = *cpu_threads_[cpu];
+  cpu_slot& s = *slot_[cpu];
+  // Queues are checked here, under mu_, after the softirq and scheduler points found nothing
+  // to run: whatever is queued now (e.g. a tasklet waiting for a scheduler point) or later
+  // keeps or sets the flag, and sends the next step boundary through mu_.
+  me.attention.store(me.holds > 0 || !s.softirq.empty() || has_scheduled_work(cpu),
+                     std::memory_order_relaxed);
+  const std::uint64_t timer_due = next_timer_ns(cpu);
+  lock.unlock();
+  step_result r = s.prog(cpu);
+  for (;;) {
+    const auto k = r.what();
+    if (k != step_result::kind::busy && k != step_result::kind::yield) break;
+    if (me.attention.load(std::memory_order_acquire) || now_ns() >= timer_due) break;
+    // busy and yield touch only this CPU's step bookkeeping, which only this thread reads
+    // while the threads run.
+    apply_step_result(cpu, r, 0);
+    r = s.prog(cpu);
+  }
+  lock.lock();
+  apply_step_result(cpu, r, now_ns());
 }
 
 void threaded_executor::actor_loop(unsigned a) {
@@ -198,8 +221,10 @@ void threaded_executor::stop_threads() {
     lock_t lock(mu_);
     if (!threads_running_) return;
     stop_ = true;
-    for (auto& t : cpu_threads_)
+    for (auto& t : cpu_threads_) {
+      t->attention.store(true, std::memory_order_release);
       t->cv.notify_all();
+    }
     for (auto& t : actor_threads_)
       t->cv.notify_all();
   }
