@@ -167,5 +167,56 @@ TEST(Threaded, StressTaskletsWorkTimersAndHotplug) {
   ex.check_invariants();
 }
 
+// CPU 0 runs busy and yield steps, which its thread takes without the executor mutex while
+// nothing is queued for it. Work that another CPU queues for it, and a timer armed on it, must
+// still reach it: a plain tasklet at its next scheduler point (never inside a run of busy
+// steps), a softirq tasklet and the timer at its next step boundary. Without the queueing side
+// raising the CPU's attention, CPU 0 would loop until the deadline and the run would fail.
+TEST(Threaded, WorkQueuedByAnotherCpuReachesACpuRunningStepsWithoutTheMutex) {
+  threaded_executor ex(run_config{.cpus = 2});
+  tasklet plain, soft;
+  timer tm;
+  std::atomic<bool> plain_ran{false}, soft_ran{false}, timer_fired{false}, armed{false};
+  std::atomic<bool> plain_inside_busy_run{false};
+  bool in_busy_run = false;  // CPU 0's own state: between a busy step and the next yield
+  ex.tasklet_init(plain, [&] {
+    if (in_busy_run) plain_inside_busy_run.store(true);
+    plain_ran.store(true);
+  });
+  ex.tasklet_init(
+      soft, [&] { soft_ran.store(true); }, tasklet_kind::softirq);
+  ex.timer_init(
+      tm, [&] { timer_fired.store(true); }, 0);
+  const std::uint64_t deadline = ex.now_ns() + std::uint64_t{10} * 1000 * 1000 * 1000;
+  std::atomic<std::uint64_t> n{0};
+  ex.set_program(0, [&](unsigned) {
+    const bool all = plain_ran.load() && soft_ran.load() && timer_fired.load();
+    if (all || ex.now_ns() > deadline) {
+      in_busy_run = false;
+      return step_result::finished();
+    }
+    // Runs of 7 busy steps, then a yield: the scheduler point.
+    in_busy_run = (n.fetch_add(1) + 1) % 8 != 0;
+    return in_busy_run ? step_result::busy() : step_result::yield();
+  });
+  ex.set_program(1, sequence({
+                        [&] { return n.load() > 1000; },  // CPU 0 is well into its steps
+                        [&] { return ex.tasklet_schedule_on(plain, 0); },
+                        [&] { return ex.tasklet_schedule_on(soft, 0); },
+                        [&] {
+                          ex.set_timer(tm, ex.now_ns() + 100'000);
+                          armed.store(true);
+                          return true;
+                        },
+                    }));
+  const run_stats st = ex.run();
+  EXPECT_EQ(st.reason, stop_reason::quiescent);
+  EXPECT_TRUE(armed.load());
+  EXPECT_TRUE(plain_ran.load());
+  EXPECT_TRUE(soft_ran.load());
+  EXPECT_TRUE(timer_fired.load());
+  EXPECT_FALSE(plain_inside_busy_run.load()) << "a plain tasklet ran between busy steps";
+}
+
 }  // namespace
 }  // namespace ptreclaim::runtime::test
