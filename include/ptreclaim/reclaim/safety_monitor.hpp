@@ -12,7 +12,7 @@
 // Thread-safety: all members may be called concurrently (one internal lock: a checker, not a
 // hot path). The lock is a spinlock on the real platform: never charged in virtual time (the
 // checker is not part of any design), and in threaded runs a short spin instead of a futex
-// sleep and wake-up, which on a 2-core VM took ~10 % of a 2-CPU run and serialised its CPUs.
+// sleep and wake-up, which on a 2-core VM were ~8 % of a 2-CPU run (perf).
 #pragma once
 
 #include <atomic>
