@@ -45,11 +45,7 @@ bool platform::spin_until(const std::function<bool()>& done, std::uint64_t timeo
   unsigned spins = 0;
   while (!done()) {
     if (now_ns() > deadline) return done();
-    if (++spins < 64) {
-      __builtin_ia32_pause();
-    } else {
-      std::this_thread::yield();
-    }
+    spin_round(spins++, 64);
   }
   return true;
 }

@@ -158,11 +158,11 @@ void threaded_executor::cpu_loop(unsigned cpu) {
 void threaded_executor::run_steps(lock_t& lock, unsigned cpu) {
   cpu_thread& me = *cpu_threads_[cpu];
   cpu_slot& s = *slot_[cpu];
-  // Queues are checked here, under mu_, after the softirq and scheduler points found nothing
-  // to run: whatever is queued now (e.g. a tasklet waiting for a scheduler point) or later
-  // keeps or sets the flag, and sends the next step boundary through mu_.
-  me.attention.store(me.holds > 0 || !s.softirq.empty() || has_scheduled_work(cpu),
-                     std::memory_order_relaxed);
+  // cpu_loop has just found, without releasing mu_, no park request and no softirq item. What
+  // is still queued (a tasklet or work item waiting for a scheduler point) keeps the flag set,
+  // and anything queued later sets it: either sends the next step boundary through mu_.
+  PTR_ASSERT(me.holds == 0 && s.softirq.empty());
+  me.attention.store(has_scheduled_work(cpu), std::memory_order_relaxed);
   const std::uint64_t timer_due = next_timer_ns(cpu);
   lock.unlock();
   step_result r = s.prog(cpu);

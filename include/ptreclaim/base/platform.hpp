@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <thread>
 
 namespace ptreclaim {
 
@@ -62,6 +63,18 @@ class platform {
   // deadline on now_ns().
   [[nodiscard]] bool spin_until(const std::function<bool()>& done, std::uint64_t timeout_ns);
 };
+
+// One round of a busy wait on real threads: `pause` for the first `pause_rounds` rounds, then
+// yield the host CPU each round. In user space the thread waited for can be preempted, and with
+// more threads than host cores a pure spinner would burn its time slice while that thread waits
+// for a core. Shared by spin_until and spinlock.
+inline void spin_round(unsigned round, unsigned pause_rounds) noexcept {
+  if (round < pause_rounds) {
+    __builtin_ia32_pause();
+  } else {
+    std::this_thread::yield();
+  }
+}
 
 // Real time, real threads. A thread names its simulated CPU with set_current_cpu().
 class real_platform final : public platform {

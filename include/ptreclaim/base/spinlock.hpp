@@ -1,16 +1,14 @@
 // A test-and-test-and-set spinlock that reports to the platform, so the deterministic executor
 // can make lock holders and waiters contend in virtual time (a global list lock then shows its
 // real scaling at 256 simulated CPUs). Satisfies Lockable; use with std::lock_guard.
-// A waiter spins (pause) for spin_limit rounds, then yields the host CPU between rounds: in user
-// space a lock holder can be preempted (a kernel would have disabled preemption), and with more
-// threads than host cores a pure spinner then burns its whole time slice while the holder
-// waits for a core. With 2 CPU threads and device threads on a 2-core host, pure spinning cut
-// a threaded 2-CPU run of superpage-churn to 17 k ops/s (77-106 k with yielding).
+// A waiter pauses for spin_limit rounds, then yields the host CPU each round (spin_round): a
+// user-space holder can be preempted, where a kernel would have disabled preemption. With 2 CPU
+// threads and device threads on a 2-core host, pure spinning cut a threaded 2-CPU run of
+// superpage-churn to 17 k ops/s (77-106 k with yielding).
 // Memory ordering: (1) the acquiring exchange pairs with (2) the releasing store.
 #pragma once
 
 #include <atomic>
-#include <thread>
 
 #include "ptreclaim/base/platform.hpp"
 
@@ -26,13 +24,8 @@ class spinlock {
     platform_->lock_acquire(this);
     for (;;) {
       if (!held_.exchange(true, std::memory_order_acquire)) return;  // (1)
-      for (unsigned spins = 0; held_.load(std::memory_order_relaxed); ++spins) {
-        if (spins < spin_limit) {
-          __builtin_ia32_pause();
-        } else {
-          std::this_thread::yield();
-        }
-      }
+      for (unsigned round = 0; held_.load(std::memory_order_relaxed); ++round)
+        spin_round(round, spin_limit);
     }
   }
   // ~ a few microseconds of pause on current x86 cores: longer than any critical section of the
