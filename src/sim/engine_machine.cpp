@@ -46,11 +46,10 @@ machine::~machine() {
   if (ex_) ex_->discard_pending();
   rec_.reset();
   observer_.reset();
-  monitor_.reset();
   devices_.clear();
   wl_.reset();
-  domains.clear();
-  checked_.reset();
+  domains.clear();  // tables report unlinks to the monitor: they go first
+  monitor_.reset();
   backend_.reset();
   sys_.reset();
   drivers_.reset();
@@ -117,6 +116,10 @@ Status machine::build() {
   sys_ = std::make_unique<iommu::system>(*pool_, syc, *ex_);
   for (unsigned u = 0; u < sc.iommu.count; ++u)
     sys_->add_unit(sc.iommu.unit);
+  // The checker before the tables: it hears of every table they unlink.
+  backend_ = std::make_unique<reclaim::iommu_backend>(*sys_);
+  monitor_ =
+      std::make_unique<reclaim::safety_monitor>(*sys_, *backend_, sc.reclaim.max_pending_frames);
 
   // Domains: tables first (their roots), then the model's view of them.
   std::uint16_t next_id = 1;
@@ -144,6 +147,7 @@ Status machine::build() {
       dc.mode = grp.mode;
       dc.coalesce = grp.coalesce && grp.mode == pt::concurrency_mode::locked;
       dc.leaf_levels = levels;
+      dc.on_unlink = monitor_.get();
       auto t = pt::make_table(grp.format, dc, *pool_);
       if (!t.ok()) return t.status();
       slot->table = std::move(*t);
@@ -166,9 +170,6 @@ Status machine::build() {
   ex_->register_cpu_notifier(
       [this](runtime::cpu_event e, unsigned c) { return hotplug_guard(e, c); });
 
-  backend_ = std::make_unique<reclaim::iommu_backend>(*sys_);
-  checked_ = std::make_unique<checked_backend>(*backend_);
-  monitor_ = std::make_unique<reclaim::safety_monitor>(*checked_, sc.reclaim.max_pending_frames);
   observer_ = std::make_unique<observer>(*monitor_, *ex_, *pool_);
   auto kind = reclaim::parse_policy(opt.policy);
   if (!kind.ok()) return kind.status();

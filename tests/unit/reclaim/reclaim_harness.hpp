@@ -132,13 +132,16 @@ class harness {
         pool_(mem::pool_config{.capacity_frames = c.frames, .caches = c.cpus}, *ex_),
         sys_(pool_, {}, *ex_),
         backend_(sys_),
-        monitor_(backend_, c.reclaim.max_pending),
+        monitor_(sys_, backend_, c.reclaim.max_pending),
         tee_(monitor_) {
     const unsigned u0 = sys_.add_unit(c.unit);
     const unsigned u1 = sys_.add_unit(c.unit);
     for (unsigned i = 0; i < c.domains; ++i) {
       const auto id = static_cast<std::uint16_t>(i + 1);
-      pt::domain_config dc{.domain = id, .mode = pt::concurrency_mode::locked, .coalesce = true};
+      pt::domain_config dc{.domain = id,
+                           .mode = pt::concurrency_mode::locked,
+                           .coalesce = true,
+                           .on_unlink = &monitor_};
       auto t = pt::make_table(pt::format_kind::vtd_ss_4, dc, pool_);
       PTR_ASSERT_MSG(t.ok(), "harness: make_table failed");
       tables_.push_back(std::move(*t));
@@ -435,11 +438,11 @@ class harness {
   std::unique_ptr<runtime::executor> ex_;
   mem::frame_pool pool_;
   iommu::system sys_;
-  std::vector<std::unique_ptr<pt::table>> tables_;
-  std::vector<iommu::domain*> doms_;
   iommu_backend backend_;
   safety_monitor monitor_;
   tee_observer tee_;
+  std::vector<std::unique_ptr<pt::table>> tables_;  // after the monitor they report unlinks to
+  std::vector<iommu::domain*> doms_;
   std::vector<std::unique_ptr<iommu::device>> devices_;
   std::unique_ptr<reclaimer> policy_;
   std::vector<region> regions_;      // per (cpu, domain): touched only by that CPU
