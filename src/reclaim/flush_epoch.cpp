@@ -18,7 +18,8 @@
 // ring and holder count; no lock, no allocation.
 //
 // The policy asks for an invalidation of its own (a full, non-leaf one, not waited for) when its
-// oldest batch is older than max_age_ns or the CPU holds more than `watermark` frames, and
+// oldest batch is older than flush_age_ns (never, if 0) or the CPU holds more than `watermark`
+// frames, and
 // invalidates and waits itself when the CPU's share of max_pending (or the ring) is full
 // (back-pressure), so frames pending never exceed max_pending.
 //
@@ -29,6 +30,7 @@
 // tasklet_schedule from a notifier), so a worker never runs on a CPU that does not own its ring.
 #include <algorithm>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "policies.hpp"
@@ -58,6 +60,7 @@ class batch_ring {
   [[nodiscard]] bool full() const noexcept { return count_ == slots_.size(); }
   [[nodiscard]] unsigned size() const noexcept { return count_; }
   [[nodiscard]] batch& front() noexcept { return slots_[head_]; }
+  [[nodiscard]] const batch& front() const noexcept { return slots_[head_]; }
   // i = 0 is the oldest.
   [[nodiscard]] batch& at(unsigned i) noexcept { return slots_[(head_ + i) % slots_.size()]; }
   batch& push_back() noexcept {
@@ -85,11 +88,13 @@ class flush_epoch_policy final : public policy_base {
       : policy_base(env, config),
         watermark_(std::min<std::uint64_t>(config.watermark,
                                            std::max<std::uint64_t>(1, per_cpu_budget() / 2))),
+        poll_ns_(config.poll_ns != 0        ? config.poll_ns
+                 : config.flush_age_ns != 0 ? std::max<std::uint64_t>(1, config.flush_age_ns / 4)
+                                            : 100'000),
         queues_(env.rt.cpu_count(),
                 [&](unsigned cpu) { return queue(cpu, config.batches_per_cpu); }) {
     PTR_ASSERT_MSG(config.batches_per_cpu >= 1, "reclaim_config::batches_per_cpu must be >= 1");
     PTR_ASSERT_MSG(config.batch_frames >= 1, "reclaim_config::batch_frames must be >= 1");
-    PTR_ASSERT_MSG(config.max_age_ns >= 1, "reclaim_config::max_age_ns must be >= 1");
     notifier_ = env_.rt.register_cpu_notifier(
         [this](runtime::cpu_event e, unsigned cpu) { return cpu_callback(e, cpu); },
         /*replay_online=*/true);
@@ -146,14 +151,21 @@ class flush_epoch_policy final : public policy_base {
     if (b->frames.size() >= config_.batch_frames) close(q);
     // Ask early, asynchronously: at the frame watermark, or once half the ring's batch
     // descriptors are used (a full ring means back-pressure: invalidate and wait on this path).
-    if (q.frames > watermark_ || 2 * q.ring.size() > config_.batches_per_cpu) {
+    bool requested = false;
+    if (over_watermark(q)) {
       close(q);
       request_flush(q.ring.back().domain, q.ring.back().stamp);
+      requested = true;
       reap(q, /*poll=*/false);  // a fast invalidation may have completed already
     }
     // The armed state is kept here (only this CPU touches q): asking the executor would take
-    // its mutex on every retire.
-    if (q.timer_ready && !q.timer_armed) arm(q, q.ring.front().retired_ns + config_.max_age_ns);
+    // its mutex on every retire. Without an age flush the timer only polls for what was asked.
+    if (q.timer_ready && !q.timer_armed && !q.ring.empty()) {
+      if (config_.flush_age_ns != 0)
+        arm(q, q.ring.front().retired_ns + config_.flush_age_ns);
+      else if (requested)
+        arm(q, env_.rt.now_ns() + poll_ns_);
+    }
   }
 
   void before_caller_invalidation(domain_number d) override {
@@ -181,6 +193,26 @@ class flush_epoch_policy final : public policy_base {
 
   [[nodiscard]] policy_kind kind() const noexcept override { return policy_kind::flush_epoch; }
 
+  [[nodiscard]] std::string describe_pending() const override {
+    std::string out;
+    const std::uint64_t now = env_.rt.now_ns();
+    for (unsigned c = 0; c < queues_.size(); ++c) {
+      const queue& q = queues_[c];
+      if (q.ring.empty()) continue;
+      const batch& b = q.ring.front();
+      out += "CPU " + std::to_string(c) + ": " + std::to_string(q.frames) + " frames in " +
+             std::to_string(q.ring.size()) + " batches; the oldest (domain " +
+             std::to_string(b.domain) + ") retired " +
+             std::to_string(now >= b.retired_ns ? now - b.retired_ns : 0) + " ns ago, waits for " +
+             waits_for(q) + "; timer " +
+             (!q.timer_ready  ? "not set up"
+              : q.timer_armed ? "armed"
+                              : "not armed") +
+             "\n";
+    }
+    return out;
+  }
+
  private:
   struct queue {
     queue(unsigned owner, unsigned batches) : cpu(owner), ring(batches) {}
@@ -202,6 +234,39 @@ class flush_epoch_policy final : public policy_base {
     if (b.cover != 0 && (poll ? be.completed(b.domain) : be.completed_seen(b.domain)) >= b.cover)
       return true;
     return (poll ? be.completed_full(b.domain) : be.completed_full_seen(b.domain)) > b.stamp;
+  }
+
+  [[nodiscard]] bool over_watermark(const queue& q) const noexcept {
+    return q.frames > watermark_ || 2 * q.ring.size() > config_.batches_per_cpu;
+  }
+
+  // A flush that will free the batch is on its way: the caller's, or a full one asked for.
+  [[nodiscard]] bool awaited(const batch& b) const noexcept {
+    return b.cover != 0 || full_requested_[b.domain].load(std::memory_order_relaxed) > b.stamp;
+  }
+
+  // For describe_pending(): what the oldest batch of q waits for.
+  [[nodiscard]] std::string waits_for(const queue& q) const {
+    const batch& b = q.ring.front();
+    invalidation_backend& be = env_.backend;
+    const std::string dom = " of domain " + std::to_string(b.domain);
+    if (q.open && q.ring.size() == 1)
+      return "its stamp (the batch is open: a retire of another domain, a caller's flush, the "
+             "watermark or the timer closes it)";
+    if (b.cover != 0)
+      return "the caller's invalidation epoch " + std::to_string(b.cover) + dom +
+             " (completed through " + std::to_string(be.completed_seen(b.domain)) + ")";
+    const epoch_t asked = full_requested_[b.domain].load(std::memory_order_relaxed);
+    if (asked > b.stamp)
+      return "the full invalidation epoch " + std::to_string(asked) + dom +
+             " it asked for (newest full one completed: " +
+             std::to_string(be.completed_full_seen(b.domain)) + ")";
+    if (config_.flush_age_ns == 0)
+      return "a full invalidation" + dom + " numbered after " + std::to_string(b.stamp) +
+             ": a caller's flush or the watermark (" + std::to_string(watermark_) +
+             " frames on this CPU); the age flush is off (flush_age_ns = 0)";
+    return "a full invalidation" + dom + " numbered after " + std::to_string(b.stamp) +
+           ": its age flush, due " + std::to_string(config_.flush_age_ns) + " ns after its retire";
   }
 
   [[nodiscard]] bool can_merge(queue& q, domain_number d, std::uint64_t n) noexcept {
@@ -282,12 +347,17 @@ class flush_epoch_policy final : public policy_base {
     if (q.ring.empty()) return;
     const std::uint64_t now = env_.rt.now_ns();
     batch& oldest = q.ring.front();
-    if (now - oldest.retired_ns >= config_.max_age_ns) {
+    const bool aged = config_.flush_age_ns != 0 && now - oldest.retired_ns >= config_.flush_age_ns;
+    // Without an age flush the timer runs only to poll what was asked for; it asks again when
+    // an older request it could not ride on has completed and the CPU is still over the mark.
+    const bool over = config_.flush_age_ns == 0 && over_watermark(q);
+    if (aged || over) {
       close(q);  // the oldest may be the open batch; a stamp is what a flush can cover
       request_flush(oldest.domain, oldest.stamp);
     }
+    if (config_.flush_age_ns == 0 && !awaited(oldest)) return;  // waits for a caller or the mark
     // Poll again soon: the invalidation takes about a microsecond in the model's defaults.
-    arm(q, now + std::max<std::uint64_t>(1, config_.max_age_ns / 4));
+    arm(q, now + poll_ns_);
   }
 
   runtime::notify_result cpu_callback(runtime::cpu_event action, unsigned cpu) {
@@ -364,6 +434,7 @@ class flush_epoch_policy final : public policy_base {
   }
 
   std::uint64_t watermark_;
+  std::uint64_t poll_ns_;  // the timer's period while an invalidation is awaited
   runtime::per_cpu<queue> queues_;
   // Per domain: the newest full invalidation any CPU submitted through request_flush(). Relaxed:
   // a hint that saves an invalidation; eligibility always asks the backend.

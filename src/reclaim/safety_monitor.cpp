@@ -213,6 +213,11 @@ safety_monitor::report safety_monitor::result() const {
   return rep_;
 }
 
+std::uint64_t safety_monitor::progress() const {
+  std::lock_guard g(mu_);
+  return rep_.unlinked + rep_.retired + rep_.freed;
+}
+
 std::uint64_t safety_monitor::pending() const {
   std::lock_guard g(mu_);
   return rep_.pending;

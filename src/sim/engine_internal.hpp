@@ -180,6 +180,14 @@ class machine {
   runtime::notify_result hotplug_guard(runtime::cpu_event e, unsigned cpu);
   void snapshot_metrics();
   void teardown();
+  // engine_watchdog.cpp: the count the executor's watchdog watches (operations done, frames
+  // unlinked, retired and freed); what the policy's pending frames wait for (`quiescent`: no
+  // CPU runs, so every queue may be read; else only the count); everything a stopped run was
+  // stuck on (after run() returned).
+  static const char* finish_phase_name(finish_phase f);
+  [[nodiscard]] std::uint64_t progress_probe() const;
+  [[nodiscard]] std::string pending_report(bool quiescent) const;
+  [[nodiscard]] std::string stuck_report() const;
 
   prng root_;
   std::unique_ptr<mem::frame_pool> pool_;

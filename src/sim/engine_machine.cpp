@@ -95,6 +95,9 @@ Status machine::build() {
   rc.max_notifiers = 16;
   rc.on_cpu_dead = runtime::dead_cpu_work::park;
   rc.real_time_limit_ns = std::uint64_t{900} * 1'000'000'000ULL + time_limit_ns_;
+  rc.progress = [this] { return progress_probe(); };
+  rc.stall_steps = sc.duration.watchdog_steps;
+  rc.stall_real_ns = sc.duration.watchdog_real_ns;
   if (sc.device_count() + sc.iommu.count + 1 > runtime::max_actors_limit)
     return Status(errc::invalid_argument,
                   "more devices than the executor has actor slots (" +
@@ -176,8 +179,7 @@ Status machine::build() {
   reclaim::reclaim_config cfg;
   cfg.max_pending = static_cast<std::uint32_t>(
       std::min<std::uint64_t>(sc.reclaim.max_pending_frames, 0xffffffffULL));
-  // 0 = never: a timer that never fires within any run (about 11.5 days of virtual time).
-  cfg.max_age_ns = sc.reclaim.flush_age_ns == 0 ? std::uint64_t{1} << 50 : sc.reclaim.flush_age_ns;
+  cfg.flush_age_ns = sc.reclaim.flush_age_ns;  // 0 = never, in both layers
   cfg.watermark = static_cast<std::uint32_t>(
       std::min<std::uint64_t>(sc.reclaim.watermark_frames, 0xffffffffULL));
   cfg.wait_timeout_ns = flush_timeout_ns_;
@@ -495,7 +497,8 @@ step_result machine::finisher_step() {
         drain_ns_ = now - std::min(now, stop_ns_);
         l1_reason_ = std::to_string(left) + " retired frames still pending " +
                      std::to_string(drain_ns_) + " ns after the workload stopped (bound " +
-                     std::to_string(sc.duration.drain_timeout_ns) + " ns)";
+                     std::to_string(sc.duration.drain_timeout_ns) +
+                     " ns, duration.drain_timeout_ns): " + pending_report(deterministic_);
       } else {
         return step_result::sleep_for(poll_ns);
       }
@@ -513,6 +516,9 @@ step_result machine::finisher_step() {
       snapshot_metrics();
       teardown();
       fin_ = finish_phase::done;
+      // The run is over: timers still armed (a policy's next poll, however far away) and the
+      // daemon actors must not keep it going.
+      ex_->request_stop();
       return step_result::finished();
     case finish_phase::done:
       return step_result::finished();

@@ -103,6 +103,8 @@ class safety_monitor final : public reclaim_observer,
   [[nodiscard]] report result() const;
   // Frames retired and not yet freed (the L1 check after quiescence).
   [[nodiscard]] std::uint64_t pending() const;
+  // Grows with every unlink, retire and free: what a watchdog watches for progress.
+  [[nodiscard]] std::uint64_t progress() const;
 
  private:
   // One unit a frame's domain was attached to when the frame was unlinked.

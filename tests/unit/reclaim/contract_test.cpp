@@ -122,7 +122,7 @@ TEST_P(Contract, ExactlyOnceCoveredBoundedAndEventual) {
 INSTANTIATE_TEST_SUITE_P(Safe, Contract, testing::ValuesIn(all_params()), param_name);
 
 // flush-epoch with its default configuration and no caller flush (Linux's kernel tables): one
-// CPU retires single-frame gathers well within max_age_ns. The policy must ask for its own
+// CPU retires single-frame gathers well within flush_age_ns. The policy must ask for its own
 // asynchronous invalidation before its ring of 256 batch descriptors fills; the watermark of
 // 512 *frames* alone never fires first when every batch holds one frame, so the producer fell
 // into synchronous back-pressure (invalidate and wait on the retire path) every 256 retires.
@@ -131,7 +131,7 @@ TEST(FlushEpoch, AsksForItsOwnFlushAtTheWatermark) {
   c.policy = policy_kind::flush_epoch;
   c.devices = false;
   c.reclaim = reclaim_config{};      // the defaults under test, except:
-  c.reclaim.max_age_ns = 2'000'000;  // the timer stays out of the way until the end
+  c.reclaim.flush_age_ns = 2'000'000;  // the timer stays out of the way until the end
   harness h(c);
   auto n = std::make_shared<unsigned>(0);
   h.ex().set_program(0, [&h, n](unsigned cpu) {
@@ -159,7 +159,7 @@ TEST(FlushEpoch, RidesOnEveryCallerFlush) {
   c.policy = policy_kind::flush_epoch;
   c.devices = false;
   c.reclaim = reclaim_config{};
-  c.reclaim.max_age_ns = 2'000'000;  // the timer stays out of the way until the end
+  c.reclaim.flush_age_ns = 2'000'000;  // the timer stays out of the way until the end
   c.reclaim.batch_frames = 64;       // open batches: the hook must close them before the flush
   harness h(c);
   auto n = std::make_shared<unsigned>(0);
@@ -187,7 +187,7 @@ TEST(FlushEpoch, BatchesRetiresUntilTheWatermark) {
   c.policy = policy_kind::flush_epoch;
   c.devices = false;
   c.reclaim = reclaim_config{};
-  c.reclaim.max_age_ns = 2'000'000;
+  c.reclaim.flush_age_ns = 2'000'000;
   c.reclaim.watermark = 16;
   c.reclaim.batch_frames = 64;
   harness h(c);
@@ -225,8 +225,8 @@ TEST(ReclaimConfig, ZeroBoundsAreErrors) {
     c.batches_per_cpu = 0;
     EXPECT_FALSE(make_reclaimer(k, reclaim_env{ex, b, pool, nullptr}, c).ok());
     c = reclaim_config{};
-    c.max_age_ns = 0;
-    EXPECT_FALSE(make_reclaimer(k, reclaim_env{ex, b, pool, nullptr}, c).ok());
+    c.flush_age_ns = 0;  // never: accepted
+    EXPECT_TRUE(make_reclaimer(k, reclaim_env{ex, b, pool, nullptr}, c).ok());
     c = reclaim_config{};
     c.batch_frames = 0;
     auto bf = make_reclaimer(k, reclaim_env{ex, b, pool, nullptr}, c);
