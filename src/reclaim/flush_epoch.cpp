@@ -56,6 +56,10 @@ class batch_ring {
     PTR_DASSERT(!empty());
     return at(count_ - 1);
   }
+  [[nodiscard]] const batch& back() const noexcept {
+    PTR_DASSERT(!empty());
+    return slots_[(head_ + count_ - 1) % slots_.size()];
+  }
   [[nodiscard]] bool empty() const noexcept { return count_ == 0; }
   [[nodiscard]] bool full() const noexcept { return count_ == slots_.size(); }
   [[nodiscard]] unsigned size() const noexcept { return count_; }
@@ -88,9 +92,7 @@ class flush_epoch_policy final : public policy_base {
       : policy_base(env, config),
         watermark_(std::min<std::uint64_t>(config.watermark,
                                            std::max<std::uint64_t>(1, per_cpu_budget() / 2))),
-        poll_ns_(config.poll_ns != 0        ? config.poll_ns
-                 : config.flush_age_ns != 0 ? std::max<std::uint64_t>(1, config.flush_age_ns / 4)
-                                            : 100'000),
+        poll_ns_(config.poll_ns != 0 ? config.poll_ns : default_poll_ns),
         queues_(env.rt.cpu_count(),
                 [&](unsigned cpu) { return queue(cpu, config.batches_per_cpu); }) {
     PTR_ASSERT_MSG(config.batches_per_cpu >= 1, "reclaim_config::batches_per_cpu must be >= 1");
@@ -159,13 +161,12 @@ class flush_epoch_policy final : public policy_base {
       reap(q, /*poll=*/false);  // a fast invalidation may have completed already
     }
     // The armed state is kept here (only this CPU touches q): asking the executor would take
-    // its mutex on every retire. Without an age flush the timer only polls for what was asked.
-    if (q.timer_ready && !q.timer_armed && !q.ring.empty()) {
-      if (config_.flush_age_ns != 0)
-        arm(q, q.ring.front().retired_ns + config_.flush_age_ns);
-      else if (requested)
-        arm(q, env_.rt.now_ns() + poll_ns_);
-    }
+    // its mutex on every retire. After asking, the timer polls soon: this path reads the epochs
+    // without polling, and nobody else may poll (no caller flushes).
+    if (requested && !q.ring.empty())
+      poll_soon(q);
+    else if (q.timer_ready && !q.timer_armed && !q.ring.empty() && config_.flush_age_ns != 0)
+      arm(q, q.ring.front().retired_ns + config_.flush_age_ns);
   }
 
   void before_caller_invalidation(domain_number d) override {
@@ -222,7 +223,8 @@ class flush_epoch_policy final : public policy_base {
     bool open = false;         // the ring's newest batch takes more frames and has no stamp
     runtime::timer timer;
     bool timer_ready = false;
-    bool timer_armed = false;  // set by arm(), cleared when it fires or is killed / re-inited
+    bool timer_armed = false;    // set by arm(), cleared when it fires or is killed / re-inited
+    std::uint64_t timer_at = 0;  // when it fires, while armed
   };
 
   // `poll`: ask the hardware for progress (takes the IOMMU model's locks); otherwise read the
@@ -240,9 +242,15 @@ class flush_epoch_policy final : public policy_base {
     return q.frames > watermark_ || 2 * q.ring.size() > config_.batches_per_cpu;
   }
 
-  // A flush that will free the batch is on its way: the caller's, or a full one asked for.
-  [[nodiscard]] bool awaited(const batch& b) const noexcept {
-    return b.cover != 0 || full_requested_[b.domain].load(std::memory_order_relaxed) > b.stamp;
+  [[nodiscard]] static bool is_open(const queue& q, const batch& b) noexcept {
+    return q.open && &b == &q.ring.back();
+  }
+  // A flush that will free the (closed) batch is on its way: the caller's, or a full one asked
+  // for; or one asked for before, which must complete before this CPU can ask again.
+  [[nodiscard]] bool awaited(const queue& q, const batch& b) const noexcept {
+    if (is_open(q, b)) return false;
+    const epoch_t asked = full_requested_[b.domain].load(std::memory_order_relaxed);
+    return b.cover != 0 || asked > b.stamp || env_.backend.completed_full_seen(b.domain) < asked;
   }
 
   // For describe_pending(): what the oldest batch of q waits for.
@@ -299,6 +307,13 @@ class flush_epoch_policy final : public policy_base {
   void arm(queue& q, std::uint64_t expires_ns) {
     env_.rt.set_timer(q.timer, expires_ns);
     q.timer_armed = true;
+    q.timer_at = expires_ns;
+  }
+  // The timer fires within poll_ns_ (re-armed only if it would fire later).
+  void poll_soon(queue& q) {
+    if (!q.timer_ready) return;
+    const std::uint64_t at = env_.rt.now_ns() + poll_ns_;
+    if (!q.timer_armed || q.timer_at > at) arm(q, at);
   }
 
   // Makes sure a full invalidation of d numbered after `stamp` is on its way. At most one such
@@ -348,16 +363,18 @@ class flush_epoch_policy final : public policy_base {
     const std::uint64_t now = env_.rt.now_ns();
     batch& oldest = q.ring.front();
     const bool aged = config_.flush_age_ns != 0 && now - oldest.retired_ns >= config_.flush_age_ns;
-    // Without an age flush the timer runs only to poll what was asked for; it asks again when
-    // an older request it could not ride on has completed and the CPU is still over the mark.
-    const bool over = config_.flush_age_ns == 0 && over_watermark(q);
-    if (aged || over) {
+    // Ask when the oldest is due, or again when the CPU is still over its mark and an older
+    // request it could not ride on has completed.
+    if (aged || over_watermark(q)) {
       close(q);  // the oldest may be the open batch; a stamp is what a flush can cover
-      request_flush(oldest.domain, oldest.stamp);
+      if (!awaited(q, oldest)) request_flush(oldest.domain, oldest.stamp);
     }
-    if (config_.flush_age_ns == 0 && !awaited(oldest)) return;  // waits for a caller or the mark
-    // Poll again soon: the invalidation takes about a microsecond in the model's defaults.
-    arm(q, now + poll_ns_);
+    if (awaited(q, oldest)) {
+      arm(q, now + poll_ns_);  // poll until what was asked for completes
+    } else if (config_.flush_age_ns != 0) {
+      arm(q, std::max(now + 1, oldest.retired_ns + config_.flush_age_ns));  // its age flush
+    }
+    // Else (flush_age_ns = 0): it waits for a caller's flush or the watermark.
   }
 
   runtime::notify_result cpu_callback(runtime::cpu_event action, unsigned cpu) {
@@ -434,7 +451,10 @@ class flush_epoch_policy final : public policy_base {
   }
 
   std::uint64_t watermark_;
-  std::uint64_t poll_ns_;  // the timer's period while an invalidation is awaited
+  // The timer's period while an invalidation is awaited: about two of the model's default
+  // invalidations (PSI + wait ~ 1 us), so a frame waits about that long past its completion.
+  static constexpr std::uint64_t default_poll_ns = 2'000;
+  std::uint64_t poll_ns_;
   runtime::per_cpu<queue> queues_;
   // Per domain: the newest full invalidation any CPU submitted through request_flush(). Relaxed:
   // a hint that saves an invalidation; eligibility always asks the backend.

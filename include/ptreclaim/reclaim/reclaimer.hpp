@@ -48,8 +48,9 @@ struct reclaim_config {
   // watermark or a caller's flush, so without callers that flush L1 holds only for CPUs that
   // pass the watermark (describe_pending() says so).
   std::uint64_t flush_age_ns = 100'000;
-  // flush-epoch: how often a CPU's timer polls the hardware while an invalidation it waits for
-  // is in flight. 0 = flush_age_ns / 4, or 100 us when flush_age_ns is 0.
+  // flush-epoch: how soon after asking for an invalidation, and how often while it is in
+  // flight, a CPU's timer polls the hardware (its producer path reads the epochs without
+  // polling). 0 = 2 us.
   std::uint64_t poll_ns = 0;
   std::uint32_t watermark = 64;    // flush-epoch: per-CPU pending frames → flush
   unsigned batches_per_cpu = 256;  // flush-epoch: batch descriptors per CPU (a bound)

@@ -1,10 +1,11 @@
 // Shared harness of the reclamation tests: one machine with everything a policy stands on.
 //
 //   executor (deterministic or threaded) -> frame pool and iommu::system built on it as their
-//   platform -> 2 IOMMU units -> N domains (VT-d 4-level tables, locked mode, coalescing on),
-//   each attached to both units through its own devices -> iommu_backend wrapped by the
-//   safety_monitor (the backend the policy uses AND its observer, with an optional extra
-//   observer of the test's) -> a policy from make_reclaimer.
+//   platform -> 2 IOMMU units -> the safety_monitor (the tables' unlink observer, the units'
+//   descriptor observer, the backend the policy uses AND its observer, with an optional extra
+//   observer of the test's) over an iommu_backend -> N domains (VT-d 4-level tables, locked
+//   mode, coalescing on), each attached to both units through its own devices -> a policy from
+//   make_reclaimer.
 //
 // CPU programs release tables for real: CPU c owns the 2 MiB region [c * 2 MiB, (c+1) * 2 MiB)
 // of every domain. `fill` maps its 512 4K pages one by one (the last map coalesces them into a
@@ -169,12 +170,15 @@ class harness {
     policy_ = std::move(*p);
     // The IOMMU engine: moves the units' queues to now. Under the deterministic executor a
     // wait_until with no actor ready jumps straight to its deadline (10 s of virtual time per
-    // invalidation), so this actor is what lets waits end when the hardware is done.
+    // invalidation), so this actor is what lets waits end when the hardware is done. It moves
+    // the units only, as the simulator's engine does: the domains' flush epochs advance only
+    // when someone polls, so a policy that forgets to poll is left waiting (L1 fails).
     {
       iommu::system* sys = &sys_;
       const std::uint64_t gap = c.exec == exec_kind::deterministic ? 100 : 50'000;
       ex_->add_actor({"iommu-engine", [sys, gap] {
-                        sys->advance();
+                        for (unsigned u = 0; u < sys->unit_count(); ++u)
+                          sys->get_unit(u).advance();
                         return runtime::step_result::sleep_for(gap);
                       }});
     }
