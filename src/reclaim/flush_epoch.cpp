@@ -186,9 +186,19 @@ class flush_epoch_policy final : public policy_base {
     reap(q, /*poll=*/false);  // the caller's wait just advanced the epochs
   }
 
+  // No retire runs meanwhile (the contract), but other CPUs' timers may (threaded executor):
+  // each ring is emptied with its timer killed (kill_timer waits for a running one), then the
+  // timer is set up again on its CPU.
   Status drain() override {
-    for (unsigned c = 0; c < queues_.size(); ++c)
-      flush_all(queues_[c]);
+    for (unsigned c = 0; c < queues_.size(); ++c) {
+      queue& q = queues_[c];
+      if (q.timer_ready) env_.rt.kill_timer(q.timer);
+      q.timer_armed = false;
+      flush_all(q);
+      if (q.timer_ready)
+        env_.rt.timer_init(
+            q.timer, [this, c] { on_timer(c); }, c);
+    }
     return {};
   }
 
