@@ -167,6 +167,7 @@ Result<ticket> system::invalidate(domain& dom, const inv_range& range) {
     p.epoch = t.epoch;
     dom.pending_.push_back(p);
   }
+  if (config_.after_numbering) config_.after_numbering(dom.id(), t.epoch);
   auto my_pending = [&]() -> domain::pending& {
     PTR_ASSERT(!dom.pending_.empty() && dom.pending_.front().epoch <= t.epoch);
     return dom.pending_[t.epoch - dom.pending_.front().epoch];

@@ -130,7 +130,7 @@ TEST(FlushEpoch, AsksForItsOwnFlushAtTheWatermark) {
   harness_config c;
   c.policy = policy_kind::flush_epoch;
   c.devices = false;
-  c.reclaim = reclaim_config{};      // the defaults under test, except:
+  c.reclaim = reclaim_config{};        // the defaults under test, except:
   c.reclaim.flush_age_ns = 2'000'000;  // the timer stays out of the way until the end
   harness h(c);
   auto n = std::make_shared<unsigned>(0);
@@ -160,7 +160,7 @@ TEST(FlushEpoch, RidesOnEveryCallerFlush) {
   c.devices = false;
   c.reclaim = reclaim_config{};
   c.reclaim.flush_age_ns = 2'000'000;  // the timer stays out of the way until the end
-  c.reclaim.batch_frames = 64;       // open batches: the hook must close them before the flush
+  c.reclaim.batch_frames = 64;         // open batches: the hook must close them before the flush
   harness h(c);
   auto n = std::make_shared<unsigned>(0);
   h.ex().set_program(0, [&h, n](unsigned cpu) {

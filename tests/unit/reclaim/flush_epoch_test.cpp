@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ptreclaim/iommu/system.hpp"
@@ -26,6 +27,7 @@
 #include "ptreclaim/reclaim/reclaimer.hpp"
 #include "ptreclaim/reclaim/safety_monitor.hpp"
 #include "ptreclaim/runtime/deterministic_executor.hpp"
+#include "ptreclaim/runtime/threaded_executor.hpp"
 
 namespace ptreclaim::reclaim {
 namespace {
@@ -374,6 +376,90 @@ TEST(FlushEpoch, AnIommuAttachedAfterTheRetireAndBeforeTheFlushIsHandled) {
                 }),
                 machine::once([&] { (void)m.retire_at(k2m); })});
   m.expect_safe_and_drained(m.run());
+}
+
+// Threaded: CPU 0 numbers an invalidation (epoch n) and is preempted before submitting it;
+// CPU 1 retires a frame (stamped n: its stamp follows the numbering), then a full invalidation
+// n+1 is numbered, submitted and completes, so completed_full = n+1 runs ahead of the in-order
+// completed (n-1). The frame may go: n+1 was numbered after its stamp, so after its unlink, and
+// dropped everything on every unit. A checker that waited for in-order completion called this
+// early (a false S3); judged by the units' descriptors, it is safe.
+TEST(FlushEpochThreaded, AFullFlushThatCompletesAheadOfAnUnsubmittedOneFreesLaterStamps) {
+  runtime::run_config rc;
+  rc.cpus = 2;
+  runtime::threaded_executor ex(rc);
+  mem::frame_pool pool(mem::pool_config{.capacity_frames = 1024, .caches = 2}, ex);
+  std::atomic<bool> hold{false}, held{false}, release{false};
+  iommu::system_config sc;
+  sc.after_numbering = [&](std::uint16_t, std::uint64_t) {
+    if (!hold.exchange(false)) return;
+    held = true;
+    while (!release.load())
+      std::this_thread::yield();
+  };
+  iommu::system sys(pool, sc, ex);
+  sys.add_unit({});
+  sys.add_unit({});
+  iommu_backend backend(sys);
+  safety_monitor monitor(sys, backend, 1024);
+  pt::domain_config dc{.domain = dom, .on_unlink = &monitor};
+  auto table = pt::make_table(pt::format_kind::vtd_ss_4, dc, pool);
+  ASSERT_TRUE(table.ok());
+  auto d = sys.create_domain({dom, &(*table)->format(), (*table)->root(), dc.leaf_levels});
+  ASSERT_TRUE(d.ok());
+  ASSERT_TRUE(sys.attach(1, 0, **d, 5).ok());
+  ASSERT_TRUE(sys.attach(2, 1, **d, 6).ok());
+  reclaim_config cfg = machine_config::defaults();
+  auto policy = make_reclaimer(policy_kind::flush_epoch, {ex, monitor, pool, &monitor}, cfg);
+  ASSERT_TRUE(policy.ok());
+  iommu::system* sysp = &sys;
+  ex.add_actor({"iommu-engine", [sysp] {
+                  for (unsigned u = 0; u < sysp->unit_count(); ++u)
+                    sysp->get_unit(u).advance();
+                  return runtime::step_result::sleep_for(20'000);
+                }});
+  auto release_at = [&](std::uint64_t base) {
+    pt::gather g;
+    for (unsigned i = 0; i < 512; ++i) {
+      pt::gather one;
+      EXPECT_TRUE(
+          (*table)->map(base + i * k4k, phys_base + base + i * k4k, k4k, pt::perm_rw, one).ok());
+      g.merge(one);
+    }
+    return g;
+  };
+  std::atomic<bool> freed_ahead{false};
+  ex.set_program(0, [&](unsigned) {
+    hold = true;
+    Result<epoch_t> e = monitor.invalidate(dom, {0, k2m - 1, true});  // held after numbering
+    EXPECT_TRUE(e.ok());
+    EXPECT_TRUE(backend.wait(dom, *e, timeout_ns));
+    return runtime::step_result::finished();
+  });
+  ex.set_program(1, [&](unsigned) {
+    while (!held.load())
+      std::this_thread::yield();
+    const epoch_t numbered = sys.find_domain(dom)->flush_started();
+    (*policy)->retire(dom, release_at(k64g));  // stamped `numbered`
+    Result<epoch_t> full = monitor.invalidate(dom, invalidation_range::whole_domain());
+    EXPECT_TRUE(full.ok());
+    EXPECT_EQ(*full, numbered + 1);
+    while (backend.completed_full(dom) < *full)
+      std::this_thread::yield();
+    EXPECT_LT(backend.completed(dom), numbered) << "in-order completion waits for the held one";
+    (*policy)->retire(dom, release_at(2 * k64g));  // reaps: the first frame goes now
+    freed_ahead = (*policy)->pending() == 1;
+    release = true;
+    return runtime::step_result::finished();
+  });
+  const runtime::run_stats st = ex.run();
+  EXPECT_EQ(st.reason, runtime::stop_reason::quiescent);
+  EXPECT_TRUE(freed_ahead.load()) << (*policy)->describe_pending();
+  const auto r = monitor.result();
+  EXPECT_EQ(r.s3_violations, 0u) << (r.first.empty() ? "" : r.first.front());
+  EXPECT_EQ(r.s2_violations, 0u);
+  EXPECT_EQ((*policy)->pending(), 0u) << (*policy)->describe_pending();
+  policy->reset();
 }
 
 }  // namespace
