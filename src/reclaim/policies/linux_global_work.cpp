@@ -8,8 +8,8 @@
 //
 // Additions off the faithful path: back-pressure at the configured bound (the producer runs the
 // work body itself) and drain().
-#include "policies.hpp"
-#include "policy_base.hpp"
+#include "../policies.hpp"
+#include "../policy_base.hpp"
 #include "ptreclaim/base/spinlock.hpp"
 
 namespace ptreclaim::reclaim::detail {
@@ -68,12 +68,21 @@ class linux_global_work_policy final : public policy_base {
   void work_fn() {
     ++counters().worker_runs;
     frame_list mine;
+    {  // MUTANT: invalidate the domains on the list first, splice afterwards
+      std::set<domain_number> domains;
+      {
+        std::lock_guard guard(lock_);
+        list_.for_each(env_.pool, [&](mem::frame_id f) { domains.insert(env_.pool.ident(f).domain); });
+      }
+      for (domain_number d : domains)
+        invalidate_and_wait(d, invalidation_range::whole_domain());
+    }
     {
       std::lock_guard guard(lock_);
       env_.rt.touch_line(&list_, true);
       mine.splice_back(env_.pool, list_);
     }
-    invalidate_owners_and_free(mine, "linux-global-work", global_holder);
+    free_list(mine, "linux-global-work", global_holder);
   }
 
   spinlock lock_;
