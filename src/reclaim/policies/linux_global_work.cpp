@@ -68,21 +68,12 @@ class linux_global_work_policy final : public policy_base {
   void work_fn() {
     ++counters().worker_runs;
     frame_list mine;
-    {  // MUTANT: invalidate the domains on the list first, splice afterwards
-      std::set<domain_number> domains;
-      {
-        std::lock_guard guard(lock_);
-        list_.for_each(env_.pool, [&](mem::frame_id f) { domains.insert(env_.pool.ident(f).domain); });
-      }
-      for (domain_number d : domains)
-        invalidate_and_wait(d, invalidation_range::whole_domain());
-    }
     {
       std::lock_guard guard(lock_);
       env_.rt.touch_line(&list_, true);
       mine.splice_back(env_.pool, list_);
     }
-    free_list(mine, "linux-global-work", global_holder);
+    invalidate_owners_and_free(mine, "linux-global-work", global_holder);
   }
 
   spinlock lock_;
