@@ -63,8 +63,10 @@ bit wl_done[NCPU];
 
 /* page_list_add_tail(f, list of c) */
 inline list_add(ac, af) {
-  d_step { lbusy[ac]++; RACE_CHECK(ac); tmp = lst[ac] };
-  d_step { lst[ac] = tmp | (1 << af); tmp = 0; lbusy[ac]-- }
+  d_step { lbusy[ac]++; printf("CPU%d: page_list_add_tail(frame %d, list of CPU%d) reads the list\n", ac, af, ac);
+           RACE_CHECK(ac); tmp = lst[ac] };
+  d_step { lst[ac] = tmp | (1 << af);
+           printf("CPU%d: page_list_add_tail writes the list back: frames %d\n", ac, lst[ac]); tmp = 0; lbusy[ac]-- }
 }
 
 /* free_queued_pgtables(list of owner), run by a tasklet on CPU rc. */
@@ -73,7 +75,8 @@ inline free_queued(rc, owner) {
   assert(owner == rc);   /* S4: ASSERT(list == &this_cpu(free_pgt_list)) */
 #endif
   do
-  :: d_step { lbusy[owner]++; RACE_CHECK(owner); tmp = lst[owner] };     /* page_list_remove_head */
+  :: d_step { lbusy[owner]++; printf("CPU%d: page_list_remove_head(list of CPU%d) reads the list\n", rc, owner);
+              RACE_CHECK(owner); tmp = lst[owner] };                    /* page_list_remove_head */
      if
      :: tmp == 0 -> lbusy[owner]--; break
      :: else ->
@@ -97,7 +100,8 @@ inline run_tasklet(rc) {
     :: tq[0] == rc + 1 && trun[0] == 0 -> t = 0
     :: else -> t = 1
     fi;
-    tq[t] = 0; trun[t] = rc + 1 };
+    tq[t] = 0; trun[t] = rc + 1;
+    printf("CPU%d runs the tasklet of CPU%d (free_queued_pgtables)\n", rc, t) };
   free_queued(rc, t);
   d_step { trun[t] = 0; t = 0 }
 }
