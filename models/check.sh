@@ -18,7 +18,10 @@ jobs=${MODEL_JOBS:-2}
 only=${MODEL_ONLY:-.}
 spin=${SPIN:-spin}
 cc=${PAN_CC:-cc}
-command -v "$spin" >/dev/null || { echo "check.sh: spin not found (apt-get install spin)" >&2; exit 1; }
+if ! command -v "$spin" >/dev/null; then
+  echo "check.sh: spin not found (apt-get install spin)" >&2
+  exit 1
+fi
 command -v "$cc" >/dev/null || { echo "check.sh: no C compiler ($cc) for pan" >&2; exit 1; }
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -28,7 +31,7 @@ expect_re() {
   case $1 in
     S1) echo 'assertion violated 0 ' ;;         # a walk read a freed table (walk_freed)
     S2) echo 'fstate\[j\]==1' ;;                 # freed twice, or while still linked
-    S3) echo 's3ok' ;;                          # freed before a covering invalidation completed everywhere
+    S3) echo 's3ok' ;;                          # freed before a covering invalidation completed
     spec) echo 'assertion violated 0 |fstate\[j\]==1|s3ok' ;;   # any of the three
     S4) echo '\(t==c\)' ;;                      # a tasklet ran on a CPU that does not own its list
     race) echo 'lbusy' ;;                       # two CPUs inside one unlocked list operation
@@ -48,23 +51,24 @@ check() {
   mkdir -p "$dir"
   cd "$dir"
   # -O2 for the long runs that must pass; trails come quickly, so compile faster.
-  local t0 t1 copts="-w -DVECTORSZ=512" popts="-m1000000"
-  if [ "$expect" = pass ]; then copts+=" -O2"; else copts+=" -O1"; fi
+  local t0 t1 copts=(-w -DVECTORSZ=512) popts=(-m1000000)
+  if [ "$expect" = pass ]; then copts+=(-O2); else copts+=(-O1); fi
   t0=$(date +%s.%N)
   case $mode in
-    safety) copts+=" -DNOCLAIM -DSAFETY" ;;
-    bfs) copts+=" -DNOCLAIM -DSAFETY -DBFS" ;;
-    ltl) copts+=" -DNFAIR=3" popts+=" -a -f" ;;
+    safety) copts+=(-DNOCLAIM -DSAFETY) ;;
+    bfs) copts+=(-DNOCLAIM -DSAFETY -DBFS) ;;
+    ltl) copts+=(-DNFAIR=3) popts+=(-a -f) ;;
   esac
   {
     echo "$spin -a $* $here/$model"
-    echo "$cc $copts -o pan pan.c && ./pan $popts"
+    echo "$cc ${copts[*]} -o pan pan.c && ./pan ${popts[*]}"
   } >cmd.txt
-  if ! "$spin" -a "$@" "$here/$model" >spin.txt 2>&1 || ! $cc $copts -o pan pan.c >cc.txt 2>&1; then
+  if ! "$spin" -a "$@" "$here/$model" >spin.txt 2>&1 ||
+    ! "$cc" "${copts[@]}" -o pan pan.c >cc.txt 2>&1; then
     echo "FAIL|$name|spin or cc failed, see $dir" >result.txt
     return 0
   fi
-  ./pan $popts >pan.txt 2>&1 || true
+  ./pan "${popts[@]}" >pan.txt 2>&1 || true
   t1=$(date +%s.%N)
   local stored visited elapsed errors first what
   stored=$(sed -nE 's/^ *([0-9.e+]+) states, stored.*/\1/p' pan.txt | head -1)
@@ -72,7 +76,9 @@ check() {
   elapsed=$(sed -nE 's/^pan: elapsed time ([0-9.e+]+) seconds.*/\1/p' pan.txt | head -1)
   errors=$(sed -nE 's/.*errors: ([0-9]+).*/\1/p' pan.txt | head -1)
   first=$(grep -m1 -E '^pan:1: ' pan.txt | sed 's/^pan:1: //' || true)
-  what="${stored:-?} states stored${visited:+ ($visited visited)}, pan ${elapsed:-?} s, wall $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s"
+  local wall
+  wall=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+  what="${stored:-?} states stored${visited:+ ($visited visited)}, pan ${elapsed:-?} s, wall $wall s"
   if grep -q -e 'max search depth too small' -e 'out of memory' pan.txt; then
     echo "FAIL|$name|search incomplete (depth or memory): $what" >result.txt
   elif [ "$expect" = pass ]; then
@@ -89,7 +95,7 @@ check() {
     # The trail as the model's own events (printf), for people.
     "$spin" -t -k "$model.trail" "$@" "$here/$model" 2>&1 |
       sed -nE '/^ltl /d; /^ *$/d; s/^ +//; /^spin: trail ends/q; p' >trail.txt || true
-    echo "TRAIL|$name|$first (depth $(sed -nE 's/.*at depth ([0-9]+).*/\1/p' pan.txt | head -1)); $what" >result.txt
+    echo "TRAIL|$name|$first; $what" >result.txt
   fi
 }
 
@@ -153,9 +159,14 @@ wait
 
 failed=0
 for name in "${names[@]}"; do
-  IFS='|' read -r verdict n rest <"$out/$name/result.txt"
+  if [ -f "$out/$name/result.txt" ]; then
+    IFS='|' read -r verdict n rest <"$out/$name/result.txt"
+  else
+    verdict=FAIL n=$name rest="no result (the check itself failed)"
+  fi
   printf '%-40s %-5s %s\n' "$n" "$verdict" "$rest"
   [ "$verdict" = FAIL ] && failed=$((failed + 1))
 done
-echo "models: ${#names[@]} checks, $failed failed, $(($(date +%s) - start)) s (MODEL_JOBS=$jobs); trails in $out"
+echo "models: ${#names[@]} checks, $failed failed, $(($(date +%s) - start)) s wall" \
+  "(MODEL_JOBS=$jobs); trails and pan output in $out"
 [ "$failed" -eq 0 ]

@@ -1,9 +1,9 @@
 /* flush-epoch's protocol (src/reclaim/flush_epoch.cpp, src/iommu/system.cpp), for `spin`.
  * Design note and what this model abstracts: docs/flush-epoch.md, "What each check covers".
  *
- * 2 CPUs, 2 IOMMUs, one domain attached to both, two IOVA regions. CPU c runs OPS0 / OPS1
- * operations; each unlinks a frame of its own (region REGBIT), retires it, and its caller then flushes the
- * region (maybe together with regions it owes: a batched caller), defers, or never flushes.
+ * 2 CPUs, 2 IOMMUs, one domain attached to both, two IOVA regions. CPU 0 runs OPS0 operations,
+ * CPU 1 OPS1; each unlinks a frame of its own (region REGBIT) and retires it, and its caller then
+ * flushes the region (with the regions it owes), defers (a batched caller), or never flushes.
  * CPU 0 may take CPU 1 down (HOTPLUG): CPU_DOWN_PREPARE, then CPU_DEAD or CPU_DOWN_FAILED.
  *
  * Mutants (-D on the spin command line), each must give a trail:
@@ -76,7 +76,8 @@ inline hw_recompute() {
 
 #include "hw_units.pml"
 
-#define POLL cseen = hw_c; cfseen = hw_cf; printf("poll: completed %d, completed_full %d\n", hw_c, hw_cf)
+#define POLL cseen = hw_c; cfseen = hw_cf; \
+             printf("poll: completed %d, completed_full %d\n", hw_c, hw_cf)
 
 /* Per-CPU rings of batches; slot 0 is the oldest (pop shifts: fewer distinct states). */
 byte rn[NCPU];                /* batches in the ring */
@@ -126,8 +127,20 @@ bit hp_failed;
                      ((bcov[B(c, 0)] != 0 && cseen >= bcov[B(c, 0)]) || FULL_OK(bst[B(c, 0)])))
 
 /* The bodies below have no atomic of their own: callers put them in one d_step with the
- * CPU-local work around them. Each such step reads or writes at most one kind of shared
- * state that another process writes in the same step (see docs/flush-epoch.md). */
+ * CPU-local bookkeeping around them, which no other process reads, so fewer interleavings
+ * are explored without losing an ordering of shared accesses that matters (the counters only
+ * grow; see "What the models abstract away" in docs/flush-epoch.md). */
+
+/* Drops the oldest batch of ring pc (the others move up; emptied slots are zeroed). */
+inline pop_front(pc) {
+  j = 0;
+  do :: j + 1 < rn[pc] ->
+        bfr[B(pc, j)] = bfr[B(pc, j + 1)]; brg[B(pc, j)] = brg[B(pc, j + 1)];
+        bst[B(pc, j)] = bst[B(pc, j + 1)]; bcov[B(pc, j)] = bcov[B(pc, j + 1)]; j++
+     :: else -> break od;
+  bfr[B(pc, j)] = 0; brg[B(pc, j)] = 0; bst[B(pc, j)] = 0; bcov[B(pc, j)] = 0;
+  rn[pc]--; j = 0
+}
 
 inline free_head(hc) {
   j = 0;
@@ -144,15 +157,11 @@ inline free_head(hc) {
   WITNESS(hp_failed && in_timer[1] && hc == 1);
 #endif
   do :: j < NF -> if :: (bfr[B(hc, 0)] & (1 << j)) != 0 -> free_frame(j); qframes[hc]--;
-                        printf("CPU%d frees frame %d (batch stamp %d cover %d)\n", c, j, bst[B(hc, 0)], bcov[B(hc, 0)])
+                        printf("CPU%d frees frame %d (batch stamp %d cover %d)\n", c, j,
+                               bst[B(hc, 0)], bcov[B(hc, 0)])
                      :: else fi; j++
      :: else -> break od;
-  j = 0;
-  do :: j + 1 < rn[hc] -> bfr[B(hc, j)] = bfr[B(hc, j + 1)]; brg[B(hc, j)] = brg[B(hc, j + 1)];
-                          bst[B(hc, j)] = bst[B(hc, j + 1)]; bcov[B(hc, j)] = bcov[B(hc, j + 1)]; j++
-     :: else -> break od;
-  bfr[B(hc, j)] = 0; brg[B(hc, j)] = 0; bst[B(hc, j)] = 0; bcov[B(hc, j)] = 0;
-  rn[hc]--; j = 0
+  pop_front(hc)
 }
 /* reap(): frees every eligible batch from the head of ring rc (never the open one). Frees
  * are one step: the counters only grow, so a later look only frees more. */
@@ -183,7 +192,8 @@ inline invalidate(ime, ikd, ie) {
   d_step { assert(started < MAXE); DRAIN(ime); started++; ie = started; ikind[ie] = ikd;
            printf("CPU%d numbers invalidation %d (kind %d)\n", ime, ie, ikd) };
   atomic { iq[0]!ie, unl; printf("CPU%d submits %d to unit 0\n", ime, ie) };
-  atomic { iq[1]!ie, unl; printf("CPU%d submits %d to unit 1\n", ime, ie); isub[ie] = 1; hw_recompute() }
+  atomic { iq[1]!ie, unl; printf("CPU%d submits %d to unit 1\n", ime, ie);
+           isub[ie] = 1; hw_recompute() }
 }
 
 /* request_flush(): one full flush in flight per domain, not waited for. REQUEST_CHECK(st) goes
@@ -252,10 +262,12 @@ inline retire_rest(tc, tf) {
   d_step {
     nretired++; count_back(tc);
     if
-    :: CAN_MERGE(tc) -> bfr[BACK(tc)] = bfr[BACK(tc)] | (1 << tf); brg[BACK(tc)] = brg[BACK(tc)] | REGBIT(tf)
+    :: CAN_MERGE(tc) ->
+       bfr[BACK(tc)] = bfr[BACK(tc)] | (1 << tf); brg[BACK(tc)] = brg[BACK(tc)] | REGBIT(tf)
     :: else ->
        close_body(tc, tc);
-       rn[tc]++; bfr[BACK(tc)] = 1 << tf; brg[BACK(tc)] = REGBIT(tf); bst[BACK(tc)] = 0; bcov[BACK(tc)] = 0;
+       rn[tc]++; bfr[BACK(tc)] = 1 << tf; brg[BACK(tc)] = REGBIT(tf);
+       bst[BACK(tc)] = 0; bcov[BACK(tc)] = 0;
 #ifdef STAMP_AT_OPEN
        FENCE(tc); bst[BACK(tc)] = started;
 #endif
@@ -307,7 +319,9 @@ inline caller_flush(lc, lrange) {
 #endif
 #define TIMER_DUE(c) (tmr[c] == T_PENDING && (wl_done[c] || !tfired[c]))
 inline on_timer(oc) {
-  d_step { TIMER_DUE(oc) && !dead[oc] -> tmr[oc] = T_IDLE; in_timer[oc] = 1; tarmed[oc] = 0; tfired[oc] = 1; printf("CPU%d timer\n", oc);
+  d_step { TIMER_DUE(oc) && !dead[oc] ->
+           tmr[oc] = T_IDLE; in_timer[oc] = 1; tarmed[oc] = 0; tfired[oc] = 1;
+           printf("CPU%d timer\n", oc);
            reap_body(oc, TIMER_POLLS) };
   if
   :: d_step { rn[oc] == 0 -> in_timer[oc] = 0 }
@@ -337,13 +351,9 @@ inline adopt(ato, afrom) {
        rn[ato]++;
        bfr[BACK(ato)] = bfr[B(afrom, 0)]; brg[BACK(ato)] = brg[B(afrom, 0)];
        bst[BACK(ato)] = bst[B(afrom, 0)]; bcov[BACK(ato)] = bcov[B(afrom, 0)];
-       count_back(ato); qframes[ato] = qframes[ato] + nbf; qframes[afrom] = qframes[afrom] - nbf; nbf = 0;
-       j = 0;
-       do :: j + 1 < rn[afrom] -> bfr[B(afrom, j)] = bfr[B(afrom, j + 1)]; brg[B(afrom, j)] = brg[B(afrom, j + 1)];
-                                 bst[B(afrom, j)] = bst[B(afrom, j + 1)]; bcov[B(afrom, j)] = bcov[B(afrom, j + 1)]; j++
-          :: else -> break od;
-       bfr[B(afrom, j)] = 0; brg[B(afrom, j)] = 0; bst[B(afrom, j)] = 0; bcov[B(afrom, j)] = 0;
-       rn[afrom]--; j = 0 }
+       count_back(ato);
+       qframes[ato] = qframes[ato] + nbf; qframes[afrom] = qframes[afrom] - nbf; nbf = 0;
+       pop_front(afrom) }
   :: else -> break
   od;
   nbf = 0;      /* (a plain statement: a loop's exit may not jump into a d_step) */
@@ -380,13 +390,15 @@ end:
 #if HOTPLUG
   /* cpu_down(1) run from CPU 0. */
   :: c == 0 && owed == 0 && !hp_done ->
-     d_step { !in_timer[1] -> tmr[1] = T_KILLED; printf("CPU_DOWN_PREPARE(1) on CPU0\n") };    /* CPU_DOWN_PREPARE: kill_timer */
+     /* CPU_DOWN_PREPARE: kill_timer (waits while the timer runs) */
+     d_step { !in_timer[1] -> tmr[1] = T_KILLED; printf("CPU_DOWN_PREPARE(1) on CPU0\n") };
      if
-     :: park_req[1] = 1;                              /* stop_machine: CPU 1 parks ... */
+     :: park_req[1] = 1;                /* CPU 1 runs on until it parks (stop_machine) ... */
         dead[1];
         printf("CPU_DEAD(1) on CPU0\n");
-        adopt(0, 1)                                   /* ... CPU_DEAD */
-     :: d_step { if :: tready[1] -> tmr[1] = T_PENDING :: else fi;    /* CPU_DOWN_FAILED */
+        adopt(0, 1)                     /* ... then CPU_DEAD */
+     /* CPU_DOWN_FAILED: timer_init and fire now, on CPU 1 */
+     :: d_step { if :: tready[1] -> tmr[1] = T_PENDING :: else fi;
                  hp_failed = 1;
                  printf("CPU_DOWN_FAILED(1) on CPU0\n") }
      fi;

@@ -38,7 +38,8 @@ bit isub[MAXE + 1];       /* submitted to every unit (the pending record's `subm
 chan iq[NUNIT] = [MAXE] of { byte, byte };  /* epoch, ghost: unl when it was submitted */
 
 /* Frames a descriptor of kind k drops from the PSC. */
-#define COVERED(k) (((k) & FULLBIT) -> ALLF : ((((k) & 1) -> RMASK1 : 0) | (((k) & 2) -> RMASK2 : 0)))
+#define COVERED(k) (((k) & FULLBIT) -> ALLF : \
+                    ((((k) & 1) -> RMASK1 : 0) | (((k) & 2) -> RMASK2 : 0)))
 
 /* The unlink becomes visible to walks: the store buffer drains (a fence, a locked RMW, a
  * stop_machine park, or the hardware's own time). */

@@ -13,7 +13,7 @@
  *   (none)          plain tasklet; CPU 1 may go down, and the down always succeeds: must verify
  *   DOWN_FAIL       the down may also fail (CPU_DOWN_FAILED): the finding
  *   SOFTIRQ         the softirq-tasklet variant: it also runs at the softirq point inside the
- *                   caller's operation, between retire and the flush (the xen-softirq-tasklet canary)
+ *                   caller's operation, between retire and the flush (xen-softirq-tasklet)
  *   FIX_DOWN_FAILED CPU_DOWN_FAILED schedules the tasklet on its own CPU (tasklet_schedule_on_cpu)
  *   NDEBUG          no ASSERT(list == &this_cpu(free_pgt_list)) (a release build)
  *   NO_RACE_ASSERT  no check that two CPUs are inside one list operation at once
@@ -63,10 +63,12 @@ bit wl_done[NCPU];
 
 /* page_list_add_tail(f, list of c) */
 inline list_add(ac, af) {
-  d_step { lbusy[ac]++; printf("CPU%d: page_list_add_tail(frame %d, list of CPU%d) reads the list\n", ac, af, ac);
+  d_step { lbusy[ac]++;
+           printf("CPU%d: page_list_add_tail(frame %d, list of CPU%d) reads\n", ac, af, ac);
            RACE_CHECK(ac); tmp = lst[ac] };
   d_step { lst[ac] = tmp | (1 << af);
-           printf("CPU%d: page_list_add_tail writes the list back: frames %d\n", ac, lst[ac]); tmp = 0; lbusy[ac]-- }
+           printf("CPU%d: page_list_add_tail writes the list back: frames %d\n", ac, lst[ac]);
+           tmp = 0; lbusy[ac]-- }
 }
 
 /* free_queued_pgtables(list of owner), run by a tasklet on CPU rc. */
@@ -75,8 +77,9 @@ inline free_queued(rc, owner) {
   assert(owner == rc);   /* S4: ASSERT(list == &this_cpu(free_pgt_list)) */
 #endif
   do
-  :: d_step { lbusy[owner]++; printf("CPU%d: page_list_remove_head(list of CPU%d) reads the list\n", rc, owner);
-              RACE_CHECK(owner); tmp = lst[owner] };                    /* page_list_remove_head */
+  :: d_step { lbusy[owner]++;                                           /* page_list_remove_head */
+              printf("CPU%d: page_list_remove_head(list of CPU%d) reads\n", rc, owner);
+              RACE_CHECK(owner); tmp = lst[owner] };
      if
      :: tmp == 0 -> lbusy[owner]--; break
      :: else ->
@@ -112,7 +115,8 @@ inline caller_flush(fc, r) {
            printf("CPU%d flushes region %d: invalidation %d\n", fc, r, e) };
   atomic { iq[0]!e, unl };
   atomic { iq[1]!e, unl };
-  d_step { (idone[e] & UNITS) == UNITS -> printf("CPU%d: invalidation %d complete\n", fc, e); e = 0 }
+  d_step { (idone[e] & UNITS) == UNITS -> printf("CPU%d: invalidation %d complete\n", fc, e);
+           e = 0 }
 }
 
 proctype cpu(byte c) {
@@ -138,7 +142,8 @@ end:
   :: !wl_done[c] && k == NOPS(c) -> wl_done[c] = 1
   /* cpu_down(1), run from CPU 0 (the notifier runs here). */
   :: c == 0 && !hp_done ->
-     d_step { trun[1] == 0 -> tq[1] = 0; tdead[1] = 1; printf("CPU_DOWN_PREPARE(1) on CPU0: tasklet_kill\n") };
+     d_step { trun[1] == 0 -> tq[1] = 0; tdead[1] = 1;      /* tasklet_kill waits while it runs */
+              printf("CPU_DOWN_PREPARE(1) on CPU0: tasklet_kill\n") };
      if
      :: park_req[1] = 1;
         dead[1];
@@ -161,7 +166,8 @@ end:
 #endif
           :: else
           fi;
-          printf("CPU_DOWN_FAILED(1) on CPU0: list of CPU1 = %d, its tasklet queued on CPU%d\n", lst[1], tq[1] - 1) }
+          printf("CPU_DOWN_FAILED(1) on CPU0: list of CPU1 %d, tasklet queued on %d (CPU+1)\n",
+                 lst[1], tq[1]) }
 #endif
      fi;
      hp_done = 1
