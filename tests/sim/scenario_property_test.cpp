@@ -190,10 +190,14 @@ bool l1_expected(const scenario& s, const std::string& policy) {
 }
 
 TEST(ScenarioProperty, EveryRunEndsAndSafePoliciesHoldTheirInvariants) {
+#ifdef NDEBUG
   unsigned cases = 300;
+#else
+  unsigned cases = 80;
+#endif
+  if (testing::sanitized) cases = 20;
   if (const char* v = std::getenv("PTRECLAIM_PROPERTY_CASES"))
     cases = static_cast<unsigned>(std::atoi(v));
-  if (testing::sanitized) cases = std::min(cases, 40u);
   rc::detail::TestParams params = rc::detail::configuration().testParams;
   params.maxSuccess = cases;
   rc::detail::TestMetadata meta;
