@@ -56,13 +56,13 @@ Result<domain*> system::create_domain(const domain_desc& desc) {
                   "create_domain: id " + std::to_string(desc.id) + " taken");
   domains_.push_back(std::unique_ptr<domain>(new domain(desc, root.generation, *plat_)));
   domain* d = domains_.back().get();
-  by_id_[desc.id].store(d, std::memory_order_release);
+  by_id_[desc.id].store(d, std::memory_order_release);  // [sys-1] pairs with [sys-2]
   return d;
 }
 
 domain* system::find_domain(std::uint16_t id) const noexcept {
   if (id >= limits::max_domains) return nullptr;
-  return by_id_[id].load(std::memory_order_acquire);
+  return by_id_[id].load(std::memory_order_acquire);  // [sys-2]: a found domain is built
 }
 
 Status system::attach(device_id dev, unsigned u, domain& dom, hw_domain_id did) {
@@ -94,13 +94,13 @@ Status system::attach(device_id dev, unsigned u, domain& dom, hw_domain_id did) 
     if (found == nullptr) {
       dom.attachments_.push_back({u, did, 0});
       found = &dom.attachments_.back();
-      dom.did_plus1_[u].store(std::uint32_t{did} + 1, std::memory_order_release);
+      dom.did_plus1_[u].store(std::uint32_t{did} + 1, std::memory_order_release);  // [sys-5]
     }
     ++found->devices;
     dom.leaf_levels_.fetch_and(units_[u]->config().page_levels, std::memory_order_relaxed);
   }
   units_[u]->set_context(dev, &dom, did);
-  device_unit_[dev].store(static_cast<int>(u) + 1, std::memory_order_release);
+  device_unit_[dev].store(static_cast<int>(u) + 1, std::memory_order_release);  // [sys-3]
   return {};
 }
 
@@ -124,7 +124,7 @@ Status system::detach(device_id dev) {
 
 unit* system::unit_of(device_id dev) const noexcept {
   if (dev >= limits::max_devices) return nullptr;
-  const int u1 = device_unit_[dev].load(std::memory_order_acquire);
+  const int u1 = device_unit_[dev].load(std::memory_order_acquire);  // [sys-4] pairs with [sys-3]
   return u1 == 0 ? nullptr : units_[static_cast<unsigned>(u1 - 1)].get();
 }
 
@@ -161,7 +161,7 @@ Result<ticket> system::invalidate(domain& dom, const inv_range& range) {
   {
     std::lock_guard<spinlock> g(dom.lock_);
     plat_->touch_line(&dom.started_, true);
-    t.epoch = dom.started_.fetch_add(1, std::memory_order_seq_cst) + 1;  // (2) pairs with (1)
+    t.epoch = dom.started_.fetch_add(1, std::memory_order_seq_cst) + 1;  // [ep-2] pairs with [ep-1]
     atts = dom.attachments_;
     domain::pending p;
     p.epoch = t.epoch;
@@ -229,7 +229,7 @@ void system::update_epochs(domain& dom) {
   }
   if (full != full_before) {
     plat_->touch_line(&dom.completed_full_, true);
-    dom.completed_full_.store(full, std::memory_order_release);  // (3)
+    dom.completed_full_.store(full, std::memory_order_release);  // [ep-3]
   }
   std::uint64_t completed = 0;
   while (!dom.pending_.empty() && (dom.pending_.front().done || dom.pending_.front().failed)) {
@@ -238,7 +238,7 @@ void system::update_epochs(domain& dom) {
   }
   if (completed != 0) {
     plat_->touch_line(&dom.completed_, true);
-    dom.completed_.store(completed, std::memory_order_release);  // (3) pairs with (4)
+    dom.completed_.store(completed, std::memory_order_release);  // [ep-3] pairs with [ep-4]
   }
 }
 

@@ -158,7 +158,7 @@ void unit::process_locked(std::uint64_t now_ns) {
       if (inv_observer* o = observer_.load(std::memory_order_acquire))
         o->on_processed(index_, queue_.head(), s.desc);
       if (s.desc.status != nullptr)
-        s.desc.status->store(s.desc.status_value, std::memory_order_release);  // (3)
+        s.desc.status->store(s.desc.status_value, std::memory_order_release);  // [iu-3]
       c_.waits_completed.fetch_add(1, std::memory_order_relaxed);
     } else {
       apply(s.desc);
@@ -170,7 +170,7 @@ void unit::process_locked(std::uint64_t now_ns) {
     c_.descriptors[static_cast<std::size_t>(t)].fetch_add(1, std::memory_order_relaxed);
     hw_free_ns_ = done_at;
     queue_.pop();
-    processed_.store(queue_.head(), std::memory_order_release);  // (1) pairs with (2)
+    processed_.store(queue_.head(), std::memory_order_release);  // [iu-1] pairs with [iu-2]
   }
 }
 
@@ -199,7 +199,7 @@ Result<std::uint64_t> unit::submit(std::span<const inv_descriptor> descs) {
     Result<std::uint64_t> r = queue_.push(d, now);
     PTR_ASSERT(r.ok());
   }
-  submitted_.store(queue_.tail(), std::memory_order_release);  // (7) pairs with (8)
+  submitted_.store(queue_.tail(), std::memory_order_release);  // [iu-7] pairs with [iu-8]
   process_locked(now);
   return first;
 }

@@ -108,8 +108,8 @@ bool unit::begin(walk& w, device_id dev, iova_t iova, std::uint8_t access) {
   }
   w.walked_top_ = w.level_;
   w.phase_ = walk_phase::walking;
-  // (6) A walk starts behind a full fence: with the stamp's fence (1) and the numbering RMW
-  // (2) it makes every unlink stamped before an invalidation that took effect visible to the
+  // [ep-6] A walk starts behind a full fence: with the stamp's fence [ep-1] and the numbering RMW
+  // [ep-2] it makes every unlink stamped before an invalidation that took effect visible to the
   // PTE reads of this walk (domain.hpp, "Memory ordering").
   std::atomic_thread_fence(std::memory_order_seq_cst);
   return false;
@@ -133,7 +133,7 @@ void unit::read_step(walk& w) {
 
   const mem::frame_ident before = pool_->ident(f);
   const std::uint64_t pte =
-      pool_->words(f)[pt::level_index(w.iova_, l)].load(std::memory_order_acquire);  // (5)
+      pool_->words(f)[pt::level_index(w.iova_, l)].load(std::memory_order_acquire);  // [iu-5]
   const mem::frame_ident after = pool_->ident(f);
   c_.pte_reads.fetch_add(1, std::memory_order_relaxed);
   ++r.pte_reads;

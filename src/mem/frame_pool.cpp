@@ -151,7 +151,7 @@ Result<frame_id> frame_pool::alloc(frame_ident owner) {
   m.tag.store(0, std::memory_order_relaxed);
   m.retired_ns.store(0, std::memory_order_relaxed);
   owner.generation = old.generation + 1;
-  m.ident.store(owner.pack(), std::memory_order_release);  // (1) pairs with walkers' (2)
+  m.ident.store(owner.pack(), std::memory_order_release);  // [fp-1] pairs with walkers' [fp-2]
   platform_->charge(cost_kind::frame_alloc);
   allocations_.fetch_add(1, std::memory_order_relaxed);
   const std::uint32_t now_in_use = in_use_.load(std::memory_order_relaxed);

@@ -14,7 +14,7 @@
 //                                             and i+1 are leaves, i+1 encodes exactly the page
 //                                             after i's (same attributes, address + size).
 //   Writing one entry changes at most `present` and the two pairs it belongs to, so a map or
-//   unmap updates the markers in O(1) (two neighbour loads), instead of rescanning 512 entries.
+//   unmap updates the markers in O[pt-1] (two neighbour loads), instead of rescanning 512 entries.
 //   A table is all-empty iff present == 0, and all-contiguous iff pairs == 511 (which implies
 //   512 leaves); it then coalesces when entry 0's address is aligned to the parent entry's size
 //   and the parent level may hold a leaf. Coalescing and freeing repeat upward.
@@ -23,19 +23,19 @@
 //   Decoding never looks at marker bits (format decode() masks them).
 //
 // Memory ordering (what a lock-free walker and concurrent lock-free mutators observe):
-//   (1) every store that links a table into an entry (store or CAS) is a release, and every
+//   [pt-1] every store that links a table into an entry (store or CAS) is a release, and every
 //       store to an entry word is a release too (a marker update may rewrite a linking word);
-//   (2) every load of an entry by a walk or a mutator is an acquire and pairs with (1), so a
+//   [pt-2] every load of an entry by a walk or a mutator is an acquire and pairs with [pt-1], so a
 //       walker that sees a table pointer sees the table's full initialisation (its entries are
 //       written, relaxed, before the linking release store; the pool zeroed it before that);
-//   (3) a table is unlinked by one store (or exchange) before it is retired and reported in
+//   [pt-3] a table is unlinked by one store (or exchange) before it is retired and reported in
 //       the gather; its contents are left intact so a walk holding a stale pointer reads the
 //       old, consistent entries until the reclamation layer frees it after invalidation;
 //   every PTE write is a single atomic 64-bit store: a walker never sees a torn entry.
 //   Lock-free mode: concurrent mutators touch disjoint IOVA ranges (the caller's promise). Two
 //   of them may need the same missing intermediate table: each builds its own chain of fresh
-//   tables privately and publishes it with one CAS (4) acq_rel on the empty entry; the loser
-//   reads the winner's table through the failed CAS (acquire half of (4), pairing with the
+//   tables privately and publishes it with one CAS [pt-4] acq_rel on the empty entry; the loser
+//   reads the winner's table through the failed CAS (acquire half of [pt-4], pairing with the
 //   winner's release half) and frees its own, never-linked chain with free_unlinked_table.
 #pragma once
 
@@ -115,7 +115,7 @@ class table_impl final : public table {
     mem::frame_id t = root_;
     for (unsigned level = levels;; --level) {
       const std::uint64_t v =
-          pool_.words(t)[level_index(iova, level)].load(std::memory_order_acquire);  // (2)
+          pool_.words(t)[level_index(iova, level)].load(std::memory_order_acquire);  // [pt-2]
       const decoded_entry d = F::decode(v, level);
       if (d.kind == entry_kind::none) return std::nullopt;
       if (d.kind == entry_kind::leaf)
@@ -221,7 +221,7 @@ class table_impl final : public table {
       const std::uint64_t old = w[2 * k + j].load(std::memory_order_relaxed);
       const std::uint64_t field = (value >> (marker_bits_per_entry * j)) & marker_field_mask;
       const std::uint64_t sw = (F::sw_get(old) & ~marker_field_mask) | field;
-      w[2 * k + j].store(F::sw_set(old, sw), std::memory_order_release);  // (1)
+      w[2 * k + j].store(F::sw_set(old, sw), std::memory_order_release);  // [pt-1]
     }
   }
   [[nodiscard]] static bool present(std::uint64_t hw_pte, unsigned level) noexcept {
@@ -242,7 +242,7 @@ class table_impl final : public table {
     pool_.plat().charge(cost_kind::pte_write);
     word* w = pool_.words(t);
     if (!locked_) {
-      w[idx].store(v, std::memory_order_release);  // (1)
+      w[idx].store(v, std::memory_order_release);  // [pt-1]
       return;
     }
     const std::uint64_t old = w[idx].load(std::memory_order_relaxed);
@@ -258,7 +258,7 @@ class table_impl final : public table {
       const std::uint64_t right = hw(w[idx + 1].load(std::memory_order_relaxed));
       dpairs += int{contiguous(v, right, level)} - int{contiguous(old_hw, right, level)};
     }
-    w[idx].store(F::sw_set(v, F::sw_get(old)), std::memory_order_release);  // (1)
+    w[idx].store(F::sw_set(v, F::sw_get(old)), std::memory_order_release);  // [pt-1]
     if (dpresent != 0)
       write_counter(w, counter_present,
                     static_cast<unsigned>(int(read_counter(w, counter_present)) + dpresent));
@@ -284,7 +284,7 @@ class table_impl final : public table {
     PTR_ASSERT_MSG(s.ok(), "freeing a never-linked table was refused by the ledger");
     freed_unlinked_.fetch_add(1, std::memory_order_relaxed);
   }
-  // t (at `level`) was unlinked (3) by the change of the entry spanning [first, last]: hand it
+  // t (at `level`) was unlinked [pt-3] by the change of the entry spanning [first, last]: hand it
   // to the gather. Never frees.
   void retire(mem::frame_id t, unsigned level, iova_t first, iova_t last, gather& g) {
     const Status s = pool_.mark_retired(t);
@@ -300,7 +300,7 @@ class table_impl final : public table {
     if (level > 1) {
       const word* w = pool_.words(t);
       for (unsigned i = 0; i < limits::ptes_per_table; ++i) {
-        const decoded_entry d = F::decode(w[i].load(std::memory_order_acquire), level);  // (2)
+        const decoded_entry d = F::decode(w[i].load(std::memory_order_acquire), level);  // [pt-2]
         if (d.kind == entry_kind::table)
           release_subtree(mem::frame_id::from_phys(d.addr), level - 1, first, last, g);
       }

@@ -25,14 +25,14 @@ Status table_impl<F>::map_one(iova_t iova, std::uint64_t phys, unsigned leaf_lev
   }
   const mem::frame_id t = path[leaf_level];
   const unsigned idx = level_index(iova, leaf_level);
-  const std::uint64_t old = pool_.words(t)[idx].load(std::memory_order_acquire);  // (2)
+  const std::uint64_t old = pool_.words(t)[idx].load(std::memory_order_acquire);  // [pt-2]
   const decoded_entry d = F::decode(old, leaf_level);
   if (d.kind == entry_kind::leaf) return Status(errc::address_in_use, "map: page already mapped");
   const std::uint64_t leaf = F::make_leaf(phys, leaf_level, perms);
   if (d.kind == entry_kind::table) {
     if (cfg_.refuse_overmap)
       return Status(errc::address_in_use, "map: a table is present where the superpage goes");
-    // One store replaces the table pointer (3); the subtree is then retired, children first.
+    // One store replaces the table pointer [pt-3]; the subtree is then retired, children first.
     write_entry(t, idx, leaf_level, leaf);
     const iova_t base = align_down(iova, level_shift(leaf_level));
     release_subtree(mem::frame_id::from_phys(d.addr), leaf_level - 1, base,
@@ -57,7 +57,7 @@ template <pt_format F>
 Result<mem::frame_id> table_impl<F>::descend_or_install(mem::frame_id t, unsigned level,
                                                         iova_t iova, unsigned leaf_level) {
   word& e = pool_.words(t)[level_index(iova, level)];
-  std::uint64_t v = e.load(std::memory_order_acquire);  // (2)
+  std::uint64_t v = e.load(std::memory_order_acquire);  // [pt-2]
   for (;;) {
     const decoded_entry d = F::decode(v, level);
     if (d.kind == entry_kind::table) return mem::frame_id::from_phys(d.addr);
@@ -80,11 +80,11 @@ Result<mem::frame_id> table_impl<F>::descend_or_install(mem::frame_id t, unsigne
     }
     const std::uint64_t linked = F::make_table(chain[0].phys(), level);
     if (locked_) {
-      write_entry(t, level_index(iova, level), level, linked);  // (1)
+      write_entry(t, level_index(iova, level), level, linked);  // [pt-1]
     } else {
       pool_.plat().charge(cost_kind::pte_write);
-      if (!e.compare_exchange_strong(v, linked, std::memory_order_acq_rel,  // (4) pairs with a
-                                     std::memory_order_acquire)) {          // racing (4), (2)
+      if (!e.compare_exchange_strong(v, linked, std::memory_order_acq_rel,  // [pt-4] pairs with a
+                                     std::memory_order_acquire)) {          // racing [pt-4], [pt-2]
         // Lost the race: `v` is the winner's entry; our chain was never visible to anyone.
         for (unsigned j = 0; j < n; ++j)
           free_unlinked(chain[j]);
@@ -109,12 +109,12 @@ Status table_impl<F>::unmap_in(mem::frame_id t, unsigned level, iova_t first, io
   const unsigned i_last = level_index(last, level);
   iova_t base = align_down(first, shift);
   for (unsigned idx = level_index(first, level); idx <= i_last; ++idx, base += size) {
-    const std::uint64_t v = w[idx].load(std::memory_order_acquire);  // (2)
+    const std::uint64_t v = w[idx].load(std::memory_order_acquire);  // [pt-2]
     const decoded_entry d = F::decode(v, level);
     if (d.kind == entry_kind::none) continue;
     const iova_t e_last = base + size - 1;
     if (first <= base && e_last <= last) {
-      write_entry(t, idx, level, 0);  // (3) unlink before retiring
+      write_entry(t, idx, level, 0);  // [pt-3] unlink before retiring
       if (d.kind == entry_kind::table) {
         release_subtree(mem::frame_id::from_phys(d.addr), level - 1, base, e_last, g);
         g.set_nonleaf_changed();
@@ -157,10 +157,10 @@ Result<mem::frame_id> table_impl<F>::split(mem::frame_id t, unsigned idx, unsign
   }
   const std::uint64_t linked = F::make_table(child.phys(), level);
   if (locked_) {
-    write_entry(t, idx, level, linked);  // (1)
+    write_entry(t, idx, level, linked);  // [pt-1]
   } else {
     std::uint64_t expected = old;
-    const bool won = pool_.words(t)[idx].compare_exchange_strong(  // (4)
+    const bool won = pool_.words(t)[idx].compare_exchange_strong(  // [pt-4]
         expected, linked, std::memory_order_acq_rel, std::memory_order_acquire);
     PTR_ASSERT_MSG(won, "lock-free split lost a race: callers mutated overlapping ranges");
   }
@@ -188,13 +188,13 @@ bool table_impl<F>::settle(mem::frame_id parent, unsigned pidx, unsigned plevel,
   const iova_t base = align_down(iova, level_shift(plevel));
   const iova_t last = base + entry_size(plevel) - 1;
   if (read_counter(w, counter_present) == 0) {
-    write_entry(parent, pidx, plevel, 0);  // (3)
+    write_entry(parent, pidx, plevel, 0);  // [pt-3]
     retire(child, plevel - 1, base, last, g);
   } else if (coalesce_ && (leaf_levels_ & bit(plevel)) &&
              read_counter(w, counter_pairs) == max_pairs) {
     const decoded_entry d0 = F::decode(hw(w[0].load(std::memory_order_relaxed)), plevel - 1);
     if (!is_aligned(d0.addr, level_shift(plevel))) return false;
-    write_entry(parent, pidx, plevel, F::make_leaf(d0.addr, plevel, d0.perms));  // (3)
+    write_entry(parent, pidx, plevel, F::make_leaf(d0.addr, plevel, d0.perms));  // [pt-3]
     retire(child, plevel - 1, base, last, g);
     coalesced_.fetch_add(1, std::memory_order_relaxed);
   } else {
@@ -211,7 +211,7 @@ void table_impl<F>::visit_in(mem::frame_id t, unsigned level, iova_t base,
   const word* w = pool_.words(t);
   const std::uint64_t size = entry_size(level);
   for (unsigned i = 0; i < limits::ptes_per_table; ++i) {
-    const decoded_entry d = F::decode(w[i].load(std::memory_order_acquire), level);  // (2)
+    const decoded_entry d = F::decode(w[i].load(std::memory_order_acquire), level);  // [pt-2]
     const iova_t at = base + i * size;
     if (d.kind == entry_kind::leaf) visit(mapping{at, d.addr, size, d.perms});
     if (d.kind == entry_kind::table)
@@ -269,7 +269,7 @@ Status table_impl<F>::check_table(mem::frame_id t, unsigned level, iova_t base,
   unsigned pairs = 0;
   std::uint64_t prev = 0;
   for (unsigned i = 0; i < limits::ptes_per_table; ++i) {
-    const std::uint64_t v = w[i].load(std::memory_order_acquire);  // (2)
+    const std::uint64_t v = w[i].load(std::memory_order_acquire);  // [pt-2]
     const decoded_entry d = F::decode(v, level);
     if (!locked_ && F::sw_get(v) != 0) return fail("marker bits set in lock-free mode");
     if (locked_ && i >= 4 && F::sw_get(v) != 0) return fail("marker bits outside entries 0..3");

@@ -51,8 +51,10 @@ void safety_monitor::on_unlinked(const pt::unlinked_table& t) noexcept {
   r.first = t.first;
   r.last = t.last;
   if (const iommu::domain* dom = sys_.find_domain(t.domain)) {
-    // The unlink's store is before this fence; a descriptor pushed after the loads below has
-    // a sequence >= the tail read (the unit's release store of its tail pairs with the load).
+    // [mon-1] The unlink's store is before this fence, so the tails read below are at least
+    // those of every descriptor pushed before the unlink was visible; a descriptor pushed after
+    // the reads has a sequence >= the tail read ([iu-8], the acquire of the unit's tail, pairs
+    // with its release [iu-7]).
     std::atomic_thread_fence(std::memory_order_seq_cst);
     for (unsigned u = 0; u < sys_.unit_count(); ++u) {
       const std::uint32_t did1 = dom->attached_did_plus1(u);

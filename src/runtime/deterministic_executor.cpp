@@ -447,14 +447,9 @@ run_stats deterministic_executor::run() {
       case pick::actor:
         actor_step(id);
         break;
-      case pick::event: {
-        const hotplug_event ev = hotplug_events_[next_event++];
-        const Status s = controller_hotplug(ev.op, ev.cpu);
-        lock_t lock(mu_);
-        --hotplug_events_left_;
-        if (!s.ok() && s.code() == errc::invalid_argument) ++counters_.hotplug_rejected;
+      case pick::event:
+        run_scheduled_hotplug(next_event, best_t);
         break;
-      }
     }
   }
   lock_t lock(mu_);

@@ -43,7 +43,8 @@ std::vector<executor::notifier_entry> executor::notifier_snapshot() const {
   return notifiers_;
 }
 
-std::size_t executor::notify(cpu_event e, unsigned cpu, std::size_t limit, bool* vetoed) {
+std::size_t executor::notify(cpu_event e, unsigned cpu, std::size_t limit, bool* vetoed,
+                             bool* deferred) {
   const std::vector<notifier_entry> chain = notifier_snapshot();
   const std::size_t n = std::min(limit, chain.size());
   const bool may_veto = e == cpu_event::up_prepare || e == cpu_event::down_prepare;
@@ -53,7 +54,12 @@ std::size_t executor::notify(cpu_event e, unsigned cpu, std::size_t limit, bool*
       context_guard g(*this, current_cpu(), no_cpu, exec_context::notifier);
       r = (*chain[i].fn)(e, cpu);
     }
-    if (r == notify_result::veto && may_veto) {
+    if (r == notify_result::defer && e == cpu_event::down_prepare && deferred != nullptr &&
+        hotplug_may_defer()) {
+      *deferred = true;
+      return i;
+    }
+    if ((r == notify_result::veto || r == notify_result::defer) && may_veto) {
       if (vetoed != nullptr) *vetoed = true;
       return i;
     }
@@ -111,12 +117,26 @@ Status executor::do_cpu_down(unsigned target, bool force_fail) {
       force = true;
     }
   }
-  charge_ns(config_.costs.hotplug_ns);
   // The target stays parked (at a step boundary) for the whole sequence, so notifiers may
   // touch its per-CPU data: it has exactly one user at a time.
   park_cpu(target);
   bool vetoed = false;
-  const std::size_t called = notify(cpu_event::down_prepare, target, ~std::size_t{0}, &vetoed);
+  bool deferred = false;
+  const std::size_t called =
+      notify(cpu_event::down_prepare, target, ~std::size_t{0}, &vetoed, &deferred);
+  if (deferred) {
+    // Not a hotplug yet (stop_machine still waiting): no hotplug cost, no injected failure used.
+    notify(cpu_event::down_failed, target, called, nullptr);
+    unpark_cpu(target);
+    lock_t lock(mu_);
+    hotplug_busy_ = false;
+    down_deferred_ = true;
+    if (force && !force_fail) ++injected_down_failures_;
+    ++counters_.hotplug_defers;
+    return Status(errc::busy, "cpu_down deferred: CPU " + std::to_string(target) +
+                                  " is not at a point where it may stop");
+  }
+  charge_ns(config_.costs.hotplug_ns);
   if (vetoed || force) {
     notify(cpu_event::down_failed, target, called, nullptr);
     unpark_cpu(target);
@@ -165,6 +185,42 @@ Status executor::do_cpu_down(unsigned target, bool force_fail) {
   ++counters_.cpu_downs;
   notify_changed();
   return {};
+}
+
+void executor::run_scheduled_hotplug(std::size_t& next, std::uint64_t now_ns) {
+  const auto requeue = [this, &next](const hotplug_event& ev) {  // mu_ held
+    const auto at = std::upper_bound(
+        hotplug_events_.begin() + static_cast<std::ptrdiff_t>(next), hotplug_events_.end(), ev,
+        [](const hotplug_event& a, const hotplug_event& b) { return a.at_ns < b.at_ns; });
+    hotplug_events_.insert(at, ev);
+  };
+  hotplug_event ev;
+  {
+    lock_t lock(mu_);
+    ev = hotplug_events_[next++];
+    if (deferred_until_.size() != cpus_) deferred_until_.assign(cpus_, 0);
+    if (ev.defers == 0 && deferred_until_[ev.cpu] != 0) {
+      // A later event for a CPU whose cpu_down still waits keeps its place behind it.
+      ev.at_ns = std::max(ev.at_ns, deferred_until_[ev.cpu]);
+      requeue(ev);
+      return;
+    }
+  }
+  may_defer_.store(ev.defers < config_.hotplug_max_defers, std::memory_order_relaxed);
+  const Status s = controller_hotplug(ev.op, ev.cpu);
+  may_defer_.store(false, std::memory_order_relaxed);
+  lock_t lock(mu_);
+  if (down_deferred_) {
+    down_deferred_ = false;
+    ++ev.defers;
+    ev.at_ns = now_ns + std::max<std::uint64_t>(1, config_.hotplug_defer_ns);
+    deferred_until_[ev.cpu] = ev.at_ns;
+    requeue(ev);
+    return;
+  }
+  if (ev.defers != 0) deferred_until_[ev.cpu] = 0;
+  --hotplug_events_left_;
+  if (!s.ok() && s.code() == errc::invalid_argument) ++counters_.hotplug_rejected;
 }
 
 Status executor::do_cpu_up(unsigned target) {

@@ -287,12 +287,8 @@ run_stats threaded_executor::run() {
       }
     }
     if (next_event < hotplug_events_.size() && begin + hotplug_events_[next_event].at_ns <= now) {
-      const hotplug_event ev = hotplug_events_[next_event++];
       lock.unlock();
-      const Status s = controller_hotplug(ev.op, ev.cpu);
-      lock.lock();
-      --hotplug_events_left_;
-      if (!s.ok() && s.code() == errc::invalid_argument) ++counters_.hotplug_rejected;
+      run_scheduled_hotplug(next_event, now - begin);
       continue;
     }
     std::uint64_t wait_ns = poll.count();

@@ -146,13 +146,15 @@ void machine::run(run_result& out) {
   out.hotplug.offlines = st.cpu_downs;
   out.hotplug.onlines = st.cpu_ups;
   out.hotplug.failed_offlines = st.cpu_down_failures;
+  out.hotplug.deferred_offlines = st.hotplug_defers;
   out.hotplug.frames_migrated = rs.adopted;
   if (sc.hotplug.enabled) {
     notes_.push_back("hotplug: " + std::to_string(st.cpu_downs) + " offline, " +
                      std::to_string(st.cpu_ups) + " online, " +
-                     std::to_string(st.cpu_down_failures) + " failed offline (of which " +
-                     std::to_string(hotplug_vetoes_.load()) +
-                     " refused because the CPU was between a retire and its caller's flush), " +
+                     std::to_string(st.cpu_down_failures) + " failed offline, " +
+                     std::to_string(st.hotplug_defers) +
+                     " offline tries deferred (the CPU was inside an operation, which "
+                     "stop_machine does not interrupt), " +
                      std::to_string(st.hotplug_rejected) + " events rejected");
   }
 

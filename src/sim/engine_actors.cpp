@@ -76,10 +76,10 @@ Status machine::build_devices(prng& rng) {
 }
 
 step_result machine::device_step(device_state& dev) {
-  if (stop_actors_.load(std::memory_order_acquire)) {  // (4) pairs with (3)
+  if (stop_actors_.load(std::memory_order_acquire)) {  // [en-4] pairs with [en-3]
     if (!dev.acked) {
       dev.acked = true;
-      actors_stopped_.fetch_add(1, std::memory_order_release);  // (5) pairs with (6)
+      actors_stopped_.fetch_add(1, std::memory_order_release);  // [en-5] pairs with [en-6]
     }
     return step_result::finished();
   }
@@ -106,8 +106,8 @@ step_result machine::engine_step(unsigned u) {
 }
 
 step_result machine::sampler_step() {
-  if (stop_actors_.load(std::memory_order_acquire)) {         // (4) pairs with (3)
-    actors_stopped_.fetch_add(1, std::memory_order_release);  // (5) pairs with (6)
+  if (stop_actors_.load(std::memory_order_acquire)) {         // [en-4] pairs with [en-3]
+    actors_stopped_.fetch_add(1, std::memory_order_release);  // [en-5] pairs with [en-6]
     return step_result::finished();
   }
   const std::uint64_t now = ex_->now_ns();

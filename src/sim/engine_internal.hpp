@@ -16,10 +16,10 @@
 //
 // Memory ordering (threaded executor): per-CPU driver and workload state is touched only by
 // its CPU (hotplug parks a CPU at a step boundary). Shared run state is atomic: the done
-// counter (1) release-increments pair with (2) the finisher's acquire loads so the finish
-// times and pending_at_end written before the increment are visible; the device stop flag (3)
-// release store pairs with (4) the actors' acquire loads; the actors' acknowledgements (5)
-// pair with (6). mid_op/going_down use seq_cst (a Dekker pair, see cpu_driver).
+// counter [en-1] release-increments pair with [en-2] the finisher's acquire loads so the finish
+// times and pending_at_end written before the increment are visible; the device stop flag [en-3]
+// release store pairs with [en-4] the actors' acquire loads; the actors' acknowledgements [en-5]
+// pair with [en-6]. mid_op/going_down use seq_cst (a Dekker pair, see cpu_driver).
 #pragma once
 
 #include <algorithm>
@@ -123,12 +123,12 @@ struct cpu_driver {
   std::vector<owed> batch;  // by domain index
   unsigned batch_ops = 0;
   std::uint64_t finish_ns = 0;
-  std::atomic<bool> finished{false};  // (7) release store pairs with (8) in the finisher
+  std::atomic<bool> finished{false};  // [en-7] release store pairs with [en-8] in the finisher
   // Hotplug handshake (seq_cst, Dekker): the program sets mid_op then reads going_down before
   // starting an operation; the down_prepare notifier sets going_down then reads mid_op and
-  // vetoes if set. Either the CPU does not start, or the offline is refused: a CPU never goes
-  // down between a retire and its caller's flush (Xen's stop_machine cannot interrupt a
-  // hypercall either).
+  // defers the offline if set (the executor tries again shortly). Either the CPU does not
+  // start, or the offline waits: a CPU never goes down between a retire and its caller's
+  // flush (Xen's stop_machine cannot interrupt a hypercall either).
   std::atomic<bool> mid_op{false};
   std::atomic<bool> going_down{false};
 };
@@ -214,7 +214,6 @@ class machine {
   std::atomic<bool> stop_actors_{false};
   std::atomic<unsigned> actors_stopped_{0};
   unsigned actors_total_ = 0;
-  std::atomic<std::uint64_t> hotplug_vetoes_{0};
 
   // Finisher (CPU 0) state.
   finish_phase fin_ = finish_phase::wait_workload;
@@ -247,7 +246,7 @@ class machine {
 };
 
 // The reclaim observer: the safety monitor plus exact retire-to-free latencies (per freeing
-// CPU, merged at the end), recorded in sim's own histogram type.
+// CPU, merged at the end), in a log_histogram (base/histogram.hpp).
 class machine::observer final : public reclaim::reclaim_observer {
  public:
   observer(reclaim::safety_monitor& mon, runtime::executor& ex, mem::frame_pool& pool)

@@ -231,8 +231,9 @@ runtime::notify_result machine::hotplug_guard(runtime::cpu_event e, unsigned cpu
     case runtime::cpu_event::down_prepare:
       d.going_down.store(true, std::memory_order_seq_cst);
       if (d.mid_op.load(std::memory_order_seq_cst)) {
+        // going_down stays set while deferred: the CPU stops at its next operation boundary.
+        if (ex_->hotplug_may_defer()) return runtime::notify_result::defer;
         d.going_down.store(false, std::memory_order_seq_cst);
-        hotplug_vetoes_.fetch_add(1, std::memory_order_relaxed);
         return runtime::notify_result::veto;
       }
       break;
@@ -313,9 +314,9 @@ bool machine::workload_over(const cpu_driver& d) {
 void machine::finish_workload(unsigned /*cpu*/, cpu_driver& d) {
   d.finish_ns = ex_->now_ns();
   d.ph = cpu_driver::phase::done;
-  d.finished.store(true, std::memory_order_release);  // (7) pairs with (8)
+  d.finished.store(true, std::memory_order_release);  // [en-7] pairs with [en-8]
   // The last CPU to finish records the pending count at the stop.
-  if (cpus_done_.fetch_add(1, std::memory_order_acq_rel) + 1 == cpus)  // (1) pairs with (2)
+  if (cpus_done_.fetch_add(1, std::memory_order_acq_rel) + 1 == cpus)  // [en-1] pairs with [en-2]
     pending_at_end_.store(rec_->pending(), std::memory_order_relaxed);
 }
 
@@ -456,7 +457,7 @@ step_result machine::finisher_step() {
   constexpr std::uint64_t poll_ns = 1000;
   switch (fin_) {
     case finish_phase::wait_workload: {
-      if (cpus_done_.load(std::memory_order_acquire) < cpus) {  // (2) pairs with (1)
+      if (cpus_done_.load(std::memory_order_acquire) < cpus) {  // [en-2] pairs with [en-1]
         // A CPU left offline with operations to do (its online event was refused) would keep
         // the run from ever ending: bring it back once every online CPU is done.
         unsigned online_done = 0, online = 0;
@@ -464,7 +465,7 @@ step_result machine::finisher_step() {
           if (!ex_->cpu_online(c)) continue;
           ++online;
           if (c == 0 || (*drivers_)[c].finished.load(std::memory_order_acquire))
-            ++online_done;  // (8)
+            ++online_done;  // [en-8]
         }
         if (online == online_done) {
           for (unsigned c = 1; c < cpus; ++c) {
@@ -503,11 +504,11 @@ step_result machine::finisher_step() {
         return step_result::sleep_for(poll_ns);
       }
       fin_ = finish_phase::stop_actors;
-      stop_actors_.store(true, std::memory_order_release);  // (3) pairs with (4)
+      stop_actors_.store(true, std::memory_order_release);  // [en-3] pairs with [en-4]
       [[fallthrough]];
     }
     case finish_phase::stop_actors:
-      if (actors_stopped_.load(std::memory_order_acquire) < actors_total_)  // (6) pairs with (5)
+      if (actors_stopped_.load(std::memory_order_acquire) < actors_total_)  // [en-6] pairs with [en-5]
         return step_result::sleep_for(poll_ns);
       fin_ = finish_phase::teardown;
       return step_result::yield();

@@ -89,6 +89,7 @@ json run_json(const run_result& r) {
        {{"offlines", r.hotplug.offlines},
         {"onlines", r.hotplug.onlines},
         {"failed_offlines", r.hotplug.failed_offlines},
+        {"deferred_offlines", r.hotplug.deferred_offlines},
         {"frames_migrated", r.hotplug.frames_migrated}}},
       {"superpages",
        {{"coalesced_2m", r.superpages.coalesced_2m},

@@ -220,6 +220,7 @@ std::string format_run(const run_result& r) {
     kv("hotplug", std::to_string(r.hotplug.offlines) + " offline, " +
                       std::to_string(r.hotplug.onlines) + " online, " +
                       std::to_string(r.hotplug.failed_offlines) + " failed offline, " +
+                      std::to_string(r.hotplug.deferred_offlines) + " deferred, " +
                       std::to_string(r.hotplug.frames_migrated) + " frames migrated");
   }
   kv("leak check", !r.leaks.checked ? "not run"

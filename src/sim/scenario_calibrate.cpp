@@ -3,7 +3,7 @@
 // batches and the fastest batch is kept (the least disturbed by other processes); figures are
 // per unit (one PTE, one frame, one lock round trip, one cache-line transfer).
 //
-// Memory ordering: the ping-pong uses (1) release stores paired with (2) acquire loads, so each
+// Memory ordering: the ping-pong uses [cal-1] release stores paired with [cal-2] acquire loads, so each
 // hand-over moves the line between the two threads' caches, as a contended queue head would.
 #include <atomic>
 #include <chrono>
@@ -241,8 +241,8 @@ Result<cost_model> calibrate(const calibrate_options& options) {
     std::thread partner([&] {
       std::uint64_t expect = 1;
       while (!stop.load(std::memory_order_relaxed)) {
-        if (turn.load(std::memory_order_acquire) == expect) {  // (2) pairs with (1) below
-          turn.store(expect + 1, std::memory_order_release);   // (1) pairs with (2) below
+        if (turn.load(std::memory_order_acquire) == expect) {  // [cal-2] pairs with [cal-1] below
+          turn.store(expect + 1, std::memory_order_release);   // [cal-1] pairs with [cal-2] below
           expect += 2;
         } else {
           __builtin_ia32_pause();
@@ -257,8 +257,8 @@ Result<cost_model> calibrate(const calibrate_options& options) {
       const auto deadline = t0 + slice;
       std::uint64_t done_hops = 0;
       while (done_hops < hops && clock_type::now() < deadline) {
-        turn.store(base + 1, std::memory_order_release);            // (1)
-        while (turn.load(std::memory_order_acquire) != base + 2) {  // (2)
+        turn.store(base + 1, std::memory_order_release);            // [cal-1]
+        while (turn.load(std::memory_order_acquire) != base + 2) {  // [cal-2]
           if (clock_type::now() >= deadline) break;
           __builtin_ia32_pause();
         }

@@ -58,19 +58,7 @@ TEST_P(every_builtin, safe_policies_hold_every_invariant_on_both_executors) {
       auto r = run(s, o);
       ASSERT_TRUE(r.ok()) << policy << ": " << r.status().to_string();
       run_result checked = *r;
-      // Faithful Xen: CPU_DOWN_FAILED re-inits the dying CPU's tasklet and schedules it on the
-      // CPU running the notifier, so when that CPU still had queued frames its worker runs on
-      // the wrong CPU (Xen's ASSERT(list == &this_cpu(free_pgt_list))). The threaded executor
-      // hits it now and then; the frames are still freed after the caller's flush. Reported;
-      // tolerated here for xen-tasklet only, and only that S4 finding.
-      if (policy == "xen-tasklet" && s.hotplug.enabled && !checked.at(invariant::s4).held &&
-          checked.at(invariant::s4).reason.find("free_queued_pgtables for CPU") !=
-              std::string::npos) {
-        std::printf("note: xen-tasklet S4 finding tolerated (faithful CPU_DOWN_FAILED): %s\n",
-                    checked.at(invariant::s4).reason.c_str());
-        checked.at(invariant::s4).held = true;
-        checked.violations.count = 0;
-      }
+      testing::tolerate_xen_cpu_down_failed(s, checked);
       expect_all_held(s, o, checked);
       EXPECT_EQ(r->operations, ops * r->cpus) << describe(s, o, *r);
       EXPECT_EQ(r->reclaim.tables_freed, r->reclaim.tables_released) << describe(s, o, *r);
@@ -216,6 +204,7 @@ TEST(engine_campaign, seeded_runs_over_scenarios_policies_and_cpus) {
     auto r = run(s, o);
     ASSERT_TRUE(r.ok()) << "seed " << seed << " " << name << " " << policy << ": "
                         << r.status().to_string();
+    testing::tolerate_xen_cpu_down_failed(s, *r);
     if (!r->all_held() || r->violations.count != 0 || r->leaks.leaked_frames != 0) {
       ADD_FAILURE() << "campaign run " << i << " failed\n" << describe(s, o, *r);
     }
@@ -249,6 +238,7 @@ TEST(engine_metrics, hotplug_events_happen_and_keep_s4) {
     const run_options o = options(policy, 9, sanitized ? 100 : 400);
     auto r = run(s, o);
     ASSERT_TRUE(r.ok());
+    testing::tolerate_xen_cpu_down_failed(s, *r);
     expect_all_held(s, o, *r);
     EXPECT_GT(r->hotplug.offlines, 0u) << describe(s, o, *r);
     EXPECT_GT(r->hotplug.onlines, 0u) << describe(s, o, *r);

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 
@@ -56,6 +57,24 @@ inline run_options options(const std::string& policy, std::uint64_t seed, std::u
   o.cpus = cpus;
   o.quiet = true;
   return o;
+}
+
+// Faithful Xen: CPU_DOWN_FAILED re-inits the dying CPU's tasklet and schedules it on the CPU
+// running the notifier, so when the dying CPU still had queued frames its worker runs on the
+// wrong CPU (Xen's ASSERT(list == &this_cpu(free_pgt_list))); the frames are still freed after
+// the caller's flush. The model reproduces it on purpose: tolerated for xen-tasklet under
+// hotplug, and only that S4 finding (marked held, its violations not counted). Returns whether
+// it was tolerated.
+inline bool tolerate_xen_cpu_down_failed(const scenario& s, run_result& r) {
+  invariant_result& s4 = r.at(invariant::s4);
+  if (r.policy != "xen-tasklet" || !s.hotplug.enabled || s4.held ||
+      s4.reason.find("free_queued_pgtables for CPU") == std::string::npos)
+    return false;
+  std::printf("note: xen-tasklet S4 finding tolerated (faithful CPU_DOWN_FAILED): %s\n",
+              s4.reason.c_str());
+  s4.held = true;
+  r.violations.count = 0;
+  return true;
 }
 
 // Everything a reader needs to reproduce a failed run.

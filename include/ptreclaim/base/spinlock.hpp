@@ -5,7 +5,7 @@
 // user-space holder can be preempted, where a kernel would have disabled preemption. With 2 CPU
 // threads and device threads on a 2-core host, pure spinning cut a threaded 2-CPU run of
 // superpage-churn to 17 k ops/s (77-106 k with yielding).
-// Memory ordering: (1) the acquiring exchange pairs with (2) the releasing store.
+// Memory ordering: [sl-1] the acquiring exchange pairs with [sl-2] the releasing store.
 #pragma once
 
 #include <atomic>
@@ -23,7 +23,7 @@ class spinlock {
   void lock() noexcept {
     platform_->lock_acquire(this);
     for (;;) {
-      if (!held_.exchange(true, std::memory_order_acquire)) return;  // (1)
+      if (!held_.exchange(true, std::memory_order_acquire)) return;  // [sl-1]
       for (unsigned round = 0; held_.load(std::memory_order_relaxed); ++round)
         spin_round(round, spin_limit);
     }
@@ -39,7 +39,7 @@ class spinlock {
     return true;
   }
   void unlock() noexcept {
-    held_.store(false, std::memory_order_release);  // (2)
+    held_.store(false, std::memory_order_release);  // [sl-2]
     platform_->lock_release(this);
   }
   [[nodiscard]] bool is_locked() const noexcept { return held_.load(std::memory_order_relaxed); }

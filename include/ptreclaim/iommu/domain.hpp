@@ -26,16 +26,16 @@
 // for flush_completed() (no caller holds that epoch) and never as full.
 //
 // Memory ordering, as Linux dma-iommu orders fq_flush_start_cnt (smp_mb(), then a read):
-// (1) flush_stamp() is a seq_cst fence, then a load of started_, so stamping writes no shared
-// line; (2) invalidate() numbers with a seq_cst RMW of started_; (6) every walk that reads
+// [ep-1] flush_stamp() is a seq_cst fence, then a load of started_, so stamping writes no shared
+// line; [ep-2] invalidate() numbers with a seq_cst RMW of started_; [ep-6] every walk that reads
 // PTEs starts behind a seq_cst fence, after the unit's lock that also orders the
 // invalidation's processing. If the stamp's load returned s, it is coherence-ordered before
-// the RMW numbering s+1, so fence (1) precedes that RMW in the single total order S
-// ([atomics.order]/4.3), which precedes fence (6) of any walk that starts after the
+// the RMW numbering s+1, so fence [ep-1] precedes that RMW in the single total order S
+// ([atomics.order]/4.3), which precedes fence [ep-6] of any walk that starts after the
 // invalidation took effect (the RMW strongly happens before it through the unit's lock). A
-// PTE read after (6) that missed the unlink would put (6) before (1) in S (/4.4): impossible.
+// PTE read after [ep-6] that missed the unlink would put [ep-6] before [ep-1] in S (/4.4): impossible.
 // So the unlink before the stamp is visible to every walk after an invalidation numbered
-// after it. (3) the releasing stores of the completed counters pair with (4) their acquiring
+// after it. [ep-3] the releasing stores of the completed counters pair with [ep-4] their acquiring
 // loads, so a reader that sees n also sees the hardware's completion of n.
 #pragma once
 
@@ -89,13 +89,14 @@ class domain {
   // checkers, which must not take (and so perturb) the domain's platform-reported lock. Set
   // (release) before the attaching device's context entry is installed.
   [[nodiscard]] std::uint32_t attached_did_plus1(unsigned u) const noexcept {
+    // [sys-6] pairs with system::attach's [sys-5]
     return u < limits::max_iommus ? did_plus1_[u].load(std::memory_order_acquire) : 0;
   }
 
   [[nodiscard]] std::uint64_t flush_started() const noexcept {
     return started_.load(std::memory_order_acquire);
   }
-  // The stamp for a retired frame; call after the unlink. A full fence and a load (1), see
+  // The stamp for a retired frame; call after the unlink. A full fence and a load [ep-1], see
   // above: the line is only read, so CPUs stamping concurrently share it instead of moving it.
   // The counters are lines every CPU of the domain shares: each access is charged to the
   // platform (a write takes the line exclusive, so stamping CPUs contend in virtual time).
@@ -106,23 +107,23 @@ class domain {
   }
   [[nodiscard]] std::uint64_t flush_completed() const noexcept {
     plat_->touch_line(&completed_, false);
-    return completed_.load(std::memory_order_acquire);  // (4) pairs with (3)
+    return completed_.load(std::memory_order_acquire);  // [ep-4] pairs with [ep-3]
   }
   [[nodiscard]] std::uint64_t flush_completed_full() const noexcept {
     plat_->touch_line(&completed_full_, false);
-    return completed_full_.load(std::memory_order_acquire);  // (4) pairs with (3)
+    return completed_full_.load(std::memory_order_acquire);  // [ep-4] pairs with [ep-3]
   }
   // The same three values for checkers (safety monitors), not charged to the platform: an
   // observer must not perturb the virtual time it measures.
   [[nodiscard]] std::uint64_t peek_stamp() const noexcept {
-    std::atomic_thread_fence(std::memory_order_seq_cst);  // (1) pairs with (2) and (6)
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // [ep-1] pairs with [ep-2] and [ep-6]
     return started_.load(std::memory_order_relaxed);
   }
   [[nodiscard]] std::uint64_t peek_completed() const noexcept {
-    return completed_.load(std::memory_order_acquire);  // (4)
+    return completed_.load(std::memory_order_acquire);  // [ep-4]
   }
   [[nodiscard]] std::uint64_t peek_completed_full() const noexcept {
-    return completed_full_.load(std::memory_order_acquire);  // (4)
+    return completed_full_.load(std::memory_order_acquire);  // [ep-4]
   }
 
  private:

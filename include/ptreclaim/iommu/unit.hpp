@@ -30,9 +30,9 @@
 // Thread-safety: every public member may be called from any thread; one walk object is driven
 // by one thread at a time. Caches, queue, context table and walk registry live under the unit's
 // spinlock (reported to the platform, so the deterministic executor sees the contention).
-// Memory ordering: (1) the release store of the processed count after a descriptor took effect
-// pairs with (2) the acquire loads in done()/processed(); (3) a wait's status write is a release
-// store that pairs with (4) the submitter's acquire load of its status word; (5) PTE loads are
+// Memory ordering: [iu-1] the release store of the processed count after a descriptor took effect
+// pairs with [iu-2] the acquire loads in done()/processed(); [iu-3] a wait's status write is a release
+// store that pairs with [iu-4] the submitter's acquire load of its status word; [iu-5] PTE loads are
 // acquire, pairing with the page table's release stores that link a table; frame identities are
 // loaded with acquire, pairing with the pool's release store on allocation.
 #pragma once
@@ -199,18 +199,18 @@ class unit {
   void process(std::uint64_t now_ns);
   // True once the descriptor at `seq` finished. Lock-free; does not advance.
   [[nodiscard]] bool done(std::uint64_t seq) const noexcept {
-    return processed_.load(std::memory_order_acquire) > seq;  // (2) pairs with (1)
+    return processed_.load(std::memory_order_acquire) > seq;  // [iu-2] pairs with [iu-1]
   }
   // advance() then done(seq).
   [[nodiscard]] bool poll(std::uint64_t seq);
   [[nodiscard]] std::uint64_t processed() const noexcept {
-    return processed_.load(std::memory_order_acquire);  // (2) pairs with (1)
+    return processed_.load(std::memory_order_acquire);  // [iu-2] pairs with [iu-1]
   }
   [[nodiscard]] std::uint64_t submitted() const;
   // submitted() without the unit's lock (acquire): for checkers, which must not perturb the
   // platform-reported lock. A descriptor pushed after this read has a sequence >= its value.
   [[nodiscard]] std::uint64_t submitted_peek() const noexcept {
-    return submitted_.load(std::memory_order_acquire);  // (8) pairs with (7)
+    return submitted_.load(std::memory_order_acquire);  // [iu-8] pairs with [iu-7]
   }
   // Reports every processed descriptor to `o` (nullptr: to nobody). system::set_inv_observer.
   void set_inv_observer(inv_observer* o) noexcept { observer_.store(o, std::memory_order_release); }

@@ -14,7 +14,7 @@
 // its owner, for the teardown check. Freed frames are poisoned (poison_pattern).
 //
 // Thread-safety: every member function may be called concurrently from any thread.
-// Memory ordering: (1) a frame's ident store with release on allocation pairs with (2) acquire
+// Memory ordering: [fp-1] a frame's ident store with release on allocation pairs with [fp-2] acquire
 // loads by walkers; frame contents written before a table is linked are published by the
 // linking PTE store (see pt/), not by the pool.
 #pragma once

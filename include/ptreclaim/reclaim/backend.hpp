@@ -6,7 +6,7 @@
 // the largest n such that every invalidation of d numbered <= n has completed on every IOMMU d
 // is attached to. A retired frame stamped with s = started(d) at retire is safe to free once
 //   (a) an invalidation numbered > s that is non-leaf and covers the frame's range completed, or
-//   (b) a domain-wide non-leaf invalidation numbered > s completed (domain_wide_completed(d) > s).
+//   (b) a domain-wide non-leaf invalidation numbered > s completed (completed_full(d) > s).
 // This is Linux dma-iommu's fq_flush_start_cnt / fq_flush_finish_cnt rule, made range-aware.
 //
 // iommu_backend (iommu_backend.hpp) implements it on the IOMMU model; a kernel that lifts the

@@ -63,6 +63,12 @@ struct run_config {
   // threaded: how long a hotplug operation waits for a CPU to reach a step boundary before it
   // asserts (a step that waits for the CPU running the hotplug would deadlock).
   std::uint64_t park_timeout_ns = std::uint64_t{10} * 1000 * 1000 * 1000;
+  // A scheduled cpu_down a notifier defers (notify_result::defer) runs again this much later;
+  // its last try (after hotplug_max_defers defers) may not defer, so it fails or succeeds.
+  // Later scheduled events for the same CPU wait behind it: an offline/online pair keeps its
+  // order.
+  std::uint64_t hotplug_defer_ns = 2000;
+  unsigned hotplug_max_defers = 1000;
   // The watchdog: a run whose `progress` probe (a count that only grows while the run gets
   // somewhere, e.g. operations done plus frames freed) stays unchanged for `stall_steps` steps
   // (deterministic) or `stall_real_ns` of real time (threaded) stops with
@@ -104,6 +110,7 @@ struct run_stats {
   std::uint64_t tasklets_run = 0, softirq_tasklets_run = 0, work_run = 0, timers_fired = 0;
   std::uint64_t cpu_downs = 0, cpu_down_failures = 0, cpu_ups = 0, cpu_up_failures = 0;
   std::uint64_t hotplug_rejected = 0;  // scheduled hotplug events refused (invalid or busy)
+  std::uint64_t hotplug_defers = 0;    // times a scheduled cpu_down waited for a safe point
   // Left at the end on offline CPUs (dead_cpu_work::park) or, for any stop other than
   // quiescent, anywhere.
   std::uint64_t stranded_tasklets = 0, stranded_work = 0, stranded_timers = 0;
@@ -191,6 +198,11 @@ class executor : public platform {
   [[nodiscard]] bool timer_is_armed(const timer& t) const;
 
   // ---- hotplug ----
+  // True while a scheduled cpu_down's down_prepare may answer notify_result::defer (not on
+  // its last try, and never for cpu_down called directly).
+  [[nodiscard]] bool hotplug_may_defer() const noexcept {
+    return may_defer_.load(std::memory_order_relaxed);
+  }
   // Registers n (called in registration order). With replay_online, n immediately receives
   // up_prepare then online for every online CPU, in the caller's context. Any context, but
   // not while a hotplug operation is in progress.
@@ -300,6 +312,9 @@ class executor : public platform {
   void fill_stats(run_stats& st, bool at_quiescence) const;  // mu_ held
   Status hotplug(hotplug_op op, unsigned target);            // as CPU current_cpu(); mu_ not held
   void hotplug_events_remaining_add(int delta) { hotplug_events_left_ += delta; }
+  // Runs the scheduled event hotplug_events_[next++] at `now_ns` (the schedule's clock; mu_
+  // not held), re-queueing it when a notifier defers it (see run_config::hotplug_defer_ns).
+  void run_scheduled_hotplug(std::size_t& next, std::uint64_t now_ns);
 
   run_config config_;
   unsigned cpus_;
@@ -327,6 +342,9 @@ class executor : public platform {
   unsigned running_items_ = 0;
   int hotplug_events_left_ = 0;
   bool hotplug_busy_ = false;
+  bool down_deferred_ = false;                // the last do_cpu_down got notify_result::defer
+  std::atomic<bool> may_defer_{false};        // see hotplug_may_defer()
+  std::vector<std::uint64_t> deferred_until_;  // per CPU: a deferred cpu_down's next try, or 0
   unsigned injected_down_failures_ = 0;
   run_stats counters_;  // event counters only
   struct notifier_entry {
@@ -342,7 +360,8 @@ class executor : public platform {
   void enqueue_work(work_item& w, unsigned cpu);
   // Notifies in order; returns how many were called before a veto (or all), and whether
   // one vetoed. Called without mu_.
-  std::size_t notify(cpu_event e, unsigned cpu, std::size_t limit, bool* vetoed);
+  std::size_t notify(cpu_event e, unsigned cpu, std::size_t limit, bool* vetoed,
+                     bool* deferred = nullptr);
   std::vector<notifier_entry> notifier_snapshot() const;
   Status do_cpu_down(unsigned target, bool force_fail);
   Status do_cpu_up(unsigned target);

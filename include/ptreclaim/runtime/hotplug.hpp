@@ -30,8 +30,14 @@ enum class cpu_event : std::uint8_t {
 };
 [[nodiscard]] const char* cpu_event_name(cpu_event e) noexcept;
 
-// A notifier's answer; `veto` is honoured for up_prepare and down_prepare only.
-enum class notify_result : std::uint8_t { done, veto };
+// A notifier's answer; `veto` is honoured for up_prepare and down_prepare only. `defer`
+// (down_prepare, only while executor::hotplug_may_defer(); otherwise it counts as a veto) says
+// c is inside a region stop_machine cannot interrupt (a hypercall between a retire and its
+// caller's flush): notifiers already called get down_failed, as for a veto, and the scheduled
+// event is tried again run_config::hotplug_defer_ns later, as Xen's stop_machine waits for
+// every CPU to reach its stopper. The deferring notifier keeps whatever it did (so it can
+// stop c at its next safe point); it sees down_prepare again on the next try.
+enum class notify_result : std::uint8_t { done, veto, defer };
 
 using cpu_notifier = std::function<notify_result(cpu_event event, unsigned cpu)>;
 using notifier_id = std::uint32_t;
@@ -48,6 +54,7 @@ struct hotplug_event {
   std::uint64_t at_ns = 0;
   hotplug_op op = hotplug_op::down;
   unsigned cpu = 0;
+  unsigned defers = 0;  // times a `defer` answer moved this event later
 };
 
 // What happens to tasklets, work items and armed timers still queued on a CPU when it dies.

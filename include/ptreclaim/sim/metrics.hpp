@@ -18,7 +18,7 @@ namespace ptreclaim::sim {
 
 using log_histogram = ptreclaim::log_histogram;
 
-// The safety and liveness invariants of SPEC.md section 4, in this order.
+// The safety and liveness invariants (docs/tool.md), in this order.
 enum class invariant : std::uint8_t { s1, s2, s3, s4, s5, l1, count_ };
 inline constexpr std::size_t invariant_count = static_cast<std::size_t>(invariant::count_);
 [[nodiscard]] std::string_view invariant_name(invariant i) noexcept;     // "S1"
@@ -100,6 +100,9 @@ struct hotplug_metrics {
   std::uint64_t offlines = 0;
   std::uint64_t onlines = 0;
   std::uint64_t failed_offlines = 0;  // down-prepare then down-failed
+  // Times an offline waited (deferred) because its CPU was inside an operation, between a
+  // retire and its caller's flush, where Xen's stop_machine cannot stop it either.
+  std::uint64_t deferred_offlines = 0;
   std::uint64_t frames_migrated = 0;  // retired frames moved from a dead CPU's queue
 };
 

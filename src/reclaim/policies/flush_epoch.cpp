@@ -292,7 +292,8 @@ class flush_epoch_policy final : public policy_base {
            q.ring.back().frames.size() + n <= config_.batch_frames;
   }
 
-  // Stamps the open batch: read after the unlinks and after linking, (1) in backend.hpp.
+  // Stamps the open batch: read after the unlinks ([ep-1] in iommu/domain.hpp: a full fence, then
+  // the domain's counter).
   void close(queue& q) {
     if (!q.open) return;
     batch& b = q.ring.back();

@@ -100,6 +100,83 @@ TYPED_TEST(HotplugTest, DownPrepareVetoSendsDownFailedToEarlierNotifiersOnly) {
   EXPECT_TRUE(ex->cpu_online(1));
 }
 
+// A notifier that defers a scheduled cpu_down (its CPU is inside a region stop_machine cannot
+// interrupt) moves the event later; the CPU's later `up` waits behind it; a direct cpu_down
+// may not defer (defer counts as a veto); and the last try may not defer either.
+TYPED_TEST(HotplugTest, DeferredDownRunsLaterAndKeepsItsUpBehindIt) {
+  run_config cfg;
+  cfg.cpus = 3;
+  cfg.hotplug_defer_ns = 500;
+  auto ex = this->make(cfg);
+  notifier_log first, guard;
+  std::atomic<unsigned> defers_left{3};
+  ex->register_cpu_notifier([&](cpu_event e, unsigned c) {
+    first.add(*ex, e, c);
+    return notify_result::done;
+  });
+  ex->register_cpu_notifier([&](cpu_event e, unsigned c) {
+    guard.add(*ex, e, c);
+    if (e != cpu_event::down_prepare || c != 1) return notify_result::done;
+    if (defers_left.load() == 0) return notify_result::done;
+    EXPECT_TRUE(ex->hotplug_may_defer());
+    defers_left.fetch_sub(1);
+    return notify_result::defer;
+  });
+  ex->schedule_hotplug({1000, hotplug_op::down, 1});
+  ex->schedule_hotplug({1200, hotplug_op::up, 1});  // due before the deferred down goes through
+  const run_stats st = ex->run();
+  EXPECT_EQ(st.reason, stop_reason::quiescent);
+  EXPECT_EQ(st.hotplug_defers, 3u);
+  EXPECT_EQ(st.cpu_downs, 1u);
+  EXPECT_EQ(st.cpu_ups, 1u);
+  EXPECT_EQ(st.cpu_down_failures, 0u);
+  EXPECT_EQ(st.hotplug_rejected, 0u);
+  EXPECT_TRUE(ex->cpu_online(1));
+  using E = cpu_event;
+  std::vector<E> seen;
+  for (const note& n : first.take())
+    seen.push_back(n.event);
+  // Three tries deferred (down_failed to the notifier before the deferring one), then the
+  // down, then the up: the up kept its place behind the down.
+  EXPECT_EQ(seen, (std::vector<E>{E::down_prepare, E::down_failed, E::down_prepare,
+                                  E::down_failed, E::down_prepare, E::down_failed,
+                                  E::down_prepare, E::dead, E::up_prepare, E::online}));
+}
+
+TYPED_TEST(HotplugTest, DeferIsAVetoWhenTheDownMayNotWait) {
+  run_config cfg;
+  cfg.cpus = 3;
+  cfg.hotplug_max_defers = 2;
+  for (const bool scheduled : {false, true}) {
+    SCOPED_TRACE(scheduled ? "scheduled cpu_down" : "direct cpu_down");
+    auto ex = this->make(cfg);
+    std::atomic<unsigned> asked{0}, allowed{0};
+    ex->register_cpu_notifier([&](cpu_event e, unsigned) {
+      if (e != cpu_event::down_prepare) return notify_result::done;
+      asked.fetch_add(1);
+      if (ex->hotplug_may_defer()) allowed.fetch_add(1);
+      return notify_result::defer;  // always: the last try must fail, not loop
+    });
+    if (scheduled) {
+      ex->schedule_hotplug({1000, hotplug_op::down, 2});
+    } else {
+      ex->set_program(0, sequence({[&] {
+                        EXPECT_EQ(ex->cpu_down(1), errc::busy);  // direct: may not defer
+                        return true;
+                      }}));
+    }
+    const run_stats st = ex->run();
+    EXPECT_EQ(st.reason, stop_reason::quiescent);
+    // Direct: one try, a veto. Scheduled: two deferred tries, then the last, a veto.
+    EXPECT_EQ(asked.load(), scheduled ? 3u : 1u);
+    EXPECT_EQ(allowed.load(), scheduled ? 2u : 0u);
+    EXPECT_EQ(st.hotplug_defers, scheduled ? 2u : 0u);
+    EXPECT_EQ(st.cpu_down_failures, 1u);
+    EXPECT_TRUE(ex->cpu_online(1));
+    EXPECT_TRUE(ex->cpu_online(2));
+  }
+}
+
 TYPED_TEST(HotplugTest, ControllerHotplugRunsDeadOnAnotherOnlineCpu) {
   run_config cfg;
   cfg.cpus = 4;
