@@ -54,10 +54,11 @@ function(ptreclaim_add_library)
     LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 endfunction()
 
-# ptreclaim_add_test(NAME name SOURCES ... DEPS ... [LABELS ...] [TIMEOUT s])
-# One GoogleTest executable, registered with CTest test by test.
+# ptreclaim_add_test(NAME name SOURCES ... DEPS ... [LABELS ...] [TIMEOUT s] [RUN_SERIAL])
+# One GoogleTest executable, registered with CTest test by test. RUN_SERIAL: never beside other
+# tests (timing measurements).
 function(ptreclaim_add_test)
-  cmake_parse_arguments(ARG "" "NAME;TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "RUN_SERIAL" "NAME;TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
   add_executable(${ARG_NAME} ${ARG_SOURCES})
   target_link_libraries(${ARG_NAME} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gtest_main)
   target_include_directories(${ARG_NAME} PRIVATE ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/tests)
@@ -67,7 +68,7 @@ function(ptreclaim_add_test)
   endif()
   include(GoogleTest)
   gtest_discover_tests(${ARG_NAME} DISCOVERY_TIMEOUT 60
-    PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}")
+    PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}" RUN_SERIAL ${ARG_RUN_SERIAL})
 endfunction()
 
 # ptreclaim_add_bench(NAME name SOURCES ... DEPS ...)

@@ -252,6 +252,8 @@ class machine {
   std::atomic<unsigned> actors_stopped_{0};
   unsigned actors_total_ = 0;
   std::atomic<std::uint64_t> hotplug_vetoes_{0};
+  std::atomic<bool> stopped_early_{false};  // a CPU ended its workload on a stop request;
+                                            // relaxed: read after the executor joined
 
   // Finisher (CPU 0) state.
   finish_phase fin_ = finish_phase::wait_workload;
