@@ -63,6 +63,9 @@ Status check_definition(const campaign_definition& d) {
   for (const auto& p : d.policies)
     if (!is_policy(p)) return Status(errc::invalid_argument, "unknown policy '" + p + "'");
   if (d.first_seed > d.last_seed) return Status(errc::invalid_argument, "--seeds: an empty range");
+  // Item numbers must fit in 64 bits (and no campaign comes near this).
+  if (d.last_seed - d.first_seed >= max_campaign_seeds)
+    return Status(errc::invalid_argument, "--seeds: at most 2^40 seeds in one campaign");
   return {};
 }
 

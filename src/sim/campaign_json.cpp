@@ -137,6 +137,7 @@ Result<campaign_result> parse_campaign_json(std::string_view text, const std::st
     }
     const campaign_definition& d = r.definition;
     if (d.scenarios.empty() || d.policies.empty() || d.first_seed > d.last_seed ||
+        d.last_seed - d.first_seed >= max_campaign_seeds ||
         d.scenario_hashes.size() != d.scenarios.size() || r.shard.count < 1 || r.shard.index < 1 ||
         r.shard.index > r.shard.count || r.expected_runs != shard_size(d, r.shard)) {
       return Status(errc::parse_error, source +

@@ -51,6 +51,15 @@ TEST(campaign, ParsesShardsAndSeedRanges) {
   EXPECT_EQ(*parse_seed_range("7"), std::make_pair(std::uint64_t{7}, std::uint64_t{7}));
   for (const char* bad : {"9..5", "1..", "..3", "x", "1...3", "-1..2"})
     EXPECT_FALSE(parse_seed_range(bad).ok()) << bad;
+  // Definitions that cannot be a campaign are refused before anything loads.
+  campaign_definition d = small_definition();
+  d.last_seed = ~std::uint64_t{0};  // 2^64 seeds: item numbers would overflow
+  EXPECT_FALSE(load_campaign_scenarios(d).ok());
+  d = small_definition();
+  d.policies = {"sync", "sync"};
+  auto twice = load_campaign_scenarios(d);
+  ASSERT_FALSE(twice.ok());
+  EXPECT_EQ(twice.status().message(), "--policies lists 'sync' twice");
 }
 
 TEST(campaign, ShardsPartitionEveryCampaign) {

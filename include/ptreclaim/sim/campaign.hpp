@@ -51,6 +51,7 @@ struct shard_spec {
   friend bool operator==(const shard_spec&, const shard_spec&) = default;
 };
 inline constexpr unsigned max_shards = 100000;
+inline constexpr std::uint64_t max_campaign_seeds = std::uint64_t{1} << 40;
 
 // "K/N" with 1 <= K <= N <= max_shards; invalid_argument with the reason.
 [[nodiscard]] Result<shard_spec> parse_shard(std::string_view text);
