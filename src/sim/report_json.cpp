@@ -208,35 +208,34 @@ std::string to_json(const run_result& r, int indent) {
   return detail::dump_json(run_json(r), indent);
 }
 
-std::string to_json(const compare_result& r, int indent) {
+namespace {
+// What compare and scale documents share: kind, completeness, scenario, executor, seed, runs.
+template <class R>
+json sweep_json(const char* kind, const R& r) {
   json runs = json::array();
   for (const auto& run : r.runs)
     runs.push_back(run_json(run));
-  return detail::dump_json({{"kind", "compare"},
-                            {"complete", r.complete},
-                            {"interrupted_by", r.interrupted_by},
-                            {"scenario", r.scenario},
-                            {"executor", r.executor},
-                            {"cpus", r.cpus},
-                            {"seed", r.seed},
-                            {"runs", runs}},
-                           indent);
+  return {{"kind", kind},
+          {"complete", r.complete},
+          {"interrupted_by", r.interrupted_by},
+          {"scenario", r.scenario},
+          {"executor", r.executor},
+          {"seed", r.seed},
+          {"runs", runs}};
+}
+}  // namespace
+
+std::string to_json(const compare_result& r, int indent) {
+  json j = sweep_json("compare", r);
+  j["cpus"] = r.cpus;
+  return detail::dump_json(j, indent);
 }
 
 std::string to_json(const scale_result& r, int indent) {
-  json runs = json::array();
-  for (const auto& run : r.runs)
-    runs.push_back(run_json(run));
-  return detail::dump_json({{"kind", "scale"},
-                            {"complete", r.complete},
-                            {"interrupted_by", r.interrupted_by},
-                            {"scenario", r.scenario},
-                            {"executor", r.executor},
-                            {"seed", r.seed},
-                            {"policies", r.policies},
-                            {"cpu_counts", r.cpu_counts},
-                            {"runs", runs}},
-                           indent);
+  json j = sweep_json("scale", r);
+  j["policies"] = r.policies;
+  j["cpu_counts"] = r.cpu_counts;
+  return detail::dump_json(j, indent);
 }
 
 std::string to_csv(const run_result& r) {

@@ -207,22 +207,16 @@ TEST(stop_signals, FirstSignalRequestsAStop) {
 
 TEST(stop_signals, SecondSignalExitsAtOnceWithTheConventionalStatus) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
-  EXPECT_EXIT(
-      {
-        install_stop_signals();
-        std::raise(SIGINT);
-        std::raise(SIGINT);
-        std::_Exit(0);
-      },
-      ::testing::ExitedWithCode(130), "stopped at once");
-  EXPECT_EXIT(
-      {
-        install_stop_signals();
-        std::raise(SIGTERM);
-        std::raise(SIGTERM);
-        std::_Exit(0);
-      },
-      ::testing::ExitedWithCode(143), "stopped at once");
+  for (const int sig : {SIGINT, SIGTERM}) {
+    EXPECT_EXIT(
+        {
+          install_stop_signals();
+          std::raise(sig);
+          std::raise(sig);
+          std::_Exit(0);
+        },
+        ::testing::ExitedWithCode(sig == SIGINT ? 130 : 143), "stopped at once");
+  }
 }
 
 TEST_F(output_dir, ExitAtOnceRemovesTheTemporaryFileOfAWriteInProgress) {

@@ -17,8 +17,6 @@ namespace ptreclaim::tool {
 
 // Options every run command shares (executor, CPUs, seed, ops, quiet, the stop flag).
 sim::run_options base_options(const cli_args& a, bool allow_cpus);
-// The scenario with --costs applied; on failure `code` is set (exit 2) and `message` says why.
-sim::scenario load_scenario_or_fail(const cli_args& a, int& code, std::string& message);
 // The outputs asked for, not yet checked.
 sim::result_writer make_writer(const cli_args& a);
 // Whether the human-readable table may go to stdout (not when JSON or CSV is written there).

@@ -73,16 +73,6 @@ std::vector<std::string> parse_policies(const std::string& text, bool allow_many
   return out;
 }
 
-sim::scenario load_scenario_or_fail(const cli_args& a, int& code, std::string& message) {
-  auto s = sim::load_scenario(a.scenario, a.costs);
-  if (!s.ok()) {
-    code = sim::exit_usage;
-    message = s.status().message();
-    return {};
-  }
-  return std::move(*s);
-}
-
 sim::run_options base_options(const cli_args& a, bool allow_cpus) {
   sim::run_options o;
   auto e = sim::parse_executor(a.executor);
@@ -132,23 +122,33 @@ int finish(const cli_args& a, const sim::verdict& v, bool complete) {
 
 namespace {
 
-// The outputs, checked before any work: exit 3 naming the path and the reason.
-int check_outputs(const sim::result_writer& w) {
-  const Status st = w.check();
-  return st.ok() ? sim::exit_ok : fail(sim::exit_error, st.message());
+// What every run command does first: load the scenario with --costs (exit 2), read the shared
+// options (usage errors), check the outputs before any work (exit 3). Returns 0, or the exit
+// status once the reason is printed.
+int prepare(const cli_args& a, bool allow_cpus, sim::scenario& s, sim::run_options& o,
+            const sim::result_writer& out) {
+  auto loaded = sim::load_scenario(a.scenario, a.costs);
+  if (!loaded.ok()) return fail(sim::exit_usage, loaded.status().message());
+  s = std::move(*loaded);
+  o = base_options(a, allow_cpus);
+  if (const Status st = out.check(); !st.ok()) return fail(sim::exit_error, st.message());
+  return 0;
+}
+
+// run and replay: --policy names one, else the build-time default.
+std::string one_policy(const cli_args& a) {
+  const auto policies = parse_policies(a.policy, false);
+  return policies.empty() ? std::string(ptreclaim::config::default_policy) : policies.front();
 }
 
 }  // namespace
 
 int cmd_compare(const cli_args& a) {
-  int code = 0;
-  std::string msg;
-  sim::scenario s = load_scenario_or_fail(a, code, msg);
-  if (code != 0) return fail(code, msg);
-  sim::run_options o = base_options(a, true);
   const auto policies = parse_policies(a.policy, true);
+  sim::scenario s;
+  sim::run_options o;
   sim::result_writer out = make_writer(a);
-  if (int c = check_outputs(out); c != 0) return c;
+  if (const int c = prepare(a, true, s, o, out); c != 0) return c;
   progress_sink progress(a, "compare " + s.name);
   auto r = sim::run_compare(s, o, policies, progress.sweep(),
                             [&out](const sim::compare_result& so_far) { out.checkpoint(so_far); });
@@ -160,15 +160,12 @@ int cmd_compare(const cli_args& a) {
 }
 
 int cmd_run(const cli_args& a) {
-  int code = 0;
-  std::string msg;
-  sim::scenario s = load_scenario_or_fail(a, code, msg);
-  if (code != 0) return fail(code, msg);
-  sim::run_options o = base_options(a, true);
-  const auto policies = parse_policies(a.policy, false);
-  o.policy = policies.empty() ? std::string(ptreclaim::config::default_policy) : policies.front();
+  const std::string policy = one_policy(a);
+  sim::scenario s;
+  sim::run_options o;
   sim::result_writer out = make_writer(a);
-  if (int c = check_outputs(out); c != 0) return c;
+  if (const int c = prepare(a, true, s, o, out); c != 0) return c;
+  o.policy = policy;
   progress_sink progress(a, "run " + s.name + " " + o.policy);
   o.progress = progress.single();
   auto r = sim::run(s, o);
@@ -180,20 +177,18 @@ int cmd_run(const cli_args& a) {
 }
 
 int cmd_replay(const cli_args& a) {
-  int code = 0;
-  std::string msg;
-  sim::scenario s = load_scenario_or_fail(a, code, msg);
-  if (code != 0) return fail(code, msg);
   if (a.executor != "deterministic") {
     throw usage_error{"replay needs the deterministic executor (threaded runs cannot be replayed)"};
   }
   if (!a.seed.empty()) throw usage_error{"replay takes the seed as its argument, not --seed"};
-  sim::run_options o = base_options(a, true);
-  o.seed = parse_u64(a.replay_seed, "SEED");
-  const auto policies = parse_policies(a.policy, false);
-  o.policy = policies.empty() ? std::string(ptreclaim::config::default_policy) : policies.front();
+  const std::uint64_t seed = parse_u64(a.replay_seed, "SEED");
+  const std::string policy = one_policy(a);
+  sim::scenario s;
+  sim::run_options o;
   sim::result_writer out = make_writer(a);
-  if (int c = check_outputs(out); c != 0) return c;
+  if (const int c = prepare(a, true, s, o, out); c != 0) return c;
+  o.seed = seed;
+  o.policy = policy;
   progress_sink progress(a, "replay " + s.name + " " + o.policy);
   o.progress = progress.single();
   auto first = sim::run(s, o);
@@ -227,18 +222,15 @@ int cmd_replay(const cli_args& a) {
 }
 
 int cmd_scale(const cli_args& a) {
-  int code = 0;
-  std::string msg;
-  sim::scenario s = load_scenario_or_fail(a, code, msg);
-  if (code != 0) return fail(code, msg);
-  sim::run_options o = base_options(a, false);
   std::vector<unsigned> cpus;
   for (const auto& item : split_commas(a.cpus.empty() ? "1,2,4,8,16" : a.cpus))
     cpus.push_back(parse_cpus(item));
   if (cpus.empty()) throw usage_error{"--cpus needs at least one CPU count, e.g. --cpus 1,2,4,8"};
   const auto policies = parse_policies(a.policy, true);
+  sim::scenario s;
+  sim::run_options o;
   sim::result_writer out = make_writer(a);
-  if (int c = check_outputs(out); c != 0) return c;
+  if (const int c = prepare(a, false, s, o, out); c != 0) return c;
   progress_sink progress(a, "scale " + s.name);
   auto r = sim::run_scale(s, o, policies, cpus, progress.sweep(),
                           [&out](const sim::scale_result& so_far) { out.checkpoint(so_far); });
