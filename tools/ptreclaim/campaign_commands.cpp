@@ -61,6 +61,8 @@ int cmd_campaign(const cli_args& a) {
 int cmd_campaign_merge(const cli_args& a) {
   if (!a.csv.empty() || !a.report.empty())
     throw usage_error{"campaign merge writes --json only (no --csv or --report)"};
+  if (!a.scenarios.empty() || !a.policies.empty() || !a.seeds.empty() || !a.shard.empty())
+    throw usage_error{"campaign merge takes shard files only: the campaign is defined in them"};
   sim::result_writer out = make_writer(a);
   if (const Status st = out.check(); !st.ok()) return fail(sim::exit_error, st.message());
   std::vector<std::pair<std::string, sim::campaign_result>> shards;
