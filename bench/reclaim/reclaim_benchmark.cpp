@@ -272,7 +272,7 @@ void BM_retire_low_latency(benchmark::State& state) {
   reclaim::reclaim_config c;
   c.watermark = watermark;
   c.batch_frames = batch_frames;
-  c.max_age_ns = 10'000;
+  c.flush_age_ns = 10'000;
   retire_bench(state, reclaim::policy_kind::flush_epoch, false, c);
 }
 BENCHMARK(BM_retire_low_latency)->Threads(1)->Threads(2)->UseRealTime();

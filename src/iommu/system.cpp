@@ -27,7 +27,15 @@ unsigned system::add_unit(const unit_config& config) {
                  "add_unit: more than limits::max_iommus units");
   const auto index = static_cast<unsigned>(units_.size());
   units_.push_back(std::make_unique<unit>(index, config, *pool_, *plat_, log_));
+  units_.back()->set_inv_observer(inv_observer_);
   return index;
+}
+
+void system::set_inv_observer(inv_observer* o) {
+  std::lock_guard<std::mutex> g(setup_mutex_);
+  inv_observer_ = o;
+  for (auto& u : units_)
+    u->set_inv_observer(o);
 }
 
 Result<domain*> system::create_domain(const domain_desc& desc) {
@@ -86,6 +94,7 @@ Status system::attach(device_id dev, unsigned u, domain& dom, hw_domain_id did) 
     if (found == nullptr) {
       dom.attachments_.push_back({u, did, 0});
       found = &dom.attachments_.back();
+      dom.did_plus1_[u].store(std::uint32_t{did} + 1, std::memory_order_release);
     }
     ++found->devices;
     dom.leaf_levels_.fetch_and(units_[u]->config().page_levels, std::memory_order_relaxed);
@@ -158,6 +167,7 @@ Result<ticket> system::invalidate(domain& dom, const inv_range& range) {
     p.epoch = t.epoch;
     dom.pending_.push_back(p);
   }
+  if (config_.after_numbering) config_.after_numbering(dom.id(), t.epoch);
   auto my_pending = [&]() -> domain::pending& {
     PTR_ASSERT(!dom.pending_.empty() && dom.pending_.front().epoch <= t.epoch);
     return dom.pending_[t.epoch - dom.pending_.front().epoch];

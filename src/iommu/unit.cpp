@@ -155,6 +155,8 @@ void unit::process_locked(std::uint64_t now_ns) {
         done_at = std::max(done_at, std::min(last_walk_end_ns_, now_ns));
         head_wait_blocked_ = false;
       }
+      if (inv_observer* o = observer_.load(std::memory_order_acquire))
+        o->on_processed(index_, queue_.head(), s.desc);
       if (s.desc.status != nullptr)
         s.desc.status->store(s.desc.status_value, std::memory_order_release);  // (3)
       c_.waits_completed.fetch_add(1, std::memory_order_relaxed);
@@ -162,6 +164,8 @@ void unit::process_locked(std::uint64_t now_ns) {
       apply(s.desc);
       mark_walks_locked(s.desc);
       last_applied_inv_plus1_ = queue_.head() + 1;
+      if (inv_observer* o = observer_.load(std::memory_order_acquire))
+        o->on_processed(index_, queue_.head(), s.desc);
     }
     c_.descriptors[static_cast<std::size_t>(t)].fetch_add(1, std::memory_order_relaxed);
     hw_free_ns_ = done_at;
@@ -195,6 +199,7 @@ Result<std::uint64_t> unit::submit(std::span<const inv_descriptor> descs) {
     Result<std::uint64_t> r = queue_.push(d, now);
     PTR_ASSERT(r.ok());
   }
+  submitted_.store(queue_.tail(), std::memory_order_release);  // (7) pairs with (8)
   process_locked(now);
   return first;
 }

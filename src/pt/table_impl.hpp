@@ -134,7 +134,7 @@ class table_impl final : public table {
   void destroy(gather& g) override {
     if (!root_.valid()) return;
     op_lock guard(*this);
-    release_subtree(root_, levels, g);
+    release_subtree(root_, levels, 0, va_last(), g);
     g.add_range(0, va_last());
     g.set_nonleaf_changed();
     root_ = mem::no_frame;
@@ -284,24 +284,28 @@ class table_impl final : public table {
     PTR_ASSERT_MSG(s.ok(), "freeing a never-linked table was refused by the ledger");
     freed_unlinked_.fetch_add(1, std::memory_order_relaxed);
   }
-  // t was unlinked (3): hand it to the gather. Never frees.
-  void retire(mem::frame_id t, gather& g) {
+  // t (at `level`) was unlinked (3) by the change of the entry spanning [first, last]: hand it
+  // to the gather. Never frees.
+  void retire(mem::frame_id t, unsigned level, iova_t first, iova_t last, gather& g) {
     const Status s = pool_.mark_retired(t);
     PTR_ASSERT_MSG(s.ok(), "retiring an unlinked table was refused by the ledger");
+    if (cfg_.on_unlink != nullptr)
+      cfg_.on_unlink->on_unlinked({cfg_.domain, t, level, first, last});
     g.add_released(t);
     released_.fetch_add(1, std::memory_order_relaxed);
   }
-  // Retires table t at `level` and every table below it, children before parents.
-  void release_subtree(mem::frame_id t, unsigned level, gather& g) {
+  // Retires table t at `level` and every table below it, children before parents; [first,
+  // last] is the span of the entry whose change unlinked t.
+  void release_subtree(mem::frame_id t, unsigned level, iova_t first, iova_t last, gather& g) {
     if (level > 1) {
       const word* w = pool_.words(t);
       for (unsigned i = 0; i < limits::ptes_per_table; ++i) {
         const decoded_entry d = F::decode(w[i].load(std::memory_order_acquire), level);  // (2)
         if (d.kind == entry_kind::table)
-          release_subtree(mem::frame_id::from_phys(d.addr), level - 1, g);
+          release_subtree(mem::frame_id::from_phys(d.addr), level - 1, first, last, g);
       }
     }
-    retire(t, g);
+    retire(t, level, first, last, g);
   }
 
   Status map_one(iova_t iova, std::uint64_t phys, unsigned leaf_level, std::uint8_t perms,

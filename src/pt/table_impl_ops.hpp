@@ -34,8 +34,9 @@ Status table_impl<F>::map_one(iova_t iova, std::uint64_t phys, unsigned leaf_lev
       return Status(errc::address_in_use, "map: a table is present where the superpage goes");
     // One store replaces the table pointer (3); the subtree is then retired, children first.
     write_entry(t, idx, leaf_level, leaf);
-    release_subtree(mem::frame_id::from_phys(d.addr), leaf_level - 1, g);
     const iova_t base = align_down(iova, level_shift(leaf_level));
+    release_subtree(mem::frame_id::from_phys(d.addr), leaf_level - 1, base,
+                    base + entry_size(leaf_level) - 1, g);
     g.add_range(base, base + entry_size(leaf_level) - 1);
     g.set_nonleaf_changed();
   } else {
@@ -115,7 +116,7 @@ Status table_impl<F>::unmap_in(mem::frame_id t, unsigned level, iova_t first, io
     if (first <= base && e_last <= last) {
       write_entry(t, idx, level, 0);  // (3) unlink before retiring
       if (d.kind == entry_kind::table) {
-        release_subtree(mem::frame_id::from_phys(d.addr), level - 1, g);
+        release_subtree(mem::frame_id::from_phys(d.addr), level - 1, base, e_last, g);
         g.set_nonleaf_changed();
       }
       g.add_range(base, e_last);
@@ -188,13 +189,13 @@ bool table_impl<F>::settle(mem::frame_id parent, unsigned pidx, unsigned plevel,
   const iova_t last = base + entry_size(plevel) - 1;
   if (read_counter(w, counter_present) == 0) {
     write_entry(parent, pidx, plevel, 0);  // (3)
-    retire(child, g);
+    retire(child, plevel - 1, base, last, g);
   } else if (coalesce_ && (leaf_levels_ & bit(plevel)) &&
              read_counter(w, counter_pairs) == max_pairs) {
     const decoded_entry d0 = F::decode(hw(w[0].load(std::memory_order_relaxed)), plevel - 1);
     if (!is_aligned(d0.addr, level_shift(plevel))) return false;
     write_entry(parent, pidx, plevel, F::make_leaf(d0.addr, plevel, d0.perms));  // (3)
-    retire(child, g);
+    retire(child, plevel - 1, base, last, g);
     coalesced_.fetch_add(1, std::memory_order_relaxed);
   } else {
     return false;

@@ -18,7 +18,8 @@
 // ring and holder count; no lock, no allocation.
 //
 // The policy asks for an invalidation of its own (a full, non-leaf one, not waited for) when its
-// oldest batch is older than max_age_ns or the CPU holds more than `watermark` frames, and
+// oldest batch is older than flush_age_ns (never, if 0) or the CPU holds more than `watermark`
+// frames, and
 // invalidates and waits itself when the CPU's share of max_pending (or the ring) is full
 // (back-pressure), so frames pending never exceed max_pending.
 //
@@ -29,6 +30,7 @@
 // tasklet_schedule from a notifier), so a worker never runs on a CPU that does not own its ring.
 #include <algorithm>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "policies.hpp"
@@ -54,10 +56,15 @@ class batch_ring {
     PTR_DASSERT(!empty());
     return at(count_ - 1);
   }
+  [[nodiscard]] const batch& back() const noexcept {
+    PTR_DASSERT(!empty());
+    return slots_[(head_ + count_ - 1) % slots_.size()];
+  }
   [[nodiscard]] bool empty() const noexcept { return count_ == 0; }
   [[nodiscard]] bool full() const noexcept { return count_ == slots_.size(); }
   [[nodiscard]] unsigned size() const noexcept { return count_; }
   [[nodiscard]] batch& front() noexcept { return slots_[head_]; }
+  [[nodiscard]] const batch& front() const noexcept { return slots_[head_]; }
   // i = 0 is the oldest.
   [[nodiscard]] batch& at(unsigned i) noexcept { return slots_[(head_ + i) % slots_.size()]; }
   batch& push_back() noexcept {
@@ -85,11 +92,11 @@ class flush_epoch_policy final : public policy_base {
       : policy_base(env, config),
         watermark_(std::min<std::uint64_t>(config.watermark,
                                            std::max<std::uint64_t>(1, per_cpu_budget() / 2))),
+        poll_ns_(config.poll_ns != 0 ? config.poll_ns : default_poll_ns),
         queues_(env.rt.cpu_count(),
                 [&](unsigned cpu) { return queue(cpu, config.batches_per_cpu); }) {
     PTR_ASSERT_MSG(config.batches_per_cpu >= 1, "reclaim_config::batches_per_cpu must be >= 1");
     PTR_ASSERT_MSG(config.batch_frames >= 1, "reclaim_config::batch_frames must be >= 1");
-    PTR_ASSERT_MSG(config.max_age_ns >= 1, "reclaim_config::max_age_ns must be >= 1");
     notifier_ = env_.rt.register_cpu_notifier(
         [this](runtime::cpu_event e, unsigned cpu) { return cpu_callback(e, cpu); },
         /*replay_online=*/true);
@@ -146,14 +153,20 @@ class flush_epoch_policy final : public policy_base {
     if (b->frames.size() >= config_.batch_frames) close(q);
     // Ask early, asynchronously: at the frame watermark, or once half the ring's batch
     // descriptors are used (a full ring means back-pressure: invalidate and wait on this path).
-    if (q.frames > watermark_ || 2 * q.ring.size() > config_.batches_per_cpu) {
+    bool requested = false;
+    if (over_watermark(q)) {
       close(q);
       request_flush(q.ring.back().domain, q.ring.back().stamp);
+      requested = true;
       reap(q, /*poll=*/false);  // a fast invalidation may have completed already
     }
     // The armed state is kept here (only this CPU touches q): asking the executor would take
-    // its mutex on every retire.
-    if (q.timer_ready && !q.timer_armed) arm(q, q.ring.front().retired_ns + config_.max_age_ns);
+    // its mutex on every retire. After asking, the timer polls soon: this path reads the epochs
+    // without polling, and nobody else may poll (no caller flushes).
+    if (requested && !q.ring.empty())
+      poll_soon(q);
+    else if (q.timer_ready && !q.timer_armed && !q.ring.empty() && config_.flush_age_ns != 0)
+      arm(q, q.ring.front().retired_ns + config_.flush_age_ns);
   }
 
   void before_caller_invalidation(domain_number d) override {
@@ -173,13 +186,43 @@ class flush_epoch_policy final : public policy_base {
     reap(q, /*poll=*/false);  // the caller's wait just advanced the epochs
   }
 
+  // No retire runs meanwhile (the contract), but other CPUs' timers may (threaded executor):
+  // each ring is emptied with its timer killed (kill_timer waits for a running one), then the
+  // timer is set up again on its CPU.
   Status drain() override {
-    for (unsigned c = 0; c < queues_.size(); ++c)
-      flush_all(queues_[c]);
+    for (unsigned c = 0; c < queues_.size(); ++c) {
+      queue& q = queues_[c];
+      if (q.timer_ready) env_.rt.kill_timer(q.timer);
+      q.timer_armed = false;
+      flush_all(q);
+      if (q.timer_ready)
+        env_.rt.timer_init(
+            q.timer, [this, c] { on_timer(c); }, c);
+    }
     return {};
   }
 
   [[nodiscard]] policy_kind kind() const noexcept override { return policy_kind::flush_epoch; }
+
+  [[nodiscard]] std::string describe_pending() const override {
+    std::string out;
+    const std::uint64_t now = env_.rt.now_ns();
+    for (unsigned c = 0; c < queues_.size(); ++c) {
+      const queue& q = queues_[c];
+      if (q.ring.empty()) continue;
+      const batch& b = q.ring.front();
+      out += "CPU " + std::to_string(c) + ": " + std::to_string(q.frames) + " frames in " +
+             std::to_string(q.ring.size()) + " batches; the oldest (domain " +
+             std::to_string(b.domain) + ") retired " +
+             std::to_string(now >= b.retired_ns ? now - b.retired_ns : 0) + " ns ago, waits for " +
+             waits_for(q) + "; timer " +
+             (!q.timer_ready  ? "not set up"
+              : q.timer_armed ? "armed"
+                              : "not armed") +
+             "\n";
+    }
+    return out;
+  }
 
  private:
   struct queue {
@@ -190,7 +233,8 @@ class flush_epoch_policy final : public policy_base {
     bool open = false;         // the ring's newest batch takes more frames and has no stamp
     runtime::timer timer;
     bool timer_ready = false;
-    bool timer_armed = false;  // set by arm(), cleared when it fires or is killed / re-inited
+    bool timer_armed = false;    // set by arm(), cleared when it fires or is killed / re-inited
+    std::uint64_t timer_at = 0;  // when it fires, while armed
   };
 
   // `poll`: ask the hardware for progress (takes the IOMMU model's locks); otherwise read the
@@ -202,6 +246,45 @@ class flush_epoch_policy final : public policy_base {
     if (b.cover != 0 && (poll ? be.completed(b.domain) : be.completed_seen(b.domain)) >= b.cover)
       return true;
     return (poll ? be.completed_full(b.domain) : be.completed_full_seen(b.domain)) > b.stamp;
+  }
+
+  [[nodiscard]] bool over_watermark(const queue& q) const noexcept {
+    return q.frames > watermark_ || 2 * q.ring.size() > config_.batches_per_cpu;
+  }
+
+  [[nodiscard]] static bool is_open(const queue& q, const batch& b) noexcept {
+    return q.open && &b == &q.ring.back();
+  }
+  // A flush that will free the (closed) batch is on its way: the caller's, or a full one asked
+  // for; or one asked for before, which must complete before this CPU can ask again.
+  [[nodiscard]] bool awaited(const queue& q, const batch& b) const noexcept {
+    if (is_open(q, b)) return false;
+    const epoch_t asked = full_requested_[b.domain].load(std::memory_order_relaxed);
+    return b.cover != 0 || asked > b.stamp || env_.backend.completed_full_seen(b.domain) < asked;
+  }
+
+  // For describe_pending(): what the oldest batch of q waits for.
+  [[nodiscard]] std::string waits_for(const queue& q) const {
+    const batch& b = q.ring.front();
+    invalidation_backend& be = env_.backend;
+    const std::string dom = " of domain " + std::to_string(b.domain);
+    if (q.open && q.ring.size() == 1)
+      return "its stamp (the batch is open: a retire of another domain, a caller's flush, the "
+             "watermark or the timer closes it)";
+    if (b.cover != 0)
+      return "the caller's invalidation epoch " + std::to_string(b.cover) + dom +
+             " (completed through " + std::to_string(be.completed_seen(b.domain)) + ")";
+    const epoch_t asked = full_requested_[b.domain].load(std::memory_order_relaxed);
+    if (asked > b.stamp)
+      return "the full invalidation epoch " + std::to_string(asked) + dom +
+             " it asked for (newest full one completed: " +
+             std::to_string(be.completed_full_seen(b.domain)) + ")";
+    if (config_.flush_age_ns == 0)
+      return "a full invalidation" + dom + " numbered after " + std::to_string(b.stamp) +
+             ": a caller's flush or the watermark (" + std::to_string(watermark_) +
+             " frames on this CPU); the age flush is off (flush_age_ns = 0)";
+    return "a full invalidation" + dom + " numbered after " + std::to_string(b.stamp) +
+           ": its age flush, due " + std::to_string(config_.flush_age_ns) + " ns after its retire";
   }
 
   [[nodiscard]] bool can_merge(queue& q, domain_number d, std::uint64_t n) noexcept {
@@ -234,6 +317,13 @@ class flush_epoch_policy final : public policy_base {
   void arm(queue& q, std::uint64_t expires_ns) {
     env_.rt.set_timer(q.timer, expires_ns);
     q.timer_armed = true;
+    q.timer_at = expires_ns;
+  }
+  // The timer fires within poll_ns_ (re-armed only if it would fire later).
+  void poll_soon(queue& q) {
+    if (!q.timer_ready) return;
+    const std::uint64_t at = env_.rt.now_ns() + poll_ns_;
+    if (!q.timer_armed || q.timer_at > at) arm(q, at);
   }
 
   // Makes sure a full invalidation of d numbered after `stamp` is on its way. At most one such
@@ -282,12 +372,19 @@ class flush_epoch_policy final : public policy_base {
     if (q.ring.empty()) return;
     const std::uint64_t now = env_.rt.now_ns();
     batch& oldest = q.ring.front();
-    if (now - oldest.retired_ns >= config_.max_age_ns) {
+    const bool aged = config_.flush_age_ns != 0 && now - oldest.retired_ns >= config_.flush_age_ns;
+    // Ask when the oldest is due, or again when the CPU is still over its mark and an older
+    // request it could not ride on has completed.
+    if (aged || over_watermark(q)) {
       close(q);  // the oldest may be the open batch; a stamp is what a flush can cover
-      request_flush(oldest.domain, oldest.stamp);
+      if (!awaited(q, oldest)) request_flush(oldest.domain, oldest.stamp);
     }
-    // Poll again soon: the invalidation takes about a microsecond in the model's defaults.
-    arm(q, now + std::max<std::uint64_t>(1, config_.max_age_ns / 4));
+    if (awaited(q, oldest)) {
+      arm(q, now + poll_ns_);  // poll until what was asked for completes
+    } else if (config_.flush_age_ns != 0) {
+      arm(q, std::max(now + 1, oldest.retired_ns + config_.flush_age_ns));  // its age flush
+    }
+    // Else (flush_age_ns = 0): it waits for a caller's flush or the watermark.
   }
 
   runtime::notify_result cpu_callback(runtime::cpu_event action, unsigned cpu) {
@@ -364,6 +461,10 @@ class flush_epoch_policy final : public policy_base {
   }
 
   std::uint64_t watermark_;
+  // The timer's period while an invalidation is awaited: about two of the model's default
+  // invalidations (PSI + wait ~ 1 us), so a frame waits about that long past its completion.
+  static constexpr std::uint64_t default_poll_ns = 2'000;
+  std::uint64_t poll_ns_;
   runtime::per_cpu<queue> queues_;
   // Per domain: the newest full invalidation any CPU submitted through request_flush(). Relaxed:
   // a hint that saves an invalidation; eligibility always asks the backend.

@@ -136,6 +136,17 @@ void policy_base::report_wrong_cpu(unsigned owner, const char* who) {
   }
 }
 
+std::string policy_base::describe_pending() const {
+  std::string out;
+  auto line = [&](const std::string& who, std::uint64_t n) {
+    if (n != 0) out += who + " holds " + std::to_string(n) + " frames\n";
+  };
+  line("the shared list", global_.held.load(std::memory_order_relaxed));
+  for (unsigned c = 0; c < holders_.size(); ++c)
+    line("CPU " + std::to_string(c), holders_[c].held.load(std::memory_order_relaxed));
+  return out;
+}
+
 reclaim_stats policy_base::stats() const {
   reclaim_stats s;
   for (unsigned c = 0; c < counters_.size(); ++c) {

@@ -41,6 +41,8 @@ class policy_base : public reclaimer {
 
   [[nodiscard]] std::uint64_t pending() const noexcept final;
   [[nodiscard]] reclaim_stats stats() const override;
+  // One line per holder with frames: "CPU 2 holds 7 frames" (policies add what they wait for).
+  [[nodiscard]] std::string describe_pending() const override;
 
  protected:
   // Per-CPU counters: written only by the CPU that owns the slot (the retiring or freeing CPU).

@@ -14,8 +14,6 @@ Result<std::unique_ptr<reclaimer>> make_reclaimer(policy_kind kind, const reclai
     return Status(errc::invalid_argument, "reclaim batch_frames must be at least 1");
   if (config.xen_yield_every == 0)
     return Status(errc::invalid_argument, "reclaim xen_yield_every must be at least 1");
-  if (config.max_age_ns == 0)
-    return Status(errc::invalid_argument, "reclaim max_age_ns must be at least 1");
   switch (kind) {
     case policy_kind::immediate:
       return detail::make_immediate(env, config);

@@ -1,12 +1,34 @@
 #include "ptreclaim/reclaim/safety_monitor.hpp"
 
-#include <thread>
+#include <algorithm>
+#include <mutex>
 
 namespace ptreclaim::reclaim {
 
-safety_monitor::safety_monitor(invalidation_backend& inner, std::uint64_t max_pending,
-                               std::size_t violations_kept)
-    : inner_(inner), max_pending_(max_pending), kept_(violations_kept) {}
+namespace {
+// Logs longer than this are trimmed of what no unfreed frame can need any more.
+constexpr std::size_t trim_at = 4096;
+
+std::string hex(std::uint64_t v) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  do {
+    out.insert(out.begin(), digits[v & 15]);
+    v >>= 4;
+  } while (v != 0);
+  return "0x" + out;
+}
+}  // namespace
+
+safety_monitor::safety_monitor(iommu::system& sys, invalidation_backend& inner,
+                               std::uint64_t max_pending, std::size_t violations_kept)
+    : sys_(sys), inner_(inner), max_pending_(max_pending), kept_(violations_kept) {
+  sys_.set_inv_observer(this);
+}
+
+safety_monitor::~safety_monitor() {
+  sys_.set_inv_observer(nullptr);
+}
 
 void safety_monitor::violation(std::uint64_t report::*counter, std::string what) {
   ++(rep_.*counter);
@@ -14,31 +36,120 @@ void safety_monitor::violation(std::uint64_t report::*counter, std::string what)
 }
 
 Result<epoch_t> safety_monitor::invalidate(domain_number d, const invalidation_range& range) {
-  // The number is assigned inside inner_.invalidate(); recording it under the mutex afterwards
-  // is fine because a frame retired meanwhile records a `started_before` that is at most this
-  // number, and only numbers above it count for that frame.
-  submitting_.fetch_add(1, std::memory_order_acq_rel);
   Result<epoch_t> e = inner_.invalidate(d, range);
   if (e.ok()) {
     std::lock_guard g(mu_);
-    invs_[d][*e] = {range};
     ++rep_.invalidations;
   }
-  submitting_.fetch_sub(1, std::memory_order_acq_rel);
   return e;
 }
 
-void safety_monitor::on_retire(domain_number d, mem::frame_id f, const invalidation_range& need) {
-  // Read the domain's newest submitted number from the backend itself: an invalidation
-  // submitted by another CPU may not be recorded here yet.
-  const epoch_t before = inner_.stamp(d);
-  std::lock_guard g(mu_);
-  auto [it, fresh] = retired_.try_emplace(f.value, retired_frame{d, need, before});
-  if (!fresh) {
-    violation(&report::s2_violations,
-              "S2: frame " + std::to_string(f.value) + " retired twice without a free between");
-    it->second = retired_frame{d, need, before};
+void safety_monitor::on_unlinked(const pt::unlinked_table& t) noexcept {
+  unlinked_frame r;
+  r.unlinked = true;
+  r.domain = t.domain;
+  r.first = t.first;
+  r.last = t.last;
+  if (const iommu::domain* dom = sys_.find_domain(t.domain)) {
+    // The unlink's store is before this fence; a descriptor pushed after the loads below has
+    // a sequence >= the tail read (the unit's release store of its tail pairs with the load).
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    for (unsigned u = 0; u < sys_.unit_count(); ++u) {
+      const std::uint32_t did1 = dom->attached_did_plus1(u);
+      if (did1 == 0) continue;
+      r.need[r.units++] = {static_cast<std::uint8_t>(u), static_cast<iommu::hw_domain_id>(did1 - 1),
+                           sys_.get_unit(u).submitted_peek()};
+    }
   }
+  std::lock_guard g(mu_);
+  ++rep_.unlinked;
+  for (unsigned i = 0; i < r.units; ++i)
+    ++logs_[r.need[i].unit].tails[r.need[i].tail];
+  auto [it, fresh] = frames_.try_emplace(t.frame.value, r);
+  if (!fresh) {
+    // The ledger refuses to unlink a frame that was never freed, so this is a checker finding
+    // about the page tables themselves.
+    forget_tails(it->second);
+    violation(&report::s2_violations, "S2: frame " + std::to_string(t.frame.value) +
+                                          " unlinked twice without a free between");
+    it->second = r;
+  }
+}
+
+void safety_monitor::on_processed(unsigned unit, std::uint64_t seq,
+                                  const iommu::inv_descriptor& d) noexcept {
+  logged x;
+  x.seq = seq;
+  x.type = d.type;
+  x.did = d.did;
+  x.ih = d.ih;
+  if (d.type == iommu::inv_type::page) {
+    x.first = d.first();
+    x.last = d.last();
+  }
+  std::lock_guard g(mu_);
+  unit_log& log = logs_[unit];
+  PTR_DASSERT(log.entries.empty() || log.entries.back().seq < seq);
+  log.entries.push_back(x);
+  if (log.entries.size() > trim_at) trim(log);
+}
+
+void safety_monitor::trim(unit_log& log) {
+  const std::uint64_t keep_from = log.tails.empty() ? ~std::uint64_t{0} : log.tails.begin()->first;
+  while (!log.entries.empty() && log.entries.front().seq < keep_from)
+    log.entries.pop_front();
+}
+
+void safety_monitor::forget_tails(const unlinked_frame& r) {
+  for (unsigned i = 0; i < r.units; ++i) {
+    auto& tails = logs_[r.need[i].unit].tails;
+    auto t = tails.find(r.need[i].tail);
+    PTR_DASSERT(t != tails.end());
+    if (t != tails.end() && --t->second == 0) tails.erase(t);
+  }
+}
+
+std::string safety_monitor::uncovered(const unlinked_frame& r) const {
+  for (unsigned i = 0; i < r.units; ++i) {
+    const unit_need& n = r.need[i];
+    const unit_log& log = logs_[n.unit];
+    bool covered = false, waited = false;
+    std::uint64_t after = 0;  // descriptors processed on the unit since the unlink
+    for (auto it = std::lower_bound(log.entries.begin(), log.entries.end(), n.tail,
+                                    [](const logged&e, std::uint64_t seq) { return e.seq < seq; });
+         it != log.entries.end() && !waited; ++it) {
+      ++after;
+      const logged& e = *it;
+      switch (e.type) {
+        case iommu::inv_type::global:
+          covered = true;
+          break;
+        case iommu::inv_type::domain:
+          covered = covered || e.did == n.did;
+          break;
+        case iommu::inv_type::page:
+          covered = covered || (e.did == n.did && !e.ih && e.first <= r.first && r.last <= e.last);
+          break;
+        case iommu::inv_type::wait:
+          waited = covered;
+          break;
+        case iommu::inv_type::count_:
+          break;
+      }
+    }
+    if (waited) continue;
+    return "on IOMMU " + std::to_string(n.unit) + " (did " + std::to_string(n.did) + "), " +
+           (covered ? "a covering invalidation was processed but no wait behind it completed"
+                    : "no non-leaf invalidation covering [" + hex(r.first) + ", " + hex(r.last) +
+                          "] submitted after the unlink was processed") +
+           " (" + std::to_string(after) + " descriptors processed there since the unlink)";
+  }
+  return {};
+}
+
+void safety_monitor::on_retire(domain_number d, mem::frame_id f,
+                               const invalidation_range& /*need*/) {
+  std::lock_guard g(mu_);
   ++rep_.retired;
   ++rep_.pending;
   if (rep_.pending > rep_.peak_pending) rep_.peak_pending = rep_.pending;
@@ -47,55 +158,49 @@ void safety_monitor::on_retire(domain_number d, mem::frame_id f, const invalidat
                                           " frames pending, above the bound of " +
                                           std::to_string(max_pending_));
   }
-}
-
-std::vector<epoch_t> safety_monitor::covering(const retired_frame& r) const {
-  std::vector<epoch_t> out;
-  if (auto d = invs_.find(r.domain); d != invs_.end()) {
-    for (auto i = d->second.upper_bound(r.started_before); i != d->second.end(); ++i) {
-      const invalidation_range& x = i->second.range;
-      if (x.nonleaf && x.first <= r.need.first && r.need.last <= x.last) out.push_back(i->first);
-    }
+  auto it = frames_.find(f.value);
+  if (it == frames_.end()) {
+    violation(&report::s2_violations, "S2: frame " + std::to_string(f.value) + " of domain " +
+                                          std::to_string(d) +
+                                          " retired, but the page tables never unlinked it");
+    // Track it anyway, with nothing known to cover it: its free is then an S3 finding too.
+    unlinked_frame r;
+    r.domain = d;
+    r.retired = true;
+    frames_.emplace(f.value, r);
+    return;
   }
-  return out;
+  if (it->second.retired) {
+    violation(&report::s2_violations,
+              "S2: frame " + std::to_string(f.value) + " retired twice without a free between");
+  }
+  if (it->second.domain != d) {
+    violation(&report::s2_violations,
+              "S2: frame " + std::to_string(f.value) + " retired for domain " + std::to_string(d) +
+                  " but unlinked from domain " + std::to_string(it->second.domain));
+  }
+  it->second.retired = true;
 }
 
 void safety_monitor::on_free(mem::frame_id f, const char* path) {
-  std::unique_lock g(mu_);
-  auto it = retired_.find(f.value);
-  if (it == retired_.end()) {
+  std::lock_guard g(mu_);
+  auto it = frames_.find(f.value);
+  if (it == frames_.end() || !it->second.retired) {
     violation(&report::s2_violations, "S2: frame " + std::to_string(f.value) + " freed by " + path +
                                           " but not retired (double free?)");
     return;
   }
-  const retired_frame r = it->second;
-  retired_.erase(it);
+  const unlinked_frame r = it->second;
+  frames_.erase(it);
+  forget_tails(r);
   ++rep_.freed;
   --rep_.pending;
-  // Candidate invalidations: numbered after the retire, non-leaf, covering the range.
-  std::vector<epoch_t> candidates = covering(r);
-  g.unlock();
-  // Completion is asked of the backend outside the mutex (it polls the hardware).
-  epoch_t done = inner_.completed(r.domain);
-  for (epoch_t e : candidates)
-    if (e <= done) return;
-  // Another CPU may have had its invalidation numbered and completed but not yet recorded
-  // here (threaded runs): wait for submissions in progress to be recorded, then look again.
-  for (unsigned spins = 0; submitting_.load(std::memory_order_acquire) != 0 && spins < 1000000;
-       ++spins)
-    std::this_thread::yield();
-  g.lock();
-  candidates = covering(r);
-  g.unlock();
-  done = inner_.completed(r.domain);
-  for (epoch_t e : candidates)
-    if (e <= done) return;
-  g.lock();
-  violation(&report::s3_violations,
-            "S3: frame " + std::to_string(f.value) + " of domain " + std::to_string(r.domain) +
-                " freed by " + path + " before a covering invalidation completed (" +
-                std::to_string(candidates.size()) + " covering submitted after its retire, " +
-                "domain completed up to epoch " + std::to_string(done) + ")");
+  const std::string why =
+      r.unlinked ? uncovered(r) : std::string("the page tables never reported its unlink");
+  if (why.empty()) return;
+  violation(&report::s3_violations, "S3: frame " + std::to_string(f.value) + " of domain " +
+                                        std::to_string(r.domain) + " freed by " + path +
+                                        " before a covering invalidation completed: " + why);
 }
 
 void safety_monitor::on_invariant_violation(const std::string& what) {
@@ -106,6 +211,11 @@ void safety_monitor::on_invariant_violation(const std::string& what) {
 safety_monitor::report safety_monitor::result() const {
   std::lock_guard g(mu_);
   return rep_;
+}
+
+std::uint64_t safety_monitor::progress() const {
+  std::lock_guard g(mu_);
+  return rep_.unlinked + rep_.retired + rep_.freed;
 }
 
 std::uint64_t safety_monitor::pending() const {

@@ -376,12 +376,31 @@ run_stats deterministic_executor::run() {
   }
   std::size_t next_event = 0;
   enum class pick : std::uint8_t { cpu, actor, event };
+  const bool watchdog = config_.progress && config_.stall_steps != 0;
+  std::uint64_t progress_seen = watchdog ? config_.progress() : 0;
+  std::uint64_t progress_step = 0, next_check = 0;
   for (;;) {
     pick kind = pick::cpu;
     unsigned id = none;
     std::uint64_t best_t = never;
+    // The probe is the client's: asked outside mu_, every 1024 steps (it may sum counters).
+    if (watchdog && steps_ >= next_check) {
+      next_check = steps_ + 1024;
+      const std::uint64_t p = config_.progress();
+      if (p != progress_seen) {
+        progress_seen = p;
+        progress_step = steps_;
+      } else if (steps_ - progress_step >= config_.stall_steps) {
+        st.reason = stop_reason::no_progress;
+        break;
+      }
+    }
     {
       lock_t lock(mu_);
+      if (stop_requested_.load(std::memory_order_acquire)) {
+        st.reason = stop_reason::requested;
+        break;
+      }
       if (quiescent()) {
         st.reason = stop_reason::quiescent;
         break;

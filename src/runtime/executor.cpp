@@ -59,6 +59,10 @@ const char* stop_reason_name(stop_reason r) noexcept {
       return "step_limit";
     case stop_reason::stalled:
       return "stalled";
+    case stop_reason::requested:
+      return "requested";
+    case stop_reason::no_progress:
+      return "no_progress";
   }
   return "?";
 }

@@ -255,8 +255,14 @@ run_stats threaded_executor::run() {
       actor_threads_[a]->thread = std::thread([this, a] { actor_loop(a); });
   }
   std::size_t next_event = 0;
+  std::uint64_t progress_seen = config_.progress ? config_.progress() : 0;
+  std::uint64_t progress_at = begin;
   for (;;) {
     lock_t lock(mu_);
+    if (stop_requested_.load(std::memory_order_acquire)) {
+      st.reason = stop_reason::requested;
+      break;
+    }
     if (quiescent()) {
       st.reason = stop_reason::quiescent;
       break;
@@ -269,6 +275,16 @@ run_stats threaded_executor::run() {
     if (now - begin >= config_.real_time_limit_ns) {
       st.reason = stop_reason::time_limit;
       break;
+    }
+    if (config_.progress && config_.stall_real_ns != 0) {
+      const std::uint64_t p = config_.progress();
+      if (p != progress_seen) {
+        progress_seen = p;
+        progress_at = now;
+      } else if (now - progress_at >= config_.stall_real_ns) {
+        st.reason = stop_reason::no_progress;
+        break;
+      }
     }
     if (next_event < hotplug_events_.size() && begin + hotplug_events_[next_event].at_ns <= now) {
       const hotplug_event ev = hotplug_events_[next_event++];

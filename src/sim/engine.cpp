@@ -85,10 +85,21 @@ void machine::run(run_result& out) {
                      " operations: the workload did not finish; the invariants were checked on "
                      "what ran");
   }
-  if (st.reason != runtime::stop_reason::quiescent) {
-    notes_.push_back(std::string("the executor stopped early: ") +
-                     runtime::stop_reason_name(st.reason) +
-                     " (the finisher did not complete; invariants checked on what ran)");
+  const bool finished = fin_ == finish_phase::done;
+  std::string stuck;
+  if (st.reason == runtime::stop_reason::no_progress) {
+    stuck = "the watchdog stopped the run: no operation completed and no frame was unlinked, " +
+            std::string("retired or freed for ") +
+            (deterministic_ ? std::to_string(sc.duration.watchdog_steps) +
+                                  " executor steps (duration.watchdog_steps)"
+                            : std::to_string(sc.duration.watchdog_real_ns) +
+                                  " ns of real time (duration.watchdog_real_ns)") +
+            "; " + stuck_report();
+    notes_.push_back(stuck);
+  } else if (!finished) {
+    notes_.push_back(
+        std::string("the executor stopped early: ") + runtime::stop_reason_name(st.reason) +
+        " (the finisher did not complete; invariants checked on what ran); " + stuck_report());
   }
   if (!snap_.taken) {
     // The finisher never reached teardown (a limit or a stall): measure what is there now.
@@ -220,7 +231,9 @@ void machine::run(run_result& out) {
         "peak " + std::to_string(out.reclaim.peak_pending) + " pending frames, bound " +
             std::to_string(out.reclaim.pending_bound) + (held ? "" : "; first: " + first_of("S5")));
   }
-  if (fin_ == finish_phase::wait_workload || fin_ == finish_phase::wait_l1) {
+  if (!stuck.empty() && (fin_ == finish_phase::wait_workload || fin_ == finish_phase::wait_l1)) {
+    set(out, invariant::l1, false, stuck);
+  } else if (fin_ == finish_phase::wait_workload || fin_ == finish_phase::wait_l1) {
     set(out, invariant::l1, false, "the run stopped before the drain could be observed");
   } else {
     set(out, invariant::l1, l1_held_, l1_reason_);
@@ -266,6 +279,8 @@ Result<run_result> run(const scenario& s_in, const run_options& options) {
   out.cost_source = s.costs.source;
   out.policy = options.policy;
   out.policy_safe = reclaim::policy_is_safe(*kind);
+  if (reclaim::policy_needs_caller_flush(*kind) && s.caller.flush == caller_flush::none)
+    out.contract_broken = "needs caller flushes; caller.flush = \"none\"";
   out.executor = std::string(executor_name(options.executor));
   out.cpus = s.cpus;
   out.seed = seed;

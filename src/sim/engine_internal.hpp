@@ -133,50 +133,6 @@ struct cpu_driver {
   std::atomic<bool> going_down{false};
 };
 
-// The safety monitor's inner backend. The policies reach the IOMMU through the monitor, so
-// every call is forwarded to the real backend, except the monitor's own reads inside on_retire
-// and on_free (the observer marks them): those read the domain's epochs without polling the
-// hardware or charging their cache lines, so the checker neither charges virtual time nor takes the
-// units' and domains' locks (it would perturb what it measures: at 8+ CPUs those polls serialised
-// every free). A policy frees only after it observed the completion it relies on (a poll or a
-// wait), which already advanced those epochs, so the check sees what the policy saw.
-class checked_backend final : public reclaim::invalidation_backend {
- public:
-  explicit checked_backend(reclaim::iommu_backend& real) : real_(real) {}
-  // True on a thread while the monitor checks a free (set by machine::observer).
-  static inline thread_local bool checking = false;
-
-  [[nodiscard]] Result<reclaim::epoch_t> invalidate(reclaim::domain_number d,
-                                                    const reclaim::invalidation_range& r) override {
-    return real_.invalidate(d, r);
-  }
-  [[nodiscard]] reclaim::epoch_t stamp(reclaim::domain_number d) noexcept override {
-    if (checking) return real_.system().find_domain(d)->peek_stamp();
-    return real_.stamp(d);
-  }
-  [[nodiscard]] reclaim::epoch_t completed(reclaim::domain_number d) noexcept override {
-    if (checking) return real_.system().find_domain(d)->peek_completed();
-    return real_.completed(d);
-  }
-  [[nodiscard]] reclaim::epoch_t completed_full(reclaim::domain_number d) noexcept override {
-    if (checking) return real_.system().find_domain(d)->peek_completed_full();
-    return real_.completed_full(d);
-  }
-  [[nodiscard]] reclaim::epoch_t completed_seen(reclaim::domain_number d) noexcept override {
-    return real_.completed_seen(d);
-  }
-  [[nodiscard]] reclaim::epoch_t completed_full_seen(reclaim::domain_number d) noexcept override {
-    return real_.completed_full_seen(d);
-  }
-  [[nodiscard]] bool wait(reclaim::domain_number d, reclaim::epoch_t e,
-                          std::uint64_t timeout_ns) override {
-    return real_.wait(d, e, timeout_ns);
-  }
-
- private:
-  reclaim::iommu_backend& real_;
-};
-
 // Everything one run builds. Built, run and destroyed by sim::run() on the calling thread.
 class machine {
  public:
@@ -224,13 +180,20 @@ class machine {
   runtime::notify_result hotplug_guard(runtime::cpu_event e, unsigned cpu);
   void snapshot_metrics();
   void teardown();
+  // engine_watchdog.cpp: the count the executor's watchdog watches (operations done, frames
+  // unlinked, retired and freed); what the policy's pending frames wait for (`quiescent`: no
+  // CPU runs, so every queue may be read; else only the count); everything a stopped run was
+  // stuck on (after run() returned).
+  static const char* finish_phase_name(finish_phase f);
+  [[nodiscard]] std::uint64_t progress_probe() const;
+  [[nodiscard]] std::string pending_report(bool quiescent) const;
+  [[nodiscard]] std::string stuck_report() const;
 
   prng root_;
   std::unique_ptr<mem::frame_pool> pool_;
   std::unique_ptr<runtime::executor> ex_;
   std::unique_ptr<iommu::system> sys_;
   std::unique_ptr<reclaim::iommu_backend> backend_;
-  std::unique_ptr<checked_backend> checked_;
   std::unique_ptr<reclaim::safety_monitor> monitor_;
   class observer;
   std::unique_ptr<observer> observer_;
@@ -293,18 +256,14 @@ class machine::observer final : public reclaim::reclaim_observer {
       : mon_(mon), ex_(ex), pool_(pool), lat_(ex.cpu_count()) {}
   void on_retire(reclaim::domain_number d, mem::frame_id f,
                  const reclaim::invalidation_range& need) override {
-    checked_backend::checking = true;  // its stamp read is the checker's, not the policy's
     mon_.on_retire(d, f, need);
-    checked_backend::checking = false;
   }
   void on_free(mem::frame_id f, const char* path) override {
     const std::uint64_t retired = pool_.meta(f).retired_ns.load(std::memory_order_relaxed);
     const std::uint64_t now = ex_.now_ns();
     // Frees run in CPU context; the slot is the freeing CPU's (one user at a time).
     lat_[ex_.current_cpu()].h.record(now >= retired ? now - retired : 0);
-    checked_backend::checking = true;
     mon_.on_free(f, path);
-    checked_backend::checking = false;
   }
   void on_invariant_violation(const std::string& what) override {
     mon_.on_invariant_violation(what);

@@ -46,11 +46,10 @@ machine::~machine() {
   if (ex_) ex_->discard_pending();
   rec_.reset();
   observer_.reset();
-  monitor_.reset();
   devices_.clear();
   wl_.reset();
-  domains.clear();
-  checked_.reset();
+  domains.clear();  // tables report unlinks to the monitor: they go first
+  monitor_.reset();
   backend_.reset();
   sys_.reset();
   drivers_.reset();
@@ -96,6 +95,9 @@ Status machine::build() {
   rc.max_notifiers = 16;
   rc.on_cpu_dead = runtime::dead_cpu_work::park;
   rc.real_time_limit_ns = std::uint64_t{900} * 1'000'000'000ULL + time_limit_ns_;
+  rc.progress = [this] { return progress_probe(); };
+  rc.stall_steps = sc.duration.watchdog_steps;
+  rc.stall_real_ns = sc.duration.watchdog_real_ns;
   if (sc.device_count() + sc.iommu.count + 1 > runtime::max_actors_limit)
     return Status(errc::invalid_argument,
                   "more devices than the executor has actor slots (" +
@@ -117,6 +119,10 @@ Status machine::build() {
   sys_ = std::make_unique<iommu::system>(*pool_, syc, *ex_);
   for (unsigned u = 0; u < sc.iommu.count; ++u)
     sys_->add_unit(sc.iommu.unit);
+  // The checker before the tables: it hears of every table they unlink.
+  backend_ = std::make_unique<reclaim::iommu_backend>(*sys_);
+  monitor_ =
+      std::make_unique<reclaim::safety_monitor>(*sys_, *backend_, sc.reclaim.max_pending_frames);
 
   // Domains: tables first (their roots), then the model's view of them.
   std::uint16_t next_id = 1;
@@ -144,6 +150,7 @@ Status machine::build() {
       dc.mode = grp.mode;
       dc.coalesce = grp.coalesce && grp.mode == pt::concurrency_mode::locked;
       dc.leaf_levels = levels;
+      dc.on_unlink = monitor_.get();
       auto t = pt::make_table(grp.format, dc, *pool_);
       if (!t.ok()) return t.status();
       slot->table = std::move(*t);
@@ -166,17 +173,13 @@ Status machine::build() {
   ex_->register_cpu_notifier(
       [this](runtime::cpu_event e, unsigned c) { return hotplug_guard(e, c); });
 
-  backend_ = std::make_unique<reclaim::iommu_backend>(*sys_);
-  checked_ = std::make_unique<checked_backend>(*backend_);
-  monitor_ = std::make_unique<reclaim::safety_monitor>(*checked_, sc.reclaim.max_pending_frames);
   observer_ = std::make_unique<observer>(*monitor_, *ex_, *pool_);
   auto kind = reclaim::parse_policy(opt.policy);
   if (!kind.ok()) return kind.status();
   reclaim::reclaim_config cfg;
   cfg.max_pending = static_cast<std::uint32_t>(
       std::min<std::uint64_t>(sc.reclaim.max_pending_frames, 0xffffffffULL));
-  // 0 = never: a timer that never fires within any run (about 11.5 days of virtual time).
-  cfg.max_age_ns = sc.reclaim.flush_age_ns == 0 ? std::uint64_t{1} << 50 : sc.reclaim.flush_age_ns;
+  cfg.flush_age_ns = sc.reclaim.flush_age_ns;  // 0 = never, in both layers
   cfg.watermark = static_cast<std::uint32_t>(
       std::min<std::uint64_t>(sc.reclaim.watermark_frames, 0xffffffffULL));
   cfg.wait_timeout_ns = flush_timeout_ns_;
@@ -500,7 +503,8 @@ step_result machine::finisher_step() {
         drain_ns_ = now - std::min(now, stop_ns_);
         l1_reason_ = std::to_string(left) + " retired frames still pending " +
                      std::to_string(drain_ns_) + " ns after the workload stopped (bound " +
-                     std::to_string(sc.duration.drain_timeout_ns) + " ns)";
+                     std::to_string(sc.duration.drain_timeout_ns) +
+                     " ns, duration.drain_timeout_ns): " + pending_report(deterministic_);
       } else {
         return step_result::sleep_for(poll_ns);
       }
@@ -518,6 +522,9 @@ step_result machine::finisher_step() {
       snapshot_metrics();
       teardown();
       fin_ = finish_phase::done;
+      // The run is over: timers still armed (a policy's next poll, however far away) and the
+      // daemon actors must not keep it going.
+      ex_->request_stop();
       return step_result::finished();
     case finish_phase::done:
       return step_result::finished();

@@ -178,7 +178,7 @@ Status write_plots(const std::string& pdir, const report_input& in, std::vector<
     for (std::size_t i = 0; i < runs.size(); ++i) {
       dat += std::to_string(i) + " \"" + runs[i].label + "\" " +
              detail::fixed(runs[i].run->ops_per_s(), 1) + " " +
-             (runs[i].run->policy_safe ? "2" : "7") + "\n";
+             (runs[i].run->judged_safe() ? "2" : "7") + "\n";
     }
     PTR_TRY(write_text_file(pdir + "/throughput.dat", dat));
     plots.push_back({"throughput", "Throughput per policy",

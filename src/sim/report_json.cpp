@@ -44,6 +44,7 @@ json run_json(const run_result& r) {
       {"cost_source", r.cost_source},
       {"policy", r.policy},
       {"policy_safe", r.policy_safe},
+      {"contract_broken", r.contract_broken},
       {"executor", r.executor},
       {"cpus", r.cpus},
       {"seed", r.seed},

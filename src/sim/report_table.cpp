@@ -82,8 +82,12 @@ std::vector<std::string> row_cells(const run_result& r, const run_result* baseli
   }
   std::string violations = std::to_string(r.violations.count);
   if (!r.policy_safe && r.violations.count > 0) violations += " (canary)";
+  if (r.policy_safe && !r.contract_broken.empty() && r.violations.count > 0)
+    violations += " (contract)";
   return {r.policy,
-          r.policy_safe ? "yes" : "NO",
+          !r.policy_safe              ? "NO"
+          : r.contract_broken.empty() ? "yes"
+                                      : "contract",
           human_count(r.ops_per_s()),
           ratio,
           fixed(r.invalidations_per_freed_table(), 2),
@@ -153,9 +157,13 @@ std::string format_table(const compare_result& r) {
   const run_result* baseline = r.find("immediate");
   std::vector<std::vector<std::string>> rows;
   bool canary = false;
+  std::string contract;
   for (const auto& run : r.runs) {
     rows.push_back(detail::row_cells(run, baseline));
     if (!run.policy_safe) canary = true;
+    if (run.policy_safe && !run.contract_broken.empty())
+      contract += "\nsafe = contract: " + run.policy + " is unsafe here by contract: it " +
+                  run.contract_broken + ";\nits violations are expected, not a bug.\n";
   }
   std::string out = run_heading("compare", r.scenario, r.executor, r.cpus, r.seed,
                                 r.runs.empty() ? "" : r.runs.front().time_base);
@@ -165,6 +173,7 @@ std::string format_table(const compare_result& r) {
         "\nsafe = NO marks the unsafe baselines (canaries): violations there are expected and\n"
         "show that the checker works; a safe policy with a violation is a bug.\n";
   }
+  out += contract;
   for (const auto& run : r.runs) {
     if (run.violations.count > 0 && !run.violations.replay_command.empty()) {
       // "replay immediate: CMD" (or "rerun ..." for a threaded run).

@@ -43,6 +43,13 @@ std::string who(const run_result& r) {
 }  // namespace
 
 verdict judge(const run_result& r, bool expect_violation) {
+  if (!expect_violation && !r.contract_broken.empty() && r.policy_safe && !r.all_held()) {
+    std::string reason = "unsafe here by contract: " + who(r) + " " + r.contract_broken + ": " +
+                         first_line(failed_list(r, false));
+    if (!r.violations.replay_command.empty())
+      reason += " (" + detail::replay_text(r.violations) + ")";
+    return {exit_unsafe, reason};
+  }
   if (!expect_violation) {
     if (r.all_held()) return {exit_ok, "ok: every checked invariant held for " + who(r)};
     std::string reason = "unsafe: " + who(r) + ": " + first_line(failed_list(r, false));
@@ -67,7 +74,14 @@ template <class Runs>
 verdict judge_all(const Runs& runs, bool expect_violation) {
   std::size_t safe = 0;
   std::size_t canaries = 0;
+  std::string contract;
   for (const auto& r : runs) {
+    if (r.policy_safe && !r.contract_broken.empty()) {
+      // Not a bug of the policy: named in the verdict, never judged as a safety failure.
+      if (contract.find(r.policy) == std::string::npos)
+        contract += "; " + r.policy + " is unsafe here by contract (it " + r.contract_broken + ")";
+      continue;
+    }
     if (r.policy_safe) {
       verdict v = judge(r, false);
       if (v.code != exit_ok) return v;
@@ -86,7 +100,7 @@ verdict judge_all(const Runs& runs, bool expect_violation) {
     reason += expect_violation ? "; every canary caught its violation"
                                : "; " + std::to_string(canaries) + " canary runs not judged";
   }
-  return {exit_ok, reason};
+  return {exit_ok, reason + contract};
 }
 }  // namespace
 

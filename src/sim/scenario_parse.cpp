@@ -24,6 +24,8 @@ void read_duration(table_reader t, duration_params& d) {
   t.uint("time_limit_ns", d.time_limit_ns, 0, tera * 1000);
   t.uint("drain_timeout_ns", d.drain_timeout_ns, 1, tera);
   t.uint("sample_interval_ns", d.sample_interval_ns, 1000, tera);
+  t.uint("watchdog_steps", d.watchdog_steps, 1000, tera);
+  t.uint("watchdog_real_ns", d.watchdog_real_ns, 1'000'000, tera * 10);
   t.finish("[duration]");
 }
 

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "ptreclaim/base/limits.hpp"
 
@@ -87,6 +88,10 @@ struct system_config {
   std::size_t violations_kept = 64;  // first N violations recorded in full
   // How long invalidate() keeps retrying while a unit's queue is full before giving up.
   std::uint64_t queue_full_timeout_ns = 100'000'000;
+  // Tests only: called by invalidate() between numbering an invalidation and submitting it to
+  // the units (domain id, epoch), where a real CPU may be preempted. Lets a test hold one
+  // invalidation numbered but unsubmitted while others complete.
+  std::function<void(std::uint16_t, std::uint64_t)> after_numbering{};
 };
 
 }  // namespace ptreclaim::iommu

@@ -39,6 +39,7 @@
 // loads, so a reader that sees n also sees the hardware's completion of n.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -84,6 +85,12 @@ class domain {
   // Units this domain is attached to, with its did on each. A detached device does not remove
   // the unit: its caches may still hold the domain's entries, so it stays in the flush set.
   [[nodiscard]] std::vector<attachment> attachments() const;
+  // The domain's did on unit `u` plus one, 0 when not attached there: a lock-free read for
+  // checkers, which must not take (and so perturb) the domain's platform-reported lock. Set
+  // (release) before the attaching device's context entry is installed.
+  [[nodiscard]] std::uint32_t attached_did_plus1(unsigned u) const noexcept {
+    return u < limits::max_iommus ? did_plus1_[u].load(std::memory_order_acquire) : 0;
+  }
 
   [[nodiscard]] std::uint64_t flush_started() const noexcept {
     return started_.load(std::memory_order_acquire);
@@ -143,6 +150,7 @@ class domain {
   platform* plat_;
   mutable spinlock lock_;  // attachments_, pending_
   std::vector<attachment> attachments_;
+  std::array<std::atomic<std::uint32_t>, limits::max_iommus> did_plus1_{};  // mirrors attachments_
   std::deque<pending> pending_;
   // started_ is written by every stamp and submission, the completed pair only when epochs
   // advance: separate lines, so readers of completions do not share the stampers' line.

@@ -78,6 +78,17 @@ struct inv_descriptor {
   [[nodiscard]] std::string describe() const;
 };
 
+// Hears every descriptor a unit processes, in queue order: what the hardware did, for a
+// checker that must not trust the software's bookkeeping (reclaim::safety_monitor). Called
+// with the unit's lock held, after an invalidation took effect and before a wait's status
+// write (so a waiter that sees the status also finds the wait reported), before the unit's
+// processed count moves: the observer must not call back into the unit.
+class inv_observer {
+ public:
+  virtual ~inv_observer() = default;
+  virtual void on_processed(unsigned unit, std::uint64_t seq, const inv_descriptor& d) noexcept = 0;
+};
+
 // AMD-Vi command buffer entries (AMD IOMMU spec §2.4.3 INVALIDATE_IOMMU_PAGES, §2.4.1
 // COMPLETION_WAIT, §2.4.8 INVALIDATE_IOMMU_ALL), field by field.
 struct amd_command {

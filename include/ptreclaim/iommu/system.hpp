@@ -82,6 +82,9 @@ class system {
   Status attach(device_id dev, unsigned u, domain& dom, hw_domain_id did);
   // Removes the context entry (the unit stays in the domain's flush set).
   Status detach(device_id dev);
+  // Every unit, present and added later, reports each descriptor it processes to `o` (or to
+  // nobody: nullptr). Set it before invalidation traffic starts, or while none runs.
+  void set_inv_observer(inv_observer* o);
 
   [[nodiscard]] unsigned unit_count() const noexcept {
     return static_cast<unsigned>(units_.size());
@@ -135,7 +138,8 @@ class system {
   platform* plat_;
   violation_log log_;
   std::vector<std::unique_ptr<unit>> units_;
-  mutable std::mutex setup_mutex_;  // domains_, device_unit_ writes
+  mutable std::mutex setup_mutex_;  // domains_, device_unit_ writes, inv_observer_
+  inv_observer* inv_observer_ = nullptr;
   std::vector<std::unique_ptr<domain>> domains_;
   std::array<std::atomic<domain*>, limits::max_domains> by_id_{};
   std::array<std::atomic<int>, limits::max_devices> device_unit_{};

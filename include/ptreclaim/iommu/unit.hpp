@@ -207,6 +207,13 @@ class unit {
     return processed_.load(std::memory_order_acquire);  // (2) pairs with (1)
   }
   [[nodiscard]] std::uint64_t submitted() const;
+  // submitted() without the unit's lock (acquire): for checkers, which must not perturb the
+  // platform-reported lock. A descriptor pushed after this read has a sequence >= its value.
+  [[nodiscard]] std::uint64_t submitted_peek() const noexcept {
+    return submitted_.load(std::memory_order_acquire);  // (8) pairs with (7)
+  }
+  // Reports every processed descriptor to `o` (nullptr: to nobody). system::set_inv_observer.
+  void set_inv_observer(inv_observer* o) noexcept { observer_.store(o, std::memory_order_release); }
   [[nodiscard]] unsigned walks_in_flight() const;
   // The descriptors submitted and not yet processed, oldest first.
   [[nodiscard]] std::vector<inv_descriptor> queued() const;
@@ -268,6 +275,8 @@ class unit {
   std::vector<std::uint32_t> active_;  // slots in use, any order
   std::vector<std::uint32_t> free_slots_;
   std::atomic<std::uint64_t> processed_{0};
+  std::atomic<std::uint64_t> submitted_{0};  // queue_.tail(), mirrored for submitted_peek()
+  std::atomic<inv_observer*> observer_{nullptr};
 
   struct counters {
     std::atomic<std::uint64_t> translations{0}, iotlb_hits{0}, iotlb_misses{0}, walks{0},

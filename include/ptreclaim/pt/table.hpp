@@ -26,6 +26,7 @@
 #include "ptreclaim/mem/frame_pool.hpp"
 #include "ptreclaim/pt/format.hpp"
 #include "ptreclaim/pt/gather.hpp"
+#include "ptreclaim/pt/unlink_observer.hpp"
 
 namespace ptreclaim::pt {
 
@@ -40,9 +41,10 @@ enum class concurrency_mode : std::uint8_t { locked, lock_free };
 struct domain_config {
   std::uint16_t domain = 0;  // software domain number (owner tag in the frame ledger)
   concurrency_mode mode = concurrency_mode::locked;
-  bool coalesce = true;                // Xen-style superpage coalescing (locked mode only)
-  bool refuse_overmap = false;         // map over present tables: address_in_use, not release
-  std::uint32_t leaf_levels = 0b1110;  // page sizes allowed (intersected with the format's)
+  bool coalesce = true;                  // Xen-style superpage coalescing (locked mode only)
+  bool refuse_overmap = false;           // map over present tables: address_in_use, not release
+  std::uint32_t leaf_levels = 0b1110;    // page sizes allowed (intersected with the format's)
+  unlink_observer* on_unlink = nullptr;  // told of every unlinked table frame (checkers)
 };
 
 struct translation {

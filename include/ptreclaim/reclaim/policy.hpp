@@ -52,6 +52,13 @@ inline constexpr std::array<policy_kind, 6> all_policies = {
   return k != policy_kind::immediate && k != policy_kind::xen_softirq_tasklet;
 }
 
+// Policies that are safe only if the caller invalidates after each retire, before its CPU's
+// next scheduler point (Xen's iommu_iotlb_flush after the map/unmap): they never invalidate
+// on their own. A workload without caller flushes breaks their contract.
+[[nodiscard]] constexpr bool policy_needs_caller_flush(policy_kind k) noexcept {
+  return k == policy_kind::xen_tasklet || k == policy_kind::xen_softirq_tasklet;
+}
+
 // "xen-tasklet" → policy_kind::xen_tasklet; nullopt for a name that is no policy. constexpr,
 // so the build-time default is checked by the compiler.
 [[nodiscard]] constexpr std::optional<policy_kind> find_policy(std::string_view name) noexcept {

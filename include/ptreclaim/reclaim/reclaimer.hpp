@@ -43,9 +43,17 @@ struct reclaim_config {
   // max_pending / CPUs and free a larger gather inline; with fewer frames than CPUs they free
   // every retire inline under one shared count.
   std::uint32_t max_pending = 8192;
-  std::uint64_t max_age_ns = 100'000;  // flush-epoch: oldest frame waits this long → flush
-  std::uint32_t watermark = 64;        // flush-epoch: per-CPU pending frames → flush
-  unsigned batches_per_cpu = 256;      // flush-epoch: batch descriptors per CPU (a bound)
+  // flush-epoch: once a CPU's oldest pending frame has waited this long, the CPU asks for a
+  // full invalidation (dma-iommu's 10 ms flush timer). 0 = never: frames then wait for the
+  // watermark or a caller's flush, so without callers that flush L1 holds only for CPUs that
+  // pass the watermark (describe_pending() says so).
+  std::uint64_t flush_age_ns = 100'000;
+  // flush-epoch: how soon after asking for an invalidation, and how often while it is in
+  // flight, a CPU's timer polls the hardware (its producer path reads the epochs without
+  // polling). 0 = 2 us.
+  std::uint64_t poll_ns = 0;
+  std::uint32_t watermark = 64;    // flush-epoch: per-CPU pending frames → flush
+  unsigned batches_per_cpu = 256;  // flush-epoch: batch descriptors per CPU (a bound)
   // flush-epoch: frames one batch (one stamp) may take. 1 stamps every retire, so each batch
   // rides on any flush another CPU submits later (best with many CPUs per domain); more saves
   // stamps (a full fence each) but an open batch misses the flushes submitted while it is open.
@@ -110,6 +118,10 @@ class reclaimer {
   [[nodiscard]] virtual reclaim_stats stats() const = 0;
   [[nodiscard]] virtual policy_kind kind() const noexcept = 0;
   [[nodiscard]] std::string_view name() const noexcept { return policy_name(kind()); }
+  // What the frames still pending wait for, one line per holder that has any ("CPU 2: 7
+  // frames, oldest retired 1.2 ms ago, waiting for ..."); empty when nothing is pending. For
+  // the watchdog's and L1's reports: call only while no CPU runs the policy (after run()).
+  [[nodiscard]] virtual std::string describe_pending() const = 0;
 };
 
 // Builds a policy. Registers its hotplug notifiers, tasklets and work items with env.rt, so it

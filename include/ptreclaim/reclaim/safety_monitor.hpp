@@ -1,41 +1,64 @@
 // An independent checker of the retire contract, for tests, the simulator and users who want to
-// test their own invalidation logic: it wraps the invalidation backend (to see every
-// invalidation and its range) and observes every retire and free, and checks
-//   S2  every frame is freed exactly once, and only after it was retired;
-//   S3  a frame is freed only after an invalidation of its domain that was submitted after the
-//       retire, is non-leaf, covers the frame's range (or the whole domain), and has completed;
+// test their own invalidation logic. It checks
+//   S2  every frame is freed exactly once, only after it was retired, and only frames the page
+//       tables really unlinked are retired;
+//   S3  a frame is freed only after, on every IOMMU its domain was attached to when the frame
+//       was unlinked, an invalidation that the hardware processed covered it (a global
+//       invalidation, a domain-selective one of the domain's did, or a page-selective one of
+//       that did with IH=0 whose block contains the frame's span), that invalidation was
+//       submitted after the unlink, and a wait descriptor behind it completed;
 //   S5  frames pending never exceed the bound.
-// It shares no logic with the policies (it does not trust their epochs or batches): it keeps
-// its own log of invalidations per domain and asks the backend only whether an epoch completed.
+// It trusts neither the policies nor the invalidation bookkeeping above the hardware (flush
+// epochs, the backend's ranges): what was unlinked, and through which IOVA span a cached entry
+// could still reach it, comes from the page-table code (pt::unlink_observer, wired through
+// pt::domain_config::on_unlink); what was invalidated comes from the IOMMU units themselves,
+// descriptor by descriptor as each unit processes them (iommu::inv_observer). A bug in
+// iommu::system::invalidate (a range widened or narrowed wrongly, a unit left out) or in the
+// epoch counters therefore fools the policy but not this checker. It never polls the hardware
+// (a policy that forgets to poll is left waiting, and fails L1) and never takes a
+// platform-reported lock (it must not perturb the virtual time it measures).
 // Violations are recorded (count + the first few in full), never fatal.
 //
-// Thread-safety: all members may be called concurrently (one internal lock: a checker, not a
-// hot path). The lock is a spinlock on the real platform: never charged in virtual time (the
-// checker is not part of any design), and in threaded runs a short spin instead of a futex
-// sleep and wake-up, which on a 2-core VM were ~8 % of a 2-CPU run (perf).
+// It also forwards the invalidation_backend (counting invalidations) so that a policy can be
+// given the monitor as its backend; the S3 check does not use what passes through there.
+//
+// Thread-safety: all members may be called concurrently (one internal lock, a real-platform
+// spinlock: never charged in virtual time; in threaded runs a short spin instead of a futex
+// sleep, which on a 2-core VM cost ~8 % of a 2-CPU run). Lock order: a unit's lock (held when
+// on_processed is called), then this lock; the table's lock (on_unlinked), then this lock.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <map>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "ptreclaim/base/spinlock.hpp"
+#include "ptreclaim/iommu/system.hpp"
+#include "ptreclaim/pt/unlink_observer.hpp"
 #include "ptreclaim/reclaim/backend.hpp"
 #include "ptreclaim/reclaim/reclaimer.hpp"
 
 namespace ptreclaim::reclaim {
 
-class safety_monitor final : public reclaim_observer, public invalidation_backend {
+class safety_monitor final : public reclaim_observer,
+                             public invalidation_backend,
+                             public pt::unlink_observer,
+                             public iommu::inv_observer {
  public:
-  // `inner` does the real work; `max_pending` is the S5 bound.
-  safety_monitor(invalidation_backend& inner, std::uint64_t max_pending,
+  // Registers itself as `sys`'s descriptor observer (until destroyed). `inner` does the real
+  // invalidation work; `max_pending` is the S5 bound. Tables must name the monitor as their
+  // pt::domain_config::on_unlink.
+  safety_monitor(iommu::system& sys, invalidation_backend& inner, std::uint64_t max_pending,
                  std::size_t violations_kept = 16);
+  ~safety_monitor() override;
+  safety_monitor(const safety_monitor&) = delete;
+  safety_monitor& operator=(const safety_monitor&) = delete;
 
-  // --- invalidation_backend (forwarded, and recorded) ---
+  // --- invalidation_backend (forwarded) ---
   [[nodiscard]] Result<epoch_t> invalidate(domain_number d,
                                            const invalidation_range& range) override;
   [[nodiscard]] epoch_t stamp(domain_number d) noexcept override { return inner_.stamp(d); }
@@ -53,19 +76,26 @@ class safety_monitor final : public reclaim_observer, public invalidation_backen
     return inner_.wait(d, e, timeout_ns);
   }
 
-  // --- reclaim_observer ---
+  // --- the page tables and the hardware ---
+  void on_unlinked(const pt::unlinked_table& t) noexcept override;
+  void on_processed(unsigned unit, std::uint64_t seq,
+                    const iommu::inv_descriptor& d) noexcept override;
+
+  // --- reclaim_observer (the policy's retires and frees; `need` is not trusted) ---
   void on_retire(domain_number d, mem::frame_id f, const invalidation_range& need) override;
   void on_free(mem::frame_id f, const char* path) override;
   void on_invariant_violation(const std::string& what) override;
 
   struct report {
     std::uint64_t retired = 0, freed = 0, pending = 0, peak_pending = 0;
-    std::uint64_t s2_violations = 0;  // double free, free of a frame never retired
+    std::uint64_t unlinked = 0;       // frames the page tables reported unlinked
+    std::uint64_t s2_violations = 0;  // double free, free of a frame never retired, retire of a
+                                      // frame never unlinked
     std::uint64_t s3_violations = 0;  // freed before a covering invalidation completed
     std::uint64_t s4_violations = 0;  // policy-reported (wrong CPU, lost frames)
     std::uint64_t s5_violations = 0;  // pending above the bound
-    std::uint64_t invalidations = 0;
-    std::vector<std::string> first;  // the first violations, in full
+    std::uint64_t invalidations = 0;  // submitted through the monitor
+    std::vector<std::string> first;   // the first violations, in full
     [[nodiscard]] bool ok() const noexcept {
       return s2_violations + s3_violations + s4_violations + s5_violations == 0;
     }
@@ -73,26 +103,50 @@ class safety_monitor final : public reclaim_observer, public invalidation_backen
   [[nodiscard]] report result() const;
   // Frames retired and not yet freed (the L1 check after quiescence).
   [[nodiscard]] std::uint64_t pending() const;
+  // Grows with every unlink, retire and free: what a watchdog watches for progress.
+  [[nodiscard]] std::uint64_t progress() const;
 
  private:
-  struct retired_frame {
+  // One unit a frame's domain was attached to when the frame was unlinked.
+  struct unit_need {
+    std::uint8_t unit = 0;
+    iommu::hw_domain_id did = 0;
+    std::uint64_t tail = 0;  // the unit's submitted count right after the unlink
+  };
+  struct unlinked_frame {
     domain_number domain{};
-    invalidation_range need;
-    epoch_t started_before{};  // the newest epoch submitted before the retire
+    pt::iova_t first = 0, last = 0;  // the span a cached entry could reach it through
+    unsigned units = 0;
+    std::array<unit_need, limits::max_iommus> need{};
+    bool unlinked = false;  // reported by the page tables (else only retired by a policy)
+    bool retired = false;
   };
-  struct recorded_inv {
-    invalidation_range range;
+  // A processed descriptor as the unit reported it.
+  struct logged {
+    std::uint64_t seq = 0;
+    iommu::inv_type type = iommu::inv_type::wait;
+    iommu::hw_domain_id did = 0;
+    pt::iova_t first = 0, last = 0;
+    bool ih = false;
   };
-  void violation(std::uint64_t report::*counter, std::string what);           // mutex held
-  [[nodiscard]] std::vector<epoch_t> covering(const retired_frame& r) const;  // mutex held
+  struct unit_log {
+    std::deque<logged> entries;               // in processing (= sequence) order
+    std::map<std::uint64_t, unsigned> tails;  // tails of frames still unfreed, counted
+  };
 
+  void violation(std::uint64_t report::*counter, std::string what);  // mutex held
+  // Empty when frame f is covered on every unit; else why not.                  mutex held
+  [[nodiscard]] std::string uncovered(const unlinked_frame& r) const;
+  void forget_tails(const unlinked_frame& r);  // mutex held
+  void trim(unit_log& log);                    // mutex held
+
+  iommu::system& sys_;
   invalidation_backend& inner_;
   std::uint64_t max_pending_;
   std::size_t kept_;
   mutable spinlock mu_;
-  std::unordered_map<std::uint32_t, retired_frame> retired_;  // by frame number
-  std::unordered_map<domain_number, std::map<epoch_t, recorded_inv>> invs_;
-  std::atomic<unsigned> submitting_{0};  // invalidations between submit and record
+  std::unordered_map<std::uint32_t, unlinked_frame> frames_;  // unlinked, not yet freed
+  std::array<unit_log, limits::max_iommus> logs_;
   report rep_;
 };
 

@@ -28,8 +28,10 @@
 // CPU's last writes before the notifier's reads.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -61,16 +63,25 @@ struct run_config {
   // threaded: how long a hotplug operation waits for a CPU to reach a step boundary before it
   // asserts (a step that waits for the CPU running the hotplug would deadlock).
   std::uint64_t park_timeout_ns = std::uint64_t{10} * 1000 * 1000 * 1000;
+  // The watchdog: a run whose `progress` probe (a count that only grows while the run gets
+  // somewhere, e.g. operations done plus frames freed) stays unchanged for `stall_steps` steps
+  // (deterministic) or `stall_real_ns` of real time (threaded) stops with
+  // stop_reason::no_progress. 0 or no probe: off.
+  std::function<std::uint64_t()> progress{};
+  std::uint64_t stall_steps = 0;
+  std::uint64_t stall_real_ns = 0;
 };
 inline constexpr unsigned max_actors_limit = 256;
 
 enum class stop_reason : std::uint8_t {
-  quiescent,   // all programs finished, non-daemon actors finished, hotplug events done,
-               // no tasklet/work/timer pending on an online CPU and nothing running
-  time_limit,  // virtual (deterministic) or real (threaded) time limit
-  step_limit,  // deterministic max_steps
-  stalled,     // deterministic: nothing can run, yet not quiescent (programs or work only on
-               // offline CPUs)
+  quiescent,    // all programs finished, non-daemon actors finished, hotplug events done,
+                // no tasklet/work/timer pending on an online CPU and nothing running
+  time_limit,   // virtual (deterministic) or real (threaded) time limit
+  step_limit,   // deterministic max_steps
+  stalled,      // deterministic: nothing can run, yet not quiescent (programs or work only on
+                // offline CPUs)
+  requested,    // request_stop(): the client decided the run is over
+  no_progress,  // the watchdog (run_config::progress) saw no progress within its bound
 };
 [[nodiscard]] const char* stop_reason_name(stop_reason r) noexcept;
 
@@ -207,6 +218,12 @@ class executor : public platform {
   // ---- running ----
   // Runs until stop (run_stats::reason). Once per executor. Controller only.
   virtual run_stats run() = 0;
+  // Ends run() at the next step boundary (stop_reason::requested), whatever is still armed or
+  // queued. Any context, any thread.
+  void request_stop() noexcept {
+    stop_requested_.store(true, std::memory_order_release);
+    maybe_done_.notify_all();
+  }
   // Deterministic: the running trace hash (0 for threaded).
   [[nodiscard]] virtual std::uint64_t trace_hash() const noexcept { return 0; }
   // Validates internal structure (queues, counters). Any time no callback is running.
@@ -299,6 +316,10 @@ class executor : public platform {
   std::vector<std::unique_ptr<actor_slot>> actors_;
   std::vector<hotplug_event> hotplug_events_;  // sorted by at_ns when run() starts
   bool ran_ = false;
+  std::atomic<bool> stop_requested_{false};
+  // Wakes the controller of a threaded run (request_stop, a CPU going idle); unused by the
+  // deterministic one.
+  std::condition_variable maybe_done_;
 
   // Under mu_.
   unsigned programs_active_ = 0;

@@ -93,9 +93,9 @@ class threaded_executor final : public executor {
   std::uint64_t start_ns_;
   std::vector<std::unique_ptr<cpu_thread>> cpu_threads_;
   std::vector<std::unique_ptr<actor_thread>> actor_threads_;
-  // The controller's wake-up: a CPU going idle when the run may be over, an actor finishing.
-  // (It also polls every millisecond, so a missed hint costs at most that.)
-  std::condition_variable maybe_done_;
+  // The controller's wake-up is executor::maybe_done_: a CPU going idle when the run may be
+  // over, an actor finishing, request_stop() (it also polls every millisecond, so a missed
+  // hint costs at most that).
   bool threads_running_ = false;  // under mu_
   bool stop_ = false;             // under mu_
 };

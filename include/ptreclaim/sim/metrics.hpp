@@ -120,7 +120,12 @@ struct run_result {
   std::string cost_source;      // the cost model: a cost file path or default_cost_source
   std::string policy;
   bool policy_safe = true;  // engine.hpp policy_is_safe(policy)
-  std::string executor;     // "deterministic" | "threaded"
+  // Non-empty when the scenario breaks the policy's contract, saying how ("needs caller
+  // flushes: caller.flush = \"none\""): the policy is unsafe *here*, by contract, and its
+  // violations are expected rather than a bug.
+  std::string contract_broken;
+  [[nodiscard]] bool judged_safe() const noexcept { return policy_safe && contract_broken.empty(); }
+  std::string executor;  // "deterministic" | "threaded"
   unsigned cpus = 0;
   std::uint64_t seed = 0;
   std::string time_base;  // "virtual" (deterministic) or "real" (threaded)

@@ -141,6 +141,11 @@ struct duration_params {
   std::uint64_t drain_timeout_ns = 1'000'000'000;  // L1: after the workload stops, every retired
                                                    // frame must be freed within this (1 .. 1e12)
   std::uint64_t sample_interval_ns = 100'000;      // pending-frames time-series period (>= 1000)
+  // The watchdog: a run in which no operation completes and no frame is retired or freed for
+  // this many executor steps (deterministic) or this much real time (threaded) ends with an L1
+  // failure naming what is stuck.
+  std::uint64_t watchdog_steps = std::uint64_t{1} << 25;  // 1000 .. 1e12
+  std::uint64_t watchdog_real_ns = 30'000'000'000;        // 1e6 .. 1e13
 };
 
 struct memory_params {

@@ -239,9 +239,11 @@ TEST_P(HotplugExhaustive, EveryLegalSequenceUpToThree) {
     c.devices = false;
     c.frames = 256;
     c.max_steps = 200'000;
-    // Real time: flush-epoch's timer must not empty the rings while the driver waits for the
-    // other CPUs' retires (it still frees everything at the end, after 20 ms).
-    if (threaded) c.reclaim.max_age_ns = 20'000'000;
+    // flush-epoch's timer must not empty the rings while the driver waits for the other CPUs'
+    // retires (it still frees everything at the end): in real time it waits 20 ms; in virtual
+    // time its poll after a watermark request waits 200 us, well after the operations.
+    if (threaded) c.reclaim.flush_age_ns = c.reclaim.poll_ns = 20'000'000;
+    if (!threaded) c.reclaim.poll_ns = 200'000;
     harness h(c);
     const script_result r = run_sequence(h, seqs[i], p.caller_flush, late_flush);
     const std::string ctx = std::string(policy_name(p.policy)) + " " + exec_name(p.exec) +

@@ -1,10 +1,11 @@
 // Shared harness of the reclamation tests: one machine with everything a policy stands on.
 //
 //   executor (deterministic or threaded) -> frame pool and iommu::system built on it as their
-//   platform -> 2 IOMMU units -> N domains (VT-d 4-level tables, locked mode, coalescing on),
-//   each attached to both units through its own devices -> iommu_backend wrapped by the
-//   safety_monitor (the backend the policy uses AND its observer, with an optional extra
-//   observer of the test's) -> a policy from make_reclaimer.
+//   platform -> 2 IOMMU units -> the safety_monitor (the tables' unlink observer, the units'
+//   descriptor observer, the backend the policy uses AND its observer, with an optional extra
+//   observer of the test's) over an iommu_backend -> N domains (VT-d 4-level tables, locked
+//   mode, coalescing on), each attached to both units through its own devices -> a policy from
+//   make_reclaimer.
 //
 // CPU programs release tables for real: CPU c owns the 2 MiB region [c * 2 MiB, (c+1) * 2 MiB)
 // of every domain. `fill` maps its 512 4K pages one by one (the last map coalesces them into a
@@ -132,13 +133,16 @@ class harness {
         pool_(mem::pool_config{.capacity_frames = c.frames, .caches = c.cpus}, *ex_),
         sys_(pool_, {}, *ex_),
         backend_(sys_),
-        monitor_(backend_, c.reclaim.max_pending),
+        monitor_(sys_, backend_, c.reclaim.max_pending),
         tee_(monitor_) {
     const unsigned u0 = sys_.add_unit(c.unit);
     const unsigned u1 = sys_.add_unit(c.unit);
     for (unsigned i = 0; i < c.domains; ++i) {
       const auto id = static_cast<std::uint16_t>(i + 1);
-      pt::domain_config dc{.domain = id, .mode = pt::concurrency_mode::locked, .coalesce = true};
+      pt::domain_config dc{.domain = id,
+                           .mode = pt::concurrency_mode::locked,
+                           .coalesce = true,
+                           .on_unlink = &monitor_};
       auto t = pt::make_table(pt::format_kind::vtd_ss_4, dc, pool_);
       PTR_ASSERT_MSG(t.ok(), "harness: make_table failed");
       tables_.push_back(std::move(*t));
@@ -166,12 +170,15 @@ class harness {
     policy_ = std::move(*p);
     // The IOMMU engine: moves the units' queues to now. Under the deterministic executor a
     // wait_until with no actor ready jumps straight to its deadline (10 s of virtual time per
-    // invalidation), so this actor is what lets waits end when the hardware is done.
+    // invalidation), so this actor is what lets waits end when the hardware is done. It moves
+    // the units only, as the simulator's engine does: the domains' flush epochs advance only
+    // when someone polls, so a policy that forgets to poll is left waiting (L1 fails).
     {
       iommu::system* sys = &sys_;
       const std::uint64_t gap = c.exec == exec_kind::deterministic ? 100 : 50'000;
       ex_->add_actor({"iommu-engine", [sys, gap] {
-                        sys->advance();
+                        for (unsigned u = 0; u < sys->unit_count(); ++u)
+                          sys->get_unit(u).advance();
                         return runtime::step_result::sleep_for(gap);
                       }});
     }
@@ -435,11 +442,11 @@ class harness {
   std::unique_ptr<runtime::executor> ex_;
   mem::frame_pool pool_;
   iommu::system sys_;
-  std::vector<std::unique_ptr<pt::table>> tables_;
-  std::vector<iommu::domain*> doms_;
   iommu_backend backend_;
   safety_monitor monitor_;
   tee_observer tee_;
+  std::vector<std::unique_ptr<pt::table>> tables_;  // after the monitor they report unlinks to
+  std::vector<iommu::domain*> doms_;
   std::vector<std::unique_ptr<iommu::device>> devices_;
   std::unique_ptr<reclaimer> policy_;
   std::vector<region> regions_;      // per (cpu, domain): touched only by that CPU

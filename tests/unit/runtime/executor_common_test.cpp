@@ -357,5 +357,70 @@ TYPED_TEST(ExecutorTest, ProcessPendingSoftirqsRunsExpiredTimers) {
   EXPECT_EQ(seen, 1);
 }
 
+// A timer armed far in the future and a daemon actor that never stops would keep a run going
+// (the actor steps until the timer's time): request_stop() ends it at the next step boundary.
+TYPED_TEST(ExecutorTest, RequestStopEndsARunThatAFarTimerAndADaemonActorWouldKeepGoing) {
+  auto ex = this->make(2);
+  timer far;
+  std::atomic<bool> fired{false};
+  ex->timer_init(
+      far, [&] { fired = true; }, 1);
+  std::atomic<std::uint64_t> actor_steps{0};
+  ex->add_actor({"forever", [&] {
+                   actor_steps.fetch_add(1);
+                   return step_result::sleep_for(1000);
+                 }});
+  ex->set_program(1, sequence({[&] {
+                    ex->set_timer(far, ex->now_ns() + (std::uint64_t{1} << 50));
+                    return true;
+                  }}));
+  ex->set_program(0, sequence({[&] {
+                    ex->request_stop();
+                    return true;
+                  }}));
+  const run_stats st = ex->run();
+  EXPECT_EQ(st.reason, stop_reason::requested);
+  EXPECT_FALSE(fired.load());
+  ex->discard_pending();
+}
+
+// The watchdog: a program that yields forever without the progress count moving stops the run
+// with no_progress, in steps (deterministic) or real time (threaded).
+TYPED_TEST(ExecutorTest, TheWatchdogStopsARunWhoseProgressCountStaysStill) {
+  run_config cfg;
+  cfg.cpus = 1;
+  std::atomic<std::uint64_t> progress{0};
+  cfg.progress = [&] { return progress.load(); };
+  cfg.stall_steps = 5000;
+  cfg.stall_real_ns = 50'000'000;  // 50 ms
+  auto ex = this->make(cfg);
+  std::atomic<std::uint64_t> steps{0};
+  ex->set_program(0, [&](unsigned) {
+    // Progress for the first 100 steps, then a livelock.
+    if (steps.fetch_add(1) < 100) progress.fetch_add(1);
+    return step_result::yield();
+  });
+  const run_stats st = ex->run();
+  EXPECT_EQ(st.reason, stop_reason::no_progress);
+  EXPECT_GE(steps.load(), 100u);
+  ex->discard_pending();
+}
+
+TYPED_TEST(ExecutorTest, TheWatchdogLeavesARunThatProgressesAlone) {
+  run_config cfg;
+  cfg.cpus = 1;
+  std::atomic<std::uint64_t> progress{0};
+  cfg.progress = [&] { return progress.load(); };
+  cfg.stall_steps = 1000;
+  cfg.stall_real_ns = 50'000'000;
+  auto ex = this->make(cfg);
+  std::atomic<unsigned> left{20000};
+  ex->set_program(0, [&](unsigned) {
+    progress.fetch_add(1);
+    return left.fetch_sub(1) == 1 ? step_result::finished() : step_result::yield();
+  });
+  EXPECT_EQ(ex->run().reason, stop_reason::quiescent);
+}
+
 }  // namespace
 }  // namespace ptreclaim::runtime::test
