@@ -75,14 +75,17 @@ run_result as_run(const campaign_run& c) {
   r.scenario = c.scenario;
   r.policy = c.policy;
   r.policy_safe = c.policy_safe;
+  r.contract_broken = c.contract_broken;
   r.seed = c.seed;
   r.invariants = c.invariants;
   r.violations.count = c.violations;
   return r;
 }
 
-// The run's verdict, or nothing for a canary that is not judged.
+// The run's verdict, or nothing for a canary that is not judged and for a safe policy whose
+// contract the scenario breaks (its violations are expected there, as compare says).
 std::optional<verdict> judge_run(const campaign_run& c, bool expect_violation) {
+  if (c.policy_safe && !c.contract_broken.empty()) return std::nullopt;
   if (c.policy_safe) return judge(as_run(c), false);
   if (expect_violation) return judge(as_run(c), true);
   return std::nullopt;
@@ -208,6 +211,7 @@ Result<campaign_result> run_campaign(const campaign_definition& d,
     c.scenario = d.scenarios[item.scenario];
     c.policy = o.policy;
     c.policy_safe = r->policy_safe;
+    c.contract_broken = r->contract_broken;
     c.seed = item.seed;
     c.complete = r->complete;
     c.operations = r->operations;
@@ -228,9 +232,14 @@ Result<campaign_result> run_campaign(const campaign_definition& d,
 
 verdict judge(const campaign_result& r) {
   std::size_t judged = 0, failed = 0, canaries = 0;
-  std::string first;
+  std::string first, contract;
   for (const auto& c : r.runs) {
     if (!c.policy_safe) ++canaries;
+    if (c.policy_safe && !c.contract_broken.empty()) {
+      const std::string note =
+          c.policy + " is unsafe on " + c.scenario + " by contract (it " + c.contract_broken + ")";
+      if (contract.find(note) == std::string::npos) contract += "; " + note;
+    }
     const auto v = judge_run(c, r.definition.expect_violation);
     if (!v) continue;
     ++judged;
@@ -241,7 +250,7 @@ verdict judge(const campaign_result& r) {
   const std::string what = " (" + describe(r.definition) + ")";
   if (failed > 0) {
     return {exit_unsafe, "unsafe: " + std::to_string(failed) + " of " + std::to_string(judged) +
-                             " judged runs failed" + what + "; first: " + first};
+                             " judged runs failed" + what + "; first: " + first + contract};
   }
   std::string reason = "ok: every safe policy held every checked invariant in " +
                        std::to_string(judged - (r.definition.expect_violation ? canaries : 0)) +
@@ -251,7 +260,7 @@ verdict judge(const campaign_result& r) {
                   ? "; every canary caught its violation"
                   : "; " + std::to_string(canaries) + " canary runs not judged";
   }
-  return {exit_ok, reason};
+  return {exit_ok, reason + contract};
 }
 
 std::vector<std::string> campaign_failures(const campaign_result& r) {
@@ -279,6 +288,7 @@ std::string format_campaign(const campaign_result& r) {
     std::size_t runs = 0, failed = 0;
     std::uint64_t violations = 0;
     bool judged = true;
+    bool contract = false;
     std::vector<double> ops;
   };
   std::map<std::pair<std::size_t, std::size_t>, row> rows;
@@ -292,6 +302,7 @@ std::string format_campaign(const campaign_result& r) {
     const auto v = judge_run(c, d.expect_violation);
     ++w.runs;
     w.judged = v.has_value();
+    w.contract = w.contract || !c.contract_broken.empty();
     if (v && v->code != exit_ok) ++w.failed;
     w.violations += c.violations;
     w.ops.push_back(c.ops_per_s);
@@ -300,8 +311,9 @@ std::string format_campaign(const campaign_result& r) {
   for (auto& [key, w] : rows) {
     std::sort(w.ops.begin(), w.ops.end());
     const bool safe = policy_is_safe(d.policies[key.second]);
-    cells.push_back({d.scenarios[key.first], d.policies[key.second], safe ? "yes" : "NO",
-                     std::to_string(w.runs), w.judged ? std::to_string(w.failed) : "not judged",
+    cells.push_back({d.scenarios[key.first], d.policies[key.second],
+                     !safe ? "NO" : (w.contract ? "contract" : "yes"), std::to_string(w.runs),
+                     w.judged ? std::to_string(w.failed) : "not judged",
                      std::to_string(w.violations), detail::human_count(w.ops[w.ops.size() / 2])});
   }
   out += detail::text_table(

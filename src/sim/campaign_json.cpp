@@ -82,6 +82,7 @@ std::string to_json(const campaign_result& r, int indent) {
     runs.push_back({{"scenario", c.scenario},
                     {"policy", c.policy},
                     {"policy_safe", c.policy_safe},
+                    {"contract_broken", c.contract_broken},
                     {"seed", c.seed},
                     {"complete", c.complete},
                     {"operations", c.operations},
@@ -125,6 +126,7 @@ Result<campaign_result> parse_campaign_json(std::string_view text, const std::st
       run.scenario = c.at("scenario").get<std::string>();
       run.policy = c.at("policy").get<std::string>();
       run.policy_safe = c.at("policy_safe").get<bool>();
+      run.contract_broken = c.at("contract_broken").get<std::string>();
       run.seed = c.at("seed").get<std::uint64_t>();
       run.complete = c.at("complete").get<bool>();
       run.operations = c.at("operations").get<std::uint64_t>();

@@ -7,6 +7,8 @@
 #include <rapidcheck.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <fstream>
 #include <set>
 #include <string>
 #include <tuple>
@@ -213,6 +215,38 @@ TEST_F(campaign_runs, MalformedResultsAreParseErrors) {
   auto r = parse_campaign_json(text, "x.json");
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("x.json: inconsistent campaign result"), std::string::npos);
+}
+
+TEST(campaign, BrokenContractsAreNamedNotJudged) {
+  // xen-tasklet relies on the caller's flush; a scenario without one breaks its contract.
+  const std::string file = ::testing::TempDir() + "ptreclaim_campaign_no_flush.toml";
+  std::ofstream(file) << "base = \"dma-storm\"\n[caller]\nflush = \"none\"\n";
+  campaign_definition d;
+  d.scenarios = {file};
+  d.policies = {"xen-tasklet", "sync"};
+  d.first_seed = d.last_seed = 1;
+  d.ops_per_cpu = 20;
+  auto s = load_campaign_scenarios(d);
+  ASSERT_TRUE(s.ok()) << s.status().to_string();
+  run_options base;
+  base.quiet = true;
+  auto r = run_campaign(d, shrunk(*s), {1, 1}, base);
+  ASSERT_TRUE(r.ok()) << r.status().to_string();
+  ASSERT_EQ(r->runs.size(), 2u);
+  EXPECT_FALSE(r->runs[0].contract_broken.empty());
+  const verdict v = judge(*r);
+  EXPECT_EQ(v.code, exit_ok) << v.reason;
+  EXPECT_NE(v.reason.find("in 1 runs"), std::string::npos) << v.reason;  // sync only
+  EXPECT_NE(v.reason.find("xen-tasklet is unsafe on " + file +
+                          " by contract (it needs caller "
+                          "flushes"),
+            std::string::npos)
+      << v.reason;
+  EXPECT_NE(format_campaign(*r).find("contract"), std::string::npos);
+  auto back = parse_campaign_json(to_json(*r), "x.json");
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  EXPECT_EQ(back->runs[0].contract_broken, r->runs[0].contract_broken);
+  std::remove(file.c_str());
 }
 
 TEST(campaign, StopRequestEndsItEarlyWithWhatFinished) {

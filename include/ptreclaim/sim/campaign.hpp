@@ -77,6 +77,7 @@ struct campaign_run {
   std::string scenario;  // as the definition names it
   std::string policy;
   bool policy_safe = true;
+  std::string contract_broken;  // as run_result's: a safe policy the scenario breaks (not judged)
   std::uint64_t seed = 0;
   bool complete = true;
   std::uint64_t operations = 0;
@@ -111,7 +112,8 @@ struct campaign_result {
     const sweep_checkpoint<campaign_result>& checkpoint = {});
 
 // Safe policies must hold every checked invariant; canaries are judged only with
-// expect_violation (then each must catch a violation). The reason depends on the runs and the
+// expect_violation (then each must catch a violation); a safe policy whose contract a scenario
+// breaks is named, not judged, as compare does. The reason depends on the runs and the
 // definition only, so the merge of a campaign's shards and an unsharded run agree.
 [[nodiscard]] verdict judge(const campaign_result& r);
 // Every failing run: "<reason>\n  replay: <command>", in canonical order.
