@@ -143,20 +143,37 @@ std::string one_policy(const cli_args& a) {
 
 }  // namespace
 
+namespace {
+
+// compare and scale after their preamble: the sweep with a progress line and its JSON saved as
+// runs finish, then the table, the outputs and the verdict.
+template <class R, class Sweep>
+int sweep_command(const cli_args& a, const std::string& what, const std::string& scenario,
+                  sim::result_writer& out, const Sweep& sweep, std::string (*format)(const R&)) {
+  progress_sink progress(a, what + " " + scenario);
+  Result<R> r = sweep(progress.sweep(), [&out](const R& so_far) { out.checkpoint(so_far); });
+  progress.line.finish();
+  if (!r.ok()) return fail(sim::exit_error, what + " failed: " + r.status().to_string());
+  if (print_tables(a)) std::fputs(format(*r).c_str(), stdout);
+  return write_and_finish(a, out, *r, "ptreclaim " + what + ": " + scenario,
+                          sim::judge(*r, a.expect_violation));
+}
+
+}  // namespace
+
 int cmd_compare(const cli_args& a) {
   const auto policies = parse_policies(a.policy, true);
   sim::scenario s;
   sim::run_options o;
   sim::result_writer out = make_writer(a);
   if (const int c = prepare(a, true, s, o, out); c != 0) return c;
-  progress_sink progress(a, "compare " + s.name);
-  auto r = sim::run_compare(s, o, policies, progress.sweep(),
-                            [&out](const sim::compare_result& so_far) { out.checkpoint(so_far); });
-  progress.line.finish();
-  if (!r.ok()) return fail(sim::exit_error, "compare failed: " + r.status().to_string());
-  if (print_tables(a)) std::fputs(sim::format_table(*r).c_str(), stdout);
-  return write_and_finish(a, out, *r, "ptreclaim compare: " + s.name,
-                          sim::judge(*r, a.expect_violation));
+  return sweep_command<sim::compare_result>(
+      a, "compare", s.name, out,
+      [&](const sim::sweep_progress& progress,
+          const sim::sweep_checkpoint<sim::compare_result>& checkpoint) {
+        return sim::run_compare(s, o, policies, progress, checkpoint);
+      },
+      sim::format_table);
 }
 
 int cmd_run(const cli_args& a) {
@@ -231,14 +248,13 @@ int cmd_scale(const cli_args& a) {
   sim::run_options o;
   sim::result_writer out = make_writer(a);
   if (const int c = prepare(a, false, s, o, out); c != 0) return c;
-  progress_sink progress(a, "scale " + s.name);
-  auto r = sim::run_scale(s, o, policies, cpus, progress.sweep(),
-                          [&out](const sim::scale_result& so_far) { out.checkpoint(so_far); });
-  progress.line.finish();
-  if (!r.ok()) return fail(sim::exit_error, "scale failed: " + r.status().to_string());
-  if (print_tables(a)) std::fputs(sim::format_scale_table(*r).c_str(), stdout);
-  return write_and_finish(a, out, *r, "ptreclaim scale: " + s.name,
-                          sim::judge(*r, a.expect_violation));
+  return sweep_command<sim::scale_result>(
+      a, "scale", s.name, out,
+      [&](const sim::sweep_progress& progress,
+          const sim::sweep_checkpoint<sim::scale_result>& checkpoint) {
+        return sim::run_scale(s, o, policies, cpus, progress, checkpoint);
+      },
+      sim::format_scale_table);
 }
 
 namespace {
