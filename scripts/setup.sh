@@ -9,6 +9,7 @@ packages=(
   liburcu-dev libxenium-dev                                                # comparison peers
   gnuplot-nox                                                              # plots in reports
   parallel                                                                 # sharded campaigns
+  spin                                                                     # model checks (models/)
 )
 
 missing=()

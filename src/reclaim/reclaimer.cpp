@@ -15,18 +15,11 @@ Result<std::unique_ptr<reclaimer>> make_reclaimer(policy_kind kind, const reclai
   if (config.xen_yield_every == 0)
     return Status(errc::invalid_argument, "reclaim xen_yield_every must be at least 1");
   switch (kind) {
-    case policy_kind::immediate:
-      return detail::make_immediate(env, config);
-    case policy_kind::sync:
-      return detail::make_sync(env, config);
-    case policy_kind::xen_tasklet:
-      return detail::make_xen(env, config, runtime::tasklet_kind::plain);
-    case policy_kind::xen_softirq_tasklet:
-      return detail::make_xen(env, config, runtime::tasklet_kind::softirq);
-    case policy_kind::linux_global_work:
-      return detail::make_linux_global_work(env, config);
-    case policy_kind::flush_epoch:
-      return detail::make_flush_epoch(env, config);
+#define PTRECLAIM_POLICY(id, name, safe, needs_caller_flush, summary) \
+  case policy_kind::id:                                              \
+    return detail::make_##id(env, config);
+#include "ptreclaim/reclaim/policies.def"
+#undef PTRECLAIM_POLICY
   }
   return Status(errc::invalid_argument, "unknown policy");
 }

@@ -4,6 +4,7 @@
 #include <array>
 #include <string>
 
+#include "ptreclaim/reclaim/policy.hpp"
 #include "ptreclaim/sim/engine.hpp"
 #include "ptreclaim/sim/metrics.hpp"
 #include "sim/report_format.hpp"
@@ -21,22 +22,25 @@ Result<executor_kind> parse_executor(std::string_view name) {
                 "unknown executor '" + std::string(name) + "' (known: deterministic, threaded)");
 }
 
+// The reclamation layer's registry (policies.def) is the one list.
 const std::vector<std::string>& policy_names() {
-  static const std::vector<std::string> names{"immediate",         "sync",
-                                              "xen-tasklet",       "xen-softirq-tasklet",
-                                              "linux-global-work", "flush-epoch"};
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> out;
+    for (const reclaim::policy_info& p : reclaim::policy_registry)
+      out.emplace_back(p.name);
+    return out;
+  }();
   return names;
 }
 
 bool is_policy(std::string_view name) noexcept {
-  for (const auto& p : policy_names())
-    if (p == name) return true;
-  return false;
+  return reclaim::find_policy(name).has_value();
 }
 
 bool policy_is_safe(std::string_view name) {
-  PTR_ASSERT_MSG(is_policy(name), "policy_is_safe: unknown policy name");
-  return name != "immediate" && name != "xen-softirq-tasklet";
+  const auto k = reclaim::find_policy(name);
+  PTR_ASSERT_MSG(k.has_value(), "policy_is_safe: unknown policy name");
+  return reclaim::policy_is_safe(*k);
 }
 
 std::string_view invariant_name(invariant i) noexcept {

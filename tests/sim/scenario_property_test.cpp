@@ -5,16 +5,19 @@
 // wide draw only makes a run long without making it different: operation counts are small,
 // invalidation latencies stay under 50 us and device step intervals at or above 200 ns (a
 // 1e12 ns invalidation with devices stepping every nanosecond is valid, and the watchdog ends
-// it, but it takes minutes of real time). Scenarios that validate() refuses are discarded.
+// it, but it takes minutes of real time), and memory stays at or under 16384 frames (a larger
+// pool is only more memory to zero). Scenarios that validate() refuses are discarded.
 //
 // L1 is required when the policy can drain without help it was not promised: the drain timeout
 // leaves room for the age flush and the workload's own flushes, and flush-epoch is not left
 // with flush_age_ns = 0 and callers that never flush (documented: it then waits for the
 // watermark). The other invariants are required for every safe policy whose contract holds
-// (xen-tasklet needs caller flushes).
+// (xen-tasklet needs caller flushes), except xen-tasklet's S4 finding under hotplug (the Xen
+// seed's CPU_DOWN_FAILED bug, which the model reproduces on purpose).
 //
-// Cases: PTRECLAIM_PROPERTY_CASES (default 300; `RC_PARAMS="max_success=N"` works too). A failure
-// prints rapidcheck's seed and the shrunk scenario; replay with RC_PARAMS="seed=<seed>".
+// Cases: PTRECLAIM_PROPERTY_CASES (default 300 in optimised builds, 80 in debug ones, 20 under
+// sanitizers: CI's builds). A failure prints rapidcheck's seed and the shrunk scenario; replay
+// with RC_PARAMS="seed=<seed>".
 #include <gtest/gtest.h>
 #include <rapidcheck.h>
 
@@ -63,7 +66,7 @@ scenario draw() {
   s.duration.sample_interval_ns = in(1'000, 10'000'000);
   s.duration.watchdog_steps = 1u << 22;
 
-  s.memory.frames = static_cast<std::uint32_t>(in(0, 4) == 0 ? in(64, 2048) : in(2048, 32768));
+  s.memory.frames = static_cast<std::uint32_t>(in(0, 4) == 0 ? in(64, 2048) : in(2048, 16384));
   s.memory.cache_frames = static_cast<unsigned>(in(2, 64));
   s.memory.poison = *rc::gen::arbitrary<bool>();
 
@@ -152,6 +155,33 @@ scenario draw() {
   return s;
 }
 
+// The drawn scenario in the words of a scenario file, for the failure report.
+std::string summary(const scenario& s) {
+  const iommu::unit_config& u = s.iommu.unit;
+  std::string out =
+      "kind " + std::string(workload_kind_name(s.kind)) + ", cpus " + std::to_string(s.cpus) +
+      ", ops " + std::to_string(s.duration.ops_per_cpu) + ", time_limit_ns " +
+      std::to_string(s.duration.time_limit_ns) + ", drain_timeout_ns " +
+      std::to_string(s.duration.drain_timeout_ns) + ", frames " + std::to_string(s.memory.frames) +
+      ", iommus " + std::to_string(s.iommu.count) + " (max_am " + std::to_string(u.max_am) +
+      ", page levels " + std::to_string(u.page_levels) + ", caching_mode " +
+      std::to_string(u.caching_mode) + ", walks " + std::to_string(u.max_walks_in_flight) +
+      "), caller " + std::string(caller_flush_name(s.caller.flush)) + "/" +
+      std::to_string(s.caller.flush_batch) + ", max_pending " +
+      std::to_string(s.reclaim.max_pending_frames) + ", flush_age_ns " +
+      std::to_string(s.reclaim.flush_age_ns) + ", watermark " +
+      std::to_string(s.reclaim.watermark_frames) + ", hotplug " + std::to_string(s.hotplug.enabled);
+  for (const domain_group& g : s.domains)
+    out += "; domains " + std::to_string(g.count) + " " +
+           std::string(pt::format_kind_name(g.format)) + " " +
+           (g.mode == pt::concurrency_mode::locked ? "locked" : "lock-free") +
+           (g.coalesce ? " coalescing" : "");
+  for (const device_group& d : s.devices)
+    out += "; devices " + std::to_string(d.count) + " every " + std::to_string(d.step_interval_ns) +
+           " ns";
+  return out;
+}
+
 bool l1_expected(const scenario& s, const std::string& policy) {
   if (policy == "flush-epoch" && s.reclaim.flush_age_ns == 0 &&
       s.caller.flush == caller_flush::none)
@@ -160,10 +190,14 @@ bool l1_expected(const scenario& s, const std::string& policy) {
 }
 
 TEST(ScenarioProperty, EveryRunEndsAndSafePoliciesHoldTheirInvariants) {
+#ifdef NDEBUG
   unsigned cases = 300;
+#else
+  unsigned cases = 80;
+#endif
+  if (testing::sanitized) cases = 20;
   if (const char* v = std::getenv("PTRECLAIM_PROPERTY_CASES"))
     cases = static_cast<unsigned>(std::atoi(v));
-  if (testing::sanitized) cases = std::min(cases, 40u);
   rc::detail::TestParams params = rc::detail::configuration().testParams;
   params.maxSuccess = cases;
   rc::detail::TestMetadata meta;
@@ -171,6 +205,7 @@ TEST(ScenarioProperty, EveryRunEndsAndSafePoliciesHoldTheirInvariants) {
   const auto result = rc::detail::checkTestable(
       [] {
         const scenario s = draw();
+        RC_LOG() << summary(s) << "\n";
         const std::uint64_t seed = *rc::gen::inRange<std::uint64_t>(1, 1u << 30);
         for (const std::string& policy : policy_names()) {
           const run_options o = options(policy, seed, s.duration.ops_per_cpu);
@@ -186,6 +221,11 @@ TEST(ScenarioProperty, EveryRunEndsAndSafePoliciesHoldTheirInvariants) {
           for (std::size_t i = 0; i < invariant_count; ++i) {
             const auto inv = static_cast<invariant>(i);
             if (inv == invariant::l1 && !l1_expected(s, policy)) continue;
+            // The Xen seed's own finding, reproduced faithfully: a failed offline runs the
+            // dying CPU's tasklet on the notifier's CPU (docs/engine.md). Only that S4 reason.
+            if (inv == invariant::s4 && policy == "xen-tasklet" && s.hotplug.enabled &&
+                r->invariants[i].reason.find("free_queued_pgtables for CPU") != std::string::npos)
+              continue;
             RC_ASSERT(r->invariants[i].held);
           }
           RC_ASSERT(r->leaks.leaked_frames == 0u);

@@ -14,49 +14,49 @@
 namespace ptreclaim::reclaim {
 
 enum class policy_kind : std::uint8_t {
-  immediate,            // frees at once: unsafe on purpose, the cost floor and a canary
-  sync,                 // invalidates, waits, frees inline: safe and slow
-  xen_tasklet,          // Xen 4.17: per-CPU list + plain tasklet; the caller flushes first
-  xen_softirq_tasklet,  // the variant Xen rejected: a softirq tasklet may free too early
-  linux_global_work,    // Linux 6.19: global list + spinlock + one work item that invalidates
-  flush_epoch,          // ours: per-CPU, lock-free, tagged with the flush epoch that frees it
+#define PTRECLAIM_POLICY(id, name, safe, needs_caller_flush, summary) id,
+#include "ptreclaim/reclaim/policies.def"
+#undef PTRECLAIM_POLICY
 };
 
-inline constexpr std::array<policy_kind, 6> all_policies = {
-    policy_kind::immediate,         policy_kind::sync,
-    policy_kind::xen_tasklet,       policy_kind::xen_softirq_tasklet,
-    policy_kind::linux_global_work, policy_kind::flush_epoch};
+// What the registry (policies.def) says of one policy.
+struct policy_info {
+  policy_kind kind;
+  std::string_view name;
+  // Safe policies free a frame only after a covering invalidation completed, provided the
+  // caller keeps the policy's documented contract. The unsafe ones are canaries: scenarios are
+  // built to catch them.
+  bool safe;
+  // Safe only if the caller invalidates after each retire, before its CPU's next scheduler
+  // point (Xen's iommu_iotlb_flush after the map/unmap): the policy never invalidates on its
+  // own, so a workload without caller flushes breaks its contract.
+  bool needs_caller_flush;
+  std::string_view summary;
+};
 
+inline constexpr std::array policy_registry = {
+#define PTRECLAIM_POLICY(id, name, safe, needs_caller_flush, summary) \
+  policy_info{policy_kind::id, name, safe, needs_caller_flush, summary},
+#include "ptreclaim/reclaim/policies.def"
+#undef PTRECLAIM_POLICY
+};
+
+inline constexpr auto all_policies = [] {
+  std::array<policy_kind, policy_registry.size()> out{};
+  for (std::size_t i = 0; i < out.size(); ++i)
+    out[i] = policy_registry[i].kind;
+  return out;
+}();
+
+[[nodiscard]] constexpr const policy_info& policy_of(policy_kind k) noexcept {
+  return policy_registry[static_cast<std::size_t>(k)];
+}
 [[nodiscard]] constexpr std::string_view policy_name(policy_kind k) noexcept {
-  switch (k) {
-    case policy_kind::immediate:
-      return "immediate";
-    case policy_kind::sync:
-      return "sync";
-    case policy_kind::xen_tasklet:
-      return "xen-tasklet";
-    case policy_kind::xen_softirq_tasklet:
-      return "xen-softirq-tasklet";
-    case policy_kind::linux_global_work:
-      return "linux-global-work";
-    case policy_kind::flush_epoch:
-      return "flush-epoch";
-  }
-  return "?";
+  return policy_of(k).name;
 }
-
-// Safe policies free a frame only after a covering invalidation completed, provided the caller
-// keeps the policy's documented contract (xen-tasklet: the caller's flush comes before the next
-// scheduler point). The unsafe ones are canaries: scenarios are built to catch them.
-[[nodiscard]] constexpr bool policy_is_safe(policy_kind k) noexcept {
-  return k != policy_kind::immediate && k != policy_kind::xen_softirq_tasklet;
-}
-
-// Policies that are safe only if the caller invalidates after each retire, before its CPU's
-// next scheduler point (Xen's iommu_iotlb_flush after the map/unmap): they never invalidate
-// on their own. A workload without caller flushes breaks their contract.
+[[nodiscard]] constexpr bool policy_is_safe(policy_kind k) noexcept { return policy_of(k).safe; }
 [[nodiscard]] constexpr bool policy_needs_caller_flush(policy_kind k) noexcept {
-  return k == policy_kind::xen_tasklet || k == policy_kind::xen_softirq_tasklet;
+  return policy_of(k).needs_caller_flush;
 }
 
 // "xen-tasklet" → policy_kind::xen_tasklet; nullopt for a name that is no policy. constexpr,
@@ -79,8 +79,8 @@ inline constexpr std::array<policy_kind, 6> all_policies = {
 // A build configured with -DPTRECLAIM_DEFAULT_POLICY=<no policy> fails here (and at configure
 // time, in src/reclaim/CMakeLists.txt), not at run time.
 static_assert(find_policy(config::default_policy).has_value(),
-              "PTRECLAIM_DEFAULT_POLICY names no policy (valid: immediate sync xen-tasklet "
-              "xen-softirq-tasklet linux-global-work flush-epoch)");
+              "PTRECLAIM_DEFAULT_POLICY names no policy (valid: the names in "
+              "ptreclaim/reclaim/policies.def)");
 inline constexpr policy_kind build_default_policy = *find_policy(config::default_policy);
 
 [[nodiscard]] constexpr policy_kind default_policy() noexcept {

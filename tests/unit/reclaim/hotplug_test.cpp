@@ -202,10 +202,13 @@ script_result run_sequence(harness& h, const std::vector<hp_step>& seq, bool cal
             for (unsigned x = 0; x < hp_cpus; ++x) {
               if (ex.cpu_online(x)) continue;
               // Threaded: a CPU this loop brought up may run the same loop at once (it is
-              // now the lowest online); busy means that one is bringing x up.
+              // now the lowest online): busy means that one is bringing x up, and "already
+              // online" that it did so between our look and our call (this race made the
+              // test fail about once in 20 runs under TSan).
               const Status st = ex.cpu_up(x);
-              if (!st.ok() && st.code() != errc::busy)
-                h.record_failure("final cpu_up: " + st.to_string());
+              const bool raced = st.code() == errc::busy ||
+                                 (st.code() == errc::invalid_argument && ex.cpu_online(x));
+              if (!st.ok() && !raced) h.record_failure("final cpu_up: " + st.to_string());
             }
           }
           return step_result::finished();

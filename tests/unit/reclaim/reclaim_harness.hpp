@@ -62,10 +62,20 @@ enum class exec_kind : std::uint8_t { deterministic, threaded };
   return k == exec_kind::deterministic ? "deterministic" : "threaded";
 }
 
-// The safe policies every contract test runs.
-inline constexpr std::array<policy_kind, 4> safe_policies = {
-    policy_kind::sync, policy_kind::xen_tasklet, policy_kind::linux_global_work,
-    policy_kind::flush_epoch};
+// The safe policies every contract test runs: every safe one in the registry.
+inline constexpr std::size_t safe_policy_count = [] {
+  std::size_t n = 0;
+  for (const policy_info& p : policy_registry)
+    n += p.safe ? 1 : 0;
+  return n;
+}();
+inline constexpr auto safe_policies = [] {
+  std::array<policy_kind, safe_policy_count> out{};
+  std::size_t i = 0;
+  for (const policy_info& p : policy_registry)
+    if (p.safe) out[i++] = p.kind;
+  return out;
+}();
 
 // "linux-global-work" -> "linux_global_work" (gtest parameter names).
 [[nodiscard]] inline std::string ident(std::string_view s) {

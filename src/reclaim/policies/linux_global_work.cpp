@@ -8,8 +8,8 @@
 //
 // Additions off the faithful path: back-pressure at the configured bound (the producer runs the
 // work body itself) and drain().
-#include "policies.hpp"
-#include "policy_base.hpp"
+#include "../policies.hpp"
+#include "../policy_base.hpp"
 #include "ptreclaim/base/spinlock.hpp"
 
 namespace ptreclaim::reclaim::detail {

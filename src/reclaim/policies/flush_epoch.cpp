@@ -33,8 +33,8 @@
 #include <string>
 #include <vector>
 
-#include "policies.hpp"
-#include "policy_base.hpp"
+#include "../policies.hpp"
+#include "../policy_base.hpp"
 
 namespace ptreclaim::reclaim::detail {
 namespace {

@@ -1,6 +1,6 @@
 // The two inline policies: the cost floor and the slow-but-safe baseline.
-#include "policies.hpp"
-#include "policy_base.hpp"
+#include "../policies.hpp"
+#include "../policy_base.hpp"
 
 namespace ptreclaim::reclaim::detail {
 namespace {

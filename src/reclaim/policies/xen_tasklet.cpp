@@ -9,8 +9,8 @@
 //
 // Two additions, both off the faithful path: back-pressure at the configured bound (Xen relies
 // on producers being preempted; see reclaim_config::max_pending), and drain() for teardown.
-#include "policies.hpp"
-#include "policy_base.hpp"
+#include "../policies.hpp"
+#include "../policy_base.hpp"
 
 namespace ptreclaim::reclaim::detail {
 namespace {
@@ -148,9 +148,13 @@ class xen_policy final : public policy_base {
 
 }  // namespace
 
-std::unique_ptr<reclaimer> make_xen(const reclaim_env& env, const reclaim_config& config,
-                                    runtime::tasklet_kind kind) {
-  return std::make_unique<xen_policy>(env, config, kind);
+std::unique_ptr<reclaimer> make_xen_tasklet(const reclaim_env& env, const reclaim_config& config) {
+  return std::make_unique<xen_policy>(env, config, runtime::tasklet_kind::plain);
+}
+
+std::unique_ptr<reclaimer> make_xen_softirq_tasklet(const reclaim_env& env,
+                                                    const reclaim_config& config) {
+  return std::make_unique<xen_policy>(env, config, runtime::tasklet_kind::softirq);
 }
 
 }  // namespace ptreclaim::reclaim::detail
