@@ -54,10 +54,11 @@ function(ptreclaim_add_library)
     LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 endfunction()
 
-# ptreclaim_add_test(NAME name SOURCES ... DEPS ... [LABELS ...] [TIMEOUT s])
-# One GoogleTest executable, registered with CTest test by test.
+# ptreclaim_add_test(NAME name SOURCES ... DEPS ... [LABELS ...] [TIMEOUT s] [RUN_SERIAL])
+# One GoogleTest executable, registered with CTest test by test. RUN_SERIAL: never beside other
+# tests (timing measurements).
 function(ptreclaim_add_test)
-  cmake_parse_arguments(ARG "" "NAME;TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "RUN_SERIAL" "NAME;TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
   add_executable(${ARG_NAME} ${ARG_SOURCES})
   target_link_libraries(${ARG_NAME} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gtest_main)
   target_include_directories(${ARG_NAME} PRIVATE ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/tests)
@@ -65,9 +66,16 @@ function(ptreclaim_add_test)
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 300)
   endif()
+  # Only the properties asked for: an empty LABELS value would swallow the name after it.
+  set(props TIMEOUT ${ARG_TIMEOUT})
+  if(ARG_LABELS)
+    list(APPEND props LABELS "${ARG_LABELS}")
+  endif()
+  if(ARG_RUN_SERIAL)
+    list(APPEND props RUN_SERIAL TRUE)
+  endif()
   include(GoogleTest)
-  gtest_discover_tests(${ARG_NAME} DISCOVERY_TIMEOUT 60
-    PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}")
+  gtest_discover_tests(${ARG_NAME} DISCOVERY_TIMEOUT 60 PROPERTIES ${props})
 endfunction()
 
 # ptreclaim_add_bench(NAME name SOURCES ... DEPS ...)

@@ -8,6 +8,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev libfmt-dev libtomlplusplus-dev           # the tool
   liburcu-dev libxenium-dev                                                # comparison peers
   gnuplot-nox                                                              # plots in reports
+  parallel                                                                 # sharded campaigns
   spin                                                                     # model checks (models/)
 )
 

@@ -78,6 +78,13 @@ void machine::run(run_result& out) {
   }
   out.operations = ops;
   out.elapsed_ns = stop_ns_ > run_start_ns_ ? stop_ns_ - run_start_ns_ : 0;
+  if (stopped_early_.load(std::memory_order_relaxed)) {
+    out.complete = false;
+    out.interrupted_by = signal_label(opt.stop->signal_number());
+    notes_.push_back("stopped early by " + out.interrupted_by + " after " + std::to_string(ops) +
+                     " operations: the workload did not finish; the invariants were checked on "
+                     "what ran");
+  }
   const bool finished = fin_ == finish_phase::done;
   std::string stuck;
   if (st.reason == runtime::stop_reason::no_progress) {

@@ -214,6 +214,8 @@ class machine {
   std::atomic<bool> stop_actors_{false};
   std::atomic<unsigned> actors_stopped_{0};
   unsigned actors_total_ = 0;
+  std::atomic<bool> stopped_early_{false};  // a CPU ended its workload on a stop request;
+                                            // relaxed: read after the executor joined
 
   // Finisher (CPU 0) state.
   finish_phase fin_ = finish_phase::wait_workload;

@@ -308,6 +308,12 @@ inline void mix(std::uint64_t& h, std::uint64_t v) noexcept {
 bool machine::workload_over(const cpu_driver& d) {
   if (ops_target_ != 0 && d.ops >= ops_target_) return true;
   if (time_limit_ns_ != 0 && ex_->now_ns() - run_start_ns_ >= time_limit_ns_) return true;
+  // A stop request ends the workload here, between operations, as if its end had come: the
+  // drain, the L1 wait and teardown still run, so what ran is checked.
+  if (opt.stop != nullptr && opt.stop->requested()) {
+    stopped_early_.store(true, std::memory_order_relaxed);
+    return true;
+  }
   return false;
 }
 

@@ -361,6 +361,14 @@ Result<report_outcome> write_html_report(const std::string& dir, const report_in
   html +=
       "<p>Data: <a href=\"results.json\">results.json</a> (every metric, histograms and time "
       "series).</p>\n";
+  const std::string stopped = in.compare && !in.compare->complete ? in.compare->interrupted_by
+                              : in.scale && !in.scale->complete   ? in.scale->interrupted_by
+                              : in.run && !in.run->complete       ? in.run->interrupted_by
+                                                                  : std::string();
+  if (!stopped.empty()) {
+    html += "<div class=\"warn\"><b>Incomplete.</b> Stopped early by " + html_escape(stopped) +
+            ": what is shown is what finished.</div>\n";
+  }
   if (!outcome.plotted) {
     html += "<div class=\"warn\"><b>Plots are missing.</b> " + html_escape(outcome.plot_message) +
             "</div>\n";

@@ -1,12 +1,12 @@
 // JSON and CSV of every result type, and writing text files.
-#include <cerrno>
-#include <cstring>
+#include "sim/report_json.hpp"
+
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <system_error>
 
+#include "ptreclaim/sim/output.hpp"
 #include "ptreclaim/sim/report.hpp"
 #include "sim/report_format.hpp"
 
@@ -35,12 +35,6 @@ json histogram_json(const log_histogram& h) {
 }
 
 json run_json(const run_result& r) {
-  json inv = json::object();
-  for (std::size_t i = 0; i < invariant_count; ++i) {
-    const auto& v = r.invariants[i];
-    inv[std::string(invariant_name(static_cast<invariant>(i)))] = {
-        {"checked", v.checked}, {"held", v.held}, {"reason", v.reason}};
-  }
   json series = json::array();
   for (const auto& s : r.reclaim.pending_series)
     series.push_back({s.time_ns, s.frames});
@@ -55,6 +49,8 @@ json run_json(const run_result& r) {
       {"cpus", r.cpus},
       {"seed", r.seed},
       {"time_base", r.time_base},
+      {"complete", r.complete},
+      {"interrupted_by", r.interrupted_by},
       {"operations", r.operations},
       {"elapsed_ns", r.elapsed_ns},
       {"ops_per_s", r.ops_per_s()},
@@ -107,15 +103,11 @@ json run_json(const run_result& r) {
         {"leaked_frames", r.leaks.leaked_frames},
         {"ledger_violations", r.leaks.ledger_violations},
         {"report", r.leaks.report}}},
-      {"invariants", inv},
+      {"invariants", detail::invariants_json(r.invariants)},
       {"all_held", r.all_held()},
       {"trace_hash", r.trace_hash},
       {"notes", r.notes},
   };
-}
-
-std::string dump(const json& j, int indent) {
-  return j.dump(indent < 0 ? -1 : indent) + "\n";
 }
 
 // CSV: quote a cell when it holds a separator, a quote or a line break.
@@ -136,7 +128,7 @@ const char* const csv_header =
     "wall_time_s,translations,faults,iotlb_hit_rate,psc_hit_rate,flushes,caller_flushes,"
     "descriptors,backpressure_flushes,tables_released,tables_freed,inv_per_freed_table,"
     "peak_pending,pending_bound,pending_at_end,drain_ns,latency_p50_ns,latency_p99_ns,"
-    "latency_max_ns,violations,leaked_frames,S1,S2,S3,S4,S5,L1,all_held,trace_hash\n";
+    "latency_max_ns,violations,leaked_frames,S1,S2,S3,S4,S5,L1,all_held,trace_hash,complete\n";
 
 std::string csv_row(const run_result& r) {
   using detail::fixed;
@@ -176,6 +168,7 @@ std::string csv_row(const run_result& r) {
     cells.emplace_back(!v.checked ? "n/a" : (v.held ? "held" : "FAILED"));
   cells.emplace_back(r.all_held() ? "true" : "false");
   cells.push_back(std::to_string(r.trace_hash));
+  cells.emplace_back(r.complete ? "true" : "false");
   std::string out;
   for (std::size_t i = 0; i < cells.size(); ++i) {
     if (i) out += ',';
@@ -186,35 +179,65 @@ std::string csv_row(const run_result& r) {
 
 }  // namespace
 
-std::string to_json(const run_result& r, int indent) {
-  return dump(run_json(r), indent);
+namespace detail {
+json invariants_json(const std::array<invariant_result, invariant_count>& invariants) {
+  json inv = json::object();
+  for (std::size_t i = 0; i < invariant_count; ++i) {
+    const auto& v = invariants[i];
+    inv[std::string(invariant_name(static_cast<invariant>(i)))] = {
+        {"checked", v.checked}, {"held", v.held}, {"reason", v.reason}};
+  }
+  return inv;
 }
 
-std::string to_json(const compare_result& r, int indent) {
+std::array<invariant_result, invariant_count> invariants_from_json(const json& j) {
+  std::array<invariant_result, invariant_count> out{};
+  for (std::size_t i = 0; i < invariant_count; ++i) {
+    const json& v = j.at(std::string(invariant_name(static_cast<invariant>(i))));
+    out[i].checked = v.at("checked").get<bool>();
+    out[i].held = v.at("held").get<bool>();
+    out[i].reason = v.at("reason").get<std::string>();
+  }
+  return out;
+}
+
+std::string dump_json(const json& j, int indent) {
+  return j.dump(indent < 0 ? -1 : indent) + "\n";
+}
+}  // namespace detail
+
+std::string to_json(const run_result& r, int indent) {
+  return detail::dump_json(run_json(r), indent);
+}
+
+namespace {
+// What compare and scale documents share: kind, completeness, scenario, executor, seed, runs.
+template <class R>
+json sweep_json(const char* kind, const R& r) {
   json runs = json::array();
   for (const auto& run : r.runs)
     runs.push_back(run_json(run));
-  return dump({{"kind", "compare"},
-               {"scenario", r.scenario},
-               {"executor", r.executor},
-               {"cpus", r.cpus},
-               {"seed", r.seed},
-               {"runs", runs}},
-              indent);
+  return {{"kind", kind},
+          {"complete", r.complete},
+          {"interrupted_by", r.interrupted_by},
+          {"scenario", r.scenario},
+          {"executor", r.executor},
+          {"seed", r.seed},
+          {"runs", runs}};
+}
+}  // namespace
+
+std::string to_json(const compare_result& r, int indent) {
+  json j = sweep_json("compare", r);
+  j["cpus"] = r.cpus;
+  return detail::dump_json(j, indent);
 }
 
 std::string to_json(const scale_result& r, int indent) {
-  json runs = json::array();
-  for (const auto& run : r.runs)
-    runs.push_back(run_json(run));
-  return dump({{"kind", "scale"},
-               {"scenario", r.scenario},
-               {"executor", r.executor},
-               {"seed", r.seed},
-               {"policies", r.policies},
-               {"cpu_counts", r.cpu_counts},
-               {"runs", runs}},
-              indent);
+  json j = sweep_json("scale", r);
+  j["policies"] = r.policies;
+  j["cpu_counts"] = r.cpu_counts;
+  return detail::dump_json(j, indent);
 }
 
 std::string to_csv(const run_result& r) {
@@ -246,14 +269,7 @@ Status write_text_file(const std::string& path, std::string_view text) {
                     "cannot create folder '" + p.parent_path().string() + "': " + ec.message());
     }
   }
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out)
-    return Status(errc::invalid_argument,
-                  "cannot write '" + path + "': " + std::generic_category().message(errno));
-  out.write(text.data(), static_cast<std::streamsize>(text.size()));
-  out.close();
-  if (!out) return Status(errc::invalid_argument, "error writing '" + path + "'");
-  return {};
+  return write_file_atomic(path, text);
 }
 
 }  // namespace ptreclaim::sim

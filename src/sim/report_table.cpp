@@ -141,6 +141,16 @@ std::string run_heading(const std::string& what, const std::string& scenario,
   return h + "\n\n";
 }
 
+// "stopped early by SIGINT: 2 runs done, the last of them incomplete\n" or "".
+template <class R>
+std::string stopped_line(const R& r) {
+  if (r.complete) return {};
+  std::string out = "stopped early by " + r.interrupted_by + ": " + std::to_string(r.runs.size()) +
+                    (r.runs.size() == 1 ? " run" : " runs") + " done";
+  if (!r.runs.empty() && !r.runs.back().complete) out += ", the last of them incomplete";
+  return out + "\n";
+}
+
 }  // namespace
 
 std::string format_table(const compare_result& r) {
@@ -172,7 +182,7 @@ std::string format_table(const compare_result& r) {
       out += t.substr(0, colon) + " " + run.policy + t.substr(colon) + "\n";
     }
   }
-  return out;
+  return out + stopped_line(r);
 }
 
 std::string format_run(const run_result& r) {
@@ -276,11 +286,16 @@ std::string format_scale_table(const scale_result& r) {
         row.emplace_back("-");
         continue;
       }
-      std::string cell = detail::human_count(run->ops_per_s());
+      // A run cut short says "stopped": its throughput would not compare with the others.
+      std::string cell = run->complete ? detail::human_count(run->ops_per_s()) : "stopped";
       if (!run->all_held()) {
         cell += "!";
         failures.push_back(run->policy + " @ " + std::to_string(run->cpus) +
                            " cpus: " + detail::invariants_cell(*run));
+      }
+      if (!run->complete) {
+        row.push_back(cell);
+        continue;
       }
       row.push_back(cell);
       if (c == 0) first = run->ops_per_s();
@@ -298,7 +313,7 @@ std::string format_scale_table(const scale_result& r) {
     for (const auto& f : failures)
       out += "  " + f + "\n";
   }
-  return out;
+  return out + stopped_line(r);
 }
 
 }  // namespace ptreclaim::sim

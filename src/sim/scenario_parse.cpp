@@ -383,4 +383,14 @@ Result<scenario> load_scenario(const std::string& name_or_path) {
   return load_scenario_file(name_or_path);
 }
 
+Result<scenario> load_scenario(const std::string& name_or_path, const std::string& cost_file) {
+  auto s = load_scenario(name_or_path);
+  if (!s.ok() || cost_file.empty()) return s;
+  auto m = load_cost_model(cost_file);
+  if (!m.ok()) return Status(m.status().code(), "--costs: " + m.status().message());
+  s->costs = std::move(*m);
+  s->cost_file = cost_file;
+  return s;
+}
+
 }  // namespace ptreclaim::sim

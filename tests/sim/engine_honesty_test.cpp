@@ -19,11 +19,12 @@
 // switch of 1.5 us, linux-global-work on sva-kernel at 1 CPU is at 0.62 of immediate deterministic
 // against ~0.8 threaded: that gap is the modelled switch, which only a kernel can time.) This
 // compares measurements, so it is labelled `honesty` and kept out of the sanitizer runs; it prints
-// every figure it compared.
+// every figure it compared. It runs only with PTRECLAIM_HONESTY=1 (`ctest --preset honesty`).
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <string>
 #include <thread>
@@ -108,6 +109,15 @@ void check(const std::string& name, unsigned cpus, const figures& f) {
 }
 
 TEST(engine_honesty, deterministic_and_threaded_rank_policies_alike) {
+  // It times real threads, so it must have the host to itself: a plain `ctest -j2` running it
+  // beside other tests failed it. It runs only when asked (the `honesty` test preset sets
+  // PTRECLAIM_HONESTY=1), and every other run reports it skipped.
+  const char* asked = std::getenv("PTRECLAIM_HONESTY");
+  if (asked == nullptr || std::string(asked) != "1") {
+    GTEST_SKIP() << "the honesty check times real threads and runs alone, only when asked: "
+                    "ctest --preset honesty (release build), or PTRECLAIM_HONESTY=1 ctest -L "
+                    "honesty";
+  }
   if (testing::sanitized) GTEST_SKIP() << "timing comparisons are meaningless under sanitizers";
   // A threaded run is one host thread per simulated CPU and per actor (devices, sampler) plus
   // the controller. With busy devices and fewer host cores than threads, it measures the host's

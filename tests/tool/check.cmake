@@ -9,6 +9,13 @@
 #   csv      --csv FILE: a header and one row per policy, each with the header's column count
 #   costs    the same seeded run with the calibrated cost file and with a 10x dearer one:
 #            the virtual time differs, and each run names the cost file it used
+#   write_failure  an injected ENOSPC (PTRECLAIM_FAULT_WRITE) at the end of a run: exit 3 with
+#            the path and the reason, the previous file intact, no temporary file left
+#   interrupt  SIGINT to a scale sweep once its first point is saved, SIGTERM to a campaign:
+#            exit 130 / 143, the JSON holds what finished and says "complete": false
+#   campaign_shards  (-DPARALLEL=path) a campaign run whole, and in 2 shards by GNU parallel
+#            -j2 then merged: the same verdict, failures and runs; a missing shard and a shard
+#            given twice are reported
 cmake_minimum_required(VERSION 3.19)  # string(JSON)
 
 function(run_tool out_var code_var)
@@ -206,6 +213,159 @@ elseif(MODE STREQUAL "costs")
   json_get(ns_scn run-scn.json elapsed_ns)
   if(NOT ns_scn EQUAL ns_dear)
     message(FATAL_ERROR "[cost] file = dear.toml gave ${ns_scn} ns, --costs dear.toml ${ns_dear}")
+  endif()
+
+elseif(MODE STREQUAL "write_failure")
+  file(WRITE "${WORKDIR}/kept.json" "previous\n")
+  execute_process(COMMAND ${CMAKE_COMMAND} -E env PTRECLAIM_FAULT_WRITE=kept.json
+    ${PROGRAM} run --scenario dma-storm --policy sync --ops 20 --seed 4 --json kept.json
+    --csv kept.csv --quiet
+    WORKING_DIRECTORY "${WORKDIR}" RESULT_VARIABLE code OUTPUT_VARIABLE out ERROR_VARIABLE err
+    TIMEOUT 120)
+  expect_code("${code}" 3 "${out}${err}" "run with an injected write failure")
+  if(NOT err MATCHES "--json: cannot write 'kept.json': No space left on device")
+    message(FATAL_ERROR "no error naming kept.json and ENOSPC\n--- stderr ---\n${err}")
+  endif()
+  file(READ "${WORKDIR}/kept.json" kept)
+  if(NOT kept STREQUAL "previous\n")
+    message(FATAL_ERROR "kept.json was changed by a failed write: ${kept}")
+  endif()
+  file(GLOB temps "${WORKDIR}/.kept.json.tmp-*")
+  if(temps)
+    message(FATAL_ERROR "temporary files left behind: ${temps}")
+  endif()
+  # The other output was still written, whole.
+  file(STRINGS "${WORKDIR}/kept.csv" rows)
+  list(LENGTH rows nrows)
+  if(NOT nrows EQUAL 2)
+    message(FATAL_ERROR "kept.csv has ${nrows} lines, expected a header and one row")
+  endif()
+
+elseif(MODE STREQUAL "interrupt")
+  # Starts the command, waits until its JSON file appears (the first run is done and saved),
+  # then sends the signal; prints the exit status.
+  function(interrupt_after_first signal json)
+    file(REMOVE "${WORKDIR}/${json}")
+    string(JOIN " " words ${ARGN})
+    execute_process(COMMAND bash -c "
+      '${PROGRAM}' ${words} --json ${json} --quiet & pid=$!
+      for i in $(seq 1 2400); do
+        [ -e ${json} ] && break
+        kill -0 $pid 2>/dev/null || break
+        sleep 0.05
+      done
+      kill -${signal} $pid
+      wait $pid
+      echo \"exit=$?\""
+      WORKING_DIRECTORY "${WORKDIR}" RESULT_VARIABLE code OUTPUT_VARIABLE out ERROR_VARIABLE err
+      TIMEOUT 280)
+    set(out "${out}${err}" PARENT_SCOPE)
+  endfunction()
+
+  # The exit status, the line on stderr, and a JSON file that says it is incomplete and holds
+  # at least the run saved before the signal and fewer than all `planned`.
+  function(expect_stopped json signal status planned)
+    if(NOT out MATCHES "exit=${status}")
+      message(FATAL_ERROR "after SIG${signal}: not exit ${status}\n--- output ---\n${out}")
+    endif()
+    if(NOT out MATCHES "interrupted by SIG${signal}: stopped early; what finished is in ${json}")
+      message(FATAL_ERROR "after SIG${signal}: not said on stderr\n--- output ---\n${out}")
+    endif()
+    json_get(complete ${json} complete)
+    json_get(by ${json} interrupted_by)
+    json_get(runs ${json} runs)
+    json_get(first_complete ${json} runs 0 complete)
+    string(JSON nruns LENGTH "${runs}")
+    if(NOT complete STREQUAL "OFF" OR NOT by STREQUAL "SIG${signal}" OR nruns LESS 1
+       OR NOT nruns LESS planned OR NOT first_complete STREQUAL "ON")
+      message(FATAL_ERROR "${json}: complete ${complete}, interrupted_by '${by}', ${nruns} of "
+        "${planned} runs, the first complete: ${first_complete}")
+    endif()
+  endfunction()
+
+  interrupt_after_first(INT int-scale.json scale --scenario dma-storm --policy sync,flush-epoch
+    --cpus 1,64,128 --ops 3000 --seed 1)
+  expect_stopped(int-scale.json INT 130 6)
+  json_get(first_cpus int-scale.json runs 0 cpus)
+  if(NOT first_cpus EQUAL 1)
+    message(FATAL_ERROR "int-scale.json: the first run is at ${first_cpus} cpus, not 1")
+  endif()
+
+  interrupt_after_first(TERM int-campaign.json campaign --scenarios dma-storm --policies sync
+    --seeds 1..200 --ops 20)
+  expect_stopped(int-campaign.json TERM 143 200)
+  # An interrupted shard does not merge into a verdict for the whole campaign.
+  run_tool(all code campaign merge int-campaign.json)
+  expect_code("${code}" 3 "${all}" "merge of an interrupted campaign")
+  if(NOT all MATCHES "was stopped early by SIGTERM: [0-9]+ of 200 runs")
+    message(FATAL_ERROR "merge does not say the shard was stopped early\n--- output ---\n${all}")
+  endif()
+
+elseif(MODE STREQUAL "campaign_shards")
+  if(NOT PARALLEL)
+    message(FATAL_ERROR "GNU parallel is not installed (Debian package 'parallel'; "
+      "scripts/setup.sh installs it)")
+  endif()
+  # dma-storm has no softirq point, so xen-softirq-tasklet catches nothing there: with
+  # --expect-violation those runs fail, and the verdict lists them.
+  set(campaign campaign --scenarios canary-softirq,dma-storm --policies xen-softirq-tasklet,sync
+    --seeds 1..2 --ops 30 --expect-violation --quiet)
+  file(REMOVE "${WORKDIR}/camp-all.json" "${WORKDIR}/camp-1.json" "${WORKDIR}/camp-2.json")
+  run_tool(whole whole_code ${campaign} --json camp-all.json)
+  expect_code("${whole_code}" 1 "${whole}" "the unsharded campaign")
+  execute_process(COMMAND ${PARALLEL} --will-cite -j2 ${PROGRAM} ${campaign} --shard {}/2
+    --json camp-{}.json ::: 1 2
+    WORKING_DIRECTORY "${WORKDIR}" RESULT_VARIABLE pcode OUTPUT_VARIABLE pout ERROR_VARIABLE perr
+    TIMEOUT 280)
+  foreach(k 1 2)
+    json_get(shard_runs camp-${k}.json runs)
+    string(JSON n LENGTH "${shard_runs}")
+    if(NOT n EQUAL 4)
+      message(FATAL_ERROR "shard ${k}/2 holds ${n} runs, expected 4 of 8\n${pout}${perr}")
+    endif()
+  endforeach()
+  run_tool(merged merged_code campaign merge camp-1.json camp-2.json --json camp-merged.json)
+  expect_code("${merged_code}" "${whole_code}" "${merged}" "campaign merge")
+  foreach(key "verdict;code" "verdict;reason" "failures" "complete")
+    json_get(a camp-all.json ${key})
+    json_get(b camp-merged.json ${key})
+    if(NOT a STREQUAL b)
+      message(FATAL_ERROR "merged ${key} differs from the unsharded run's:\n${b}\nvs\n${a}")
+    endif()
+  endforeach()
+  json_get(reason camp-all.json verdict reason)
+  string(FIND "${merged}" "${reason}" at)
+  if(at EQUAL -1 OR NOT reason MATCHES "^unsafe: 2 of 8 judged runs failed")
+    message(FATAL_ERROR "merge did not print the verdict '${reason}'\n--- output ---\n${merged}")
+  endif()
+  json_get(failures camp-merged.json failures)
+  foreach(seed 1 2)
+    if(NOT failures MATCHES "replay: ptreclaim run --scenario dma-storm --policy xen-softirq-tasklet --executor deterministic --cpus 4 --seed ${seed} --ops 30")
+      message(FATAL_ERROR "no replay command for seed ${seed} in the failures:\n${failures}")
+    endif()
+  endforeach()
+  foreach(i RANGE 7)  # the same runs, to the trace hash
+    json_get(ha camp-all.json runs ${i} trace_hash)
+    json_get(hb camp-merged.json runs ${i} trace_hash)
+    if(NOT ha STREQUAL hb)
+      message(FATAL_ERROR "run ${i}: trace hash ${hb} merged, ${ha} unsharded")
+    endif()
+  endforeach()
+  # A missing shard and a shard given twice are said, and fail.
+  run_tool(all code campaign merge camp-1.json)
+  expect_code("${code}" 1 "${all}" "merge of shard 1 alone (it holds a failure)")
+  if(NOT all MATCHES "incomplete campaign: 1 of 2 shards missing: 2/2")
+    message(FATAL_ERROR "merge of one shard does not name the missing one\n${all}")
+  endif()
+  run_tool(all code campaign merge camp-1.json camp-2.json camp-1.json)
+  expect_code("${code}" 3 "${all}" "merge with a shard given twice")
+  if(NOT all MATCHES "shard 1/2 is given twice: camp-1.json and camp-1.json overlap")
+    message(FATAL_ERROR "merge does not report the overlap\n${all}")
+  endif()
+  run_tool(all code campaign merge camp-all.json camp-1.json)
+  expect_code("${code}" 3 "${all}" "merge of an unsharded result with a shard")
+  if(NOT all MATCHES "the shard counts differ")
+    message(FATAL_ERROR "merge does not report inconsistent shard counts\n${all}")
   endif()
 
 else()

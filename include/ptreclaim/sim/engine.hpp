@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "ptreclaim/base/status.hpp"
+#include "ptreclaim/sim/interrupt.hpp"
 #include "ptreclaim/sim/metrics.hpp"
 #include "ptreclaim/sim/scenario.hpp"
 
@@ -36,6 +37,9 @@ struct run_options {
   // helper thread while that thread is blocked in the executor (never both at once: the helper
   // is joined before run() reports 1.0).
   std::function<void(double fraction)> progress;
+  // When set and requested (interrupt.hpp), each CPU stops its workload before its next
+  // operation; the run drains, tears down and returns a result with complete = false.
+  const stop_flag* stop = nullptr;
 };
 
 // Runs `s` with `options`. Returns a run_result whenever the run completed, whatever the
@@ -67,16 +71,25 @@ struct run_options {
 // overall fraction done.
 using sweep_progress = std::function<void(std::string_view label, double fraction)>;
 
+// Called after each run of a sweep with the results so far (complete = false until the last),
+// so they can be saved as they come (output.hpp's result_writer::checkpoint).
+template <class Result>
+using sweep_checkpoint = std::function<void(const Result& so_far)>;
+
 // Runs `s` under every policy in `policies` (empty = policy_names()) with the same seed (base's,
 // else the scenario's, else a fresh one), executor and CPU count. base.policy and
-// base.progress are ignored. Stops at the first run error and returns it.
-[[nodiscard]] Result<compare_result> run_compare(const scenario& s, const run_options& base,
-                                                 const std::vector<std::string>& policies,
-                                                 const sweep_progress& progress = {});
+// base.progress are ignored. Stops at the first run error and returns it. When base.stop is
+// requested, returns the runs done so far with complete = false (the run in flight stops early
+// and is kept, itself marked incomplete).
+[[nodiscard]] Result<compare_result> run_compare(
+    const scenario& s, const run_options& base, const std::vector<std::string>& policies,
+    const sweep_progress& progress = {}, const sweep_checkpoint<compare_result>& checkpoint = {});
 // Runs every policy x every CPU count (each 1 .. limits::max_cpus), the same seed throughout.
+// Stop requests as run_compare.
 [[nodiscard]] Result<scale_result> run_scale(const scenario& s, const run_options& base,
                                              const std::vector<std::string>& policies,
                                              const std::vector<unsigned>& cpu_counts,
-                                             const sweep_progress& progress = {});
+                                             const sweep_progress& progress = {},
+                                             const sweep_checkpoint<scale_result>& checkpoint = {});
 
 }  // namespace ptreclaim::sim

@@ -133,6 +133,11 @@ struct run_result {
   std::uint64_t seed = 0;
   std::string time_base;  // "virtual" (deterministic) or "real" (threaded)
 
+  // False when a stop request (SIGINT, SIGTERM: interrupt.hpp) ended the workload early; the
+  // run still drained and tore down, so the invariants were checked on what ran.
+  bool complete = true;
+  std::string interrupted_by;  // "SIGINT", "SIGTERM", "a stop request"; "" when complete
+
   // How much and how fast.
   std::uint64_t operations = 0;  // workload operations completed (all CPUs)
   std::uint64_t elapsed_ns = 0;  // run time in time_base, workload start to stop
@@ -183,6 +188,10 @@ struct compare_result {
   unsigned cpus = 0;
   std::uint64_t seed = 0;        // the one seed all runs used
   std::vector<run_result> runs;  // one per policy, in policy_names() order
+  // False when a stop request ended the sweep early: `runs` holds the runs done (the last may
+  // itself be incomplete).
+  bool complete = true;
+  std::string interrupted_by;
   // The run of `policy`, or nullptr.
   [[nodiscard]] const run_result* find(std::string_view policy) const noexcept {
     for (const auto& r : runs)
@@ -199,6 +208,8 @@ struct scale_result {
   std::vector<std::string> policies;
   std::vector<unsigned> cpu_counts;
   std::vector<run_result> runs;  // policies.size() * cpu_counts.size(), row-major by policy
+  bool complete = true;          // as compare_result: false when stopped early (fewer runs)
+  std::string interrupted_by;
   [[nodiscard]] const run_result* at(std::size_t policy_index,
                                      std::size_t cpu_index) const noexcept {
     const std::size_t i = policy_index * cpu_counts.size() + cpu_index;

@@ -42,8 +42,8 @@ namespace ptreclaim::sim {
 [[nodiscard]] std::string to_csv(const compare_result& r);
 [[nodiscard]] std::string to_csv(const scale_result& r);
 
-// Writes `text` to `path` (creating parent folders); invalid_argument with the path and the OS
-// reason when it cannot.
+// Writes `text` to `path`, creating parent folders, atomically (output.hpp's write_file_atomic);
+// invalid_argument with the path and the OS reason when it cannot.
 [[nodiscard]] Status write_text_file(const std::string& path, std::string_view text);
 
 // ---- HTML report ---------------------------------------------------------------------------

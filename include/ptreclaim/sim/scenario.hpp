@@ -283,6 +283,10 @@ struct scenario {
 // A built-in name ("dma-storm") or a path (anything with a '/' or ending in ".toml", or an
 // existing file). Unknown names list the built-ins.
 [[nodiscard]] Result<scenario> load_scenario(const std::string& name_or_path);
+// The same, then the cost file (when not empty) replaces the scenario's [cost] file and the
+// built-in costs, as the tool's --costs does; its errors start with "--costs: ".
+[[nodiscard]] Result<scenario> load_scenario(const std::string& name_or_path,
+                                             const std::string& cost_file);
 
 // The built-in scenario files, embedded at build time from scenarios/*.toml.
 struct builtin_scenario {

@@ -1,0 +1,22 @@
+// JSON pieces shared by the result documents (report_json.cpp) and campaign results
+// (campaign_json.cpp). Private to the sim library.
+#pragma once
+
+#include <array>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "ptreclaim/sim/metrics.hpp"
+
+namespace ptreclaim::sim::detail {
+
+// {"S1": {"checked": .., "held": .., "reason": ..}, ...}
+[[nodiscard]] nlohmann::json invariants_json(
+    const std::array<invariant_result, invariant_count>& invariants);
+// The inverse; throws nlohmann::json::exception on a malformed object.
+[[nodiscard]] std::array<invariant_result, invariant_count> invariants_from_json(
+    const nlohmann::json& j);
+// The text of a document: indented by `indent` (< 0: one line), with a final newline.
+[[nodiscard]] std::string dump_json(const nlohmann::json& j, int indent);
+
+}  // namespace ptreclaim::sim::detail

@@ -1,0 +1,71 @@
+// The ptreclaim commands: what main.cpp dispatches to after parsing. Each turns the parsed
+// strings into library calls (ptreclaim::sim) and returns the exit status (docs/tool.md).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "ptreclaim/sim/scenario.hpp"
+
+namespace ptreclaim::tool {
+
+inline constexpr const char* usage_line =
+    "usage: ptreclaim [run|compare|replay SEED|scale|campaign [merge FILE...]|calibrate|"
+    "scenarios [show NAME]] [options]\n"
+    "       ptreclaim --help   (ptreclaim COMMAND --help for a command's options)";
+
+// Everything the command line can say; strings are interpreted per command.
+struct cli_args {
+  std::string scenario = std::string(sim::default_scenario_name);
+  bool scenario_given = false;
+  std::string policy;  // run/replay: one; compare/scale: a comma-separated list
+  bool policy_given = false;
+  std::string executor = "deterministic";
+  std::string cpus;  // run/compare/replay/campaign: one number; scale: a list
+  std::string seed;
+  std::string ops;
+  std::string json;
+  std::string csv;
+  std::string report;
+  std::string costs;  // --costs FILE: replaces the scenario's cost model
+  bool expect_violation = false;
+  bool quiet = false;
+  // calibrate
+  std::string output = "ptreclaim-costs.toml";
+  unsigned budget_ms = 2000;
+  // replay / scenarios show
+  std::string replay_seed;
+  std::string show_name;
+  // campaign
+  std::string scenarios;  // comma-separated
+  std::string policies;   // comma-separated
+  std::string seeds;      // A..B
+  std::string shard;      // K/N
+  std::vector<std::string> merge_files;
+  std::string command_line;
+};
+
+// A usage error: message + usage line, exit 2.
+struct usage_error {
+  std::string message;
+};
+
+int fail(int code, const std::string& message);
+
+int cmd_run(const cli_args& a);
+int cmd_replay(const cli_args& a);
+int cmd_compare(const cli_args& a);
+int cmd_scale(const cli_args& a);
+int cmd_campaign(const cli_args& a);
+int cmd_campaign_merge(const cli_args& a);
+int cmd_calibrate(const cli_args& a);
+int cmd_scenarios_list(const cli_args& a);
+int cmd_scenarios_show(const cli_args& a);
+
+// Shared by the command files.
+std::uint64_t parse_u64(const std::string& text, const std::string& what);
+std::vector<std::string> split_commas(const std::string& text);
+unsigned parse_cpus(const std::string& text);
+std::vector<std::string> parse_policies(const std::string& text, bool allow_many);
+
+}  // namespace ptreclaim::tool
