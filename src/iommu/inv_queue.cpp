@@ -89,11 +89,13 @@ inv_queue::inv_queue(unsigned entries) : ring_(entries), mask_(entries - 1) {
       "inv_queue: entries must be a power of two in [256, 32768]");
 }
 
-Result<std::uint64_t> inv_queue::push(const inv_descriptor& d, std::uint64_t now_ns) {
+Result<std::uint64_t> inv_queue::push(const inv_descriptor& d, std::uint64_t now_ns,
+                                      unsigned attempt) {
   if (tail_ - head_ >= ring_.size()) return errc::queue_full;
   slot& s = ring_[tail_ & mask_];
   s.desc = d;
   s.submit_ns = now_ns;
+  s.attempt = attempt;
   s.covers_through = d.type == inv_type::wait ? last_inv_plus1_ : 0;
   if (d.type != inv_type::wait) last_inv_plus1_ = tail_ + 1;
   return tail_++;

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "ptreclaim/base/bits.hpp"
+#include "system_recovery.hpp"
 
 namespace ptreclaim::iommu {
 
@@ -27,6 +28,7 @@ unsigned system::add_unit(const unit_config& config) {
                  "add_unit: more than limits::max_iommus units");
   const auto index = static_cast<unsigned>(units_.size());
   units_.push_back(std::make_unique<unit>(index, config, *pool_, *plat_, log_));
+  recovery_.push_back(std::make_unique<recovery_state>());
   units_.back()->set_inv_observer(inv_observer_);
   return index;
 }
@@ -222,7 +224,7 @@ void system::update_epochs(domain& dom) {
     if (!p.submitted || p.done || p.failed) continue;
     bool all = true;
     for (unsigned i = 0; i < p.count && all; ++i)
-      all = units_[p.waits[i].first]->done(p.waits[i].second);
+      all = wait_done(p.waits[i].first, p.waits[i].second);
     if (!all) continue;
     p.done = true;
     if (p.full && p.epoch > full) full = p.epoch;
@@ -245,8 +247,15 @@ void system::update_epochs(domain& dom) {
 bool system::poll(const ticket& t) {
   PTR_ASSERT_MSG(t.dom != nullptr, "poll: empty ticket");
   bool all = true;
-  for (unsigned i = 0; i < t.count; ++i)
-    all = units_[t.parts[i].unit]->poll(t.parts[i].seq) && all;
+  for (unsigned i = 0; i < t.count; ++i) {
+    const ticket::part& p = t.parts[i];
+    bool done = units_[p.unit]->poll(p.seq);
+    if (!done) {
+      recover(p.unit);
+      done = wait_done(p.unit, p.seq);
+    }
+    all = done && all;
+  }
   update_epochs(*t.dom);
   return all;
 }
@@ -265,8 +274,10 @@ Status system::flush_sync(domain& dom, const inv_range& range, std::uint64_t tim
 }
 
 std::uint64_t system::poll_domain(domain& dom) {
-  for (const attachment& a : dom.attachments())
+  for (const attachment& a : dom.attachments()) {
     units_[a.unit]->advance();
+    recover(a.unit);
+  }
   update_epochs(dom);
   return dom.flush_completed();
 }
@@ -279,8 +290,10 @@ Status system::wait_epoch(domain& dom, std::uint64_t epoch, std::uint64_t timeou
 }
 
 void system::advance() {
-  for (auto& u : units_)
-    u->advance();
+  for (unsigned u = 0; u < units_.size(); ++u) {
+    units_[u]->advance();
+    recover(u);
+  }
   std::vector<domain*> doms;
   {
     std::lock_guard<std::mutex> g(setup_mutex_);

@@ -39,10 +39,15 @@ unit::unit(unsigned index, const unit_config& config, mem::frame_pool& pool, pla
       iotlb_(config.iotlb),
       psc_(config.psc),
       queue_(config.queue_entries),
-      slots_(config.max_walks_in_flight) {
+      slots_(config.max_walks_in_flight),
+      faults_(config.faults, index) {
   PTR_ASSERT_MSG(config.max_walks_in_flight >= 1, "unit_config: max_walks_in_flight must be >= 1");
   PTR_ASSERT_MSG(config.max_am <= 52, "unit_config: max_am beyond the 64-bit address space");
   PTR_ASSERT_MSG((config.page_levels & 0b10) != 0, "unit_config: every unit supports 4 KiB pages");
+  PTR_ASSERT_MSG(config.faults.ite_probability <= max_abort_probability &&
+                     config.faults.iqe_probability <= max_abort_probability,
+                 "fault_config: abort probabilities above max_abort_probability");
+  PTR_ASSERT_MSG(config.faults.max_aborts_in_a_row >= 1, "fault_config: max_aborts_in_a_row < 1");
   free_slots_.reserve(config.max_walks_in_flight);
   active_.reserve(config.max_walks_in_flight);
   for (unsigned i = config.max_walks_in_flight; i-- > 0;)
@@ -136,13 +141,51 @@ void unit::apply(const inv_descriptor& d) noexcept {
   }
 }
 
+void unit::record_abort_locked(std::uint64_t seq) {
+  c_.descriptors_aborted.fetch_add(1, std::memory_order_relaxed);
+  {
+    std::lock_guard<spinlock> g(abort_mu_);
+    aborted_seqs_.push_back(seq);  // processing order: ascending
+  }
+  any_abort_.store(true, std::memory_order_relaxed);  // published by [iu-1]
+}
+
+void unit::abort_group_locked(const inv_descriptor& wait, std::uint64_t seq, unsigned attempt,
+                              queue_error e) {
+  aborted_group g;
+  g.error = e;
+  g.wait_seq = seq;
+  g.attempt = attempt;
+  g.descs = std::move(group_);
+  g.descs.push_back(wait);
+  group_.clear();
+  group_aborting_ = false;
+  if (e == queue_error::ite)
+    c_.ite_errors.fetch_add(1, std::memory_order_relaxed);  // IQE: counted at the refusal
+  record_abort_locked(seq);
+  aborted_groups_.push_back(std::move(g));
+  untaken_.store(aborted_groups_.size(), std::memory_order_release);
+}
+
 void unit::process_locked(std::uint64_t now_ns) {
+  const bool faulty = faults_.enabled();
   while (!queue_.empty()) {
     const inv_queue::slot& s = queue_.front();
     const inv_type t = s.desc.type;
-    std::uint64_t done_at = std::max(s.submit_ns, hw_free_ns_) + latency(t);
+    const fault_schedule::draw f =
+        faulty ? faults_.at(queue_.head(), t, s.attempt) : fault_schedule::draw{};
+    // A wait of an IQE'd group is aborted at its own latency; a timed-out one after the timeout.
+    const bool abort_wait = t == inv_type::wait && (f.ite || group_aborting_);
+    const std::uint64_t extra = f.stall_ns + (t != inv_type::wait ? 0
+                                              : f.ite             ? config_.faults.ite_timeout_ns
+                                              : abort_wait        ? 0
+                                                                  : f.slow_ns);
+    std::uint64_t done_at = std::max(s.submit_ns, hw_free_ns_) + latency(t) + extra;
     if (done_at > now_ns) break;
-    if (t == inv_type::wait) {
+    if (abort_wait) {
+      abort_group_locked(s.desc, queue_.head(), s.attempt,
+                         group_aborting_ ? queue_error::iqe : queue_error::ite);
+    } else if (t == inv_type::wait) {
       if (wait_blocked(s.covers_through)) {
         if (!head_wait_blocked_) {
           head_wait_blocked_ = true;
@@ -160,14 +203,31 @@ void unit::process_locked(std::uint64_t now_ns) {
       if (s.desc.status != nullptr)
         s.desc.status->store(s.desc.status_value, std::memory_order_release);  // [iu-3]
       c_.waits_completed.fetch_add(1, std::memory_order_relaxed);
+      c_.descriptors[static_cast<std::size_t>(t)].fetch_add(1, std::memory_order_relaxed);
+      if (f.slow_ns != 0) {
+        c_.slow_waits.fetch_add(1, std::memory_order_relaxed);
+        c_.slow_wait_ns.fetch_add(f.slow_ns, std::memory_order_relaxed);
+      }
+      group_.clear();
+    } else if (group_aborting_ || f.iqe) {
+      // Refused (IQE), or behind a refused one in its group: not applied, not reported.
+      if (!group_aborting_) c_.iqe_errors.fetch_add(1, std::memory_order_relaxed);
+      group_aborting_ = true;
+      group_.push_back(s.desc);
+      record_abort_locked(queue_.head());
     } else {
       apply(s.desc);
       mark_walks_locked(s.desc);
       last_applied_inv_plus1_ = queue_.head() + 1;
       if (inv_observer* o = observer_.load(std::memory_order_acquire))
         o->on_processed(index_, queue_.head(), s.desc);
+      c_.descriptors[static_cast<std::size_t>(t)].fetch_add(1, std::memory_order_relaxed);
+      if (faulty) group_.push_back(s.desc);  // resubmitted with its wait if that is aborted
     }
-    c_.descriptors[static_cast<std::size_t>(t)].fetch_add(1, std::memory_order_relaxed);
+    if (f.stall_ns != 0) {
+      c_.stalls.fetch_add(1, std::memory_order_relaxed);
+      c_.stall_ns.fetch_add(f.stall_ns, std::memory_order_relaxed);
+    }
     hw_free_ns_ = done_at;
     queue_.pop();
     processed_.store(queue_.head(), std::memory_order_release);  // [iu-1] pairs with [iu-2]
@@ -175,6 +235,15 @@ void unit::process_locked(std::uint64_t now_ns) {
 }
 
 Result<std::uint64_t> unit::submit(std::span<const inv_descriptor> descs) {
+  return submit_attempt(descs, 0);
+}
+
+Result<std::uint64_t> unit::resubmit(std::span<const inv_descriptor> descs, unsigned attempt) {
+  return submit_attempt(descs, attempt);
+}
+
+Result<std::uint64_t> unit::submit_attempt(std::span<const inv_descriptor> descs,
+                                           unsigned attempt) {
   for (const auto& d : descs) {
     if (d.type == inv_type::count_)
       return Status(errc::invalid_argument, "submit: bad descriptor type");
@@ -196,7 +265,7 @@ Result<std::uint64_t> unit::submit(std::span<const inv_descriptor> descs) {
   }
   const std::uint64_t first = queue_.tail();
   for (const auto& d : descs) {
-    Result<std::uint64_t> r = queue_.push(d, now);
+    Result<std::uint64_t> r = queue_.push(d, now, attempt);
     PTR_ASSERT(r.ok());
   }
   submitted_.store(queue_.tail(), std::memory_order_release);  // [iu-7] pairs with [iu-8]
@@ -229,6 +298,20 @@ bool unit::poll(std::uint64_t seq) {
   if (done(seq)) return true;
   advance();
   return done(seq);
+}
+
+bool unit::aborted(std::uint64_t seq) const noexcept {
+  if (!any_abort_.load(std::memory_order_acquire)) return false;
+  std::lock_guard<spinlock> g(abort_mu_);
+  return std::binary_search(aborted_seqs_.begin(), aborted_seqs_.end(), seq);
+}
+
+std::vector<aborted_group> unit::take_aborted() {
+  std::lock_guard<spinlock> g(lock_);
+  std::vector<aborted_group> out = std::move(aborted_groups_);
+  aborted_groups_.clear();
+  untaken_.store(0, std::memory_order_release);
+  return out;
 }
 
 std::uint64_t unit::submitted() const {
@@ -266,6 +349,13 @@ unit_stats unit::stats() const noexcept {
   s.walks_overlapped = ld(c_.walks_overlapped);
   s.walks_busy = ld(c_.walks_busy);
   s.violations = ld(c_.violations);
+  s.ite_errors = ld(c_.ite_errors);
+  s.iqe_errors = ld(c_.iqe_errors);
+  s.descriptors_aborted = ld(c_.descriptors_aborted);
+  s.stalls = ld(c_.stalls);
+  s.stall_ns = ld(c_.stall_ns);
+  s.slow_waits = ld(c_.slow_waits);
+  s.slow_wait_ns = ld(c_.slow_wait_ns);
   {
     std::lock_guard<spinlock> g(lock_);
     s.iotlb_evictions = iotlb_.evictions();
@@ -312,6 +402,8 @@ Status unit::check_invariants() const {
     return {errc::invalid_argument, "unit: walk registry counts disagree"};
   if (head_wait_blocked_ && (queue_.empty() || queue_.front().desc.type != inv_type::wait))
     return {errc::invalid_argument, "unit: blocked flag without a wait at the head"};
+  if (group_aborting_ && group_.empty())
+    return {errc::invalid_argument, "unit: an IQE-aborted group without its refused descriptor"};
   bool bad = false;
   iotlb_.for_each([&](const iotlb_entry& e) {
     if (!e.negative && (config_.page_levels & (1u << e.level)) == 0) bad = true;

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "ptreclaim/base/limits.hpp"
+#include "ptreclaim/base/prng.hpp"
 
 namespace ptreclaim::mem {
 
@@ -164,7 +165,27 @@ Result<frame_id> frame_pool::alloc(frame_ident owner) {
 
 Result<frame_id> frame_pool::alloc_table(std::uint16_t domain, std::uint8_t level) {
   PTR_ASSERT_MSG(level >= 1 && level <= limits::max_levels, "table level out of range");
+  if (const std::uint64_t threshold = table_fail_threshold_.load(std::memory_order_relaxed);
+      threshold != 0) {
+    std::uint64_t x = table_fail_seed_ ^ table_attempts_.fetch_add(1, std::memory_order_relaxed) *
+                                             0x9e3779b97f4a7c15ULL;
+    if ((prng::splitmix64(x) >> 11) < threshold) {
+      failed_.fetch_add(1, std::memory_order_relaxed);
+      injected_.fetch_add(1, std::memory_order_relaxed);
+      return Status(errc::no_memory,
+                    "injected page-table allocation failure (a frame-pool "
+                    "exhaustion fault)");
+    }
+  }
   return alloc(frame_ident{frame_state::page_table, level, domain, 0});
+}
+
+void frame_pool::set_table_alloc_faults(double probability, std::uint64_t seed) noexcept {
+  table_fail_seed_ = seed;
+  const double p = probability < 0 ? 0 : (probability > 1 ? 1 : probability);
+  // A draw of 53 bits fails when below p * 2^53; p = 1 fails every attempt.
+  table_fail_threshold_.store(static_cast<std::uint64_t>(p * 0x1.0p53) + (p >= 1 ? 1 : 0),
+                              std::memory_order_relaxed);
 }
 
 Result<frame_id> frame_pool::alloc_data() {

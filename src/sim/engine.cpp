@@ -107,6 +107,7 @@ void machine::run(run_result& out) {
     if (ex_) ex_->discard_pending();
   }
   snap_.stats = rec_->stats();  // every CPU has stopped: the per-CPU counters are quiet
+  fault_results(out);
 
   // Devices.
   for (const iommu::unit_stats& u : snap_.units) {

@@ -76,7 +76,7 @@ Status machine::build_devices(prng& rng) {
 }
 
 step_result machine::device_step(device_state& dev) {
-  if (stop_actors_.load(std::memory_order_acquire)) {  // [en-4] pairs with [en-3]
+  if (stop_actors_.load(std::memory_order_acquire) && !device_keeps_running()) {  // [en-4] ~ [en-3]
     if (!dev.acked) {
       dev.acked = true;
       actors_stopped_.fetch_add(1, std::memory_order_release);  // [en-5] pairs with [en-6]

@@ -188,6 +188,17 @@ class machine {
   [[nodiscard]] std::uint64_t progress_probe() const;
   [[nodiscard]] std::string pending_report(bool quiescent) const;
   [[nodiscard]] std::string stuck_report() const;
+  // engine_faults.cpp: injected faults. The unit configuration with the scenario's queue faults
+  // (seeded from the run); the pool's allocation faults, armed once the roots exist; devices
+  // that keep translating through teardown (whether a device must stop now, and teardown's
+  // detach-and-invalidate first); the run's fault figures.
+  [[nodiscard]] iommu::unit_config unit_config_with_faults() const;
+  void arm_alloc_faults();
+  [[nodiscard]] bool device_keeps_running() const noexcept;
+  [[nodiscard]] unsigned actors_to_stop() const noexcept;
+  void detach_and_invalidate();
+  [[nodiscard]] std::uint64_t unit_translations() const;
+  void fault_results(run_result& out);
 
   prng root_;
   std::unique_ptr<mem::frame_pool> pool_;
@@ -245,6 +256,11 @@ class machine {
   } snap_;
   leak_summary leaks_;
   std::vector<std::string> notes_;
+
+  // Injected faults (engine_faults.cpp).
+  std::atomic<bool> teardown_done_{false};  // devices_through_teardown: they may stop now
+  std::uint64_t translations_at_stop_ = 0;  // when the devices would have been stopped
+  std::uint64_t detached_ = 0;              // context entries teardown cleared
 };
 
 // The reclaim observer: the safety monitor plus exact retire-to-free latencies (per freeing

@@ -84,7 +84,7 @@ Status machine::build() {
   deterministic_ = opt.executor == executor_kind::deterministic;
   ops_target_ = sc.duration.ops_per_cpu;
   time_limit_ns_ = sc.duration.time_limit_ns;
-  flush_timeout_ns_ = 10'000'000'000ULL;
+  flush_timeout_ns_ = invalidation_timeout_ns;
 
   runtime::run_config rc;
   rc.cpus = cpus;
@@ -117,8 +117,9 @@ Status machine::build() {
   iommu::system_config syc;
   syc.violations_kept = 16;
   sys_ = std::make_unique<iommu::system>(*pool_, syc, *ex_);
+  const iommu::unit_config unit_cfg = unit_config_with_faults();
   for (unsigned u = 0; u < sc.iommu.count; ++u)
-    sys_->add_unit(sc.iommu.unit);
+    sys_->add_unit(unit_cfg);
   // The checker before the tables: it hears of every table they unlink.
   backend_ = std::make_unique<reclaim::iommu_backend>(*sys_);
   monitor_ =
@@ -220,6 +221,7 @@ Status machine::build() {
   ++actors_total_;
 
   if (sc.hotplug.enabled && cpus > 1) plan_hotplug(root_.fork(3));
+  arm_alloc_faults();  // after the roots: only the workload's allocations may fail
   return {};
 }
 
@@ -510,11 +512,12 @@ step_result machine::finisher_step() {
         return step_result::sleep_for(poll_ns);
       }
       fin_ = finish_phase::stop_actors;
+      if (sc.faults.devices_through_teardown) translations_at_stop_ = unit_translations();
       stop_actors_.store(true, std::memory_order_release);  // [en-3] pairs with [en-4]
       [[fallthrough]];
     }
     case finish_phase::stop_actors:
-      if (actors_stopped_.load(std::memory_order_acquire) < actors_total_)  // [en-6] pairs with [en-5]
+      if (actors_stopped_.load(std::memory_order_acquire) < actors_to_stop())  // [en-6] pairs with [en-5]
         return step_result::sleep_for(poll_ns);
       fin_ = finish_phase::teardown;
       return step_result::yield();
@@ -522,6 +525,7 @@ step_result machine::finisher_step() {
       drain_status_ = rec_->drain();
       snapshot_metrics();
       teardown();
+      teardown_done_.store(true, std::memory_order_release);
       fin_ = finish_phase::done;
       // The run is over: timers still armed (a policy's next poll, however far away) and the
       // daemon actors must not keep it going.
@@ -555,6 +559,8 @@ void machine::snapshot_metrics() {
 // Destroys every table (its gather releases every frame), invalidates each domain fully, frees
 // the frames, then checks the pool is whole.
 void machine::teardown() {
+  // Devices still translating: off the domains and out of the caches before any table goes.
+  if (sc.faults.devices_through_teardown) detach_and_invalidate();
   for (auto& d : domains) {
     pt::gather g;
     d->table->destroy(g);

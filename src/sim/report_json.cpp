@@ -8,6 +8,7 @@
 
 #include "ptreclaim/sim/output.hpp"
 #include "ptreclaim/sim/report.hpp"
+#include "sim/report_faults.hpp"
 #include "sim/report_format.hpp"
 
 namespace ptreclaim::sim {
@@ -92,6 +93,7 @@ json run_json(const run_result& r) {
         {"coalesced_1g", r.superpages.coalesced_1g},
         {"tables_coalesced", r.superpages.tables_coalesced},
         {"splits", r.superpages.splits}}},
+      {"faults", detail::fault_json(r.faults)},
       {"violations",
        {{"count", r.violations.count},
         {"first", r.violations.first},

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "ptreclaim/sim/report.hpp"
+#include "sim/report_faults.hpp"
 #include "sim/report_format.hpp"
 
 namespace ptreclaim::sim {
@@ -233,6 +234,8 @@ std::string format_run(const run_result& r) {
                       std::to_string(r.hotplug.deferred_offlines) + " deferred, " +
                       std::to_string(r.hotplug.frames_migrated) + " frames migrated");
   }
+  for (const auto& [k, v] : detail::fault_lines(r.faults))
+    kv(k, v);
   kv("leak check", !r.leaks.checked ? "not run"
                                     : (r.leaks.leaked_frames == 0 && r.leaks.ledger_violations == 0
                                            ? "pool whole"

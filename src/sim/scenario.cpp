@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <string>
 
+#include "sim/scenario_faults.hpp"
+
 namespace ptreclaim::sim {
 
 namespace detail {
@@ -273,6 +275,7 @@ Status validate(const scenario& s) {
   if (s.hotplug.enabled && s.cpus < 2) {
     return bad("hotplug.enabled", "hotplug needs at least 2 CPUs");
   }
+  PTR_TRY(detail::validate_faults(s));
   return validate_workload(s);
 }
 

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "ptreclaim/sim/scenario.hpp"
+#include "sim/scenario_faults.hpp"
 #include "sim/scenario_reader.hpp"
 
 namespace ptreclaim::sim {
@@ -312,6 +313,8 @@ Result<scenario> parse_at_depth(std::string_view text, const std::string& source
     read_reclaim(table_reader(ctx, *t, "reclaim"), s.reclaim);
   if (const auto* t = top.table("hotplug"))
     read_hotplug(table_reader(ctx, *t, "hotplug"), s.hotplug);
+  if (const auto* t = top.table("faults"))
+    detail::read_faults(table_reader(ctx, *t, "faults"), s.faults);
   if (const auto* t = top.table("cost")) {
     table_reader c(ctx, *t, "cost");
     std::string file;

@@ -5,8 +5,10 @@
 // wide draw only makes a run long without making it different: operation counts are small,
 // invalidation latencies stay under 50 us and device step intervals at or above 200 ns (a
 // 1e12 ns invalidation with devices stepping every nanosecond is valid, and the watchdog ends
-// it, but it takes minutes of real time), and memory stays at or under 16384 frames (a larger
-// pool is only more memory to zero). Scenarios that validate() refuses are discarded.
+// it, but it takes minutes of real time), memory stays at or under 16384 frames (a larger
+// pool is only more memory to zero), and injected fault delays stay under 100 us (and
+// page-table allocations fail at most 20 % of the time: more only makes runs do nothing).
+// Scenarios that validate() refuses are discarded.
 //
 // L1 is required when the policy can drain without help it was not promised: the drain timeout
 // leaves room for the age flush and the workload's own flushes, and flush-epoch is not left
@@ -151,6 +153,20 @@ scenario draw() {
   s.hotplug.offline_ns = in(0, 500'000);
   s.hotplug.fail_probability = prob();
   s.hotplug.min_online = static_cast<unsigned>(in(1, s.cpus));
+  if (in(0, 2) == 0) {  // injected faults in a third of the cases
+    iommu::fault_config& q = s.faults.queue;
+    q.ite_probability = prob() * iommu::max_abort_probability;
+    q.ite_timeout_ns = in(0, 50'000);
+    q.iqe_probability = prob() * iommu::max_abort_probability;
+    q.max_aborts_in_a_row = static_cast<unsigned>(in(1, 8));
+    q.stall_probability = prob();
+    q.stall_ns = in(0, 50'000);
+    q.slow_wait_probability = prob();
+    q.slow_wait_mean_ns = in(0, 20'000);
+    q.slow_wait_max_ns = q.slow_wait_mean_ns + in(0, 80'000);
+    s.faults.alloc_fail_probability = prob() / 5;
+    s.faults.devices_through_teardown = *rc::gen::arbitrary<bool>();
+  }
   RC_PRE(validate(s).ok());
   return s;
 }

@@ -55,6 +55,30 @@ struct latency_config {
   [[nodiscard]] static constexpr latency_config zero() noexcept { return {0, 0, 0, 0, 0, 0, 0}; }
 };
 
+// Abort probabilities above this would let one invalidation fail more often than it succeeds.
+inline constexpr double max_abort_probability = 0.5;
+
+// Injected queue faults (faults.hpp says what each does). All off by default.
+struct fault_config {
+  std::uint64_t seed = 0;
+  double ite_probability = 0.0;           // per wait descriptor, 0 .. max_abort_probability
+  std::uint64_t ite_timeout_ns = 20'000;  // time the unit spends on a wait before ITE
+  double iqe_probability = 0.0;           // per invalidation descriptor, 0 .. 0.5
+  unsigned max_aborts_in_a_row = 4;    // >= 1: aborts of one invalidation, resubmissions included
+  double stall_probability = 0.0;      // per descriptor, 0 .. 1
+  std::uint64_t stall_ns = 20'000;     // one stall
+  double slow_wait_probability = 0.0;  // per completed wait, 0 .. 1
+  std::uint64_t slow_wait_mean_ns = 10'000;  // mean of the exponential extra delay
+  std::uint64_t slow_wait_max_ns = 200'000;  // its truncation
+
+  [[nodiscard]] bool enabled() const noexcept {
+    return ite_probability > 0 || iqe_probability > 0 || stall_probability > 0 ||
+           slow_wait_probability > 0;
+  }
+  // The longest one descriptor can take beyond its configured latency.
+  [[nodiscard]] std::uint64_t max_extra_ns() const noexcept;
+};
+
 // One IOMMU.
 struct unit_config {
   cache_config iotlb{64, 8, replacement::lru, 1};  // effective IOTLB of ~64 entries for 4K pages
@@ -70,6 +94,7 @@ struct unit_config {
   // Walks registered at once (one per walking device); a begin() beyond it is outcome::busy.
   unsigned max_walks_in_flight = 256;
   latency_config latency{};
+  fault_config faults{};  // injected queue faults (faults.hpp); off by default
   // Mutation testing only, never for real runs: waits ignore walks in flight (the wait rule,
   // unit.hpp, is off), so a table freed after a completed wait may still be read. Tests use it
   // to show the checks catch a model without the rule.

@@ -133,12 +133,16 @@ class inv_queue {
     std::uint64_t submit_ns = 0;
     // wait descriptors: 1 + the sequence of the last non-wait descriptor before it (0: none).
     std::uint64_t covers_through = 0;
+    // How often the driver's recovery resubmitted this descriptor's group (faults.hpp); the
+    // fault injector reads it, the hardware model does not.
+    unsigned attempt = 0;
   };
 
   explicit inv_queue(unsigned entries);
 
   // Appends `d` at sequence tail(); errc::queue_full when no slot is free.
-  [[nodiscard]] Result<std::uint64_t> push(const inv_descriptor& d, std::uint64_t now_ns);
+  [[nodiscard]] Result<std::uint64_t> push(const inv_descriptor& d, std::uint64_t now_ns,
+                                           unsigned attempt = 0);
   [[nodiscard]] bool empty() const noexcept { return head_ == tail_; }
   [[nodiscard]] std::size_t free_slots() const noexcept { return ring_.size() - (tail_ - head_); }
   [[nodiscard]] const slot& front() const noexcept { return ring_[head_ & mask_]; }

@@ -12,6 +12,13 @@
 //   system_config::queue_full_timeout_ns, then reported as errc::queue_full. It returns a
 //   ticket: the per-unit wait sequences, pollable without blocking or waitable with the
 //   platform's wait_until. The domain's flush epochs (domain.hpp) advance as tickets complete.
+//
+// Queue errors (injected faults, faults.hpp): a unit that aborts a group (ITE, IQE) keeps it; the
+// driver resubmits it, as Linux's qi_submit_sync restarts a submission whose wait qi_check_fault
+// found QI_ABORT. Here recovery runs whenever someone looks at a unit's progress (poll(ticket),
+// poll_domain, wait_epoch, advance), never blocks (a full queue leaves the group for the next
+// look), and records which wait replaced the aborted one; a ticket or flush epoch holding the
+// aborted wait completes only when its latest resubmission completed (wait_done).
 #pragma once
 
 #include <array>
@@ -122,6 +129,18 @@ class system {
   // Advances every unit to now, then every domain's epochs (the engine step).
   void advance();
 
+  // --- queue errors (see the file comment) ---
+  // Resubmits the groups unit `u` aborted (non-blocking).
+  void recover(unsigned u);
+  // True once the wait at `seq` on unit `u` completed or, when it was aborted, the wait of its
+  // resubmission did (following every resubmission). Never true for a wait that was aborted and
+  // not (yet) successfully resubmitted. Does not advance the unit.
+  [[nodiscard]] bool wait_done(unsigned u, std::uint64_t seq) const;
+  // Aborted groups resubmitted so far (all units).
+  [[nodiscard]] std::uint64_t resubmissions() const noexcept {
+    return resubmissions_.load(std::memory_order_relaxed);
+  }
+
   [[nodiscard]] violation_log& violations() noexcept { return log_; }
   [[nodiscard]] const violation_log& violations() const noexcept { return log_; }
   [[nodiscard]] platform& plat() const noexcept { return *plat_; }
@@ -132,12 +151,16 @@ class system {
 
  private:
   Result<std::uint64_t> submit_retrying(unit& u, std::span<const inv_descriptor> descs);
+  // The driver's view of one unit's aborted groups (system_recovery.cpp).
+  struct recovery_state;
 
   mem::frame_pool* pool_;
   system_config config_;
   platform* plat_;
   violation_log log_;
   std::vector<std::unique_ptr<unit>> units_;
+  std::vector<std::unique_ptr<recovery_state>> recovery_;  // one per unit
+  std::atomic<std::uint64_t> resubmissions_{0};
   mutable std::mutex setup_mutex_;  // domains_, device_unit_ writes, inv_observer_
   inv_observer* inv_observer_ = nullptr;
   std::vector<std::unique_ptr<domain>> domains_;

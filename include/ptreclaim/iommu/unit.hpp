@@ -50,6 +50,7 @@
 #include "ptreclaim/iommu/cache.hpp"
 #include "ptreclaim/iommu/config.hpp"
 #include "ptreclaim/iommu/domain.hpp"
+#include "ptreclaim/iommu/faults.hpp"
 #include "ptreclaim/iommu/inv_queue.hpp"
 #include "ptreclaim/iommu/violation.hpp"
 #include "ptreclaim/mem/frame_pool.hpp"
@@ -156,6 +157,15 @@ struct unit_stats {
   std::uint64_t walks_busy = 0;        // begin() refused: no walk slot free (outcome::busy)
   std::uint64_t violations = 0;
   std::uint64_t iotlb_evictions = 0;
+  // Injected faults (faults.hpp): errors reported, descriptors aborted unprocessed (aborted waits
+  // included), queue stalls and slow waits with the time they added.
+  std::uint64_t ite_errors = 0;
+  std::uint64_t iqe_errors = 0;
+  std::uint64_t descriptors_aborted = 0;
+  std::uint64_t stalls = 0;
+  std::uint64_t stall_ns = 0;
+  std::uint64_t slow_waits = 0;
+  std::uint64_t slow_wait_ns = 0;
 };
 
 class unit {
@@ -191,16 +201,32 @@ class unit {
   // exceeds max_am. Returns the sequence of the first; the rest follow consecutively.
   [[nodiscard]] Result<std::uint64_t> submit(std::span<const inv_descriptor> descs);
   [[nodiscard]] Result<std::uint64_t> submit(const inv_descriptor& d) { return submit({&d, 1}); }
+  // The driver's resubmission of an aborted group (faults.hpp): `attempt` = how often it was
+  // aborted before. Otherwise submit().
+  [[nodiscard]] Result<std::uint64_t> resubmit(std::span<const inv_descriptor> descs,
+                                               unsigned attempt);
   // AMD-Vi commands, translated (translate_amd); a block beyond max_am becomes a DSI.
   [[nodiscard]] Result<std::uint64_t> submit_amd(std::span<const amd_command> cmds);
   // Moves the hardware to the platform's now (the engine step a runtime actor may drive).
   void advance();
   // Moves the hardware to `now_ns` (<= platform now; lets a simulator drive time explicitly).
   void process(std::uint64_t now_ns);
-  // True once the descriptor at `seq` finished. Lock-free; does not advance.
+  // True once the descriptor at `seq` finished; never for a descriptor an injected fault
+  // aborted (faults.hpp). Lock-free unless the unit ever aborted one; does not advance.
   [[nodiscard]] bool done(std::uint64_t seq) const noexcept {
-    return processed_.load(std::memory_order_acquire) > seq;  // [iu-2] pairs with [iu-1]
+    if (processed_.load(std::memory_order_acquire) <= seq) return false;  // [iu-2] pairs with [iu-1]
+    // An abort's record is written before [iu-1] moves past it: visible here.
+    return !any_abort_.load(std::memory_order_relaxed) || !aborted(seq);
   }
+  // True when the descriptor at `seq` was aborted (faults.hpp): a wait that will never complete,
+  // or an invalidation an IQE kept from taking effect.
+  [[nodiscard]] bool aborted(std::uint64_t seq) const noexcept;
+  // Groups aborted and not yet taken (a hint, lock-free).
+  [[nodiscard]] bool has_aborted_groups() const noexcept {
+    return untaken_.load(std::memory_order_acquire) != 0;
+  }
+  // The aborted groups not taken before, oldest first: each is handed out exactly once.
+  [[nodiscard]] std::vector<aborted_group> take_aborted();
   // advance() then done(seq).
   [[nodiscard]] bool poll(std::uint64_t seq);
   [[nodiscard]] std::uint64_t processed() const noexcept {
@@ -232,6 +258,12 @@ class unit {
 
  private:
   void process_locked(std::uint64_t now_ns);
+  Result<std::uint64_t> submit_attempt(std::span<const inv_descriptor> descs, unsigned attempt);
+  // The head descriptor (at `seq`) is aborted: counted, and never done().
+  void record_abort_locked(std::uint64_t seq);
+  // The head wait (at `seq`) is aborted: records its group for the driver.
+  void abort_group_locked(const inv_descriptor& wait, std::uint64_t seq, unsigned attempt,
+                          queue_error e);
   [[nodiscard]] bool wait_blocked(std::uint64_t covers_through) const noexcept;
   void apply(const inv_descriptor& d) noexcept;
   void finish(walk& w);
@@ -278,10 +310,25 @@ class unit {
   std::atomic<std::uint64_t> submitted_{0};  // queue_.tail(), mirrored for submitted_peek()
   std::atomic<inv_observer*> observer_{nullptr};
 
+  // Injected faults (faults.hpp). Under lock_: the group since the last wait (its invalidations,
+  // applied or not) and whether an IQE aborts it; the aborted groups not yet taken.
+  fault_schedule faults_;
+  std::vector<inv_descriptor> group_;
+  bool group_aborting_ = false;
+  std::vector<aborted_group> aborted_groups_;
+  std::atomic<std::size_t> untaken_{0};  // aborted_groups_.size(), for the lock-free hint
+  // Every aborted descriptor's sequence, ascending, never trimmed (a caller may hold any of them).
+  // Its own lock on the real platform: done() is a checker's read and must not be charged.
+  mutable spinlock abort_mu_;
+  std::vector<std::uint64_t> aborted_seqs_;
+  std::atomic<bool> any_abort_{false};
+
   struct counters {
     std::atomic<std::uint64_t> translations{0}, iotlb_hits{0}, iotlb_misses{0}, walks{0},
         pte_reads{0}, faults{0}, waits_completed{0}, wait_stalls{0}, queue_full{0},
-        fills_dropped{0}, walks_overlapped{0}, walks_busy{0}, violations{0};
+        fills_dropped{0}, walks_overlapped{0}, walks_busy{0}, violations{0}, ite_errors{0},
+        iqe_errors{0}, descriptors_aborted{0}, stalls{0}, stall_ns{0}, slow_waits{0},
+        slow_wait_ns{0};
     std::array<std::atomic<std::uint64_t>, limits::max_levels + 1> psc_hits{};
     std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(inv_type::count_)>
         descriptors{};

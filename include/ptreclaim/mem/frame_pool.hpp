@@ -115,6 +115,14 @@ class frame_pool {
     fail_countdown_.store(n, std::memory_order_relaxed);
   }
 
+  // Fault injection at random points: each page-table allocation from now on fails with
+  // no_memory with `probability` (0 disables), drawn per attempt from `seed` with a counter, so
+  // a deterministic executor replays the schedule. Data frames are never failed.
+  void set_table_alloc_faults(double probability, std::uint64_t seed) noexcept;
+  [[nodiscard]] std::uint64_t injected_table_failures() const noexcept {
+    return injected_.load(std::memory_order_relaxed);
+  }
+
   [[nodiscard]] platform& plat() const noexcept { return *platform_; }
 
  private:
@@ -149,6 +157,11 @@ class frame_pool {
   std::atomic<std::uint32_t> in_use_{0};
   std::atomic<std::uint32_t> peak_{0};
   std::atomic<std::uint64_t> fail_countdown_{0};
+  // set_table_alloc_faults: the probability in 2^-53 units (0 = off), the seed, the attempts.
+  std::atomic<std::uint64_t> table_fail_threshold_{0};
+  std::uint64_t table_fail_seed_ = 0;
+  std::atomic<std::uint64_t> table_attempts_{0};
+  std::atomic<std::uint64_t> injected_{0};
   std::atomic<std::uint64_t> violations_{0};
   mutable std::mutex reports_mutex_;
   std::vector<ledger_report> reports_;

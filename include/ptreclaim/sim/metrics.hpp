@@ -116,6 +116,28 @@ struct superpage_metrics {
   std::uint64_t splits = 0;            // pt::table_stats::split, summed over domains
 };
 
+// Injected faults (the scenario's [faults] section): what was injected and how the IOMMU driver
+// recovered. All zero when the scenario injects nothing (enabled = false).
+struct fault_metrics {
+  bool enabled = false;                     // the scenario enables at least one fault
+  std::uint64_t ite = 0;                    // invalidation time-out errors: waits aborted
+  std::uint64_t iqe = 0;                    // invalid-descriptor errors: invalidations refused
+  std::uint64_t descriptors_aborted = 0;    // descriptors the units aborted unprocessed
+  std::uint64_t resubmissions = 0;          // aborted groups the driver resubmitted
+  std::uint64_t stalls = 0;                 // queue stalls
+  std::uint64_t stall_ns = 0;               // time they added
+  std::uint64_t slow_waits = 0;             // waits that drew an extra delay
+  std::uint64_t slow_wait_ns = 0;           // time they added
+  std::uint64_t alloc_failures = 0;         // page-table allocations failed by injection
+  std::uint64_t mutation_errors = 0;        // workload mutations that failed (no_memory, ...)
+  bool devices_through_teardown = false;    // devices kept translating through teardown
+  std::uint64_t teardown_translations = 0;  // translations after they would have been stopped
+  std::uint64_t detached_contexts = 0;      // context entries teardown cleared first
+  [[nodiscard]] std::uint64_t injected() const noexcept {
+    return ite + iqe + stalls + slow_waits + alloc_failures + teardown_translations;
+  }
+};
+
 struct run_result {
   // What ran.
   std::string scenario;         // scenario name
@@ -152,6 +174,7 @@ struct run_result {
   reclaim_metrics reclaim;
   hotplug_metrics hotplug;
   superpage_metrics superpages;
+  fault_metrics faults;
   [[nodiscard]] double invalidations_per_freed_table() const noexcept {
     return reclaim.tables_freed ? static_cast<double>(invalidations.flushes) /
                                       static_cast<double>(reclaim.tables_freed)

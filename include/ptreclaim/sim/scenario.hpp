@@ -231,6 +231,25 @@ struct hotplug_params {
   unsigned min_online = 1;                     // never fewer online CPUs (1 .. cpus)
 };
 
+// Injected faults (a [faults] section; docs/scenarios.md). All off by default: a scenario
+// without the section runs exactly as before. Every fault is drawn from a schedule seeded from
+// the run's seed, so the deterministic executor replays it.
+struct faults_params {
+  // ITE, IQE, queue stalls and slow waits of every IOMMU unit (iommu/faults.hpp); its seed is
+  // forked from the run's.
+  iommu::fault_config queue{};
+  double alloc_fail_probability = 0.0;    // a page-table frame allocation fails (0 .. 1)
+  bool devices_through_teardown = false;  // devices keep translating while the machine is torn
+                                          // down: teardown detaches them and invalidates first
+  [[nodiscard]] bool any() const noexcept {
+    return queue.enabled() || alloc_fail_probability > 0 || devices_through_teardown;
+  }
+};
+
+// The simulator's bound on one invalidation's completion: the policies' wait_timeout_ns and the
+// callers' flushes. validate() rejects queue faults that could hold an invalidation longer.
+inline constexpr std::uint64_t invalidation_timeout_ns = 10'000'000'000ULL;
+
 struct scenario {
   std::string name = "unnamed";
   std::string description;
@@ -251,6 +270,7 @@ struct scenario {
   dma_storm_params dma_storm{};              // used when kind == dma_storm
   reclaim_params reclaim{};
   hotplug_params hotplug{};
+  faults_params faults{};
   std::optional<std::string> cost_file;  // [cost] file, resolved against the scenario's folder
   cost_model costs{};                    // loaded from cost_file, else scenarios/costs/default.toml
 
