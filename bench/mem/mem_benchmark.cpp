@@ -1,14 +1,17 @@
 // Frame-pool costs: a frame allocated and freed at once (the per-CPU cache's fast path) and
 // bursts of frames allocated, then freed (which refill from and spill to the shared depot),
 // at 1 and 2 threads, each thread a CPU of its own pool cache. Real time, so items_per_second
-// at 2 threads is the total of both. Poisoning on free is an argument (the reclaim benchmark's
-// --reclaim_poison): with it, a free writes 4 KiB, as an alloc always does (zeroing).
+// at 2 threads is the total of both; the alloc/free pair also reports overlap-gated ns per
+// iteration (common/overlap.hpp): its cost while both threads run, which the host's load does
+// not hide. Poisoning on free is an argument (the reclaim benchmark's --reclaim_poison): with
+// it, a free writes 4 KiB, as an alloc always does (zeroing).
 #include <benchmark/benchmark.h>
 
 #include <array>
 #include <cstdint>
 #include <memory>
 
+#include "common/overlap.hpp"
 #include "ptreclaim/base/platform.hpp"
 #include "ptreclaim/mem/frame_pool.hpp"
 
@@ -17,6 +20,7 @@ namespace {
 
 constexpr unsigned max_threads = 2;
 constexpr std::uint32_t capacity = 1u << 14;  // 64 MiB: enough for every burst below
+bench::overlap_meter meter;
 
 real_platform& plat() {
   static real_platform p(max_threads);
@@ -43,11 +47,15 @@ frame_pool& pool_for(bool poison) {
 void BM_alloc_free(benchmark::State& state) {
   frame_pool& pool = pool_for(state.range(0) != 0);
   plat().set_current_cpu(static_cast<unsigned>(state.thread_index()));
+  if (state.thread_index() == 0) meter.reset();
+  bench::overlap_meter::probe probe(meter, state);
   for (auto _ : state) {
     const Result<frame_id> f = pool.alloc_data();
     benchmark::DoNotOptimize(f);
     (void)pool.free(*f, "bench");
+    probe.tick();
   }
+  probe.finish(state);
   state.SetItemsProcessed(state.iterations());
 }
 

@@ -8,13 +8,15 @@
 // total of both threads (Google Benchmark's default divides by the threads' summed CPU time,
 // which gives a per-thread rate). Two controls run beside the shared-domain one: the same loop
 // on one domain per thread (nothing of ours shared) and a register-only loop: what this host
-// gives two threads at all.
+// gives two threads at all. Each also reports overlap-gated ns per iteration
+// (common/overlap.hpp): the cost while both threads run, which the host's load does not hide.
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
 #include <memory>
 #include <vector>
 
+#include "common/overlap.hpp"
 #include "ptreclaim/base/platform.hpp"
 #include "ptreclaim/mem/frame_pool.hpp"
 #include "ptreclaim/pt/table.hpp"
@@ -25,6 +27,7 @@ namespace {
 constexpr std::uint64_t k4k = 4096;
 constexpr std::uint64_t k2m = 2ull << 20;
 constexpr unsigned window_pages = 8192;  // pages cycled through before the table is reset
+bench::overlap_meter meter;              // the multi-threaded benchmarks' chunk timings
 
 struct fixture {
   mem::frame_pool pool;
@@ -105,6 +108,8 @@ void map_unmap_4k_loop(benchmark::State& state, fixture* const& fx) {
   default_platform().set_current_cpu(static_cast<unsigned>(state.thread_index()));
   const iova_t base = (1ull << 40) + static_cast<iova_t>(state.thread_index()) * (1ull << 30);
   gather g;
+  if (state.thread_index() == 0) meter.reset();
+  bench::overlap_meter::probe probe(meter, state);
   std::uint64_t i = 0;
   for (auto _ : state) {
     const iova_t iova = base + (i % window_pages) * k4k;
@@ -112,7 +117,9 @@ void map_unmap_4k_loop(benchmark::State& state, fixture* const& fx) {
     benchmark::DoNotOptimize(fx->t->unmap(iova, k4k, g));
     g.clear();
     ++i;
+    probe.tick();
   }
+  probe.finish(state);
   state.SetItemsProcessed(2 * state.iterations());
   default_platform().set_current_cpu(0);
 }
@@ -140,11 +147,15 @@ void BM_MapUnmap4KLockFreeSeparate(benchmark::State& state) {
 // here bounds what any code can scale to on this machine at that moment.
 void BM_ComputeCeiling(benchmark::State& state) {
   std::uint64_t x = static_cast<std::uint64_t>(state.thread_index()) + 1;
+  if (state.thread_index() == 0) meter.reset();
+  bench::overlap_meter::probe probe(meter, state);
   for (auto _ : state) {
     for (unsigned k = 0; k < 64; ++k)
       x = x * 6364136223846793005ull + 1442695040888963407ull;
     benchmark::DoNotOptimize(x);
+    probe.tick();
   }
+  probe.finish(state);
   state.SetItemsProcessed(state.iterations());
 }
 
