@@ -30,8 +30,7 @@ frame_pool::frame_pool(pool_config config, platform& plat)
                  "pool caches must be 1..limits::max_pool_caches");
   PTR_ASSERT_MSG(config_.cache_frames >= 2 && config_.cache_frames <= 4096,
                  "cache_frames must be 2..4096");
-  memory_ = std::make_unique<std::atomic<std::uint64_t>[]>(std::size_t{capacity_} *
-                                                           limits::ptes_per_table);
+  memory_ = std::make_unique<frame_words[]>(capacity_);  // value-initialised: zeroed
   meta_ = std::make_unique<frame_meta[]>(capacity_);
   caches_.reserve(config_.caches);
   for (unsigned i = 0; i < config_.caches; ++i) {
@@ -48,11 +47,11 @@ frame_pool::~frame_pool() = default;
 
 std::atomic<std::uint64_t>* frame_pool::words(frame_id f) noexcept {
   PTR_DASSERT(contains(f));
-  return &memory_[std::size_t{f.value} * limits::ptes_per_table];
+  return memory_[f.value].w;
 }
 const std::atomic<std::uint64_t>* frame_pool::words(frame_id f) const noexcept {
   PTR_DASSERT(contains(f));
-  return &memory_[std::size_t{f.value} * limits::ptes_per_table];
+  return memory_[f.value].w;
 }
 frame_meta& frame_pool::meta(frame_id f) noexcept {
   PTR_ASSERT_MSG(contains(f), "frame id out of range");
@@ -93,6 +92,7 @@ std::uint32_t frame_pool::take_frame() {
       if (!c.frames.empty()) {
         const std::uint32_t f = c.frames.back();
         c.frames.pop_back();
+        bump(c.allocations);
         return f;
       }
     }
@@ -103,6 +103,7 @@ std::uint32_t frame_pool::take_frame() {
       if (!other->frames.empty()) {
         const std::uint32_t f = other->frames.back();
         other->frames.pop_back();
+        bump(other->allocations);
         return f;
       }
     }
@@ -124,6 +125,7 @@ void frame_pool::give_frame(std::uint32_t f) {
     }
   }
   c.frames.push_back(f);
+  bump(c.frees);
 }
 
 Result<frame_id> frame_pool::alloc(frame_ident owner) {
@@ -154,7 +156,6 @@ Result<frame_id> frame_pool::alloc(frame_ident owner) {
   owner.generation = old.generation + 1;
   m.ident.store(owner.pack(), std::memory_order_release);  // [fp-1] pairs with walkers' [fp-2]
   platform_->charge(cost_kind::frame_alloc);
-  allocations_.fetch_add(1, std::memory_order_relaxed);
   const std::uint32_t now_in_use = in_use_.load(std::memory_order_relaxed);
   std::uint32_t peak = peak_.load(std::memory_order_relaxed);
   while (now_in_use > peak &&
@@ -305,16 +306,21 @@ Status frame_pool::free_checked(frame_id f, const char* path, bool from_retired_
       words_of_frame[i].store(poison_pattern, std::memory_order_relaxed);
   }
   platform_->charge(cost_kind::frame_free);
-  frees_.fetch_add(1, std::memory_order_relaxed);
   give_frame(f.value);
   in_use_.fetch_sub(1, std::memory_order_relaxed);  // after the frame is back in a list
   return {};
 }
 
 pool_stats frame_pool::stats() const noexcept {
-  return {allocations_.load(std::memory_order_relaxed), frees_.load(std::memory_order_relaxed),
-          failed_.load(std::memory_order_relaxed), in_use_.load(std::memory_order_relaxed),
-          peak_.load(std::memory_order_relaxed)};
+  pool_stats s;
+  for (const auto& c : caches_) {
+    s.allocations += c->allocations.load(std::memory_order_relaxed);
+    s.frees += c->frees.load(std::memory_order_relaxed);
+  }
+  s.failed_allocations = failed_.load(std::memory_order_relaxed);
+  s.in_use = in_use_.load(std::memory_order_relaxed);
+  s.peak_in_use = peak_.load(std::memory_order_relaxed);
+  return s;
 }
 
 std::vector<leak_record> frame_pool::leaks() const {

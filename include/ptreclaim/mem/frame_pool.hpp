@@ -17,6 +17,12 @@
 // Memory ordering: [fp-1] a frame's ident store with release on allocation pairs with [fp-2] acquire
 // loads by walkers; frame contents written before a table is linked are published by the
 // linking PTE store (see pt/), not by the pool.
+//
+// Layout: the allocation and free counters live in the per-CPU caches (each written under its
+// cache's lock, so no locked add on a line all CPUs write; stats() sums them), and what every
+// CPU writes (the reservation counter, the depot) sits on cache lines apart from what every
+// operation only reads (the frame and metadata arrays, the cache table). Frames are 4 KiB
+// aligned, so two frames never share a cache line (or a host page).
 #pragma once
 
 #include <atomic>
@@ -26,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "ptreclaim/base/limits.hpp"
 #include "ptreclaim/base/platform.hpp"
 #include "ptreclaim/base/spinlock.hpp"
 #include "ptreclaim/base/status.hpp"
@@ -126,11 +133,28 @@ class frame_pool {
   [[nodiscard]] platform& plat() const noexcept { return *platform_; }
 
  private:
-  struct alignas(64) cache {
+  static constexpr std::size_t line = 64;  // host cache line: the unit of false sharing
+
+  // One frame's contents, on its own page as in hardware.
+  struct alignas(limits::page_size) frame_words {
+    std::atomic<std::uint64_t> w[limits::ptes_per_table];
+  };
+  static_assert(sizeof(frame_words) == limits::page_size);
+
+  // A CPU's free frames and its share of the statistics. The counters are written only under
+  // `lock` (relaxed load and store: the lock orders the writers, no locked add) and read
+  // without it by stats() (relaxed: a statistic, not a synchronisation point).
+  struct alignas(line) cache {
     spinlock lock;
     std::vector<std::uint32_t> frames;
+    std::atomic<std::uint64_t> allocations{0};  // frames taken from this cache's list
+    std::atomic<std::uint64_t> frees{0};        // frames put back into it
     explicit cache(platform& p) : lock(p) {}
   };
+  // Adds one to a counter of a cache whose lock the caller holds.
+  static void bump(std::atomic<std::uint64_t>& c) noexcept {
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
 
   Result<frame_id> alloc(frame_ident owner);
   Status free_checked(frame_id f, const char* path, bool from_retired_only);
@@ -139,28 +163,33 @@ class frame_pool {
   void give_frame(std::uint32_t f);
   void report(frame_id f, std::string what);
 
+  // Read by every operation, written only at construction (fail_countdown_ and the table
+  // fault settings: by fault injection, never on a measured path).
   platform* platform_;
   pool_config config_;
   std::uint32_t capacity_;
-  std::unique_ptr<std::atomic<std::uint64_t>[]> memory_;
+  std::unique_ptr<frame_words[]> memory_;
   std::unique_ptr<frame_meta[]> meta_;
   std::vector<std::unique_ptr<cache>> caches_;
-  spinlock depot_lock_;
+  std::atomic<std::uint64_t> fail_countdown_{0};
+  // set_table_alloc_faults: the probability in 2^-53 units (0 = off) and the seed.
+  std::atomic<std::uint64_t> table_fail_threshold_{0};
+  std::uint64_t table_fail_seed_ = 0;
+
+  // Written by refills and spills (cache_frames / 2 frames at a time).
+  alignas(line) spinlock depot_lock_;
   std::vector<std::uint32_t> depot_;
 
-  std::atomic<std::uint64_t> allocations_{0};
-  std::atomic<std::uint64_t> frees_{0};
-  std::atomic<std::uint64_t> failed_{0};
+  // Written by every allocation and free, on any CPU.
   // Frames reserved by an allocation or held, incremented before a frame is taken from a list
   // and decremented after a freed frame is back in one: never above capacity, so a reservation
   // always finds a frame (in_use_ < capacity_ means some list holds one).
-  std::atomic<std::uint32_t> in_use_{0};
+  alignas(line) std::atomic<std::uint32_t> in_use_{0};
   std::atomic<std::uint32_t> peak_{0};
-  std::atomic<std::uint64_t> fail_countdown_{0};
-  // set_table_alloc_faults: the probability in 2^-53 units (0 = off), the seed, the attempts.
-  std::atomic<std::uint64_t> table_fail_threshold_{0};
-  std::uint64_t table_fail_seed_ = 0;
-  std::atomic<std::uint64_t> table_attempts_{0};
+
+  // Error paths and fault injection only.
+  alignas(line) std::atomic<std::uint64_t> failed_{0};
+  std::atomic<std::uint64_t> table_attempts_{0};  // set_table_alloc_faults: attempts drawn
   std::atomic<std::uint64_t> injected_{0};
   std::atomic<std::uint64_t> violations_{0};
   mutable std::mutex reports_mutex_;
