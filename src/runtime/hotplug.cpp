@@ -187,6 +187,11 @@ Status executor::do_cpu_down(unsigned target, bool force_fail) {
   return {};
 }
 
+bool executor::hotplug_down_waiting(unsigned cpu) const {
+  lock_t lock(mu_);
+  return cpu < deferred_until_.size() && deferred_until_[cpu] != 0;
+}
+
 void executor::run_scheduled_hotplug(std::size_t& next, std::uint64_t now_ns) {
   const auto requeue = [this, &next](const hotplug_event& ev) {  // mu_ held
     const auto at = std::upper_bound(
@@ -205,6 +210,9 @@ void executor::run_scheduled_hotplug(std::size_t& next, std::uint64_t now_ns) {
       requeue(ev);
       return;
     }
+    // Marks the down as waiting from before its first down_prepare, so the target never sees
+    // a deferring notifier's state without it (hotplug_down_waiting).
+    if (ev.op != hotplug_op::up && deferred_until_[ev.cpu] == 0) deferred_until_[ev.cpu] = ~0ULL;
   }
   may_defer_.store(ev.defers < config_.hotplug_max_defers, std::memory_order_relaxed);
   const Status s = controller_hotplug(ev.op, ev.cpu);
@@ -218,7 +226,7 @@ void executor::run_scheduled_hotplug(std::size_t& next, std::uint64_t now_ns) {
     requeue(ev);
     return;
   }
-  if (ev.defers != 0) deferred_until_[ev.cpu] = 0;
+  if (ev.op != hotplug_op::up) deferred_until_[ev.cpu] = 0;
   --hotplug_events_left_;
   if (!s.ok() && s.code() == errc::invalid_argument) ++counters_.hotplug_rejected;
 }

@@ -339,11 +339,20 @@ step_result machine::program_step(unsigned cpu) {
         d.ph = cpu_driver::phase::finisher;
         return step_result::yield();
       }
-      if (d.going_down.load(std::memory_order_seq_cst)) return step_result::yield();
-      d.mid_op.store(true, std::memory_order_seq_cst);
-      if (d.going_down.load(std::memory_order_seq_cst)) {
-        d.mid_op.store(false, std::memory_order_seq_cst);
-        return step_result::yield();
+      // Inside a batch of caller flushes mid_op stays set (no scheduler point until the
+      // batch's flush): the CPU goes on even when an offline waits for it.
+      if (!d.mid_op.load(std::memory_order_relaxed)) {  // only this CPU writes it
+        if (d.going_down.load(std::memory_order_seq_cst)) {
+          // Wait for the deferred offline; if it was dropped (refused before the guard ran
+          // again, e.g. too few CPUs online by then), nobody else clears the flag.
+          if (ex_->hotplug_down_waiting(cpu)) return step_result::yield();
+          d.going_down.store(false, std::memory_order_seq_cst);
+        }
+        d.mid_op.store(true, std::memory_order_seq_cst);
+        if (d.going_down.load(std::memory_order_seq_cst)) {
+          d.mid_op.store(false, std::memory_order_seq_cst);
+          return step_result::yield();
+        }
       }
       d.dom = &wl_->begin_op(cpu);
       d.ph = cpu_driver::phase::mutate;

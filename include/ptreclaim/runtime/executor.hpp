@@ -203,6 +203,9 @@ class executor : public platform {
   [[nodiscard]] bool hotplug_may_defer() const noexcept {
     return may_defer_.load(std::memory_order_relaxed);
   }
+  // True while a scheduled cpu_down of `cpu` that a notifier deferred waits for its next try
+  // (until that try ends). A deferring notifier's state is stale once this is false.
+  [[nodiscard]] bool hotplug_down_waiting(unsigned cpu) const;
   // Registers n (called in registration order). With replay_online, n immediately receives
   // up_prepare then online for every online CPU, in the caller's context. Any context, but
   // not while a hotplug operation is in progress.
