@@ -7,7 +7,8 @@
 # rebuilt, they run, and the patch is reverted. Fails if a mutant survives, if a patch does not
 # apply, or if the unmutated targets do not pass first (a kill would then mean nothing).
 #
-# Usage: scripts/mutants.sh [NAME...]      (default: every tests/mutants/*.patch)
+# Usage: scripts/mutants.sh [--check] [NAME...]   (default: every tests/mutants/*.patch)
+#   --check       only check that every patch applies to the tree (a CTest test runs this)
 #   MUTANTS_DIR   scratch folder (default build/mutants)
 #   MUTANTS_JOBS  build parallelism (default: nproc)
 set -euo pipefail
@@ -18,6 +19,11 @@ src=$work/src
 bld=$work/build
 start=$(date +%s)
 
+check_only=0
+if [[ ${1:-} == --check ]]; then
+  check_only=1
+  shift
+fi
 patches=()
 if (($# > 0)); then
   for n in "$@"; do patches+=("$root/tests/mutants/$n.patch"); done
@@ -27,6 +33,18 @@ fi
 for p in "${patches[@]}"; do
   [[ -f $p ]] || { echo "mutants: no such mutant: $p" >&2; exit 2; }
 done
+
+if ((check_only)); then
+  bad=0
+  for p in "${patches[@]}"; do
+    if ! (cd "$root" && patch -p1 --dry-run -s -f <"$p" >/dev/null 2>&1); then
+      echo "mutants: $(basename "$p") no longer applies to the tree: update its context" >&2
+      bad=1
+    fi
+  done
+  ((bad == 0)) && echo "mutants: all ${#patches[@]} patches apply"
+  exit $bad
+fi
 
 targets_of() { sed -n 's/^# targets: //p' "$1"; }
 breaks_of() { sed -n 's/^# breaks: //p' "$1"; }

@@ -99,7 +99,7 @@ Status system::attach(device_id dev, unsigned u, domain& dom, hw_domain_id did) 
       dom.did_plus1_[u].store(std::uint32_t{did} + 1, std::memory_order_release);  // [sys-5]
     }
     ++found->devices;
-    dom.leaf_levels_.fetch_and(units_[u]->config().page_levels, std::memory_order_relaxed);
+    dom.leaf_levels_.fetch_and(units_[u]->config().leaf_levels, std::memory_order_relaxed);
   }
   units_[u]->set_context(dev, &dom, did);
   device_unit_[dev].store(static_cast<int>(u) + 1, std::memory_order_release);  // [sys-3]

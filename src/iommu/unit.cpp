@@ -43,7 +43,7 @@ unit::unit(unsigned index, const unit_config& config, mem::frame_pool& pool, pla
       faults_(config.faults, index) {
   PTR_ASSERT_MSG(config.max_walks_in_flight >= 1, "unit_config: max_walks_in_flight must be >= 1");
   PTR_ASSERT_MSG(config.max_am <= 52, "unit_config: max_am beyond the 64-bit address space");
-  PTR_ASSERT_MSG((config.page_levels & 0b10) != 0, "unit_config: every unit supports 4 KiB pages");
+  PTR_ASSERT_MSG((config.leaf_levels & 0b10) != 0, "unit_config: every unit supports 4 KiB pages");
   PTR_ASSERT_MSG(config.faults.ite_probability <= max_abort_probability &&
                      config.faults.iqe_probability <= max_abort_probability,
                  "fault_config: abort probabilities above max_abort_probability");
@@ -406,7 +406,7 @@ Status unit::check_invariants() const {
     return {errc::invalid_argument, "unit: an IQE-aborted group without its refused descriptor"};
   bool bad = false;
   iotlb_.for_each([&](const iotlb_entry& e) {
-    if (!e.negative && (config_.page_levels & (1u << e.level)) == 0) bad = true;
+    if (!e.negative && (config_.leaf_levels & (1u << e.level)) == 0) bad = true;
   });
   if (bad) return {errc::invalid_argument, "unit: IOTLB holds a page size the unit lacks"};
   return {};

@@ -47,7 +47,7 @@ bool unit::begin(walk& w, device_id dev, iova_t iova, std::uint8_t access) {
     return true;
   }
 
-  std::uint32_t levels = fmt.leaf_levels & config_.page_levels;
+  std::uint32_t levels = fmt.leaf_levels & config_.leaf_levels;
   if (config_.caching_mode) levels |= ((1u << (fmt.levels + 1)) - 1) & ~1u;
   if (auto hit = iotlb_.lookup(ctx.did, iova, levels)) {
     c_.iotlb_hits.fetch_add(1, std::memory_order_relaxed);
@@ -167,7 +167,7 @@ void unit::read_step(walk& w) {
       return;
     case pt::entry_kind::leaf: {
       r.level = l;
-      if ((config_.page_levels & (1u << l)) == 0) {
+      if ((config_.leaf_levels & (1u << l)) == 0) {
         r.result = outcome::fault_invalid;  // a page size this unit lacks: a reserved bit
         w.phase_ = walk_phase::done;
         return;

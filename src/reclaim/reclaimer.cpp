@@ -16,7 +16,7 @@ Result<std::unique_ptr<reclaimer>> make_reclaimer(policy_kind kind, const reclai
     return Status(errc::invalid_argument, "reclaim xen_yield_every must be at least 1");
   switch (kind) {
 #define PTRECLAIM_POLICY(id, name, safe, needs_caller_flush, summary) \
-  case policy_kind::id:                                              \
+  case policy_kind::id:                                               \
     return detail::make_##id(env, config);
 #include "ptreclaim/reclaim/policies.def"
 #undef PTRECLAIM_POLICY

@@ -134,7 +134,7 @@ Status machine::build() {
     // attach; building the table with more would let it form superpages a unit cannot walk).
     std::uint32_t levels = pt::domain_config{}.leaf_levels & pt::describe(grp.format).leaf_levels;
     for (unsigned u : sc.group_iommus(gi))
-      levels &= sys_->get_unit(u).config().page_levels;
+      levels &= sys_->get_unit(u).config().leaf_levels;
     if ((levels & 0b10) == 0) {  // validate() requires 4K of the units; formats all have it
       return Status(errc::invalid_argument,
                     "domains[" + std::to_string(gi) + "]: no common page size with 4K: format " +
@@ -526,7 +526,8 @@ step_result machine::finisher_step() {
       [[fallthrough]];
     }
     case finish_phase::stop_actors:
-      if (actors_stopped_.load(std::memory_order_acquire) < actors_to_stop())  // [en-6] pairs with [en-5]
+      if (actors_stopped_.load(std::memory_order_acquire) <
+          actors_to_stop())  // [en-6] pairs with [en-5]
         return step_result::sleep_for(poll_ns);
       fin_ = finish_phase::teardown;
       return step_result::yield();

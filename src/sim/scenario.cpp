@@ -200,7 +200,7 @@ Status validate(const scenario& s) {
   }
   // The parser insists on 4K too; this catches scenarios built in code (a unit without 4K
   // pages is a broken model, and every workload maps 4K pages).
-  if ((s.iommu.unit.page_levels & 0b10) == 0)
+  if ((s.iommu.unit.leaf_levels & 0b10) == 0)
     return bad("iommu.page_sizes", "must include \"4K\" (every workload maps 4K pages)");
   PTR_TRY(validate_cache(s.iommu.unit.iotlb, "iommu.iotlb"));
   PTR_TRY(validate_cache(s.iommu.unit.psc, "iommu.psc"));

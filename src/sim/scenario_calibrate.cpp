@@ -3,8 +3,8 @@
 // batches and the fastest batch is kept (the least disturbed by other processes); figures are
 // per unit (one PTE, one frame, one lock round trip, one cache-line transfer).
 //
-// Memory ordering: the ping-pong uses [cal-1] release stores paired with [cal-2] acquire loads, so each
-// hand-over moves the line between the two threads' caches, as a contended queue head would.
+// Memory ordering: the ping-pong uses [cal-1] release stores paired with [cal-2] acquire loads, so
+// each hand-over moves the line between the two threads' caches, as a contended queue head would.
 #include <atomic>
 #include <chrono>
 #include <cstdio>

@@ -91,7 +91,7 @@ void read_iommu(read_context& ctx, table_reader t, iommu_params& io) {
   t.uint_as("count", io.count, 1, limits::max_iommus);
   read_cache(t, "iotlb", io.unit.iotlb);
   read_cache(t, "psc", io.unit.psc);
-  read_page_sizes(ctx, t, io.unit.page_levels);
+  read_page_sizes(ctx, t, io.unit.leaf_levels);
   t.uint_as("max_address_mask", io.unit.max_am, 0, 52);
   if (const toml::node* n = t.node("queue_entries")) {
     std::uint64_t q = io.unit.queue_entries;

@@ -56,7 +56,7 @@ TEST(engine_page_sizes, tables_use_only_sizes_every_attached_iommu_supports) {
   ASSERT_TRUE(with_1g.ok()) << with_1g.status().to_string();
   ASSERT_GT(with_1g->superpages.coalesced_1g, 0u) << describe(s, o, *with_1g);
 
-  s.iommu.unit.page_levels = level_4k | level_2m;
+  s.iommu.unit.leaf_levels = level_4k | level_2m;
   auto no_1g = run(s, o);
   ASSERT_TRUE(no_1g.ok()) << no_1g.status().to_string();
   EXPECT_EQ(no_1g->superpages.coalesced_1g, 0u) << describe(s, o, *no_1g);
@@ -64,7 +64,7 @@ TEST(engine_page_sizes, tables_use_only_sizes_every_attached_iommu_supports) {
   EXPECT_TRUE(no_1g->all_held()) << describe(s, o, *no_1g);
 
   // 4K only: no superpage at all.
-  s.iommu.unit.page_levels = level_4k;
+  s.iommu.unit.leaf_levels = level_4k;
   auto only_4k = run(s, o);
   ASSERT_TRUE(only_4k.ok()) << only_4k.status().to_string();
   EXPECT_EQ(only_4k->superpages.coalesced_2m + only_4k->superpages.coalesced_1g, 0u);
@@ -75,7 +75,7 @@ TEST(engine_page_sizes, no_common_4k_page_size_is_a_scenario_error) {
   // Built in code (the parser insists on 4K): IOMMUs that walk only 2M and 1G leaves leave no
   // page size in common with what the workloads map. A scenario error, not an assertion.
   scenario s = builtin("dma-storm");
-  s.iommu.unit.page_levels = level_2m | level_1g;
+  s.iommu.unit.leaf_levels = level_2m | level_1g;
   auto r = run(s, options("sync", 1, 10));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), errc::invalid_argument);

@@ -18,7 +18,9 @@
 namespace ptreclaim::sim {
 namespace {
 
-std::string pins_file() { return std::string(PTRECLAIM_PINS_DIR) + "/seed7-ops300.txt"; }
+std::string pins_file() {
+  return std::string(PTRECLAIM_PINS_DIR) + "/seed7-ops300.txt";
+}
 
 // One line per run: scenario, policy, trace hash, then the run's table row as printed.
 std::string current_pins() {

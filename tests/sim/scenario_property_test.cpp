@@ -80,7 +80,7 @@ scenario draw() {
   u.psc.ways = static_cast<unsigned>(pick<std::uint64_t>({1, 2, 4, 8}));
   u.psc.entries = u.psc.ways * static_cast<unsigned>(in(1, 16));
   u.psc.policy = pick({iommu::replacement::lru, iommu::replacement::random});
-  u.page_levels = pick<std::uint32_t>({0b0010, 0b0110, 0b1010, 0b1110});
+  u.leaf_levels = pick<std::uint32_t>({0b0010, 0b0110, 0b1010, 0b1110});
   u.max_am = static_cast<unsigned>(in(0, 52));
   u.queue_entries = static_cast<unsigned>(pick<std::uint64_t>({256, 512, 4096}));
   u.caching_mode = *rc::gen::arbitrary<bool>();
@@ -180,7 +180,7 @@ std::string summary(const scenario& s) {
       std::to_string(s.duration.time_limit_ns) + ", drain_timeout_ns " +
       std::to_string(s.duration.drain_timeout_ns) + ", frames " + std::to_string(s.memory.frames) +
       ", iommus " + std::to_string(s.iommu.count) + " (max_am " + std::to_string(u.max_am) +
-      ", page levels " + std::to_string(u.page_levels) + ", caching_mode " +
+      ", leaf levels " + std::to_string(u.leaf_levels) + ", caching_mode " +
       std::to_string(u.caching_mode) + ", walks " + std::to_string(u.max_walks_in_flight) +
       "), caller " + std::string(caller_flush_name(s.caller.flush)) + "/" +
       std::to_string(s.caller.flush_batch) + ", max_pending " +

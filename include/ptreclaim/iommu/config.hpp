@@ -87,7 +87,7 @@ struct unit_config {
   cache_config psc{32, 4, replacement::lru, 2};
   // Page sizes this unit supports: bit L set = a leaf at level L (bit 1 = 4K, 2 = 2M, 3 = 1G).
   // VT-d reports them in CAP.SLLPS; a unit without 1G support has 0b0110.
-  std::uint32_t page_levels = 0b1110;
+  std::uint32_t leaf_levels = 0b1110;
   unsigned max_am = 18;          // VT-d CAP.MAMV: the largest PSI address mask (<= 52)
   unsigned queue_entries = 256;  // invalidation queue ring (VT-d: 256 .. 32768, power of 2)
   bool caching_mode = false;     // VT-d CAP.CM: 1 = not-present results are cached too

@@ -33,10 +33,10 @@
 // the RMW numbering s+1, so fence [ep-1] precedes that RMW in the single total order S
 // ([atomics.order]/4.3), which precedes fence [ep-6] of any walk that starts after the
 // invalidation took effect (the RMW strongly happens before it through the unit's lock). A
-// PTE read after [ep-6] that missed the unlink would put [ep-6] before [ep-1] in S (/4.4): impossible.
-// So the unlink before the stamp is visible to every walk after an invalidation numbered
-// after it. [ep-3] the releasing stores of the completed counters pair with [ep-4] their acquiring
-// loads, so a reader that sees n also sees the hardware's completion of n.
+// PTE read after [ep-6] that missed the unlink would put [ep-6] before [ep-1] in S (/4.4):
+// impossible. So the unlink before the stamp is visible to every walk after an invalidation
+// numbered after it. [ep-3] the releasing stores of the completed counters pair with [ep-4] their
+// acquiring loads, so a reader that sees n also sees the hardware's completion of n.
 #pragma once
 
 #include <array>

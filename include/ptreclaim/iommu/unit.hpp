@@ -31,10 +31,10 @@
 // by one thread at a time. Caches, queue, context table and walk registry live under the unit's
 // spinlock (reported to the platform, so the deterministic executor sees the contention).
 // Memory ordering: [iu-1] the release store of the processed count after a descriptor took effect
-// pairs with [iu-2] the acquire loads in done()/processed(); [iu-3] a wait's status write is a release
-// store that pairs with [iu-4] the submitter's acquire load of its status word; [iu-5] PTE loads are
-// acquire, pairing with the page table's release stores that link a table; frame identities are
-// loaded with acquire, pairing with the pool's release store on allocation.
+// pairs with [iu-2] the acquire loads in done()/processed(); [iu-3] a wait's status write is a
+// release store that pairs with [iu-4] the submitter's acquire load of its status word; [iu-5] PTE
+// loads are acquire, pairing with the page table's release stores that link a table; frame
+// identities are loaded with acquire, pairing with the pool's release store on allocation.
 #pragma once
 
 #include <array>
@@ -214,8 +214,8 @@ class unit {
   // True once the descriptor at `seq` finished; never for a descriptor an injected fault
   // aborted (faults.hpp). Lock-free unless the unit ever aborted one; does not advance.
   [[nodiscard]] bool done(std::uint64_t seq) const noexcept {
-    if (processed_.load(std::memory_order_acquire) <= seq) return false;  // [iu-2] pairs with [iu-1]
-    // An abort's record is written before [iu-1] moves past it: visible here.
+    // [iu-2] pairs with [iu-1]; an abort's record is written before [iu-1] moves past it.
+    if (processed_.load(std::memory_order_acquire) <= seq) return false;
     return !any_abort_.load(std::memory_order_relaxed) || !aborted(seq);
   }
   // True when the descriptor at `seq` was aborted (faults.hpp): a wait that will never complete,

@@ -14,8 +14,8 @@
 // its owner, for the teardown check. Freed frames are poisoned (poison_pattern).
 //
 // Thread-safety: every member function may be called concurrently from any thread.
-// Memory ordering: [fp-1] a frame's ident store with release on allocation pairs with [fp-2] acquire
-// loads by walkers; frame contents written before a table is linked are published by the
+// Memory ordering: [fp-1] a frame's ident store with release on allocation pairs with [fp-2]
+// acquire loads by walkers; frame contents written before a table is linked are published by the
 // linking PTE store (see pt/), not by the pool.
 //
 // Layout: the allocation and free counters live in the per-CPU caches (each written under its

@@ -54,7 +54,9 @@ inline constexpr auto all_policies = [] {
 [[nodiscard]] constexpr std::string_view policy_name(policy_kind k) noexcept {
   return policy_of(k).name;
 }
-[[nodiscard]] constexpr bool policy_is_safe(policy_kind k) noexcept { return policy_of(k).safe; }
+[[nodiscard]] constexpr bool policy_is_safe(policy_kind k) noexcept {
+  return policy_of(k).safe;
+}
 [[nodiscard]] constexpr bool policy_needs_caller_flush(policy_kind k) noexcept {
   return policy_of(k).needs_caller_flush;
 }

@@ -345,8 +345,8 @@ class executor : public platform {
   unsigned running_items_ = 0;
   int hotplug_events_left_ = 0;
   bool hotplug_busy_ = false;
-  bool down_deferred_ = false;                // the last do_cpu_down got notify_result::defer
-  std::atomic<bool> may_defer_{false};        // see hotplug_may_defer()
+  bool down_deferred_ = false;                 // the last do_cpu_down got notify_result::defer
+  std::atomic<bool> may_defer_{false};         // see hotplug_may_defer()
   std::vector<std::uint64_t> deferred_until_;  // per CPU: a deferred cpu_down's next try, or 0
   unsigned injected_down_failures_ = 0;
   run_stats counters_;  // event counters only

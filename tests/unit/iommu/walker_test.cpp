@@ -503,7 +503,7 @@ TEST(IommuWalker, OutOfWalkSlotsIsBusyAndTheDeviceRetries) {
 TEST(IommuFaithful, UnitWithoutOneGigPagesNarrowsTheDomain) {
   fixture f;
   unit_config c = zero_latency_unit();
-  c.page_levels = 0b0110;
+  c.leaf_levels = 0b0110;
   const unsigned u0 = f.sys.add_unit(zero_latency_unit());
   const unsigned u1 = f.sys.add_unit(c);
   domain& d = f.add_domain(1);

@@ -138,9 +138,9 @@ TYPED_TEST(HotplugTest, DeferredDownRunsLaterAndKeepsItsUpBehindIt) {
     seen.push_back(n.event);
   // Three tries deferred (down_failed to the notifier before the deferring one), then the
   // down, then the up: the up kept its place behind the down.
-  EXPECT_EQ(seen, (std::vector<E>{E::down_prepare, E::down_failed, E::down_prepare,
-                                  E::down_failed, E::down_prepare, E::down_failed,
-                                  E::down_prepare, E::dead, E::up_prepare, E::online}));
+  EXPECT_EQ(seen, (std::vector<E>{E::down_prepare, E::down_failed, E::down_prepare, E::down_failed,
+                                  E::down_prepare, E::down_failed, E::down_prepare, E::dead,
+                                  E::up_prepare, E::online}));
 }
 
 TYPED_TEST(HotplugTest, DeferIsAVetoWhenTheDownMayNotWait) {
