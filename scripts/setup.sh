@@ -10,6 +10,7 @@ packages=(
   gnuplot-nox                                                              # plots in reports
   parallel                                                                 # sharded campaigns
   spin                                                                     # model checks (models/)
+  graphviz                                                                 # architecture diagrams
 )
 
 missing=()
