@@ -177,6 +177,7 @@ void executor::start_run() {
       hotplug_events_.begin(), hotplug_events_.end(),
       [](const hotplug_event& a, const hotplug_event& b) { return a.at_ns < b.at_ns; });
   hotplug_events_left_ = static_cast<int>(hotplug_events_.size());
+  deferred_until_.assign(cpus_, 0);
 }
 
 // ---- tasklets ----

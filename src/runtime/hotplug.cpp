@@ -203,7 +203,6 @@ void executor::run_scheduled_hotplug(std::size_t& next, std::uint64_t now_ns) {
   {
     lock_t lock(mu_);
     ev = hotplug_events_[next++];
-    if (deferred_until_.size() != cpus_) deferred_until_.assign(cpus_, 0);
     if (ev.defers == 0 && deferred_until_[ev.cpu] != 0) {
       // A later event for a CPU whose cpu_down still waits keeps its place behind it.
       ev.at_ns = std::max(ev.at_ns, deferred_until_[ev.cpu]);

@@ -110,6 +110,7 @@ TYPED_TEST(HotplugTest, DeferredDownRunsLaterAndKeepsItsUpBehindIt) {
   auto ex = this->make(cfg);
   notifier_log first, guard;
   std::atomic<unsigned> defers_left{3};
+  std::atomic<unsigned> waiting_seen{0};
   ex->register_cpu_notifier([&](cpu_event e, unsigned c) {
     first.add(*ex, e, c);
     return notify_result::done;
@@ -117,6 +118,8 @@ TYPED_TEST(HotplugTest, DeferredDownRunsLaterAndKeepsItsUpBehindIt) {
   ex->register_cpu_notifier([&](cpu_event e, unsigned c) {
     guard.add(*ex, e, c);
     if (e != cpu_event::down_prepare || c != 1) return notify_result::done;
+    // The down counts as waiting from before its first down_prepare until its last try ends.
+    if (ex->hotplug_down_waiting(1)) waiting_seen.fetch_add(1);
     if (defers_left.load() == 0) return notify_result::done;
     EXPECT_TRUE(ex->hotplug_may_defer());
     defers_left.fetch_sub(1);
@@ -131,6 +134,8 @@ TYPED_TEST(HotplugTest, DeferredDownRunsLaterAndKeepsItsUpBehindIt) {
   EXPECT_EQ(st.cpu_ups, 1u);
   EXPECT_EQ(st.cpu_down_failures, 0u);
   EXPECT_EQ(st.hotplug_rejected, 0u);
+  EXPECT_EQ(waiting_seen.load(), 4u);  // every try: three deferred, then the one that went down
+  EXPECT_FALSE(ex->hotplug_down_waiting(1));
   EXPECT_TRUE(ex->cpu_online(1));
   using E = cpu_event;
   std::vector<E> seen;
