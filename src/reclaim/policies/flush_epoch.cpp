@@ -195,9 +195,7 @@ class flush_epoch_policy final : public policy_base {
       if (q.timer_ready) env_.rt.kill_timer(q.timer);
       q.timer_armed = false;
       flush_all(q);
-      if (q.timer_ready)
-        env_.rt.timer_init(
-            q.timer, [this, c] { on_timer(c); }, c);
+      if (q.timer_ready) init_timer(c);
     }
     return {};
   }
@@ -320,6 +318,12 @@ class flush_epoch_policy final : public policy_base {
     q.timer_armed = true;
     q.timer_at = expires_ns;
   }
+  // (Re)initialises CPU `cpu`'s timer: drain, CPU_UP_PREPARE and CPU_DOWN_FAILED set it up
+  // again after killing it or after the CPU was offline.
+  void init_timer(unsigned cpu) {
+    env_.rt.timer_init(
+        queues_[cpu].timer, [this, cpu] { on_timer(cpu); }, cpu);
+  }
   // The timer fires within poll_ns_ (re-armed only if it would fire later).
   void poll_soon(queue& q) {
     if (!q.timer_ready) return;
@@ -409,8 +413,7 @@ class flush_epoch_policy final : public policy_base {
           env_.observer->on_invariant_violation("flush-epoch: CPU_UP_PREPARE found frames on CPU " +
                                                 std::to_string(cpu));
         }
-        env_.rt.timer_init(
-            q.timer, [this, cpu] { on_timer(cpu); }, cpu);
+        init_timer(cpu);
         q.timer_ready = true;
         q.timer_armed = false;
         break;
@@ -420,8 +423,7 @@ class flush_epoch_policy final : public policy_base {
         // once; the timer looks at the ring there, as its owner. (timer_ready was set at
         // up_prepare, before `cpu` came online.)
         if (q.timer_ready) {
-          env_.rt.timer_init(
-              q.timer, [this, cpu] { on_timer(cpu); }, cpu);
+          init_timer(cpu);
           env_.rt.set_timer(q.timer, env_.rt.now_ns());
         }
         break;
