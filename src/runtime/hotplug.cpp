@@ -112,10 +112,6 @@ Status executor::do_cpu_down(unsigned target, bool force_fail) {
       online += s->online ? 1 : 0;
     if (online < 2) return Status(errc::invalid_argument, "cpu_down: last online CPU");
     hotplug_busy_ = true;
-    if (!force && injected_down_failures_ > 0) {
-      --injected_down_failures_;
-      force = true;
-    }
   }
   // The target stays parked (at a step boundary) for the whole sequence, so notifiers may
   // touch its per-CPU data: it has exactly one user at a time.
@@ -124,24 +120,26 @@ Status executor::do_cpu_down(unsigned target, bool force_fail) {
   bool deferred = false;
   const std::size_t called =
       notify(cpu_event::down_prepare, target, ~std::size_t{0}, &vetoed, &deferred);
-  if (deferred) {
-    // Not a hotplug yet (stop_machine still waiting): no hotplug cost, no injected failure used.
-    notify(cpu_event::down_failed, target, called, nullptr);
-    unpark_cpu(target);
+  // A deferred try is not a hotplug yet (stop_machine still waits): no cost, no injected failure.
+  if (!deferred) {
+    charge_ns(config_.costs.hotplug_ns);
     lock_t lock(mu_);
-    hotplug_busy_ = false;
-    down_deferred_ = true;
-    if (force && !force_fail) ++injected_down_failures_;
-    ++counters_.hotplug_defers;
-    return Status(errc::busy, "cpu_down deferred: CPU " + std::to_string(target) +
-                                  " is not at a point where it may stop");
+    if (!force && injected_down_failures_ > 0) {
+      --injected_down_failures_;
+      force = true;
+    }
   }
-  charge_ns(config_.costs.hotplug_ns);
-  if (vetoed || force) {
+  if (deferred || vetoed || force) {
     notify(cpu_event::down_failed, target, called, nullptr);
     unpark_cpu(target);
     lock_t lock(mu_);
     hotplug_busy_ = false;
+    if (deferred) {
+      down_deferred_ = true;
+      ++counters_.hotplug_defers;
+      return Status(errc::busy, "cpu_down deferred: CPU " + std::to_string(target) +
+                                    " is not at a point where it may stop");
+    }
     ++counters_.cpu_down_failures;
     return Status(errc::busy, vetoed ? "cpu_down vetoed by a down_prepare notifier"
                                      : "cpu_down failure injected");
