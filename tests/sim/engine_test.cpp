@@ -246,6 +246,22 @@ TEST(engine_metrics, hotplug_events_happen_and_keep_s4) {
   }
 }
 
+// xen-tasklet relies on the caller's flush before the CPU's next scheduler point, so a CPU must
+// never go down between a retire and that flush (the engine's hotplug guard defers the offline,
+// as Xen's stop_machine waits). Were it taken down there, CPU_DEAD would hand its frames to a
+// tasklet elsewhere that frees them before the flush: S1/S3 on most of these seeds.
+TEST(engine_metrics, no_cpu_goes_down_between_a_retire_and_its_callers_flush) {
+  const scenario s = builtin("hotplug-chaos");
+  for (std::uint64_t seed = 1; seed <= 3; ++seed) {
+    const run_options o = options("xen-tasklet", seed, sanitized ? 100 : 400);
+    auto r = run(s, o);
+    ASSERT_TRUE(r.ok());
+    EXPECT_GT(r->hotplug.offlines, 0u) << describe(s, o, *r);
+    testing::tolerate_xen_cpu_down_failed(s, *r);
+    expect_all_held(s, o, *r);
+  }
+}
+
 // A bound of 4 frames on 4 CPUs: every deferring policy must admit before it accounts, so
 // a gather arriving while the CPUs hold their share waits or frees inline, never overshoots.
 TEST(engine_metrics, a_small_pending_bound_forces_back_pressure_and_holds_s5) {
