@@ -9,18 +9,10 @@
 
 #include "ptreclaim/reclaim/policy.hpp"
 #include "sim/engine_internal.hpp"
+#include "sim/invariants.hpp"
 
 namespace ptreclaim::sim {
 namespace detail {
-
-namespace {
-void set(run_result& r, invariant i, bool held, std::string reason) {
-  invariant_result& x = r.at(i);
-  x.checked = true;
-  x.held = held;
-  x.reason = std::move(reason);
-}
-}  // namespace
 
 void machine::watch_progress(const std::atomic<bool>& stop, std::mutex& mu,
                              std::condition_variable& cv) {
@@ -167,80 +159,27 @@ void machine::run(run_result& out) {
   }
 
   // Safety.
-  const std::uint64_t ledger =
-      leaks_.checked ? leaks_.ledger_violations : pool_->ledger_violation_count();
-  out.violations.count = snap_.s1_count + ledger + mon.s2_violations + mon.s3_violations +
-                         mon.s4_violations + mon.s5_violations;
-  if (!snap_.s1_first.empty())
-    out.violations.first = snap_.s1_first;
-  else if (!mon.first.empty())
-    out.violations.first = mon.first.front();
-  else if (ledger != 0 && !pool_->ledger_reports().empty())
-    out.violations.first = pool_->ledger_reports().front().what;
+  invariant_evidence ev;
+  ev.s1_count = snap_.s1_count;
+  ev.s1_first = snap_.s1_first;
+  ev.ledger = leaks_.checked ? leaks_.ledger_violations : pool_->ledger_violation_count();
+  if (!pool_->ledger_reports().empty()) ev.ledger_first = pool_->ledger_reports().front().what;
+  ev.mon = mon;
+  ev.policy = rs;
+  ev.leaks = leaks_;
+  ev.translations = out.devices.translations;
+  ev.pte_reads = out.devices.pte_reads;
+  ev.pending_bound = out.reclaim.pending_bound;
+  ev.peak_pending = out.reclaim.peak_pending;
+  ev.hotplug = sc.hotplug.enabled;
+  ev.run = st;
+  ev.reached_drain = fin_ != finish_phase::wait_workload && fin_ != finish_phase::wait_l1;
+  ev.l1_held = l1_held_;
+  ev.l1_reason = l1_reason_;
+  ev.stuck = stuck;
+  judge_invariants(ev, out);
   out.leaks = leaks_;
 
-  set(out, invariant::s1, snap_.s1_count == 0,
-      snap_.s1_count == 0
-          ? std::to_string(out.devices.translations) + " translations, " +
-                std::to_string(out.devices.pte_reads) + " PTE reads, no stale read"
-          : std::to_string(snap_.s1_count) + " stale walks; first: " + snap_.s1_first);
-  {
-    const bool held = mon.s2_violations == 0 && ledger == 0 && rs.free_errors == 0 &&
-                      (!leaks_.checked || leaks_.leaked_frames == 0);
-    std::string why;
-    if (held) {
-      why = std::to_string(mon.freed) +
-            " frees checked by the monitor; ledger clean; pool whole at teardown";
-    } else {
-      why = std::to_string(mon.s2_violations) + " monitor S2 violations, " +
-            std::to_string(ledger) + " ledger violations, " + std::to_string(leaks_.leaked_frames) +
-            " frames leaked";
-      for (const auto& f : mon.first)
-        if (f.rfind("S2", 0) == 0) {
-          why += "; first: " + f;
-          break;
-        }
-      if (!leaks_.report.empty()) why += "; " + leaks_.report.substr(0, 400);
-    }
-    set(out, invariant::s2, held, why);
-    if (!leaks_.checked) out.at(invariant::s2).reason += " (teardown leak check did not run)";
-  }
-  auto first_of = [&](const char* prefix) {
-    for (const auto& f : mon.first)
-      if (f.rfind(prefix, 0) == 0) return f;
-    return std::string();
-  };
-  set(out, invariant::s3, mon.s3_violations == 0,
-      mon.s3_violations == 0
-          ? std::to_string(mon.freed) + " frees, each after a covering invalidation completed"
-          : std::to_string(mon.s3_violations) + " early frees; first: " + first_of("S3"));
-  {
-    const bool held = mon.s4_violations == 0 && rs.wrong_cpu_runs == 0;
-    std::string why =
-        held ? std::string("no worker on a wrong CPU, no frame lost")
-             : std::to_string(mon.s4_violations) + " violations; first: " + first_of("S4");
-    if (sc.hotplug.enabled) {
-      why += " (" + std::to_string(st.cpu_downs + st.cpu_down_failures) + " offline attempts, " +
-             std::to_string(st.cpu_ups) + " online)";
-    } else {
-      why += " (no hotplug in this scenario)";
-    }
-    set(out, invariant::s4, held, why);
-  }
-  {
-    const bool held =
-        mon.s5_violations == 0 && out.reclaim.peak_pending <= out.reclaim.pending_bound;
-    set(out, invariant::s5, held,
-        "peak " + std::to_string(out.reclaim.peak_pending) + " pending frames, bound " +
-            std::to_string(out.reclaim.pending_bound) + (held ? "" : "; first: " + first_of("S5")));
-  }
-  if (!stuck.empty() && (fin_ == finish_phase::wait_workload || fin_ == finish_phase::wait_l1)) {
-    set(out, invariant::l1, false, stuck);
-  } else if (fin_ == finish_phase::wait_workload || fin_ == finish_phase::wait_l1) {
-    set(out, invariant::l1, false, "the run stopped before the drain could be observed");
-  } else {
-    set(out, invariant::l1, l1_held_, l1_reason_);
-  }
   if (!drain_status_.ok()) notes_.push_back("drain() failed: " + drain_status_.to_string());
   if (wl_->errors() != 0) {
     notes_.push_back(std::to_string(wl_->errors()) +

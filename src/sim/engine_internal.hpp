@@ -36,13 +36,13 @@
 #include "ptreclaim/iommu/system.hpp"
 #include "ptreclaim/mem/frame_pool.hpp"
 #include "ptreclaim/pt/table.hpp"
-#include "ptreclaim/reclaim/iommu_backend.hpp"
 #include "ptreclaim/reclaim/reclaimer.hpp"
 #include "ptreclaim/reclaim/safety_monitor.hpp"
 #include "ptreclaim/runtime/cpu.hpp"
 #include "ptreclaim/runtime/executor.hpp"
 #include "ptreclaim/runtime/program.hpp"
 #include "ptreclaim/sim/engine.hpp"
+#include "ptreclaim/testbed/testbed.hpp"
 
 namespace ptreclaim::sim::detail {
 
@@ -66,10 +66,12 @@ class range_ring {
   std::atomic<std::uint32_t> next_{0};                // relaxed: hints only
 };
 
+// The engine's view of one testbed domain: which scenario group it belongs to, and the ranges
+// its devices aim at.
 struct domain_slot {
   std::uint16_t id = 0;  // software domain number (also its did on every unit)
   unsigned group = 0;
-  std::unique_ptr<pt::table> table;
+  pt::table* table = nullptr;  // owned by the testbed
   iommu::domain* dom = nullptr;
   range_ring live;
   range_ring replaced;
@@ -201,14 +203,14 @@ class machine {
   void fault_results(run_result& out);
 
   prng root_;
-  std::unique_ptr<mem::frame_pool> pool_;
-  std::unique_ptr<runtime::executor> ex_;
-  std::unique_ptr<iommu::system> sys_;
-  std::unique_ptr<reclaim::iommu_backend> backend_;
-  std::unique_ptr<reclaim::safety_monitor> monitor_;
-  class observer;
-  std::unique_ptr<observer> observer_;
-  std::unique_ptr<reclaim::reclaimer> rec_;
+  // The machine the policy stands on (testbed/testbed.hpp) and short names for its parts.
+  std::unique_ptr<testbed::testbed> tb_;
+  mem::frame_pool* pool_ = nullptr;
+  runtime::executor* ex_ = nullptr;
+  iommu::system* sys_ = nullptr;
+  reclaim::safety_monitor* monitor_ = nullptr;
+  testbed::observer* observer_ = nullptr;
+  reclaim::reclaimer* rec_ = nullptr;
   std::unique_ptr<workload> wl_;
   std::unique_ptr<runtime::per_cpu<cpu_driver>> drivers_;
   std::vector<std::unique_ptr<device_state>> devices_;
@@ -261,43 +263,6 @@ class machine {
   std::atomic<bool> teardown_done_{false};  // devices_through_teardown: they may stop now
   std::uint64_t translations_at_stop_ = 0;  // when the devices would have been stopped
   std::uint64_t detached_ = 0;              // context entries teardown cleared
-};
-
-// The reclaim observer: the safety monitor plus exact retire-to-free latencies (per freeing
-// CPU, merged at the end), in a log_histogram (base/histogram.hpp).
-class machine::observer final : public reclaim::reclaim_observer {
- public:
-  observer(reclaim::safety_monitor& mon, runtime::executor& ex, mem::frame_pool& pool)
-      : mon_(mon), ex_(ex), pool_(pool), lat_(ex.cpu_count()) {}
-  void on_retire(reclaim::domain_number d, mem::frame_id f,
-                 const reclaim::invalidation_range& need) override {
-    mon_.on_retire(d, f, need);
-  }
-  void on_free(mem::frame_id f, const char* path) override {
-    const std::uint64_t retired = pool_.meta(f).retired_ns.load(std::memory_order_relaxed);
-    const std::uint64_t now = ex_.now_ns();
-    // Frees run in CPU context; the slot is the freeing CPU's (one user at a time).
-    lat_[ex_.current_cpu()].h.record(now >= retired ? now - retired : 0);
-    mon_.on_free(f, path);
-  }
-  void on_invariant_violation(const std::string& what) override {
-    mon_.on_invariant_violation(what);
-  }
-  [[nodiscard]] log_histogram merged() {
-    log_histogram h;
-    for (unsigned c = 0; c < lat_.size(); ++c)
-      h.merge(lat_[c].h);
-    return h;
-  }
-
- private:
-  struct slot {
-    log_histogram h;
-  };
-  reclaim::safety_monitor& mon_;
-  runtime::executor& ex_;
-  mem::frame_pool& pool_;
-  runtime::per_cpu<slot> lat_;
 };
 
 // One device actor's state (engine_actors.cpp).

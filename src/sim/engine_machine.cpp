@@ -3,8 +3,6 @@
 #include <chrono>
 #include <cmath>
 
-#include "ptreclaim/runtime/deterministic_executor.hpp"
-#include "ptreclaim/runtime/threaded_executor.hpp"
 #include "sim/engine_internal.hpp"
 
 namespace ptreclaim::sim::detail {
@@ -42,19 +40,13 @@ machine::machine(const scenario& s, const run_options& o, std::uint64_t seed_in)
     : sc(s), opt(o), seed(seed_in), cpus(s.cpus), root_(seed_in) {}
 
 machine::~machine() {
-  // Policies and notifiers go before the executor; the executor before the pool it charges.
-  if (ex_) ex_->discard_pending();
-  rec_.reset();
-  observer_.reset();
+  // The engine's own parts first (they name the testbed's); the testbed then goes in its order
+  // (pending work discarded, policy, tables, monitor, units, executor, pool).
   devices_.clear();
   wl_.reset();
-  domains.clear();  // tables report unlinks to the monitor: they go first
-  monitor_.reset();
-  backend_.reset();
-  sys_.reset();
+  domains.clear();
   drivers_.reset();
-  ex_.reset();
-  pool_.reset();
+  tb_.reset();
 }
 
 namespace {
@@ -86,7 +78,8 @@ Status machine::build() {
   time_limit_ns_ = sc.duration.time_limit_ns;
   flush_timeout_ns_ = invalidation_timeout_ns;
 
-  runtime::run_config rc;
+  testbed::config tc;
+  runtime::run_config& rc = tc.run;
   rc.cpus = cpus;
   rc.seed = root_.fork(1).next();
   rc.costs = convert_costs(sc.costs);
@@ -102,30 +95,25 @@ Status machine::build() {
     return Status(errc::invalid_argument,
                   "more devices than the executor has actor slots (" +
                       std::to_string(runtime::max_actors_limit - 1 - sc.iommu.count) + ")");
-  if (deterministic_)
-    ex_ = std::make_unique<runtime::deterministic_executor>(rc);
-  else
-    ex_ = std::make_unique<runtime::threaded_executor>(rc);
+  tc.executor =
+      deterministic_ ? testbed::executor_kind::deterministic : testbed::executor_kind::threaded;
+  tc.pool.capacity_frames = sc.memory.frames;
+  tc.pool.caches = cpus;
+  tc.pool.cache_frames = sc.memory.cache_frames;
+  tc.pool.poison = sc.memory.poison;
+  tc.system.violations_kept = 16;
+  tc.units.assign(sc.iommu.count, unit_config_with_faults());
+  tc.max_pending = sc.reclaim.max_pending_frames;
+  auto tb = testbed::testbed::create(tc);
+  if (!tb.ok()) return tb.status();
+  tb_ = std::move(*tb);
+  ex_ = &tb_->ex();
+  pool_ = &tb_->pool();
+  sys_ = &tb_->sys();
+  monitor_ = &tb_->monitor();
+  observer_ = &tb_->obs();
 
-  mem::pool_config pc;
-  pc.capacity_frames = sc.memory.frames;
-  pc.caches = cpus;
-  pc.cache_frames = sc.memory.cache_frames;
-  pc.poison = sc.memory.poison;
-  pool_ = std::make_unique<mem::frame_pool>(pc, *ex_);
-
-  iommu::system_config syc;
-  syc.violations_kept = 16;
-  sys_ = std::make_unique<iommu::system>(*pool_, syc, *ex_);
-  const iommu::unit_config unit_cfg = unit_config_with_faults();
-  for (unsigned u = 0; u < sc.iommu.count; ++u)
-    sys_->add_unit(unit_cfg);
-  // The checker before the tables: it hears of every table they unlink.
-  backend_ = std::make_unique<reclaim::iommu_backend>(*sys_);
-  monitor_ =
-      std::make_unique<reclaim::safety_monitor>(*sys_, *backend_, sc.reclaim.max_pending_frames);
-
-  // Domains: tables first (their roots), then the model's view of them.
+  // Domains: the testbed builds each table (its root) and the model's view of it.
   std::uint16_t next_id = 1;
   for (unsigned gi = 0; gi < sc.domains.size(); ++gi) {
     const domain_group& grp = sc.domains[gi];
@@ -143,26 +131,19 @@ Status machine::build() {
                         "; every workload maps 4K pages");
     }
     for (unsigned k = 0; k < grp.count; ++k) {
-      auto slot = std::make_unique<domain_slot>();
-      slot->id = next_id++;
-      slot->group = gi;
-      pt::domain_config dc;
-      dc.domain = slot->id;
-      dc.mode = grp.mode;
-      dc.coalesce = grp.coalesce && grp.mode == pt::concurrency_mode::locked;
-      dc.leaf_levels = levels;
-      dc.on_unlink = monitor_.get();
-      auto t = pt::make_table(grp.format, dc, *pool_);
-      if (!t.ok()) return t.status();
-      slot->table = std::move(*t);
-      iommu::domain_desc dd;
-      dd.id = slot->id;
-      dd.format = &slot->table->format();
-      dd.root = slot->table->root();
-      dd.leaf_levels = dc.leaf_levels;
-      auto d = sys_->create_domain(dd);
+      testbed::domain_spec spec;
+      spec.id = next_id++;
+      spec.format = grp.format;
+      spec.mode = grp.mode;
+      spec.coalesce = grp.coalesce && grp.mode == pt::concurrency_mode::locked;
+      spec.leaf_levels = levels;
+      auto d = tb_->add_domain(spec);
       if (!d.ok()) return d.status();
-      slot->dom = *d;
+      auto slot = std::make_unique<domain_slot>();
+      slot->id = spec.id;
+      slot->group = gi;
+      slot->table = (*d)->table.get();
+      slot->dom = (*d)->dom;
       domains.push_back(std::move(slot));
     }
   }
@@ -174,7 +155,6 @@ Status machine::build() {
   ex_->register_cpu_notifier(
       [this](runtime::cpu_event e, unsigned c) { return hotplug_guard(e, c); });
 
-  observer_ = std::make_unique<observer>(*monitor_, *ex_, *pool_);
   auto kind = reclaim::parse_policy(opt.policy);
   if (!kind.ok()) return kind.status();
   reclaim::reclaim_config cfg;
@@ -184,10 +164,8 @@ Status machine::build() {
   cfg.watermark = static_cast<std::uint32_t>(
       std::min<std::uint64_t>(sc.reclaim.watermark_frames, 0xffffffffULL));
   cfg.wait_timeout_ns = flush_timeout_ns_;
-  reclaim::reclaim_env env{*ex_, *monitor_, *pool_, observer_.get()};
-  auto r = reclaim::make_reclaimer(*kind, env, cfg);
-  if (!r.ok()) return r.status();
-  rec_ = std::move(*r);
+  PTR_TRY(tb_->install_policy(*kind, cfg));
+  rec_ = &tb_->policy();
 
   switch (sc.kind) {
     case workload_kind::superpage_churn:

@@ -1,4 +1,5 @@
-// Shared harness of the reclamation tests: one machine with everything a policy stands on.
+// Shared harness of the reclamation tests: one machine with everything a policy stands on,
+// built by the testbed (testbed/testbed.hpp) exactly as the simulator's engine builds its own:
 //
 //   executor (deterministic or threaded) -> frame pool and iommu::system built on it as their
 //   platform -> 2 IOMMU units -> the safety_monitor (the tables' unlink observer, the units'
@@ -43,7 +44,7 @@
 #include "ptreclaim/reclaim/reclaimer.hpp"
 #include "ptreclaim/reclaim/safety_monitor.hpp"
 #include "ptreclaim/runtime/deterministic_executor.hpp"
-#include "ptreclaim/runtime/threaded_executor.hpp"
+#include "ptreclaim/testbed/testbed.hpp"
 
 namespace ptreclaim::reclaim::test {
 
@@ -112,118 +113,77 @@ struct harness_config {
 enum class mutation : std::uint8_t { fill, churn, split, remap, clear };
 enum class region_state : std::uint8_t { empty, coalesced, split };
 
-// The policy's observer: the safety monitor, then (if set) a test's own observer.
-class tee_observer final : public reclaim_observer {
- public:
-  explicit tee_observer(safety_monitor& m) : monitor_(m) {}
-  void set_extra(reclaim_observer* o) noexcept { extra_ = o; }
-  void on_retire(domain_number d, mem::frame_id f, const invalidation_range& need) override {
-    monitor_.on_retire(d, f, need);
-    if (extra_ != nullptr) extra_->on_retire(d, f, need);
-  }
-  void on_free(mem::frame_id f, const char* path) override {
-    monitor_.on_free(f, path);
-    if (extra_ != nullptr) extra_->on_free(f, path);
-  }
-  void on_invariant_violation(const std::string& what) override {
-    monitor_.on_invariant_violation(what);
-    if (extra_ != nullptr) extra_->on_invariant_violation(what);
-  }
-
- private:
-  safety_monitor& monitor_;
-  reclaim_observer* extra_ = nullptr;
-};
-
 class harness {
  public:
-  explicit harness(const harness_config& c)
-      : cfg_(c),
-        ex_(make_executor(c)),
-        pool_(mem::pool_config{.capacity_frames = c.frames, .caches = c.cpus}, *ex_),
-        sys_(pool_, {}, *ex_),
-        backend_(sys_),
-        monitor_(sys_, backend_, c.reclaim.max_pending),
-        tee_(monitor_) {
-    const unsigned u0 = sys_.add_unit(c.unit);
-    const unsigned u1 = sys_.add_unit(c.unit);
+  explicit harness(const harness_config& c) : cfg_(c), tb_(make_testbed(c)) {
     for (unsigned i = 0; i < c.domains; ++i) {
       const auto id = static_cast<std::uint16_t>(i + 1);
-      pt::domain_config dc{.domain = id,
-                           .mode = pt::concurrency_mode::locked,
-                           .coalesce = true,
-                           .on_unlink = &monitor_};
-      auto t = pt::make_table(pt::format_kind::vtd_ss_4, dc, pool_);
-      PTR_ASSERT_MSG(t.ok(), "harness: make_table failed");
-      tables_.push_back(std::move(*t));
-      auto d = sys_.create_domain(
-          {id, &pt::describe(pt::format_kind::vtd_ss_4), tables_.back()->root(), dc.leaf_levels});
-      PTR_ASSERT_MSG(d.ok(), "harness: create_domain failed");
-      doms_.push_back(*d);
-      for (unsigned u : {u0, u1}) {
+      auto d = tb_->add_domain({.id = id,
+                                .format = pt::format_kind::vtd_ss_4,
+                                .mode = pt::concurrency_mode::locked,
+                                .coalesce = true});
+      PTR_ASSERT_MSG(d.ok(), "harness: add_domain failed");
+      for (unsigned u : {0u, 1u}) {
         const auto dev = static_cast<iommu::device_id>(1 + 2 * i + u);
-        PTR_ASSERT_MSG(sys_.attach(dev, u, **d, id).ok(), "harness: attach failed");
+        PTR_ASSERT_MSG(tb_->sys().attach(dev, u, *(*d)->dom, id).ok(), "harness: attach failed");
         if (c.devices) {
           iommu::device_config dcfg{.id = dev,
                                     .pattern = iommu::access_pattern::uniform,
                                     .windows = {{0, c.cpus * k2m}},
                                     .stepwise = c.exec == exec_kind::deterministic,
                                     .seed = c.seed * 131 + dev};
-          devices_.push_back(std::make_unique<iommu::device>(sys_, dcfg));
+          devices_.push_back(std::make_unique<iommu::device>(tb_->sys(), dcfg));
         }
       }
     }
     regions_.assign(std::size_t{c.cpus} * c.domains, region{});
     gathers_.resize(c.cpus);
-    auto p = make_reclaimer(c.policy, reclaim_env{*ex_, monitor_, pool_, &tee_}, c.reclaim);
-    PTR_ASSERT_MSG(p.ok(), "harness: make_reclaimer failed");
-    policy_ = std::move(*p);
+    PTR_ASSERT_MSG(tb_->install_policy(c.policy, c.reclaim).ok(), "harness: make_reclaimer failed");
     // The IOMMU engine: moves the units' queues to now. Under the deterministic executor a
     // wait_until with no actor ready jumps straight to its deadline (10 s of virtual time per
     // invalidation), so this actor is what lets waits end when the hardware is done. It moves
     // the units only, as the simulator's engine does: the domains' flush epochs advance only
     // when someone polls, so a policy that forgets to poll is left waiting (L1 fails).
     {
-      iommu::system* sys = &sys_;
+      iommu::system* sys = &tb_->sys();
       const std::uint64_t gap = c.exec == exec_kind::deterministic ? 100 : 50'000;
-      ex_->add_actor({"iommu-engine", [sys, gap] {
-                        for (unsigned u = 0; u < sys->unit_count(); ++u)
-                          sys->get_unit(u).advance();
-                        return runtime::step_result::sleep_for(gap);
-                      }});
+      tb_->ex().add_actor({"iommu-engine", [sys, gap] {
+                             for (unsigned u = 0; u < sys->unit_count(); ++u)
+                               sys->get_unit(u).advance();
+                             return runtime::step_result::sleep_for(gap);
+                           }});
     }
     for (auto& d : devices_) {
       iommu::device* dev = d.get();
       const std::uint64_t gap = c.device_gap_ns;
-      ex_->add_actor({"device", [dev, gap] {
-                        dev->step();
-                        return runtime::step_result::sleep_for(gap);
-                      }});
+      tb_->ex().add_actor({"device", [dev, gap] {
+                             dev->step();
+                             return runtime::step_result::sleep_for(gap);
+                           }});
     }
   }
 
   ~harness() {
     for (auto& d : devices_)
       d->cancel();
-    policy_.reset();
   }
 
   harness(const harness&) = delete;
   harness& operator=(const harness&) = delete;
 
   // ---- parts ----
-  [[nodiscard]] runtime::executor& ex() noexcept { return *ex_; }
+  [[nodiscard]] runtime::executor& ex() noexcept { return tb_->ex(); }
   [[nodiscard]] runtime::deterministic_executor* det() noexcept {
-    return dynamic_cast<runtime::deterministic_executor*>(ex_.get());
+    return dynamic_cast<runtime::deterministic_executor*>(&tb_->ex());
   }
-  [[nodiscard]] mem::frame_pool& pool() noexcept { return pool_; }
-  [[nodiscard]] iommu::system& sys() noexcept { return sys_; }
-  [[nodiscard]] safety_monitor& monitor() noexcept { return monitor_; }
+  [[nodiscard]] mem::frame_pool& pool() noexcept { return tb_->pool(); }
+  [[nodiscard]] iommu::system& sys() noexcept { return tb_->sys(); }
+  [[nodiscard]] safety_monitor& monitor() noexcept { return tb_->monitor(); }
   // A test's own observer of the policy's retires and frees, besides the monitor (set it
   // before run(); it must outlive the harness's run).
-  void set_extra_observer(reclaim_observer* o) noexcept { tee_.set_extra(o); }
-  [[nodiscard]] reclaimer& policy() noexcept { return *policy_; }
-  [[nodiscard]] pt::table& table(unsigned di) noexcept { return *tables_[di]; }
+  void set_extra_observer(reclaim_observer* o) noexcept { tb_->obs().set_extra(o); }
+  [[nodiscard]] reclaimer& policy() noexcept { return tb_->policy(); }
+  [[nodiscard]] pt::table& table(unsigned di) noexcept { return *tb_->domains()[di]->table; }
   [[nodiscard]] domain_number domain_id(unsigned di) const noexcept {
     return static_cast<domain_number>(di + 1);
   }
@@ -275,10 +235,10 @@ class harness {
   // Performs `m` on CPU `cpu`'s region of domain `di`, retires the gather, and (per `o`)
   // flushes. Call from CPU `cpu`'s program step. Returns the frames released.
   std::size_t mutate(unsigned cpu, unsigned di, mutation m, unsigned page, step_options o) {
-    PTR_ASSERT_MSG(cpu == ex_->current_cpu(), "harness::mutate from another CPU");
+    PTR_ASSERT_MSG(cpu == ex().current_cpu(), "harness::mutate from another CPU");
     region& r = regions_[idx(cpu, di)];
     PTR_ASSERT_MSG(legal(r.state, m), "harness::mutate: mutation illegal in this state");
-    pt::table& t = *tables_[di];
+    pt::table& t = table(di);
     pt::gather& g = gathers_[cpu];
     g.clear();
     const pt::iova_t base = cpu * k2m;
@@ -309,14 +269,14 @@ class harness {
         break;
     }
     const domain_number d = domain_id(di);
-    policy_->retire(d, g);
-    if (o.softirq_point) ex_->process_pending_softirqs();
+    policy().retire(d, g);
+    if (o.softirq_point) ex().process_pending_softirqs();
     if (o.translate_between) {
       const auto dev = static_cast<iommu::device_id>(1 + 2 * di);
-      (void)sys_.translate(dev, base + ((page + 7) % 512) * k4k, pt::perm_read);
+      (void)sys().translate(dev, base + ((page + 7) % 512) * k4k, pt::perm_read);
     }
     if (o.caller_flush && !g.empty()) {
-      Result<epoch_t> e = invalidate_after_retire(*policy_, monitor_, d, g, wait_timeout_ns);
+      Result<epoch_t> e = invalidate_after_retire(policy(), monitor(), d, g, wait_timeout_ns);
       if (!e.ok()) record_failure("invalidate_after_retire: " + e.status().to_string());
     }
     return g.released().size();
@@ -324,7 +284,7 @@ class harness {
 
   // ---- the run ----
   runtime::run_stats run() {
-    stats_ = ex_->run();
+    stats_ = ex().run();
     return stats_;
   }
 
@@ -336,7 +296,7 @@ class harness {
     EXPECT_EQ(stats_.reason, runtime::stop_reason::quiescent)
         << runtime::stop_reason_name(stats_.reason) << "\n"
         << describe_run();
-    const safety_monitor::report rep = monitor_.result();
+    const safety_monitor::report rep = monitor().result();
     const std::string firsts = join(rep.first);
     EXPECT_GT(rep.retired, 0u) << "the workload released nothing: the test tests nothing";
     EXPECT_EQ(rep.s2_violations, 0u) << firsts;
@@ -347,18 +307,18 @@ class harness {
     }
     EXPECT_LE(rep.peak_pending, cfg_.reclaim.max_pending);
     // L1: everything freed once the machine went quiet, without drain().
-    EXPECT_EQ(policy_->pending(), 0u);
-    EXPECT_EQ(monitor_.pending(), 0u);
+    EXPECT_EQ(policy().pending(), 0u);
+    EXPECT_EQ(monitor().pending(), 0u);
     EXPECT_EQ(rep.retired, rep.freed);
-    const reclaim_stats st = policy_->stats();
+    const reclaim_stats st = policy().stats();
     EXPECT_EQ(st.retired, rep.retired);
     EXPECT_EQ(st.freed, rep.freed);
     EXPECT_EQ(st.free_errors, 0u);
     if (check_s4) {
       EXPECT_EQ(st.wrong_cpu_runs, 0u);
     }
-    EXPECT_EQ(pool_.ledger_violation_count(), 0u) << ledger();
-    EXPECT_EQ(sys_.violations().count(), 0u) << sys_.violations().report();  // S1
+    EXPECT_EQ(pool().ledger_violation_count(), 0u) << ledger();
+    EXPECT_EQ(sys().violations().count(), 0u) << sys().violations().report();  // S1
   }
 
   // Destroys every table, invalidates, frees what the teardown released, and checks that the
@@ -366,20 +326,20 @@ class harness {
   void teardown_and_expect_whole() {
     for (auto& d : devices_)
       d->cancel();
-    for (std::size_t i = 0; i < tables_.size(); ++i) {
+    for (auto& dom : tb_->domains()) {
       pt::gather g;
-      tables_[i]->destroy(g);
+      dom->table->destroy(g);
       // The deterministic executor's time stands still after run() (no waiting outside a
       // step); no device walks any more, so the frames may go back without the flush there.
       if (cfg_.exec == exec_kind::threaded) {
-        EXPECT_TRUE(sys_.flush_sync(*doms_[i], iommu::inv_range::all(), wait_timeout_ns).ok());
+        EXPECT_TRUE(sys().flush_sync(*dom->dom, iommu::inv_range::all(), wait_timeout_ns).ok());
       }
       for (mem::frame_id f : g.released())
-        EXPECT_TRUE(pool_.free(f, "teardown").ok());
+        EXPECT_TRUE(pool().free(f, "teardown").ok());
     }
-    EXPECT_EQ(pool_.leak_report(), "");
-    EXPECT_TRUE(pool_.leaks().empty());
-    EXPECT_EQ(pool_.ledger_violation_count(), 0u) << ledger();
+    EXPECT_EQ(pool().leak_report(), "");
+    EXPECT_TRUE(pool().leaks().empty());
+    EXPECT_EQ(pool().ledger_violation_count(), 0u) << ledger();
   }
 
   // ---- failures recorded inside steps ----
@@ -393,7 +353,7 @@ class harness {
   }
   [[nodiscard]] std::string ledger() const {
     std::string s;
-    for (const auto& r : pool_.ledger_reports())
+    for (const auto& r : tb_->pool().ledger_reports())
       s += r.what + "\n";
     return s;
   }
@@ -410,8 +370,8 @@ class harness {
                     (stats_.programs_finished ? "yes" : "no") + "\n";
     for (unsigned c = 0; c < stats_.cpu.size(); ++c) {
       const runtime::cpu_run_stats& x = stats_.cpu[c];
-      const runtime::pending_counts q = ex_->pending_on(c);
-      s += "  cpu " + std::to_string(c) + (ex_->cpu_online(c) ? " online" : " offline") +
+      const runtime::pending_counts q = tb_->ex().pending_on(c);
+      s += "  cpu " + std::to_string(c) + (tb_->ex().cpu_online(c) ? " online" : " offline") +
            ": program steps " + std::to_string(x.program_steps) + ", tasklets " +
            std::to_string(x.tasklets) + ", softirq tasklets " + std::to_string(x.softirq_tasklets) +
            ", work " + std::to_string(x.work_items) + ", timers " + std::to_string(x.timers) +
@@ -427,16 +387,22 @@ class harness {
     region_state state = region_state::empty;
     unsigned hole = 0;
   };
-  static std::unique_ptr<runtime::executor> make_executor(const harness_config& c) {
-    runtime::run_config rc;
-    rc.cpus = c.cpus;
-    rc.seed = c.seed;
-    rc.on_cpu_dead = c.on_cpu_dead;
-    rc.max_steps = c.max_steps;
-    rc.real_time_limit_ns = std::uint64_t{60} * 1000 * 1000 * 1000;
-    if (c.exec == exec_kind::deterministic)
-      return std::make_unique<runtime::deterministic_executor>(rc);
-    return std::make_unique<runtime::threaded_executor>(rc);
+  // Two IOMMU units with the test's configuration, a pool of c.frames with a cache per CPU.
+  static std::unique_ptr<testbed::testbed> make_testbed(const harness_config& c) {
+    testbed::config tc;
+    tc.executor = c.exec == exec_kind::deterministic ? testbed::executor_kind::deterministic
+                                                     : testbed::executor_kind::threaded;
+    tc.run.cpus = c.cpus;
+    tc.run.seed = c.seed;
+    tc.run.on_cpu_dead = c.on_cpu_dead;
+    tc.run.max_steps = c.max_steps;
+    tc.run.real_time_limit_ns = std::uint64_t{60} * 1000 * 1000 * 1000;
+    tc.pool = mem::pool_config{.capacity_frames = c.frames, .caches = c.cpus};
+    tc.units = {c.unit, c.unit};
+    tc.max_pending = c.reclaim.max_pending;
+    auto tb = testbed::testbed::create(tc);
+    PTR_ASSERT_MSG(tb.ok(), "harness: testbed::create failed");
+    return std::move(*tb);
   }
   [[nodiscard]] std::size_t idx(unsigned cpu, unsigned di) const noexcept {
     return std::size_t{cpu} * cfg_.domains + di;
@@ -449,16 +415,8 @@ class harness {
   }
 
   harness_config cfg_;
-  std::unique_ptr<runtime::executor> ex_;
-  mem::frame_pool pool_;
-  iommu::system sys_;
-  iommu_backend backend_;
-  safety_monitor monitor_;
-  tee_observer tee_;
-  std::vector<std::unique_ptr<pt::table>> tables_;  // after the monitor they report unlinks to
-  std::vector<iommu::domain*> doms_;
-  std::vector<std::unique_ptr<iommu::device>> devices_;
-  std::unique_ptr<reclaimer> policy_;
+  std::unique_ptr<testbed::testbed> tb_;
+  std::vector<std::unique_ptr<iommu::device>> devices_;  // before the testbed's system goes
   std::vector<region> regions_;      // per (cpu, domain): touched only by that CPU
   std::vector<pt::gather> gathers_;  // per CPU
   runtime::run_stats stats_;

@@ -1,0 +1,116 @@
+#include "ptreclaim/testbed/testbed.hpp"
+
+#include "ptreclaim/runtime/deterministic_executor.hpp"
+#include "ptreclaim/runtime/threaded_executor.hpp"
+
+namespace ptreclaim::testbed {
+
+std::unique_ptr<runtime::executor> make_executor(executor_kind kind,
+                                                 const runtime::run_config& rc) {
+  if (kind == executor_kind::deterministic)
+    return std::make_unique<runtime::deterministic_executor>(rc);
+  return std::make_unique<runtime::threaded_executor>(rc);
+}
+
+// ---- observer --------------------------------------------------------------------------------
+
+observer::observer(reclaim::safety_monitor& mon, runtime::executor& ex, mem::frame_pool& pool)
+    : mon_(mon), ex_(ex), pool_(pool), lat_(ex.cpu_count()) {}
+
+void observer::on_retire(reclaim::domain_number d, mem::frame_id f,
+                         const reclaim::invalidation_range& need) {
+  mon_.on_retire(d, f, need);
+  if (extra_ != nullptr) extra_->on_retire(d, f, need);
+}
+
+void observer::on_free(mem::frame_id f, const char* path) {
+  const std::uint64_t retired = pool_.meta(f).retired_ns.load(std::memory_order_relaxed);
+  const std::uint64_t now = ex_.now_ns();
+  // Frees run in CPU context; the slot is the freeing CPU's (one user at a time).
+  lat_[ex_.current_cpu()].h.record(now >= retired ? now - retired : 0);
+  mon_.on_free(f, path);
+  if (extra_ != nullptr) extra_->on_free(f, path);
+}
+
+void observer::on_invariant_violation(const std::string& what) {
+  mon_.on_invariant_violation(what);
+  if (extra_ != nullptr) extra_->on_invariant_violation(what);
+}
+
+log_histogram observer::merged() const {
+  log_histogram h;
+  for (unsigned c = 0; c < lat_.size(); ++c)
+    h.merge(lat_[c].h);
+  return h;
+}
+
+// ---- testbed ---------------------------------------------------------------------------------
+
+testbed::testbed(const config& c) : cfg_(c) {}
+
+Result<std::unique_ptr<testbed>> testbed::create(const config& c) {
+  if (c.units.empty()) return Status(errc::invalid_argument, "testbed: no IOMMU unit");
+  if (c.units.size() > limits::max_iommus)
+    return Status(errc::invalid_argument,
+                  "testbed: more than " + std::to_string(limits::max_iommus) + " IOMMU units");
+  std::unique_ptr<testbed> tb(new testbed(c));
+  tb->ex_ = make_executor(c.executor, c.run);
+  tb->pool_ = std::make_unique<mem::frame_pool>(c.pool, *tb->ex_);
+  tb->sys_ = std::make_unique<iommu::system>(*tb->pool_, c.system, *tb->ex_);
+  for (const iommu::unit_config& u : c.units)
+    tb->sys_->add_unit(u);
+  tb->backend_ = std::make_unique<reclaim::iommu_backend>(*tb->sys_);
+  tb->monitor_ = std::make_unique<reclaim::safety_monitor>(*tb->sys_, *tb->backend_, c.max_pending);
+  tb->observer_ = std::make_unique<observer>(*tb->monitor_, *tb->ex_, *tb->pool_);
+  return tb;
+}
+
+testbed::~testbed() {
+  // Queued tasklets, timers and work may name the policy: dropped before it goes. Tables
+  // report unlinks to the monitor, so they go before it; the executor goes before the pool
+  // whose platform it is, after everything that charges it.
+  if (ex_) ex_->discard_pending();
+  policy_.reset();
+  domains_.clear();
+  observer_.reset();
+  monitor_.reset();
+  backend_.reset();
+  sys_.reset();
+  ex_.reset();
+  pool_.reset();
+}
+
+Result<domain*> testbed::add_domain(const domain_spec& spec) {
+  pt::domain_config dc;
+  dc.domain = spec.id;
+  dc.mode = spec.mode;
+  dc.coalesce = spec.coalesce;
+  dc.leaf_levels = spec.leaf_levels & pt::describe(spec.format).leaf_levels;
+  dc.on_unlink = monitor_.get();
+  auto t = pt::make_table(spec.format, dc, *pool_);
+  if (!t.ok()) return t.status();
+  auto d = std::make_unique<domain>();
+  d->id = spec.id;
+  d->table = std::move(*t);
+  iommu::domain_desc dd;
+  dd.id = spec.id;
+  dd.format = &d->table->format();
+  dd.root = d->table->root();
+  dd.leaf_levels = dc.leaf_levels;
+  auto m = sys_->create_domain(dd);
+  if (!m.ok()) return m.status();
+  d->dom = *m;
+  domains_.push_back(std::move(d));
+  return domains_.back().get();
+}
+
+Status testbed::install_policy(reclaim::policy_kind kind, const reclaim::reclaim_config& rc) {
+  PTR_ASSERT_MSG(policy_ == nullptr, "testbed: install_policy twice");
+  reclaim::reclaim_env env{*ex_, *monitor_, *pool_, observer_.get()};
+  auto r = reclaim::make_reclaimer(kind, env, rc);
+  if (!r.ok()) return r.status();
+  policy_ = std::move(*r);
+  return {};
+}
+
+}  // namespace ptreclaim::testbed
