@@ -1,5 +1,7 @@
 #include "ptreclaim/iommu/device.hpp"
 
+#include <algorithm>
+
 #include "ptreclaim/base/bits.hpp"
 
 namespace ptreclaim::iommu {
@@ -15,9 +17,9 @@ device::device(system& sys, device_config config)
   PTR_ASSERT_MSG(config_.stride > 0 && config_.hot_percent <= 100 && config_.write_percent <= 100,
                  "device_config: bad stride or percentage");
   if (config_.pattern == access_pattern::hot_set) {
-    prng hot_rng = rng_.fork(0x407);
-    for (unsigned i = 0; i < config_.hot_pages; ++i) {
-      std::uint64_t page = hot_rng.below(total_pages_);
+    const std::uint64_t n = std::min<std::uint64_t>(config_.hot_pages, total_pages_);
+    for (std::uint64_t i = 0; i < n; ++i) {
+      std::uint64_t page = rng_.below(total_pages_);
       for (const auto& w : config_.windows) {
         if (page < (w.size >> 12)) {
           hot_.push_back(w.base + (page << 12));
@@ -34,10 +36,13 @@ device::~device() {
 }
 
 iova_t device::next_iova() {
+  iova_t aimed = 0;
+  if (config_.source != nullptr && config_.source->next(rng_, aimed)) return aimed;
+  // Page granular: a translation does not depend on the offset within the page.
   auto uniform = [&] {
     std::uint64_t page = rng_.below(total_pages_);
     for (const auto& w : config_.windows) {
-      if (page < (w.size >> 12)) return w.base + (page << 12) + rng_.below(4096);
+      if (page < (w.size >> 12)) return w.base + (page << 12);
       page -= w.size >> 12;
     }
     return config_.windows.front().base;
@@ -56,7 +61,7 @@ iova_t device::next_iova() {
       return v;
     }
     case access_pattern::hot_set:
-      if (!hot_.empty() && rng_.below(100) < config_.hot_percent)
+      if (!hot_.empty() && rng_.below(100) >= 100 - config_.hot_percent)
         return hot_[rng_.below(hot_.size())];
       return uniform();
   }
@@ -67,7 +72,9 @@ bool device::step() {
   if (walk_.phase() != walk_phase::walking) {
     if (!retry_) {
       last_iova_ = next_iova();
-      access_ = rng_.below(100) < config_.write_percent ? pt::perm_write : pt::perm_read;
+      access_ = config_.write_percent != 0 && rng_.below(100) < config_.write_percent
+                    ? pt::perm_write
+                    : pt::perm_read;
     }
     retry_ = false;
     walk_unit_ = sys_->unit_of(config_.id);

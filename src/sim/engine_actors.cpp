@@ -44,14 +44,27 @@ Status machine::build_devices(prng& rng) {
       const unsigned u = units[(k + k / static_cast<unsigned>(doms.size())) % units.size()];
       PTR_TRY(sys_->attach(dev->id, u, *dev->dom->dom, dev->dom->id));
       attached[dev->dom->id - 1][u] = true;
-      dev->rng = rng.fork(0x2000 + dev->id);
       const std::uint64_t bytes = grp.window_bytes != 0 ? grp.window_bytes : wl_->region_bytes();
-      dev->window_pages = std::max<std::uint64_t>(1, bytes / page_bytes);
-      if (grp.pattern == access_pattern::hot_set) {
-        const std::uint64_t n = std::min<std::uint64_t>(grp.hot_set_pages, dev->window_pages);
-        for (std::uint64_t i = 0; i < n; ++i)
-          dev->hot.push_back(dev->window_base + dev->rng.below(dev->window_pages) * page_bytes);
+      iommu::device_config dc;
+      dc.id = dev->id;
+      dc.windows = {{0, std::max<std::uint64_t>(1, bytes / page_bytes) * page_bytes}};
+      switch (grp.pattern) {
+        case access_pattern::random:
+          dc.pattern = iommu::access_pattern::uniform;
+          break;
+        case access_pattern::sequential:
+          dc.pattern = iommu::access_pattern::sequential;
+          break;
+        case access_pattern::hot_set:
+          dc.pattern = iommu::access_pattern::hot_set;
+          break;
       }
+      dc.stride = page_bytes;
+      dc.hot_pages = static_cast<unsigned>(std::min<std::uint64_t>(grp.hot_set_pages, 1u << 30));
+      dc.hot_percent = 90;
+      dc.seed = rng.fork_seed(0x2000 + dev->id);
+      if (grp.target != access_target::window) dc.source = dev.get();
+      dev->dev = std::make_unique<iommu::device>(*sys_, dc);
       device_state* raw = dev.get();
       ex_->add_actor(
           {"device" + std::to_string(dev->id), [this, raw] { return device_step(*raw); }, true});
@@ -83,11 +96,44 @@ step_result machine::device_step(device_state& dev) {
     }
     return step_result::finished();
   }
-  for (unsigned i = 0; i < dev.grp->translations_per_step; ++i) {
-    const std::uint64_t iova = dev.pick();
-    (void)sys_->translate(dev.id, iova, pt::perm_read);
-  }
+  // Whole translations (not step-wise): a refused request (every walk slot busy, threaded
+  // runs only) is retried by the device's next step.
+  for (unsigned i = 0; i < dev.grp->translations_per_step; ++i)
+    (void)dev.dev->step();
   return step_result::sleep_for(dev.grp->step_interval_ns);
+}
+
+// Target live/replaced: the pattern picks a range of the ring (random: any, sequential: walk the
+// newest range page by page, hot-set: the newest few). An empty ring: the window.
+bool machine::device_state::next(prng& rng, iommu::iova_t& iova) {
+  const range_ring& ring = grp->target == access_target::live ? dom->live : dom->replaced;
+  const unsigned n = ring.filled();
+  if (n == 0) return false;
+  std::uint64_t first = 0, bytes = 0;
+  unsigned entry = 0;
+  switch (grp->pattern) {
+    case access_pattern::random:
+      entry = static_cast<unsigned>(rng.below(n));
+      break;
+    case access_pattern::hot_set:
+      entry = static_cast<unsigned>(rng.below(std::min(n, 4u)));
+      break;
+    case access_pattern::sequential:
+      entry = 0;
+      break;
+  }
+  if (!ring.get(entry, first, bytes)) return false;
+  const std::uint64_t pages = std::max<std::uint64_t>(1, bytes / page_bytes);
+  if (grp->pattern == access_pattern::sequential) {
+    if (first != seq_entry_first) {
+      seq_entry_first = first;
+      seq_page = 0;
+    }
+    iova = first + (seq_page++ % pages) * page_bytes;
+    return true;
+  }
+  iova = first + rng.below(pages) * page_bytes;
+  return true;
 }
 
 // The invalidation engine of one unit (deterministic runs): completes descriptors as virtual

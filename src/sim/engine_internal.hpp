@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "ptreclaim/base/prng.hpp"
+#include "ptreclaim/iommu/device.hpp"
 #include "ptreclaim/iommu/system.hpp"
 #include "ptreclaim/mem/frame_pool.hpp"
 #include "ptreclaim/pt/table.hpp"
@@ -265,63 +266,19 @@ class machine {
   std::uint64_t detached_ = 0;              // context entries teardown cleared
 };
 
-// One device actor's state (engine_actors.cpp).
-struct machine::device_state {
+// One device actor (engine_actors.cpp): an iommu::device, the one device model of the project,
+// aimed by its group's target (the ranges its domain mapped or released recently); its own
+// pattern over its window serves target = window and every empty ring.
+struct machine::device_state final : iommu::iova_source {
   iommu::device_id id = 0;
   domain_slot* dom = nullptr;
   const device_group* grp = nullptr;
-  prng rng{1};
-  std::uint64_t window_base = 0;
-  std::uint64_t window_pages = 1;
-  std::uint64_t seq_page = 0;      // sequential: next page (window) / page within the range
-  std::vector<std::uint64_t> hot;  // hot-set pages (window)
+  std::unique_ptr<iommu::device> dev;
   bool acked = false;
-
-  std::uint64_t window_page() {
-    switch (grp->pattern) {
-      case access_pattern::sequential: {
-        const std::uint64_t p = seq_page++ % window_pages;
-        return window_base + p * page_bytes;
-      }
-      case access_pattern::hot_set:
-        if (!hot.empty() && rng.below(10) != 0) return hot[rng.below(hot.size())];
-        [[fallthrough]];
-      case access_pattern::random:
-        break;
-    }
-    return window_base + rng.below(window_pages) * page_bytes;
-  }
-
-  std::uint64_t pick() {
-    if (grp->target == access_target::window) return window_page();
-    const range_ring& ring = grp->target == access_target::live ? dom->live : dom->replaced;
-    const unsigned n = ring.filled();
-    if (n == 0) return window_page();
-    std::uint64_t first = 0, bytes = 0;
-    unsigned entry = 0;
-    switch (grp->pattern) {
-      case access_pattern::random:
-        entry = static_cast<unsigned>(rng.below(n));
-        break;
-      case access_pattern::hot_set:
-        entry = static_cast<unsigned>(rng.below(std::min(n, 4u)));
-        break;
-      case access_pattern::sequential:
-        entry = 0;
-        break;
-    }
-    if (!ring.get(entry, first, bytes)) return window_page();
-    const std::uint64_t pages = std::max<std::uint64_t>(1, bytes / page_bytes);
-    if (grp->pattern == access_pattern::sequential) {
-      if (first != seq_entry_first) {
-        seq_entry_first = first;
-        seq_page = 0;
-      }
-      return first + (seq_page++ % pages) * page_bytes;
-    }
-    return first + rng.below(pages) * page_bytes;
-  }
+  std::uint64_t seq_page = 0;  // sequential: the page within the newest range
   std::uint64_t seq_entry_first = ~std::uint64_t{0};
+
+  bool next(prng& rng, iommu::iova_t& iova) override;
 };
 
 }  // namespace ptreclaim::sim::detail

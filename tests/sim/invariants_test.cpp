@@ -104,7 +104,8 @@ TEST(invariants, each_kind_of_evidence_breaks_its_invariant) {
 TEST(invariants, a_run_stopped_before_the_drain_fails_l1_with_why) {
   auto e = clean();
   e.reached_drain = false;
-  EXPECT_EQ(judge(e).at(invariant::l1).reason, "the run stopped before the drain could be observed");
+  EXPECT_EQ(judge(e).at(invariant::l1).reason,
+            "the run stopped before the drain could be observed");
   e.stuck = "the watchdog stopped the run";
   const run_result r = judge(e);
   EXPECT_EQ(failed(r), "L1");

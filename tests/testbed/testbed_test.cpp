@@ -56,10 +56,12 @@ TEST(testbed, wires_tables_monitor_and_policy_together) {
       tb.policy().retire(1, g);
       return runtime::step_result::finished();
     });
-    tb.ex().add_actor({"iommu", [&] {
+    tb.ex().add_actor({"iommu",
+                       [&] {
                          tb.sys().get_unit(0).advance();
                          return runtime::step_result::sleep_for(100);
-                       }, true});
+                       },
+                       true});
     (void)tb.ex().run();
     const reclaim::safety_monitor::report rep = tb.monitor().result();
     EXPECT_GE(rep.unlinked, 1u);

@@ -46,9 +46,11 @@ class prng {
 
   // An independent child stream; `salt` names the purpose so adding a consumer does not shift
   // the streams of the others.
-  [[nodiscard]] prng fork(std::uint64_t salt) const noexcept {
+  [[nodiscard]] prng fork(std::uint64_t salt) const noexcept { return prng(fork_seed(salt)); }
+  // The seed of fork(salt), for components that take a seed rather than a generator.
+  [[nodiscard]] std::uint64_t fork_seed(std::uint64_t salt) const noexcept {
     std::uint64_t x = s_[0] ^ (salt * 0x9e3779b97f4a7c15ULL) ^ s_[3];
-    return prng(splitmix64(x));
+    return splitmix64(x);
   }
 
   static std::uint64_t splitmix64(std::uint64_t& x) noexcept {

@@ -22,6 +22,15 @@ enum class access_pattern : std::uint8_t {
   hot_set,     // hot_percent of accesses to a fixed set of hot_pages pages, the rest uniform
 };
 
+// Where a device aims when its user knows better than its windows (the simulator aims at the
+// ranges its domain mapped or released recently). next() may use the device's generator and
+// returns false to let the device's own pattern choose from its windows.
+class iova_source {
+ public:
+  virtual ~iova_source() = default;
+  virtual bool next(prng& rng, iova_t& iova) = 0;
+};
+
 struct iova_window {
   iova_t base = 0;         // 4 KiB aligned
   std::uint64_t size = 0;  // bytes, a positive multiple of 4 KiB
@@ -34,9 +43,10 @@ struct device_config {
   std::uint64_t stride = 4096;  // sequential
   unsigned hot_pages = 16;      // hot_set
   unsigned hot_percent = 90;    // hot_set
-  unsigned write_percent = 0;   // accesses that are writes (else reads)
+  unsigned write_percent = 0;   // accesses that are writes (else reads); 0 draws nothing
   bool stepwise = false;        // step() = one PTE read instead of one translation
   std::uint64_t seed = 1;
+  iova_source* source = nullptr;  // asked first for every IOVA (must outlive the device)
 };
 
 struct device_stats {

@@ -519,6 +519,47 @@ TEST(IommuFaithful, UnitWithoutOneGigPagesNarrowsTheDomain) {
   f.teardown();
 }
 
+// An iova_source aims the device (the simulator aims at recently mapped or released ranges);
+// when it declines, the device's own pattern picks from its windows. Pages only: no byte offset.
+TEST(IommuDevice, ASourceAimsTheDeviceAndMayDecline) {
+  fixture f;
+  const unsigned u = f.sys.add_unit(zero_latency_unit());
+  domain& d = f.add_domain(1);
+  ASSERT_TRUE(f.sys.attach(1, u, d, 1).ok());
+  pt::gather g;
+  f.map(d, 0, 0, 16 * k4k, g);
+  struct every_other final : iova_source {
+    unsigned calls = 0;
+    bool next(prng& rng, iova_t& iova) override {
+      if (calls++ % 2 != 0) return false;
+      iova = k1g + rng.below(4) * k4k;  // unmapped: these fault
+      return true;
+    }
+  } src;
+  device dev(f.sys, device_config{.id = 1,
+                                  .pattern = access_pattern::sequential,
+                                  .windows = {{0, 16 * k4k}},
+                                  .seed = 3,
+                                  .source = &src});
+  std::uint64_t aimed = 0, window = 0;
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_TRUE(dev.step());
+    EXPECT_EQ(dev.last_iova() % k4k, 0u);
+    if (dev.last_iova() >= k1g) {
+      ++aimed;
+      EXPECT_NE(dev.last().result, outcome::ok);
+    } else {
+      EXPECT_EQ(dev.last_iova(), (window % 16) * k4k) << "the window's sequence, undisturbed";
+      ++window;
+      EXPECT_EQ(dev.last().result, outcome::ok);
+    }
+  }
+  EXPECT_EQ(aimed, 20u);
+  EXPECT_EQ(window, 20u);
+  EXPECT_EQ(src.calls, 40u);
+  f.teardown();
+}
+
 TEST(IommuDevice, PatternsAreSeededAndCounted) {
   fixture f;
   const unsigned u = f.sys.add_unit(zero_latency_unit());
