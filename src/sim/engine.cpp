@@ -1,6 +1,7 @@
 // sim::run(): one scenario, one policy, one executor, measured. The machine is built in
-// engine_machine.cpp, the workloads in workload_*.cpp, devices and the sampler in
-// engine_actors.cpp; this file runs it and turns what it saw into a run_result.
+// engine_machine.cpp (on a testbed), the workloads in workload_*.cpp, devices and the sampler in
+// engine_actors.cpp; this file runs it, engine_results.cpp gathers what it measured and
+// invariants.cpp judges it.
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -9,7 +10,6 @@
 
 #include "ptreclaim/reclaim/policy.hpp"
 #include "sim/engine_internal.hpp"
-#include "sim/invariants.hpp"
 
 namespace ptreclaim::sim {
 namespace detail {
@@ -38,6 +38,49 @@ void machine::watch_progress(const std::atomic<bool>& stop, std::mutex& mu,
 }
 
 void machine::run(run_result& out) {
+  const runtime::run_stats st = run_executor();
+  out.time_base = deterministic_ ? "virtual" : "real";
+  std::uint64_t caller_flushes = 0, op_trace = 0;
+  out.operations = 0;
+  for (unsigned c = 0; c < cpus; ++c) {
+    const cpu_driver& d = (*drivers_)[c];
+    out.operations += d.ops;
+    caller_flushes += d.caller_flushes;
+    op_trace = op_trace * 0x100000001b3ULL ^ d.trace;
+  }
+  out.elapsed_ns = stop_ns_ > run_start_ns_ ? stop_ns_ - run_start_ns_ : 0;
+  const std::string stuck = note_how_it_stopped(st, out);
+  if (!snap_.taken) {
+    // The finisher never reached teardown (a limit or a stall): measure what is there now.
+    snapshot_metrics();
+    if (ex_) ex_->discard_pending();
+  }
+  snap_.stats = rec_->stats();  // every CPU has stopped: the per-CPU counters are quiet
+  fault_results(out);
+  collect_devices(out);
+  collect_reclaim(out, caller_flushes);
+  collect_hotplug(st, out);
+  judge_invariants(evidence(st, out, stuck), out);
+  out.leaks = leaks_;
+
+  if (!drain_status_.ok()) notes_.push_back("drain() failed: " + drain_status_.to_string());
+  if (wl_->errors() != 0) {
+    notes_.push_back(std::to_string(wl_->errors()) +
+                     " page-table mutations failed (no_memory or similar); the workload went on");
+  }
+  out.trace_hash = 0;
+  if (deterministic_) {
+    std::uint64_t h = st.trace_hash ^ 0x6a09e667f3bcc909ULL;
+    h = prng::splitmix64(h) ^ op_trace;
+    h = prng::splitmix64(h) ^ out.operations;
+    out.trace_hash = prng::splitmix64(h);
+  }
+  for (auto& n : notes_)
+    out.notes.push_back(std::move(n));
+  notes_.clear();
+}
+
+runtime::run_stats machine::run_executor() {
   // Threaded: the CPUs run on their own threads while this one is blocked in the executor, so
   // a helper thread reports progress from the operations completed.
   std::atomic<bool> stop_watch{false};
@@ -59,143 +102,7 @@ void machine::run(run_result& out) {
     watcher.join();
   }
   if (opt.progress) opt.progress(1.0);
-
-  out.time_base = deterministic_ ? "virtual" : "real";
-  std::uint64_t ops = 0, caller_flushes = 0, op_trace = 0;
-  for (unsigned c = 0; c < cpus; ++c) {
-    const cpu_driver& d = (*drivers_)[c];
-    ops += d.ops;
-    caller_flushes += d.caller_flushes;
-    op_trace = op_trace * 0x100000001b3ULL ^ d.trace;
-  }
-  out.operations = ops;
-  out.elapsed_ns = stop_ns_ > run_start_ns_ ? stop_ns_ - run_start_ns_ : 0;
-  if (stopped_early_.load(std::memory_order_relaxed)) {
-    out.complete = false;
-    out.interrupted_by = signal_label(opt.stop->signal_number());
-    notes_.push_back("stopped early by " + out.interrupted_by + " after " + std::to_string(ops) +
-                     " operations: the workload did not finish; the invariants were checked on "
-                     "what ran");
-  }
-  const bool finished = fin_ == finish_phase::done;
-  std::string stuck;
-  if (st.reason == runtime::stop_reason::no_progress) {
-    stuck = "the watchdog stopped the run: no operation completed and no frame was unlinked, " +
-            std::string("retired or freed for ") +
-            (deterministic_ ? std::to_string(sc.duration.watchdog_steps) +
-                                  " executor steps (duration.watchdog_steps)"
-                            : std::to_string(sc.duration.watchdog_real_ns) +
-                                  " ns of real time (duration.watchdog_real_ns)") +
-            "; " + stuck_report();
-    notes_.push_back(stuck);
-  } else if (!finished) {
-    notes_.push_back(
-        std::string("the executor stopped early: ") + runtime::stop_reason_name(st.reason) +
-        " (the finisher did not complete; invariants checked on what ran); " + stuck_report());
-  }
-  if (!snap_.taken) {
-    // The finisher never reached teardown (a limit or a stall): measure what is there now.
-    snapshot_metrics();
-    if (ex_) ex_->discard_pending();
-  }
-  snap_.stats = rec_->stats();  // every CPU has stopped: the per-CPU counters are quiet
-  fault_results(out);
-
-  // Devices.
-  for (const iommu::unit_stats& u : snap_.units) {
-    out.devices.translations += u.translations;
-    out.devices.faults += u.faults;
-    out.devices.iotlb_hits += u.iotlb_hits;
-    out.devices.iotlb_misses += u.iotlb_misses;
-    std::uint64_t psc = 0;
-    for (std::uint64_t h : u.psc_hits)
-      psc += h;
-    out.devices.psc_hits += psc;
-    out.devices.psc_misses += u.walks > psc ? u.walks - psc : 0;
-    out.devices.pte_reads += u.pte_reads;
-    for (std::size_t k = 0; k < u.descriptors.size(); ++k) {
-      out.invalidations.descriptors += u.descriptors[k];
-      if (k == static_cast<std::size_t>(iommu::inv_type::wait))
-        out.invalidations.waits += u.descriptors[k];
-    }
-  }
-
-  // Invalidations and reclamation.
-  const reclaim::reclaim_stats& rs = snap_.stats;
-  const reclaim::safety_monitor::report& mon = snap_.mon;
-  out.invalidations.flushes = mon.invalidations;
-  out.invalidations.caller_flushes = caller_flushes;
-  out.invalidations.backpressure_flushes = rs.backpressure;
-  out.reclaim.tables_released = rs.retired;
-  out.reclaim.tables_freed = rs.freed;
-  out.reclaim.peak_pending =
-      mon.peak_pending;  // exact (the policy's own is a sum of per-holder peaks)
-  out.reclaim.pending_bound = sc.reclaim.max_pending_frames;
-  out.reclaim.pending_at_end = pending_at_end_.load(std::memory_order_relaxed);
-  out.reclaim.drain_ns = drain_ns_;
-  out.reclaim.pending_series = series_;
-  out.reclaim.retire_to_free_ns = observer_->merged();
-
-  // Superpages.
-  out.superpages.coalesced_2m = wl_->coalesced_2m();
-  out.superpages.coalesced_1g = wl_->coalesced_1g();
-  out.superpages.tables_coalesced = snap_.tables_coalesced;
-  out.superpages.splits = snap_.splits;
-
-  // Hotplug.
-  out.hotplug.offlines = st.cpu_downs;
-  out.hotplug.onlines = st.cpu_ups;
-  out.hotplug.failed_offlines = st.cpu_down_failures;
-  out.hotplug.deferred_offlines = st.hotplug_defers;
-  out.hotplug.frames_migrated = rs.adopted;
-  if (sc.hotplug.enabled) {
-    notes_.push_back("hotplug: " + std::to_string(st.cpu_downs) + " offline, " +
-                     std::to_string(st.cpu_ups) + " online, " +
-                     std::to_string(st.cpu_down_failures) + " failed offline, " +
-                     std::to_string(st.hotplug_defers) +
-                     " offline tries deferred (the CPU was inside an operation, which "
-                     "stop_machine does not interrupt), " +
-                     std::to_string(st.hotplug_rejected) + " events rejected");
-  }
-
-  // Safety.
-  invariant_evidence ev;
-  ev.s1_count = snap_.s1_count;
-  ev.s1_first = snap_.s1_first;
-  ev.ledger = leaks_.checked ? leaks_.ledger_violations : pool_->ledger_violation_count();
-  if (!pool_->ledger_reports().empty()) ev.ledger_first = pool_->ledger_reports().front().what;
-  ev.mon = mon;
-  ev.policy = rs;
-  ev.leaks = leaks_;
-  ev.translations = out.devices.translations;
-  ev.pte_reads = out.devices.pte_reads;
-  ev.pending_bound = out.reclaim.pending_bound;
-  ev.peak_pending = out.reclaim.peak_pending;
-  ev.hotplug = sc.hotplug.enabled;
-  ev.run = st;
-  ev.reached_drain = fin_ != finish_phase::wait_workload && fin_ != finish_phase::wait_l1;
-  ev.l1_held = l1_held_;
-  ev.l1_reason = l1_reason_;
-  ev.stuck = stuck;
-  judge_invariants(ev, out);
-  out.leaks = leaks_;
-
-  if (!drain_status_.ok()) notes_.push_back("drain() failed: " + drain_status_.to_string());
-  if (wl_->errors() != 0) {
-    notes_.push_back(std::to_string(wl_->errors()) +
-                     " page-table mutations failed (no_memory or similar); the workload went on");
-  }
-
-  out.trace_hash = 0;
-  if (deterministic_) {
-    std::uint64_t h = st.trace_hash ^ 0x6a09e667f3bcc909ULL;
-    h = prng::splitmix64(h) ^ op_trace;
-    h = prng::splitmix64(h) ^ ops;
-    out.trace_hash = prng::splitmix64(h);
-  }
-  for (auto& n : notes_)
-    out.notes.push_back(std::move(n));
-  notes_.clear();
+  return st;
 }
 
 }  // namespace detail

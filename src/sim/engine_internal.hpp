@@ -44,6 +44,7 @@
 #include "ptreclaim/runtime/program.hpp"
 #include "ptreclaim/sim/engine.hpp"
 #include "ptreclaim/testbed/testbed.hpp"
+#include "sim/invariants.hpp"
 
 namespace ptreclaim::sim::detail {
 
@@ -164,6 +165,17 @@ class machine {
  private:
   enum class finish_phase : std::uint8_t { wait_workload, wait_l1, stop_actors, teardown, done };
   struct device_state;
+
+  // engine.cpp: runs the executor (threaded: with a progress watcher thread).
+  runtime::run_stats run_executor();
+  // engine_results.cpp: what the run measured into `out`; the notes on how it stopped (returns
+  // the watchdog's account if it stopped the run, else ""); the verdicts' evidence.
+  std::string note_how_it_stopped(const runtime::run_stats& st, run_result& out);
+  void collect_devices(run_result& out) const;
+  void collect_reclaim(run_result& out, std::uint64_t caller_flushes) const;
+  void collect_hotplug(const runtime::run_stats& st, run_result& out);
+  [[nodiscard]] invariant_evidence evidence(const runtime::run_stats& st, const run_result& out,
+                                            const std::string& stuck) const;
 
   runtime::step_result program_step(unsigned cpu);
   runtime::step_result finisher_step();
