@@ -190,6 +190,11 @@ class machine {
   runtime::step_result device_step(device_state& dev);
   runtime::step_result sampler_step();
   runtime::step_result engine_step(unsigned unit);
+  // build()'s parts: the testbed (executor, pool, units, monitor), the scenario's domains on
+  // it, the policy; then the devices.
+  Status build_testbed();
+  Status build_domains();
+  Status install_policy();
   Status build_devices(prng& rng);
   void plan_hotplug(prng rng);
   runtime::notify_result hotplug_guard(runtime::cpu_event e, unsigned cpu);
