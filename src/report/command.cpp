@@ -304,4 +304,39 @@ int calibrate_command(const calibrate_request& r) {
   return exit_ok;
 }
 
+int list_scenarios_command(bool quiet, std::FILE* out, std::FILE* err) {
+  if (quiet) return exit_ok;
+  std::fprintf(
+      out, "built-in scenarios (ptreclaim scenarios show NAME prints one; copy it to edit):\n\n");
+  for (const auto& b : builtin_scenarios()) {
+    auto s = load_scenario(std::string(b.name));
+    if (!s.ok())
+      return fail(err, exit_error, "built-in scenario is invalid: " + s.status().message());
+    std::fprintf(out, "  %-18s %s\n", std::string(b.name).c_str(), std::string(b.summary).c_str());
+    std::fprintf(out, "  %-18s kind %s, %u cpus, %u domains, %u devices, %u IOMMUs%s\n", "",
+                 std::string(workload_kind_name(s->kind)).c_str(), s->cpus, s->domain_count(),
+                 s->device_count(), s->iommu.count, s->hotplug.enabled ? ", hotplug" : "");
+  }
+  std::fprintf(out, "\ndefault: %s\n", std::string(default_scenario_name).c_str());
+  return exit_ok;
+}
+
+int show_scenario_command(const std::string& name, std::FILE* out, std::FILE* err) {
+  if (const auto* b = find_builtin(name)) {
+    std::fputs(std::string(b->toml).c_str(), out);
+    return exit_ok;
+  }
+  // A file: validate it, then print it as written.
+  auto s = load_scenario(name);
+  if (!s.ok()) return fail(err, exit_usage, s.status().message());
+  std::FILE* f = std::fopen(name.c_str(), "rb");
+  if (f == nullptr) return fail(err, exit_usage, "cannot read '" + name + "'");
+  char buf[4096];
+  std::size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0)
+    std::fwrite(buf, 1, n, out);
+  std::fclose(f);
+  return exit_ok;
+}
+
 }  // namespace ptreclaim::sim

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "ptreclaim/sim/interrupt.hpp"
@@ -294,6 +295,66 @@ TEST_F(command, CampaignBadScenarioIsUsage) {
   r.campaign.policies = {"sync"};
   EXPECT_EQ(call(r), exit_usage);
   EXPECT_NE(err_.find("unknown scenario 'warp-drive'"), std::string::npos) << err_;
+}
+
+}  // namespace
+}  // namespace ptreclaim::sim
+
+namespace ptreclaim::sim {
+namespace {
+
+// Runs `f(out, err)` with both captured: {code, out, err}.
+template <class F>
+std::tuple<int, std::string, std::string> captured(F f) {
+  std::FILE* out = std::tmpfile();
+  std::FILE* err = std::tmpfile();
+  const int code = f(out, err);
+  auto result = std::make_tuple(code, read_all(out), read_all(err));
+  std::fclose(out);
+  std::fclose(err);
+  return result;
+}
+
+TEST(scenarios_command, ListsEveryBuiltinAndTheDefault) {
+  const auto [code, out, err] =
+      captured([](std::FILE* o, std::FILE* e) { return list_scenarios_command(false, o, e); });
+  EXPECT_EQ(code, exit_ok) << err;
+  for (const auto& b : builtin_scenarios())
+    EXPECT_NE(out.find("  " + std::string(b.name)), std::string::npos) << b.name;
+  EXPECT_NE(out.find("\ndefault: " + std::string(default_scenario_name) + "\n"), std::string::npos);
+  EXPECT_NE(out.find("kind dma-storm"), std::string::npos) << out;
+  const auto [quiet_code, quiet_out, quiet_err] =
+      captured([](std::FILE* o, std::FILE* e) { return list_scenarios_command(true, o, e); });
+  EXPECT_EQ(quiet_code, exit_ok);
+  EXPECT_EQ(quiet_out, "");
+}
+
+TEST(scenarios_command, ShowsABuiltinOrAValidFileAsWritten) {
+  const auto [code, out, err] = captured(
+      [](std::FILE* o, std::FILE* e) { return show_scenario_command("sva-kernel", o, e); });
+  EXPECT_EQ(code, exit_ok) << err;
+  EXPECT_EQ(out, std::string(find_builtin("sva-kernel")->toml));
+
+  const std::string file =
+      (fs::temp_directory_path() / ("ptreclaim-show-" + std::to_string(::getpid()) + ".toml"))
+          .string();
+  const std::string text = "# mine\nbase = \"dma-storm\"\ncpus = 3\n";
+  std::ofstream(file) << text;
+  const auto [fcode, fout, ferr] =
+      captured([&](std::FILE* o, std::FILE* e) { return show_scenario_command(file, o, e); });
+  EXPECT_EQ(fcode, exit_ok) << ferr;
+  EXPECT_EQ(fout, text);
+  std::ofstream(file) << "base = \"dma-storm\"\ncpus = 300\n";
+  const auto [bcode, bout, berr] =
+      captured([&](std::FILE* o, std::FILE* e) { return show_scenario_command(file, o, e); });
+  EXPECT_EQ(bcode, exit_usage);
+  EXPECT_EQ(bout, "");
+  EXPECT_NE(berr.find("'cpus' = 300 is out of range"), std::string::npos) << berr;
+  fs::remove(file);
+  const auto [ucode, uout, uerr] = captured(
+      [](std::FILE* o, std::FILE* e) { return show_scenario_command("nothing-like-it", o, e); });
+  EXPECT_EQ(ucode, exit_usage);
+  EXPECT_NE(uerr.find("unknown scenario"), std::string::npos) << uerr;
 }
 
 }  // namespace

@@ -150,38 +150,11 @@ int cmd_calibrate(const cli_args& a) {
 }
 
 int cmd_scenarios_list(const cli_args& a) {
-  if (a.quiet) return sim::exit_ok;
-  std::printf(
-      "built-in scenarios (ptreclaim scenarios show NAME prints one; copy it to edit):\n\n");
-  for (const auto& b : sim::builtin_scenarios()) {
-    auto s = sim::load_scenario(std::string(b.name));
-    if (!s.ok())
-      return fail(sim::exit_error, "built-in scenario is invalid: " + s.status().message());
-    std::printf("  %-18s %s\n", std::string(b.name).c_str(), std::string(b.summary).c_str());
-    std::printf("  %-18s kind %s, %u cpus, %u domains, %u devices, %u IOMMUs%s\n", "",
-                std::string(sim::workload_kind_name(s->kind)).c_str(), s->cpus, s->domain_count(),
-                s->device_count(), s->iommu.count, s->hotplug.enabled ? ", hotplug" : "");
-  }
-  std::printf("\ndefault: %s\n", std::string(sim::default_scenario_name).c_str());
-  return sim::exit_ok;
+  return sim::list_scenarios_command(a.quiet);
 }
 
 int cmd_scenarios_show(const cli_args& a) {
-  if (const auto* b = sim::find_builtin(a.show_name)) {
-    std::fputs(std::string(b->toml).c_str(), stdout);
-    return sim::exit_ok;
-  }
-  // A file: validate it, then print it as written.
-  auto s = sim::load_scenario(a.show_name);
-  if (!s.ok()) return fail(sim::exit_usage, s.status().message());
-  std::FILE* f = std::fopen(a.show_name.c_str(), "rb");
-  if (f == nullptr) return fail(sim::exit_usage, "cannot read '" + a.show_name + "'");
-  char buf[4096];
-  std::size_t n = 0;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0)
-    std::fwrite(buf, 1, n, stdout);
-  std::fclose(f);
-  return sim::exit_ok;
+  return sim::show_scenario_command(a.show_name);
 }
 
 }  // namespace ptreclaim::tool

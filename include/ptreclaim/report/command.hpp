@@ -6,7 +6,7 @@
 // output before any work: exit 3) -> run (a progress line; sweeps save their JSON as runs
 // finish) -> print the table -> write the outputs (exit 3 on failure) -> finish (the verdict, or
 // 130/143 after a stop request). What differs per command is chosen by command_kind.
-// campaign merge and calibrate have their own routines below.
+// campaign merge, calibrate and scenarios have their own routines below.
 #pragma once
 
 #include <cstdint>
@@ -84,5 +84,14 @@ struct calibrate_request {
   std::FILE* err = stderr;
 };
 [[nodiscard]] int calibrate_command(const calibrate_request& request);
+
+// `scenarios`: every built-in scenario with its summary, kind, CPUs, domains, devices, IOMMUs
+// and hotplug, then the default's name (nothing when quiet). exit_error if a built-in is invalid.
+[[nodiscard]] int list_scenarios_command(bool quiet, std::FILE* out = stdout,
+                                         std::FILE* err = stderr);
+// `scenarios show NAME`: a built-in's TOML, or a file's text once it is validated (exit_usage
+// with the reason when it is not a valid scenario).
+[[nodiscard]] int show_scenario_command(const std::string& name, std::FILE* out = stdout,
+                                        std::FILE* err = stderr);
 
 }  // namespace ptreclaim::sim
