@@ -108,12 +108,12 @@ TEST_F(command, ACanaryThatCatchesItsViolationPasses) {
 
 TEST_F(command, QuietAndStdoutOutputsPrintNoTable) {
   command_request r = request(command_kind::compare);
-  r.outputs.json = "-";
+  r.outputs.csv = "-";
   EXPECT_EQ(call(r), exit_ok) << err_;
-  // stdout holds the JSON document only (the writer writes it to the process's stdout, not to
+  // stdout holds the CSV only (the writer writes it to the process's stdout, not to
   // request.out), so request.out gets neither the table nor the verdict.
   EXPECT_EQ(out_, "");
-  r.outputs.json.clear();
+  r.outputs.csv.clear();
   r.quiet = true;
   EXPECT_EQ(call(r), exit_ok) << err_;
   EXPECT_EQ(out_, "");
@@ -172,8 +172,8 @@ TEST_F(command, ScaleSweepsTheCpuCountsGiven) {
   r.cpu_counts = {1, 3};
   r.quiet = false;
   ASSERT_EQ(call(r), exit_ok) << err_;
-  EXPECT_NE(out_.find("3"), std::string::npos) << out_;
-  EXPECT_EQ(out_.find("16"), std::string::npos) << "only the counts asked for: " << out_;
+  EXPECT_NE(out_.find("policy  1 cpu  3 cpus  speed-up"), std::string::npos) << out_;
+  EXPECT_NE(out_.find("(2 runs)"), std::string::npos) << "only the counts asked for: " << out_;
 }
 
 TEST_F(command, ReplayRunsTwiceAndComparesTraceHashes) {
