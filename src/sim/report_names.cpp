@@ -1,13 +1,12 @@
 // Names shared by the engine, the reports and the tool: policies, executors, invariants, and the
-// replay command line. (Lives with the reports because every report prints them; the engine
-// implementation of run() is elsewhere.)
+// replay command line. (The engine implementation of run() is elsewhere; the reports that print
+// these names are the report library's.)
 #include <array>
 #include <string>
 
 #include "ptreclaim/reclaim/policy.hpp"
 #include "ptreclaim/sim/engine.hpp"
 #include "ptreclaim/sim/metrics.hpp"
-#include "sim/report_format.hpp"
 
 namespace ptreclaim::sim {
 
@@ -84,19 +83,6 @@ std::string shell_word(const std::string& w) {
   return q + "'";
 }
 }  // namespace
-
-namespace detail {
-std::string replay_text(const violation_summary& v) {
-  if (v.replay_command.empty()) return {};
-  if (v.replay_exact) return "replay: " + v.replay_command;
-  std::string out = "rerun: " + v.replay_command +
-                    " (threaded runs are not reproducible: only the deterministic executor "
-                    "replays a run exactly";
-  if (!v.deterministic_command.empty())
-    out += "; the deterministic run that likely shows the same failure: " + v.deterministic_command;
-  return out + ")";
-}
-}  // namespace detail
 
 std::string replay_command(const scenario& s, const run_options& options, std::uint64_t seed) {
   std::string where = s.source;

@@ -9,8 +9,8 @@
 #include <string>
 #include <thread>
 
+#include "ptreclaim/report/report.hpp"
 #include "ptreclaim/sim/engine.hpp"
-#include "ptreclaim/sim/report.hpp"
 #include "sim/engine_test_support.hpp"
 
 namespace ptreclaim::sim {

@@ -11,8 +11,8 @@
 #include <string>
 
 #include "engine_test_support.hpp"
+#include "ptreclaim/report/report.hpp"
 #include "ptreclaim/sim/engine.hpp"
-#include "ptreclaim/sim/report.hpp"
 #include "ptreclaim/sim/scenario.hpp"
 
 namespace ptreclaim::sim {

@@ -1,19 +1,15 @@
-// The run commands (run, replay, compare, scale), calibrate and scenarios: each parses its
-// strings, checks its outputs before working, calls the sim library and finishes with the
-// verdict. Campaigns are in campaign_commands.cpp.
-#include <unistd.h>
-
+// The run commands (run, replay, compare, scale), calibrate and scenarios: each turns its strings
+// into a request (usage errors: exit 2) and hands it to the report library, which prepares, runs,
+// writes and judges (ptreclaim/report/command.hpp). Campaigns are in campaign_commands.cpp.
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
-#include <ctime>
-#include <fstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "command_support.hpp"
-#include "ptreclaim/config.hpp"
+#include "ptreclaim/base/limits.hpp"
+#include "ptreclaim/sim/interrupt.hpp"
 
 namespace ptreclaim::tool {
 
@@ -91,106 +87,31 @@ sim::run_options base_options(const cli_args& a, bool allow_cpus) {
   return o;
 }
 
-sim::result_writer make_writer(const cli_args& a) {
-  return sim::result_writer({a.json, a.csv, a.report, a.command_line});
+sim::command_request make_request(const cli_args& a, sim::command_kind kind, bool allow_cpus) {
+  sim::command_request r;
+  r.kind = kind;
+  r.scenario = a.scenario;
+  r.costs = a.costs;
+  r.options = base_options(a, allow_cpus);
+  r.expect_violation = a.expect_violation;
+  r.outputs = {a.json, a.csv, a.report, a.command_line};
+  r.quiet = a.quiet;
+  r.progress = sim::progress_line::stderr_wants_progress(a.quiet);
+  return r;
 }
-
-bool print_tables(const cli_args& a) {
-  return !a.quiet && a.json != "-" && a.csv != "-";
-}
-
-void print_notes(const cli_args& a, sim::result_writer& w) {
-  for (const auto& n : w.take_notes())
-    if (!a.quiet) std::fprintf(stderr, "%s\n", n.c_str());
-}
-
-int finish(const cli_args& a, const sim::verdict& v, bool complete) {
-  const sim::stop_flag& stop = sim::process_stop_flag();
-  if (stop.requested()) {
-    const std::string by = sim::signal_label(stop.signal_number());
-    std::string what = complete ? "every run had finished" : "stopped early; what finished";
-    if (!a.json.empty() && a.json != "-")
-      what += complete ? " (" + a.json + ")" : " is in " + a.json + " (\"complete\": false)";
-    std::fprintf(stderr, "ptreclaim: interrupted by %s: %s\n", by.c_str(), what.c_str());
-    if (v.code != sim::exit_ok) std::fprintf(stderr, "ptreclaim: %s\n", v.reason.c_str());
-    return sim::exit_status_for_signal(stop.signal_number());
-  }
-  if (v.code != sim::exit_ok) return fail(v.code, v.reason);
-  if (print_tables(a)) std::printf("%s\n", v.reason.c_str());
-  return sim::exit_ok;
-}
-
-namespace {
-
-// What every run command does first: load the scenario with --costs (exit 2), read the shared
-// options (usage errors), check the outputs before any work (exit 3). Returns 0, or the exit
-// status once the reason is printed.
-int prepare(const cli_args& a, bool allow_cpus, sim::scenario& s, sim::run_options& o,
-            const sim::result_writer& out) {
-  auto loaded = sim::load_scenario(a.scenario, a.costs);
-  if (!loaded.ok()) return fail(sim::exit_usage, loaded.status().message());
-  s = std::move(*loaded);
-  o = base_options(a, allow_cpus);
-  if (const Status st = out.check(); !st.ok()) return fail(sim::exit_error, st.message());
-  return 0;
-}
-
-// run and replay: --policy names one, else the build-time default.
-std::string one_policy(const cli_args& a) {
-  const auto policies = parse_policies(a.policy, false);
-  return policies.empty() ? std::string(ptreclaim::config::default_policy) : policies.front();
-}
-
-}  // namespace
-
-namespace {
-
-// compare and scale after their preamble: the sweep with a progress line and its JSON saved as
-// runs finish, then the table, the outputs and the verdict.
-template <class R, class Sweep>
-int sweep_command(const cli_args& a, const std::string& what, const std::string& scenario,
-                  sim::result_writer& out, const Sweep& sweep, std::string (*format)(const R&)) {
-  progress_sink progress(a, what + " " + scenario);
-  Result<R> r = sweep(progress.sweep(), [&out](const R& so_far) { out.checkpoint(so_far); });
-  progress.line.finish();
-  if (!r.ok()) return fail(sim::exit_error, what + " failed: " + r.status().to_string());
-  if (print_tables(a)) std::fputs(format(*r).c_str(), stdout);
-  return write_and_finish(a, out, *r, "ptreclaim " + what + ": " + scenario,
-                          sim::judge(*r, a.expect_violation));
-}
-
-}  // namespace
 
 int cmd_compare(const cli_args& a) {
   const auto policies = parse_policies(a.policy, true);
-  sim::scenario s;
-  sim::run_options o;
-  sim::result_writer out = make_writer(a);
-  if (const int c = prepare(a, true, s, o, out); c != 0) return c;
-  return sweep_command<sim::compare_result>(
-      a, "compare", s.name, out,
-      [&](const sim::sweep_progress& progress,
-          const sim::sweep_checkpoint<sim::compare_result>& checkpoint) {
-        return sim::run_compare(s, o, policies, progress, checkpoint);
-      },
-      sim::format_table);
+  sim::command_request r = make_request(a, sim::command_kind::compare, true);
+  r.policies = policies;
+  return sim::run_command(r);
 }
 
 int cmd_run(const cli_args& a) {
-  const std::string policy = one_policy(a);
-  sim::scenario s;
-  sim::run_options o;
-  sim::result_writer out = make_writer(a);
-  if (const int c = prepare(a, true, s, o, out); c != 0) return c;
-  o.policy = policy;
-  progress_sink progress(a, "run " + s.name + " " + o.policy);
-  o.progress = progress.single();
-  auto r = sim::run(s, o);
-  progress.line.finish();
-  if (!r.ok()) return fail(sim::exit_error, "run failed: " + r.status().to_string());
-  if (print_tables(a)) std::fputs(sim::format_run(*r).c_str(), stdout);
-  return write_and_finish(a, out, *r, "ptreclaim run: " + s.name + " / " + o.policy,
-                          sim::judge(*r, a.expect_violation));
+  const auto policy = parse_policies(a.policy, false);
+  sim::command_request r = make_request(a, sim::command_kind::run, true);
+  r.policies = policy;
+  return sim::run_command(r);
 }
 
 int cmd_replay(const cli_args& a) {
@@ -199,43 +120,12 @@ int cmd_replay(const cli_args& a) {
   }
   if (!a.seed.empty()) throw usage_error{"replay takes the seed as its argument, not --seed"};
   const std::uint64_t seed = parse_u64(a.replay_seed, "SEED");
-  const std::string policy = one_policy(a);
-  sim::scenario s;
-  sim::run_options o;
-  sim::result_writer out = make_writer(a);
-  if (const int c = prepare(a, true, s, o, out); c != 0) return c;
-  o.seed = seed;
-  o.policy = policy;
-  progress_sink progress(a, "replay " + s.name + " " + o.policy);
-  o.progress = progress.single();
-  auto first = sim::run(s, o);
-  if (!first.ok()) return fail(sim::exit_error, "replay failed: " + first.status().to_string());
-  // An interrupted first run is not worth repeating; an interrupted second cannot be compared.
-  auto second = first;
-  if (!o.stop->requested()) second = sim::run(s, o);
-  progress.line.finish();
-  if (!second.ok()) return fail(sim::exit_error, "replay failed: " + second.status().to_string());
-  if (print_tables(a)) std::fputs(sim::format_run(*first).c_str(), stdout);
-  const std::string title =
-      "ptreclaim replay: " + s.name + " / " + o.policy + " / seed " + a.replay_seed;
-  const sim::verdict v = sim::judge(*first, a.expect_violation);
-  if (o.stop->requested()) return write_and_finish(a, out, *first, title, v);
-  const Status st = out.write(*first, title);
-  print_notes(a, out);
-  if (!st.ok()) return fail(sim::exit_error, st.message());
-  auto hex = [](std::uint64_t x) {
-    char buf[24];
-    std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(x));
-    return std::string(buf);
-  };
-  if (first->trace_hash != second->trace_hash) {
-    return fail(sim::exit_unsafe, "replay diverged: seed " + a.replay_seed + " gave trace hashes " +
-                                      hex(first->trace_hash) + " and " + hex(second->trace_hash) +
-                                      " (nondeterminism)");
-  }
-  if (print_tables(a))
-    std::printf("replayed twice: same trace hash %s\n", hex(first->trace_hash).c_str());
-  return finish(a, v, true);
+  const auto policy = parse_policies(a.policy, false);
+  sim::command_request r = make_request(a, sim::command_kind::replay, true);
+  r.policies = policy;
+  r.options.seed = seed;
+  r.seed_text = a.replay_seed;
+  return sim::run_command(r);
 }
 
 int cmd_scale(const cli_args& a) {
@@ -244,114 +134,27 @@ int cmd_scale(const cli_args& a) {
     cpus.push_back(parse_cpus(item));
   if (cpus.empty()) throw usage_error{"--cpus needs at least one CPU count, e.g. --cpus 1,2,4,8"};
   const auto policies = parse_policies(a.policy, true);
-  sim::scenario s;
-  sim::run_options o;
-  sim::result_writer out = make_writer(a);
-  if (const int c = prepare(a, false, s, o, out); c != 0) return c;
-  return sweep_command<sim::scale_result>(
-      a, "scale", s.name, out,
-      [&](const sim::sweep_progress& progress,
-          const sim::sweep_checkpoint<sim::scale_result>& checkpoint) {
-        return sim::run_scale(s, o, policies, cpus, progress, checkpoint);
-      },
-      sim::format_scale_table);
+  sim::command_request r = make_request(a, sim::command_kind::scale, false);
+  r.policies = policies;
+  r.cpu_counts = cpus;
+  return sim::run_command(r);
 }
-
-namespace {
-
-// "2026-12-02 00:55 UTC, host NAME, 2 CPUs (AMD EPYC)": when and where a calibration ran, for
-// the cost file's header. Best effort: what cannot be read is left out.
-std::string machine_description() {
-  std::string out;
-  const std::time_t now = std::time(nullptr);
-  std::tm utc{};
-  char when[32];
-  if (gmtime_r(&now, &utc) != nullptr &&
-      std::strftime(when, sizeof when, "%Y-%m-%d %H:%M UTC", &utc))
-    out = when;
-  char host[256] = {};
-  if (gethostname(host, sizeof host - 1) == 0 && host[0] != '\0')
-    out += std::string(out.empty() ? "" : ", ") + "host " + host;
-  out += (out.empty() ? "" : ", ") + std::to_string(std::thread::hardware_concurrency()) + " CPUs";
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  for (std::string line; std::getline(cpuinfo, line);) {
-    if (line.rfind("model name", 0) != 0) continue;
-    const auto colon = line.find(": ");
-    if (colon != std::string::npos) out += " (" + line.substr(colon + 2) + ")";
-    break;
-  }
-  return out;
-}
-
-}  // namespace
 
 int cmd_calibrate(const cli_args& a) {
-  // Checked before spending the budget measuring.
-  if (a.output != "-") {
-    if (const Status st = sim::check_output_file(a.output); !st.ok())
-      return fail(sim::exit_error, "-o: " + st.message());
-  }
-  progress_sink progress(a, "calibrate");
-  sim::calibrate_options o;
-  o.budget_ms = a.budget_ms;
-  o.progress = progress.single();
-  auto model = sim::calibrate(o);
-  progress.line.finish();
-  if (!model.ok()) {
-    const int code = model.status().code() == ptreclaim::errc::invalid_argument ? sim::exit_usage
-                                                                                : sim::exit_error;
-    return fail(code, "calibrate failed: " + model.status().message());
-  }
-  const std::string text = sim::cost_model_to_toml(
-      *model, "ptreclaim cost model, measured by `ptreclaim calibrate --budget-ms " +
-                  std::to_string(a.budget_ms) + "` on " + machine_description() + ".");
-  if (a.output == "-") {
-    std::fputs(text.c_str(), stdout);
-    return sim::exit_ok;
-  }
-  if (auto st = sim::write_file_atomic(a.output, text); !st.ok())
-    return fail(sim::exit_error, "-o: " + st.message());
-  if (!a.quiet) {
-    std::fputs(text.c_str(), stdout);
-    std::printf("\nwrote %s; use it from a scenario with  [cost] file = \"%s\"\n", a.output.c_str(),
-                a.output.c_str());
-  }
-  return sim::exit_ok;
+  sim::calibrate_request r;
+  r.output = a.output;
+  r.budget_ms = a.budget_ms;
+  r.quiet = a.quiet;
+  r.progress = sim::progress_line::stderr_wants_progress(a.quiet);
+  return sim::calibrate_command(r);
 }
 
 int cmd_scenarios_list(const cli_args& a) {
-  if (a.quiet) return sim::exit_ok;
-  std::printf(
-      "built-in scenarios (ptreclaim scenarios show NAME prints one; copy it to edit):\n\n");
-  for (const auto& b : sim::builtin_scenarios()) {
-    auto s = sim::load_scenario(std::string(b.name));
-    if (!s.ok())
-      return fail(sim::exit_error, "built-in scenario is invalid: " + s.status().message());
-    std::printf("  %-18s %s\n", std::string(b.name).c_str(), std::string(b.summary).c_str());
-    std::printf("  %-18s kind %s, %u cpus, %u domains, %u devices, %u IOMMUs%s\n", "",
-                std::string(sim::workload_kind_name(s->kind)).c_str(), s->cpus, s->domain_count(),
-                s->device_count(), s->iommu.count, s->hotplug.enabled ? ", hotplug" : "");
-  }
-  std::printf("\ndefault: %s\n", std::string(sim::default_scenario_name).c_str());
-  return sim::exit_ok;
+  return sim::list_scenarios_command(a.quiet);
 }
 
 int cmd_scenarios_show(const cli_args& a) {
-  if (const auto* b = sim::find_builtin(a.show_name)) {
-    std::fputs(std::string(b->toml).c_str(), stdout);
-    return sim::exit_ok;
-  }
-  // A file: validate it, then print it as written.
-  auto s = sim::load_scenario(a.show_name);
-  if (!s.ok()) return fail(sim::exit_usage, s.status().message());
-  std::FILE* f = std::fopen(a.show_name.c_str(), "rb");
-  if (f == nullptr) return fail(sim::exit_usage, "cannot read '" + a.show_name + "'");
-  char buf[4096];
-  std::size_t n = 0;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0)
-    std::fwrite(buf, 1, n, stdout);
-  std::fclose(f);
-  return sim::exit_ok;
+  return sim::show_scenario_command(a.show_name);
 }
 
 }  // namespace ptreclaim::tool

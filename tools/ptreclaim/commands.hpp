@@ -1,5 +1,6 @@
 // The ptreclaim commands: what main.cpp dispatches to after parsing. Each turns the parsed
-// strings into library calls (ptreclaim::sim) and returns the exit status (docs/tool.md).
+// strings into a request for the report library (ptreclaim/report/command.hpp), which runs the
+// command, and returns its exit status (docs/tool.md).
 #pragma once
 
 #include <string>

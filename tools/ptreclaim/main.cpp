@@ -1,6 +1,8 @@
 // ptreclaim: the command line. It parses arguments and dispatches to the commands
-// (commands.cpp, campaign_commands.cpp), which call the sim library where all logic lives
-// (scenarios, runs, sweeps, campaigns, reports, verdicts, outputs). Exit codes: 0 ok, 1 an
+// (commands.cpp, campaign_commands.cpp), which turn the parsed strings into requests for the
+// libraries where all logic lives: the report library runs each command (prepare, run, write,
+// judge: ptreclaim/report/command.hpp) on the sim library's scenarios, runs, sweeps and
+// campaigns. Exit codes: 0 ok, 1 an
 // invariant failed (or an expected violation was not caught), 2 usage or input error, 3 the run
 // could not be carried out, 130/143 stopped by SIGINT/SIGTERM. See docs/tool.md.
 #include <CLI/CLI.hpp>
@@ -11,7 +13,7 @@
 
 #include "commands.hpp"
 #include "ptreclaim/config.hpp"
-#include "ptreclaim/sim/report.hpp"
+#include "ptreclaim/report/report.hpp"
 
 namespace {
 

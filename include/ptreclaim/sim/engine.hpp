@@ -72,7 +72,7 @@ struct run_options {
 using sweep_progress = std::function<void(std::string_view label, double fraction)>;
 
 // Called after each run of a sweep with the results so far (complete = false until the last),
-// so they can be saved as they come (output.hpp's result_writer::checkpoint).
+// so they can be saved as they come (ptreclaim/report/output.hpp's result_writer::checkpoint).
 template <class Result>
 using sweep_checkpoint = std::function<void(const Result& so_far)>;
 

@@ -41,7 +41,7 @@ class stop_flag {
 
 // Installs SIGINT and SIGTERM handlers: the first signal requests process_stop_flag() and writes
 // one line to stderr; any further one removes the temporary file of an atomic write in progress
-// (output.hpp) and calls _exit(exit_status_for_signal(sig)). Idempotent.
+// (ptreclaim/report/output.hpp) and calls _exit(exit_status_for_signal(sig)). Idempotent.
 void install_stop_signals();
 
 // 128 + signal: 130 for SIGINT, 143 for SIGTERM.

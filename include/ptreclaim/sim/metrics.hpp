@@ -1,6 +1,6 @@
-// What every run reports: plain value types the engine fills and the reports (report.hpp) print.
-// Nothing here runs a simulation. All counters are totals over the whole run (every CPU, every
-// IOMMU, every device) unless a field says otherwise.
+// What every run reports: plain value types the engine fills and the reports
+// (ptreclaim/report/report.hpp) print. Nothing here runs a simulation. All counters are totals over
+// the whole run (every CPU, every IOMMU, every device) unless a field says otherwise.
 //
 // log_histogram is base/histogram.hpp's, shared with the reclamation layer's statistics.
 #pragma once

@@ -17,9 +17,8 @@
 #include <thread>
 #include <vector>
 
-#include "ptreclaim/sim/report.hpp"
-#include "sim/report_format.hpp"
-#include "sim/scenario_reader.hpp"
+#include "ptreclaim/report/report.hpp"
+#include "report/report_format.hpp"
 
 extern char** environ;
 
@@ -124,7 +123,7 @@ bool run_gnuplot(const std::string& program, const std::string& dir, const std::
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    auto text = detail::read_file(log);
+    auto text = detail::read_text_file(log);
     why = "gnuplot failed (see " + log + ")";
     if (text.ok() && !text->empty()) why += ": " + text->substr(0, 400);
     return false;
@@ -134,7 +133,7 @@ bool run_gnuplot(const std::string& program, const std::string& dir, const std::
 
 // The SVG body without its XML prolog, ready to inline.
 std::string inline_svg(const std::string& path) {
-  auto text = detail::read_file(path);
+  auto text = detail::read_text_file(path);
   if (!text.ok()) return {};
   const auto start = text->find("<svg");
   return start == std::string::npos ? std::string() : text->substr(start);

@@ -1,5 +1,5 @@
 // Checked, atomic output files (output.hpp).
-#include "ptreclaim/sim/output.hpp"
+#include "ptreclaim/report/output.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -15,8 +15,8 @@
 #include <type_traits>
 #include <utility>
 
+#include "ptreclaim/report/report.hpp"
 #include "ptreclaim/sim/interrupt.hpp"
-#include "ptreclaim/sim/report.hpp"
 
 namespace ptreclaim::sim {
 namespace {

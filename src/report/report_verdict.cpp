@@ -4,8 +4,8 @@
 #include <cstdio>
 #include <string>
 
-#include "ptreclaim/sim/report.hpp"
-#include "sim/report_format.hpp"
+#include "ptreclaim/report/report.hpp"
+#include "report/report_format.hpp"
 
 namespace ptreclaim::sim {
 namespace {

@@ -1,7 +1,7 @@
 // Seed campaigns (campaign.hpp): shards partition every campaign, results survive JSON, a
 // merge of the shards judges as the unsharded campaign does, and every way shards can fail to
 // form one campaign is named. Also: a campaign and the sweeps stopped by a stop request.
-#include "ptreclaim/sim/campaign.hpp"
+#include "ptreclaim/report/campaign.hpp"
 
 #include <gtest/gtest.h>
 #include <rapidcheck.h>

@@ -1,6 +1,6 @@
 // Metrics and reports: the histogram, the table, JSON, CSV, the HTML report (with and without
 // gnuplot), verdicts and replay commands, all from synthetic results built here.
-#include "ptreclaim/sim/report.hpp"
+#include "ptreclaim/report/report.hpp"
 
 #include <gtest/gtest.h>
 #include <rapidcheck.h>

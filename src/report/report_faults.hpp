@@ -1,4 +1,4 @@
-// The injected faults of a run in the text report and in JSON. Private to the sim library.
+// The injected faults of a run in the text report and in JSON. Private to the report library.
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "ptreclaim/base/status.hpp"
-#include "ptreclaim/sim/campaign.hpp"
+#include "ptreclaim/report/campaign.hpp"
 #include "ptreclaim/sim/metrics.hpp"
 
 namespace ptreclaim::sim {

@@ -1,6 +1,6 @@
-#include "sim/report_faults.hpp"
+#include "report/report_faults.hpp"
 
-#include "sim/report_format.hpp"
+#include "report/report_format.hpp"
 
 namespace ptreclaim::sim::detail {
 

@@ -1,5 +1,5 @@
 // JSON pieces shared by the result documents (report_json.cpp) and campaign results
-// (campaign_json.cpp). Private to the sim library.
+// (campaign_json.cpp). Private to the report library.
 #pragma once
 
 #include <array>

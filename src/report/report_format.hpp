@@ -1,11 +1,12 @@
 // Number formatting and the comparison-table rows, shared by the text and HTML reports.
-// Private to the sim library.
+// Private to the report library.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "ptreclaim/base/status.hpp"
 #include "ptreclaim/sim/metrics.hpp"
 
 namespace ptreclaim::sim::detail {
@@ -27,6 +28,9 @@ namespace ptreclaim::sim::detail {
 // exactly; for a threaded run "rerun: CMD", saying it is not reproducible, and the
 // deterministic command that likely shows the same logical failure. "" if there is no command.
 [[nodiscard]] std::string replay_text(const violation_summary& v);
+
+// The whole text of a file; invalid_argument "cannot read 'PATH': reason" when it cannot.
+[[nodiscard]] Result<std::string> read_text_file(const std::string& path);
 
 // Renders rows as an aligned text table (first column left-aligned, the rest right-aligned).
 [[nodiscard]] std::string text_table(const std::vector<std::string>& header,

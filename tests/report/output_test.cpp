@@ -1,7 +1,7 @@
 // Outputs that are never lost silently (output.hpp) and the stop flag and its signals
 // (interrupt.hpp): paths checked before the work, atomic writes, an injected write failure,
 // checkpoints, and what SIGINT / SIGTERM do, once and twice.
-#include "ptreclaim/sim/output.hpp"
+#include "ptreclaim/report/output.hpp"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>

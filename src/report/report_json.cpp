@@ -1,15 +1,15 @@
 // JSON and CSV of every result type, and writing text files.
-#include "sim/report_json.hpp"
+#include "report/report_json.hpp"
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <system_error>
 
-#include "ptreclaim/sim/output.hpp"
-#include "ptreclaim/sim/report.hpp"
-#include "sim/report_faults.hpp"
-#include "sim/report_format.hpp"
+#include "ptreclaim/report/output.hpp"
+#include "ptreclaim/report/report.hpp"
+#include "report/report_faults.hpp"
+#include "report/report_format.hpp"
 
 namespace ptreclaim::sim {
 namespace {

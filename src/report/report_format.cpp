@@ -1,0 +1,36 @@
+// Helpers private to the report library (report_format.hpp) that are not table cells: the
+// replay line of a failed run and reading a whole file.
+#include "report/report_format.hpp"
+
+#include <cerrno>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <system_error>
+
+namespace ptreclaim::sim::detail {
+
+std::string replay_text(const violation_summary& v) {
+  if (v.replay_command.empty()) return {};
+  if (v.replay_exact) return "replay: " + v.replay_command;
+  std::string out = "rerun: " + v.replay_command +
+                    " (threaded runs are not reproducible: only the deterministic executor "
+                    "replays a run exactly";
+  if (!v.deterministic_command.empty())
+    out += "; the deterministic run that likely shows the same failure: " + v.deterministic_command;
+  return out + ")";
+}
+
+Result<std::string> read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return Status(errc::invalid_argument,
+                  "cannot read '" + path + "': " + std::generic_category().message(errno));
+  }
+  std::ostringstream o;
+  o << in.rdbuf();
+  if (in.bad()) return Status(errc::invalid_argument, "error reading '" + path + "'");
+  return o.str();
+}
+
+}  // namespace ptreclaim::sim::detail
