@@ -14,7 +14,7 @@
 // invalidate on their own (sync, linux-global-work, flush-epoch) are safe without it and
 // flush-epoch rides on it when it happens (no extra invalidation); xen-tasklet depends on it.
 //
-// Contexts: retire() is called on a CPU (current_cpu() of the platform) in process context with
+// Contexts: retire() is called on a CPU (env.rt.current_cpu()) in process context with
 // no lock held that a tasklet or work item of that CPU takes; it may spin (sync, back-pressure)
 // but never sleeps. drain() is called at quiescence (no concurrent retire) from process context.
 #pragma once
