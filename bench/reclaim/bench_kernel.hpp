@@ -38,7 +38,7 @@ class bench_kernel final : public runtime::kernel {
     thread_local context c;
     return c;
   }
-  using lock_t = std::unique_lock<std::mutex>;
+  using guard_t = std::unique_lock<std::mutex>;
 
  public:
   explicit bench_kernel(unsigned cpus)
@@ -69,10 +69,10 @@ class bench_kernel final : public runtime::kernel {
   // Runs everything due on `cpu` (the caller's CPU): softirq work, then tasklets and work.
   void scheduler_point(unsigned cpu) {
     PTR_ASSERT_MSG(on_cpu() && tls().cpu == cpu, "scheduler_point of another CPU");
-    lock_t lock(mu_);
-    while (run_one_softirq(lock, cpu)) {
+    guard_t lock(mu_);
+    while (run_softirq_item(lock, cpu)) {
     }
-    while (run_one_scheduled(lock, cpu)) {
+    while (run_scheduled_item(lock, cpu)) {
     }
   }
 
@@ -100,7 +100,7 @@ class bench_kernel final : public runtime::kernel {
   void tasklet_init(runtime::tasklet& t, std::function<void()> fn,
                     runtime::tasklet_kind kind = runtime::tasklet_kind::plain) override {
     PTR_ASSERT_MSG(static_cast<bool>(fn), "tasklet_init: empty function");
-    lock_t lock(mu_);
+    guard_t lock(mu_);
     tasklet_state& s = tasklets_[&t];
     PTR_ASSERT_MSG(!s.queued && !s.running, "tasklet_init of a scheduled or running tasklet");
     s = tasklet_state{};
@@ -110,7 +110,7 @@ class bench_kernel final : public runtime::kernel {
   bool tasklet_schedule(runtime::tasklet& t) override {
     PTR_ASSERT_MSG(on_cpu(), "tasklet_schedule outside CPU context");
     const unsigned cpu = current_cpu();
-    lock_t lock(mu_);
+    guard_t lock(mu_);
     tasklet_state& s = tasklet_of(t);
     if (s.dead) return false;
     if (s.running) {
@@ -127,7 +127,7 @@ class bench_kernel final : public runtime::kernel {
     return true;
   }
   void tasklet_kill(runtime::tasklet& t) override {
-    lock_t lock(mu_);
+    guard_t lock(mu_);
     tasklet_state& s = tasklet_of(t);
     if (s.queued) {
       unlink(tasklet_queue(s.cpu, s.kind), &t);
@@ -146,15 +146,15 @@ class bench_kernel final : public runtime::kernel {
     PTR_ASSERT_MSG(on_cpu(), "process_pending_softirqs outside CPU context");
     if (tls().softirq) return;  // softirqs do not nest
     const unsigned cpu = current_cpu();
-    lock_t lock(mu_);
-    while (run_one_softirq(lock, cpu)) {
+    guard_t lock(mu_);
+    while (run_softirq_item(lock, cpu)) {
     }
   }
 
   // ---- workqueue ----
   void work_init(runtime::work_item& w, std::function<void()> fn) override {
     PTR_ASSERT_MSG(static_cast<bool>(fn), "work_init: empty function");
-    lock_t lock(mu_);
+    guard_t lock(mu_);
     work_state& s = work_[&w];
     PTR_ASSERT_MSG(!s.queued && !s.running, "work_init of a pending or running work item");
     s = work_state{};
@@ -163,7 +163,7 @@ class bench_kernel final : public runtime::kernel {
   bool schedule_work(runtime::work_item& w) override {
     PTR_ASSERT_MSG(on_cpu(), "schedule_work outside CPU context");
     const unsigned cpu = current_cpu();
-    lock_t lock(mu_);
+    guard_t lock(mu_);
     work_state& s = work_of(w);
     if (s.queued || s.resched_cpu != runtime::no_cpu) return false;  // already pending
     if (s.running) {
@@ -174,7 +174,7 @@ class bench_kernel final : public runtime::kernel {
     return true;
   }
   bool flush_work(runtime::work_item& w) override {
-    lock_t lock(mu_);
+    guard_t lock(mu_);
     work_state& s = work_of(w);
     bool did = false;
     for (;;) {
@@ -194,7 +194,7 @@ class bench_kernel final : public runtime::kernel {
     }
   }
   [[nodiscard]] bool work_pending(const runtime::work_item& w) const override {
-    lock_t lock(mu_);
+    guard_t lock(mu_);
     const auto it = work_.find(&w);
     PTR_ASSERT_MSG(it != work_.end(), "work_pending of an uninitialised work item");
     return it->second.queued || it->second.resched_cpu != runtime::no_cpu;
@@ -204,7 +204,7 @@ class bench_kernel final : public runtime::kernel {
   void timer_init(runtime::timer& t, std::function<void()> fn, unsigned cpu) override {
     PTR_ASSERT_MSG(static_cast<bool>(fn), "timer_init: empty function");
     PTR_ASSERT_MSG(cpu < cpus_, "timer_init: no such CPU");
-    lock_t lock(mu_);
+    guard_t lock(mu_);
     timer_state& s = timers_[&t];
     PTR_ASSERT_MSG(!s.armed && !s.running, "timer_init of an armed or running timer");
     s = timer_state{};
@@ -212,7 +212,7 @@ class bench_kernel final : public runtime::kernel {
     s.cpu = cpu;
   }
   void set_timer(runtime::timer& t, std::uint64_t expires_ns) override {
-    lock_t lock(mu_);
+    guard_t lock(mu_);
     timer_state& s = timer_of(t);
     if (s.dead) return;
     s.expires_ns = expires_ns;
@@ -222,7 +222,7 @@ class bench_kernel final : public runtime::kernel {
     }
   }
   void kill_timer(runtime::timer& t) override {
-    lock_t lock(mu_);
+    guard_t lock(mu_);
     timer_state& s = timer_of(t);
     if (s.armed) {
       unlink(q_[s.cpu].timers, &t);
@@ -245,13 +245,13 @@ class bench_kernel final : public runtime::kernel {
         (void)n(runtime::cpu_event::online, c);
       }
     }
-    lock_t lock(mu_);
+    guard_t lock(mu_);
     const runtime::notifier_id id = next_notifier_++;
     notifiers_.emplace(id, std::move(n));
     return id;
   }
   void unregister_cpu_notifier(runtime::notifier_id id) override {
-    lock_t lock(mu_);
+    guard_t lock(mu_);
     PTR_ASSERT_MSG(notifiers_.erase(id) == 1, "unregister_cpu_notifier: unknown id");
   }
 
@@ -324,7 +324,7 @@ class bench_kernel final : public runtime::kernel {
   }
 
   // Runs fn as `cpu` with mu_ released (mu_ held on entry and exit).
-  void call_as(lock_t& lock, unsigned cpu, bool softirq, const std::function<void()>& fn) {
+  void call_as(guard_t& lock, unsigned cpu, bool softirq, const std::function<void()>& fn) {
     lock.unlock();
     const context saved = tls();
     tls() = {this, cpu, softirq};
@@ -332,7 +332,7 @@ class bench_kernel final : public runtime::kernel {
     tls() = saved;
     lock.lock();
   }
-  void run_tasklet(lock_t& lock, runtime::tasklet& t, tasklet_state& s, unsigned cpu) {
+  void run_tasklet(guard_t& lock, runtime::tasklet& t, tasklet_state& s, unsigned cpu) {
     s.running = true;
     s.cpu = cpu;
     call_as(lock, cpu, s.kind == runtime::tasklet_kind::softirq, s.fn);
@@ -342,7 +342,7 @@ class bench_kernel final : public runtime::kernel {
     if (again != runtime::no_cpu && !s.dead) enqueue(t, s, again);
     changed_.notify_all();
   }
-  void run_work(lock_t& lock, runtime::work_item& w, work_state& s, unsigned cpu) {
+  void run_work(guard_t& lock, runtime::work_item& w, work_state& s, unsigned cpu) {
     s.running = true;
     s.cpu = cpu;
     call_as(lock, cpu, false, s.fn);
@@ -353,7 +353,7 @@ class bench_kernel final : public runtime::kernel {
     changed_.notify_all();
   }
   // The earliest expired timer, else a softirq tasklet. Returns whether it ran one.
-  bool run_one_softirq(lock_t& lock, unsigned cpu) {
+  bool run_softirq_item(guard_t& lock, unsigned cpu) {
     std::vector<runtime::timer*>& timers = q_[cpu].timers;
     if (!timers.empty()) {
       const std::uint64_t now = now_ns();
@@ -388,7 +388,7 @@ class bench_kernel final : public runtime::kernel {
     return false;
   }
   // A plain tasklet, else a work item. Returns whether it ran one.
-  bool run_one_scheduled(lock_t& lock, unsigned cpu) {
+  bool run_scheduled_item(guard_t& lock, unsigned cpu) {
     if (!q_[cpu].plain.empty()) {
       runtime::tasklet* t = q_[cpu].plain.front();
       q_[cpu].plain.pop_front();
