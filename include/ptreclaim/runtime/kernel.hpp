@@ -15,9 +15,11 @@
 // actor, the controller that builds and destroys policies). Where each deferred kind runs is in
 // deferred.hpp; the hotplug sequence and what a notifier may touch is in hotplug.hpp.
 //
-// Blocking. Nothing here sleeps. Calls documented as "waits" spin (in the deterministic
-// executor: run the awaited item at once) until another CPU finishes an item; the caller must
-// not hold a lock that item takes.
+// Blocking. Only the calls documented as "waits" block, and only until an item that is running
+// (or, for flush_work, queued) finishes: the threaded executor waits on its condition variable,
+// the deterministic one runs a queued item at once and never finds one running elsewhere. The
+// caller must not hold a lock that item takes. Everything else returns without waiting for
+// another CPU (wait_until spins for the condition it is given).
 //
 // Memory ordering, every implementation: scheduling an item (tasklet_schedule, schedule_work,
 // set_timer) happens-before the item runs; an item's completion happens-before the
