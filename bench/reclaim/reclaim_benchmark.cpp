@@ -11,7 +11,7 @@
 //                          whose deleter frees the frame;
 //   BM_mutex_list_worker   a mutex-protected global list drained by one worker thread.
 // The invalidation source completes at once (instant_backend), so only the machinery counts.
-// Each thread is a CPU of a bench_executor (bench_executor.hpp) and passes its scheduler
+// Each thread is a CPU of a bench_kernel (bench_kernel.hpp) and passes its scheduler
 // point every `sched_every` retires; the last iteration waits until every frame is really
 // freed (that tail is timed), so items_per_second is retire-to-free throughput.
 //
@@ -35,7 +35,7 @@
 #include "ptreclaim/base/histogram.hpp"
 #include "ptreclaim/mem/frame_pool.hpp"
 #include "ptreclaim/reclaim/reclaimer.hpp"
-#include "reclaim/bench_executor.hpp"
+#include "reclaim/bench_kernel.hpp"
 
 #if PTRECLAIM_BENCH_HAVE_URCU
 #include <urcu/urcu-memb.h>
@@ -105,7 +105,7 @@ struct world {
       (void)pool.free(f, "prefault");
     }
   }
-  bench_executor ex{max_threads};
+  bench_kernel ex{max_threads};
   mem::frame_pool pool{mem::pool_config{.capacity_frames = pool_frames,
                                         .caches = max_threads,
                                         .cache_frames = pool_cache_frames,
@@ -198,7 +198,7 @@ void BM_plain_free(benchmark::State& state) {
   setup_run(state);
   mem::frame_pool& pool = the_world().pool;
   const auto cpu = static_cast<unsigned>(state.thread_index());
-  bench_executor::cpu_scope scope(the_world().ex, cpu);
+  bench_kernel::cpu_scope scope(the_world().ex, cpu);
   for (auto _ : state) {
     const mem::frame_id f = take_retired([] {});
     (void)pool.free(f, "floor");
@@ -222,7 +222,7 @@ void retire_bench(benchmark::State& state, reclaim::policy_kind kind, bool calle
     g_run->policy = std::move(*p);
   }
   const auto cpu = static_cast<unsigned>(state.thread_index());
-  bench_executor::cpu_scope scope(w.ex, cpu);
+  bench_kernel::cpu_scope scope(w.ex, cpu);
   pt::gather g;
   g.add_released(mem::no_frame);  // capacity for one frame: the loop never allocates
   std::uint64_t n = 0;
@@ -282,7 +282,7 @@ void BM_flush_then_free(benchmark::State& state) {
   setup_run(state);
   world& w = the_world();
   const auto cpu = static_cast<unsigned>(state.thread_index());
-  bench_executor::cpu_scope scope(w.ex, cpu);
+  bench_kernel::cpu_scope scope(w.ex, cpu);
   for (auto _ : state) {
     const mem::frame_id f = take_retired([] {});
     Result<reclaim::epoch_t> e = w.backend.invalidate(dom, {});
@@ -346,7 +346,7 @@ void BM_mutex_list_worker(benchmark::State& state) {
     });
   }
   const auto cpu = static_cast<unsigned>(state.thread_index());
-  bench_executor::cpu_scope scope(the_world().ex, cpu);
+  bench_kernel::cpu_scope scope(the_world().ex, cpu);
   std::uint64_t n = 0;
   for (auto _ : state) {
     const mem::frame_id f = take_retired([] { std::this_thread::yield(); });
@@ -399,7 +399,7 @@ void BM_urcu_call_rcu(benchmark::State& state) {
   setup_run(state);
   urcu_memb_register_thread();
   const auto cpu = static_cast<unsigned>(state.thread_index());
-  bench_executor::cpu_scope scope(the_world().ex, cpu);
+  bench_kernel::cpu_scope scope(the_world().ex, cpu);
   std::uint64_t n = 0;
   for (auto _ : state) {
     const mem::frame_id f = take_retired([] { std::this_thread::yield(); });
@@ -453,7 +453,7 @@ void hp_retire(std::uint32_t frame) {
 void BM_xenium_hazard_pointer(benchmark::State& state) {
   setup_run(state);
   const auto cpu = static_cast<unsigned>(state.thread_index());
-  bench_executor::cpu_scope scope(the_world().ex, cpu);
+  bench_kernel::cpu_scope scope(the_world().ex, cpu);
   std::uint64_t n = 0;
   for (auto _ : state) {
     const mem::frame_id f = take_retired([] { hp_retire(mem::no_frame.value); });

@@ -28,7 +28,7 @@
 #include "ptreclaim/reclaim/frame_list.hpp"
 #include "ptreclaim/reclaim/reclaimer.hpp"
 #include "ptreclaim/runtime/cpu.hpp"
-#include "ptreclaim/runtime/executor.hpp"
+#include "ptreclaim/runtime/kernel.hpp"
 
 namespace ptreclaim::reclaim::detail {
 

@@ -11,24 +11,9 @@
 #include <functional>
 #include <thread>
 
-namespace ptreclaim {
+#include "ptreclaim/base/cost.hpp"
 
-// What a step costs in the deterministic executor's virtual time. The threaded executor ignores
-// charges (real time is measured instead). Values come from a cost file (`ptreclaim calibrate`).
-enum class cost_kind : std::uint8_t {
-  pte_write,
-  pte_read,
-  frame_alloc,
-  frame_free,
-  enqueue,
-  dequeue,
-  inv_submit,
-  inv_poll,
-  cache_line_transfer,
-  lock_uncontended,
-  op_overhead,
-  count_,
-};
+namespace ptreclaim {
 
 class platform {
  public:
@@ -44,7 +29,7 @@ class platform {
   // Number of CPU slots (online or not) the platform models.
   [[nodiscard]] virtual unsigned cpu_count() const noexcept = 0;
 
-  // Cost model hooks; no-ops on the real platform.
+  // Cost model hooks (cost_kind: base/cost.hpp); no-ops on the real platform.
   virtual void charge(cost_kind /*kind*/, std::uint64_t /*count*/ = 1) noexcept {}
   // The caller read (write=false) or wrote a cache line shared between CPUs.
   virtual void touch_line(const void* /*line*/, bool /*write*/) noexcept {}

@@ -14,7 +14,7 @@
 // invalidate on their own (sync, linux-global-work, flush-epoch) are safe without it and
 // flush-epoch rides on it when it happens (no extra invalidation); xen-tasklet depends on it.
 //
-// Contexts: retire() is called on a CPU (current_cpu() of the platform) in process context with
+// Contexts: retire() is called on a CPU (env.rt.current_cpu()) in process context with
 // no lock held that a tasklet or work item of that CPU takes; it may spin (sync, back-pressure)
 // but never sleeps. drain() is called at quiescence (no concurrent retire) from process context.
 #pragma once
@@ -30,10 +30,7 @@
 #include "ptreclaim/pt/gather.hpp"
 #include "ptreclaim/reclaim/backend.hpp"
 #include "ptreclaim/reclaim/policy.hpp"
-
-namespace ptreclaim::runtime {
-class executor;
-}
+#include "ptreclaim/runtime/kernel.hpp"
 
 namespace ptreclaim::reclaim {
 
@@ -91,9 +88,11 @@ struct reclaim_stats {
   log_histogram retire_to_free_ns;   // latency from the gather's release to the free
 };
 
-// Everything a policy runs on.
+// Everything a policy runs on. rt is the narrow kernel interface (runtime/kernel.hpp): either
+// executor, or any other implementation (the benchmarks' bench_kernel); a policy needs nothing
+// more of the runtime.
 struct reclaim_env {
-  runtime::executor& rt;          // CPUs, tasklets, workqueue, timers, hotplug
+  runtime::kernel& rt;            // time, CPUs, tasklets, workqueue, timers, hotplug notifiers
   invalidation_backend& backend;  // the IOMMUs
   mem::frame_pool& pool;          // where frames go back
   reclaim_observer* observer = nullptr;
@@ -125,7 +124,8 @@ class reclaimer {
 };
 
 // Builds a policy. Registers its hotplug notifiers, tasklets and work items with env.rt, so it
-// must be built before the executor runs and destroyed after it stopped (pending() == 0).
+// must be built before the kernel's CPUs run (an executor's run()) and destroyed after they
+// stopped (pending() == 0).
 [[nodiscard]] Result<std::unique_ptr<reclaimer>> make_reclaimer(policy_kind kind,
                                                                 const reclaim_env& env,
                                                                 const reclaim_config& config = {});

@@ -13,7 +13,7 @@
 #include <string>
 #include <string_view>
 
-#include "ptreclaim/base/platform.hpp"
+#include "ptreclaim/base/cost.hpp"
 #include "ptreclaim/base/status.hpp"
 
 namespace ptreclaim::runtime {

@@ -1,7 +1,8 @@
 // Deferred-work objects owned by client code: tasklets (Xen), work items (Linux workqueue) and
 // per-CPU timers (Xen). They are intrusive: scheduling one links the object itself into its
-// CPU's queue, so scheduling never allocates. All operations on them go through an executor
-// (executor.hpp); the fields here are private to it.
+// CPU's queue, so scheduling never allocates. All operations on them go through a kernel
+// (kernel.hpp); the fields here are private to the executor (executor.hpp), and other kernel
+// implementations keep their own state beside them.
 //
 // Where each kind runs (the rules the reclamation policies rely on):
 //   plain tasklet    only at its CPU's scheduler/idle point (never inside

@@ -1,11 +1,15 @@
-// The executor: the machine reclamation code runs on. It is a ptreclaim::platform (time,
-// current CPU, cost hooks, wait_until) plus Xen/Linux-style deferred work (tasklets, softirq
-// points, a workqueue, per-CPU timers) and CPU hotplug with a notifier chain.
+// The executor: the machine reclamation code runs on. It implements runtime::kernel
+// (kernel.hpp: a ptreclaim::platform - time, current CPU, cost hooks, wait_until - plus the
+// Xen/Linux-style deferred work and hotplug notifiers policies use) and adds what a machine
+// needs around it: programs and actors, the run loop, hotplug control, targeted scheduling
+// (tasklet_schedule_on, schedule_work_on), stop_timer and the state queries tests use.
+// Reclamation policies see only the kernel; the simulator, tools and tests drive the executor.
 //
 // Two implementations run the same client code:
 //   deterministic_executor  one OS thread, virtual time, seeded interleaving, cost model;
 //   threaded_executor       one OS thread per CPU and per actor, real time.
-// Client code takes an `executor&` and never asks which one it has.
+// Client code takes an `executor&` (or, for a policy, a `kernel&`) and never asks which one it
+// has.
 //
 // Typical use:
 //   deterministic_executor ex(run_config{.cpus = 8, .seed = 42});
@@ -43,6 +47,7 @@
 #include "ptreclaim/runtime/cpu.hpp"
 #include "ptreclaim/runtime/deferred.hpp"
 #include "ptreclaim/runtime/hotplug.hpp"
+#include "ptreclaim/runtime/kernel.hpp"
 #include "ptreclaim/runtime/program.hpp"
 
 namespace ptreclaim::runtime {
@@ -128,7 +133,7 @@ struct pending_counts {
   }
 };
 
-class executor : public platform {
+class executor : public kernel {
  public:
   explicit executor(run_config config);
   ~executor() override;
@@ -153,17 +158,18 @@ class executor : public platform {
   // ---- tasklets ----
   // (Re)initialises t: not dead, not scheduled. Precondition: t is neither queued nor running
   // (kill it first). Any context.
-  void tasklet_init(tasklet& t, std::function<void()> fn, tasklet_kind kind = tasklet_kind::plain);
+  void tasklet_init(tasklet& t, std::function<void()> fn,
+                    tasklet_kind kind = tasklet_kind::plain) final;
   // Schedules t on the current CPU. CPU context only. Returns false when nothing changed: t is
   // already queued on this CPU, or dead. Queued on another CPU: moved here (Xen). Running:
   // it runs again after the current run finishes, on this CPU.
-  bool tasklet_schedule(tasklet& t);
+  bool tasklet_schedule(tasklet& t) final;
   // As tasklet_schedule, on `cpu` (online or not: on an offline CPU it waits, see hotplug.hpp).
   // Any context.
   bool tasklet_schedule_on(tasklet& t, unsigned cpu);
   // Unqueues t, waits until it is not running, and marks it dead: it will not run until the
   // next tasklet_init. Any context except t's own function.
-  void tasklet_kill(tasklet& t);
+  void tasklet_kill(tasklet& t) final;
   [[nodiscard]] bool tasklet_is_scheduled(const tasklet& t) const;
   [[nodiscard]] bool tasklet_is_running(const tasklet& t) const;
   [[nodiscard]] bool tasklet_is_dead(const tasklet& t) const;
@@ -172,29 +178,30 @@ class executor : public platform {
   // Runs this CPU's pending softirq work (expired timers, softirq tasklets) until none is
   // left; never plain tasklets or work. A no-op in softirq context (softirqs do not nest).
   // CPU context only.
-  void process_pending_softirqs();
+  void process_pending_softirqs() final;
 
   // ---- workqueue (system-wide, bound) ----
   // Any context. Precondition for schedule_*: w initialised.
-  void work_init(work_item& w, std::function<void()> fn);
+  void work_init(work_item& w, std::function<void()> fn) final;
   // Queues w on the current CPU. CPU context only. Returns false and does nothing if w is
   // already pending. If w is running, it is queued on the CPU running it (so it never runs
   // concurrently with itself) and runs again afterwards.
-  bool schedule_work(work_item& w);
+  bool schedule_work(work_item& w) final;
   bool schedule_work_on(unsigned cpu, work_item& w);  // any context
   // Waits until w is neither pending nor running. A pending w on the caller's own CPU or on an
   // offline CPU is run right here (the kworker preempting the caller); on another CPU it is
   // waited for (deterministic: run at once as that CPU). Returns true if it waited or ran w.
   // CPU context or controller; not from w itself.
-  bool flush_work(work_item& w);
-  [[nodiscard]] bool work_pending(const work_item& w) const;
+  bool flush_work(work_item& w) final;
+  [[nodiscard]] bool work_pending(const work_item& w) const final;
 
   // ---- timers (Xen: init_timer / set_timer / stop_timer / kill_timer) ----
-  void timer_init(timer& t, std::function<void()> fn, unsigned cpu);  // any context
+  void timer_init(timer& t, std::function<void()> fn, unsigned cpu) final;  // any context
   // Arms (or re-arms) t to fire at platform time expires_ns on its CPU. Ignored if killed.
-  void set_timer(timer& t, std::uint64_t expires_ns);
+  void set_timer(timer& t, std::uint64_t expires_ns) final;
   bool stop_timer(timer& t);  // disarms; returns whether it was armed
-  void kill_timer(timer& t);  // disarms, waits until not running, ignores set_timer until init
+  void kill_timer(
+      timer& t) final;  // disarms, waits until not running, ignores set_timer until init
   [[nodiscard]] bool timer_is_armed(const timer& t) const;
 
   // ---- hotplug ----
@@ -209,8 +216,8 @@ class executor : public platform {
   // Registers n (called in registration order). With replay_online, n immediately receives
   // up_prepare then online for every online CPU, in the caller's context. Any context, but
   // not while a hotplug operation is in progress.
-  notifier_id register_cpu_notifier(cpu_notifier n, bool replay_online = false);
-  void unregister_cpu_notifier(notifier_id id);
+  notifier_id register_cpu_notifier(cpu_notifier n, bool replay_online = false) final;
+  void unregister_cpu_notifier(notifier_id id) final;
   // Takes `cpu` offline (sequence in hotplug.hpp). From CPU context the notifiers run on the
   // calling CPU (it must not be `cpu`); from the controller on an online CPU != cpu that the
   // executor picks (deterministic: seeded choice; threaded: the lowest, whose thread is held at

@@ -160,8 +160,8 @@ class flush_epoch_policy final : public policy_base {
       requested = true;
       reap(q, /*poll=*/false);  // a fast invalidation may have completed already
     }
-    // The armed state is kept here (only this CPU touches q): asking the executor would take
-    // its mutex on every retire. After asking, the timer polls soon: this path reads the epochs
+    // The armed state is kept here (only this CPU touches q): asking the kernel would take
+    // its lock on every retire. After asking, the timer polls soon: this path reads the epochs
     // without polling, and nobody else may poll (no caller flushes).
     if (requested && !q.ring.empty())
       poll_soon(q);
@@ -396,7 +396,7 @@ class flush_epoch_policy final : public policy_base {
     queue& q = queues_[cpu];
     switch (action) {
       case runtime::cpu_event::down_prepare:
-        // `cpu` is still running (it parks later): touch its timer only through the executor.
+        // `cpu` is still running (it parks later): touch its timer only through the kernel.
         if (q.timer_ready) env_.rt.kill_timer(q.timer);
         break;
       case runtime::cpu_event::dead: {
