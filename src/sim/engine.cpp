@@ -279,7 +279,7 @@ Result<run_result> run(const scenario& s_in, const run_options& options) {
   run_result out;
   out.scenario = s.name;
   out.scenario_source = s.source;
-  out.cost_source = s.costs.source;
+  out.cost_source = s.cost_source();
   out.policy = options.policy;
   out.policy_safe = reclaim::policy_is_safe(*kind);
   if (reclaim::policy_needs_caller_flush(*kind) && s.caller.flush == caller_flush::none)

@@ -66,18 +66,6 @@ std::string page_sizes_text(std::uint32_t levels) {
     if (levels & (1u << l)) out += (out.empty() ? "" : ", ") + std::string(names[l]);
   return out.empty() ? "nothing" : out;
 }
-
-runtime::cost_model convert_costs(const sim::cost_model& in) {
-  runtime::cost_model out;
-  // Whole ns: runtime::cost_model is integral and the executor seam offers no finer charge.
-  for (std::size_t k = 0; k < cost_kind_count; ++k)
-    out.charge_ns[k] = in.charged_ns(static_cast<cost_kind>(k));
-  out.softirq_item_ns = in.kernel.softirq_item_ns;
-  out.tasklet_ns = in.kernel.tasklet_ns;
-  out.work_ns = in.kernel.work_ns;
-  out.hotplug_ns = in.kernel.hotplug_ns;
-  return out;
-}
 }  // namespace
 
 Status machine::build() {
@@ -89,7 +77,7 @@ Status machine::build() {
   runtime::run_config rc;
   rc.cpus = cpus;
   rc.seed = root_.fork(1).next();
-  rc.costs = convert_costs(sc.costs);
+  rc.costs = sc.costs;
   rc.max_actors =
       std::min<unsigned>(runtime::max_actors_limit, sc.device_count() + sc.iommu.count + 1);
   rc.max_notifiers = 16;

@@ -303,8 +303,10 @@ int cmd_calibrate(const cli_args& a) {
     return fail(code, "calibrate failed: " + model.status().message());
   }
   const std::string text = sim::cost_model_to_toml(
-      *model, "ptreclaim cost model, measured by `ptreclaim calibrate --budget-ms " +
-                  std::to_string(a.budget_ms) + "` on " + machine_description() + ".");
+      model->costs,
+      "ptreclaim cost model, measured by `ptreclaim calibrate --budget-ms " +
+          std::to_string(a.budget_ms) + "` on " + machine_description() + ".",
+      model->measured_ns, model->notes);
   if (a.output == "-") {
     std::fputs(text.c_str(), stdout);
     return sim::exit_ok;
