@@ -163,8 +163,6 @@ Status machine::build() {
       [this](runtime::cpu_event e, unsigned c) { return hotplug_guard(e, c); });
 
   observer_ = std::make_unique<observer>(*monitor_, *ex_, *pool_);
-  auto kind = reclaim::parse_policy(opt.policy);
-  if (!kind.ok()) return kind.status();
   reclaim::reclaim_config cfg;
   cfg.max_pending = static_cast<std::uint32_t>(
       std::min<std::uint64_t>(sc.reclaim.max_pending_frames, 0xffffffffULL));
@@ -173,7 +171,7 @@ Status machine::build() {
       std::min<std::uint64_t>(sc.reclaim.watermark_frames, 0xffffffffULL));
   cfg.wait_timeout_ns = flush_timeout_ns_;
   reclaim::reclaim_env env{*ex_, *monitor_, *pool_, observer_.get()};
-  auto r = reclaim::make_reclaimer(*kind, env, cfg);
+  auto r = reclaim::make_reclaimer(opt.policy, env, cfg);
   if (!r.ok()) return r.status();
   rec_ = std::move(*r);
 

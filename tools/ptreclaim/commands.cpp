@@ -56,19 +56,23 @@ unsigned parse_cpus(const std::string& text) {
   return static_cast<unsigned>(v);
 }
 
-std::vector<std::string> parse_policies(const std::string& text, bool allow_many) {
-  std::vector<std::string> out = split_commas(text);
-  if (!allow_many && out.size() > 1)
+std::vector<ptreclaim::reclaim::policy_kind> parse_policies(const std::string& text,
+                                                            bool allow_many) {
+  const std::vector<std::string> names = split_commas(text);
+  if (!allow_many && names.size() > 1)
     throw usage_error{"--policy takes one policy here, not '" + text + "'"};
-  for (const auto& p : out) {
-    if (!sim::is_policy(p)) {
+  std::vector<ptreclaim::reclaim::policy_kind> out;
+  for (const auto& p : names) {
+    const auto k = ptreclaim::reclaim::find_policy(p);
+    if (!k) {
       std::string known;
-      for (const auto& n : sim::policy_names()) {
+      for (const auto& info : ptreclaim::reclaim::policy_registry) {
         if (!known.empty()) known += ", ";
-        known += n;
+        known += info.name;
       }
       throw usage_error{"unknown policy '" + p + "' (known: " + known + ")"};
     }
+    out.push_back(*k);
   }
   return out;
 }
@@ -136,9 +140,9 @@ int prepare(const cli_args& a, bool allow_cpus, sim::scenario& s, sim::run_optio
 }
 
 // run and replay: --policy names one, else the build-time default.
-std::string one_policy(const cli_args& a) {
+ptreclaim::reclaim::policy_kind one_policy(const cli_args& a) {
   const auto policies = parse_policies(a.policy, false);
-  return policies.empty() ? std::string(ptreclaim::config::default_policy) : policies.front();
+  return policies.empty() ? ptreclaim::reclaim::default_policy() : policies.front();
 }
 
 }  // namespace
@@ -177,19 +181,20 @@ int cmd_compare(const cli_args& a) {
 }
 
 int cmd_run(const cli_args& a) {
-  const std::string policy = one_policy(a);
+  const ptreclaim::reclaim::policy_kind policy = one_policy(a);
+  const std::string policy_name(ptreclaim::reclaim::policy_name(policy));
   sim::scenario s;
   sim::run_options o;
   sim::result_writer out = make_writer(a);
   if (const int c = prepare(a, true, s, o, out); c != 0) return c;
   o.policy = policy;
-  progress_sink progress(a, "run " + s.name + " " + o.policy);
+  progress_sink progress(a, "run " + s.name + " " + policy_name);
   o.progress = progress.single();
   auto r = sim::run(s, o);
   progress.line.finish();
   if (!r.ok()) return fail(sim::exit_error, "run failed: " + r.status().to_string());
   if (print_tables(a)) std::fputs(sim::format_run(*r).c_str(), stdout);
-  return write_and_finish(a, out, *r, "ptreclaim run: " + s.name + " / " + o.policy,
+  return write_and_finish(a, out, *r, "ptreclaim run: " + s.name + " / " + policy_name,
                           sim::judge(*r, a.expect_violation));
 }
 
@@ -199,14 +204,15 @@ int cmd_replay(const cli_args& a) {
   }
   if (!a.seed.empty()) throw usage_error{"replay takes the seed as its argument, not --seed"};
   const std::uint64_t seed = parse_u64(a.replay_seed, "SEED");
-  const std::string policy = one_policy(a);
+  const ptreclaim::reclaim::policy_kind policy = one_policy(a);
+  const std::string policy_name(ptreclaim::reclaim::policy_name(policy));
   sim::scenario s;
   sim::run_options o;
   sim::result_writer out = make_writer(a);
   if (const int c = prepare(a, true, s, o, out); c != 0) return c;
   o.seed = seed;
   o.policy = policy;
-  progress_sink progress(a, "replay " + s.name + " " + o.policy);
+  progress_sink progress(a, "replay " + s.name + " " + policy_name);
   o.progress = progress.single();
   auto first = sim::run(s, o);
   if (!first.ok()) return fail(sim::exit_error, "replay failed: " + first.status().to_string());
@@ -217,7 +223,7 @@ int cmd_replay(const cli_args& a) {
   if (!second.ok()) return fail(sim::exit_error, "replay failed: " + second.status().to_string());
   if (print_tables(a)) std::fputs(sim::format_run(*first).c_str(), stdout);
   const std::string title =
-      "ptreclaim replay: " + s.name + " / " + o.policy + " / seed " + a.replay_seed;
+      "ptreclaim replay: " + s.name + " / " + policy_name + " / seed " + a.replay_seed;
   const sim::verdict v = sim::judge(*first, a.expect_violation);
   if (o.stop->requested()) return write_and_finish(a, out, *first, title, v);
   const Status st = out.write(*first, title);
