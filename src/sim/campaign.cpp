@@ -9,8 +9,8 @@
 #include <optional>
 
 #include "ptreclaim/config.hpp"
+#include "scenario/reader.hpp"
 #include "sim/report_format.hpp"
-#include "sim/scenario_reader.hpp"
 
 namespace ptreclaim::sim {
 namespace {

@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "ptreclaim/sim/campaign.hpp"
+#include "scenario/reader.hpp"
 #include "sim/report_json.hpp"
-#include "sim/scenario_reader.hpp"
 
 namespace ptreclaim::sim {
 namespace {

@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "ptreclaim/sim/report.hpp"
+#include "scenario/reader.hpp"
 #include "sim/report_format.hpp"
-#include "sim/scenario_reader.hpp"
 
 extern char** environ;
 

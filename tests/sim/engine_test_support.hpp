@@ -8,8 +8,8 @@
 #include <cstdlib>
 #include <string>
 
+#include "ptreclaim/scenario/scenario.hpp"
 #include "ptreclaim/sim/engine.hpp"
-#include "ptreclaim/sim/scenario.hpp"
 
 namespace ptreclaim::sim::testing {
 

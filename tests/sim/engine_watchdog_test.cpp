@@ -7,9 +7,9 @@
 #include <chrono>
 
 #include "engine_test_support.hpp"
+#include "ptreclaim/scenario/scenario.hpp"
 #include "ptreclaim/sim/engine.hpp"
 #include "ptreclaim/sim/report.hpp"
-#include "ptreclaim/sim/scenario.hpp"
 
 namespace ptreclaim::sim {
 namespace {

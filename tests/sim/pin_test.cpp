@@ -11,9 +11,9 @@
 #include <string>
 
 #include "engine_test_support.hpp"
+#include "ptreclaim/scenario/scenario.hpp"
 #include "ptreclaim/sim/engine.hpp"
 #include "ptreclaim/sim/report.hpp"
-#include "ptreclaim/sim/scenario.hpp"
 
 namespace ptreclaim::sim {
 namespace {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "command_support.hpp"
+#include "ptreclaim/calibrate/calibrate.hpp"
 #include "ptreclaim/config.hpp"
 
 namespace ptreclaim::tool {

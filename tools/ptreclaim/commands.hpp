@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "ptreclaim/reclaim/policy.hpp"
-#include "ptreclaim/sim/scenario.hpp"
+#include "ptreclaim/scenario/scenario.hpp"
 
 namespace ptreclaim::tool {
 

@@ -4,7 +4,7 @@
 // Defaults are plausible figures for a current x86 server (a cross-core cache-line transfer
 // ~100 ns, an uncontended lock ~20 ns, a context switch to a kworker ~1.5 us). This is the one
 // cost model: a scenario's cost file (the TOML `ptreclaim calibrate` writes, read by
-// sim::parse_cost_model in ptreclaim/sim/scenario.hpp) fills it directly.
+// sim::parse_cost_model in ptreclaim/scenario/scenario.hpp) fills it directly.
 #pragma once
 
 #include <array>

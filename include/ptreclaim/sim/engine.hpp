@@ -13,9 +13,9 @@
 
 #include "ptreclaim/base/status.hpp"
 #include "ptreclaim/reclaim/policy.hpp"
+#include "ptreclaim/scenario/scenario.hpp"
 #include "ptreclaim/sim/interrupt.hpp"
 #include "ptreclaim/sim/metrics.hpp"
-#include "ptreclaim/sim/scenario.hpp"
 
 namespace ptreclaim::sim {
 

@@ -7,8 +7,8 @@
 #include <cstdio>
 #include <string>
 
-#include "ptreclaim/sim/scenario.hpp"
-#include "sim/scenario_reader.hpp"
+#include "ptreclaim/scenario/scenario.hpp"
+#include "scenario/reader.hpp"
 
 namespace ptreclaim::sim {
 

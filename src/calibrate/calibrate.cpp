@@ -5,6 +5,8 @@
 //
 // Memory ordering: the ping-pong uses [cal-1] release stores paired with [cal-2] acquire loads, so
 // each hand-over moves the line between the two threads' caches, as a contended queue head would.
+#include "ptreclaim/calibrate/calibrate.hpp"
+
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -15,7 +17,7 @@
 #include "ptreclaim/base/spinlock.hpp"
 #include "ptreclaim/mem/frame_pool.hpp"
 #include "ptreclaim/pt/table.hpp"
-#include "ptreclaim/sim/scenario.hpp"
+#include "ptreclaim/scenario/scenario.hpp"
 
 namespace ptreclaim::sim {
 namespace {

@@ -1,7 +1,8 @@
-// Scenarios: what a run simulates, read from TOML files (built-in ones are embedded in the
-// library). A scenario fixes the machine (CPUs, memory, IOMMUs), the domains and devices, the
-// workload and its knobs, the reclamation bounds, optional CPU hotplug and the cost model. It
-// does NOT name a reclamation policy: policies are chosen per run (engine.hpp, run_options).
+// Scenarios (the scenario component, ptreclaim::scenario; names in namespace ptreclaim::sim): what
+// a run simulates, read from TOML files (built-in ones are embedded in the library). A scenario
+// fixes the machine (CPUs, memory, IOMMUs), the domains and devices, the workload and its knobs,
+// the reclamation bounds, optional CPU hotplug and the cost model. It does NOT name a reclamation
+// policy: policies are chosen per run (engine.hpp, run_options).
 //
 // Every field below has an explicit default and a documented range; parse_scenario() rejects
 // unknown keys, wrong types and out-of-range values with "file:line:column: reason". The same
@@ -20,7 +21,6 @@
 
 #include <array>
 #include <cstdint>
-#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -75,23 +75,6 @@ inline constexpr std::string_view default_cost_source = "builtin:costs/default.t
 [[nodiscard]] std::string cost_model_to_toml(const cost_model& model, std::string_view header,
                                              std::span<const double> measured = {},
                                              std::span<const std::string> notes = {});
-
-// Measures the costs on this machine with short timing loops over the real code paths (frame
-// pool alloc/free, atomic PTE stores and loads into pool frames, the spinlock, cache-line
-// ping-pong between two threads, ...). Takes roughly `budget_ms` in total. Call from a normal
-// thread (it starts one helper thread for the ping-pong). `progress` (may be empty) gets 0..1.
-struct calibrate_options {
-  unsigned budget_ms = 2000;  // 100 .. 60000
-  std::function<void(double)> progress;
-};
-// What calibrate measured: the model a run is charged (measured_ns rounded by whole_ns over the
-// defaults), the measurements themselves, and the kinds it could not measure, and why.
-struct calibration {
-  cost_model costs = default_cost_model();
-  std::array<double, cost_kind_count> measured_ns{};
-  std::vector<std::string> notes;
-};
-[[nodiscard]] Result<calibration> calibrate(const calibrate_options& options);
 
 // ---------------------------------------------------------------------------------------------
 // The scenario.
