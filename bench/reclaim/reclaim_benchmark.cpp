@@ -4,7 +4,7 @@
 // Every iteration takes a frame from a pre-filled frame pool (alloc_table), marks it retired
 // (pool.mark_retired, which stamps meta.retired_ns) and hands it over:
 //   BM_plain_free          pool.free at once: the floor every figure is a ratio to;
-//   BM_retire/<policy>     a one-frame gather to policy.retire(), for all six policies,
+//   BM_retire/<policy>     a one-frame gather to policy.retire(), for every policy of the registry,
 //                          `immediate` being the floor plus the policy layer's accounting;
 //   BM_urcu_call_rcu       liburcu (memb flavour) call_rcu with per-CPU call_rcu workers;
 //   BM_xenium_hazard_pointer  xenium hazard_pointer: retire of a node holding the frame id,
@@ -305,12 +305,10 @@ void BM_flush_then_free(benchmark::State& state) {
 
 BENCHMARK(BM_plain_free)->Threads(1)->Threads(2)->UseRealTime();
 BENCHMARK(BM_flush_then_free)->Threads(1)->Threads(2)->UseRealTime();
-PTR_RETIRE_BENCH(immediate, immediate);
-PTR_RETIRE_BENCH(sync, sync);
-PTR_RETIRE_BENCH(xen_tasklet, xen_tasklet);
-PTR_RETIRE_BENCH(xen_softirq_tasklet, xen_softirq_tasklet);
-PTR_RETIRE_BENCH(linux_global_work, linux_global_work);
-PTR_RETIRE_BENCH(flush_epoch, flush_epoch);
+// Every policy of the registry.
+#define PTRECLAIM_POLICY(id, name, safe, needs_caller_flush, summary) PTR_RETIRE_BENCH(id, id);
+#include "ptreclaim/reclaim/policies.def"
+#undef PTRECLAIM_POLICY
 
 // ---- peer: a mutex-protected global list drained by one worker thread ----
 

@@ -6,6 +6,7 @@
 #include <memory>
 #include <utility>
 
+#include "ptreclaim/calibrate/calibrate.hpp"
 #include "ptreclaim/config.hpp"
 #include "ptreclaim/report/campaign.hpp"
 #include "ptreclaim/report/machine.hpp"
@@ -93,18 +94,19 @@ std::function<void(double)> single_line(progress_line& line, const std::string& 
   return [&line](double f) { line.update(f); };
 }
 
-std::string one_policy(const command_request& r) {
-  return r.policies.empty() ? std::string(ptreclaim::config::default_policy) : r.policies.front();
+reclaim::policy_kind one_policy(const command_request& r) {
+  return r.policies.empty() ? reclaim::default_policy() : r.policies.front();
 }
 
 plan<run_result> run_plan(const command_request& r, const scenario& s) {
   run_options o = r.options;
   o.policy = one_policy(r);
+  const std::string name(reclaim::policy_name(o.policy));
   plan<run_result> p;
   p.what = "run";
-  p.title = "ptreclaim run: " + s.name + " / " + o.policy;
-  p.run = [&s, o](progress_line& line, result_writer&) mutable {
-    o.progress = single_line(line, "run " + s.name + " " + o.policy);
+  p.title = "ptreclaim run: " + s.name + " / " + name;
+  p.run = [&s, o, name](progress_line& line, result_writer&) mutable {
+    o.progress = single_line(line, "run " + s.name + " " + name);
     return run(s, o);
   };
   p.format = format_run;
@@ -116,11 +118,13 @@ plan<run_result> replay_plan(const command_request& r, const scenario& s,
                              std::shared_ptr<std::uint64_t> second_hash) {
   run_options o = r.options;
   o.policy = one_policy(r);
+  const std::string name(reclaim::policy_name(o.policy));
   plan<run_result> p;
   p.what = "replay";
-  p.title = "ptreclaim replay: " + s.name + " / " + o.policy + " / seed " + r.seed_text;
-  p.run = [&s, o, second_hash](progress_line& line, result_writer&) mutable -> Result<run_result> {
-    o.progress = single_line(line, "replay " + s.name + " " + o.policy);
+  p.title = "ptreclaim replay: " + s.name + " / " + name + " / seed " + r.seed_text;
+  p.run = [&s, o, name, second_hash](progress_line& line,
+                                     result_writer&) mutable -> Result<run_result> {
+    o.progress = single_line(line, "replay " + s.name + " " + name);
     auto first = run(s, o);
     if (!first.ok()) return first;
     // An interrupted first run is not worth repeating; an interrupted second cannot be compared.
@@ -287,9 +291,11 @@ int calibrate_command(const calibrate_request& r) {
         model.status().code() == ptreclaim::errc::invalid_argument ? exit_usage : exit_error;
     return fail(r.err, code, "calibrate failed: " + model.status().message());
   }
-  const std::string text = cost_model_to_toml(
-      *model, "ptreclaim cost model, measured by `ptreclaim calibrate --budget-ms " +
-                  std::to_string(r.budget_ms) + "` on " + machine_description() + ".");
+  const std::string text =
+      cost_model_to_toml(model->costs,
+                         "ptreclaim cost model, measured by `ptreclaim calibrate --budget-ms " +
+                             std::to_string(r.budget_ms) + "` on " + machine_description() + ".",
+                         model->measured_ns, model->notes);
   if (r.output == "-") {
     std::fputs(text.c_str(), r.out);
     return exit_ok;

@@ -7,7 +7,7 @@
 #include <cstdio>
 
 #include "ptreclaim/config.hpp"
-#include "sim/scenario_reader.hpp"
+#include "scenario/reader.hpp"
 
 namespace ptreclaim::sim {
 namespace {
@@ -157,13 +157,14 @@ Result<campaign_result> run_campaign(const campaign_definition& d,
     const campaign_item item = campaign_item_at(d, k);
     const scenario& s = scenarios[item.scenario];
     run_options o = base;
-    o.policy = d.policies[item.policy];
+    // The definition's names were checked against the registry when it was made or read.
+    o.policy = reclaim::parse_policy(d.policies[item.policy]).value();
     o.seed = item.seed;
     o.cpus = d.cpus;
     o.ops_per_cpu = d.ops_per_cpu;
     o.executor = executor_kind::deterministic;
-    const std::string label =
-        d.scenarios[item.scenario] + " " + o.policy + " seed " + std::to_string(item.seed);
+    const std::string label = d.scenarios[item.scenario] + " " + d.policies[item.policy] +
+                              " seed " + std::to_string(item.seed);
     const double done = static_cast<double>(out.runs.size());
     if (progress) {
       progress(label, done / n);
@@ -175,7 +176,7 @@ Result<campaign_result> run_campaign(const campaign_definition& d,
     if (!r.ok()) return Status(r.status().code(), label + ": " + r.status().message());
     campaign_run c;
     c.scenario = d.scenarios[item.scenario];
-    c.policy = o.policy;
+    c.policy = d.policies[item.policy];
     c.policy_safe = r->policy_safe;
     c.contract_broken = r->contract_broken;
     c.seed = item.seed;

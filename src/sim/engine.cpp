@@ -109,8 +109,7 @@ runtime::run_stats machine::run_executor() {
 
 Result<run_result> run(const scenario& s_in, const run_options& options) {
   const auto wall_start = std::chrono::steady_clock::now();
-  auto kind = reclaim::parse_policy(options.policy);
-  if (!kind.ok()) return kind.status();
+  const reclaim::policy_kind kind = options.policy;
   if (options.cpus > limits::max_cpus)
     return Status(errc::invalid_argument, "cpus must be 1.." + std::to_string(limits::max_cpus));
   Result<scenario> sr = with_overrides(s_in, options.cpus, options.ops_per_cpu);
@@ -125,10 +124,10 @@ Result<run_result> run(const scenario& s_in, const run_options& options) {
   run_result out;
   out.scenario = s.name;
   out.scenario_source = s.source;
-  out.cost_source = s.costs.source;
-  out.policy = options.policy;
-  out.policy_safe = reclaim::policy_is_safe(*kind);
-  if (reclaim::policy_needs_caller_flush(*kind) && s.caller.flush == caller_flush::none)
+  out.cost_source = s.cost_source();
+  out.policy = std::string(reclaim::policy_name(kind));
+  out.policy_safe = reclaim::policy_is_safe(kind);
+  if (reclaim::policy_needs_caller_flush(kind) && s.caller.flush == caller_flush::none)
     out.contract_broken = "needs caller flushes; caller.flush = \"none\"";
   out.executor = std::string(executor_name(options.executor));
   out.cpus = s.cpus;

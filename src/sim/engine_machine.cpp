@@ -59,18 +59,6 @@ std::string page_sizes_text(std::uint32_t levels) {
     if (levels & (1u << l)) out += (out.empty() ? "" : ", ") + std::string(names[l]);
   return out.empty() ? "nothing" : out;
 }
-
-runtime::cost_model convert_costs(const sim::cost_model& in) {
-  runtime::cost_model out;
-  // Whole ns: runtime::cost_model is integral and the executor seam offers no finer charge.
-  for (std::size_t k = 0; k < cost_kind_count; ++k)
-    out.charge_ns[k] = in.charged_ns(static_cast<cost_kind>(k));
-  out.softirq_item_ns = in.kernel.softirq_item_ns;
-  out.tasklet_ns = in.kernel.tasklet_ns;
-  out.work_ns = in.kernel.work_ns;
-  out.hotplug_ns = in.kernel.hotplug_ns;
-  return out;
-}
 }  // namespace
 
 Status machine::build() {
@@ -131,7 +119,7 @@ Status machine::build_testbed() {
   runtime::run_config& rc = tc.run;
   rc.cpus = cpus;
   rc.seed = root_.fork(1).next();
-  rc.costs = convert_costs(sc.costs);
+  rc.costs = sc.costs;
   rc.max_actors =
       std::min<unsigned>(runtime::max_actors_limit, sc.device_count() + sc.iommu.count + 1);
   rc.max_notifiers = 16;
@@ -204,8 +192,6 @@ Status machine::build_domains() {
 }
 
 Status machine::install_policy() {
-  auto kind = reclaim::parse_policy(opt.policy);
-  if (!kind.ok()) return kind.status();
   reclaim::reclaim_config cfg;
   cfg.max_pending = static_cast<std::uint32_t>(
       std::min<std::uint64_t>(sc.reclaim.max_pending_frames, 0xffffffffULL));
@@ -213,7 +199,7 @@ Status machine::install_policy() {
   cfg.watermark = static_cast<std::uint32_t>(
       std::min<std::uint64_t>(sc.reclaim.watermark_frames, 0xffffffffULL));
   cfg.wait_timeout_ns = flush_timeout_ns_;
-  PTR_TRY(tb_->install_policy(*kind, cfg));
+  PTR_TRY(tb_->install_policy(opt.policy, cfg));
   rec_ = &tb_->policy();
   return {};
 }

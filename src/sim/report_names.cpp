@@ -88,10 +88,11 @@ std::string replay_command(const scenario& s, const run_options& options, std::u
   std::string where = s.source;
   if (where.rfind("builtin:", 0) == 0) where = where.substr(8);
   if (where.empty()) where = s.name;
-  std::string cmd =
-      "ptreclaim run --scenario " + shell_word(where) + " --policy " + shell_word(options.policy) +
-      " --executor " + std::string(executor_name(options.executor)) + " --cpus " +
-      std::to_string(options.cpus != 0 ? options.cpus : s.cpus) + " --seed " + std::to_string(seed);
+  std::string cmd = "ptreclaim run --scenario " + shell_word(where) + " --policy " +
+                    std::string(reclaim::policy_name(options.policy)) + " --executor " +
+                    std::string(executor_name(options.executor)) + " --cpus " +
+                    std::to_string(options.cpus != 0 ? options.cpus : s.cpus) + " --seed " +
+                    std::to_string(seed);
   if (options.ops_per_cpu != 0) cmd += " --ops " + std::to_string(options.ops_per_cpu);
   if (s.cost_file) cmd += " --costs " + shell_word(*s.cost_file);
   return cmd;

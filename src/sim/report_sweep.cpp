@@ -14,11 +14,10 @@ std::uint64_t choose_seed(const scenario& s, const run_options& base) {
   return fresh_seed();
 }
 
-Status check_policies(const std::vector<std::string>& policies) {
-  for (const auto& p : policies) {
-    if (!is_policy(p)) return Status(errc::invalid_argument, "unknown policy '" + p + "'");
-  }
-  return {};
+// The policies of a sweep: `given`, or every policy of the registry.
+std::vector<reclaim::policy_kind> sweep_policies(const std::vector<reclaim::policy_kind>& given) {
+  if (!given.empty()) return given;
+  return {reclaim::all_policies.begin(), reclaim::all_policies.end()};
 }
 
 }  // namespace
@@ -63,11 +62,10 @@ void conclude(R& out, const run_options& base, std::size_t planned) {
 }  // namespace
 
 Result<compare_result> run_compare(const scenario& s, const run_options& base,
-                                   const std::vector<std::string>& policies_in,
+                                   const std::vector<reclaim::policy_kind>& policies_in,
                                    const sweep_progress& progress,
                                    const sweep_checkpoint<compare_result>& checkpoint) {
-  const std::vector<std::string>& policies = policies_in.empty() ? policy_names() : policies_in;
-  PTR_TRY(check_policies(policies));
+  const std::vector<reclaim::policy_kind> policies = sweep_policies(policies_in);
   compare_result out;
   out.scenario = s.name;
   out.executor = std::string(executor_name(base.executor));
@@ -79,7 +77,7 @@ Result<compare_result> run_compare(const scenario& s, const run_options& base,
     run_options o = base;
     o.policy = policies[i];
     o.seed = out.seed;
-    auto r = run_point(s, o, policies[i], i, n, progress);
+    auto r = run_point(s, o, std::string(reclaim::policy_name(policies[i])), i, n, progress);
     if (!r.ok()) return Status(r.status().code(), "policy " + r.status().message());
     out.runs.push_back(std::move(*r));
     if (checkpoint && i + 1 < policies.size()) checkpoint(out);
@@ -90,12 +88,11 @@ Result<compare_result> run_compare(const scenario& s, const run_options& base,
 }
 
 Result<scale_result> run_scale(const scenario& s, const run_options& base,
-                               const std::vector<std::string>& policies_in,
+                               const std::vector<reclaim::policy_kind>& policies_in,
                                const std::vector<unsigned>& cpu_counts,
                                const sweep_progress& progress,
                                const sweep_checkpoint<scale_result>& checkpoint) {
-  const std::vector<std::string>& policies = policies_in.empty() ? policy_names() : policies_in;
-  PTR_TRY(check_policies(policies));
+  const std::vector<reclaim::policy_kind> policies = sweep_policies(policies_in);
   if (cpu_counts.empty()) return Status(errc::invalid_argument, "scale: no CPU counts given");
   for (unsigned c : cpu_counts) {
     if (c < 1 || c > limits::max_cpus) {
@@ -108,7 +105,8 @@ Result<scale_result> run_scale(const scenario& s, const run_options& base,
   out.scenario = s.name;
   out.executor = std::string(executor_name(base.executor));
   out.seed = choose_seed(s, base);
-  out.policies = policies;
+  for (reclaim::policy_kind p : policies)
+    out.policies.emplace_back(reclaim::policy_name(p));
   out.cpu_counts = cpu_counts;
   out.complete = false;  // until the last run is in
   const std::size_t planned = policies.size() * cpu_counts.size();
@@ -118,7 +116,10 @@ Result<scale_result> run_scale(const scenario& s, const run_options& base,
     o.policy = policies[k / cpu_counts.size()];
     o.cpus = cpu_counts[k % cpu_counts.size()];
     o.seed = out.seed;
-    auto r = run_point(s, o, o.policy + " @ " + std::to_string(o.cpus) + " cpus", k, n, progress);
+    auto r = run_point(
+        s, o,
+        std::string(reclaim::policy_name(o.policy)) + " @ " + std::to_string(o.cpus) + " cpus", k,
+        n, progress);
     if (!r.ok()) return r.status();
     out.runs.push_back(std::move(*r));
     if (checkpoint && k + 1 < planned) checkpoint(out);

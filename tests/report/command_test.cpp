@@ -53,7 +53,8 @@ class command : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  command_request request(command_kind kind, std::vector<std::string> policies = {"sync"}) {
+  command_request request(command_kind kind, std::vector<reclaim::policy_kind> policies = {
+                                                 reclaim::policy_kind::sync}) {
     command_request r;
     r.kind = kind;
     r.scenario = "dma-storm";
@@ -96,7 +97,7 @@ TEST_F(command, ExpectingAViolationOfASafePolicyIsUnsafe) {
 }
 
 TEST_F(command, ACanaryThatCatchesItsViolationPasses) {
-  command_request r = request(command_kind::run, {"immediate"});
+  command_request r = request(command_kind::run, {reclaim::policy_kind::immediate});
   r.scenario = "canary-immediate";
   r.options.ops_per_cpu = 200;
   EXPECT_EQ(call(r), exit_unsafe);
@@ -152,9 +153,10 @@ TEST_F(command, EachCommandWritesItsResult) {
       {command_kind::compare, "\"kind\": \"compare\""},
       {command_kind::scale, "\"kind\": \"scale\""}};
   for (const auto& [kind, needle] : kinds) {
-    command_request r = request(kind, kind == command_kind::run || kind == command_kind::replay
-                                          ? std::vector<std::string>{"sync"}
-                                          : std::vector<std::string>{"sync", "flush-epoch"});
+    command_request r = request(
+        kind, kind == command_kind::run || kind == command_kind::replay
+                  ? std::vector{reclaim::policy_kind::sync}
+                  : std::vector{reclaim::policy_kind::sync, reclaim::policy_kind::flush_epoch});
     r.cpu_counts = {1, 2};
     r.seed_text = "1";
     r.outputs.json = path("r.json");
@@ -199,9 +201,9 @@ TEST(replay_check, SameHashesAgreeDifferentOnesDiverge) {
 
 // --costs wins over a scenario's [cost] file, which wins over the built-in default.
 TEST_F(command, TheCostFileThatWins) {
-  cost_model cheap, dear;
-  cheap.ns.fill(1.0);
-  dear.ns.fill(50.0);
+  runtime::cost_model cheap, dear;
+  cheap.charge_ns.fill(1);
+  dear.charge_ns.fill(50);
   std::ofstream(path("cheap.toml")) << cost_model_to_toml(cheap, "cheap");
   std::ofstream(path("dear.toml")) << cost_model_to_toml(dear, "dear");
   std::ofstream(path("s.toml")) << "base = \"dma-storm\"\n[cost]\nfile = \"" + path("dear.toml") +

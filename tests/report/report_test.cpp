@@ -360,7 +360,10 @@ TEST(Verdict, Sweeps) {
 }
 
 TEST(Names, PoliciesExecutorsReplay) {
-  ASSERT_EQ(policy_names().size(), 6u);
+  // The registry's names, in its order.
+  ASSERT_EQ(policy_names().size(), reclaim::policy_registry.size());
+  for (std::size_t i = 0; i < policy_names().size(); ++i)
+    EXPECT_EQ(policy_names()[i], reclaim::policy_registry[i].name);
   EXPECT_FALSE(policy_is_safe("immediate"));
   EXPECT_FALSE(policy_is_safe("xen-softirq-tasklet"));
   EXPECT_TRUE(policy_is_safe("flush-epoch"));
@@ -374,7 +377,7 @@ TEST(Names, PoliciesExecutorsReplay) {
   s.source = "builtin:dma-storm";
   s.cpus = 8;
   run_options o;
-  o.policy = "sync";
+  o.policy = reclaim::policy_kind::sync;
   EXPECT_EQ(replay_command(s, o, 7),
             "ptreclaim run --scenario dma-storm --policy sync --executor deterministic --cpus 8 "
             "--seed 7");

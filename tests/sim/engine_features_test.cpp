@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "engine_test_support.hpp"
+#include "ptreclaim/scenario/scenario.hpp"
 #include "ptreclaim/sim/engine.hpp"
-#include "ptreclaim/sim/scenario.hpp"
 
 namespace ptreclaim::sim {
 namespace {
@@ -90,16 +90,19 @@ TEST(engine_costs, runs_use_the_calibrated_defaults_and_charge_whole_nanoseconds
   ASSERT_TRUE(base.ok()) << base.status().to_string();
   EXPECT_EQ(base->cost_source, default_cost_source);
 
-  // Fractions below 0.5 ns are charged 0: the same virtual time as 0 exactly.
-  s.costs.ns[static_cast<std::size_t>(cost_kind::op_overhead)] = 0.4;
+  // Fractions below 0.5 ns are charged 0 (rounded when the cost file is read): the same virtual
+  // time as 0 exactly.
+  auto frac_costs = parse_cost_model("[cost_ns]\nop_overhead = 0.4\n", "frac.toml");
+  ASSERT_TRUE(frac_costs.ok()) << frac_costs.status().to_string();
+  s.costs = *frac_costs;
   auto frac = run(s, o);
-  s.costs.ns[static_cast<std::size_t>(cost_kind::op_overhead)] = 0.0;
+  s.costs.set_cost(cost_kind::op_overhead, 0);
   auto zero = run(s, o);
   ASSERT_TRUE(frac.ok() && zero.ok());
   EXPECT_EQ(frac->elapsed_ns, zero->elapsed_ns);
   EXPECT_EQ(frac->trace_hash, zero->trace_hash);
   // And a real difference in a cost shows in virtual time.
-  s.costs.ns[static_cast<std::size_t>(cost_kind::op_overhead)] = 500.0;
+  s.costs.set_cost(cost_kind::op_overhead, 500);
   auto dear = run(s, o);
   ASSERT_TRUE(dear.ok());
   EXPECT_GT(dear->elapsed_ns, zero->elapsed_ns);
@@ -110,12 +113,12 @@ TEST(engine_costs, runs_use_the_calibrated_defaults_and_charge_whole_nanoseconds
 // without work items (sync) does not move.
 TEST(engine_costs, kernel_dispatch_costs_are_charged) {
   scenario s = builtin("sva-kernel");
-  EXPECT_EQ(s.costs.kernel.work_ns, 1500u) << "scenarios/costs/default.toml [kernel_ns]";
+  EXPECT_EQ(s.costs.work_ns, 1500u) << "scenarios/costs/default.toml [kernel_ns]";
   const run_options lg = options("linux-global-work", 5, 200, executor_kind::deterministic, 1);
   const run_options sy = options("sync", 5, 200, executor_kind::deterministic, 1);
   auto lg_default = run(s, lg);
   auto sy_default = run(s, sy);
-  s.costs.kernel.work_ns = 0;
+  s.costs.work_ns = 0;
   auto lg_free = run(s, lg);
   auto sy_free = run(s, sy);
   ASSERT_TRUE(lg_default.ok() && sy_default.ok() && lg_free.ok() && sy_free.ok());

@@ -8,8 +8,8 @@
 #include <cstdlib>
 #include <string>
 
+#include "ptreclaim/scenario/scenario.hpp"
 #include "ptreclaim/sim/engine.hpp"
-#include "ptreclaim/sim/scenario.hpp"
 
 namespace ptreclaim::sim::testing {
 
@@ -47,10 +47,11 @@ inline scenario builtin(const std::string& name) {
   return out;
 }
 
-inline run_options options(const std::string& policy, std::uint64_t seed, std::uint64_t ops,
+// `policy` names a policy of the registry; empty = the build's default.
+inline run_options options(std::string_view policy, std::uint64_t seed, std::uint64_t ops,
                            executor_kind ex = executor_kind::deterministic, unsigned cpus = 0) {
   run_options o;
-  o.policy = policy;
+  if (!policy.empty()) o.policy = reclaim::parse_policy(policy).value();
   o.seed = seed;
   o.ops_per_cpu = ops;
   o.executor = ex;

@@ -69,7 +69,7 @@ TEST(interrupt, ScaleReturnsThePointsDoneAndSavesThemAsItGoes) {
   o.stop = &stop;
   std::size_t saved = 0;
   auto r = run_scale(
-      s, o, {"sync", "flush-epoch"}, {1, 2},
+      s, o, {reclaim::policy_kind::sync, reclaim::policy_kind::flush_epoch}, {1, 2},
       [&stop](std::string_view label, double) {
         if (label == "sync @ 2 cpus") stop.request();  // as the second point starts
       },
@@ -99,9 +99,10 @@ TEST(interrupt, CompareStoppedInItsFirstRunKeepsIt) {
   stop_flag stop;
   run_options o = testing::options("", 4, 50'000'000);
   o.stop = &stop;
-  auto r = run_compare(s, o, {"sync", "flush-epoch"}, [&stop](std::string_view, double f) {
-    if (f > 0) stop.request();  // the first report within the first run
-  });
+  auto r = run_compare(s, o, {reclaim::policy_kind::sync, reclaim::policy_kind::flush_epoch},
+                       [&stop](std::string_view, double f) {
+                         if (f > 0) stop.request();  // the first report within the first run
+                       });
   ASSERT_TRUE(r.ok()) << r.status().to_string();
   EXPECT_FALSE(r->complete);
   ASSERT_EQ(r->runs.size(), 1u);
@@ -109,7 +110,7 @@ TEST(interrupt, CompareStoppedInItsFirstRunKeepsIt) {
   // Nothing asked: complete.
   stop.clear();
   o.ops_per_cpu = 50;
-  auto whole = run_compare(s, o, {"sync"});
+  auto whole = run_compare(s, o, {reclaim::policy_kind::sync});
   ASSERT_TRUE(whole.ok());
   EXPECT_TRUE(whole->complete);
   EXPECT_TRUE(whole->interrupted_by.empty());

@@ -12,8 +12,8 @@
 
 #include "engine_test_support.hpp"
 #include "ptreclaim/report/report.hpp"
+#include "ptreclaim/scenario/scenario.hpp"
 #include "ptreclaim/sim/engine.hpp"
-#include "ptreclaim/sim/scenario.hpp"
 
 namespace ptreclaim::sim {
 namespace {

@@ -30,8 +30,8 @@
 
 #include "engine_test_support.hpp"
 #include "ptreclaim/reclaim/policy.hpp"
+#include "ptreclaim/scenario/scenario.hpp"
 #include "ptreclaim/sim/engine.hpp"
-#include "ptreclaim/sim/scenario.hpp"
 
 namespace ptreclaim::sim {
 namespace {

@@ -24,7 +24,8 @@ int cmd_campaign(const cli_args& a) {
   sim::campaign_definition d;
   d.scenarios =
       split_commas(a.scenarios.empty() ? std::string(sim::default_scenario_name) : a.scenarios);
-  d.policies = parse_policies(a.policies, true);
+  for (const ptreclaim::reclaim::policy_kind k : parse_policies(a.policies, true))
+    d.policies.emplace_back(ptreclaim::reclaim::policy_name(k));
   if (d.policies.empty()) d.policies = sim::policy_names();
   auto seeds = sim::parse_seed_range(a.seeds);
   if (!seeds.ok()) throw usage_error{seeds.status().message()};

@@ -52,19 +52,23 @@ unsigned parse_cpus(const std::string& text) {
   return static_cast<unsigned>(v);
 }
 
-std::vector<std::string> parse_policies(const std::string& text, bool allow_many) {
-  std::vector<std::string> out = split_commas(text);
-  if (!allow_many && out.size() > 1)
+std::vector<ptreclaim::reclaim::policy_kind> parse_policies(const std::string& text,
+                                                            bool allow_many) {
+  const std::vector<std::string> names = split_commas(text);
+  if (!allow_many && names.size() > 1)
     throw usage_error{"--policy takes one policy here, not '" + text + "'"};
-  for (const auto& p : out) {
-    if (!sim::is_policy(p)) {
+  std::vector<ptreclaim::reclaim::policy_kind> out;
+  for (const auto& p : names) {
+    const auto k = ptreclaim::reclaim::find_policy(p);
+    if (!k) {
       std::string known;
-      for (const auto& n : sim::policy_names()) {
+      for (const auto& info : ptreclaim::reclaim::policy_registry) {
         if (!known.empty()) known += ", ";
-        known += n;
+        known += info.name;
       }
       throw usage_error{"unknown policy '" + p + "' (known: " + known + ")"};
     }
+    out.push_back(*k);
   }
   return out;
 }

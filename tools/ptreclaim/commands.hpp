@@ -6,7 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "ptreclaim/sim/scenario.hpp"
+#include "ptreclaim/reclaim/policy.hpp"
+#include "ptreclaim/scenario/scenario.hpp"
 
 namespace ptreclaim::tool {
 
@@ -67,6 +68,8 @@ int cmd_scenarios_show(const cli_args& a);
 std::uint64_t parse_u64(const std::string& text, const std::string& what);
 std::vector<std::string> split_commas(const std::string& text);
 unsigned parse_cpus(const std::string& text);
-std::vector<std::string> parse_policies(const std::string& text, bool allow_many);
+// --policy/--policies: registry names, parsed once here; a usage_error lists the valid ones.
+std::vector<ptreclaim::reclaim::policy_kind> parse_policies(const std::string& text,
+                                                            bool allow_many);
 
 }  // namespace ptreclaim::tool

@@ -16,11 +16,12 @@
 #include <string_view>
 #include <vector>
 
+#include "ptreclaim/reclaim/policy.hpp"
 #include "ptreclaim/report/output.hpp"
 #include "ptreclaim/report/report.hpp"
+#include "ptreclaim/scenario/scenario.hpp"
 #include "ptreclaim/sim/campaign.hpp"
 #include "ptreclaim/sim/engine.hpp"
-#include "ptreclaim/sim/scenario.hpp"
 
 namespace ptreclaim::sim {
 
@@ -37,7 +38,7 @@ struct command_request {
   // Executor, CPUs, seed, ops, quiet and the stop flag (options.policy is set per run).
   run_options options;
   // run, replay: at most one (none: the build's default policy); compare, scale: none = all.
-  std::vector<std::string> policies;
+  std::vector<reclaim::policy_kind> policies;
   std::vector<unsigned> cpu_counts;  // scale: the CPU counts to sweep
   std::string seed_text;             // replay: the seed as given (options.seed holds its value)
   campaign_definition campaign;      // campaign: the definition (its scenarios are loaded here)

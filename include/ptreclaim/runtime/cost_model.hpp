@@ -2,15 +2,13 @@
 // each executor action costs, in nanoseconds. The threaded executor ignores it.
 //
 // Defaults are plausible figures for a current x86 server (a cross-core cache-line transfer
-// ~100 ns, an uncontended lock ~20 ns, a context switch to a kworker ~1.5 us); they can be
-// replaced from a cost file of `key = value` lines (parse_cost_model), the format
-// `ptreclaim calibrate` writes. Keys are the cost_kind names (pte_write, ...) and the names of
-// the runtime fields below.
+// ~100 ns, an uncontended lock ~20 ns, a context switch to a kworker ~1.5 us). This is the one
+// cost model: a scenario's cost file (the TOML `ptreclaim calibrate` writes, read by
+// sim::parse_cost_model in ptreclaim/scenario/scenario.hpp) fills it directly.
 #pragma once
 
 #include <array>
 #include <cstdint>
-#include <string>
 #include <string_view>
 
 #include "ptreclaim/base/cost.hpp"
@@ -19,6 +17,7 @@
 namespace ptreclaim::runtime {
 
 inline constexpr std::size_t cost_kind_count = static_cast<std::size_t>(cost_kind::count_);
+// The key of a cost kind in a cost file ("pte_write", ...). Precondition: k < cost_kind::count_.
 [[nodiscard]] std::string_view cost_kind_name(cost_kind k) noexcept;
 
 struct cost_model {
@@ -50,14 +49,7 @@ struct cost_model {
   void set_cost(cost_kind k, std::uint64_t ns) noexcept {
     charge_ns[static_cast<std::size_t>(k)] = ns;
   }
-  // Sets a cost by its key; errc::invalid_argument for an unknown key.
-  Status set(std::string_view key, std::uint64_t ns);
-  // `key = value` lines, one per field, parse_cost_model's format.
-  [[nodiscard]] std::string to_string() const;
+  friend bool operator==(const cost_model&, const cost_model&) = default;
 };
-
-// Parses `key = value` lines ('#' starts a comment, blank lines ignored) on top of `base`.
-// errc::parse_error with the line number for malformed lines or unknown keys.
-[[nodiscard]] Result<cost_model> parse_cost_model(std::string_view text, cost_model base = {});
 
 }  // namespace ptreclaim::runtime

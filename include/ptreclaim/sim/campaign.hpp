@@ -18,9 +18,10 @@
 #include <vector>
 
 #include "ptreclaim/base/status.hpp"
+#include "ptreclaim/scenario/scenario.hpp"
 #include "ptreclaim/sim/engine.hpp"
 #include "ptreclaim/sim/metrics.hpp"
-#include "ptreclaim/sim/scenario.hpp"
+#include "ptreclaim/scenario/scenario.hpp"
 
 namespace ptreclaim::sim {
 

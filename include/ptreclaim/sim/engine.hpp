@@ -12,9 +12,10 @@
 #include <vector>
 
 #include "ptreclaim/base/status.hpp"
+#include "ptreclaim/reclaim/policy.hpp"
+#include "ptreclaim/scenario/scenario.hpp"
 #include "ptreclaim/sim/interrupt.hpp"
 #include "ptreclaim/sim/metrics.hpp"
-#include "ptreclaim/sim/scenario.hpp"
 
 namespace ptreclaim::sim {
 
@@ -26,7 +27,9 @@ enum class executor_kind : std::uint8_t {
 [[nodiscard]] Result<executor_kind> parse_executor(std::string_view name);
 
 struct run_options {
-  std::string policy;  // one of policy_names()
+  // Parsed once at the edge (the tool's --policy, a campaign file) by reclaim::parse_policy,
+  // whose error lists the valid names.
+  reclaim::policy_kind policy = reclaim::default_policy();
   executor_kind executor = executor_kind::deterministic;
   unsigned cpus = 0;                  // 0 = the scenario's; else 1 .. limits::max_cpus
   std::optional<std::uint64_t> seed;  // else the scenario's seed, else a fresh one
@@ -49,10 +52,9 @@ struct run_options {
 // The result's seed is the one actually used, so it can be replayed.
 [[nodiscard]] Result<run_result> run(const scenario& s, const run_options& options);
 
-// The six policies, in report order: immediate, sync, xen-tasklet, xen-softirq-tasklet,
-// linux-global-work, flush-epoch.
+// The names of every policy in the registry (reclaim/policies.def), in its order (report order).
 [[nodiscard]] const std::vector<std::string>& policy_names();
-// False for the unsafe canaries (immediate, xen-softirq-tasklet); precondition: a known name.
+// The registry's safe flag by name (false for the canaries); precondition: a known name.
 [[nodiscard]] bool policy_is_safe(std::string_view name);
 [[nodiscard]] bool is_policy(std::string_view name) noexcept;
 
@@ -76,18 +78,19 @@ using sweep_progress = std::function<void(std::string_view label, double fractio
 template <class Result>
 using sweep_checkpoint = std::function<void(const Result& so_far)>;
 
-// Runs `s` under every policy in `policies` (empty = policy_names()) with the same seed (base's,
+// Runs `s` under every policy in `policies` (empty = every policy of the registry, in its
+// order) with the same seed (base's,
 // else the scenario's, else a fresh one), executor and CPU count. base.policy and
 // base.progress are ignored. Stops at the first run error and returns it. When base.stop is
 // requested, returns the runs done so far with complete = false (the run in flight stops early
 // and is kept, itself marked incomplete).
 [[nodiscard]] Result<compare_result> run_compare(
-    const scenario& s, const run_options& base, const std::vector<std::string>& policies,
+    const scenario& s, const run_options& base, const std::vector<reclaim::policy_kind>& policies,
     const sweep_progress& progress = {}, const sweep_checkpoint<compare_result>& checkpoint = {});
 // Runs every policy x every CPU count (each 1 .. limits::max_cpus), the same seed throughout.
 // Stop requests as run_compare.
 [[nodiscard]] Result<scale_result> run_scale(const scenario& s, const run_options& base,
-                                             const std::vector<std::string>& policies,
+                                             const std::vector<reclaim::policy_kind>& policies,
                                              const std::vector<unsigned>& cpu_counts,
                                              const sweep_progress& progress = {},
                                              const sweep_checkpoint<scale_result>& checkpoint = {});

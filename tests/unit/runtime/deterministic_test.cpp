@@ -1,6 +1,5 @@
 // Deterministic-executor specifics: reproducibility, seeded interleavings, virtual-time
 // contention, wait_until with actors, the cost model.
-#include <rapidcheck.h>
 
 #include <atomic>
 #include <set>
@@ -337,35 +336,6 @@ TEST(Deterministic, ExecutorIsThePlatformForLibraryCode) {
   EXPECT_EQ(seen, (std::vector<unsigned>{0, 1, 2}));
   for (unsigned c = 0; c < 3; ++c)
     EXPECT_GE(st.cpu[c].clock_ns, 50u);
-}
-
-// ---- cost model ----
-
-TEST(CostModel, ParsesKeyValueLinesAndRejectsBadOnes) {
-  auto r = parse_cost_model("# costs\npte_write = 7\n  work_ns=2000  # kworker\n\n");
-  ASSERT_TRUE(r.ok()) << r.status().to_string();
-  EXPECT_EQ(r->cost(cost_kind::pte_write), 7u);
-  EXPECT_EQ(r->work_ns, 2000u);
-  EXPECT_EQ(r->cost(cost_kind::pte_read), cost_model{}.cost(cost_kind::pte_read));
-  EXPECT_EQ(parse_cost_model("nonsense = 3").status().code(), errc::parse_error);
-  EXPECT_EQ(parse_cost_model("pte_write 3").status().code(), errc::parse_error);
-  EXPECT_EQ(parse_cost_model("pte_write = -3").status().code(), errc::parse_error);
-  const auto again = parse_cost_model(r->to_string());
-  ASSERT_TRUE(again.ok());
-  EXPECT_EQ(again->charge_ns, r->charge_ns);
-  EXPECT_EQ(again->work_ns, r->work_ns);
-}
-
-TEST(CostModel, RoundTripsAnyValues) {
-  ASSERT_TRUE(rc::check("to_string/parse round trip", [](std::uint64_t a, std::uint32_t b) {
-    cost_model m;
-    m.set_cost(cost_kind::inv_poll, a);
-    m.tasklet_ns = b;
-    const auto r = parse_cost_model(m.to_string());
-    RC_ASSERT(r.ok());
-    RC_ASSERT(r->cost(cost_kind::inv_poll) == a);
-    RC_ASSERT(r->tasklet_ns == b);
-  }));
 }
 
 // ---- per_cpu ----

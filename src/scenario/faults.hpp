@@ -1,9 +1,10 @@
-// The [faults] section of a scenario: reading and cross-field validation. Private to sim.
+// The [faults] section of a scenario: reading and cross-field validation. Private to the scenario
+// component.
 #pragma once
 
 #include "ptreclaim/base/status.hpp"
-#include "ptreclaim/sim/scenario.hpp"
-#include "sim/scenario_reader.hpp"
+#include "ptreclaim/scenario/scenario.hpp"
+#include "scenario/reader.hpp"
 
 namespace ptreclaim::sim::detail {
 

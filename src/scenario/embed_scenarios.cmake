@@ -28,10 +28,10 @@ string(FIND "${cost_text}" ")${delim}\"" clash)
 if(NOT clash EQUAL -1)
   message(FATAL_ERROR "${cost_file} contains the raw-string delimiter )${delim}\"")
 endif()
-set(out "// Generated from scenarios/*.toml by src/sim/embed_scenarios.cmake. Do not edit.
+set(out "// Generated from scenarios/*.toml by src/scenario/embed_scenarios.cmake. Do not edit.
 #include <vector>
 
-#include \"ptreclaim/sim/scenario.hpp\"
+#include \"ptreclaim/scenario/scenario.hpp\"
 
 namespace ptreclaim::sim::detail {
 

@@ -5,6 +5,8 @@
 //
 // Memory ordering: the ping-pong uses [cal-1] release stores paired with [cal-2] acquire loads, so
 // each hand-over moves the line between the two threads' caches, as a contended queue head would.
+#include "ptreclaim/calibrate/calibrate.hpp"
+
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -15,7 +17,7 @@
 #include "ptreclaim/base/spinlock.hpp"
 #include "ptreclaim/mem/frame_pool.hpp"
 #include "ptreclaim/pt/table.hpp"
-#include "ptreclaim/sim/scenario.hpp"
+#include "ptreclaim/scenario/scenario.hpp"
 
 namespace ptreclaim::sim {
 namespace {
@@ -54,7 +56,7 @@ struct node {
 
 }  // namespace
 
-Result<cost_model> calibrate(const calibrate_options& options) {
+Result<calibration> calibrate(const calibrate_options& options) {
   if (options.budget_ms < 100 || options.budget_ms > 60000) {
     return Status(errc::invalid_argument, "calibrate: budget must be 100 .. 60000 ms, not " +
                                               std::to_string(options.budget_ms));
@@ -66,9 +68,14 @@ Result<cost_model> calibrate(const calibrate_options& options) {
     ++done;
     if (options.progress) options.progress(static_cast<double>(done) / kinds);
   };
-  cost_model model;
-  model.source = "ptreclaim calibrate";
-  auto set = [&](cost_kind k, double ns) { model.ns[static_cast<std::size_t>(k)] = ns; };
+  calibration model;
+  // A kind calibrate cannot measure keeps the default's figure, shown as its measurement.
+  for (std::size_t i = 0; i < cost_kind_count; ++i)
+    model.measured_ns[i] = static_cast<double>(model.costs.charge_ns[i]);
+  auto set = [&](cost_kind k, double ns) {
+    model.measured_ns[static_cast<std::size_t>(k)] = ns;
+    model.costs.set_cost(k, whole_ns(ns));
+  };
 
   constexpr std::uint32_t batch_frames = 256;
   mem::pool_config pc;

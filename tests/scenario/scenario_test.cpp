@@ -1,9 +1,10 @@
 // Scenario files: every built-in parses and validates; bad input is rejected with file:line:reason;
 // overlays, cost files and overrides behave as documented.
-#include "ptreclaim/sim/scenario.hpp"
+#include "ptreclaim/scenario/scenario.hpp"
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -123,7 +124,8 @@ TEST(Scenario, MinimalTakesDefaults) {
   EXPECT_EQ(s->group_iommus(0).size(), 2u);
   EXPECT_FALSE(s->seed.has_value());
   EXPECT_EQ(s->duration.ops_per_cpu, duration_params{}.ops_per_cpu);
-  EXPECT_EQ(s->costs.source, default_cost_source);
+  EXPECT_EQ(s->cost_source(), default_cost_source);
+  EXPECT_EQ(s->costs, default_cost_model());
 }
 
 TEST(Scenario, UnknownKeyNamesFileLineAndKnownKeys) {
@@ -278,16 +280,17 @@ TEST(Scenario, OverlayFileOnABuiltinAndOnAFile) {
 
 TEST(Scenario, CostFileIsLoadedRelativeToTheScenario) {
   temp_dir dir;
-  cost_model m;
-  m.ns[static_cast<std::size_t>(cost_kind::pte_write)] = 3.0;
+  cost_model m = default_cost_model();
+  m.set_cost(cost_kind::pte_write, 3);
   dir.write("costs.toml", cost_model_to_toml(m, "test"));
   const std::string path =
       dir.write("s.toml", std::string(minimal) + "[cost]\nfile = \"costs.toml\"\n");
   auto s = load_scenario(path);
   ASSERT_TRUE(s.ok()) << s.status().to_string();
-  EXPECT_DOUBLE_EQ(s->costs[cost_kind::pte_write], 3.0);
+  EXPECT_EQ(s->costs.cost(cost_kind::pte_write), 3u);
+  EXPECT_EQ(s->costs, m);
   ASSERT_TRUE(s->cost_file.has_value());
-  EXPECT_EQ(s->costs.source, *s->cost_file);
+  EXPECT_EQ(s->cost_source(), *s->cost_file);
 
   const std::string bad =
       dir.write("bad.toml", std::string(minimal) + "[cost]\nfile = \"nope.toml\"\n");
@@ -306,17 +309,20 @@ void expect_cost_file_refused(const std::string& text,
 }
 
 TEST(CostModel, RoundTripsAndRejectsUnknownKinds) {
-  cost_model m;
-  for (std::size_t i = 0; i < cost_kind_count; ++i)
-    m.ns[i] = 1.25 * static_cast<double>(i + 1);
-  const std::string text = cost_model_to_toml(m, "line one\nline two");
+  cost_model m = default_cost_model();
+  std::array<double, cost_kind_count> measured{};
+  for (std::size_t i = 0; i < cost_kind_count; ++i) {
+    measured[i] = 1.25 * static_cast<double>(i + 1);
+    m.charge_ns[i] = whole_ns(measured[i]);
+  }
+  const std::string text = cost_model_to_toml(m, "line one\nline two", measured);
   auto back = parse_cost_model(text, "c.toml");
   ASSERT_TRUE(back.ok()) << back.status().to_string();
   // The file holds what a run charges (whole ns) and keeps the measurement as a comment.
-  for (std::size_t i = 0; i < cost_kind_count; ++i) {
-    EXPECT_EQ(back->ns[i], static_cast<double>(std::llround(m.ns[i]))) << i;
-    EXPECT_EQ(back->charged_ns(static_cast<cost_kind>(i)), m.charged_ns(static_cast<cost_kind>(i)));
-  }
+  for (std::size_t i = 0; i < cost_kind_count; ++i)
+    EXPECT_EQ(back->charge_ns[i], static_cast<std::uint64_t>(std::llround(measured[i]))) << i;
+  EXPECT_EQ(*back, m);
+  EXPECT_NE(text.find("# line one\n# line two\n"), std::string::npos) << text;
   EXPECT_NE(text.find("pte_write = 1  # measured 1.250 ns"), std::string::npos) << text;
 
   expect_cost_file_refused("[cost_ns]\npte_wrte = 1.0\n", {"c.toml:2:"});
@@ -325,26 +331,26 @@ TEST(CostModel, RoundTripsAndRejectsUnknownKinds) {
 }
 
 TEST(CostModel, KernelDispatchCostsAreReadWrittenAndChecked) {
-  cost_model m;
-  m.kernel.work_ns = 2500;
-  m.kernel.tasklet_ns = 0;
+  cost_model m = default_cost_model();
+  m.work_ns = 2500;
+  m.tasklet_ns = 0;
   const std::string text = cost_model_to_toml(m, "kernel");
   EXPECT_NE(text.find("[kernel_ns]\nsoftirq_item = 100\ntasklet = 0\nwork_item = 2500\n"),
             std::string::npos)
       << text;
   auto back = parse_cost_model(text, "c.toml");
   ASSERT_TRUE(back.ok()) << back.status().to_string();
-  EXPECT_EQ(back->kernel.work_ns, 2500u);
-  EXPECT_EQ(back->kernel.tasklet_ns, 0u);
-  EXPECT_EQ(back->kernel.hotplug_ns, m.kernel.hotplug_ns);
+  EXPECT_EQ(back->work_ns, 2500u);
+  EXPECT_EQ(back->tasklet_ns, 0u);
+  EXPECT_EQ(back->hotplug_ns, m.hotplug_ns);
   // Keys the file leaves out keep the default file's; a file without the table keeps them all.
   auto partial = parse_cost_model("[cost_ns]\n[kernel_ns]\nwork_item = 7\n", "c.toml");
   ASSERT_TRUE(partial.ok()) << partial.status().to_string();
-  EXPECT_EQ(partial->kernel.work_ns, 7u);
-  EXPECT_EQ(partial->kernel.tasklet_ns, cost_model::default_kernel().tasklet_ns);
+  EXPECT_EQ(partial->work_ns, 7u);
+  EXPECT_EQ(partial->tasklet_ns, default_cost_model().tasklet_ns);
   auto absent = parse_cost_model("[cost_ns]\n", "c.toml");
   ASSERT_TRUE(absent.ok());
-  EXPECT_EQ(absent->kernel.work_ns, cost_model::default_kernel().work_ns);
+  EXPECT_EQ(*absent, default_cost_model());
   // Unknown keys, wrong types and values out of range name the file, line and reason.
   expect_cost_file_refused("[cost_ns]\n[kernel_ns]\nwork = 1\n",
                            {"c.toml:3:", "unknown key 'work'"});
@@ -358,10 +364,11 @@ TEST(CostModel, FractionsAreChargedRoundedToWholeNanoseconds) {
   auto m =
       parse_cost_model("[cost_ns]\npte_write = 0.4\npte_read = 0.5\nenqueue = 1.49\n", "c.toml");
   ASSERT_TRUE(m.ok()) << m.status().to_string();
-  EXPECT_DOUBLE_EQ((*m)[cost_kind::pte_write], 0.4);
-  EXPECT_EQ(m->charged_ns(cost_kind::pte_write), 0u);
-  EXPECT_EQ(m->charged_ns(cost_kind::pte_read), 1u);
-  EXPECT_EQ(m->charged_ns(cost_kind::enqueue), 1u);
+  EXPECT_EQ(m->cost(cost_kind::pte_write), 0u);
+  EXPECT_EQ(m->cost(cost_kind::pte_read), 1u);
+  EXPECT_EQ(m->cost(cost_kind::enqueue), 1u);
+  EXPECT_EQ(whole_ns(-3.0), 0u);
+  EXPECT_EQ(whole_ns(2.5), 3u);
 }
 
 TEST(CostModel, DefaultsAreTheEmbeddedCalibratedFile) {
@@ -372,39 +379,21 @@ TEST(CostModel, DefaultsAreTheEmbeddedCalibratedFile) {
   EXPECT_NE(text.find("\n[kernel_ns]\n"), std::string_view::npos);
   auto parsed = parse_cost_model(text, "default.toml");
   ASSERT_TRUE(parsed.ok()) << parsed.status().to_string();
-  const cost_model d;
-  EXPECT_EQ(d.source, default_cost_source);
+  const cost_model& d = default_cost_model();
+  EXPECT_EQ(*parsed, d);
   for (std::size_t i = 0; i < cost_kind_count; ++i) {
     const std::string key = std::string(cost_kind_name(static_cast<cost_kind>(i)));
     EXPECT_NE(text.find("\n" + key + " = "), std::string_view::npos) << key;
-    EXPECT_EQ(d.ns[i], parsed->ns[i]) << key;
   }
+  // Kinds come from the file; what a cost file cannot say keeps runtime::cost_model{}'s.
+  EXPECT_EQ(d.step_ns, cost_model{}.step_ns);
+  EXPECT_EQ(d.step_jitter_ns, cost_model{}.step_jitter_ns);
+  EXPECT_EQ(d.idle_poll_ns, cost_model{}.idle_poll_ns);
   // Built-in scenarios name no cost file, so they run on these figures.
   auto s = load_scenario("dma-storm");
   ASSERT_TRUE(s.ok());
   EXPECT_FALSE(s->cost_file.has_value());
-  EXPECT_EQ(s->costs.ns, d.ns);
-}
-
-TEST(CostModel, CalibrateMeasuresEveryKind) {
-  calibrate_options o;
-  o.budget_ms = 200;
-  double last = -1;
-  o.progress = [&last](double f) {
-    EXPECT_GE(f, last);
-    last = f;
-  };
-  auto m = calibrate(o);
-  ASSERT_TRUE(m.ok()) << m.status().to_string();
-  for (std::size_t i = 0; i < cost_kind_count; ++i)
-    EXPECT_GT(m->ns[i], 0.0) << cost_kind_name(static_cast<cost_kind>(i));
-  // pte_write is timed through the page-table code (a descent from the root and checks per
-  // entry), not as a bare store, which would cost about what one load does.
-  const auto ns_of = [&](cost_kind k) { return m->ns[static_cast<std::size_t>(k)]; };
-  EXPECT_GT(ns_of(cost_kind::pte_write), 2 * ns_of(cost_kind::pte_read));
-  EXPECT_DOUBLE_EQ(last, 1.0);
-  o.budget_ms = 5;
-  EXPECT_FALSE(calibrate(o).ok());
+  EXPECT_EQ(s->costs, d);
 }
 
 TEST(Scenario, OverridesRevalidate) {

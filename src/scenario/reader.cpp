@@ -1,5 +1,5 @@
 // Strict TOML reading shared by scenario and cost files.
-#include "sim/scenario_reader.hpp"
+#include "scenario/reader.hpp"
 
 #include <cerrno>
 #include <cmath>

@@ -1,7 +1,8 @@
-// Scenarios: what a run simulates, read from TOML files (built-in ones are embedded in the
-// library). A scenario fixes the machine (CPUs, memory, IOMMUs), the domains and devices, the
-// workload and its knobs, the reclamation bounds, optional CPU hotplug and the cost model. It
-// does NOT name a reclamation policy: policies are chosen per run (engine.hpp, run_options).
+// Scenarios (the scenario component, ptreclaim::scenario; names in namespace ptreclaim::sim): what
+// a run simulates, read from TOML files (built-in ones are embedded in the library). A scenario
+// fixes the machine (CPUs, memory, IOMMUs), the domains and devices, the workload and its knobs,
+// the reclamation bounds, optional CPU hotplug and the cost model. It does NOT name a reclamation
+// policy: policies are chosen per run (engine.hpp, run_options).
 //
 // Every field below has an explicit default and a documented range; parse_scenario() rejects
 // unknown keys, wrong types and out-of-range values with "file:line:column: reason". The same
@@ -13,15 +14,15 @@
 // adds hotplug (or anything else) to any scenario without copying it.
 //
 // Cost model: the deterministic executor charges virtual time per step (base/platform.hpp,
-// cost_kind). cost_model holds those charges; `ptreclaim calibrate` measures them on this machine
-// and writes a cost file that a scenario may name in [cost] file. Without one, the embedded
+// cost_kind). runtime::cost_model holds those charges; `ptreclaim calibrate` measures them on this
+// machine and writes a cost file that a scenario may name in [cost] file. Without one, the embedded
 // scenarios/costs/default.toml (a calibrate run, committed) is used.
 #pragma once
 
 #include <array>
 #include <cstdint>
-#include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,12 +37,12 @@
 namespace ptreclaim::sim {
 
 // ---------------------------------------------------------------------------------------------
-// The cost model.
+// The cost model: runtime::cost_model (runtime/cost_model.hpp), the one struct the
+// deterministic executor consumes; cost files are read straight into it.
 
-inline constexpr std::size_t cost_kind_count = static_cast<std::size_t>(cost_kind::count_);
-
-// The TOML key of a cost kind ("pte_write", ...). Precondition: k < cost_kind::count_.
-[[nodiscard]] std::string_view cost_kind_name(cost_kind k) noexcept;
+using runtime::cost_kind_count;
+using runtime::cost_kind_name;
+using runtime::cost_model;
 
 // Where the default costs come from: scenarios/costs/default.toml, a `ptreclaim calibrate` run
 // on the development machine, embedded in the library at build time (its header says when,
@@ -50,56 +51,30 @@ inline constexpr std::size_t cost_kind_count = static_cast<std::size_t>(cost_kin
 inline constexpr std::string_view default_cost_source = "builtin:costs/default.toml";
 // The embedded text of scenarios/costs/default.toml.
 [[nodiscard]] std::string_view default_cost_file_text() noexcept;
+// runtime::cost_model{} with the embedded default file read over it (parsed once; the file must
+// give every cost kind). Every scenario starts from it.
+[[nodiscard]] const cost_model& default_cost_model();
 
-struct cost_model {
-  // Nanoseconds of virtual time per unit of each cost_kind. Files may hold fractions, but the
-  // deterministic executor charges whole nanoseconds (runtime::cost_model is integral): each
-  // value is rounded to the nearest ns when a run starts (charged_ns), so a kind measured
-  // under 0.5 ns is charged 0. `ptreclaim calibrate` writes the rounded figures it will be
-  // charged, with the measured ones as comments.
-  std::array<double, cost_kind_count> ns = default_ns();
-  // Kernel context costs (a cost file's optional [kernel_ns] table): what a kernel pays to
-  // dispatch deferred work, which no user-space loop can measure, so calibrate does not; the
-  // defaults are runtime::cost_model's, from published figures. The threaded executor runs
-  // these items inline on the CPU's thread and pays none of them.
-  struct kernel_costs {
-    std::uint64_t softirq_item_ns = runtime::cost_model{}.softirq_item_ns;  // a softirq item
-    std::uint64_t tasklet_ns = runtime::cost_model{}.tasklet_ns;  // a plain tasklet, idle path
-    std::uint64_t work_ns = runtime::cost_model{}.work_ns;        // a kworker switch and back
-    std::uint64_t hotplug_ns = runtime::cost_model{}.hotplug_ns;  // one cpu_down/cpu_up
-  };
-  kernel_costs kernel = default_kernel();
-  std::string source = std::string(default_cost_source);  // a file path, or the default's
-  std::vector<std::string> notes;  // calibrate: kinds it could not measure, and why
-
-  [[nodiscard]] double operator[](cost_kind k) const noexcept {
-    return ns[static_cast<std::size_t>(k)];
-  }
-  // The whole nanoseconds a run charges for kind k (round to nearest; negatives are 0).
-  [[nodiscard]] std::uint64_t charged_ns(cost_kind k) const noexcept;
-  // The figures of the embedded default cost file (parsed once; every kind must be present).
-  [[nodiscard]] static const std::array<double, cost_kind_count>& default_ns();
-  // The default file's [kernel_ns] (the struct's defaults where it says nothing).
-  [[nodiscard]] static const kernel_costs& default_kernel();
-};
+// A cost file's figure in the whole nanoseconds the executor charges: rounded to the nearest ns,
+// negatives 0 (so a kind measured under 0.5 ns is charged 0).
+[[nodiscard]] std::uint64_t whole_ns(double ns) noexcept;
 
 // Reads a cost file (the TOML that `ptreclaim calibrate` writes: a [cost_ns] table with one key
-// per cost kind; missing kinds keep their defaults). parse_error with file:line:reason.
+// per cost kind, fractions rounded by whole_ns, and an optional [kernel_ns] table of dispatch
+// costs) over `base`: what the file leaves out keeps base's figure. parse_error with
+// file:line:reason.
 [[nodiscard]] Result<cost_model> load_cost_model(const std::string& path);
 [[nodiscard]] Result<cost_model> parse_cost_model(std::string_view toml_text,
                                                   const std::string& source_name);
-// The cost file text for `model`; `header` lines become leading comments.
-[[nodiscard]] std::string cost_model_to_toml(const cost_model& model, std::string_view header);
-
-// Measures the costs on this machine with short timing loops over the real code paths (frame
-// pool alloc/free, atomic PTE stores and loads into pool frames, the spinlock, cache-line
-// ping-pong between two threads, ...). Takes roughly `budget_ms` in total. Call from a normal
-// thread (it starts one helper thread for the ping-pong). `progress` (may be empty) gets 0..1.
-struct calibrate_options {
-  unsigned budget_ms = 2000;  // 100 .. 60000
-  std::function<void(double)> progress;
-};
-[[nodiscard]] Result<cost_model> calibrate(const calibrate_options& options);
+[[nodiscard]] Result<cost_model> parse_cost_model(std::string_view toml_text,
+                                                  const std::string& source_name,
+                                                  const cost_model& base);
+// The cost file text for `model`; `header` lines become leading comments, each of `notes` a
+// "# note:" line. `measured` (empty, or one figure per cost kind) adds each kind's measurement,
+// before rounding, as a comment.
+[[nodiscard]] std::string cost_model_to_toml(const cost_model& model, std::string_view header,
+                                             std::span<const double> measured = {},
+                                             std::span<const std::string> notes = {});
 
 // ---------------------------------------------------------------------------------------------
 // The scenario.
@@ -271,8 +246,13 @@ struct scenario {
   reclaim_params reclaim{};
   hotplug_params hotplug{};
   faults_params faults{};
-  std::optional<std::string> cost_file;  // [cost] file, resolved against the scenario's folder
-  cost_model costs{};                    // loaded from cost_file, else scenarios/costs/default.toml
+  std::optional<std::string> cost_file;     // [cost] file, resolved against the scenario's folder
+  cost_model costs = default_cost_model();  // read from cost_file, else the embedded default
+
+  // The cost model's origin for reports: cost_file, else default_cost_source.
+  [[nodiscard]] std::string cost_source() const {
+    return cost_file ? *cost_file : std::string(default_cost_source);
+  }
 
   // Derived views (after validation): total domains and devices over all groups.
   [[nodiscard]] unsigned domain_count() const noexcept;

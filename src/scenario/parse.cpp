@@ -4,9 +4,9 @@
 
 #include <string>
 
-#include "ptreclaim/sim/scenario.hpp"
-#include "sim/scenario_faults.hpp"
-#include "sim/scenario_reader.hpp"
+#include "ptreclaim/scenario/scenario.hpp"
+#include "scenario/faults.hpp"
+#include "scenario/reader.hpp"
 
 namespace ptreclaim::sim {
 namespace {

@@ -1,6 +1,6 @@
 // The [faults] section: every key, its range, and the bound that keeps every invalidation
 // finite under the queue faults.
-#include "sim/scenario_faults.hpp"
+#include "scenario/faults.hpp"
 
 #include <algorithm>
 #include <string>

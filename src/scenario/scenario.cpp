@@ -1,15 +1,15 @@
 // Scenario names, derived views, cross-field validation and the built-in registry.
-#include "ptreclaim/sim/scenario.hpp"
+#include "ptreclaim/scenario/scenario.hpp"
 
 #include <algorithm>
 #include <string>
 
-#include "sim/scenario_faults.hpp"
+#include "scenario/faults.hpp"
 
 namespace ptreclaim::sim {
 
 namespace detail {
-// Defined in the build-generated scenario_builtins.cpp (src/sim/embed_scenarios.cmake).
+// Defined in the build-generated scenario_builtins.cpp (src/scenario/embed_scenarios.cmake).
 const std::vector<builtin_scenario>& generated_builtins();
 }  // namespace detail
 

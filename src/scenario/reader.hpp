@@ -1,6 +1,6 @@
 // Strict reading of TOML tables for scenario and cost files: every key must be known, of the
 // right type and in range; the first problem is kept as "file:line:column: reason". Private to
-// the sim library.
+// the scenario component (sim includes it for read_file).
 #pragma once
 
 #include <toml++/toml.h>
