@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "ptreclaim/base/file.hpp"
 #include "ptreclaim/report/campaign.hpp"
 #include "report/report_format.hpp"
 #include "report/report_json.hpp"
@@ -156,7 +157,7 @@ Result<campaign_result> parse_campaign_json(std::string_view text, const std::st
 }
 
 Result<campaign_result> load_campaign_json(const std::string& path) {
-  auto text = detail::read_text_file(path);
+  auto text = read_text_file(path);
   if (!text.ok()) return text.status();
   return parse_campaign_json(*text, path);
 }

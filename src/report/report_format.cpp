@@ -21,16 +21,4 @@ std::string replay_text(const violation_summary& v) {
   return out + ")";
 }
 
-Result<std::string> read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return Status(errc::invalid_argument,
-                  "cannot read '" + path + "': " + std::generic_category().message(errno));
-  }
-  std::ostringstream o;
-  o << in.rdbuf();
-  if (in.bad()) return Status(errc::invalid_argument, "error reading '" + path + "'");
-  return o.str();
-}
-
 }  // namespace ptreclaim::sim::detail

@@ -29,8 +29,6 @@ namespace ptreclaim::sim::detail {
 // deterministic command that likely shows the same logical failure. "" if there is no command.
 [[nodiscard]] std::string replay_text(const violation_summary& v);
 
-// The whole text of a file; invalid_argument "cannot read 'PATH': reason" when it cannot.
-[[nodiscard]] Result<std::string> read_text_file(const std::string& path);
 
 // Renders rows as an aligned text table (first column left-aligned, the rest right-aligned).
 [[nodiscard]] std::string text_table(const std::vector<std::string>& header,

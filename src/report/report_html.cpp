@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "ptreclaim/base/file.hpp"
 #include "ptreclaim/report/report.hpp"
 #include "report/report_format.hpp"
 
@@ -123,7 +124,7 @@ bool run_gnuplot(const std::string& program, const std::string& dir, const std::
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    auto text = detail::read_text_file(log);
+    auto text = read_text_file(log);
     why = "gnuplot failed (see " + log + ")";
     if (text.ok() && !text->empty()) why += ": " + text->substr(0, 400);
     return false;
@@ -133,7 +134,7 @@ bool run_gnuplot(const std::string& program, const std::string& dir, const std::
 
 // The SVG body without its XML prolog, ready to inline.
 std::string inline_svg(const std::string& path) {
-  auto text = detail::read_text_file(path);
+  auto text = read_text_file(path);
   if (!text.ok()) return {};
   const auto start = text->find("<svg");
   return start == std::string::npos ? std::string() : text->substr(start);

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <string>
 
+#include "ptreclaim/base/file.hpp"
 #include "ptreclaim/scenario/scenario.hpp"
 #include "scenario/reader.hpp"
 
@@ -84,7 +85,7 @@ Result<cost_model> parse_cost_model(std::string_view toml_text, const std::strin
 }
 
 Result<cost_model> load_cost_model(const std::string& path) {
-  auto text = detail::read_file(path);
+  auto text = read_text_file(path);
   if (!text.ok()) return Status(errc::invalid_argument, "cost file " + text.status().message());
   return parse_cost_model(*text, path);
 }

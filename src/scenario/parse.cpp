@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "ptreclaim/base/file.hpp"
 #include "ptreclaim/scenario/scenario.hpp"
 #include "scenario/faults.hpp"
 #include "scenario/reader.hpp"
@@ -244,7 +245,7 @@ Result<scenario> load_base(const std::string& base, const std::string& including
     return parse_at_depth(b->toml, std::string(b->name) + ".toml", depth + 1);
   }
   const std::string path = join_path(detail::dir_of(including), base);
-  auto text = detail::read_file(path);
+  auto text = read_text_file(path);
   if (!text.ok()) return Status(errc::parse_error, "base scenario: " + text.status().message());
   return parse_at_depth(*text, path, depth + 1);
 }
@@ -358,7 +359,7 @@ Result<scenario> parse_scenario(std::string_view toml_text, const std::string& s
 }
 
 Result<scenario> load_scenario_file(const std::string& path) {
-  auto text = detail::read_file(path);
+  auto text = read_text_file(path);
   if (!text.ok()) return Status(errc::invalid_argument, "scenario file " + text.status().message());
   return parse_scenario(*text, path);
 }

@@ -266,16 +266,4 @@ std::string dir_of(std::string_view path) {
   return slash == std::string_view::npos ? std::string() : std::string(path.substr(0, slash));
 }
 
-Result<std::string> read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return Status(errc::invalid_argument,
-                  "cannot read '" + path + "': " + std::generic_category().message(errno));
-  }
-  std::ostringstream o;
-  o << in.rdbuf();
-  if (in.bad()) return Status(errc::invalid_argument, "error reading '" + path + "'");
-  return o.str();
-}
-
 }  // namespace ptreclaim::sim::detail

@@ -1,6 +1,6 @@
 // Strict reading of TOML tables for scenario and cost files: every key must be known, of the
 // right type and in range; the first problem is kept as "file:line:column: reason". Private to
-// the scenario component (sim includes it for read_file).
+// the scenario component.
 #pragma once
 
 #include <toml++/toml.h>
@@ -100,7 +100,5 @@ class table_reader {
 [[nodiscard]] std::string file_stem(std::string_view path);
 // Folder of `path` ("" for a bare name).
 [[nodiscard]] std::string dir_of(std::string_view path);
-// Reads a whole file; invalid_argument with the OS reason on failure.
-[[nodiscard]] Result<std::string> read_file(const std::string& path);
 
 }  // namespace ptreclaim::sim::detail

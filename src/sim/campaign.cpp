@@ -6,8 +6,8 @@
 #include <charconv>
 #include <cstdio>
 
+#include "ptreclaim/base/file.hpp"
 #include "ptreclaim/config.hpp"
-#include "scenario/reader.hpp"
 
 namespace ptreclaim::sim {
 namespace {
@@ -41,7 +41,7 @@ Result<std::string> scenario_text(const scenario& s) {
     const builtin_scenario* b = find_builtin(s.source.substr(8));
     if (b != nullptr) return std::string(b->toml);
   }
-  return detail::read_file(s.source);
+  return read_text_file(s.source);
 }
 
 Status check_definition(const campaign_definition& d) {
@@ -122,7 +122,7 @@ Result<std::vector<scenario>> load_campaign_scenarios(campaign_definition& d) {
   }
   d.costs_hash.clear();
   if (!d.costs.empty()) {
-    auto text = detail::read_file(d.costs);
+    auto text = read_text_file(d.costs);
     if (!text.ok()) return Status(errc::invalid_argument, "--costs: " + text.status().message());
     d.costs_hash = text_hash(*text);
   }
