@@ -46,14 +46,12 @@ log_histogram observer::merged() const {
 
 // ---- testbed ---------------------------------------------------------------------------------
 
-testbed::testbed(const config& c) : cfg_(c) {}
-
 Result<std::unique_ptr<testbed>> testbed::create(const config& c) {
   if (c.units.empty()) return Status(errc::invalid_argument, "testbed: no IOMMU unit");
   if (c.units.size() > limits::max_iommus)
     return Status(errc::invalid_argument,
                   "testbed: more than " + std::to_string(limits::max_iommus) + " IOMMU units");
-  std::unique_ptr<testbed> tb(new testbed(c));
+  std::unique_ptr<testbed> tb(new testbed());
   tb->ex_ = make_executor(c.executor, c.run);
   tb->pool_ = std::make_unique<mem::frame_pool>(c.pool, *tb->ex_);
   tb->sys_ = std::make_unique<iommu::system>(*tb->pool_, c.system, *tb->ex_);

@@ -105,19 +105,16 @@ class testbed {
   [[nodiscard]] mem::frame_pool& pool() noexcept { return *pool_; }
   [[nodiscard]] const mem::frame_pool& pool() const noexcept { return *pool_; }
   [[nodiscard]] iommu::system& sys() noexcept { return *sys_; }
-  [[nodiscard]] reclaim::iommu_backend& backend() noexcept { return *backend_; }
   [[nodiscard]] reclaim::safety_monitor& monitor() noexcept { return *monitor_; }
   [[nodiscard]] observer& obs() noexcept { return *observer_; }
   // Precondition: install_policy succeeded.
   [[nodiscard]] reclaim::reclaimer& policy() noexcept { return *policy_; }
   [[nodiscard]] bool has_policy() const noexcept { return policy_ != nullptr; }
   [[nodiscard]] std::vector<std::unique_ptr<domain>>& domains() noexcept { return domains_; }
-  [[nodiscard]] const config& cfg() const noexcept { return cfg_; }
 
  private:
-  explicit testbed(const config& c);
+  testbed() = default;
 
-  config cfg_;
   std::unique_ptr<runtime::executor> ex_;
   std::unique_ptr<mem::frame_pool> pool_;
   std::unique_ptr<iommu::system> sys_;
