@@ -1,6 +1,9 @@
 #include "ptreclaim/mem/frame_pool.hpp"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <new>
 #include <sstream>
 
 #include "ptreclaim/base/limits.hpp"
@@ -30,7 +33,14 @@ frame_pool::frame_pool(pool_config config, platform& plat)
                  "pool caches must be 1..limits::max_pool_caches");
   PTR_ASSERT_MSG(config_.cache_frames >= 2 && config_.cache_frames <= 4096,
                  "cache_frames must be 2..4096");
-  memory_ = std::make_unique<frame_words[]>(capacity_);  // value-initialised: zeroed
+  const std::size_t bytes = std::size_t{capacity_} * sizeof(frame_words);
+  void* pages = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (pages == MAP_FAILED) throw std::bad_alloc();
+  // Fresh anonymous pages read as zero, which is the representation of a zeroed
+  // std::atomic<std::uint64_t>: the frames start out as value-initialised ones would.
+  memory_ = std::unique_ptr<frame_words[], unmap_pages>(static_cast<frame_words*>(pages),
+                                                        unmap_pages{bytes});
   meta_ = std::make_unique<frame_meta[]>(capacity_);
   caches_.reserve(config_.caches);
   for (unsigned i = 0; i < config_.caches; ++i) {
@@ -44,6 +54,10 @@ frame_pool::frame_pool(pool_config config, platform& plat)
 }
 
 frame_pool::~frame_pool() = default;
+
+void frame_pool::unmap_pages::operator()(frame_words* p) const noexcept {
+  if (p != nullptr) ::munmap(p, bytes);
+}
 
 std::atomic<std::uint64_t>* frame_pool::words(frame_id f) noexcept {
   PTR_DASSERT(contains(f));

@@ -21,7 +21,7 @@ cmake_minimum_required(VERSION 3.19)  # string(JSON)
 function(run_tool out_var code_var)
   execute_process(COMMAND ${PROGRAM} ${ARGN}
     WORKING_DIRECTORY "${WORKDIR}"
-    RESULT_VARIABLE code OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 120)
+    RESULT_VARIABLE code OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 280)  # below the test timeout (300 s)
   set(${out_var} "${out}${err}" PARENT_SCOPE)
   set(${code_var} "${code}" PARENT_SCOPE)
 endfunction()

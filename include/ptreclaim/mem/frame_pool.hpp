@@ -140,6 +140,9 @@ class frame_pool {
     std::atomic<std::uint64_t> w[limits::ptes_per_table];
   };
   static_assert(sizeof(frame_words) == limits::page_size);
+  // Frames live in anonymous pages that start as zero bytes (see memory_): that must be a
+  // lock-free atomic holding 0, with no hidden lock word.
+  static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 
   // A CPU's free frames and its share of the statistics. The counters are written only under
   // `lock` (relaxed load and store: the lock orders the writers, no locked add) and read
@@ -168,7 +171,13 @@ class frame_pool {
   platform* platform_;
   pool_config config_;
   std::uint32_t capacity_;
-  std::unique_ptr<frame_words[]> memory_;
+  // Anonymous pages from the kernel: zero until first touched, so a 256 MiB pool costs nothing
+  // until its frames are used (value-initialising it wrote every page of every run's pool).
+  struct unmap_pages {
+    std::size_t bytes;  // no initialiser: it would make the deleter not default-constructible here
+    void operator()(frame_words* p) const noexcept;
+  };
+  std::unique_ptr<frame_words[], unmap_pages> memory_;
   std::unique_ptr<frame_meta[]> meta_;
   std::vector<std::unique_ptr<cache>> caches_;
   std::atomic<std::uint64_t> fail_countdown_{0};
