@@ -2,6 +2,7 @@
 #   fails if an object has an undefined symbol (it needs something from outside its own file).
 # cmake -DCORE_DIR=<include/ptreclaim/core> -P check_freestanding.cmake
 #   fails if a core header includes a standard header outside the freestanding set it may use.
+cmake_minimum_required(VERSION 3.25)  # IN_LIST
 if(DEFINED OBJECTS)
   foreach(obj IN LISTS OBJECTS)
     execute_process(COMMAND ${NM} -u ${obj} OUTPUT_VARIABLE undefined RESULT_VARIABLE rc)
