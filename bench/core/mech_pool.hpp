@@ -3,16 +3,17 @@
 //
 // Frames live in one anonymous mapping (2 MiB aligned, MADV_HUGEPAGE: Xen's and Linux's direct
 // maps use superpages, so a frame does not cost a TLB miss of its own), touched once at start.
+// Each frame has a 64-byte metadata entry in a dense array beside it, the struct page_info /
+// struct page of this pool: the retire time of a sampled frame, the remote stack's link, and a
+// peer's intrusive node (rcu_head, xenium's node), as Linux keeps an rcu_head in struct page.
+// The frame itself gets one word written per allocation (the page-table page's use); nothing
+// else touches it, so a free reads metadata only, as a hypervisor's does.
+//
 // Thread t owns frames [t * per_thread, (t + 1) * per_thread). Its free list is a plain array
 // stack (no atomics on the owner's path); a frame freed by another thread (a liburcu worker, the
 // mutex list's worker, a drain) goes to the owner's remote stack, a lock-free push-only list
-// linked through the frame's first word that the owner empties whole with one exchange (no ABA:
-// nothing is popped singly).
-//
-// Frame layout, first cache line only: word 0 is the "use" (written once per allocation, the one
-// word a page-table page gets before it is unlinked) and the remote stack's link once freed;
-// word 1 is the retire time of a sampled frame (0 = not sampled); bytes 16..63 hold a peer's
-// intrusive node (rcu_head, xenium's node), as Linux keeps an rcu_head in struct page.
+// linked through the metadata that the owner empties whole with one exchange (no ABA: nothing is
+// popped singly).
 #pragma once
 
 #include <sys/mman.h>
@@ -32,8 +33,7 @@ namespace ptreclaim::bench::mech {
 using frame_index = std::uint32_t;
 constexpr frame_index no_frame = ~frame_index{0};
 constexpr std::size_t frame_bytes = 4096;
-constexpr std::size_t node_offset = 16;  // a peer's node: bytes [16, 64) of the frame
-constexpr std::size_t node_bytes = 48;
+constexpr std::size_t node_bytes = 48;  // a peer's node, in the frame's metadata
 constexpr unsigned max_threads = 2;
 
 inline std::uint64_t now_ns() noexcept {
@@ -92,14 +92,14 @@ class frame_pool {
     const auto a = reinterpret_cast<std::uintptr_t>(m);
     base_ = reinterpret_cast<unsigned char*>((a + huge - 1) / huge * huge);
     (void)madvise(base_, bytes_, MADV_HUGEPAGE);  // a hint: without it the figures still hold
+    meta_ = std::make_unique<frame_meta[]>(std::size_t{threads} * per_thread);
     owners_ = std::make_unique<owner[]>(threads);
     for (unsigned t = 0; t < threads; ++t) {
       owner& o = owners_[t];
       o.stack = std::make_unique<frame_index[]>(per_thread);
       for (frame_index i = 0; i < per_thread; ++i) {
         const frame_index f = t * per_thread + (per_thread - 1 - i);  // low frames on top
-        word(f, 0) = 0;                                               // pre-fault
-        word(f, 1) = 0;
+        use(f) = 0;                                                   // pre-fault
         o.stack[i] = f;
       }
       o.top.store(per_thread, std::memory_order_relaxed);
@@ -111,15 +111,17 @@ class frame_pool {
 
   [[nodiscard]] unsigned threads() const noexcept { return threads_; }
   [[nodiscard]] frame_index per_thread() const noexcept { return per_; }
-  [[nodiscard]] std::uint64_t& word(frame_index f, unsigned w) noexcept {
-    return reinterpret_cast<std::uint64_t*>(base_ + std::size_t{f} * frame_bytes)[w];
+  // The frame's first word (its use).
+  [[nodiscard]] std::uint64_t& use(frame_index f) noexcept {
+    return *reinterpret_cast<std::uint64_t*>(base_ + std::size_t{f} * frame_bytes);
   }
-  [[nodiscard]] void* node(frame_index f) noexcept {
-    return base_ + std::size_t{f} * frame_bytes + node_offset;
-  }
+  // The retire time of a sampled frame, 0 if not sampled.
+  [[nodiscard]] std::uint64_t& sample(frame_index f) noexcept { return meta_[f].retired_ns; }
+  [[nodiscard]] void* node(frame_index f) noexcept { return meta_[f].node; }
   [[nodiscard]] frame_index of_node(const void* n) const noexcept {
-    const auto off = static_cast<std::size_t>(static_cast<const unsigned char*>(n) - base_);
-    return static_cast<frame_index>(off / frame_bytes);
+    const auto off = static_cast<std::size_t>(static_cast<const unsigned char*>(n) -
+                                              reinterpret_cast<const unsigned char*>(meta_.get()));
+    return static_cast<frame_index>(off / sizeof(frame_meta));
   }
 
   // A frame of the calling owner's, or no_frame when all of them are out.
@@ -135,21 +137,22 @@ class frame_pool {
 
   // Frees f from any thread (after the sampled latency, if f was sampled).
   void free(frame_index f) noexcept {
-    std::uint64_t& sampled = word(f, 1);
+    std::uint64_t& sampled = meta_[f].retired_ns;
     if (sampled != 0) {
       const std::uint64_t t = now_ns();
       latency_.record(t >= sampled ? t - sampled : 0);
       sampled = 0;
     }
-    const unsigned who = f / per_;
-    owner& o = owners_[who];
-    if (who == tls_owner) {
+    // Own frame? A subtraction and a compare (no division on the free path).
+    if (tls_owner < threads_ && f - tls_owner * per_ < per_) {
+      owner& o = owners_[tls_owner];
       const std::uint32_t top = o.top.load(std::memory_order_relaxed);
       o.stack[top] = f;
       o.top.store(top + 1, std::memory_order_relaxed);
       return;
     }
-    std::uint64_t& link = word(f, 0);
+    owner& o = owners_[f / per_];
+    frame_index& link = meta_[f].link;
     frame_index head = o.remote.load(std::memory_order_relaxed);
     do {
       link = head;
@@ -173,6 +176,13 @@ class frame_pool {
   latency_buckets& latency() noexcept { return latency_; }
 
  private:
+  struct alignas(64) frame_meta {
+    std::uint64_t retired_ns = 0;
+    frame_index link = no_frame;
+    alignas(8) unsigned char node[node_bytes];
+  };
+  static_assert(sizeof(frame_meta) == 64, "one cache line of metadata per frame");
+
   struct alignas(64) owner {
     std::unique_ptr<frame_index[]> stack;
     std::atomic<std::uint32_t> top{0};  // written by the owner only
@@ -187,7 +197,7 @@ class frame_pool {
     std::uint64_t n = 0;
     for (; f != no_frame; ++n) {
       o.stack[top++] = f;
-      f = static_cast<frame_index>(word(f, 0));
+      f = meta_[f].link;
     }
     // The count first, then the top: outstanding() may briefly miss a frame that is home (and
     // wait a little longer), never count one twice and see the pool full too early.
@@ -201,6 +211,7 @@ class frame_pool {
   std::size_t bytes_ = 0;
   void* map_ = nullptr;
   unsigned char* base_ = nullptr;
+  std::unique_ptr<frame_meta[]> meta_;
   std::unique_ptr<owner[]> owners_;
   latency_buckets latency_;
 };

@@ -15,8 +15,8 @@
 //   urcu_call_rcu      liburcu (memb flavour) call_rcu with per-CPU call_rcu worker threads;
 //   urcu_defer_rcu     liburcu defer_rcu (its defer thread, synchronize_rcu per batch);
 //   mutex_list         a mutex-protected list drained by one worker thread.
-// Peers keep their node in the frame (bytes 16..63), as Linux keeps an rcu_head in struct page,
-// so no variant allocates per frame.
+// Peers keep their node in the frame's metadata (mech_pool.hpp), as Linux keeps an rcu_head in
+// struct page, so no variant allocates per frame.
 //
 // The last iteration of every thread waits, serving its variant, until every frame of every
 // thread is back in the pool; that tail is timed, so the time is retire-to-free throughput.
@@ -163,7 +163,8 @@ struct flush_epoch_variant {
   };
 };
 
-// xenium: a node in the frame, retired through a guard_ptr; dummies (serve) live on the heap.
+// xenium: a node in the frame's metadata, retired through a guard_ptr; dummies (serve) live on the
+// heap.
 template <class R>
 struct xen_node;
 template <class R>
@@ -185,7 +186,7 @@ struct xen_node : R::template enable_concurrent_ptr<xen_node<R>, 0, xen_deleter<
 
 template <class R>
 struct xenium_variant {
-  static_assert(sizeof(xen_node<R>) <= node_bytes, "the node must fit in the frame's first line");
+  static_assert(sizeof(xen_node<R>) <= node_bytes, "the node must fit in the frame's metadata");
   using cptr = typename R::template concurrent_ptr<xen_node<R>>;
   static void setup(unsigned) {}
   static void teardown(benchmark::State&) {}
@@ -210,13 +211,44 @@ using xenium_hp = xenium_variant<xenium::reclamation::hazard_pointer<>>;
 using xenium_ebr = xenium_variant<xenium::reclamation::epoch_based<>>;
 using xenium_qsbr = xenium_variant<xenium::reclamation::quiescent_state_based>;
 
-// liburcu: the rcu_head (or the defer argument) is the frame's node area.
-static_assert(sizeof(rcu_head) <= node_bytes, "rcu_head must fit in the frame's first line");
+// liburcu: the rcu_head (or the defer argument) is the frame's metadata node.
+static_assert(sizeof(rcu_head) <= node_bytes, "rcu_head must fit in the frame's metadata");
 void urcu_free(rcu_head* h) {
   the_pool().free(the_pool().of_node(h));
 }
 void urcu_free_arg(void* p) {
   the_pool().free(the_pool().of_node(p));
+}
+
+// liburcu asserts when a thread registers twice, and cannot register a thread for defer_rcu
+// again after unregistering it; Google Benchmark's thread 0 is the main thread of every run. So
+// each thread registers once (a reader, and for defer_rcu once more) and unregisters at its exit.
+// A registered reader outside a read-side section does not hold up grace periods.
+struct urcu_thread {
+  bool reader = false, defer = false;
+  void need_reader() {
+    if (!reader) urcu_memb_register_thread();
+    reader = true;
+  }
+  void need_defer() {
+    need_reader();
+    if (!defer && urcu_memb_defer_register_thread() != 0) {
+      std::fprintf(stderr, "mechanism_benchmark: defer_register_thread failed\n");
+      std::exit(1);
+    }
+    defer = true;
+  }
+  urcu_thread() = default;
+  urcu_thread(const urcu_thread&) = delete;
+  urcu_thread& operator=(const urcu_thread&) = delete;
+  ~urcu_thread() {
+    if (defer) urcu_memb_defer_unregister_thread();
+    if (reader) urcu_memb_unregister_thread();
+  }
+};
+urcu_thread& this_urcu_thread() {
+  static thread_local urcu_thread t;
+  return t;
 }
 
 struct urcu_call_rcu_variant {
@@ -229,10 +261,7 @@ struct urcu_call_rcu_variant {
   }
   static void teardown(benchmark::State&) {}
   struct thread_ctx {
-    explicit thread_ctx(unsigned) { urcu_memb_register_thread(); }
-    ~thread_ctx() { urcu_memb_unregister_thread(); }
-    thread_ctx(const thread_ctx&) = delete;
-    thread_ctx& operator=(const thread_ctx&) = delete;
+    explicit thread_ctx(unsigned) { this_urcu_thread().need_reader(); }
     void retire(frame_index f) {
       urcu_memb_call_rcu(static_cast<rcu_head*>(the_pool().node(f)), urcu_free);
     }
@@ -244,29 +273,8 @@ struct urcu_call_rcu_variant {
 struct urcu_defer_rcu_variant {
   static void setup(unsigned) {}
   static void teardown(benchmark::State&) {}
-  // liburcu cannot register a thread for defer_rcu again after unregistering it (an assertion
-  // on its queue), and Google Benchmark's thread 0 is the main thread of every run: register
-  // each thread once, unregister at its exit.
-  struct registration {
-    registration() {
-      urcu_memb_register_thread();
-      if (urcu_memb_defer_register_thread() != 0) {
-        std::fprintf(stderr, "mechanism_benchmark: defer_register_thread failed\n");
-        std::exit(1);
-      }
-    }
-    ~registration() {
-      urcu_memb_defer_unregister_thread();
-      urcu_memb_unregister_thread();
-    }
-    registration(const registration&) = delete;
-    registration& operator=(const registration&) = delete;
-  };
   struct thread_ctx {
-    explicit thread_ctx(unsigned) {
-      static thread_local registration r;
-      (void)r;
-    }
+    explicit thread_ctx(unsigned) { this_urcu_thread().need_defer(); }
     void retire(frame_index f) { urcu_memb_defer_rcu(urcu_free_arg, the_pool().node(f)); }
     void tick(std::uint64_t) {}
     void serve() { urcu_memb_defer_barrier(); }
@@ -340,10 +348,10 @@ void BM_mechanism(benchmark::State& state) {
         ctx.serve();
         f = pool.alloc();
       }
-      pool.word(f, 0) = n;  // the one word a frame gets
+      pool.use(f) = n;  // the one word a frame gets
       if (n % tick_every == 0) {
         const std::uint64_t now = now_ns();
-        pool.word(f, 1) = now;  // a latency sample
+        pool.sample(f) = now;  // a latency sample
         ctx.tick(now);
         const std::uint64_t out = pool.outstanding(t);
         if (out > peak) peak = out;
