@@ -355,6 +355,7 @@ class flush_epoch_core {
         return retire_status::refused;
       }
     }
+    if constexpr (has_on_taken<P>) p_.on_taken(q.cpu, d, need, frames, n, k);
     batch* b = nullptr;
     if (can_merge(q, d, n, k)) {
       b = &back(q);
@@ -570,6 +571,7 @@ class flush_epoch_core {
       q.stats.refused.add(n);
       return retire_status::refused;
     }
+    if constexpr (has_on_taken<P>) p_.on_taken(q.cpu, d, need, frames, n, k);
     if (n != 0) p_.free_frames(q.cpu, d, frames, n);  // after wait's acquire
     if constexpr (has_free_iovas<P>) {
       if (k != 0) p_.free_iovas(q.cpu, d, iovas, k);

@@ -42,6 +42,11 @@
 //                                            lazy DMA: no translation through r[0..k) of d can
 //                                            be cached any more: give them back to the IOVA
 //                                            allocator. Needed to retire IOVAs (retire's iovas).
+//   void on_taken(unsigned ring, domain_id d, iova_range need, const frame* f, std::size_t n,
+//                 std::size_t iovas)         retire() took f[0..n) (and `iovas` IOVA ranges) of
+//                                            d into CPU ring's ring (or inline), after making
+//                                            room and before storing them: accounting and
+//                                            tracing see the take before any free of them
 //   void touch_shared(const void* line, bool write)
 //                                            the core is about to read (write) a cache line
 //                                            other CPUs share (the per-domain request hint): a
@@ -90,6 +95,12 @@ concept flush_epoch_platform = std::is_trivially_copyable_v<typename P::frame> &
 template <class P>
 concept has_free_iovas = requires(P& p, unsigned cpu, domain_id d, const iova_range* r) {
   p.free_iovas(cpu, d, r, std::size_t{1});
+};
+
+template <class P>
+concept has_on_taken = requires(P& p, unsigned cpu, domain_id d, iova_range r,
+                                const typename P::frame* f) {
+  p.on_taken(cpu, d, r, f, std::size_t{1}, std::size_t{0});
 };
 
 template <class P>
