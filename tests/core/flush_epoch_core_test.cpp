@@ -14,81 +14,17 @@
 #include <thread>
 #include <vector>
 
-#include "core/test_platform.hpp"
+#include "core/rig.hpp"
 
 namespace ptreclaim::core {
 namespace {
 
+using testing::high;
+using testing::low;
+using testing::rig;
+using testing::small_config;
 using testing::test_platform;
 using frame = test_platform::frame;
-
-constexpr iova_range low{0, 0xfff};
-constexpr iova_range high{0x100000, 0x100fff};
-
-core_config small_config() {
-  core_config c;
-  c.cpus = 4;
-  c.max_domains = 4;
-  c.frames_per_cpu = 64;
-  c.batches_per_cpu = 16;
-  c.batch_frames = 1;
-  c.watermark = 1000;  // capped at 32
-  c.flush_age_ns = 0;  // no age flushes unless a test asks
-  return c;
-}
-
-// The core on the test platform, with its storage.
-template <bool Latency = false>
-struct rig {
-  explicit rig(const core_config& c, std::uint32_t max_frames = 1 << 16)
-      : p(c.max_domains, max_frames), core(p) {
-    bytes.resize(flush_epoch_core<test_platform, Latency>::storage_bytes(c) + 64);
-    void* at = bytes.data();
-    std::size_t space = bytes.size();
-    at = std::align(64, space - 64, at, space);
-    EXPECT_EQ(core.init(c, at, space), init_status::ok);
-  }
-  ~rig() { test_platform::set_cpu(0); }
-
-  // CPU `cpu` unlinks n frames of d (range r) and retires them.
-  retire_status retire(unsigned cpu, domain_id d, iova_range r, std::uint32_t n = 1) {
-    test_platform::set_cpu(cpu);
-    std::vector<frame> fs(n);
-    for (std::uint32_t i = 0; i < n; ++i)
-      fs[i] = next + i;
-    p.unlink(d, r, next, n);
-    const retire_status s = core.retire(d, r, fs.data(), n);
-    if (s == retire_status::refused) p.unretire(next, n);
-    next += n;
-    return s;
-  }
-  // The caller's side of the contract: close, invalidate r of d, report the epoch (not waited).
-  epoch_t caller_flush(unsigned cpu, domain_id d, iova_range r) {
-    test_platform::set_cpu(cpu);
-    core.before_caller_invalidation(d);
-    const epoch_t e = p.invalidate(d, r);
-    core.note_caller_invalidation(d, r, e);
-    return e;
-  }
-  // Runs CPU cpu's timer now, armed or not.
-  void fire(unsigned cpu) {
-    test_platform::set_cpu(cpu);
-    p.kill_timer(cpu);
-    core.on_timer(cpu);
-  }
-  // Runs CPU cpu's timer if it is armed and due.
-  bool tick(unsigned cpu) {
-    test_platform::set_cpu(cpu);
-    if (!p.take_due_timer(cpu)) return false;
-    core.on_timer(cpu);
-    return true;
-  }
-
-  std::vector<unsigned char> bytes;
-  test_platform p;
-  flush_epoch_core<test_platform, Latency> core;
-  frame next = 0;
-};
 
 TEST(CoreInit, RefusesBadBoundsAndSmallOrMisalignedStorage) {
   test_platform p(1, 16);

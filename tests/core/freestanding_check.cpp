@@ -28,7 +28,15 @@ struct bare_platform {
     done = e;
     return true;
   }
-  void free_frame(frame f) noexcept { freed += f; }
+  void free_frames(unsigned, ptreclaim::core::domain_id, const frame* f, std::size_t n) noexcept {
+    for (std::size_t i = 0; i < n; ++i)
+      freed += f[i];
+  }
+  void free_iovas(unsigned, ptreclaim::core::domain_id, const ptreclaim::core::iova_range* r,
+                  std::size_t k) noexcept {
+    for (std::size_t i = 0; i < k; ++i)
+      freed += r[i].first;
+  }
 };
 
 constexpr ptreclaim::core::core_config config{
@@ -46,6 +54,8 @@ extern "C" unsigned long ptreclaim_core_freestanding_entry() {
   if (core.init(config, storage, sizeof storage) != ptreclaim::core::init_status::ok) return 0;
   const unsigned long frames[3] = {1, 2, 3};
   (void)core.retire(1, {0, 4095}, frames, 3);
+  const ptreclaim::core::iova_range iovas[2] = {{0, 4095}, {4096, 8191}};
+  (void)core.retire(1, {0, 8191}, frames, 0, iovas, 2);
   core.before_caller_invalidation(1);
   core.note_caller_invalidation(1, {0, 4095}, p.invalidate(1, {0, 4095}));
   core.on_timer(0);

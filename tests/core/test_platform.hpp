@@ -5,15 +5,18 @@
 // The checker shares nothing with the core's epochs: at each retire the test records, per
 // frame, the newest invalidation number of its domain at its unlink (unlinked_at); at each free
 // it looks in the fake hardware's log for an invalidation numbered after that, completed, and
-// either full or containing the frame's range. A frame freed without one, twice, or never
-// retired is a violation.
+// either full or containing the frame's range. A frame freed without one, twice, never retired
+// or as another domain's is a violation; deferred IOVA ranges (lazy DMA) are checked the same
+// way against their unmap.
 //
 // Thread safety: the platform's members may be called from any thread (the CPU is a
 // thread_local); the log and the ledger are under one mutex, never held while calling the core.
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -70,7 +73,30 @@ class test_platform {
     complete_through(d, e);
     return completed_seen(d) >= e;
   }
-  void free_frame(frame f) {
+  void free_frames(unsigned /*ring*/, domain_id d, const frame* fs, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i)
+      free_frame(d, fs[i]);
+  }
+  // An IOVA range goes back: it must have been retired (unmapped) and not freed since, and an
+  // invalidation numbered after its unmap, completed and covering it, must exist.
+  void free_iovas(unsigned /*ring*/, domain_id d, const iova_range* rs, std::size_t k) {
+    std::lock_guard<std::mutex> g(mu_);
+    for (std::size_t i = 0; i < k; ++i) {
+      ++iova_frees_;
+      auto it = iovas_.find(key(d, rs[i]));
+      if (it == iovas_.end() || it->second.freed) {
+        violations_.push_back("IOVA " + std::to_string(rs[i].first) +
+                              (it == iovas_.end() ? " never retired" : " freed twice"));
+        continue;
+      }
+      it->second.freed = true;
+      if (!covered_locked(it->second))
+        violations_.push_back("IOVA " + std::to_string(rs[i].first) + " of domain " +
+                              std::to_string(d) + " handed back before an invalidation after its " +
+                              "unmap covering it completed");
+    }
+  }
+  void free_frame(domain_id d, frame f) {
     std::lock_guard<std::mutex> g(mu_);
     record& r = ledger_[f];
     ++frees_;
@@ -80,6 +106,8 @@ class test_platform {
       return;
     }
     r.freed = true;
+    if (r.d != d)
+      violations_.push_back("frame " + std::to_string(f) + " freed as another domain's");
     if (!covered_locked(r))
       violations_.push_back("frame " + std::to_string(f) + " of domain " + std::to_string(r.d) +
                             " freed before an invalidation after its unlink (" +
@@ -130,6 +158,34 @@ class test_platform {
       rec.retired = true;
     }
   }
+  // Records IOVA range r of d as unmapped now, before the test hands it to retire().
+  void unmap(domain_id d, iova_range r) {
+    std::lock_guard<std::mutex> g(mu_);
+    record& rec = iovas_[key(d, r)];
+    rec = record{};
+    rec.d = d;
+    rec.r = r;
+    rec.unlinked_at = doms_[d].started.load(std::memory_order_seq_cst);
+    rec.retired = true;
+  }
+  // IOVA ranges unmapped and not handed back.
+  std::uint64_t outstanding_iovas() {
+    std::lock_guard<std::mutex> g(mu_);
+    std::uint64_t n = 0;
+    for (const auto& [k, r] : iovas_)
+      n += r.retired && !r.freed ? 1 : 0;
+    return n;
+  }
+  bool iova_freed(domain_id d, iova_range r) {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = iovas_.find(key(d, r));
+    return it != iovas_.end() && it->second.freed;
+  }
+  std::uint64_t iova_frees() {
+    std::lock_guard<std::mutex> g(mu_);
+    return iova_frees_;
+  }
+
   // retire() refused them: the caller keeps them.
   void unretire(frame first, std::uint32_t n) {
     std::lock_guard<std::mutex> g(mu_);
@@ -193,6 +249,10 @@ class test_platform {
     bool freed = false;
   };
 
+  static std::uint64_t key(domain_id d, iova_range r) {
+    return (std::uint64_t{d} << 48) ^ r.first;  // tests keep IOVAs below 2^48
+  }
+
   void complete_locked(domain_id d, epoch_t e) {
     domain& dom = doms_[d];
     if (e == 0 || e > dom.log.size()) return;
@@ -224,6 +284,8 @@ class test_platform {
   bool fail_invalidate_ = false;
   std::vector<domain> doms_;
   std::vector<record> ledger_;
+  std::map<std::uint64_t, record> iovas_;  // by key(domain, first)
+  std::uint64_t iova_frees_ = 0;
   std::vector<std::string> violations_;
   std::uint64_t invalidations_ = 0;
   std::uint64_t frees_ = 0;

@@ -3,22 +3,26 @@
 // when, hotplug) is docs/flush-epoch.md; embedding it is docs/embedding.md. Freestanding: see
 // types.hpp. The platform interface P: see platform.hpp.
 //
-// Each CPU owns a ring of frames (frames_per_cpu) and a ring of batch descriptors
-// (batches_per_cpu), both in the storage handed to init(). A batch is a run of consecutive
-// frames in the frame ring retired on one domain, with its IOVA range and two epochs:
+// Each CPU owns a ring of frames (frames_per_cpu), a ring of deferred IOVA ranges
+// (iovas_per_cpu, lazy DMA) and a ring of batch descriptors (batches_per_cpu), all in the storage
+// handed to init(). A batch is a run of consecutive frames and IOVAs in those rings retired on
+// one domain, with the IOVA range an invalidation must cover and two epochs:
 //   stamp  P::stamp(d), taken when the batch closes, after the unlink of its every frame;
 //   cover  the epoch of a caller's non-leaf invalidation covering the batch's range, when the
 //          caller reported one (note_caller_invalidation), 0 if none.
 // A closed batch may be freed once  completed(d) >= cover (cover != 0)  or
 // completed_full(d) > stamp. The newest batch stays open (unstamped, never freed) and takes the
-// frames of further retires of its domain until it holds batch_frames frames, another domain
-// retires, a flush is requested, the caller is about to invalidate, or its ring is flushed or
-// adopted.
+// frames of further retires of its domain until it holds batch_frames frames (or batch_iovas
+// IOVAs), another domain retires, a flush is requested, the caller is about to invalidate, or its
+// ring is flushed or adopted. A freed batch's frames go to P::free_frames and its IOVAs to
+// P::free_iovas (dma-iommu's flush queue frees both the same way: the IOVA of an unmap and the
+// page-table pages it released wait for the same flush).
 //
 // Entry points and their contexts ("on CPU c": the platform calls it running on c):
 //   init(config, storage, bytes)  once, before any other call; any context.
-//   retire(d, need, frames, n)    on the retiring CPU, process context, after the frames'
-//                                 unlinks; may spin (back-pressure) but never sleeps.
+//   retire(d, need, frames, n [, iovas, k])  on the retiring CPU, process context, after the
+//                                 frames' unlinks (and the unmaps of the IOVAs); may spin
+//                                 (back-pressure) but never sleeps.
 //   before_caller_invalidation(d) on that CPU, before the caller submits its own invalidation.
 //   note_caller_invalidation(d, r, e)  on that CPU: the caller's non-leaf invalidation of range r
 //                                 got epoch e (it may or may not have waited for it).
@@ -41,8 +45,8 @@
 //           frames (the fence argument of dma-iommu's fq_flush_start_cnt after smp_mb()).
 //  [core-2] P::completed*(d) (polling or _seen) load with acquire and return e only after the
 //           completion of every invalidation counted in e was published with release; the core
-//           calls P::free_frame after such a load on the same thread, so the free (and any reuse
-//           of the frame) happens-after the IOMMU stopped using it.
+//           calls P::free_frames (and P::free_iovas) after such a load on the same thread, so the
+//           free (and any reuse of the frame) happens-after the IOMMU stopped using it.
 //  [core-3] A CPU's ring (frames, batches, open flag, timer_armed, statistics) has one user at a
 //           time and no atomics: retire, before/note_caller_invalidation and on_timer for CPU c
 //           run on c and never nest or overlap (Linux: local_bh_disable() around the producer
@@ -67,8 +71,8 @@
 //           synchronisation for that orders the ring's earlier users before the drain.
 //
 // Costs (docs/flush-epoch.md "Costs"): per retire two lock-free loads to reap the ring's head
-// and a store per frame; per batch one clock read when it opens and one stamp (fence + load)
-// when it closes; no lock, no allocation, no RMW on a shared line except when asking for an
+// and a store per frame and per IOVA; per batch one clock read when it opens and one stamp (fence +
+// load) when it closes; no lock, no allocation, no RMW on a shared line except when asking for an
 // invalidation (the hint's CAS).
 #pragma once
 
@@ -95,6 +99,8 @@ class flush_epoch_core {
     domain_id domain = 0;
     std::uint32_t first = 0;  // index of its oldest frame in the ring's frame array
     std::uint32_t count = 0;
+    std::uint32_t iova_first = 0;  // the same for its IOVAs
+    std::uint32_t iova_count = 0;
     epoch_t stamp = 0;
     epoch_t cover = 0;
     epoch_t scratch = 0;  // flush_all: the invalidation it waits for on this batch's domain
@@ -106,10 +112,12 @@ class flush_epoch_core {
 
   struct alignas(storage_align) ring {
     unsigned cpu = 0;
-    batch* batches = nullptr;  // batches_per_cpu slots
-    frame* frames = nullptr;   // frames_per_cpu slots
+    batch* batches = nullptr;     // batches_per_cpu slots
+    frame* frames = nullptr;      // frames_per_cpu slots
+    iova_range* iovas = nullptr;  // iovas_per_cpu slots
     std::uint32_t b_head = 0, b_count = 0;
     std::uint32_t f_head = 0, f_count = 0;
+    std::uint32_t i_head = 0, i_count = 0;
     bool open = false;         // the newest batch takes more frames and has no stamp
     bool timer_armed = false;  // set by arm(), cleared when it fires (or by up_prepare, drain)
     std::uint64_t timer_at = 0;
@@ -128,6 +136,7 @@ class flush_epoch_core {
     std::size_t n = round_up(sizeof(ring) * c.cpus, storage_align);
     n += round_up(sizeof(batch) * c.batches_per_cpu * c.cpus, storage_align);
     n += round_up(sizeof(frame) * c.frames_per_cpu * c.cpus, storage_align);
+    n += round_up(sizeof(iova_range) * c.iovas_per_cpu * c.cpus, storage_align);
     n += round_up(sizeof(std::atomic<epoch_t>) * c.max_domains, storage_align);
     return n;
   }
@@ -140,7 +149,8 @@ class flush_epoch_core {
   // Lays the rings out in `storage` (which must outlive the core). Once, before any other call.
   [[nodiscard]] init_status init(const core_config& c, void* storage, std::size_t bytes) noexcept {
     if (c.cpus == 0 || c.cpus > 65536 || c.max_domains == 0 || c.frames_per_cpu == 0 ||
-        c.batches_per_cpu == 0 || c.batch_frames == 0 || c.batch_frames > c.frames_per_cpu)
+        c.batches_per_cpu == 0 || c.batch_frames == 0 || c.batch_frames > c.frames_per_cpu ||
+        (c.iovas_per_cpu != 0 && (c.batch_iovas == 0 || c.batch_iovas > c.iovas_per_cpu)))
       return init_status::bad_config;
     if (bytes < storage_bytes(c)) return init_status::storage_small;
     if (reinterpret_cast<std::uintptr_t>(storage) % storage_align != 0)
@@ -148,6 +158,8 @@ class flush_epoch_core {
     cfg_ = c;
     const std::uint32_t half = c.frames_per_cpu / 2 > 0 ? c.frames_per_cpu / 2 : 1;
     watermark_ = c.watermark < half ? c.watermark : half;
+    const std::uint32_t ihalf = c.iovas_per_cpu / 2 > 0 ? c.iovas_per_cpu / 2 : 1;
+    iova_watermark_ = c.iova_watermark < ihalf ? c.iova_watermark : ihalf;
     poll_ns_ = c.poll_ns != 0 ? c.poll_ns : default_poll_ns;
     sample_mask_ = c.latency_sample_shift >= 64 ? ~std::uint64_t{0}
                                                 : (std::uint64_t{1} << c.latency_sample_shift) - 1;
@@ -158,12 +170,15 @@ class flush_epoch_core {
     at += round_up(sizeof(batch) * c.batches_per_cpu * c.cpus, storage_align);
     frame* frames = reinterpret_cast<frame*>(at);
     at += round_up(sizeof(frame) * c.frames_per_cpu * c.cpus, storage_align);
+    iova_range* iovas = reinterpret_cast<iova_range*>(at);
+    at += round_up(sizeof(iova_range) * c.iovas_per_cpu * c.cpus, storage_align);
     requested_ = reinterpret_cast<std::atomic<epoch_t>*>(at);
     for (unsigned cpu = 0; cpu < c.cpus; ++cpu) {
       ring* q = ::new (static_cast<void*>(&rings_[cpu])) ring;
       q->cpu = cpu;
       q->batches = batches + std::size_t{cpu} * c.batches_per_cpu;
       q->frames = frames + std::size_t{cpu} * c.frames_per_cpu;
+      q->iovas = iovas + std::size_t{cpu} * c.iovas_per_cpu;
       for (std::uint32_t i = 0; i < c.batches_per_cpu; ++i)
         ::new (static_cast<void*>(&q->batches[i])) batch;
     }
@@ -175,53 +190,13 @@ class flush_epoch_core {
   // Hands over n frames of domain d that a page-table change on this CPU unlinked; `need` is the
   // IOVA range through which a cached entry could still reach them. Call after the unlinks.
   retire_status retire(domain_id d, iova_range need, const frame* frames, std::size_t n) noexcept {
-    if (n == 0) return retire_status::queued;
-    ring& q = rings_[p_.current_cpu()];
-    reap(q, /*poll=*/false);
-    if (n > cfg_.frames_per_cpu) return retire_inline(q, d, need, frames, n);
-    // Back-pressure before the frames are taken, so the ring never holds more than its bound.
-    if (!room(q, d, n)) {
-      q.stats.backpressure.add();
-      (void)flush_all(q);
-      if (!room(q, d, n)) {
-        q.stats.refused.add(n);
-        return retire_status::refused;
-      }
-    }
-    batch* b = nullptr;
-    if (can_merge(q, d, n)) {
-      b = &back(q);
-      if (need.first < b->range.first) b->range.first = need.first;
-      if (need.last > b->range.last) b->range.last = need.last;
-    } else {
-      close(q);
-      b = &push_batch(q);
-      b->domain = d;
-      b->range = need;
-      b->opened_ns = p_.now_ns();  // the one clock read per batch
-      q.open = true;
-      q.stats.batches.add();
-    }
-    for (std::size_t i = 0; i < n; ++i)
-      q.frames[slot(q, q.f_count + static_cast<std::uint32_t>(i))] = frames[i];
-    q.f_count += static_cast<std::uint32_t>(n);
-    b->count += static_cast<std::uint32_t>(n);
-    q.stats.retired.add(n);
-    q.stats.peak_frames.raise_to(q.f_count);
-    if (b->count >= cfg_.batch_frames) close(q);
-    // Ask early, without waiting: at the watermark or with half the batch descriptors used.
-    bool requested = false;
-    if (over_watermark(q)) {
-      close(q);
-      request_flush(q, back(q).domain, back(q).stamp);
-      requested = true;
-      reap(q, /*poll=*/false);  // a fast invalidation may have completed already
-    }
-    if (requested && q.b_count != 0)
-      poll_soon(q);
-    else if (!q.timer_armed && q.b_count != 0 && cfg_.flush_age_ns != 0)
-      arm(q, front(q).opened_ns + cfg_.flush_age_ns);
-    return retire_status::queued;
+    return retire_all(d, need, frames, n, nullptr, 0);
+  }
+  // Lazy DMA: the same, plus k IOVA ranges of d unmapped on this CPU (within `need`), handed to
+  // P::free_iovas once the invalidation that frees the frames completed. n may be 0.
+  retire_status retire(domain_id d, iova_range need, const frame* frames, std::size_t n,
+                       const iova_range* iovas, std::size_t k) noexcept requires has_free_iovas<P> {
+    return retire_all(d, need, frames, n, iovas, k);
   }
 
   // The caller is about to submit its own invalidation of d: close the open batch so that the
@@ -321,10 +296,40 @@ class flush_epoch_core {
       LatencyHistogram {
     return rings_[c].hist;
   }
+  // IOVA ranges in c's ring (the same rules as held()).
+  [[nodiscard]] std::uint32_t held_iovas(unsigned c) const noexcept { return rings_[c].i_count; }
+  // What c's ring holds and waits for (the same rules as held()).
+  [[nodiscard]] ring_view view(unsigned c) const noexcept {
+    const ring& q = rings_[c];
+    ring_view v;
+    v.frames = q.f_count;
+    v.iovas = q.i_count;
+    v.batches = q.b_count;
+    v.open = q.open;
+    v.timer_armed = q.timer_armed;
+    if (q.b_count != 0) {
+      const batch& b = q.batches[q.b_head];
+      v.oldest_domain = b.domain;
+      v.oldest_opened_ns = b.opened_ns;
+      v.oldest_stamp = b.stamp;
+      v.oldest_cover = b.cover;
+      v.requested = requested_[b.domain].load(std::memory_order_relaxed);
+    }
+    return v;
+  }
   [[nodiscard]] const core_config& config() const noexcept { return cfg_; }
   [[nodiscard]] std::uint32_t watermark() const noexcept { return watermark_; }
 
  private:
+  void touch(const void* line, bool write) noexcept {
+    if constexpr (has_touch_shared<P>) {
+      p_.touch_shared(line, write);
+    } else {
+      (void)line;
+      (void)write;
+    }
+  }
+
   void bug(const char* what) noexcept {
     if constexpr (has_core_bug<P>) {
       p_.core_bug(what);
@@ -334,9 +339,73 @@ class flush_epoch_core {
     }
   }
 
+  retire_status retire_all(domain_id d, iova_range need, const frame* frames, std::size_t n,
+                           const iova_range* iovas, std::size_t k) noexcept {
+    if (n == 0 && k == 0) return retire_status::queued;
+    ring& q = rings_[p_.current_cpu()];
+    reap(q, /*poll=*/false);
+    if (n > cfg_.frames_per_cpu || k > cfg_.iovas_per_cpu)
+      return retire_inline(q, d, need, frames, n, iovas, k);
+    // Back-pressure before anything is taken, so the rings never hold more than their bounds.
+    if (!room(q, d, n, k)) {
+      q.stats.backpressure.add();
+      (void)flush_all(q);
+      if (!room(q, d, n, k)) {
+        q.stats.refused.add(n);
+        return retire_status::refused;
+      }
+    }
+    if constexpr (has_on_taken<P>) p_.on_taken(q.cpu, d, need, frames, n, k);
+    batch* b = nullptr;
+    if (can_merge(q, d, n, k)) {
+      b = &back(q);
+      if (need.first < b->range.first) b->range.first = need.first;
+      if (need.last > b->range.last) b->range.last = need.last;
+    } else {
+      close(q);
+      b = &push_batch(q);
+      b->domain = d;
+      b->range = need;
+      b->opened_ns = p_.now_ns();  // the one clock read per batch
+      q.open = true;
+      q.stats.batches.add();
+    }
+    for (std::size_t i = 0; i < n; ++i)
+      q.frames[slot(q, q.f_count + static_cast<std::uint32_t>(i))] = frames[i];
+    for (std::size_t i = 0; i < k; ++i)
+      q.iovas[iova_slot(q, q.i_count + static_cast<std::uint32_t>(i))] = iovas[i];
+    q.f_count += static_cast<std::uint32_t>(n);
+    q.i_count += static_cast<std::uint32_t>(k);
+    b->count += static_cast<std::uint32_t>(n);
+    b->iova_count += static_cast<std::uint32_t>(k);
+    q.stats.retired.add(n);
+    q.stats.peak_frames.raise_to(q.f_count);
+    if (k != 0) {
+      q.stats.iovas_retired.add(k);
+      q.stats.peak_iovas.raise_to(q.i_count);
+    }
+    if (b->count >= cfg_.batch_frames || (k != 0 && b->iova_count >= cfg_.batch_iovas)) close(q);
+    // Ask early, without waiting: at a watermark or with half the batch descriptors used.
+    bool requested = false;
+    if (over_watermark(q)) {
+      close(q);
+      request_flush(q, back(q).domain, back(q).stamp);
+      requested = true;
+      reap(q, /*poll=*/false);  // a fast invalidation may have completed already
+    }
+    if (requested && q.b_count != 0)
+      poll_soon(q);
+    else if (!q.timer_armed && q.b_count != 0 && cfg_.flush_age_ns != 0)
+      arm(q, front(q).opened_ns + cfg_.flush_age_ns);
+    return retire_status::queued;
+  }
+
   // ---- the rings ----
   [[nodiscard]] std::uint32_t slot(const ring& q, std::uint32_t i) const noexcept {
     return (q.f_head + i) % cfg_.frames_per_cpu;
+  }
+  [[nodiscard]] std::uint32_t iova_slot(const ring& q, std::uint32_t i) const noexcept {
+    return cfg_.iovas_per_cpu == 0 ? 0 : (q.i_head + i) % cfg_.iovas_per_cpu;
   }
   [[nodiscard]] batch& at(ring& q, std::uint32_t i) noexcept {
     return q.batches[(q.b_head + i) % cfg_.batches_per_cpu];
@@ -348,6 +417,7 @@ class flush_epoch_core {
     ++q.b_count;
     b = batch{};
     b.first = slot(q, q.f_count);
+    b.iova_first = iova_slot(q, q.i_count);
     return b;
   }
   void pop_batch(ring& q) noexcept {
@@ -355,15 +425,17 @@ class flush_epoch_core {
     --q.b_count;
   }
 
-  [[nodiscard]] bool can_merge(ring& q, domain_id d, std::size_t n) noexcept {
-    return q.open && back(q).domain == d && back(q).count + n <= cfg_.batch_frames;
+  [[nodiscard]] bool can_merge(ring& q, domain_id d, std::size_t n, std::size_t k) noexcept {
+    return q.open && back(q).domain == d && back(q).count + n <= cfg_.batch_frames &&
+           back(q).iova_count + k <= cfg_.batch_iovas;
   }
-  [[nodiscard]] bool room(ring& q, domain_id d, std::size_t n) noexcept {
-    return q.f_count + n <= cfg_.frames_per_cpu &&
-           (can_merge(q, d, n) || q.b_count < cfg_.batches_per_cpu);
+  [[nodiscard]] bool room(ring& q, domain_id d, std::size_t n, std::size_t k) noexcept {
+    return q.f_count + n <= cfg_.frames_per_cpu && q.i_count + k <= cfg_.iovas_per_cpu &&
+           (can_merge(q, d, n, k) || q.b_count < cfg_.batches_per_cpu);
   }
   [[nodiscard]] bool over_watermark(const ring& q) const noexcept {
-    return q.f_count > watermark_ || 2 * q.b_count > cfg_.batches_per_cpu;
+    return q.f_count > watermark_ || q.i_count > iova_watermark_ ||
+           2 * q.b_count > cfg_.batches_per_cpu;
   }
 
   // ---- epochs ----
@@ -397,14 +469,10 @@ class flush_epoch_core {
     [[maybe_unused]] std::uint64_t now = 0;
     while (q.b_count != 0 && !(q.open && q.b_count == 1) && eligible(front(q), poll)) {
       batch& b = front(q);
-      if (b.first != q.f_head) bug("flush_epoch_core: a batch's frames are not at the ring's head");
+      if (b.first != q.f_head || (b.iova_count != 0 && b.iova_first != q.i_head))
+        bug("flush_epoch_core: a batch's frames are not at the ring's head");
       if (b.cover != 0) q.stats.rides.add();
-      for (std::uint32_t i = 0; i < b.count; ++i) {
-        p_.free_frame(q.frames[q.f_head]);  // after the acquire in eligible() ([core-2])
-        q.f_head = (q.f_head + 1) % cfg_.frames_per_cpu;
-      }
-      q.f_count -= b.count;
-      q.stats.freed.add(b.count);
+      free_head(q, b);  // after the acquire in eligible() ([core-2])
       if constexpr (LatencyHistogram) {
         if ((q.sample_tick++ & sample_mask_) == 0) {
           if (now == 0) now = p_.now_ns();  // one clock read per reap
@@ -412,6 +480,33 @@ class flush_epoch_core {
         }
       }
       pop_batch(q);
+    }
+  }
+
+  // Frees batch b's frames and IOVAs from the heads of q's rings (a span, or two where a ring
+  // wraps).
+  void free_head(ring& q, const batch& b) noexcept {
+    std::uint32_t left = b.count;
+    while (left != 0) {
+      const std::uint32_t to_end = cfg_.frames_per_cpu - q.f_head;
+      const std::uint32_t span = left < to_end ? left : to_end;
+      p_.free_frames(q.cpu, b.domain, q.frames + q.f_head, span);
+      q.f_head = (q.f_head + span) % cfg_.frames_per_cpu;
+      left -= span;
+    }
+    q.f_count -= b.count;
+    q.stats.freed.add(b.count);
+    if constexpr (has_free_iovas<P>) {
+      left = b.iova_count;
+      while (left != 0) {
+        const std::uint32_t to_end = cfg_.iovas_per_cpu - q.i_head;
+        const std::uint32_t span = left < to_end ? left : to_end;
+        p_.free_iovas(q.cpu, b.domain, q.iovas + q.i_head, span);
+        q.i_head = (q.i_head + span) % cfg_.iovas_per_cpu;
+        left -= span;
+      }
+      q.i_count -= b.iova_count;
+      q.stats.iovas_freed.add(b.iova_count);
     }
   }
 
@@ -430,12 +525,14 @@ class flush_epoch_core {
   // flight per domain across CPUs: ride on a newer request; wait for an older one in flight.
   void request_flush(ring& q, domain_id d, epoch_t stamp) noexcept {
     std::atomic<epoch_t>& newest = requested_[d];
+    touch(&newest, false);
     const epoch_t last = newest.load(std::memory_order_relaxed);  // [core-5]
     if (last > stamp || p_.completed_full_seen(d) < last) return;
     const epoch_t e = p_.invalidate(d, iova_range::whole_domain());
     if (e == 0) return;  // failed: the timer asks again
     q.stats.requests.add();
     if (p_.completed_full_seen(d) >= e) return;  // already done (a synchronous backend)
+    touch(&newest, true);
     epoch_t seen = newest.load(std::memory_order_relaxed);
     while (seen < e && !newest.compare_exchange_weak(seen, e, std::memory_order_relaxed)) {
     }
@@ -466,16 +563,24 @@ class flush_epoch_core {
     return q.b_count == 0;
   }
 
-  // A gather larger than the ring: invalidate its range, wait, free, in this call.
+  // More than the rings can hold: invalidate the range, wait, free, in this call.
   retire_status retire_inline(ring& q, domain_id d, iova_range need, const frame* frames,
-                              std::size_t n) noexcept {
+                              std::size_t n, const iova_range* iovas, std::size_t k) noexcept {
     const epoch_t e = p_.invalidate(d, need);  // [core-7]: numbered after the unlinks
     if (e == 0 || !p_.wait(d, e)) {
       q.stats.refused.add(n);
       return retire_status::refused;
     }
-    for (std::size_t i = 0; i < n; ++i)
-      p_.free_frame(frames[i]);  // after wait's acquire
+    if constexpr (has_on_taken<P>) p_.on_taken(q.cpu, d, need, frames, n, k);
+    if (n != 0) p_.free_frames(q.cpu, d, frames, n);  // after wait's acquire
+    if constexpr (has_free_iovas<P>) {
+      if (k != 0) p_.free_iovas(q.cpu, d, iovas, k);
+      q.stats.iovas_retired.add(k);
+      q.stats.iovas_freed.add(k);
+    } else {
+      (void)iovas;
+      (void)k;
+    }
     q.stats.retired.add(n);
     q.stats.freed.add(n);
     q.stats.inline_frames.add(n);
@@ -490,34 +595,47 @@ class flush_epoch_core {
     std::uint64_t moved = 0;
     while (from.b_count != 0) {
       batch& b = front(from);
-      if (to.b_count == cfg_.batches_per_cpu || to.f_count + b.count > cfg_.frames_per_cpu) {
+      if (!fits(to, b)) {
         to.stats.backpressure.add();
         (void)flush_all(to);
-        if (to.b_count == cfg_.batches_per_cpu || to.f_count + b.count > cfg_.frames_per_cpu)
-          break;  // the backend failed: the rest stays on `from`
+        if (!fits(to, b)) break;  // the backend failed: the rest stays on `from`
       }
       batch& nb = push_batch(to);
       const std::uint32_t first = nb.first;
+      const std::uint32_t iova_first = nb.iova_first;
       nb = b;
       nb.first = first;
+      nb.iova_first = iova_first;
       nb.scratch = 0;
       for (std::uint32_t i = 0; i < b.count; ++i) {
         to.frames[slot(to, to.f_count + i)] = from.frames[from.f_head];
         from.f_head = (from.f_head + 1) % cfg_.frames_per_cpu;
       }
+      for (std::uint32_t i = 0; i < b.iova_count; ++i) {
+        to.iovas[iova_slot(to, to.i_count + i)] = from.iovas[from.i_head];
+        from.i_head = (from.i_head + 1) % cfg_.iovas_per_cpu;
+      }
       to.f_count += b.count;
       from.f_count -= b.count;
+      to.i_count += b.iova_count;
+      from.i_count -= b.iova_count;
       moved += b.count;
       to.stats.adopted.add(b.count);  // retired and freed stay where they happened
       pop_batch(from);
     }
     to.stats.peak_frames.raise_to(to.f_count);
+    to.stats.peak_iovas.raise_to(to.i_count);
     return moved;
+  }
+  [[nodiscard]] bool fits(const ring& to, const batch& b) const noexcept {
+    return to.b_count < cfg_.batches_per_cpu && to.f_count + b.count <= cfg_.frames_per_cpu &&
+           to.i_count + b.iova_count <= cfg_.iovas_per_cpu;
   }
 
   P& p_;
   core_config cfg_{};
   std::uint32_t watermark_ = 1;
+  std::uint32_t iova_watermark_ = 1;
   std::uint64_t poll_ns_ = default_poll_ns;
   std::uint64_t sample_mask_ = 0;
   ring* rings_ = nullptr;

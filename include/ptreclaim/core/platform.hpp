@@ -31,10 +31,26 @@
 //   epoch_t completed_full_seen(domain_id d) polling (the producer path); acquire [core-2]
 //   bool    wait(domain_id d, epoch_t e)     spin until completed(d) >= e or the platform's
 //                                            timeout; return whether it completed
-//   -- where frames go --
-//   void free_frame(frame f)                 f is no longer reachable by any IOMMU: free it
+//   -- where frames and IOVAs go --
+//   void free_frames(unsigned ring, domain_id d, const frame* f, std::size_t n)
+//                                            f[0..n) of domain d, held by CPU ring's ring, are
+//                                            no longer reachable by any IOMMU: free them (one
+//                                            call per batch, or two where it wraps the ring)
 //
 // Optional:
+//   void free_iovas(unsigned ring, domain_id d, const iova_range* r, std::size_t k)
+//                                            lazy DMA: no translation through r[0..k) of d can
+//                                            be cached any more: give them back to the IOVA
+//                                            allocator. Needed to retire IOVAs (retire's iovas).
+//   void on_taken(unsigned ring, domain_id d, iova_range need, const frame* f, std::size_t n,
+//                 std::size_t iovas)         retire() took f[0..n) (and `iovas` IOVA ranges) of
+//                                            d into CPU ring's ring (or inline), after making
+//                                            room and before storing them: accounting and
+//                                            tracing see the take before any free of them
+//   void touch_shared(const void* line, bool write)
+//                                            the core is about to read (write) a cache line
+//                                            other CPUs share (the per-domain request hint): a
+//                                            cost model's hook; a kernel leaves it out
 //   void core_bug(const char* what)          an internal invariant broke (default:
 //                                            __builtin_trap())
 //
@@ -43,6 +59,7 @@
 // ring ([core-3]); the timer runs on its own CPU.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <type_traits>
 
@@ -61,7 +78,7 @@ concept epoch_like = std::is_same_v<T, epoch_t>;
 template <class P>
 concept flush_epoch_platform = std::is_trivially_copyable_v<typename P::frame> &&
     requires(P& p, unsigned cpu, std::uint64_t t, domain_id d, iova_range r, epoch_t e,
-             typename P::frame f) {
+             const typename P::frame f) {
   { p.current_cpu() } -> detail::same<unsigned>;
   { p.now_ns() } -> detail::same<std::uint64_t>;
   p.arm_timer(cpu, t);
@@ -72,7 +89,23 @@ concept flush_epoch_platform = std::is_trivially_copyable_v<typename P::frame> &
   { p.completed_seen(d) } -> detail::epoch_like;
   { p.completed_full_seen(d) } -> detail::epoch_like;
   { p.wait(d, e) } -> detail::same<bool>;
-  p.free_frame(f);
+  p.free_frames(cpu, d, &f, std::size_t{1});
+};
+
+template <class P>
+concept has_free_iovas = requires(P& p, unsigned cpu, domain_id d, const iova_range* r) {
+  p.free_iovas(cpu, d, r, std::size_t{1});
+};
+
+template <class P>
+concept has_on_taken = requires(P& p, unsigned cpu, domain_id d, iova_range r,
+                                const typename P::frame* f) {
+  p.on_taken(cpu, d, r, f, std::size_t{1}, std::size_t{0});
+};
+
+template <class P>
+concept has_touch_shared = requires(P& p, const void* line, bool write) {
+  p.touch_shared(line, write);
 };
 
 template <class P>

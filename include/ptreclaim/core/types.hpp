@@ -35,9 +35,15 @@ struct core_config {
   std::uint32_t frames_per_cpu = 1024;  // a CPU's ring of frames: the per-CPU bound (S5)
   std::uint32_t batches_per_cpu = 64;   // a CPU's ring of batch descriptors
   std::uint32_t batch_frames = 1;       // frames one batch (one stamp) may take
+  // Lazy DMA: IOVA ranges a CPU may hold until their invalidation completed (the per-CPU bound
+  // of deferred IOVAs; 0 = this core takes no IOVAs), and how many one batch may take.
+  std::uint32_t iovas_per_cpu = 256;
+  std::uint32_t batch_iovas = 32;
   // Ask for a full invalidation early once a CPU holds more than this many frames (capped at
   // frames_per_cpu / 2, at least 1), or more than half its batch descriptors are used.
   std::uint32_t watermark = 64;
+  // The same for deferred IOVAs (capped at iovas_per_cpu / 2, at least 1).
+  std::uint32_t iova_watermark = 128;
   // Ask for a full invalidation once the oldest batch of a CPU is this old; 0 = never.
   std::uint64_t flush_age_ns = 100'000;
   // The timer's period while an invalidation it waits for is in flight; 0 = 2 us.
@@ -48,18 +54,20 @@ struct core_config {
 
 enum class init_status : std::uint8_t {
   ok,
-  bad_config,     // a zero bound, batch_frames > frames_per_cpu, or more than 2^16 CPUs
+  // A zero bound, batch_frames > frames_per_cpu, batch_iovas > iovas_per_cpu (or 0 when IOVAs
+  // are taken), or more than 2^16 CPUs.
+  bad_config,
   storage_small,  // fewer bytes than storage_bytes(config)
   storage_align,  // storage not aligned to storage_align
 };
 
-// What retire() did with the frames.
+// What retire() did with the frames and IOVAs.
 enum class retire_status : std::uint8_t {
-  queued,        // in the CPU's ring; freed later
-  inline_freed,  // more than the ring can hold: invalidated, waited for and freed in the call
+  queued,        // in the CPU's rings; freed later
+  inline_freed,  // more than the rings can hold: invalidated, waited for and freed in the call
   // The backend failed (invalidate returned 0, or wait timed out) while the core had to make
-  // room or free inline: the frames were NOT taken. The caller still owns them; freeing them
-  // is unsafe until an invalidation submitted after their unlink completed.
+  // room or free inline: nothing was taken. The caller still owns the frames and IOVAs; freeing
+  // them is unsafe until an invalidation submitted after their unlink completed.
   refused,
 };
 
@@ -94,6 +102,9 @@ struct cpu_stats {
   counter timer_runs;     // on_timer() calls for this CPU
   counter adopted;        // frames moved in from a dead CPU's ring
   counter peak_frames;    // the most frames the ring held at once
+  counter iovas_retired;  // deferred IOVA ranges taken
+  counter iovas_freed;    // of which handed back (P::free_iovas)
+  counter peak_iovas;     // the most IOVA ranges the ring held at once
 };
 
 // A plain copy of statistics, summed over CPUs.
@@ -101,6 +112,7 @@ struct stats_snapshot {
   std::uint64_t retired = 0, freed = 0, refused = 0, batches = 0, stamps = 0, rides = 0;
   std::uint64_t requests = 0, backpressure = 0, inline_frames = 0, timer_runs = 0, adopted = 0;
   std::uint64_t peak_frames = 0;  // sum of the rings' own peaks (an upper bound of the total)
+  std::uint64_t iovas_retired = 0, iovas_freed = 0, peak_iovas = 0;
 
   void add(const cpu_stats& s) noexcept {
     retired += s.retired.get();
@@ -115,7 +127,23 @@ struct stats_snapshot {
     timer_runs += s.timer_runs.get();
     adopted += s.adopted.get();
     peak_frames += s.peak_frames.get();
+    iovas_retired += s.iovas_retired.get();
+    iovas_freed += s.iovas_freed.get();
+    peak_iovas += s.peak_iovas.get();
   }
+};
+
+// What one CPU's ring holds and its oldest batch waits for (flush_epoch_core::view: for the
+// ring's user or at quiescence, [core-3]; for watchdogs and debuggers).
+struct ring_view {
+  std::uint32_t frames = 0, iovas = 0, batches = 0;
+  bool open = false;         // the newest batch is open (unstamped)
+  bool timer_armed = false;  // as the core last armed it
+  // The oldest batch (batches != 0): its domain, when it opened, its stamp and cover (0: none),
+  // and the newest full invalidation of its domain any CPU asked for.
+  domain_id oldest_domain = 0;
+  std::uint64_t oldest_opened_ns = 0;
+  epoch_t oldest_stamp = 0, oldest_cover = 0, requested = 0;
 };
 
 // Retire-to-free latency, log2 buckets of nanoseconds (bucket i: [2^i, 2^(i+1)), 0 also 0),

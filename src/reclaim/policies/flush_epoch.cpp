@@ -1,430 +1,299 @@
-// flush-epoch: ptreclaim's own policy. Design note: docs/flush-epoch.md.
+// flush-epoch: ptreclaim's own policy, as a thin adapter over the freestanding core
+// (include/ptreclaim/core/flush_epoch_core.hpp, the code a hypervisor or VMM lifts). Design
+// note: docs/flush-epoch.md; the core's contract: docs/embedding.md.
 //
-// Each CPU owns a bounded ring of *batches*: the frames that successive retire()s of one domain
-// released (linked through their frame metadata, so queuing never allocates), the domain, the
-// IOVA range they need invalidated, and two epochs of that domain:
-//   stamp  the flush epoch read after the last unlink of the batch (backend.stamp: a full
-//          fence and a load), taken
-//          when the batch is closed;
-//   cover  the epoch of an invalidation that covers the batch (non-leaf, its range), when the
-//          caller reported one (note_caller_invalidation) - 0 if none yet.
-// A batch may be freed once  completed(d) >= cover  (cover != 0)  or  completed_full(d) > stamp.
-// Whoever observes that frees it: the producer at its next retire, the caller right after its
-// own flush, or the CPU's timer. The newest batch stays *open* (unstamped, never eligible) and
-// takes the frames of further retires of its domain until it holds batch_frames frames, another
-// domain retires, a flush is requested, or a caller is about to invalidate; then it is closed
-// (stamped). A later stamp is always safe (it only asks for a later invalidation), so one stamp on
-// the domain's epoch counter serves a whole batch. The producer path touches only its own CPU's
-// ring and holder count; no lock, no allocation.
-//
-// The policy asks for an invalidation of its own (a full, non-leaf one, not waited for) when its
-// oldest batch is older than flush_age_ns (never, if 0) or the CPU holds more than `watermark`
-// frames, and
-// invalidates and waits itself when the CPU's share of max_pending (or the ring) is full
-// (back-pressure), so frames pending never exceed max_pending.
-//
-// Hotplug: CPU_DOWN_PREPARE kills the dying CPU's timer; CPU_DEAD (on another CPU) adopts the
-// dead ring onto the running CPU's and arms that CPU's timer; CPU_UP_PREPARE finds an empty ring
-// and re-inits the timer on its own CPU; CPU_DOWN_FAILED re-inits the timer on the CPU that
-// stayed up and arms it if that CPU holds frames. Timers are bound to their CPU (unlike Xen's
-// tasklet_schedule from a notifier), so a worker never runs on a CPU that does not own its ring.
+// Everything the simulator, the hotplug suite, the campaigns and the mutants check about
+// flush-epoch runs on the core: this file only maps the core's platform interface onto the
+// kernel interface (time, current CPU, one timer per CPU, CPU notifiers), the invalidation
+// backend, and policy_base's accounting (the observer, per-CPU holder counts, the latency
+// histogram, the frame pool). What stays here:
+//   - a gather larger than the CPU's share of max_pending, or a bound below one frame per CPU,
+//     is freed inline in chunks under policy_base's admission (the core's own inline path
+//     would take it whole, over the bound);
+//   - a backend failure the core reports (a refused retire, a failed drain) is fatal, as for
+//     every policy here: freeing without the invalidation would be unsafe;
+//   - the per-CPU timers and the notifier: CPU_DOWN_PREPARE kills the dying CPU's timer;
+//     CPU_DEAD (on another CPU) moves the dead ring onto the running CPU's (core.cpu_dead);
+//     CPU_UP_PREPARE finds an empty ring and sets the timer up on its own CPU; CPU_DOWN_FAILED
+//     sets it up again on the CPU that stayed up and lets it fire there. Timers are bound to
+//     their CPU (unlike Xen's tasklet_schedule from a notifier), so a ring has one user.
 #include <algorithm>
-#include <set>
+#include <memory>
+#include <new>
 #include <string>
 #include <vector>
 
 #include "../policies.hpp"
 #include "../policy_base.hpp"
+#include "ptreclaim/core/flush_epoch_core.hpp"
 
 namespace ptreclaim::reclaim::detail {
 namespace {
 
-struct batch {
-  domain_number domain = 0;
-  epoch_t stamp = 0;
-  epoch_t cover = 0;
-  invalidation_range range;
-  std::uint64_t retired_ns = 0;
-  frame_list frames;
+class flush_epoch_policy;
+
+// The core's platform: every call goes to the policy (defined after it).
+struct sim_platform {
+  using frame = mem::frame_id;
+  flush_epoch_policy* policy;
+
+  [[nodiscard]] unsigned current_cpu() const noexcept;
+  [[nodiscard]] std::uint64_t now_ns() noexcept;
+  void arm_timer(unsigned cpu, std::uint64_t at_ns) noexcept;
+  [[nodiscard]] core::epoch_t invalidate(core::domain_id d, core::iova_range r);
+  [[nodiscard]] core::epoch_t stamp(core::domain_id d) noexcept;
+  [[nodiscard]] core::epoch_t completed(core::domain_id d) noexcept;
+  [[nodiscard]] core::epoch_t completed_full(core::domain_id d) noexcept;
+  [[nodiscard]] core::epoch_t completed_seen(core::domain_id d) noexcept;
+  [[nodiscard]] core::epoch_t completed_full_seen(core::domain_id d) noexcept;
+  [[nodiscard]] bool wait(core::domain_id d, core::epoch_t e);
+  void free_frames(unsigned ring, core::domain_id d, const frame* f, std::size_t n);
+  void on_taken(unsigned ring, core::domain_id d, core::iova_range need, const frame* f,
+                std::size_t n, std::size_t iovas);
+  void touch_shared(const void* line, bool write);
+  void core_bug(const char* what);
 };
 
-// A fixed-capacity FIFO of batches (allocated once, when the policy is built).
-class batch_ring {
- public:
-  explicit batch_ring(unsigned capacity) : slots_(capacity) {}
-  [[nodiscard]] batch& back() noexcept {
-    PTR_DASSERT(!empty());
-    return at(count_ - 1);
-  }
-  [[nodiscard]] const batch& back() const noexcept {
-    PTR_DASSERT(!empty());
-    return slots_[(head_ + count_ - 1) % slots_.size()];
-  }
-  [[nodiscard]] bool empty() const noexcept { return count_ == 0; }
-  [[nodiscard]] bool full() const noexcept { return count_ == slots_.size(); }
-  [[nodiscard]] unsigned size() const noexcept { return count_; }
-  [[nodiscard]] batch& front() noexcept { return slots_[head_]; }
-  [[nodiscard]] const batch& front() const noexcept { return slots_[head_]; }
-  // i = 0 is the oldest.
-  [[nodiscard]] batch& at(unsigned i) noexcept { return slots_[(head_ + i) % slots_.size()]; }
-  batch& push_back() noexcept {
-    PTR_DASSERT(!full());
-    batch& b = slots_[(head_ + count_) % slots_.size()];
-    ++count_;
-    b = batch{};
-    return b;
-  }
-  void pop_front() noexcept {
-    PTR_DASSERT(!empty());
-    head_ = (head_ + 1) % static_cast<unsigned>(slots_.size());
-    --count_;
-  }
+using core_t = core::flush_epoch_core<sim_platform>;
 
- private:
-  std::vector<batch> slots_;
-  unsigned head_ = 0;
-  unsigned count_ = 0;
-};
+// Domain numbers are 16 bits: the core keeps one request hint per possible domain.
+constexpr std::uint32_t max_domains = std::uint32_t{1} << 16;
 
 class flush_epoch_policy final : public policy_base {
  public:
   flush_epoch_policy(const reclaim_env& env, const reclaim_config& config)
       : policy_base(env, config),
-        watermark_(std::min<std::uint64_t>(config.watermark,
-                                           std::max<std::uint64_t>(1, per_cpu_budget() / 2))),
-        poll_ns_(config.poll_ns != 0 ? config.poll_ns : default_poll_ns),
-        queues_(env.rt.cpu_count(),
-                [&](unsigned cpu) { return queue(cpu, config.batches_per_cpu); }) {
+        platform_{this},
+        core_(platform_),
+        timers_(env.rt.cpu_count(), [](unsigned) { return cpu_timer{}; }) {
     PTR_ASSERT_MSG(config.batches_per_cpu >= 1, "reclaim_config::batches_per_cpu must be >= 1");
     PTR_ASSERT_MSG(config.batch_frames >= 1, "reclaim_config::batch_frames must be >= 1");
+    PTR_ASSERT_MSG(per_cpu_budget() <= UINT32_MAX, "a CPU's share of max_pending exceeds 2^32");
+    core::core_config c;
+    c.cpus = env.rt.cpu_count();
+    c.max_domains = max_domains;
+    c.frames_per_cpu = static_cast<std::uint32_t>(per_cpu_budget());
+    c.batches_per_cpu = config.batches_per_cpu;
+    c.batch_frames = std::min(config.batch_frames, c.frames_per_cpu);
+    c.iovas_per_cpu = 0;  // strict DMA: the simulator's callers defer no IOVAs
+    c.watermark = config.watermark;
+    c.flush_age_ns = config.flush_age_ns;
+    c.poll_ns = config.poll_ns;
+    storage_bytes_ = core_t::storage_bytes(c);
+    storage_.reset(static_cast<unsigned char*>(
+        ::operator new[](storage_bytes_, std::align_val_t{core_t::storage_align})));
+    const core::init_status s = core_.init(c, storage_.get(), storage_bytes_);
+    PTR_ASSERT_MSG(s == core::init_status::ok, "flush-epoch: the core refused its configuration");
     notifier_ = env_.rt.register_cpu_notifier(
         [this](runtime::cpu_event e, unsigned cpu) { return cpu_callback(e, cpu); },
         /*replay_online=*/true);
   }
   ~flush_epoch_policy() override {
     env_.rt.unregister_cpu_notifier(notifier_);
-    for (unsigned c = 0; c < queues_.size(); ++c) {
-      if (queues_[c].timer_ready) env_.rt.kill_timer(queues_[c].timer);
+    for (unsigned c = 0; c < timers_.size(); ++c) {
+      if (timers_[c].ready) env_.rt.kill_timer(timers_[c].timer);
     }
   }
 
   void retire(domain_number d, const pt::gather& g) override {
     const std::uint64_t n = g.released().size();
-    const unsigned cpu = env_.rt.current_cpu();
     if (n == 0) return;
-    queue& q = queues_[cpu];
-    reap(q, /*poll=*/false);
+    const unsigned cpu = env_.rt.current_cpu();
     // One gather larger than this CPU's share, or a bound below one frame per CPU (which
     // per-CPU rings cannot keep without waiting on other CPUs' timers): free it inline.
     if (global_bound() || n > per_cpu_budget()) {
-      ++counters().backpressure;
+      ++inline_backpressure_[cpu].n;
       (void)retire_inline(d, g, cpu, "flush-epoch-sync",
-                          invalidation_range{g.first(), g.last(), true}, [&] { flush_all(q); });
+                          invalidation_range{g.first(), g.last(), true}, [&] { drain_ring(cpu); });
       return;
     }
-    // Back-pressure before the frames are accepted (account_retire), so pending never
-    // exceeds the bound, not even for the length of this call.
-    bool pressed = false;
-    if (q.ring.full() && !can_merge(q, d, n)) {
-      flush_all(q);
-      pressed = true;
-    }
-    if (admit(cpu, n, [&] { flush_all(q); }) || pressed) ++counters().backpressure;
-    account_retire(d, g, cpu);
-    batch* b = nullptr;
-    if (can_merge(q, d, n)) {
-      b = &q.ring.back();
-      b->range.first = std::min(b->range.first, g.first());
-      b->range.last = std::max(b->range.last, g.last());
-    } else {
-      close(q);
-      b = &q.ring.push_back();
-      b->domain = d;
-      b->range = invalidation_range::of(g);
-      b->range.nonleaf = true;  // tables were released: only a non-leaf invalidation covers them
-      b->retired_ns = env_.rt.now_ns();
-      q.open = true;
-    }
-    for (mem::frame_id f : g.released()) {
-      env_.rt.charge(cost_kind::enqueue);
-      b->frames.push_back(env_.pool, f);
-    }
-    q.frames += n;
-    if (b->frames.size() >= config_.batch_frames) close(q);
-    // Ask early, asynchronously: at the frame watermark, or once half the ring's batch
-    // descriptors are used (a full ring means back-pressure: invalidate and wait on this path).
-    bool requested = false;
-    if (over_watermark(q)) {
-      close(q);
-      request_flush(q.ring.back().domain, q.ring.back().stamp);
-      requested = true;
-      reap(q, /*poll=*/false);  // a fast invalidation may have completed already
-    }
-    // The armed state is kept here (only this CPU touches q): asking the kernel would take
-    // its lock on every retire. After asking, the timer polls soon: this path reads the epochs
-    // without polling, and nobody else may poll (no caller flushes).
-    if (requested && !q.ring.empty())
-      poll_soon(q);
-    else if (q.timer_ready && !q.timer_armed && !q.ring.empty() && config_.flush_age_ns != 0)
-      arm(q, q.ring.front().retired_ns + config_.flush_age_ns);
+    const core::retire_status s =
+        core_.retire(d, core::iova_range{g.first(), g.last()}, g.released().data(), n);
+    PTR_ASSERT_MSG(s != core::retire_status::refused,
+                   "flush-epoch: an invalidation could not be submitted or did not complete "
+                   "within wait_timeout_ns; freeing would be unsafe");
   }
 
-  void before_caller_invalidation(domain_number d) override {
-    queue& q = queues_[env_.rt.current_cpu()];
-    if (q.open && q.ring.back().domain == d) close(q);  // so the caller's epoch follows its stamp
-  }
+  void before_caller_invalidation(domain_number d) override { core_.before_caller_invalidation(d); }
 
   void note_caller_invalidation(domain_number d, const invalidation_range& r, epoch_t e) override {
-    queue& q = queues_[env_.rt.current_cpu()];
-    // Newest first: the caller flushes right after the retire it just made.
-    for (unsigned i = q.ring.size(); i-- > 0;) {
-      if (q.open && i + 1 == q.ring.size()) continue;  // not stamped: nothing can cover it yet
-      batch& b = q.ring.at(i);
-      if (b.domain != d || b.cover != 0 || e <= b.stamp) continue;
-      if (r.covers(b.range.first, b.range.last)) b.cover = e;
-    }
-    reap(q, /*poll=*/false);  // the caller's wait just advanced the epochs
+    // Only a non-leaf invalidation drops the paging-structure caches that may point at the
+    // frames; a leaf one covers nothing, but its wait advanced the epochs, so the ring is still
+    // reaped (an empty range: first > last).
+    const core::iova_range covered =
+        r.nonleaf ? core::iova_range{r.first, r.last} : core::iova_range{~pt::iova_t{0}, 0};
+    core_.note_caller_invalidation(d, covered, e);
   }
 
   // No retire runs meanwhile (the contract), but other CPUs' timers may (threaded executor):
   // each ring is emptied with its timer killed (kill_timer waits for a running one), then the
   // timer is set up again on its CPU.
   Status drain() override {
-    for (unsigned c = 0; c < queues_.size(); ++c) {
-      queue& q = queues_[c];
-      if (q.timer_ready) env_.rt.kill_timer(q.timer);
-      q.timer_armed = false;
-      flush_all(q);
-      if (q.timer_ready) init_timer(c);
+    for (unsigned c = 0; c < timers_.size(); ++c) {
+      if (timers_[c].ready) env_.rt.kill_timer(timers_[c].timer);
+      drain_ring(c);
+      if (timers_[c].ready) init_timer(c);
     }
     return {};
   }
 
   [[nodiscard]] policy_kind kind() const noexcept override { return policy_kind::flush_epoch; }
 
+  [[nodiscard]] reclaim_stats stats() const override {
+    reclaim_stats s = policy_base::stats();
+    const core::stats_snapshot c = core_.total();
+    s.rides += c.rides;
+    s.backpressure += c.backpressure;
+    s.worker_runs += c.timer_runs;
+    for (unsigned cpu = 0; cpu < inline_backpressure_.size(); ++cpu)
+      s.backpressure += inline_backpressure_[cpu].n;
+    return s;
+  }
+
   [[nodiscard]] std::string describe_pending() const override {
     std::string out;
     const std::uint64_t now = env_.rt.now_ns();
-    for (unsigned c = 0; c < queues_.size(); ++c) {
-      const queue& q = queues_[c];
-      if (q.ring.empty()) continue;
-      const batch& b = q.ring.front();
-      out += "CPU " + std::to_string(c) + ": " + std::to_string(q.frames) + " frames in " +
-             std::to_string(q.ring.size()) + " batches; the oldest (domain " +
-             std::to_string(b.domain) + ") retired " +
-             std::to_string(now >= b.retired_ns ? now - b.retired_ns : 0) + " ns ago, waits for " +
-             waits_for(q) + "; timer " +
-             (!q.timer_ready  ? "not set up"
-              : q.timer_armed ? "armed"
-                              : "not armed") +
+    for (unsigned c = 0; c < timers_.size(); ++c) {
+      const core::ring_view v = core_.view(c);
+      if (v.batches == 0) continue;
+      out += "CPU " + std::to_string(c) + ": " + std::to_string(v.frames) + " frames in " +
+             std::to_string(v.batches) + " batches; the oldest (domain " +
+             std::to_string(v.oldest_domain) + ") opened " +
+             std::to_string(now >= v.oldest_opened_ns ? now - v.oldest_opened_ns : 0) +
+             " ns ago, waits for " + waits_for(v) + "; timer " +
+             (!timers_[c].ready ? "not set up"
+              : v.timer_armed   ? "armed"
+                                : "not armed") +
              "\n";
     }
     return out;
   }
 
+  // ---- the core's platform (sim_platform forwards here) ----
+  [[nodiscard]] unsigned cpu() const noexcept { return env_.rt.current_cpu(); }
+  [[nodiscard]] std::uint64_t now() const noexcept { return env_.rt.now_ns(); }
+  void arm(unsigned cpu, std::uint64_t at_ns) {
+    // Only an online CPU's ring (set up at CPU_UP_PREPARE) is ever armed by the core.
+    PTR_ASSERT_MSG(timers_[cpu].ready, "flush-epoch: the core armed a CPU timer never set up");
+    env_.rt.set_timer(timers_[cpu].timer, at_ns);
+  }
+  [[nodiscard]] core::epoch_t submit(core::domain_id d, core::iova_range r) {
+    Result<epoch_t> e = env_.backend.invalidate(static_cast<domain_number>(d),
+                                                invalidation_range{r.first, r.last, true});
+    if (!e.ok()) return 0;  // queue full past its timeout: the core asks again, or refuses
+    ++counters().invalidations;
+    return *e;
+  }
+  [[nodiscard]] invalidation_backend& backend() const noexcept { return env_.backend; }
+  [[nodiscard]] bool wait_for(core::domain_id d, core::epoch_t e) {
+    return env_.backend.wait(static_cast<domain_number>(d), e, config_.wait_timeout_ns);
+  }
+  void free_ring_frames(unsigned ring, const mem::frame_id* f, std::size_t n) {
+    const std::uint64_t now_ns = env_.rt.now_ns();
+    for (std::size_t i = 0; i < n; ++i)
+      free_frame(f[i], "flush-epoch", ring, now_ns);
+  }
+  void taken(unsigned ring, domain_number d, const invalidation_range& need, const mem::frame_id* f,
+             std::size_t n) {
+    // The frames are accounted once the core made room for them, before any can be freed.
+    (void)account_frames(d, need, std::span<const mem::frame_id>(f, n), ring);
+    for (std::size_t i = 0; i < n; ++i)
+      env_.rt.charge(cost_kind::enqueue);
+  }
+  void touch(const void* line, bool write) { env_.rt.touch_line(line, write); }
+  void bug(const char* what) {
+    if (env_.observer != nullptr) env_.observer->on_invariant_violation(what);
+  }
+
  private:
-  struct queue {
-    queue(unsigned owner, unsigned batches) : cpu(owner), ring(batches) {}
-    unsigned cpu;  // the holder of its frames
-    batch_ring ring;
-    std::uint64_t frames = 0;  // frames in the ring
-    bool open = false;         // the ring's newest batch takes more frames and has no stamp
+  struct cpu_timer {
     runtime::timer timer;
-    bool timer_ready = false;
-    bool timer_armed = false;    // set by arm(), cleared when it fires or is killed / re-inited
-    std::uint64_t timer_at = 0;  // when it fires, while armed
+    bool ready = false;  // set up (CPU_UP_PREPARE), so the core may arm it
+  };
+  struct counter_slot {
+    std::uint64_t n = 0;  // written only by its CPU
   };
 
-  // `poll`: ask the hardware for progress (takes the IOMMU model's locks); otherwise read the
-  // epochs as last advanced, a lock-free load, which is what the per-retire path does so that
-  // producers on many CPUs do not meet on the IOMMU's locks. The timer and the back-pressure
-  // path poll, so a batch is never left waiting for someone else's poll.
-  [[nodiscard]] bool eligible(const batch& b, bool poll) {
+  // For describe_pending(): what the oldest batch of a ring waits for.
+  [[nodiscard]] std::string waits_for(const core::ring_view& v) const {
     invalidation_backend& be = env_.backend;
-    if (b.cover != 0 && (poll ? be.completed(b.domain) : be.completed_seen(b.domain)) >= b.cover)
-      return true;
-    return (poll ? be.completed_full(b.domain) : be.completed_full_seen(b.domain)) > b.stamp;
-  }
-
-  [[nodiscard]] bool over_watermark(const queue& q) const noexcept {
-    return q.frames > watermark_ || 2 * q.ring.size() > config_.batches_per_cpu;
-  }
-
-  [[nodiscard]] static bool is_open(const queue& q, const batch& b) noexcept {
-    return q.open && &b == &q.ring.back();
-  }
-  // A flush that will free the (closed) batch is on its way: the caller's, or a full one asked
-  // for; or one asked for before, which must complete before this CPU can ask again.
-  [[nodiscard]] bool awaited(const queue& q, const batch& b) const noexcept {
-    if (is_open(q, b)) return false;
-    const epoch_t asked = full_requested_[b.domain].load(std::memory_order_relaxed);
-    return b.cover != 0 || asked > b.stamp || env_.backend.completed_full_seen(b.domain) < asked;
-  }
-
-  // For describe_pending(): what the oldest batch of q waits for.
-  [[nodiscard]] std::string waits_for(const queue& q) const {
-    const batch& b = q.ring.front();
-    invalidation_backend& be = env_.backend;
-    const std::string dom = " of domain " + std::to_string(b.domain);
-    if (q.open && q.ring.size() == 1)
+    const auto d = static_cast<domain_number>(v.oldest_domain);
+    const std::string dom = " of domain " + std::to_string(d);
+    if (v.open && v.batches == 1)
       return "its stamp (the batch is open: a retire of another domain, a caller's flush, the "
              "watermark or the timer closes it)";
-    if (b.cover != 0)
-      return "the caller's invalidation epoch " + std::to_string(b.cover) + dom +
-             " (completed through " + std::to_string(be.completed_seen(b.domain)) + ")";
-    const epoch_t asked = full_requested_[b.domain].load(std::memory_order_relaxed);
-    if (asked > b.stamp)
-      return "the full invalidation epoch " + std::to_string(asked) + dom +
+    if (v.oldest_cover != 0)
+      return "the caller's invalidation epoch " + std::to_string(v.oldest_cover) + dom +
+             " (completed through " + std::to_string(be.completed_seen(d)) + ")";
+    if (v.requested > v.oldest_stamp)
+      return "the full invalidation epoch " + std::to_string(v.requested) + dom +
              " it asked for (newest full one completed: " +
-             std::to_string(be.completed_full_seen(b.domain)) + ")";
+             std::to_string(be.completed_full_seen(d)) + ")";
     if (config_.flush_age_ns == 0)
-      return "a full invalidation" + dom + " numbered after " + std::to_string(b.stamp) +
-             ": a caller's flush or the watermark (" + std::to_string(watermark_) +
+      return "a full invalidation" + dom + " numbered after " + std::to_string(v.oldest_stamp) +
+             ": a caller's flush or the watermark (" + std::to_string(core_.watermark()) +
              " frames on this CPU); the age flush is off (flush_age_ns = 0)";
-    return "a full invalidation" + dom + " numbered after " + std::to_string(b.stamp) +
+    return "a full invalidation" + dom + " numbered after " + std::to_string(v.oldest_stamp) +
            ": its age flush, due " + std::to_string(config_.flush_age_ns) + " ns after its retire";
   }
 
-  [[nodiscard]] bool can_merge(queue& q, domain_number d, std::uint64_t n) noexcept {
-    return q.open && q.ring.back().domain == d &&
-           q.ring.back().frames.size() + n <= config_.batch_frames;
+  // Invalidates every domain in CPU c's ring, waits, frees everything (back-pressure of the
+  // inline path, drain). The ring must be quiescent: c's own CPU, or its timer killed.
+  void drain_ring(unsigned c) {
+    const bool ok = core_.drain_cpu(c);
+    PTR_ASSERT_MSG(ok,
+                   "flush-epoch: an invalidation could not be submitted or did not complete "
+                   "within wait_timeout_ns; freeing would be unsafe");
   }
 
-  // Stamps the open batch: read after the unlinks ([ep-1] in iommu/domain.hpp: a full fence, then
-  // the domain's counter).
-  void close(queue& q) {
-    if (!q.open) return;
-    batch& b = q.ring.back();
-    b.stamp = env_.backend.stamp(b.domain);
-    q.open = false;
-  }
-
-  // Frees every eligible batch from the head of q (never the open one).
-  void reap(queue& q, bool poll) {
-    std::uint64_t now = 0;
-    while (!q.ring.empty() && !(q.open && q.ring.size() == 1) && eligible(q.ring.front(), poll)) {
-      batch& b = q.ring.front();
-      if (b.cover != 0) ++counters().rides;
-      q.frames -= b.frames.size();
-      if (now == 0) now = env_.rt.now_ns();
-      while (!b.frames.empty())
-        free_frame(b.frames.pop_front(env_.pool), "flush-epoch", q.cpu, now);
-      q.ring.pop_front();
-    }
-  }
-
-  void arm(queue& q, std::uint64_t expires_ns) {
-    env_.rt.set_timer(q.timer, expires_ns);
-    q.timer_armed = true;
-    q.timer_at = expires_ns;
-  }
   // (Re)initialises CPU `cpu`'s timer: drain, CPU_UP_PREPARE and CPU_DOWN_FAILED set it up
   // again after killing it or after the CPU was offline.
   void init_timer(unsigned cpu) {
     env_.rt.timer_init(
-        queues_[cpu].timer, [this, cpu] { on_timer(cpu); }, cpu);
-  }
-  // The timer fires within poll_ns_ (re-armed only if it would fire later).
-  void poll_soon(queue& q) {
-    if (!q.timer_ready) return;
-    const std::uint64_t at = env_.rt.now_ns() + poll_ns_;
-    if (!q.timer_armed || q.timer_at > at) arm(q, at);
-  }
-
-  // Makes sure a full invalidation of d numbered after `stamp` is on its way. At most one such
-  // request per domain is in flight across all CPUs: if one numbered after `stamp` exists, this
-  // CPU rides on it; if an older one is still in flight, this CPU asks again after it completed
-  // (its timer polls), so N CPUs do not queue N invalidations on the one IOMMU queue. Only
-  // submissions that succeeded are recorded, so a recorded epoch does complete.
-  void request_flush(domain_number d, epoch_t stamp) {
-    std::atomic<epoch_t>& newest = full_requested_[d];
-    env_.rt.touch_line(&newest, false);  // shared by the domain's CPUs
-    const epoch_t last = newest.load(std::memory_order_relaxed);
-    if (last > stamp || env_.backend.completed_full_seen(d) < last) return;
-    Result<epoch_t> e = env_.backend.invalidate(d, invalidation_range::whole_domain());
-    if (!e.ok()) return;  // queue full past its timeout: the timer asks again
-    ++counters().invalidations;
-    // Already completed (a backend that invalidates synchronously): nothing in flight for other
-    // CPUs to ride on, and their stamps older than *e see it completed. Publishing would only
-    // move the hint's cache line between CPUs.
-    if (env_.backend.completed_full_seen(d) >= *e) return;
-    env_.rt.touch_line(&newest, true);
-    epoch_t seen = newest.load(std::memory_order_relaxed);
-    while (seen < *e && !newest.compare_exchange_weak(seen, *e, std::memory_order_relaxed)) {
-    }
-  }
-
-  // Back-pressure and drain: invalidate every domain in q and wait, then free everything.
-  void flush_all(queue& q) {
-    if (q.ring.empty()) return;
-    close(q);
-    std::set<domain_number> domains;
-    for (unsigned i = 0; i < q.ring.size(); ++i)
-      domains.insert(q.ring.at(i).domain);
-    for (domain_number d : domains)
-      invalidate_and_wait(d, invalidation_range::whole_domain());
-    reap(q, /*poll=*/true);
-    PTR_ASSERT_MSG(q.ring.empty(), "a full invalidation that completed left batches ineligible");
+        timers_[cpu].timer, [this, cpu] { on_timer(cpu); }, cpu);
   }
 
   // The per-CPU worker: a timer in softirq context on its own CPU.
   void on_timer(unsigned owner) {
-    ++counters().worker_runs;
-    if (env_.rt.current_cpu() != owner) report_wrong_cpu(owner, "flush-epoch timer");
-    queue& q = queues_[owner];
-    q.timer_armed = false;  // it fired (armed by its owner, or by CPU_DOWN_FAILED)
-    reap(q, /*poll=*/true);
-    if (q.ring.empty()) return;
-    const std::uint64_t now = env_.rt.now_ns();
-    batch& oldest = q.ring.front();
-    const bool aged = config_.flush_age_ns != 0 && now - oldest.retired_ns >= config_.flush_age_ns;
-    // Ask when the oldest is due, or again when the CPU is still over its mark and an older
-    // request it could not ride on has completed.
-    if (aged || over_watermark(q)) {
-      close(q);  // the oldest may be the open batch; a stamp is what a flush can cover
-      if (!awaited(q, oldest)) request_flush(oldest.domain, oldest.stamp);
-    }
-    if (awaited(q, oldest)) {
-      arm(q, now + poll_ns_);  // poll until what was asked for completes
-    } else if (config_.flush_age_ns != 0) {
-      arm(q, std::max(now + 1, oldest.retired_ns + config_.flush_age_ns));  // its age flush
-    }
-    // Else (flush_age_ns = 0): it waits for a caller's flush or the watermark.
+    if (env_.rt.current_cpu() != owner) ++counters().wrong_cpu_runs;  // the core reports it
+    core_.on_timer(owner);
   }
 
   runtime::notify_result cpu_callback(runtime::cpu_event action, unsigned cpu) {
-    queue& q = queues_[cpu];
     switch (action) {
       case runtime::cpu_event::down_prepare:
         // `cpu` is still running (it parks later): touch its timer only through the kernel.
-        if (q.timer_ready) env_.rt.kill_timer(q.timer);
+        if (timers_[cpu].ready) env_.rt.kill_timer(timers_[cpu].timer);
         break;
       case runtime::cpu_event::dead: {
         const unsigned here = env_.rt.current_cpu();
         PTR_ASSERT_MSG(here != cpu, "CPU_DEAD ran on the dead CPU");
-        adopt(queues_[here], q);
-        if (queues_[here].timer_ready && !queues_[here].ring.empty())
-          arm(queues_[here], env_.rt.now_ns());
+        // The dead ring's frames count on this CPU before the core moves them, so frees of
+        // them during the move (back-pressure on this ring) are uncounted from the right holder.
+        const std::uint64_t held = core_.held(cpu);
+        move_held(cpu, here, held);
+        const std::uint64_t moved = core_.cpu_dead(cpu);
+        PTR_ASSERT_MSG(moved == held,
+                       "flush-epoch: CPU_DEAD could not move every frame (the "
+                       "backend failed while making room)");
         break;
       }
       case runtime::cpu_event::up_prepare:
-        // `cpu` is offline: its queue has no other user.
-        if (!q.ring.empty() && env_.observer != nullptr) {
+        // `cpu` is offline: its ring has no other user.
+        if (core_.held(cpu) != 0 && env_.observer != nullptr) {
           env_.observer->on_invariant_violation("flush-epoch: CPU_UP_PREPARE found frames on CPU " +
                                                 std::to_string(cpu));
         }
         init_timer(cpu);
-        q.timer_ready = true;
-        q.timer_armed = false;
+        timers_[cpu].ready = true;
+        core_.cpu_up_prepare(cpu);
         break;
       case runtime::cpu_event::down_failed:
-        // `cpu` stayed up and may be running right now: never read or write its queue here
-        // (its ring and flags belong to it). Re-init its timer and let it fire on `cpu` at
-        // once; the timer looks at the ring there, as its owner. (timer_ready was set at
-        // up_prepare, before `cpu` came online.)
-        if (q.timer_ready) {
+        // `cpu` stayed up and may be running right now: never read or write its ring here.
+        // Re-init its timer and let it fire on `cpu` at once; it looks at the ring there.
+        if (timers_[cpu].ready) {
           init_timer(cpu);
-          env_.rt.set_timer(q.timer, env_.rt.now_ns());
+          core_.cpu_down_failed(cpu);
         }
         break;
       case runtime::cpu_event::online:
@@ -434,47 +303,65 @@ class flush_epoch_policy final : public policy_base {
     return runtime::notify_result::done;
   }
 
-  // Moves every batch of `from` (a dead CPU's ring) to `to`; when `to` has no room, the
-  // batches that do not fit are invalidated and freed here.
-  void adopt(queue& to, queue& from) {
-    close(from);  // stamped now, after every unlink of its frames: safe, if later than needed
-    close(to);    // adopted batches go behind it, and only the newest batch may be open
-    while (!from.ring.empty()) {
-      batch& b = from.ring.front();
-      const std::uint64_t n = b.frames.size();
-      if (to.ring.full()) flush_all(to);
-      batch& nb = to.ring.push_back();
-      nb.domain = b.domain;
-      nb.stamp = b.stamp;
-      nb.cover = b.cover;
-      nb.range = b.range;
-      nb.retired_ns = b.retired_ns;
-      nb.frames.splice_back(env_.pool, b.frames);
-      move_held(from.cpu, to.cpu, n);
-      to.frames += n;
-      from.frames -= n;
-      from.ring.pop_front();
+  struct aligned_delete {
+    void operator()(unsigned char* p) const noexcept {
+      ::operator delete[](p, std::align_val_t{core_t::storage_align});
     }
-    PTR_ASSERT(from.frames == 0);
-    // Over this CPU's share once the dead CPU comes back and fills its own again (S5).
-    if (to.frames > per_cpu_budget()) {
-      ++counters().backpressure;
-      flush_all(to);
-    }
-  }
+  };
 
-  std::uint64_t watermark_;
-  // The timer's period while an invalidation is awaited: about two of the model's default
-  // invalidations (PSI + wait ~ 1 us), so a frame waits about that long past its completion.
-  static constexpr std::uint64_t default_poll_ns = 2'000;
-  std::uint64_t poll_ns_;
-  runtime::per_cpu<queue> queues_;
-  // Per domain: the newest full invalidation any CPU submitted through request_flush(). Relaxed:
-  // a hint that saves an invalidation; eligibility always asks the backend.
-  std::unique_ptr<std::atomic<epoch_t>[]> full_requested_ =
-      std::make_unique<std::atomic<epoch_t>[]>(std::size_t{1} << 16);
+  sim_platform platform_;
+  core_t core_;
+  std::size_t storage_bytes_ = 0;
+  std::unique_ptr<unsigned char[], aligned_delete> storage_;
+  runtime::per_cpu<cpu_timer> timers_;
+  runtime::per_cpu<counter_slot> inline_backpressure_{timers_.size()};
   runtime::notifier_id notifier_ = 0;
 };
+
+unsigned sim_platform::current_cpu() const noexcept {
+  return policy->cpu();
+}
+std::uint64_t sim_platform::now_ns() noexcept {
+  return policy->now();
+}
+void sim_platform::arm_timer(unsigned cpu, std::uint64_t at_ns) noexcept {
+  policy->arm(cpu, at_ns);
+}
+core::epoch_t sim_platform::invalidate(core::domain_id d, core::iova_range r) {
+  return policy->submit(d, r);
+}
+core::epoch_t sim_platform::stamp(core::domain_id d) noexcept {
+  return policy->backend().stamp(static_cast<domain_number>(d));
+}
+core::epoch_t sim_platform::completed(core::domain_id d) noexcept {
+  return policy->backend().completed(static_cast<domain_number>(d));
+}
+core::epoch_t sim_platform::completed_full(core::domain_id d) noexcept {
+  return policy->backend().completed_full(static_cast<domain_number>(d));
+}
+core::epoch_t sim_platform::completed_seen(core::domain_id d) noexcept {
+  return policy->backend().completed_seen(static_cast<domain_number>(d));
+}
+core::epoch_t sim_platform::completed_full_seen(core::domain_id d) noexcept {
+  return policy->backend().completed_full_seen(static_cast<domain_number>(d));
+}
+bool sim_platform::wait(core::domain_id d, core::epoch_t e) {
+  return policy->wait_for(d, e);
+}
+void sim_platform::free_frames(unsigned ring, core::domain_id, const frame* f, std::size_t n) {
+  policy->free_ring_frames(ring, f, n);
+}
+void sim_platform::on_taken(unsigned ring, core::domain_id d, core::iova_range need, const frame* f,
+                            std::size_t n, std::size_t) {
+  policy->taken(ring, static_cast<domain_number>(d),
+                invalidation_range{need.first, need.last, true}, f, n);
+}
+void sim_platform::touch_shared(const void* line, bool write) {
+  policy->touch(line, write);
+}
+void sim_platform::core_bug(const char* what) {
+  policy->bug(what);
+}
 
 }  // namespace
 
