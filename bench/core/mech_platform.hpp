@@ -11,6 +11,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <thread>
 
@@ -157,7 +158,10 @@ class platform {
   epoch_t completed_seen(core::domain_id d) noexcept { return b_.completed_seen(d); }
   epoch_t completed_full_seen(core::domain_id d) noexcept { return b_.completed_full_seen(d); }
   bool wait(core::domain_id d, epoch_t e) noexcept { return b_.wait(d, e); }
-  void free_frame(frame f) noexcept { pool_.free(f); }
+  void free_frames(unsigned, core::domain_id, const frame* f, std::size_t n) noexcept {
+    for (std::size_t i = 0; i < n; ++i)
+      pool_.free(f[i]);
+  }
 
   // The calling CPU's timer, if armed and due at `now`: disarmed, and true (run on_timer then).
   bool take_due_timer(unsigned cpu, std::uint64_t now) noexcept {

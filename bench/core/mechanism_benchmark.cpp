@@ -113,6 +113,7 @@ struct flush_epoch_variant {
     c.batch_frames = core_batch_frames;
     c.watermark = core_watermark;
     c.flush_age_ns = 20'000;
+    c.iovas_per_cpu = 0;  // frames only: no lazy DMA here
     const std::size_t bytes = core_t::storage_bytes(c);
     storage = ::operator new (bytes, std::align_val_t{core_t::storage_align});
     if (core->init(c, storage, bytes) != core::init_status::ok) {

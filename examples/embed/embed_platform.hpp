@@ -5,13 +5,15 @@
 //               points (as softirqs run on return from a hypercall), killed when it goes down;
 //   backend     an asynchronous IOMMU queue: invalidations are numbered per domain at submission
 //               and a separate completer thread finishes each about latency_ns later, in order;
-//   frames      indices into the example's frame table; the checker below says whether a free
-//               was safe.
+//   frames      indices into the example's frame table, IOVAs ranges of the domain's address
+//               space (lazy DMA: reusable only once no IOTLB can hold them); the checker below
+//               says whether each free was safe.
 //
-// The checker is independent of the core: at each unlink the example records the newest
-// invalidation number of the domain (unlinked_at); at each free it asks the backend's own log
-// whether an invalidation numbered after that completed and was full or contained the frame's
-// IOVA range. Anything else is a violation, printed, and the example exits non-zero.
+// The checker is independent of the core: at each unlink (or IOVA unmap) the example records the
+// newest invalidation number of the domain (unlinked_at); at each free it asks the backend's own
+// log whether an invalidation numbered after that completed and was full or contained the
+// frame's IOVA range (or the IOVA range itself). Anything else is a violation, printed, and the
+// example exits non-zero.
 #pragma once
 
 #include <atomic>
@@ -21,6 +23,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "ptreclaim/core/flush_epoch_core.hpp"
@@ -149,10 +152,31 @@ class platform {
       if (embed::now_ns() > deadline) return false;
     return true;
   }
-  void free_frame(frame f) {
-    frame_state& s = frames_[f];
-    check(s.d, s.range, s.unlinked_at, s.retired_ns, f, false);
-    s.state.store(state_free, std::memory_order_release);
+  void free_frames(unsigned, domain_id d, const frame* f, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) {
+      frame_state& s = frames_[f[i]];
+      if (s.d != d) violation("frame " + std::to_string(f[i]) + " freed as another domain's");
+      check(s.d, s.range, s.unlinked_at, s.retired_ns, f[i], false);
+      s.state.store(state_free, std::memory_order_release);
+    }
+  }
+  // Lazy DMA: the IOVA ranges go back to the allocator (here: the record of them is dropped).
+  void free_iovas(unsigned, domain_id d, const iova_range* r, std::size_t k) {
+    for (std::size_t i = 0; i < k; ++i) {
+      unmapped u{};
+      {
+        std::lock_guard g(mu_);
+        const auto it = iovas_.find(r[i].first);
+        if (it == iovas_.end() || it->second.d != d || it->second.last != r[i].last) {
+          violations_.push_back("IOVA " + std::to_string(r[i].first) +
+                                " freed but never unmapped (or twice)");
+          continue;
+        }
+        u = it->second;
+        iovas_.erase(it);
+      }
+      check(d, r[i], u.unlinked_at, u.retired_ns, r[i].first, true);
+    }
   }
   void core_bug(const char* what) { violation(std::string("core bug: ") + what); }
 
@@ -169,6 +193,17 @@ class platform {
     s.unlinked_at = queues_[d].started();
     s.retired_ns = embed::now_ns();
     s.state.store(state_retired, std::memory_order_relaxed);
+  }
+  // IOVA range r of d was unmapped (its PTEs cleared): it may be reused only after an
+  // invalidation numbered after unlinked_at completes.
+  void unmapped_iova(domain_id d, iova_range r) {
+    const unmapped u{d, r.last, queues_[d].started(), embed::now_ns()};
+    std::lock_guard g(mu_);
+    iovas_[r.first] = u;
+  }
+  std::size_t iovas_outstanding() {
+    std::lock_guard g(mu_);
+    return iovas_.size();
   }
   bool is_free(frame f) const {
     return frames_[f].state.load(std::memory_order_acquire) == state_free;
@@ -234,11 +269,19 @@ class platform {
     std::uint64_t retired_ns = 0;
   };
 
+  struct unmapped {
+    domain_id d;
+    std::uint64_t last;
+    epoch_t unlinked_at;
+    std::uint64_t retired_ns;
+  };
+
   std::vector<timer> timers_;
   std::vector<iommu_queue> queues_;
   std::vector<frame_state> frames_;
   std::mutex mu_;
   std::vector<freed_event> events_;
+  std::unordered_map<std::uint64_t, unmapped> iovas_;  // unmapped, not yet freed, by first
   std::vector<std::string> violations_;
 };
 

@@ -1,10 +1,10 @@
 // An outside project embedding ptreclaim's freestanding flush-epoch core (find_package(ptreclaim),
 // target ptreclaim::core): plain std::threads play the CPUs of a VMM and retire page-table frames
-// while a separate completer thread finishes the IOMMU invalidations about 1 us after they were
-// submitted, and the main thread takes CPUs offline and back (CPU_DOWN_PREPARE, then CPU_DEAD or
-// CPU_DOWN_FAILED, then CPU_UP_PREPARE) while they work. It prints what was freed and when, and
-// exits non-zero if anything was freed before an invalidation covering it completed, or if
-// anything was not freed at the end.
+// and unmapped IOVA ranges (lazy DMA) while a separate completer thread finishes the IOMMU
+// invalidations about 1 us after they were submitted, and the main thread takes CPUs offline and
+// back (CPU_DOWN_PREPARE, then CPU_DEAD or CPU_DOWN_FAILED, then CPU_UP_PREPARE) while they work.
+// It prints what was freed and when, and exits non-zero if anything was freed before an
+// invalidation covering it completed, or if anything was not freed at the end.
 //
 // usage: ptreclaim_embed [--verbose]   (--verbose prints every free)
 #include <atomic>
@@ -72,8 +72,8 @@ void safe_point(world& w, unsigned c) {
   }
 }
 
-// A CPU: unmaps (allocates 1-3 frames as page tables, unlinks them, retires them), sometimes
-// with its own invalidation of the range, and passes its safe point after every unmap.
+// A CPU: unmaps (0-3 page-table frames unlinked, 1-2 IOVA ranges unmapped, retired together),
+// sometimes with its own invalidation of the range, and passes its safe point after every unmap.
 void cpu_main(world& w, unsigned c) {
   embed::this_cpu = c;
   std::uint32_t next = c * (frames / cpus);
@@ -83,7 +83,7 @@ void cpu_main(world& w, unsigned c) {
     const std::uint64_t base = (std::uint64_t{c} << 40) | (std::uint64_t{op} << 21);
     const iova_range need{base, base + (std::uint64_t{1} << 21) - 1};
     batch.clear();
-    const unsigned n = 1 + op % 3;
+    const unsigned n = op % 4;  // 0: an unmap that released no page table, IOVAs only
     for (unsigned tries = 0; batch.size() < n && tries < frames; ++tries) {
       const embed::platform::frame f = next;
       next = (next + 1) % frames;
@@ -91,7 +91,15 @@ void cpu_main(world& w, unsigned c) {
     }
     for (embed::platform::frame f : batch)
       w.plat.unlinked(f, d, need);
-    if (w.core.retire(d, need, batch.data(), batch.size()) ==
+    // The unmapped IOVAs (1 or 2 ranges of 4-64 KiB inside `need`), deferred with the frames.
+    iova_range iovas[2];
+    const unsigned k = 1 + op % 2;
+    for (unsigned i = 0; i < k; ++i) {
+      const std::uint64_t first = base + (std::uint64_t{i} << 20);
+      iovas[i] = {first, first + (std::uint64_t{4096} << (op % 5)) - 1};
+      w.plat.unmapped_iova(d, iovas[i]);
+    }
+    if (w.core.retire(d, need, batch.data(), batch.size(), iovas, k) ==
         ptreclaim::core::retire_status::refused) {
       std::fprintf(stderr, "embed: cpu %u: retire refused (backend failure)\n", c);
       std::exit(3);
@@ -165,6 +173,9 @@ int main(int argc, char** argv) {
   cfg.batch_frames = 16;
   cfg.watermark = 32;
   cfg.flush_age_ns = 50'000;
+  cfg.iovas_per_cpu = 128;
+  cfg.batch_iovas = 16;
+  cfg.iova_watermark = 32;
   const std::size_t bytes = core_t::storage_bytes(cfg);
   w->storage = ::operator new (bytes, std::align_val_t{core_t::storage_align});
   if (w->core.init(cfg, w->storage, bytes) != ptreclaim::core::init_status::ok) {
@@ -195,11 +206,14 @@ int main(int argc, char** argv) {
 
   const std::vector<embed::freed_event> ev = w->plat.events();
   const auto print = [](const embed::freed_event& e) {
+    char what[48];
+    std::snprintf(what, sizeof what, e.iova ? "IOVA range at %#llx" : "frame %llu",
+                  static_cast<unsigned long long>(e.what));
+    const std::string by = e.cpu == embed::no_cpu ? "drain" : "cpu " + std::to_string(e.cpu);
     std::printf(
-        "%9.1f us  %-6s freed %s %llu of domain %u: retired at %.1f us, invalidation %llu "
+        "%9.1f us  %-6s freed %s of domain %u: retired at %.1f us, invalidation %llu "
         "completed at %.1f us\n",
-        e.at_ns / 1e3, e.cpu == embed::no_cpu ? "drain" : ("cpu " + std::to_string(e.cpu)).c_str(),
-        e.iova ? "IOVA" : "frame", static_cast<unsigned long long>(e.what), e.d, e.retired_ns / 1e3,
+        e.at_ns / 1e3, by.c_str(), what, e.d, e.retired_ns / 1e3,
         static_cast<unsigned long long>(e.by), e.inv_done_ns / 1e3);
   };
   const std::size_t show = verbose ? ev.size() : 12;
@@ -207,6 +221,10 @@ int main(int argc, char** argv) {
     print(ev[i]);
   if (ev.size() > show) std::printf("... (%zu more; --verbose prints all)\n", ev.size() - show);
 
+  std::size_t iova_frees = 0;
+  for (const embed::freed_event& e : ev)
+    iova_frees += e.iova ? 1 : 0;
+  std::printf("freed %zu frames and %zu IOVA ranges in all\n", ev.size() - iova_frees, iova_frees);
   // The margin the checker saw: how long after its covering invalidation completed each free came.
   std::uint64_t min_margin = ~std::uint64_t{0}, max_wait = 0;
   for (const embed::freed_event& e : ev) {
@@ -235,9 +253,10 @@ int main(int argc, char** argv) {
     std::printf("VIOLATION: %s\n", v.c_str());
     rc = 1;
   }
-  if (!drained || not_freed != 0 || s.retired != s.freed) {
-    std::printf("FAIL: %u frames not freed at the end (drain %s)\n", not_freed,
-                drained ? "ok" : "failed");
+  const std::size_t iovas_left = w->plat.iovas_outstanding();
+  if (!drained || not_freed != 0 || s.retired != s.freed || iovas_left != 0) {
+    std::printf("FAIL: %u frames and %zu IOVA ranges not freed at the end (drain %s)\n", not_freed,
+                iovas_left, drained ? "ok" : "failed");
     rc = 1;
   }
   ::operator delete (w->storage, std::align_val_t{core_t::storage_align});
