@@ -30,6 +30,7 @@
 #include <benchmark/benchmark.h>
 #include <urcu/urcu-memb.h>
 
+#include <array>  // before xenium: generic_epoch_based.hpp uses std::array without including it
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
