@@ -276,10 +276,9 @@ std::string format_run(const run_result& r) {
                                std::to_string(r.dma.returned_early) + " early), peak " +
                                std::to_string(r.dma.peak_deferred) + ", " +
                                std::to_string(r.dma.iova_exhausted) + " packets dropped");
-    kv("exposure", std::to_string(r.dma.exposures) +
-                       " translations reached an unmapped buffer, longest " +
-                       human_ns(static_cast<double>(r.dma.longest_exposure_ns)) +
-                       " after its unmap");
+    kv("exposure",
+       std::to_string(r.dma.exposures) + " translations reached an unmapped buffer, longest " +
+           human_ns(static_cast<double>(r.dma.longest_exposure_ns)) + " after its unmap");
   }
   kv("trace hash", r.trace_hash != 0 ? hash : "not computed");
   out += "\ninvariants\n";

@@ -274,8 +274,9 @@ Status validate(const scenario& s) {
     return bad("reclaim.watermark_frames", "exceeds max_pending_frames");
   }
   if (s.caller.flush == caller_flush::lazy && s.kind != workload_kind::dma_storm) {
-    return bad("caller.flush", "\"lazy\" is lazy DMA: it needs an IOVA allocator (kind = "
-                               "\"dma-storm\")");
+    return bad("caller.flush",
+               "\"lazy\" is lazy DMA: it needs an IOVA allocator (kind = "
+               "\"dma-storm\")");
   }
   for (std::size_t i = 0; i < s.devices.size(); ++i) {
     if (s.devices[i].target == access_target::unmapped && s.kind != workload_kind::dma_storm)

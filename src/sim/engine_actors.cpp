@@ -112,8 +112,8 @@ step_result machine::device_step(device_state& dev) {
 // newest range page by page, hot-set: the newest few). An empty ring: the window.
 bool machine::device_state::next(prng& rng, iommu::iova_t& iova) {
   const range_ring& ring = grp->target == access_target::live       ? dom->live
-                          : grp->target == access_target::unmapped ? dom->unmapped
-                                                                   : dom->replaced;
+                           : grp->target == access_target::unmapped ? dom->unmapped
+                                                                    : dom->replaced;
   const unsigned n = ring.filled();
   if (n == 0) return false;
   std::uint64_t first = 0, bytes = 0;

@@ -86,8 +86,8 @@ void judge_invariants(const invariant_evidence& e, run_result& out) {
                   std::to_string(mon.iovas_returned) +
                   " given back; none allocated again before a covering invalidation completed (" +
                   std::to_string(mon.iovas_returned_early) + " given back early, not reused)"
-            : std::to_string(mon.s6_violations) + " IOVAs reused too early; first: " +
-                  first_of("S6"));
+            : std::to_string(mon.s6_violations) +
+                  " IOVAs reused too early; first: " + first_of("S6"));
   }
   if (!e.reached_drain) {
     set(out, invariant::l1, false,

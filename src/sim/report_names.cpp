@@ -43,8 +43,8 @@ bool policy_is_safe(std::string_view name) {
 }
 
 std::string_view invariant_name(invariant i) noexcept {
-  static constexpr std::array<std::string_view, invariant_count> names{"S1", "S2", "S3",
-                                                                       "S4", "S5", "S6", "L1"};
+  static constexpr std::array<std::string_view, invariant_count> names{"S1", "S2", "S3", "S4",
+                                                                       "S5", "S6", "L1"};
   return names[static_cast<std::size_t>(i)];
 }
 

@@ -142,13 +142,13 @@ struct fault_metrics {
 // the exposure both modes are measured for.
 struct dma_metrics {
   bool measured = false;
-  bool lazy = false;                  // caller.flush = "lazy"
-  std::uint64_t packets = 0;          // operations x packets_per_op
-  std::uint64_t iovas_deferred = 0;   // lazy: IOVAs handed to the policy (retire_deferred)
-  std::uint64_t iovas_returned = 0;   // of which given back to the allocator
-  std::uint64_t returned_early = 0;   // given back before a covering invalidation completed
-  std::uint64_t peak_deferred = 0;    // most IOVAs held by the policy at once (the monitor's)
-  std::uint64_t iova_exhausted = 0;   // packets dropped: no free IOVA in the CPU's slice
+  bool lazy = false;                 // caller.flush = "lazy"
+  std::uint64_t packets = 0;         // operations x packets_per_op
+  std::uint64_t iovas_deferred = 0;  // lazy: IOVAs handed to the policy (retire_deferred)
+  std::uint64_t iovas_returned = 0;  // of which given back to the allocator
+  std::uint64_t returned_early = 0;  // given back before a covering invalidation completed
+  std::uint64_t peak_deferred = 0;   // most IOVAs held by the policy at once (the monitor's)
+  std::uint64_t iova_exhausted = 0;  // packets dropped: no free IOVA in the CPU's slice
   // Device translations that succeeded at an IOVA whose buffer was unmapped (after the caller's
   // unmap returned): only a stale IOTLB entry reaches one. Strict callers must see 0.
   std::uint64_t exposures = 0;

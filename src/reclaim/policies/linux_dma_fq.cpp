@@ -95,6 +95,12 @@ class linux_dma_fq_policy final : public policy_base {
 
   Status drain() override {
     for (auto& c : owned_) {
+      bool any = false;
+      for (auto& q : c->queues) {
+        std::lock_guard guard(q->lock);
+        any = any || q->used() != 0;
+      }
+      if (!any) continue;  // nothing to flush for (drain may run outside any CPU)
       fq_flush_iotlb(*c);
       for (auto& q : c->queues)
         fq_ring_free(*c, *q);
@@ -161,6 +167,9 @@ class linux_dma_fq_policy final : public policy_base {
     owned_.push_back(std::make_unique<cookie>(*this, d));
     cookie* c = owned_.back().get();
     cookies_[d].store(c, std::memory_order_release);  // pairs with the acquire loads above
+    const unsigned n = ncookies_.load(std::memory_order_relaxed);
+    by_age_[n].store(c, std::memory_order_release);
+    ncookies_.store(n + 1, std::memory_order_release);  // pairs with make_room's acquire
     return *c;
   }
 
@@ -172,12 +181,12 @@ class linux_dma_fq_policy final : public policy_base {
     if (n > admission_limit()) {  // larger than the whole budget: invalidate and free inline
       ++counters().backpressure;
       (void)retire_inline(d, g, cpu, "linux-dma-fq-sync", covering(g, iova),
-                          [&] { flush_and_free(c, q); });
+                          [&] { make_room(cpu); });
       return_iova(d, iova);
       return;
     }
     // Admission before the frames are accounted, so pending never exceeds the bound.
-    if (n != 0 && admit(cpu, n, [&] { flush_and_free(c, q); })) ++counters().backpressure;
+    if (n != 0 && admit(cpu, n, [&] { make_room(cpu); })) ++counters().backpressure;
     // smp_mb(): orders the unmap's PTE clears before the counter read below.
     env_.rt.charge(cost_kind::lock_uncontended);
     std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -242,10 +251,22 @@ class linux_dma_fq_policy final : public policy_base {
     c.finish_cnt.fetch_add(1, std::memory_order_release);  // pairs with fq_ring_free_locked
   }
 
-  // Back-pressure (off the faithful path): as a full ring, from outside the ring lock.
-  void flush_and_free(cookie& c, flush_queue& q) {
-    fq_flush_iotlb(c);
-    fq_ring_free(c, q);
+  // Back-pressure (off the faithful path), from outside any ring lock: what this CPU's budget
+  // holds may sit in any domain's ring of this CPU, so every domain is flushed and those rings
+  // freed; with one shared bound (single queue, or max_pending below one frame per CPU) the room
+  // may sit in any ring, so all are freed, as the timer does.
+  void make_room(unsigned cpu) {
+    const unsigned n = ncookies_.load(std::memory_order_acquire);
+    for (unsigned i = 0; i < n; ++i) {
+      cookie& c = *by_age_[i].load(std::memory_order_acquire);
+      fq_flush_iotlb(c);
+      if (global_bound()) {
+        for (auto& q : c.queues)
+          fq_ring_free(c, *q);
+      } else {
+        fq_ring_free(c, *c.queues[cpu]);
+      }
+    }
   }
 
   // fq_flush_timeout: every ring, those of offline CPUs too (for_each_possible_cpu).
@@ -282,6 +303,9 @@ class linux_dma_fq_policy final : public policy_base {
   std::mutex create_mu_;  // cookie creation and the CPU_DEAD walk over them (not a hot path)
   std::vector<std::unique_ptr<cookie>> owned_;
   std::array<std::atomic<cookie*>, limits::max_domains> cookies_{};
+  // The cookies in creation order, readable without create_mu_ (make_room).
+  std::array<std::atomic<cookie*>, limits::max_domains> by_age_{};
+  std::atomic<unsigned> ncookies_{0};
   runtime::notifier_id notifier_ = 0;
 };
 
