@@ -127,6 +127,38 @@ void policy_base::invalidate_owners_and_free(frame_list& list, const char* path,
   free_list(list, path, h);
 }
 
+invalidation_range policy_base::covering(const pt::gather& g, const iova_range& iova) {
+  invalidation_range r{~pt::iova_t{0}, 0, true};
+  if (!g.empty()) {
+    r.first = g.first();
+    r.last = g.last();
+  }
+  if (!iova.empty()) {
+    r.first = std::min(r.first, iova.first);
+    r.last = std::max(r.last, iova.last);
+  }
+  if (r.first > r.last) return invalidation_range::whole_domain();
+  return r;
+}
+
+void policy_base::retire_deferred(domain_number d, const pt::gather& g, const iova_range& iova) {
+  note_deferred_iova(iova);
+  const invalidation_range inv = covering(g, iova);
+  if (!g.released().empty()) {
+    if (retire_inline(d, g, env_.rt.current_cpu(), "deferred-sync", inv, [] {}))
+      ++counters().backpressure;
+  } else if (!g.empty() || !iova.empty()) {
+    invalidate_and_wait(d, inv);
+  }
+  return_iova(d, iova);
+}
+
+void policy_base::return_iova(domain_number d, const iova_range& r) {
+  if (r.empty()) return;
+  ++counters().iovas_out;
+  if (env_.iovas != nullptr) env_.iovas->iova_free(d, r);
+}
+
 void policy_base::report_wrong_cpu(unsigned owner, const char* who) {
   ++counters().wrong_cpu_runs;
   if (env_.observer != nullptr) {
@@ -160,6 +192,8 @@ reclaim_stats policy_base::stats() const {
     s.free_errors += k.free_errors;
     s.wrong_cpu_runs += k.wrong_cpu_runs;
     s.adopted += k.adopted;
+    s.iovas_deferred += k.iovas_in;
+    s.iovas_returned += k.iovas_out;
     s.retire_to_free_ns.merge(k.latency);
   }
   s.pending = pending();

@@ -43,12 +43,19 @@ class policy_base : public reclaimer {
   [[nodiscard]] reclaim_stats stats() const override;
   // One line per holder with frames: "CPU 2 holds 7 frames" (policies add what they wait for).
   [[nodiscard]] std::string describe_pending() const override;
+  // Lazy DMA, correct for any policy: retire()'s inline path (admission, then a non-leaf
+  // invalidation of the gather's and the IOVA's range, waited for, before the frees), then the
+  // IOVA back. Synchronous, so nothing deferred stays behind (drain() has nothing to add).
+  // Admission can only wait for the policy's own frees: a policy whose retire() queues frames
+  // on a per-CPU budget and is fed both retire() and retire_deferred() should override it.
+  void retire_deferred(domain_number d, const pt::gather& g, const iova_range& iova) override;
 
  protected:
   // Per-CPU counters: written only by the CPU that owns the slot (the retiring or freeing CPU).
   struct cpu_counters {
     std::uint64_t retired = 0, freed = 0, invalidations = 0, rides = 0, backpressure = 0;
     std::uint64_t worker_runs = 0, free_errors = 0, wrong_cpu_runs = 0, adopted = 0;
+    std::uint64_t iovas_in = 0, iovas_out = 0;
     log_histogram latency;
   };
 
@@ -127,6 +134,15 @@ class policy_base : public reclaimer {
   void invalidate_owners_and_free(frame_list& list, const char* path, unsigned holder);
   // n frames held by `from` (a dead CPU) now belong to `to` (the CPU that adopted them).
   void move_held(unsigned from, unsigned to, std::uint64_t n);
+  // Lazy DMA bookkeeping: an IOVA taken by retire_deferred (counted on this CPU), and one given
+  // back to env.iovas (counted on the CPU that gives it back). Empty ranges are not counted.
+  void note_deferred_iova(const iova_range& r) {
+    if (!r.empty()) ++counters().iovas_in;
+  }
+  void return_iova(domain_number d, const iova_range& r);
+  // The invalidation that covers both an unmap's gather and its IOVA (non-leaf: frames may hang
+  // below the range).
+  [[nodiscard]] static invalidation_range covering(const pt::gather& g, const iova_range& iova);
   // Submits an invalidation of `range` of d and waits for it. A failure (timeout) is a broken
   // model or a hung IOMMU: asserted, because freeing without it would be unsafe.
   epoch_t invalidate_and_wait(domain_number d, const invalidation_range& range);

@@ -225,4 +225,145 @@ std::uint64_t safety_monitor::pending() const {
   return rep_.pending;
 }
 
+// ---- lazy DMA (S6) ---------------------------------------------------------------------------
+
+void safety_monitor::snapshot_units(domain_number d, unsigned& units,
+                                    std::array<unit_need, limits::max_iommus>& need) const {
+  units = 0;
+  const iommu::domain* dom = sys_.find_domain(d);
+  if (dom == nullptr) return;
+  // As [mon-1]: the unmap's PTE stores are before this fence, so a descriptor pushed after the
+  // tails read below was submitted after the unmap.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  for (unsigned u = 0; u < sys_.unit_count(); ++u) {
+    const std::uint32_t did1 = dom->attached_did_plus1(u);
+    if (did1 == 0) continue;
+    need[units++] = {static_cast<std::uint8_t>(u), static_cast<iommu::hw_domain_id>(did1 - 1),
+                     sys_.get_unit(u).submitted_peek()};
+  }
+}
+
+void safety_monitor::forget_iova_tails(const unmapped_iova& r) {
+  for (unsigned i = 0; i < r.units; ++i) {
+    auto& tails = logs_[r.need[i].unit].tails;
+    auto t = tails.find(r.need[i].tail);
+    PTR_DASSERT(t != tails.end());
+    if (t != tails.end() && --t->second == 0) tails.erase(t);
+  }
+}
+
+// S3's rule with two differences: a leaf-only (IH=1) page-selective invalidation drops the
+// IOTLB entries that could still translate the IOVA, so it counts; what must be covered is the
+// IOVA's own range.
+std::string safety_monitor::iova_uncovered(const unmapped_iova& r) const {
+  for (unsigned i = 0; i < r.units; ++i) {
+    const unit_need& n = r.need[i];
+    const unit_log& log = logs_[n.unit];
+    bool covered = false, waited = false;
+    for (auto it = std::lower_bound(log.entries.begin(), log.entries.end(), n.tail,
+                                    [](const logged&e, std::uint64_t seq) { return e.seq < seq; });
+         it != log.entries.end() && !waited; ++it) {
+      const logged& e = *it;
+      switch (e.type) {
+        case iommu::inv_type::global:
+          covered = true;
+          break;
+        case iommu::inv_type::domain:
+          covered = covered || e.did == n.did;
+          break;
+        case iommu::inv_type::page:
+          covered = covered || (e.did == n.did && e.first <= r.first && r.last <= e.last);
+          break;
+        case iommu::inv_type::wait:
+          waited = covered;
+          break;
+        case iommu::inv_type::count_:
+          break;
+      }
+    }
+    if (waited) continue;
+    return "on IOMMU " + std::to_string(n.unit) + " (did " + std::to_string(n.did) + "), " +
+           (covered ? "an invalidation covering it was processed but no wait behind it completed"
+                    : "no invalidation covering [" + hex(r.first) + ", " + hex(r.last) +
+                          "] submitted after the unmap was processed");
+  }
+  return {};
+}
+
+void safety_monitor::on_iova_unmapped(domain_number d, const iova_range& r) noexcept {
+  if (r.empty()) return;
+  unmapped_iova x;
+  x.domain = d;
+  x.first = r.first;
+  x.last = r.last;
+  snapshot_units(d, x.units, x.need);
+  std::lock_guard g(mu_);
+  ++rep_.iovas_unmapped;
+  ++rep_.deferred_iovas;
+  rep_.peak_deferred_iovas = std::max(rep_.peak_deferred_iovas, rep_.deferred_iovas);
+  for (unsigned i = 0; i < x.units; ++i)
+    ++logs_[x.need[i].unit].tails[x.need[i].tail];
+  auto [it, fresh] = iovas_.try_emplace(iova_key(d, r.first), x);
+  if (!fresh) {
+    // Allocated again (on_iova_allocated erased it) before this unmap: the caller's own bug.
+    forget_iova_tails(it->second);
+    violation(&report::s6_violations, "S6: IOVA " + hex(r.first) + " of domain " +
+                                          std::to_string(d) +
+                                          " unmapped twice without an allocation between");
+    it->second = x;
+  }
+}
+
+void safety_monitor::iova_free(domain_number d, const iova_range& r) noexcept {
+  if (r.empty()) return;
+  {
+    std::lock_guard g(mu_);
+    auto it = iovas_.find(iova_key(d, r.first));
+    if (it == iovas_.end() || it->second.returned) {
+      violation(&report::s6_violations, "S6: IOVA " + hex(r.first) + " of domain " +
+                                            std::to_string(d) +
+                                            " given back but not unmapped (given back twice?)");
+    } else {
+      ++rep_.iovas_returned;
+      --rep_.deferred_iovas;
+      if (iova_uncovered(it->second).empty()) {
+        forget_iova_tails(it->second);
+        iovas_.erase(it);
+      } else {
+        ++rep_.iovas_returned_early;  // legal until it is allocated again
+        it->second.returned = true;
+      }
+    }
+  }
+  if (iova_inner_ != nullptr) iova_inner_->iova_free(d, r);
+}
+
+void safety_monitor::on_iova_allocated(domain_number d, const iova_range& r) noexcept {
+  if (r.empty()) return;
+  std::lock_guard g(mu_);
+  auto it = iovas_.find(iova_key(d, r.first));
+  if (it == iovas_.end()) return;  // never unmapped, or given back after a covering flush
+  const unmapped_iova x = it->second;
+  iovas_.erase(it);
+  forget_iova_tails(x);
+  if (!x.returned) {
+    violation(&report::s6_violations, "S6: IOVA " + hex(r.first) + " of domain " +
+                                          std::to_string(d) +
+                                          " allocated again while the policy still held it");
+    return;
+  }
+  const std::string why = iova_uncovered(x);
+  if (why.empty()) return;
+  violation(&report::s6_violations, "S6: IOVA [" + hex(x.first) + ", " + hex(x.last) +
+                                        "] of domain " + std::to_string(d) +
+                                        " allocated again before a translation of its previous "
+                                        "mapping was surely gone: " +
+                                        why);
+}
+
+std::uint64_t safety_monitor::deferred_iovas() const {
+  std::lock_guard g(mu_);
+  return rep_.deferred_iovas;
+}
+
 }  // namespace ptreclaim::reclaim

@@ -31,6 +31,8 @@ namespace ptreclaim::sim::detail {
 
 
 // Renders rows as an aligned text table (first column left-aligned, the rest right-aligned).
+// Lazy DMA's figures (inv/1000 packets, peak deferred IOVAs, exposure), or "" if no run has any.
+[[nodiscard]] std::string dma_table(const std::vector<run_result>& runs);
 [[nodiscard]] std::string text_table(const std::vector<std::string>& header,
                                      const std::vector<std::vector<std::string>>& rows);
 

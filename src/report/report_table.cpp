@@ -98,6 +98,26 @@ std::vector<std::string> row_cells(const run_result& r, const run_result* baseli
           invariants_cell(r)};
 }
 
+// Lazy DMA's figures, one row per run; "" unless some run was lazy DMA or saw an exposure.
+std::string dma_table(const std::vector<run_result>& runs) {
+  bool any = false;
+  for (const auto& r : runs)
+    any = any || (r.dma.measured && (r.dma.lazy || r.dma.exposures != 0));
+  if (!any) return {};
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& r : runs) {
+    if (!r.dma.measured) continue;
+    rows.push_back({r.policy, fixed(r.dma.invalidations_per_kpacket(r.invalidations.flushes), 2),
+                    std::to_string(r.dma.peak_deferred), std::to_string(r.dma.exposures),
+                    human_ns(static_cast<double>(r.dma.longest_exposure_ns)),
+                    std::to_string(r.dma.iova_exhausted)});
+  }
+  return "\nDMA " + std::string(runs.front().dma.lazy ? "(lazy)" : "(strict)") + "\n\n" +
+         text_table({"policy", "inv/1000 packets", "peak deferred IOVAs", "exposures",
+                     "longest exposure", "dropped (no IOVA)"},
+                    rows);
+}
+
 std::string text_table(const std::vector<std::string>& header,
                        const std::vector<std::vector<std::string>>& rows) {
   std::vector<std::size_t> width(header.size());
@@ -175,6 +195,7 @@ std::string format_table(const compare_result& r) {
         "show that the checker works; a safe policy with a violation is a bug.\n";
   }
   out += contract;
+  out += detail::dma_table(r.runs);
   for (const auto& run : r.runs) {
     if (run.violations.count > 0 && !run.violations.replay_command.empty()) {
       // "replay immediate: CMD" (or "rerun ..." for a threaded run).
@@ -244,6 +265,21 @@ std::string format_run(const run_result& r) {
                                                  " ledger violations"));
   char hash[32];
   std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(r.trace_hash));
+  if (r.dma.measured) {
+    kv("DMA", std::string(r.dma.lazy ? "lazy" : "strict") + ", " + std::to_string(r.dma.packets) +
+                  " packets, " +
+                  fixed(r.dma.invalidations_per_kpacket(r.invalidations.flushes), 2) +
+                  " invalidations / 1000 packets");
+    if (r.dma.lazy)
+      kv("deferred IOVAs", std::to_string(r.dma.iovas_deferred) + " (" +
+                               std::to_string(r.dma.iovas_returned) + " given back, " +
+                               std::to_string(r.dma.returned_early) + " early), peak " +
+                               std::to_string(r.dma.peak_deferred) + ", " +
+                               std::to_string(r.dma.iova_exhausted) + " packets dropped");
+    kv("exposure",
+       std::to_string(r.dma.exposures) + " translations reached an unmapped buffer, longest " +
+           human_ns(static_cast<double>(r.dma.longest_exposure_ns)) + " after its unmap");
+  }
   kv("trace hash", r.trace_hash != 0 ? hash : "not computed");
   out += "\ninvariants\n";
   for (std::size_t i = 0; i < invariant_count; ++i) {

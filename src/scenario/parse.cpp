@@ -169,7 +169,7 @@ void read_device(table_reader t, device_group& d) {
   t.uint_list_or_all("iommus", d.iommus, 0, limits::max_iommus - 1);
   const int p = t.choice("pattern", {"random", "sequential", "hot-set"});
   if (p >= 0) d.pattern = static_cast<access_pattern>(p);
-  const int g = t.choice("target", {"window", "live", "replaced"});
+  const int g = t.choice("target", {"window", "live", "replaced", "unmapped"});
   if (g >= 0) d.target = static_cast<access_target>(g);
   t.uint("window_bytes", d.window_bytes, 0, tib);
   t.uint("hot_set_pages", d.hot_set_pages, 1, 1u << 20);
@@ -179,7 +179,7 @@ void read_device(table_reader t, device_group& d) {
 }
 
 void read_caller(table_reader t, caller_params& c) {
-  const int f = t.choice("flush", {"each-op", "batched", "none"});
+  const int f = t.choice("flush", {"each-op", "batched", "none", "lazy"});
   if (f >= 0) c.flush = static_cast<caller_flush>(f);
   t.uint_as("flush_batch", c.flush_batch, 1, 65536);
   const int s = t.choice("softirq_point", {"none", "before-caller-flush", "after-caller-flush"});
@@ -218,6 +218,8 @@ void read_reclaim(table_reader t, reclaim_params& r) {
   t.uint("max_pending_frames", r.max_pending_frames, 1, limits::max_frames);
   t.uint("flush_age_ns", r.flush_age_ns, 0, tera);
   t.uint("watermark_frames", r.watermark_frames, 0, limits::max_frames);
+  const int q = t.choice("fq_queue", {"per-cpu", "single"});
+  if (q >= 0) r.fq_single_queue = q == 1;
   t.finish("[reclaim]");
 }
 

@@ -45,6 +45,8 @@ std::string_view access_target_name(access_target t) noexcept {
       return "live";
     case access_target::replaced:
       return "replaced";
+    case access_target::unmapped:
+      return "unmapped";
   }
   return "?";
 }
@@ -57,6 +59,8 @@ std::string_view caller_flush_name(caller_flush f) noexcept {
       return "batched";
     case caller_flush::none:
       return "none";
+    case caller_flush::lazy:
+      return "lazy";
   }
   return "?";
 }
@@ -268,6 +272,19 @@ Status validate(const scenario& s) {
   }
   if (s.reclaim.watermark_frames > s.reclaim.max_pending_frames) {
     return bad("reclaim.watermark_frames", "exceeds max_pending_frames");
+  }
+  if (s.caller.flush == caller_flush::lazy && s.kind != workload_kind::dma_storm) {
+    return bad("caller.flush",
+               "\"lazy\" is lazy DMA: it needs an IOVA allocator (kind = "
+               "\"dma-storm\")");
+  }
+  for (std::size_t i = 0; i < s.devices.size(); ++i) {
+    if (s.devices[i].target == access_target::unmapped && s.kind != workload_kind::dma_storm)
+      return bad(idx("devices", i) + ".target", "\"unmapped\" needs kind = \"dma-storm\"");
+  }
+  if (s.reclaim.fq_single_queue && s.duration.drain_timeout_ns <= 1'000'000'000) {
+    return bad("reclaim.fq_queue",
+               "\"single\" flushes on a 1 s timer: duration.drain_timeout_ns must exceed 1 s");
   }
   if (s.hotplug.min_online > s.cpus) {
     return bad("hotplug.min_online", "exceeds cpus (" + std::to_string(s.cpus) + ")");

@@ -60,6 +60,7 @@ void machine::run(run_result& out) {
   collect_devices(out);
   collect_reclaim(out, caller_flushes);
   collect_hotplug(st, out);
+  collect_dma(out);
   judge_invariants(evidence(st, out, stuck), out);
   out.leaks = leaks_;
 

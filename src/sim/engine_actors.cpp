@@ -10,7 +10,9 @@
 // sleeps step_interval_ns. Where it aims (scenario device_group::target):
 //   window    a page of its window chosen by the pattern (random / sequential / hot-set);
 //   live      a page of a range its domain mapped recently (a ring of the last 64 maps);
-//   replaced  a page of a range whose tables were released recently (the last 64 gathers).
+//   replaced  a page of a range whose tables were released recently (the last 64 gathers);
+//   unmapped  (dma-storm) a buffer whose unmap returned recently (the last 64): a device that
+//             keeps using a buffer after its unmap, which only a stale IOTLB entry lets through.
 // For live/replaced the pattern picks the range (random: any of the ring, sequential: walk the
 // newest range page by page, hot-set: the newest few) and an empty ring falls back to window.
 #include <algorithm>
@@ -98,15 +100,20 @@ step_result machine::device_step(device_state& dev) {
   }
   // Whole translations (not step-wise): a refused request (every walk slot busy, threaded
   // runs only) is retried by the device's next step.
-  for (unsigned i = 0; i < dev.grp->translations_per_step; ++i)
-    (void)dev.dev->step();
+  for (unsigned i = 0; i < dev.grp->translations_per_step; ++i) {
+    const std::uint64_t start = iovas_ ? ex_->now_ns() : 0;
+    if (dev.dev->step() && iovas_ && dev.dev->last().result == iommu::outcome::ok)
+      iovas_->check(dev.dev->last_iova(), start, ex_->now_ns());  // exposure
+  }
   return step_result::sleep_for(dev.grp->step_interval_ns);
 }
 
 // Target live/replaced: the pattern picks a range of the ring (random: any, sequential: walk the
 // newest range page by page, hot-set: the newest few). An empty ring: the window.
 bool machine::device_state::next(prng& rng, iommu::iova_t& iova) {
-  const range_ring& ring = grp->target == access_target::live ? dom->live : dom->replaced;
+  const range_ring& ring = grp->target == access_target::live       ? dom->live
+                           : grp->target == access_target::unmapped ? dom->unmapped
+                                                                    : dom->replaced;
   const unsigned n = ring.filled();
   if (n == 0) return false;
   std::uint64_t first = 0, bytes = 0;

@@ -76,11 +76,15 @@ step_result machine::program_step(unsigned cpu) {
       d.last_chunk = wl_->mutate(cpu, d.g);
       mix(d.trace, wl_->last_trace(cpu));
       if (!d.g.released().empty()) {
-        rec_->retire(d.dom->id, d.g);
+        // Lazy DMA: no caller flush will follow, so the frames go as a deferred unmap.
+        if (lazy_dma())
+          rec_->retire_deferred(d.dom->id, d.g, reclaim::iova_range{});
+        else
+          rec_->retire(d.dom->id, d.g);
         d.dom->replaced.push(d.g.first(), d.g.last() - d.g.first() + 1);
       }
       if (d.g.empty()) {
-        if (d.last_chunk) return complete_op(d);
+        if (d.last_chunk) return complete_op(cpu, d);
         return step_result::busy();
       }
       d.ph = sc.caller.softirq == softirq_point::before_caller_flush ? cpu_driver::phase::softirq
@@ -92,9 +96,9 @@ step_result machine::program_step(unsigned cpu) {
       d.ph = cpu_driver::phase::flush;
       return step_result::busy();
     case cpu_driver::phase::flush:
-      caller_flush(d);
+      caller_flush(cpu, d);
       if (sc.caller.softirq == softirq_point::after_caller_flush) ex_->process_pending_softirqs();
-      if (d.last_chunk) return complete_op(d);
+      if (d.last_chunk) return complete_op(cpu, d);
       d.ph = cpu_driver::phase::mutate;
       return step_result::busy();
     case cpu_driver::phase::done:
@@ -105,13 +109,14 @@ step_result machine::program_step(unsigned cpu) {
   return step_result::finished();
 }
 
-void machine::caller_flush(cpu_driver& d) {
+void machine::caller_flush(unsigned cpu, cpu_driver& d) {
   switch (sc.caller.flush) {
     case caller_flush::each_op: {
       auto e =
           reclaim::invalidate_after_retire(*rec_, *monitor_, d.dom->id, d.g, flush_timeout_ns_);
       PTR_ASSERT_MSG(e.ok(), "the caller's invalidation did not complete (a hung IOMMU model)");
       ++d.caller_flushes;
+      wl_->caller_flushed(cpu);
       break;
     }
     case caller_flush::batched: {
@@ -123,11 +128,14 @@ void machine::caller_flush(cpu_driver& d) {
       break;
     }
     case caller_flush::none:
+      wl_->caller_flushed(cpu);
+      break;
+    case caller_flush::lazy:  // the unmap went to the policy (workload -> lazy_unmap)
       break;
   }
 }
 
-void machine::flush_batch(cpu_driver& d) {
+void machine::flush_batch(unsigned cpu, cpu_driver& d) {
   for (std::size_t i = 0; i < d.batch.size(); ++i) {
     cpu_driver::owed& o = d.batch[i];
     if (!o.any) continue;
@@ -138,10 +146,11 @@ void machine::flush_batch(cpu_driver& d) {
     o.any = false;
     o.g.clear();
   }
+  wl_->caller_flushed(cpu);
   d.batch_ops = 0;
 }
 
-step_result machine::complete_op(cpu_driver& d) {
+step_result machine::complete_op(unsigned cpu, cpu_driver& d) {
   ++d.ops;
   if (!deterministic_) d.ops_seen.store(d.ops, std::memory_order_relaxed);
   d.ph = cpu_driver::phase::between_ops;
@@ -150,7 +159,7 @@ step_result machine::complete_op(cpu_driver& d) {
     // Within a batch there is no scheduler point: the owed flush must come before one, as the
     // retire contract (and Xen) require. The last operation of the run flushes too.
     if (d.batch_ops < sc.caller.flush_batch && !workload_over(d)) return step_result::busy();
-    flush_batch(d);
+    flush_batch(cpu, d);
   }
   d.mid_op.store(false, std::memory_order_seq_cst);
   return step_result::yield();
@@ -174,6 +183,29 @@ void machine::report_progress() {
     f = static_cast<double>(ex_->now_ns() - run_start_ns_) / static_cast<double>(time_limit_ns_);
   }
   opt.progress(std::min(1.0, f));
+}
+
+// ---- lazy DMA ----------------------------------------------------------------------------------
+
+iova_space* machine::make_iova_space(std::uint64_t slice_bytes, std::uint64_t buffer_bytes) {
+  if (!iovas_) {
+    iovas_ = std::make_unique<iova_space>(cpus, slice_bytes, buffer_bytes);
+    monitor_->set_iova_sink(iovas_.get());
+  }
+  return iovas_.get();
+}
+
+void machine::lazy_unmap(domain_slot& dom, const pt::gather& g, const reclaim::iova_range& r) {
+  // Before the policy sees it: it may give the IOVA back inside retire_deferred.
+  iovas_->mark_unmapped(r.first, ex_->now_ns(), /*deferred=*/true);
+  monitor_->on_iova_unmapped(dom.id, r);
+  dom.unmapped.push(r.first, r.last - r.first + 1);
+  if (!g.released().empty()) dom.replaced.push(g.first(), g.last() - g.first() + 1);
+  rec_->retire_deferred(dom.id, g, r);
+}
+
+void machine::iova_allocated(domain_slot& dom, const reclaim::iova_range& r) {
+  monitor_->on_iova_allocated(dom.id, r);
 }
 
 // ---- the finisher (CPU 0 after its workload) --------------------------------------------------
@@ -215,7 +247,8 @@ step_result machine::finisher_step() {
     }
     case finish_phase::wait_l1: {
       const std::uint64_t now = ex_->now_ns();
-      const std::uint64_t left = monitor_->pending();
+      // Lazy DMA: IOVAs the policy still holds wait like frames.
+      const std::uint64_t left = monitor_->pending() + monitor_->deferred_iovas();
       if (left == 0) {
         l1_held_ = true;
         drain_ns_ = now > stop_ns_ ? now - stop_ns_ : 0;
@@ -225,7 +258,7 @@ step_result machine::finisher_step() {
       } else if (now - std::min(now, stop_ns_) > sc.duration.drain_timeout_ns) {
         l1_held_ = false;
         drain_ns_ = now - std::min(now, stop_ns_);
-        l1_reason_ = std::to_string(left) + " retired frames still pending " +
+        l1_reason_ = std::to_string(left) + " retired frames (and deferred IOVAs) still pending " +
                      std::to_string(drain_ns_) + " ns after the workload stopped (bound " +
                      std::to_string(sc.duration.drain_timeout_ns) +
                      " ns, duration.drain_timeout_ns): " + pending_report(deterministic_);

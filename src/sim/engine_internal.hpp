@@ -45,6 +45,7 @@
 #include "ptreclaim/sim/engine.hpp"
 #include "ptreclaim/testbed/testbed.hpp"
 #include "sim/invariants.hpp"
+#include "sim/iova_space.hpp"
 
 namespace ptreclaim::sim::detail {
 
@@ -77,6 +78,7 @@ struct domain_slot {
   iommu::domain* dom = nullptr;
   range_ring live;
   range_ring replaced;
+  range_ring unmapped;  // dma-storm: buffers whose unmap returned most recently
 };
 
 class machine;
@@ -101,6 +103,10 @@ class workload {
   // Fills that ended in a 2M / 1G superpage (superpage-churn only). Read after the run.
   [[nodiscard]] virtual std::uint64_t coalesced_2m() const { return 0; }
   [[nodiscard]] virtual std::uint64_t coalesced_1g() const { return 0; }
+  // dma-storm: strict callers' unmaps on `cpu` since its last flush have returned (the flush
+  // completed, or there is none). Lazy DMA: packets dropped for want of a free IOVA.
+  virtual void caller_flushed(unsigned /*cpu*/) {}
+  [[nodiscard]] virtual std::uint64_t iova_exhausted() const { return 0; }
 };
 
 std::unique_ptr<workload> make_superpage_churn(machine& m);
@@ -161,6 +167,15 @@ class machine {
   [[nodiscard]] runtime::executor& ex() noexcept { return *ex_; }
   [[nodiscard]] mem::frame_pool& pool() noexcept { return *pool_; }
   [[nodiscard]] prng fork_rng(std::uint64_t salt) const noexcept { return root_.fork(salt); }
+  // --- DMA (dma-storm) ---
+  [[nodiscard]] bool lazy_dma() const noexcept { return sc.caller.flush == caller_flush::lazy; }
+  // The IOVA space (built once: exposure for every DMA run, the allocator's states for lazy
+  // DMA), the monitor's iova_sink.
+  iova_space* make_iova_space(std::uint64_t slice_bytes, std::uint64_t buffer_bytes);
+  // Lazy DMA: the caller unmapped `r` (its PTEs cleared into g, not invalidated) and hands it
+  // to the policy; `r` was allocated again (before its map).
+  void lazy_unmap(domain_slot& dom, const pt::gather& g, const reclaim::iova_range& r);
+  void iova_allocated(domain_slot& dom, const reclaim::iova_range& r);
 
  private:
   enum class finish_phase : std::uint8_t { wait_workload, wait_l1, stop_actors, teardown, done };
@@ -174,14 +189,15 @@ class machine {
   void collect_devices(run_result& out) const;
   void collect_reclaim(run_result& out, std::uint64_t caller_flushes) const;
   void collect_hotplug(const runtime::run_stats& st, run_result& out);
+  void collect_dma(run_result& out);
   [[nodiscard]] invariant_evidence evidence(const runtime::run_stats& st, const run_result& out,
                                             const std::string& stuck) const;
 
   runtime::step_result program_step(unsigned cpu);
   runtime::step_result finisher_step();
-  runtime::step_result complete_op(cpu_driver& d);
-  void caller_flush(cpu_driver& d);
-  void flush_batch(cpu_driver& d);
+  runtime::step_result complete_op(unsigned cpu, cpu_driver& d);
+  void caller_flush(unsigned cpu, cpu_driver& d);
+  void flush_batch(unsigned cpu, cpu_driver& d);
   bool workload_over(const cpu_driver& d);
   void finish_workload(unsigned cpu, cpu_driver& d);
   void report_progress();
@@ -230,6 +246,7 @@ class machine {
   testbed::observer* observer_ = nullptr;
   reclaim::reclaimer* rec_ = nullptr;
   std::unique_ptr<workload> wl_;
+  std::unique_ptr<iova_space> iovas_;  // dma-storm only; the monitor's iova sink
   std::unique_ptr<runtime::per_cpu<cpu_driver>> drivers_;
   std::vector<std::unique_ptr<device_state>> devices_;
 

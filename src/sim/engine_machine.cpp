@@ -48,6 +48,7 @@ machine::~machine() {
   domains.clear();
   drivers_.reset();
   tb_.reset();
+  iovas_.reset();  // after the monitor that forwards to it
 }
 
 namespace {
@@ -199,6 +200,7 @@ Status machine::install_policy() {
   cfg.watermark = static_cast<std::uint32_t>(
       std::min<std::uint64_t>(sc.reclaim.watermark_frames, 0xffffffffULL));
   cfg.wait_timeout_ns = flush_timeout_ns_;
+  cfg.fq_single_queue = sc.reclaim.fq_single_queue;
   PTR_TRY(tb_->install_policy(opt.policy, cfg));
   rec_ = &tb_->policy();
   return {};

@@ -75,6 +75,27 @@ void machine::collect_reclaim(run_result& out, std::uint64_t caller_flushes) con
   out.superpages.splits = snap_.splits;
 }
 
+void machine::collect_dma(run_result& out) {
+  if (sc.kind != workload_kind::dma_storm) return;
+  dma_metrics& m = out.dma;
+  const reclaim::safety_monitor::report& mon = snap_.mon;
+  m.measured = true;
+  m.lazy = lazy_dma();
+  m.packets = out.operations * sc.dma_storm.packets_per_op;
+  m.iovas_deferred = mon.iovas_unmapped;
+  m.iovas_returned = mon.iovas_returned;
+  m.returned_early = mon.iovas_returned_early;
+  m.peak_deferred = mon.peak_deferred_iovas;
+  m.iova_exhausted = wl_->iova_exhausted();
+  if (iovas_) {
+    m.exposures = iovas_->exposures();
+    m.longest_exposure_ns = iovas_->longest_exposure_ns();
+  }
+  if (m.iova_exhausted != 0)
+    notes_.push_back(std::to_string(m.iova_exhausted) +
+                     " packets dropped: no free IOVA in the CPU's slice (the policy held them)");
+}
+
 void machine::collect_hotplug(const runtime::run_stats& st, run_result& out) {
   out.hotplug.offlines = st.cpu_downs;
   out.hotplug.onlines = st.cpu_ups;
@@ -112,6 +133,8 @@ invariant_evidence machine::evidence(const runtime::run_stats& st, const run_res
   ev.l1_held = l1_held_;
   ev.l1_reason = l1_reason_;
   ev.stuck = stuck;
+  ev.lazy = lazy_dma();
+  ev.caller = std::string(caller_flush_name(sc.caller.flush));
   return ev;
 }
 

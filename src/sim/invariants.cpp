@@ -14,7 +14,7 @@ void set(run_result& r, invariant i, bool held, std::string reason) {
 void judge_invariants(const invariant_evidence& e, run_result& out) {
   const reclaim::safety_monitor::report& mon = e.mon;
   out.violations.count = e.s1_count + e.ledger + mon.s2_violations + mon.s3_violations +
-                         mon.s4_violations + mon.s5_violations;
+                         mon.s4_violations + mon.s5_violations + mon.s6_violations;
   if (!e.s1_first.empty())
     out.violations.first = e.s1_first;
   else if (!mon.first.empty())
@@ -74,6 +74,20 @@ void judge_invariants(const invariant_evidence& e, run_result& out) {
     set(out, invariant::s5, held,
         "peak " + std::to_string(e.peak_pending) + " pending frames, bound " +
             std::to_string(e.pending_bound) + (held ? "" : "; first: " + first_of("S5")));
+  }
+  if (!e.lazy) {
+    // Strict callers free their IOVAs after their own invalidation: none reaches the policy.
+    set(out, invariant::s6, mon.s6_violations == 0,
+        "no IOVA passed through the policy (caller.flush = \"" + e.caller + "\")");
+  } else {
+    set(out, invariant::s6, mon.s6_violations == 0,
+        mon.s6_violations == 0
+            ? std::to_string(mon.iovas_unmapped) + " deferred IOVAs, " +
+                  std::to_string(mon.iovas_returned) +
+                  " given back; none allocated again before a covering invalidation completed (" +
+                  std::to_string(mon.iovas_returned_early) + " given back early, not reused)"
+            : std::to_string(mon.s6_violations) +
+                  " IOVAs reused too early; first: " + first_of("S6"));
   }
   if (!e.reached_drain) {
     set(out, invariant::l1, false,

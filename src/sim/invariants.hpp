@@ -1,4 +1,4 @@
-// The verdicts of a run: S1-S5 and L1 from what the run's checkers saw (the IOMMU model's stale
+// The verdicts of a run: S1-S6 and L1 from what the run's checkers saw (the IOMMU model's stale
 // walks, the safety monitor, the pool's ledger and teardown, the policy's own counters, the
 // executor's hotplug counts, the finisher). A pure function of those figures, so each verdict
 // and its reason can be tested without building a machine.
@@ -33,6 +33,9 @@ struct invariant_evidence {
   bool l1_held = false;
   std::string l1_reason;
   std::string stuck;
+  // S6: whether IOVAs passed through the policy (caller.flush = "lazy"), and the caller mode.
+  bool lazy = false;
+  std::string caller;
 };
 
 // Fills out.at(i) for every invariant and out.violations.count / first.

@@ -43,8 +43,8 @@ bool policy_is_safe(std::string_view name) {
 }
 
 std::string_view invariant_name(invariant i) noexcept {
-  static constexpr std::array<std::string_view, invariant_count> names{"S1", "S2", "S3",
-                                                                       "S4", "S5", "L1"};
+  static constexpr std::array<std::string_view, invariant_count> names{"S1", "S2", "S3", "S4",
+                                                                       "S5", "S6", "L1"};
   return names[static_cast<std::size_t>(i)];
 }
 
@@ -57,6 +57,8 @@ std::string_view invariant_summary(invariant i) noexcept {
       "no CPU hotplug sequence loses or double-frees a retired frame; no worker runs on the wrong "
       "CPU",
       "frames pending never exceed the configured bound",
+      "lazy DMA: no IOVA is allocated again while a translation of its previous mapping may "
+      "still be cached",
       "after the workload stops, every retired frame is freed within bounded time",
   };
   return text[static_cast<std::size_t>(i)];

@@ -104,7 +104,7 @@ Result<domain*> testbed::add_domain(const domain_spec& spec) {
 
 Status testbed::install_policy(reclaim::policy_kind kind, const reclaim::reclaim_config& rc) {
   PTR_ASSERT_MSG(policy_ == nullptr, "testbed: install_policy twice");
-  reclaim::reclaim_env env{*ex_, *monitor_, *pool_, observer_.get()};
+  reclaim::reclaim_env env{*ex_, *monitor_, *pool_, observer_.get(), monitor_.get()};
   auto r = reclaim::make_reclaimer(kind, env, rc);
   if (!r.ok()) return r.status();
   policy_ = std::move(*r);

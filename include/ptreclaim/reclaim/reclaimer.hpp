@@ -17,6 +17,23 @@
 // Contexts: retire() is called on a CPU (env.rt.current_cpu()) in process context with
 // no lock held that a tasklet or work item of that CPU takes; it may spin (sync, back-pressure)
 // but never sleeps. drain() is called at quiescence (no concurrent retire) from process context.
+//
+// Lazy DMA (dma-iommu's deferred flush, caller.flush = "lazy" in the simulator):
+//
+//   retire_deferred(d, gather, iova)   hands over an unmap the caller did NOT invalidate: the
+//                                      gather's range (and its released frames, possibly none)
+//                                      and the IOVA allocation it unmapped.
+//
+// Ownership: from the call on, the policy owns the IOVA; the caller must not use or reallocate
+// it. The policy gives it back exactly once, through env.iovas->iova_free(d, iova), only after an
+// invalidation of d that covers the IOVA's range (leaf suffices; a domain-wide one always does),
+// submitted after the call, has completed on every IOMMU d is attached to (S6: no IOVA is
+// allocated again while a translation of its previous mapping may still be cached). Frames of
+// the gather follow retire()'s rules (S2, S3, S5), with no caller invalidation to ride on: the
+// caller never flushes in lazy mode, so no policy may rely on one here (needs_caller_flush is
+// about retire() only). drain() gives back every IOVA still held; L1 covers IOVAs as frames.
+// Contexts as retire(). iova_free is called from whatever CPU context frees (the producer, a
+// timer, a tasklet, a work item), possibly with a policy lock held.
 #pragma once
 
 #include <cstdint>
@@ -57,6 +74,36 @@ struct reclaim_config {
   std::uint32_t batch_frames = 1;
   unsigned xen_yield_every = 512;  // Xen: process_pending_softirqs() every 512 frees
   std::uint64_t wait_timeout_ns = 10'000'000'000;  // a hung invalidation is a failure, not a hang
+  // linux-global-work, lazy DMA: deferred IOVAs its one list may hold before the producer runs
+  // the work body itself (a bound the kernel's list does not have).
+  std::uint32_t max_deferred_iovas = 65536;
+  // linux-dma-fq: dma-iommu's flush queue (docs/linux-dma-fq.md). Per-CPU rings of fq_entries
+  // (IOVA_DEFAULT_FQ_SIZE) and a fq_timeout_ns timer (IOVA_DEFAULT_FQ_TIMEOUT); fq_single_queue
+  // selects the one shared ring Linux uses when IOTLB flushes are shadowed (vIOMMUs in caching
+  // mode), with fq_single_entries (IOVA_SINGLE_FQ_SIZE) and fq_single_timeout_ns
+  // (IOVA_SINGLE_FQ_TIMEOUT). Sizes are powers of two (the ring masks its indices), >= 2.
+  bool fq_single_queue = false;
+  std::uint32_t fq_entries = 256;
+  std::uint64_t fq_timeout_ns = 10'000'000;
+  std::uint32_t fq_single_entries = 32768;
+  std::uint64_t fq_single_timeout_ns = 1'000'000'000;
+};
+
+// An IOVA allocation, inclusive, as retire_deferred() takes it and iova_sink gets it back.
+// Empty (first > last): the unmap gave back no IOVA (only frames).
+struct iova_range {
+  pt::iova_t first = 1;
+  pt::iova_t last = 0;
+  [[nodiscard]] bool empty() const noexcept { return first > last; }
+};
+
+// Where deferred IOVAs go back: the caller's IOVA allocator (dma-iommu's free_iova_fast). Called
+// from any CPU context a policy frees in, concurrently from several CPUs, possibly with a policy
+// lock held: it must not block or call into the policy.
+class iova_sink {
+ public:
+  virtual ~iova_sink() = default;
+  virtual void iova_free(domain_number d, const iova_range& r) noexcept = 0;
 };
 
 // Sees every retire and every free; the simulator's safety monitor (S1–S5) is one.
@@ -85,6 +132,8 @@ struct reclaim_stats {
   std::uint64_t free_errors = 0;     // frees the ledger refused (a broken policy)
   std::uint64_t wrong_cpu_runs = 0;  // S4: workers that ran on a CPU not owning their list
   std::uint64_t adopted = 0;         // frames moved from a dead CPU's queue to a running CPU's
+  std::uint64_t iovas_deferred = 0;  // IOVAs handed to retire_deferred()
+  std::uint64_t iovas_returned = 0;  // of which given back to env.iovas
   log_histogram retire_to_free_ns;   // latency from the gather's release to the free
 };
 
@@ -96,6 +145,7 @@ struct reclaim_env {
   invalidation_backend& backend;  // the IOMMUs
   mem::frame_pool& pool;          // where frames go back
   reclaim_observer* observer = nullptr;
+  iova_sink* iovas = nullptr;  // lazy DMA: where deferred IOVAs go back (none: dropped)
 };
 
 class reclaimer {
@@ -104,6 +154,9 @@ class reclaimer {
 
   // See the file comment. The frames of g.released() are in state retired.
   virtual void retire(domain_number d, const pt::gather& g) = 0;
+  // Lazy DMA (see the file comment): g is the unmap (its range; its frames, possibly none),
+  // `iova` the allocation that goes back to env.iovas once an invalidation covering it completed.
+  virtual void retire_deferred(domain_number d, const pt::gather& g, const iova_range& iova) = 0;
   // The caller is about to invalidate d after a retire on this CPU (before it submits), so a
   // policy that batches retires can close its batch and let that invalidation cover it.
   virtual void before_caller_invalidation(domain_number /*d*/) {}

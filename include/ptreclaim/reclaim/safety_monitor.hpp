@@ -7,7 +7,12 @@
 //       invalidation, a domain-selective one of the domain's did, or a page-selective one of
 //       that did with IH=0 whose block contains the frame's span), that invalidation was
 //       submitted after the unlink, and a wait descriptor behind it completed;
-//   S5  frames pending never exceed the bound.
+//   S5  frames pending never exceed the bound;
+//   S6  (lazy DMA) an IOVA is never allocated again while a translation of its previous mapping
+//       may still be cached: since its unmap, on every IOMMU its domain was attached to, an
+//       invalidation covering its range (leaf suffices: a global one, a domain-selective one of
+//       the domain's did, or a page-selective one of that did whose block contains the range)
+//       was processed and a wait descriptor behind it completed.
 // It trusts neither the policies nor the invalidation bookkeeping above the hardware (flush
 // epochs, the backend's ranges): what was unlinked, and through which IOVA span a cached entry
 // could still reach it, comes from the page-table code (pt::unlink_observer, wired through
@@ -20,7 +25,10 @@
 // Violations are recorded (count + the first few in full), never fatal.
 //
 // It also forwards the invalidation_backend (counting invalidations) so that a policy can be
-// given the monitor as its backend; the S3 check does not use what passes through there.
+// given the monitor as its backend; the S3 check does not use what passes through there. For
+// lazy DMA it is the policy's iova_sink too, forwarding to the caller's allocator
+// (set_iova_sink): the caller reports each unmap (on_iova_unmapped) and each allocation
+// (on_iova_allocated), the policy's give-backs pass through iova_free.
 //
 // Thread-safety: all members may be called concurrently (one internal lock, a real-platform
 // spinlock: never charged in virtual time; in threaded runs a short spin instead of a futex
@@ -47,7 +55,8 @@ namespace ptreclaim::reclaim {
 class safety_monitor final : public reclaim_observer,
                              public invalidation_backend,
                              public pt::unlink_observer,
-                             public iommu::inv_observer {
+                             public iommu::inv_observer,
+                             public iova_sink {
  public:
   // Registers itself as `sys`'s descriptor observer (until destroyed). `inner` does the real
   // invalidation work; `max_pending` is the S5 bound. Tables must name the monitor as their
@@ -86,18 +95,38 @@ class safety_monitor final : public reclaim_observer,
   void on_free(mem::frame_id f, const char* path) override;
   void on_invariant_violation(const std::string& what) override;
 
+  // --- lazy DMA (S6) ---
+  // Where iova_free forwards to (the caller's allocator; nullptr: nowhere). Set before the run.
+  void set_iova_sink(iova_sink* inner) noexcept { iova_inner_ = inner; }
+  // The caller unmapped `r` of d and hands it to the policy (call after the unmap's PTE stores).
+  void on_iova_unmapped(domain_number d, const iova_range& r) noexcept;
+  // The policy gives `r` back: recorded (given back before a covering invalidation completed is
+  // legal until the IOVA is allocated again), then forwarded.
+  void iova_free(domain_number d, const iova_range& r) noexcept override;
+  // The allocator hands out `r` of d again (call before mapping it): S6 is judged here.
+  void on_iova_allocated(domain_number d, const iova_range& r) noexcept;
+  // IOVAs unmapped and not yet given back (lazy DMA's L1).
+  [[nodiscard]] std::uint64_t deferred_iovas() const;
+
   struct report {
     std::uint64_t retired = 0, freed = 0, pending = 0, peak_pending = 0;
-    std::uint64_t unlinked = 0;       // frames the page tables reported unlinked
-    std::uint64_t s2_violations = 0;  // double free, free of a frame never retired, retire of a
-                                      // frame never unlinked
-    std::uint64_t s3_violations = 0;  // freed before a covering invalidation completed
-    std::uint64_t s4_violations = 0;  // policy-reported (wrong CPU, lost frames)
-    std::uint64_t s5_violations = 0;  // pending above the bound
+    std::uint64_t unlinked = 0;        // frames the page tables reported unlinked
+    std::uint64_t s2_violations = 0;   // double free, free of a frame never retired, retire of a
+                                       // frame never unlinked
+    std::uint64_t s3_violations = 0;   // freed before a covering invalidation completed
+    std::uint64_t s4_violations = 0;   // policy-reported (wrong CPU, lost frames)
+    std::uint64_t s5_violations = 0;   // pending above the bound
+    std::uint64_t s6_violations = 0;   // an IOVA allocated again before a covering invalidation
+                                       // completed (and give-backs of IOVAs never unmapped)
+    std::uint64_t iovas_unmapped = 0;  // lazy DMA: IOVAs the caller handed over
+    std::uint64_t iovas_returned = 0;  // of which given back
+    std::uint64_t iovas_returned_early = 0;  // given back before a covering invalidation completed
+    std::uint64_t deferred_iovas = 0;        // unmapped, not yet given back
+    std::uint64_t peak_deferred_iovas = 0;
     std::uint64_t invalidations = 0;  // submitted through the monitor
     std::vector<std::string> first;   // the first violations, in full
     [[nodiscard]] bool ok() const noexcept {
-      return s2_violations + s3_violations + s4_violations + s5_violations == 0;
+      return s2_violations + s3_violations + s4_violations + s5_violations + s6_violations == 0;
     }
   };
   [[nodiscard]] report result() const;
@@ -138,7 +167,25 @@ class safety_monitor final : public reclaim_observer,
   // Empty when frame f is covered on every unit; else why not.                  mutex held
   [[nodiscard]] std::string uncovered(const unlinked_frame& r) const;
   void forget_tails(const unlinked_frame& r);  // mutex held
-  void trim(unit_log& log);                    // mutex held
+  // Lazy DMA: an unmapped IOVA, and the units its domain was attached to at the unmap.
+  struct unmapped_iova {
+    domain_number domain{};
+    pt::iova_t first = 0, last = 0;
+    unsigned units = 0;
+    std::array<unit_need, limits::max_iommus> need{};
+    bool returned = false;  // given back early, kept until allocated again
+  };
+  [[nodiscard]] static std::uint64_t iova_key(domain_number d, pt::iova_t first) noexcept {
+    return (first >> 12) | (std::uint64_t{d} << 48);
+  }
+  // The units d is attached to now, with their submitted counts (after a full fence).
+  void snapshot_units(domain_number d, unsigned& units,
+                      std::array<unit_need, limits::max_iommus>& need) const;
+  // Empty when a leaf-or-better invalidation covering [first, last] was processed on every unit
+  // after need[i].tail and a wait behind it completed; else why not.          mutex held
+  [[nodiscard]] std::string iova_uncovered(const unmapped_iova& r) const;
+  void forget_iova_tails(const unmapped_iova& r);  // mutex held
+  void trim(unit_log& log);                        // mutex held
 
   iommu::system& sys_;
   invalidation_backend& inner_;
@@ -147,6 +194,8 @@ class safety_monitor final : public reclaim_observer,
   mutable spinlock mu_;
   std::unordered_map<std::uint32_t, unlinked_frame> frames_;  // unlinked, not yet freed
   std::array<unit_log, limits::max_iommus> logs_;
+  std::unordered_map<std::uint64_t, unmapped_iova> iovas_;  // unmapped, not yet safe to reuse
+  iova_sink* iova_inner_ = nullptr;
   report rep_;
 };
 

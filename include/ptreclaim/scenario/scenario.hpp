@@ -90,6 +90,8 @@ enum class access_target : std::uint8_t {
   window,    // uniformly over the device's window, mapped or not (faults are counted, not errors)
   live,      // pages its domain currently maps
   replaced,  // ranges whose tables were most recently released (hammers freed-table paths)
+  unmapped,  // dma-storm: buffers the caller unmapped most recently (a device that keeps using a
+             // buffer after its unmap: what lazy DMA's stale IOTLB entries expose, `exposure`)
 };
 [[nodiscard]] std::string_view access_target_name(access_target t) noexcept;
 
@@ -98,6 +100,9 @@ enum class caller_flush : std::uint8_t {
   each_op,  // after every map/unmap that released something (Xen's iommu_iotlb_flush, strict DMA)
   batched,  // after every `flush_batch` operations of the CPU (lazy unmap batching)
   none,     // never: only the reclamation policy invalidates
+  lazy,     // dma-storm: lazy DMA (dma-iommu's deferred flush): an unmap does not invalidate; it
+            // hands the IOVA (and released tables) to the policy (retire_deferred), and the IOVA
+            // goes back to the allocator only when the policy says its invalidation completed
 };
 [[nodiscard]] std::string_view caller_flush_name(caller_flush f) noexcept;
 
@@ -196,6 +201,9 @@ struct reclaim_params {
   std::uint64_t flush_age_ns =
       10'000'000;                         // age after which pending frames are flushed (0 = never)
   std::uint64_t watermark_frames = 1024;  // pending count that wakes the worker early (<= max)
+  // linux-dma-fq: per-CPU flush queues (Linux's default), or the one large queue Linux uses for
+  // IOMMUs whose flushes are shadowed (vIOMMUs in caching mode): 32768 entries, a 1 s timer.
+  bool fq_single_queue = false;
 };
 
 struct hotplug_params {

@@ -19,7 +19,7 @@ namespace ptreclaim::sim {
 using log_histogram = ptreclaim::log_histogram;
 
 // The safety and liveness invariants (docs/tool.md), in this order.
-enum class invariant : std::uint8_t { s1, s2, s3, s4, s5, l1, count_ };
+enum class invariant : std::uint8_t { s1, s2, s3, s4, s5, s6, l1, count_ };
 inline constexpr std::size_t invariant_count = static_cast<std::size_t>(invariant::count_);
 [[nodiscard]] std::string_view invariant_name(invariant i) noexcept;     // "S1"
 [[nodiscard]] std::string_view invariant_summary(invariant i) noexcept;  // one line: what it says
@@ -138,6 +138,27 @@ struct fault_metrics {
   }
 };
 
+// DMA (dma-storm only; measured = false elsewhere): IOVAs through the policy in lazy mode, and
+// the exposure both modes are measured for.
+struct dma_metrics {
+  bool measured = false;
+  bool lazy = false;                 // caller.flush = "lazy"
+  std::uint64_t packets = 0;         // operations x packets_per_op
+  std::uint64_t iovas_deferred = 0;  // lazy: IOVAs handed to the policy (retire_deferred)
+  std::uint64_t iovas_returned = 0;  // of which given back to the allocator
+  std::uint64_t returned_early = 0;  // given back before a covering invalidation completed
+  std::uint64_t peak_deferred = 0;   // most IOVAs held by the policy at once (the monitor's)
+  std::uint64_t iova_exhausted = 0;  // packets dropped: no free IOVA in the CPU's slice
+  // Device translations that succeeded at an IOVA whose buffer was unmapped (after the caller's
+  // unmap returned): only a stale IOTLB entry reaches one. Strict callers must see 0.
+  std::uint64_t exposures = 0;
+  std::uint64_t longest_exposure_ns = 0;  // longest unmap -> last such access
+  // Invalidate-and-wait rounds (callers' and the policy's) per 1,000 packets.
+  [[nodiscard]] double invalidations_per_kpacket(std::uint64_t flushes) const noexcept {
+    return packets ? static_cast<double>(flushes) * 1000.0 / static_cast<double>(packets) : 0.0;
+  }
+};
+
 struct run_result {
   // What ran.
   std::string scenario;         // scenario name
@@ -175,6 +196,7 @@ struct run_result {
   hotplug_metrics hotplug;
   superpage_metrics superpages;
   fault_metrics faults;
+  dma_metrics dma;
   [[nodiscard]] double invalidations_per_freed_table() const noexcept {
     return reclaim.tables_freed ? static_cast<double>(invalidations.flushes) /
                                       static_cast<double>(reclaim.tables_freed)

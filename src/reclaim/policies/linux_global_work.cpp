@@ -7,7 +7,15 @@
 // measures: producers and the consumer serialise on one lock and one shared list head.
 //
 // Additions off the faithful path: back-pressure at the configured bound (the producer runs the
-// work body itself) and drain().
+// work body itself) and drain(). Lazy DMA (retire_deferred), which the kernel's list never sees
+// (dma-iommu defers IOVAs in its own flush queue): the port puts the IOVA on the same list (a
+// vector beside the frames, under the same lock, bounded by max_deferred_iovas) and schedules
+// the same work item, whose domain-wide invalidation then covers it; the IOVAs go back after
+// the frames are freed.
+#include <set>
+#include <utility>
+#include <vector>
+
 #include "../policies.hpp"
 #include "../policy_base.hpp"
 #include "ptreclaim/base/spinlock.hpp"
@@ -53,6 +61,26 @@ class linux_global_work_policy final : public policy_base {
     }
   }
 
+  void retire_deferred(domain_number d, const pt::gather& g, const iova_range& iova) override {
+    note_deferred_iova(iova);
+    retire(d, g);
+    if (iova.empty()) return;
+    bool full = false;
+    {
+      std::lock_guard guard(lock_);
+      env_.rt.touch_line(&list_, true);
+      env_.rt.charge(cost_kind::enqueue);
+      iovas_.emplace_back(d, iova);
+      full = iovas_.size() >= config_.max_deferred_iovas;
+    }
+    if (full) {
+      ++counters().backpressure;
+      work_fn();
+    } else {
+      env_.rt.schedule_work(work_);
+    }
+  }
+
   Status drain() override {
     env_.rt.flush_work(work_);
     work_fn();
@@ -68,16 +96,31 @@ class linux_global_work_policy final : public policy_base {
   void work_fn() {
     ++counters().worker_runs;
     frame_list mine;
+    std::vector<std::pair<domain_number, iova_range>> iovas;
     {
       std::lock_guard guard(lock_);
       env_.rt.touch_line(&list_, true);
       mine.splice_back(env_.pool, list_);
+      iovas.swap(iovas_);
     }
-    invalidate_owners_and_free(mine, "linux-global-work", global_holder);
+    if (iovas.empty()) {
+      invalidate_owners_and_free(mine, "linux-global-work", global_holder);
+      return;
+    }
+    std::set<domain_number> domains;
+    mine.for_each(env_.pool, [&](mem::frame_id f) { domains.insert(env_.pool.ident(f).domain); });
+    for (const auto& [d, r] : iovas)
+      domains.insert(d);
+    for (domain_number d : domains)
+      invalidate_and_wait(d, invalidation_range::whole_domain());
+    free_list(mine, "linux-global-work", global_holder);
+    for (const auto& [d, r] : iovas)
+      return_iova(d, r);
   }
 
   spinlock lock_;
   frame_list list_;
+  std::vector<std::pair<domain_number, iova_range>> iovas_;  // lazy DMA, under lock_
   runtime::work_item work_;
 };
 

@@ -15,6 +15,13 @@ class immediate_policy final : public policy_base {
     if (retire_inline(d, g, env_.rt.current_cpu(), "immediate", std::nullopt, [] {}))
       ++counters().backpressure;
   }
+  // Lazy DMA: the IOVA goes back at once, before anyone invalidated (S6 catches it), and the
+  // frames are freed at once as in retire().
+  void retire_deferred(domain_number d, const pt::gather& g, const iova_range& iova) override {
+    note_deferred_iova(iova);
+    retire(d, g);
+    return_iova(d, iova);
+  }
   Status drain() override { return {}; }
   [[nodiscard]] policy_kind kind() const noexcept override { return policy_kind::immediate; }
 };
@@ -30,6 +37,20 @@ class sync_policy final : public policy_base {
     // One chunk (one invalidation) unless the gather exceeds max_pending.
     if (retire_inline(d, g, env_.rt.current_cpu(), "sync", invalidation_range::of(g), [] {}))
       ++counters().backpressure;
+  }
+  // Lazy mode made strict, as dma-iommu without a flush queue (__iommu_dma_unmap: iommu_unmap,
+  // iommu_iotlb_sync, then free_iova_fast): the range is invalidated (non-leaf when tables were
+  // released, leaf otherwise) and waited for, then the frames and the IOVA go back.
+  void retire_deferred(domain_number d, const pt::gather& g, const iova_range& iova) override {
+    note_deferred_iova(iova);
+    invalidation_range inv = covering(g, iova);
+    if (!g.released().empty()) {
+      if (retire_inline(d, g, env_.rt.current_cpu(), "sync", inv, [] {})) ++counters().backpressure;
+    } else if (!g.empty() || !iova.empty()) {
+      inv.nonleaf = g.nonleaf_changed();
+      invalidate_and_wait(d, inv);
+    }
+    return_iova(d, iova);
   }
   Status drain() override { return {}; }
   [[nodiscard]] policy_kind kind() const noexcept override { return policy_kind::sync; }
