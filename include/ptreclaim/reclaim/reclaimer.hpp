@@ -77,6 +77,12 @@ struct reclaim_config {
   // linux-global-work, lazy DMA: deferred IOVAs its one list may hold before the producer runs
   // the work body itself (a bound the kernel's list does not have).
   std::uint32_t max_deferred_iovas = 65536;
+  // flush-epoch, lazy DMA: deferred IOVA ranges a CPU may hold (its ring, allocated once; full:
+  // invalidate and wait), how many one batch (one stamp) may take, and how many make the CPU ask
+  // for a full invalidation early (capped at half the ring).
+  std::uint32_t iovas_per_cpu = 256;
+  std::uint32_t batch_iovas = 32;
+  std::uint32_t iova_watermark = 128;
   // linux-dma-fq: dma-iommu's flush queue (docs/linux-dma-fq.md). Per-CPU rings of fq_entries
   // (IOVA_DEFAULT_FQ_SIZE) and a fq_timeout_ns timer (IOVA_DEFAULT_FQ_TIMEOUT); fq_single_queue
   // selects the one shared ring Linux uses when IOTLB flushes are shadowed (vIOMMUs in caching

@@ -48,6 +48,7 @@ struct sim_platform {
   [[nodiscard]] core::epoch_t completed_full_seen(core::domain_id d) noexcept;
   [[nodiscard]] bool wait(core::domain_id d, core::epoch_t e);
   void free_frames(unsigned ring, core::domain_id d, const frame* f, std::size_t n);
+  void free_iovas(unsigned ring, core::domain_id d, const core::iova_range* r, std::size_t k);
   void on_taken(unsigned ring, core::domain_id d, core::iova_range need, const frame* f,
                 std::size_t n, std::size_t iovas);
   void touch_shared(const void* line, bool write);
@@ -75,7 +76,9 @@ class flush_epoch_policy final : public policy_base {
     c.frames_per_cpu = static_cast<std::uint32_t>(per_cpu_budget());
     c.batches_per_cpu = config.batches_per_cpu;
     c.batch_frames = std::min(config.batch_frames, c.frames_per_cpu);
-    c.iovas_per_cpu = 0;  // strict DMA: the simulator's callers defer no IOVAs
+    c.iovas_per_cpu = config.iovas_per_cpu;
+    c.batch_iovas = std::min(config.batch_iovas, config.iovas_per_cpu);
+    c.iova_watermark = config.iova_watermark;
     c.watermark = config.watermark;
     c.flush_age_ns = config.flush_age_ns;
     c.poll_ns = config.poll_ns;
@@ -109,6 +112,27 @@ class flush_epoch_policy final : public policy_base {
     }
     const core::retire_status s =
         core_.retire(d, core::iova_range{g.first(), g.last()}, g.released().data(), n);
+    PTR_ASSERT_MSG(s != core::retire_status::refused,
+                   "flush-epoch: an invalidation could not be submitted or did not complete "
+                   "within wait_timeout_ns; freeing would be unsafe");
+  }
+
+  // Lazy DMA: the unmap's IOVA joins its tables (if any) in this CPU's open batch, under the
+  // same stamp, and goes back to env.iovas when the batch is freed: what dma-iommu's queue_iova
+  // does with fq_flush_start_cnt, made per-CPU and lock-free (docs/flush-epoch.md). Gathers over
+  // the CPU's share and a shared bound take policy_base's synchronous path.
+  void retire_deferred(domain_number d, const pt::gather& g, const iova_range& iova) override {
+    const std::uint64_t n = g.released().size();
+    if (global_bound() || n > per_cpu_budget() || (n == 0 && iova.empty())) {
+      policy_base::retire_deferred(d, g, iova);
+      return;
+    }
+    note_deferred_iova(iova);
+    const invalidation_range need = covering(g, iova);
+    const core::iova_range deferred{iova.first, iova.last};
+    const core::retire_status s =
+        core_.retire(d, core::iova_range{need.first, need.last}, g.released().data(), n, &deferred,
+                     iova.empty() ? 0 : 1);
     PTR_ASSERT_MSG(s != core::retire_status::refused,
                    "flush-epoch: an invalidation could not be submitted or did not complete "
                    "within wait_timeout_ns; freeing would be unsafe");
@@ -155,9 +179,10 @@ class flush_epoch_policy final : public policy_base {
     const std::uint64_t now = env_.rt.now_ns();
     for (unsigned c = 0; c < timers_.size(); ++c) {
       const core::ring_view v = core_.view(c);
-      if (v.batches == 0) continue;
-      out += "CPU " + std::to_string(c) + ": " + std::to_string(v.frames) + " frames in " +
-             std::to_string(v.batches) + " batches; the oldest (domain " +
+      if (v.batches == 0) continue;  // (an IOVA-only batch counts: its IOVAs wait too)
+      out += "CPU " + std::to_string(c) + ": " + std::to_string(v.frames) + " frames" +
+             (v.iovas != 0 ? " and " + std::to_string(v.iovas) + " IOVAs" : std::string()) +
+             " in " + std::to_string(v.batches) + " batches; the oldest (domain " +
              std::to_string(v.oldest_domain) + ") opened " +
              std::to_string(now >= v.oldest_opened_ns ? now - v.oldest_opened_ns : 0) +
              " ns ago, waits for " + waits_for(v) + "; timer " +
@@ -199,6 +224,10 @@ class flush_epoch_policy final : public policy_base {
     (void)account_frames(d, need, std::span<const mem::frame_id>(f, n), ring);
     for (std::size_t i = 0; i < n; ++i)
       env_.rt.charge(cost_kind::enqueue);
+  }
+  void give_back(domain_number d, const core::iova_range* r, std::size_t k) {
+    for (std::size_t i = 0; i < k; ++i)
+      return_iova(d, iova_range{r[i].first, r[i].last});
   }
   void touch(const void* line, bool write) { env_.rt.touch_line(line, write); }
   void bug(const char* what) {
@@ -350,6 +379,10 @@ bool sim_platform::wait(core::domain_id d, core::epoch_t e) {
 }
 void sim_platform::free_frames(unsigned ring, core::domain_id, const frame* f, std::size_t n) {
   policy->free_ring_frames(ring, f, n);
+}
+void sim_platform::free_iovas(unsigned, core::domain_id d, const core::iova_range* r,
+                              std::size_t k) {
+  policy->give_back(static_cast<domain_number>(d), r, k);
 }
 void sim_platform::on_taken(unsigned ring, core::domain_id d, core::iova_range need, const frame* f,
                             std::size_t n, std::size_t) {
