@@ -143,7 +143,7 @@ const char* const csv_header =
     "wall_time_s,translations,faults,iotlb_hit_rate,psc_hit_rate,flushes,caller_flushes,"
     "descriptors,backpressure_flushes,tables_released,tables_freed,inv_per_freed_table,"
     "peak_pending,pending_bound,pending_at_end,drain_ns,latency_p50_ns,latency_p99_ns,"
-    "latency_max_ns,violations,leaked_frames,S1,S2,S3,S4,S5,L1,all_held,trace_hash,complete\n";
+    "latency_max_ns,violations,leaked_frames,S1,S2,S3,S4,S5,S6,L1,all_held,trace_hash,complete\n";
 
 std::string csv_row(const run_result& r) {
   using detail::fixed;

@@ -196,12 +196,14 @@ iova_space* machine::make_iova_space(std::uint64_t slice_bytes, std::uint64_t bu
 }
 
 void machine::lazy_unmap(domain_slot& dom, const pt::gather& g, const reclaim::iova_range& r) {
-  // Before the policy sees it: it may give the IOVA back inside retire_deferred.
-  iovas_->mark_unmapped(r.first, ex_->now_ns(), /*deferred=*/true);
+  // Before the policy sees it: it may give the IOVA back inside retire_deferred. The unmap
+  // counts as returned (exposure) when retire_deferred returns (sync invalidates inside).
+  iovas_->mark_deferred(r.first);
   monitor_->on_iova_unmapped(dom.id, r);
-  dom.unmapped.push(r.first, r.last - r.first + 1);
   if (!g.released().empty()) dom.replaced.push(g.first(), g.last() - g.first() + 1);
   rec_->retire_deferred(dom.id, g, r);
+  iovas_->unmap_returned(r.first, ex_->now_ns());
+  dom.unmapped.push(r.first, r.last - r.first + 1);
 }
 
 void machine::iova_allocated(domain_slot& dom, const reclaim::iova_range& r) {

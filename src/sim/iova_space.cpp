@@ -52,6 +52,15 @@ void iova_space::iova_free(reclaim::domain_number /*d*/, const reclaim::iova_ran
   }
 }
 
+void iova_space::unmap_returned(std::uint64_t iova, std::uint64_t now_ns) noexcept {
+  std::atomic<std::uint64_t>* w = word(iova);
+  if (w == nullptr) return;
+  std::uint64_t v = w->load(std::memory_order_relaxed);
+  while (!w->compare_exchange_weak(v, (v & 3) | (now_ns << 2), std::memory_order_release,
+                                   std::memory_order_relaxed)) {
+  }
+}
+
 void iova_space::check(std::uint64_t iova, std::uint64_t start_ns, std::uint64_t now_ns) noexcept {
   std::atomic<std::uint64_t>* w = word(iova);
   if (w == nullptr) return;

@@ -43,6 +43,13 @@ class iova_space final : public reclaim::iova_sink {
   void mark_unmapped(std::uint64_t iova, std::uint64_t now_ns, bool deferred) noexcept {
     set(iova, deferred ? state::deferred : state::free, now_ns);
   }
+  // Lazy DMA: the policy holds the IOVA from before retire_deferred (which may give it back at
+  // once), so the state is set first with no unmap time; unmap_returned(now) stamps the time the
+  // caller's unmap returned, whatever the state is by then.
+  void mark_deferred(std::uint64_t iova) noexcept {
+    set(iova, state::deferred, ~std::uint64_t{0} >> 2);
+  }
+  void unmap_returned(std::uint64_t iova, std::uint64_t now_ns) noexcept;
   // The policy gives a deferred IOVA back (through the monitor): free, unmap time kept.
   void iova_free(reclaim::domain_number d, const reclaim::iova_range& r) noexcept override;
 

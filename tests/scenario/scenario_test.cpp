@@ -231,6 +231,29 @@ TEST(Scenario, LockFreeCannotCoalesce) {
   EXPECT_FALSE(ok->domains[0].coalesce);
 }
 
+TEST(Scenario, LazyDmaNeedsDmaStormAndTheSingleQueueALongDrain) {
+  const std::string lazy = message_of(std::string(minimal) + "[caller]\nflush = \"lazy\"\n");
+  EXPECT_NE(lazy.find("caller.flush"), std::string::npos) << lazy;
+  EXPECT_NE(lazy.find("dma-storm"), std::string::npos) << lazy;
+  const std::string target = message_of(std::string(minimal) + "target = \"unmapped\"\n");
+  EXPECT_NE(target.find("devices[0].target"), std::string::npos) << target;
+  const std::string single =
+      message_of(std::string(minimal) + "[reclaim]\nfq_queue = \"single\"\n");
+  EXPECT_NE(single.find("drain_timeout_ns"), std::string::npos) << single;
+  auto ok = parse_scenario(std::string(minimal) +
+                               "[duration]\ndrain_timeout_ns = 3000000000\n"
+                               "[reclaim]\nfq_queue = \"single\"\n",
+                           "t.toml");
+  ASSERT_TRUE(ok.ok()) << ok.status().to_string();
+  EXPECT_TRUE(ok->reclaim.fq_single_queue);
+  auto lazy_storm = load_scenario("dma-storm-lazy");
+  ASSERT_TRUE(lazy_storm.ok()) << lazy_storm.status().to_string();
+  EXPECT_EQ(lazy_storm->caller.flush, caller_flush::lazy);
+  EXPECT_EQ(lazy_storm->devices.back().target, access_target::unmapped);
+  EXPECT_EQ(caller_flush_name(caller_flush::lazy), "lazy");
+  EXPECT_EQ(access_target_name(access_target::unmapped), "unmapped");
+}
+
 TEST(Scenario, MissingFileIsAClearError) {
   auto s = load_scenario("/nonexistent/dir/x.toml");
   ASSERT_FALSE(s.ok());

@@ -23,7 +23,6 @@ TEST(engine_dma, policies_that_give_iovas_back_early_are_caught_by_s6) {
       auto r = run(s, o);
       ASSERT_TRUE(r.ok()) << r.status().to_string();
       EXPECT_FALSE(r->at(invariant::s6).held) << describe(s, o, *r);
-      EXPECT_GT(r->dma.exposures, 0u) << describe(s, o, *r);
       EXPECT_NE(r->violations.first.find("S6"), std::string::npos) << r->violations.first;
     }
   }
@@ -46,11 +45,11 @@ TEST(engine_dma, safe_policies_pass_the_iova_canary) {
 }
 
 TEST(engine_dma, strict_callers_see_no_exposure_and_lazy_ones_do) {
-  scenario lazy = builtin("dma-storm-lazy");
+  scenario lazy = builtin("canary-iova");
   scenario strict = lazy;
   strict.caller.flush = caller_flush::each_op;
-  const std::uint64_t ops = sanitized ? 150 : 600;
-  for (const char* policy : {"sync", "linux-dma-fq"}) {
+  const std::uint64_t ops = canary_ops;
+  for (const char* policy : {"sync", "linux-dma-fq", "flush-epoch"}) {
     const run_options o = options(policy, 9, ops);
     auto rs = run(strict, o);
     ASSERT_TRUE(rs.ok()) << rs.status().to_string();

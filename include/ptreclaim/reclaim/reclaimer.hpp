@@ -33,7 +33,9 @@
 // caller never flushes in lazy mode, so no policy may rely on one here (needs_caller_flush is
 // about retire() only). drain() gives back every IOVA still held; L1 covers IOVAs as frames.
 // Contexts as retire(). iova_free is called from whatever CPU context frees (the producer, a
-// timer, a tasklet, a work item), possibly with a policy lock held.
+// timer, a tasklet, a work item), possibly with a policy lock held, possibly before
+// retire_deferred returns (a synchronous policy), so the caller hands the IOVA over in a state it
+// can take back at once. An empty iova (iova_range{}) hands over frames only.
 #pragma once
 
 #include <cstdint>
