@@ -92,6 +92,8 @@ TEST(Scenario, BuiltinsSayWhatTheIssueAsks) {
   EXPECT_EQ(sva->kind, workload_kind::sva_kernel);
   EXPECT_EQ(sva->domains[0].format, pt::format_kind::x86_64_4);
   EXPECT_EQ(sva->domains[0].mode, pt::concurrency_mode::lock_free);
+  // Linux's vfree flushes only the CPU TLB: the policy's invalidation is the IOMMU's only one.
+  EXPECT_EQ(sva->caller.flush, caller_flush::none);
 
   auto dma = load_scenario("dma-storm");
   ASSERT_TRUE(dma.ok());

@@ -16,6 +16,7 @@ namespace ptreclaim::sim {
 namespace {
 
 using testing::builtin;
+using testing::contract_holds;
 using testing::describe;
 using testing::options;
 using testing::sanitized;
@@ -156,7 +157,7 @@ TEST(engine_campaign, threaded_seeds_over_safe_policies_on_dma_storm_and_sva_ker
   for (const std::string name : {"dma-storm", "sva-kernel"}) {
     const scenario s = builtin(name);
     for (const auto& policy : policy_names()) {
-      if (!policy_is_safe(policy)) continue;
+      if (!policy_is_safe(policy) || !contract_holds(s, policy)) continue;
       for (unsigned i = 0; i < seeds; ++i) {
         const std::uint64_t seed = 5000 + i;
         const unsigned cpus = 1 + i % 4;
