@@ -32,13 +32,15 @@ std::string violation::describe() const {
   std::ostringstream os;
   if (kind == violation_kind::stale_superpage) {
     os << "S1 violation: unit " << unit << " device " << device << " (domain " << domain << ", did "
-       << did << ") iova 0x" << std::hex << iova << std::dec << " translated by a "
+       << did << ") iova 0x" << std::hex << iova << std::dec << ": " << violation_kind_name(kind)
+       << ": a "
        << (level == 3   ? "1G"
            : level == 2 ? "2M"
                         : "level-" + std::to_string(level))
-       << " IOTLB entry that a page-selective invalidation too small for it left in place "
-       << "(address mask " << psi_am << ", needs >= " << 9 * (level - 1)
-       << "); the page table no longer maps it so, at " << at_ns << " ns";
+       << " IOTLB entry that a page-selective invalidation too small for it (address mask "
+       << psi_am << ", needs >= " << 9 * (level - 1)
+       << ") left in place translated it, and the page table no longer maps it so, at " << at_ns
+       << " ns";
     return os.str();
   }
   os << "S1 violation: unit " << unit << " device " << device << " (domain " << domain << ", did "

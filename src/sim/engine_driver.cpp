@@ -105,11 +105,21 @@ step_result machine::program_step(unsigned cpu) {
   return step_result::finished();
 }
 
+// The range the caller invalidates for what gather g owes (scenario caller.flush_range).
+reclaim::invalidation_range machine::caller_range_of(const pt::gather& g) const {
+  reclaim::invalidation_range r = reclaim::invalidation_range::of(g);
+  if (sc.caller.flush_range == caller_range::request && g.request_first() <= g.request_last()) {
+    r.first = g.request_first();
+    r.last = g.request_last();
+  }
+  return r;
+}
+
 void machine::caller_flush(cpu_driver& d) {
   switch (sc.caller.flush) {
     case caller_flush::each_op: {
-      auto e =
-          reclaim::invalidate_after_retire(*rec_, *monitor_, d.dom->id, d.g, flush_timeout_ns_);
+      auto e = reclaim::invalidate_after_retire(*rec_, *monitor_, d.dom->id, caller_range_of(d.g),
+                                                flush_timeout_ns_);
       PTR_ASSERT_MSG(e.ok(), "the caller's invalidation did not complete (a hung IOMMU model)");
       ++d.caller_flushes;
       break;
@@ -119,6 +129,8 @@ void machine::caller_flush(cpu_driver& d) {
       cpu_driver::owed& o = d.batch[i];
       o.any = true;
       o.g.add_range(d.g.first(), d.g.last());
+      if (d.g.request_first() <= d.g.request_last())
+        o.g.add_request(d.g.request_first(), d.g.request_last());
       if (d.g.nonleaf_changed()) o.g.set_nonleaf_changed();
       break;
     }
@@ -131,8 +143,8 @@ void machine::flush_batch(cpu_driver& d) {
   for (std::size_t i = 0; i < d.batch.size(); ++i) {
     cpu_driver::owed& o = d.batch[i];
     if (!o.any) continue;
-    auto e =
-        reclaim::invalidate_after_retire(*rec_, *monitor_, domains[i]->id, o.g, flush_timeout_ns_);
+    auto e = reclaim::invalidate_after_retire(*rec_, *monitor_, domains[i]->id,
+                                              caller_range_of(o.g), flush_timeout_ns_);
     PTR_ASSERT_MSG(e.ok(), "the caller's invalidation did not complete (a hung IOMMU model)");
     ++d.caller_flushes;
     o.any = false;

@@ -47,6 +47,37 @@ TEST(engine_superpages, other_workloads_report_no_coalescing) {
   EXPECT_EQ(r->superpages.coalesced_1g, 0u);
 }
 
+// The VT-d superpage rule end to end: callers that invalidate only the pages they asked to unmap
+// (caller.flush_range = "request", Xen's page_count) leave the 2M IOTLB entry of a superpage a
+// shatter split, devices keep using it for the unmapped page, and the run reports it (S1,
+// stale superpage) under a safe policy; the same run with gather-wide flushes is clean.
+TEST(engine_superpages, a_caller_psi_too_small_for_a_superpage_is_caught) {
+  scenario s = builtin("superpage-churn");
+  s.superpage_churn.region_bytes = 16ull << 20;  // 8 superpages: devices find the shattered ones
+  s.superpage_churn.superpage_probability = 0.4;
+  s.superpage_churn.gigabyte_probability = 0;
+  s.superpage_churn.shatter_probability = 0.4;
+  s.superpage_churn.unmap_probability = 0.1;
+  s.superpage_churn.partial_unmap_pages = 64;
+  s.devices[0].target = access_target::window;
+  s.caller.flush_range = caller_range::request;
+  ASSERT_TRUE(validate(s).ok()) << validate(s).to_string();
+  const run_options o = options("sync", 11, sanitized ? 100 : 200, executor_kind::deterministic, 2);
+  auto bad = run(s, o);
+  ASSERT_TRUE(bad.ok()) << bad.status().to_string();
+  EXPECT_GT(bad->violations.count, 0u) << describe(s, o, *bad);
+  EXPECT_NE(bad->violations.first.find("stale superpage"), std::string::npos)
+      << bad->violations.first;
+  EXPECT_FALSE(bad->all_held());
+  EXPECT_FALSE(bad->violations.replay_command.empty());
+
+  s.caller.flush_range = caller_range::gather;
+  auto good = run(s, o);
+  ASSERT_TRUE(good.ok());
+  EXPECT_TRUE(good->all_held()) << describe(s, o, *good);
+  EXPECT_EQ(good->violations.count, 0u) << describe(s, o, *good);
+}
+
 TEST(engine_page_sizes, tables_use_only_sizes_every_attached_iommu_supports) {
   // The same seeded run, once with 1G-capable IOMMUs and once without: without, no 1G
   // superpage may form (the tables are built from the intersection), and the run stays safe.
