@@ -67,6 +67,8 @@ std::string_view caller_range_name(caller_range r) noexcept {
       return "gather";
     case caller_range::request:
       return "request";
+    case caller_range::xen:
+      return "xen";
   }
   return "?";
 }

@@ -100,6 +100,7 @@ TEST(Scenario, BuiltinsSayWhatTheIssueAsks) {
   ASSERT_TRUE(req.ok()) << req.status().to_string();
   EXPECT_EQ(req->caller.flush_range, caller_range::request);
   EXPECT_EQ(caller_range_name(caller_range::request), "request");
+  EXPECT_EQ(caller_range_name(caller_range::xen), "xen");
   auto bad =
       parse_scenario("base = \"superpage-churn\"\n[caller]\nflush_range = \"pages\"\n", "bad.toml");
   ASSERT_FALSE(bad.ok());

@@ -108,6 +108,10 @@ enum class caller_range : std::uint8_t {
   request,  // only the pages the operation asked to map or unmap (Xen's page_count): too small a
             // PSI for a superpage a shatter split, which the IOMMU then keeps (VT-d needs AM >= 9
             // for 2 MiB) and the model reports (stale superpage, S1)
+  xen,      // Xen's drivers: dfn/page_count of the request; a freed table (IOMMU_FLUSHF_all)
+            // makes it domain-wide (VT-d DSI; AMD all pages, PDE=1) except for batched callers;
+            // else a PSI of order log2(page_count) (DSI if not a power of two or unaligned) with
+            // IH=0 on VT-d, PDE=0 for an AMD order-0 flush and PDE=1 otherwise
 };
 [[nodiscard]] std::string_view caller_range_name(caller_range r) noexcept;
 
