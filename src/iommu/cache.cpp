@@ -1,5 +1,7 @@
 #include "ptreclaim/iommu/cache.hpp"
 
+#include <algorithm>
+
 namespace ptreclaim::iommu {
 namespace {
 
@@ -51,6 +53,18 @@ unsigned iotlb::invalidate_range(hw_domain_id did, iova_t first, iova_t last) no
   });
 }
 
+unsigned iotlb::invalidate_page_selective(hw_domain_id did, iova_t first, iova_t last,
+                                          unsigned am) noexcept {
+  return cache_.drop_if([&](iotlb_entry& e) {
+    if (e.did != did || !overlaps(e.first(), e.last(), first, last)) return false;
+    if (e.negative || am >= page_order(e.level)) return true;
+    e.kept_first = std::min(e.kept_first, std::max(first, e.first()));
+    e.kept_last = std::max(e.kept_last, std::min(last, e.last()));
+    e.kept_am = static_cast<std::uint8_t>(am);
+    return false;
+  });
+}
+
 Status iotlb::check_invariants() const {
   Status s = cache_.check([](const iotlb_entry& e) { return key_hash(e.did, e.vpn, e.level); },
                           [](const iotlb_entry& a, const iotlb_entry& b) {
@@ -64,10 +78,14 @@ Status iotlb::check_invariants() const {
     if (!e.negative && (e.phys_base & ((std::uint64_t{1} << pt::level_shift(e.level)) - 1)) != 0)
       bad = true;
     if (!e.negative && (e.perms & pt::perm_rw) == 0) bad = true;
+    // Only a superpage survives a PSI that overlaps it, and only inside itself.
+    if (e.kept_first <= e.kept_last && (e.level < 2 || e.negative || e.kept_first < e.first() ||
+                                        e.kept_last > e.last() || e.kept_am >= page_order(e.level)))
+      bad = true;
   });
   if (bad)
     return {errc::invalid_argument,
-            "iotlb: entry with a bad level, unaligned page or no permission"};
+            "iotlb: entry with a bad level, unaligned page, no permission or a bad kept range"};
   return {};
 }
 

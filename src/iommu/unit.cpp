@@ -115,7 +115,16 @@ void unit::mark_walks_locked(const inv_descriptor& d) noexcept {
       const iova_t lo = align_down(w.iova, shift);
       const iova_t hi = lo + ((std::uint64_t{1} << shift) - 1);
       if (lo > d.last() || d.first() > hi) continue;
-      w.drop_iotlb = static_cast<std::uint8_t>(w.drop_iotlb | (1u << l));
+      if (d.am >= page_order(l)) {
+        w.drop_iotlb = static_cast<std::uint8_t>(w.drop_iotlb | (1u << l));
+      } else {
+        // Too small a mask for a page of this size: its fill is made, marked as the cache
+        // marks the entries the same invalidation left (iotlb::invalidate_page_selective).
+        w.kept_iotlb = static_cast<std::uint8_t>(w.kept_iotlb | (1u << l));
+        w.kept_first = std::min(w.kept_first, std::max(d.first(), lo));
+        w.kept_last = std::max(w.kept_last, std::min(d.last(), hi));
+        w.kept_am = d.am;
+      }
       if (!d.ih && l >= 2) w.drop_psc = static_cast<std::uint8_t>(w.drop_psc | (1u << l));
     }
   }
@@ -132,7 +141,7 @@ void unit::apply(const inv_descriptor& d) noexcept {
       psc_.invalidate_domain(d.did);
       break;
     case inv_type::page:
-      iotlb_.invalidate_range(d.did, d.first(), d.last());
+      iotlb_.invalidate_page_selective(d.did, d.first(), d.last(), d.am);
       if (!d.ih) psc_.invalidate_range(d.did, d.first(), d.last());
       break;
     case inv_type::wait:

@@ -22,12 +22,27 @@ const char* violation_kind_name(violation_kind k) noexcept {
       return "frame outside memory";
     case violation_kind::reserved_bits:
       return "entry with reserved bits set";
+    case violation_kind::stale_superpage:
+      return "stale superpage translation";
   }
   return "?";
 }
 
 std::string violation::describe() const {
   std::ostringstream os;
+  if (kind == violation_kind::stale_superpage) {
+    os << "S1 violation: unit " << unit << " device " << device << " (domain " << domain << ", did "
+       << did << ") iova 0x" << std::hex << iova << std::dec << ": " << violation_kind_name(kind)
+       << ": a "
+       << (level == 3   ? "1G"
+           : level == 2 ? "2M"
+                        : "level-" + std::to_string(level))
+       << " IOTLB entry that a page-selective invalidation too small for it (address mask "
+       << psi_am << ", needs >= " << 9 * (level - 1)
+       << ") left in place translated it, and the page table no longer maps it so, at " << at_ns
+       << " ns";
+    return os.str();
+  }
   os << "S1 violation: unit " << unit << " device " << device << " (domain " << domain << ", did "
      << did << ") iova 0x" << std::hex << iova << std::dec << " read frame " << frame.value
      << " as level-" << level << " table" << (via_psc ? " via PSC" : "") << ": "

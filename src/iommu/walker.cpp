@@ -1,5 +1,6 @@
 // The hardware walker of one unit: begin (caches, registration), step (one PTE read, with the
 // ledger check), finish (cache fills, unregistration). See unit.hpp for the model.
+#include <algorithm>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -60,6 +61,7 @@ bool unit::begin(walk& w, device_id dev, iova_t iova, std::uint8_t access) {
       r.perms = hit->perms;
       r.phys = hit->phys_base + (iova & level_mask(hit->level));
       r.result = (access & ~hit->perms) != 0 ? outcome::fault_permission : outcome::ok;
+      if (hit->kept_first <= iova && iova <= hit->kept_last) check_kept_locked(w, *hit);
     }
     if (r.result != outcome::ok) c_.faults.fetch_add(1, std::memory_order_relaxed);
     w.phase_ = walk_phase::done;
@@ -113,6 +115,30 @@ bool unit::begin(walk& w, device_id dev, iova_t iova, std::uint8_t access) {
   // PTE reads of this walk (domain.hpp, "Memory ordering").
   std::atomic_thread_fence(std::memory_order_seq_cst);
   return false;
+}
+
+// A hit on a superpage entry inside the part a too-small PSI asked to invalidate: software
+// believes that part is gone from the IOTLB. If the page table no longer translates the address
+// as the entry does, the device just used a stale translation: a stale_superpage violation.
+// (Where it still does, the mask was too small but harmless: nothing changed there.)
+void unit::check_kept_locked(walk& w, const iotlb_entry& e) {
+  const reference_result ref = reference_walk(*pool_, *w.domain_, w.iova_);
+  if (ref.result == outcome::ok && ref.perms == e.perms &&
+      ref.phys == e.phys_base + (w.iova_ & level_mask(e.level)))
+    return;
+  violation v;
+  v.kind = violation_kind::stale_superpage;
+  v.unit = index_;
+  v.device = w.device_;
+  v.domain = w.domain_->id();
+  v.did = w.did_;
+  v.iova = w.iova_;
+  v.level = e.level;
+  v.psi_am = e.kept_am;
+  v.at_ns = plat_->now_ns();
+  log_->record(v);
+  c_.violations.fetch_add(1, std::memory_order_relaxed);
+  ++w.result_.violations;
 }
 
 bool unit::step(walk& w) {
@@ -284,6 +310,17 @@ void unit::end_walk_locked(walk& w, bool fill) {
   if (slot.overlapped) c_.walks_overlapped.fetch_add(1, std::memory_order_relaxed);
   if (!fill) return;
   fill_caches_locked(w, slot.drop_psc, slot.drop_iotlb);
+  const unsigned level = w.result_.level;
+  if (level >= 2 && level <= limits::max_levels && (slot.kept_iotlb & (1u << level)) != 0) {
+    // A too-small PSI took effect during the walk: the fill stands, marked as the cache marks
+    // the entries such a PSI leaves (iotlb::invalidate_page_selective).
+    if (auto e = iotlb_.lookup(w.did_, w.iova_, 1u << level); e && !e->negative) {
+      e->kept_first = std::min(e->kept_first, std::max(slot.kept_first, e->first()));
+      e->kept_last = std::max(e->kept_last, std::min(slot.kept_last, e->last()));
+      e->kept_am = slot.kept_am;
+      iotlb_.insert(*e);
+    }
+  }
 }
 
 // An invalidation that took effect while the walk was in flight may have dropped exactly what

@@ -89,6 +89,7 @@ class table_impl final : public table {
     if (!in_space(iova, size) || phys > phys_limit || size > phys_limit - phys)
       return Status(errc::out_of_range, "map: range outside the format's address space");
     op_lock guard(*this);
+    g.add_request(iova, iova + size - 1);
     while (size != 0) {
       const unsigned level = pick_level(iova, phys, size);
       PTR_TRY(map_one(iova, phys, level, perms, g));
@@ -107,6 +108,7 @@ class table_impl final : public table {
     if (!in_space(iova, size))
       return Status(errc::out_of_range, "unmap: range outside the address space");
     op_lock guard(*this);
+    g.add_request(iova, iova + size - 1);
     return unmap_in(root_, levels, iova, iova + size - 1, g);
   }
 

@@ -27,7 +27,11 @@ Result<std::unique_ptr<reclaimer>> make_reclaimer(policy_kind kind, const reclai
 Result<epoch_t> invalidate_after_retire(reclaimer& r, invalidation_backend& b, domain_number d,
                                         const pt::gather& g, std::uint64_t timeout_ns) {
   if (g.empty()) return epoch_t{0};
-  const invalidation_range range = invalidation_range::of(g);
+  return invalidate_after_retire(r, b, d, invalidation_range::of(g), timeout_ns);
+}
+
+Result<epoch_t> invalidate_after_retire(reclaimer& r, invalidation_backend& b, domain_number d,
+                                        const invalidation_range& range, std::uint64_t timeout_ns) {
   r.before_caller_invalidation(d);
   Result<epoch_t> e = b.invalidate(d, range);
   if (!e.ok()) return e;

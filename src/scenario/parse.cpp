@@ -182,6 +182,8 @@ void read_caller(table_reader t, caller_params& c) {
   const int f = t.choice("flush", {"each-op", "batched", "none", "lazy"});
   if (f >= 0) c.flush = static_cast<caller_flush>(f);
   t.uint_as("flush_batch", c.flush_batch, 1, 65536);
+  const int r = t.choice("flush_range", {"gather", "request", "xen"});
+  if (r >= 0) c.flush_range = static_cast<caller_range>(r);
   const int s = t.choice("softirq_point", {"none", "before-caller-flush", "after-caller-flush"});
   if (s >= 0) c.softirq = static_cast<softirq_point>(s);
   t.finish("[caller]");

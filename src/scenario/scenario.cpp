@@ -65,6 +65,18 @@ std::string_view caller_flush_name(caller_flush f) noexcept {
   return "?";
 }
 
+std::string_view caller_range_name(caller_range r) noexcept {
+  switch (r) {
+    case caller_range::gather:
+      return "gather";
+    case caller_range::request:
+      return "request";
+    case caller_range::xen:
+      return "xen";
+  }
+  return "?";
+}
+
 std::string_view softirq_point_name(softirq_point p) noexcept {
   switch (p) {
     case softirq_point::none:

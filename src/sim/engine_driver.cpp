@@ -109,11 +109,47 @@ step_result machine::program_step(unsigned cpu) {
   return step_result::finished();
 }
 
+// The range the caller invalidates for what gather g owes (scenario caller.flush_range).
+reclaim::invalidation_range machine::caller_range_of(const domain_slot& dom, const pt::gather& g,
+                                                     bool batched) const {
+  reclaim::invalidation_range r = reclaim::invalidation_range::of(g);
+  const bool asked = g.request_first() <= g.request_last();
+  switch (sc.caller.flush_range) {
+    case caller_range::gather:
+      return r;
+    case caller_range::request:
+      if (asked) {
+        r.first = g.request_first();
+        r.last = g.request_last();
+      }
+      return r;
+    case caller_range::xen:
+      break;
+  }
+  // Xen's iommu_iotlb_flush(d, dfn, page_count, flags): dfn and page_count are what the caller
+  // asked to map or unmap; IOMMU_FLUSHF_all is set when a table was freed (a coalesce, an
+  // emptied table), except for batched callers (iommu_dont_flush_iotlb), whose one flush at the
+  // end carries the accumulated range only.
+  const bool flush_all = !batched && !g.released().empty();
+  const std::uint64_t pages = asked ? (g.request_last() - g.request_first()) / 4096 + 1 : 0;
+  const std::uint64_t dfn = asked ? g.request_first() / 4096 : 0;
+  const bool pow2_aligned = pages != 0 && (pages & (pages - 1)) == 0 && dfn % pages == 0;
+  const bool amd = sc.domains[dom.group].format == pt::format_kind::amd_v1_4;
+  if (flush_all || !pow2_aligned) return reclaim::invalidation_range::whole_domain();
+  r.first = g.request_first();
+  r.last = g.request_last();
+  // VT-d (iommu_flush_iotlb): a PSI of order log2(page_count) with IH = 0 always (the driver
+  // "always flush[es] non-leaf"). AMD (amd_iommu_flush_iotlb_pages): INVALIDATE_IOMMU_PAGES of
+  // that order, with PDE = 0 for an order-0 flush and 1 otherwise.
+  r.nonleaf = amd ? pages != 1 : true;
+  return r;
+}
+
 void machine::caller_flush(unsigned cpu, cpu_driver& d) {
   switch (sc.caller.flush) {
     case caller_flush::each_op: {
-      auto e =
-          reclaim::invalidate_after_retire(*rec_, *monitor_, d.dom->id, d.g, flush_timeout_ns_);
+      auto e = reclaim::invalidate_after_retire(
+          *rec_, *monitor_, d.dom->id, caller_range_of(*d.dom, d.g, false), flush_timeout_ns_);
       PTR_ASSERT_MSG(e.ok(), "the caller's invalidation did not complete (a hung IOMMU model)");
       ++d.caller_flushes;
       wl_->caller_flushed(cpu);
@@ -124,6 +160,8 @@ void machine::caller_flush(unsigned cpu, cpu_driver& d) {
       cpu_driver::owed& o = d.batch[i];
       o.any = true;
       o.g.add_range(d.g.first(), d.g.last());
+      if (d.g.request_first() <= d.g.request_last())
+        o.g.add_request(d.g.request_first(), d.g.request_last());
       if (d.g.nonleaf_changed()) o.g.set_nonleaf_changed();
       break;
     }
@@ -139,8 +177,9 @@ void machine::flush_batch(unsigned cpu, cpu_driver& d) {
   for (std::size_t i = 0; i < d.batch.size(); ++i) {
     cpu_driver::owed& o = d.batch[i];
     if (!o.any) continue;
-    auto e =
-        reclaim::invalidate_after_retire(*rec_, *monitor_, domains[i]->id, o.g, flush_timeout_ns_);
+    auto e = reclaim::invalidate_after_retire(*rec_, *monitor_, domains[i]->id,
+                                              caller_range_of(*domains[i], o.g, true),
+                                              flush_timeout_ns_);
     PTR_ASSERT_MSG(e.ok(), "the caller's invalidation did not complete (a hung IOMMU model)");
     ++d.caller_flushes;
     o.any = false;

@@ -197,6 +197,9 @@ class machine {
   runtime::step_result finisher_step();
   runtime::step_result complete_op(unsigned cpu, cpu_driver& d);
   void caller_flush(unsigned cpu, cpu_driver& d);
+  [[nodiscard]] reclaim::invalidation_range caller_range_of(const domain_slot& dom,
+                                                            const pt::gather& g,
+                                                            bool batched) const;
   void flush_batch(unsigned cpu, cpu_driver& d);
   bool workload_over(const cpu_driver& d);
   void finish_workload(unsigned cpu, cpu_driver& d);

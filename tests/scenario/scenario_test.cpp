@@ -92,6 +92,20 @@ TEST(Scenario, BuiltinsSayWhatTheIssueAsks) {
   EXPECT_EQ(sva->kind, workload_kind::sva_kernel);
   EXPECT_EQ(sva->domains[0].format, pt::format_kind::x86_64_4);
   EXPECT_EQ(sva->domains[0].mode, pt::concurrency_mode::lock_free);
+  // Linux's vfree flushes only the CPU TLB: the policy's invalidation is the IOMMU's only one.
+  EXPECT_EQ(sva->caller.flush, caller_flush::none);
+  EXPECT_EQ(sva->caller.flush_range, caller_range::gather);
+  auto req = parse_scenario("base = \"superpage-churn\"\n[caller]\nflush_range = \"request\"\n",
+                            "req.toml");
+  ASSERT_TRUE(req.ok()) << req.status().to_string();
+  EXPECT_EQ(req->caller.flush_range, caller_range::request);
+  EXPECT_EQ(caller_range_name(caller_range::request), "request");
+  EXPECT_EQ(caller_range_name(caller_range::xen), "xen");
+  auto bad =
+      parse_scenario("base = \"superpage-churn\"\n[caller]\nflush_range = \"pages\"\n", "bad.toml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().to_string().find("flush_range"), std::string::npos)
+      << bad.status().to_string();
 
   auto dma = load_scenario("dma-storm");
   ASSERT_TRUE(dma.ok());

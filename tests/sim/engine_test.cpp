@@ -51,6 +51,7 @@ class every_builtin : public ::testing::TestWithParam<std::string> {};
 TEST_P(every_builtin, safe_policies_hold_every_invariant_on_both_executors) {
   const scenario s = builtin(GetParam());
   for (const auto& policy : safe_policies()) {
+    if (!testing::contract_holds(s, policy)) continue;  // xen-tasklet where callers never flush
     for (executor_kind ex : {executor_kind::deterministic, executor_kind::threaded}) {
       const std::uint64_t ops =
           ex == executor_kind::deterministic ? (sanitized ? 40 : 120) : (sanitized ? 15 : 40);
@@ -196,9 +197,12 @@ TEST(engine_campaign, seeded_runs_over_scenarios_policies_and_cpus) {
         s.caller.flush_batch = 1 + static_cast<std::uint32_t>(pick.below(64));
         break;
       default:
-        if (policy != "xen-tasklet") s.caller.flush = caller_flush::none;
+        s.caller.flush = caller_flush::none;
         break;
     }
+    // xen-tasklet needs its callers' flush: where they would flush nothing (the built-in
+    // sva-kernel, or the draw above), they flush after each operation.
+    if (!testing::contract_holds(s, policy)) s.caller.flush = caller_flush::each_op;
     const run_options o =
         options(policy, seed, sanitized ? 15 : 30, executor_kind::deterministic, cpus);
     auto r = run(s, o);
@@ -274,6 +278,39 @@ TEST(engine_metrics, a_small_pending_bound_forces_back_pressure_and_holds_s5) {
     ASSERT_TRUE(r.ok());
     expect_all_held(s, o, *r);
     EXPECT_LE(r->reclaim.peak_pending, 4u) << describe(s, o, *r);
+  }
+}
+
+// The built-in sva-kernel is Linux's: vfree flushes the CPU TLB only, so the policy's work
+// item is the IOMMU's only invalidation, xen-tasklet (which needs its caller's flush) is unsafe
+// here by contract, and a scenario file that sets caller.flush = "each-op" gets the strict
+// callers back (and xen-tasklet's safety with them).
+TEST(engine_metrics, sva_kernel_callers_flush_no_iommu_unless_asked) {
+  scenario s = builtin("sva-kernel");
+  const run_options lg = options("linux-global-work", 3, 60);
+  auto faithful = run(s, lg);
+  ASSERT_TRUE(faithful.ok());
+  expect_all_held(s, lg, *faithful);
+  EXPECT_EQ(faithful->invalidations.caller_flushes, 0u) << describe(s, lg, *faithful);
+  EXPECT_GT(faithful->invalidations.flushes, 0u) << describe(s, lg, *faithful);
+  auto xen = run(s, options("xen-tasklet", 3, 60));
+  ASSERT_TRUE(xen.ok());
+  EXPECT_FALSE(xen->contract_broken.empty());
+  EXPECT_FALSE(xen->judged_safe());
+
+  auto strict =
+      parse_scenario("base = \"sva-kernel\"\n[caller]\nflush = \"each-op\"\n", "strict-sva.toml");
+  ASSERT_TRUE(strict.ok()) << strict.status().to_string();
+  scenario st = *strict;
+  st.memory.frames = s.memory.frames;
+  st.reclaim = s.reclaim;
+  for (const std::string policy : {"linux-global-work", "xen-tasklet"}) {
+    const run_options o = options(policy, 3, 60);
+    auto r = run(st, o);
+    ASSERT_TRUE(r.ok());
+    expect_all_held(st, o, *r);
+    EXPECT_TRUE(r->contract_broken.empty());
+    EXPECT_GT(r->invalidations.caller_flushes, 0u) << describe(st, o, *r);
   }
 }
 

@@ -60,6 +60,13 @@ inline run_options options(std::string_view policy, std::uint64_t seed, std::uin
   return o;
 }
 
+// Whether `policy` may be judged safe on `s`: a policy that relies on its caller's flush
+// (xen-tasklet) is unsafe by contract where callers never flush (the built-in sva-kernel).
+inline bool contract_holds(const scenario& s, std::string_view policy) {
+  return !(reclaim::policy_needs_caller_flush(reclaim::parse_policy(policy).value()) &&
+           s.caller.flush == caller_flush::none);
+}
+
 // Faithful Xen: CPU_DOWN_FAILED re-inits the dying CPU's tasklet and schedules it on the CPU
 // running the notifier, so when the dying CPU still had queued frames its worker runs on the
 // wrong CPU (Xen's ASSERT(list == &this_cpu(free_pgt_list))); the frames are still freed after

@@ -175,12 +175,26 @@ struct iotlb_entry {
   hw_domain_id did = 0;
   std::uint64_t vpn = 0;        // iova >> level_shift(level)
   std::uint64_t phys_base = 0;  // page base (negative: 0)
+  // Page-selective invalidations of part of this superpage whose address mask was below the
+  // page's order left it in place (VT-d §6.5.2.3: "when invalidating mapping for a 2MB page,
+  // software must specify an address mask value of at least 9", 18 for 1 GiB). What they asked
+  // for, [kept_first, kept_last] (empty while kept_first > kept_last), and the last such mask:
+  // the walker checks a hit in it against the page table (a stale_superpage violation).
+  iova_t kept_first = ~iova_t{0};
+  iova_t kept_last = 0;
+  std::uint8_t kept_am = 0;
 
   [[nodiscard]] iova_t first() const noexcept { return vpn << pt::level_shift(level); }
   [[nodiscard]] iova_t last() const noexcept {
     return first() + ((std::uint64_t{1} << pt::level_shift(level)) - 1);
   }
 };
+
+// The page order of a level-L leaf: log2 of its 4 KiB pages (0, 9, 18). A PSI drops an IOTLB
+// entry of that level only with an address mask at least this large.
+[[nodiscard]] constexpr unsigned page_order(unsigned level) noexcept {
+  return pt::level_shift(level) - 12;
+}
 
 class iotlb {
  public:
@@ -194,8 +208,14 @@ class iotlb {
   unsigned invalidate_all() noexcept;
   unsigned invalidate_domain(hw_domain_id did) noexcept;
   // Drops every entry of `did` whose range overlaps [first, last] (a superpage entry is dropped
-  // by an invalidation of any of its pages).
+  // by an invalidation of any of its pages; what software may assume only of a wide enough mask).
   unsigned invalidate_range(hw_domain_id did, iova_t first, iova_t last) noexcept;
+  // A page-selective invalidation of the 2^am-page block [first, last], as the specification
+  // guarantees it: drops every entry of `did` overlapping it whose page order (0 for 4K, 9 for
+  // 2M, 18 for 1G) is at most `am`, and negative entries; a larger page survives, marked with
+  // the part software asked for (kept_first/kept_last/kept_am).
+  unsigned invalidate_page_selective(hw_domain_id did, iova_t first, iova_t last,
+                                     unsigned am) noexcept;
 
   template <class Visit>
   void for_each(Visit&& visit) const {

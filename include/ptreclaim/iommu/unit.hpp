@@ -17,7 +17,9 @@
 // Fills dropped. While a walk is registered, every invalidation that takes effect marks, in the
 // walk's slot, the fills it covers: a global one or a DSI of the walk's did all of them; a PSI of
 // the walk's did the IOTLB fill of every page size whose page holding the IOVA overlaps its
-// block and, with IH=0, each PSC fill whose IOVA region overlaps it. Other fills are kept, as
+// block, if its mask is at least that page's order (the superpage rule, cache.hpp; a fill of a
+// larger page is made but marked, as the cache marks an entry the PSI leaves) and, with IH=0,
+// each PSC fill whose IOVA region overlaps it. Other fills are kept, as
 // hardware may keep them: an unrelated invalidation must not hide a missing flush.
 //
 // The invalidation queue is processed lazily: descriptors finish in order, each taking its
@@ -270,6 +272,7 @@ class unit {
   void end_walk_locked(walk& w, bool fill);
   void mark_walks_locked(const inv_descriptor& d) noexcept;
   void read_step(walk& w);
+  void check_kept_locked(walk& w, const iotlb_entry& e);
   void fill_caches_locked(const walk& w, std::uint8_t drop_psc, std::uint8_t drop_iotlb);
   bool check_frame(walk& w, mem::frame_id f, unsigned level, mem::frame_ident id);
   void record_violation(walk& w, violation_kind kind, mem::frame_id f, unsigned level,
@@ -301,6 +304,12 @@ class unit {
     std::uint32_t pos = 0;  // index in active_
     std::uint8_t drop_psc = 0;
     std::uint8_t drop_iotlb = 0;
+    // IOTLB fills a PSI overlapped with a mask too small for their page size: made, but marked
+    // (bit L: a level-L page) with the part it asked for and its mask, as the cache marks them.
+    std::uint8_t kept_iotlb = 0;
+    std::uint8_t kept_am = 0;
+    iova_t kept_first = ~iova_t{0};
+    iova_t kept_last = 0;
     bool overlapped = false;
   };
   std::vector<walk_slot> slots_;

@@ -33,11 +33,21 @@ class gather {
     if (last > last_) last_ = last;
   }
   void set_nonleaf_changed() noexcept { nonleaf_changed_ = true; }
+  // What the operations asked for: the union of the ranges map/unmap were called with (empty
+  // while request_first() > request_last()). A caller that invalidates only this, and not the
+  // range above, is Xen's page_count flush (it misses a split superpage or a coalesced range).
+  [[nodiscard]] iova_t request_first() const noexcept { return req_first_; }
+  [[nodiscard]] iova_t request_last() const noexcept { return req_last_; }
+  void add_request(iova_t first, iova_t last) noexcept {
+    if (first < req_first_) req_first_ = first;
+    if (last > req_last_) req_last_ = last;
+  }
   // Appends a released frame; callers add children before their parent.
   void add_released(mem::frame_id f) { released_.push_back(f); }
   // Merges another gather into this one (ranges widen, released frames append in order).
   void merge(const gather& other) {
     if (!other.empty()) add_range(other.first_, other.last_);
+    if (other.req_first_ <= other.req_last_) add_request(other.req_first_, other.req_last_);
     nonleaf_changed_ = nonleaf_changed_ || other.nonleaf_changed_;
     released_.insert(released_.end(), other.released_.begin(), other.released_.end());
   }
@@ -50,6 +60,8 @@ class gather {
     first_ = ~iova_t{0};
     last_ = 0;
     nonleaf_changed_ = false;
+    req_first_ = ~iova_t{0};
+    req_last_ = 0;
     released_.clear();
   }
 
@@ -57,6 +69,8 @@ class gather {
   iova_t first_ = ~iova_t{0};
   iova_t last_ = 0;
   bool nonleaf_changed_ = false;
+  iova_t req_first_ = ~iova_t{0};
+  iova_t req_last_ = 0;
   std::vector<mem::frame_id> released_;
 };
 

@@ -196,5 +196,11 @@ class reclaimer {
 [[nodiscard]] Result<epoch_t> invalidate_after_retire(reclaimer& r, invalidation_backend& b,
                                                       domain_number d, const pt::gather& g,
                                                       std::uint64_t timeout_ns);
+// The same with the range the caller chose (a driver's own flush logic; it may cover less than
+// the gather, and then a policy that rides on caller flushes must not count it for more).
+[[nodiscard]] Result<epoch_t> invalidate_after_retire(reclaimer& r, invalidation_backend& b,
+                                                      domain_number d,
+                                                      const invalidation_range& range,
+                                                      std::uint64_t timeout_ns);
 
 }  // namespace ptreclaim::reclaim

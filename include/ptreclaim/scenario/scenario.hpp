@@ -106,6 +106,20 @@ enum class caller_flush : std::uint8_t {
 };
 [[nodiscard]] std::string_view caller_flush_name(caller_flush f) noexcept;
 
+// What range the caller's own invalidation covers.
+enum class caller_range : std::uint8_t {
+  gather,   // everything the operation changed (pt::gather: a split superpage, a coalesced
+            // range, released tables), with the smallest covering PSI: Linux's gather
+  request,  // only the pages the operation asked to map or unmap (Xen's page_count): too small a
+            // PSI for a superpage a shatter split, which the IOMMU then keeps (VT-d needs AM >= 9
+            // for 2 MiB) and the model reports (stale superpage, S1)
+  xen,      // Xen's drivers: dfn/page_count of the request; a freed table (IOMMU_FLUSHF_all)
+            // makes it domain-wide (VT-d DSI; AMD all pages, PDE=1) except for batched callers;
+            // else a PSI of order log2(page_count) (DSI if not a power of two or unaligned) with
+            // IH=0 on VT-d, PDE=0 for an AMD order-0 flush and PDE=1 otherwise
+};
+[[nodiscard]] std::string_view caller_range_name(caller_range r) noexcept;
+
 // Where a softirq point (process_pending_softirqs) sits in the caller's unmap path.
 enum class softirq_point : std::uint8_t {
   none,                 // no softirq point in the unmap path
@@ -167,6 +181,7 @@ struct device_group {
 struct caller_params {
   caller_flush flush = caller_flush::each_op;
   unsigned flush_batch = 32;  // batched: operations per caller flush (1 .. 65536)
+  caller_range flush_range = caller_range::gather;
   softirq_point softirq = softirq_point::none;
 };
 
