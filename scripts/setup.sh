@@ -11,6 +11,7 @@ packages=(
   parallel                                                                 # sharded campaigns
   spin                                                                     # model checks (models/)
   graphviz                                                                 # architecture diagrams
+  chromium                                                                 # the report in a browser (test)
 )
 
 missing=()

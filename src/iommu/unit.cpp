@@ -208,7 +208,7 @@ void unit::process_locked(std::uint64_t now_ns) {
         head_wait_blocked_ = false;
       }
       if (inv_observer* o = observer_.load(std::memory_order_acquire))
-        o->on_processed(index_, queue_.head(), s.desc);
+        o->on_processed_at(index_, queue_.head(), s.desc, s.submit_ns, done_at);
       if (s.desc.status != nullptr)
         s.desc.status->store(s.desc.status_value, std::memory_order_release);  // [iu-3]
       c_.waits_completed.fetch_add(1, std::memory_order_relaxed);
@@ -229,7 +229,7 @@ void unit::process_locked(std::uint64_t now_ns) {
       mark_walks_locked(s.desc);
       last_applied_inv_plus1_ = queue_.head() + 1;
       if (inv_observer* o = observer_.load(std::memory_order_acquire))
-        o->on_processed(index_, queue_.head(), s.desc);
+        o->on_processed_at(index_, queue_.head(), s.desc, s.submit_ns, done_at);
       c_.descriptors[static_cast<std::size_t>(t)].fetch_add(1, std::memory_order_relaxed);
       if (faulty) group_.push_back(s.desc);  // resubmitted with its wait if that is aborted
     }

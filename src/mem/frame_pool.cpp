@@ -169,6 +169,7 @@ Result<frame_id> frame_pool::alloc(frame_ident owner) {
   m.retired_ns.store(0, std::memory_order_relaxed);
   owner.generation = old.generation + 1;
   m.ident.store(owner.pack(), std::memory_order_release);  // [fp-1] pairs with walkers' [fp-2]
+  if (pool_observer* o = observer_.load(std::memory_order_relaxed)) o->on_alloc(f, owner);
   platform_->charge(cost_kind::frame_alloc);
   const std::uint32_t now_in_use = in_use_.load(std::memory_order_relaxed);
   std::uint32_t peak = peak_.load(std::memory_order_relaxed);
@@ -231,6 +232,7 @@ Status frame_pool::mark_linked(frame_id f) {
     report(f, what);
     return Status(errc::ledger_violation, std::move(what));
   }
+  if (pool_observer* o = observer_.load(std::memory_order_relaxed)) o->on_linked(f);
   return {};
 }
 
@@ -314,6 +316,7 @@ Status frame_pool::free_checked(frame_id f, const char* path, bool from_retired_
   m.last_level.store(id.level, std::memory_order_relaxed);
   m.freed_by.store(path, std::memory_order_relaxed);
   m.freed_ns.store(platform_->now_ns(), std::memory_order_relaxed);
+  if (pool_observer* o = observer_.load(std::memory_order_relaxed)) o->on_freed(f, id, path);
   if (config_.poison) {
     std::atomic<std::uint64_t>* words_of_frame = words(f);
     for (unsigned i = 0; i < limits::ptes_per_table; ++i)

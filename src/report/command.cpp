@@ -10,6 +10,7 @@
 #include "ptreclaim/config.hpp"
 #include "ptreclaim/report/campaign.hpp"
 #include "ptreclaim/report/machine.hpp"
+#include "ptreclaim/report/tour.hpp"
 #include "ptreclaim/sim/interrupt.hpp"
 
 namespace ptreclaim::sim {
@@ -49,9 +50,14 @@ struct plan {
   // After the outputs are written, unless a stop was requested: an exit status that ends the
   // command instead of the verdict (replay's check), or nullopt.
   std::function<std::optional<int>(const R&)> after_write;
+  // Outputs beside the result's (run, replay: --trace); an error is exit 3.
+  std::function<Status()> write_extra;
 };
 
 Status write_result(result_writer& w, const campaign_result& r, const std::string&) {
+  return w.write(r);
+}
+Status write_result(result_writer& w, const tour_result& r, const std::string&) {
   return w.write(r);
 }
 template <class R>
@@ -72,7 +78,11 @@ int execute(const command_request& r, result_writer& out, const plan<R>& p) {
   if (!res.ok()) return fail(r.err, exit_error, p.what + " failed: " + res.status().to_string());
   if (print_tables(r)) std::fputs(p.format(*res).c_str(), r.out);
   const verdict v = p.judge(*res);
-  const Status st = write_result(out, *res, p.title);
+  Status st = write_result(out, *res, p.title);
+  if (p.write_extra) {
+    Status extra = p.write_extra();
+    if (st.ok()) st = std::move(extra);
+  }
   print_notes(r, out);
   if (!st.ok()) return fail(r.err, exit_error, st.message());
   if (p.after_write && !stop_requested(r)) {
@@ -98,6 +108,37 @@ reclaim::policy_kind one_policy(const command_request& r) {
   return r.policies.empty() ? reclaim::default_policy() : r.policies.front();
 }
 
+// What a run or replay records (--trace, --frame), or nullptr.
+std::shared_ptr<recording> make_recording(const command_request& r) {
+  if (r.outputs.trace.empty() && !r.frame) return nullptr;
+  auto rec = std::make_shared<recording>();
+  rec->chrome_trace = !r.outputs.trace.empty();
+  rec->trace_limit_bytes = r.trace_limit;
+  rec->frame = r.frame;
+  rec->command = r.outputs.command;
+  return rec;
+}
+
+// Writes --trace once the run is done; says where it went (and what the bound dropped).
+std::function<Status()> trace_writer(const command_request& r, std::shared_ptr<recording> rec) {
+  if (rec == nullptr || !rec->chrome_trace) return {};
+  return [&r, rec]() -> Status {
+    if (rec->trace_json.empty()) return {};  // the run failed before it recorded anything
+    Status st = write_file_atomic(r.outputs.trace, rec->trace_json);
+    if (!st.ok()) return Status(errc::invalid_argument, "--trace: " + st.message());
+    if (!r.quiet) {
+      std::string note = "trace: " + r.outputs.trace + " (" + std::to_string(rec->trace_events) +
+                         " events, virtual time; open it in the Perfetto UI or chrome://tracing)";
+      if (rec->trace_dropped > 0)
+        note += "; " + std::to_string(rec->trace_dropped) +
+                " later events were dropped at --trace-limit " +
+                std::to_string(rec->trace_limit_bytes) + " bytes";
+      std::fprintf(r.err, "%s\n", note.c_str());
+    }
+    return {};
+  };
+}
+
 plan<run_result> run_plan(const command_request& r, const scenario& s) {
   run_options o = r.options;
   o.policy = one_policy(r);
@@ -105,10 +146,13 @@ plan<run_result> run_plan(const command_request& r, const scenario& s) {
   plan<run_result> p;
   p.what = "run";
   p.title = "ptreclaim run: " + s.name + " / " + name;
-  p.run = [&s, o, name](progress_line& line, result_writer&) mutable {
+  const std::shared_ptr<recording> rec = make_recording(r);
+  p.run = [&s, o, name, rec](progress_line& line, result_writer&) mutable {
     o.progress = single_line(line, "run " + s.name + " " + name);
+    o.record = rec.get();
     return run(s, o);
   };
+  p.write_extra = trace_writer(r, rec);
   p.format = format_run;
   p.judge = [&r](const run_result& x) { return judge(x, r.expect_violation); };
   return p;
@@ -122,20 +166,33 @@ plan<run_result> replay_plan(const command_request& r, const scenario& s,
   plan<run_result> p;
   p.what = "replay";
   p.title = "ptreclaim replay: " + s.name + " / " + name + " / seed " + r.seed_text;
-  p.run = [&s, o, name, second_hash](progress_line& line,
-                                     result_writer&) mutable -> Result<run_result> {
+  const std::shared_ptr<recording> rec = make_recording(r);
+  const bool frame_given = r.frame.has_value();
+  p.run = [&s, o, name, second_hash, rec, frame_given](
+              progress_line& line, result_writer&) mutable -> Result<run_result> {
     o.progress = single_line(line, "replay " + s.name + " " + name);
+    o.record = rec.get();
     auto first = run(s, o);
     if (!first.ok()) return first;
     // An interrupted first run is not worth repeating; an interrupted second cannot be compared.
     *second_hash = first->trace_hash;
     if (o.stop == nullptr || !o.stop->requested()) {
+      // The second run tells the story of the first violation's frame unless --frame named
+      // one: recording changes nothing, so the hashes must still agree.
+      recording story;
+      o.record = nullptr;
+      if (!frame_given && first->violations.count > 0 && first->violations.first_frame) {
+        story.frame = first->violations.first_frame;
+        o.record = &story;
+      }
       auto second = run(s, o);
       if (!second.ok()) return second.status();
       *second_hash = second->trace_hash;
+      if (second->story && !first->story) first->story = std::move(second->story);
     }
     return first;
   };
+  p.write_extra = trace_writer(r, rec);
   p.format = format_run;
   p.judge = [&r](const run_result& x) { return judge(x, r.expect_violation); };
   p.after_write = [&r, second_hash](const run_result& first) -> std::optional<int> {
@@ -191,6 +248,21 @@ plan<campaign_result> campaign_plan(const command_request& r, const campaign_def
   return p;
 }
 
+plan<tour_result> tour_plan(const command_request& r) {
+  plan<tour_result> p;
+  p.what = "tour";
+  p.run = [&r](progress_line& line, result_writer&) {
+    tour_definition d;
+    if (r.options.seed) d.seed = *r.options.seed;
+    if (r.options.ops_per_cpu != 0) d.ops_per_cpu = r.options.ops_per_cpu;
+    d.policies = r.policies;
+    return run_tour(d, r.options, sweep_line(line, "tour"));
+  };
+  p.format = format_tour;
+  p.judge = [&r](const tour_result& x) { return judge(x, r.expect_violation); };
+  return p;
+}
+
 }  // namespace
 
 std::optional<std::string> replay_divergence(const run_result& first, const run_result& second,
@@ -219,6 +291,10 @@ int finish_command(const command_request& r, const verdict& v, bool complete) {
 
 int run_command(const command_request& r) {
   result_writer out(r.outputs);
+  if (r.kind == command_kind::tour) {
+    if (const Status st = out.check(); !st.ok()) return fail(r.err, exit_error, st.message());
+    return execute(r, out, tour_plan(r));
+  }
   if (r.kind == command_kind::campaign) {
     campaign_definition d = r.campaign;
     auto scenarios = load_campaign_scenarios(d);
@@ -241,6 +317,7 @@ int run_command(const command_request& r) {
       return execute(r, out, scale_plan(r, s));
     case command_kind::compare:
     case command_kind::campaign:
+    case command_kind::tour:
       break;
   }
   return execute(r, out, compare_plan(r, s));

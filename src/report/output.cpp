@@ -178,6 +178,7 @@ Status result_writer::check() const {
   };
   PTR_TRY(file("--json", paths_.json));
   PTR_TRY(file("--csv", paths_.csv));
+  PTR_TRY(file("--trace", paths_.trace));
   if (!paths_.report.empty()) {
     Status st = check_output_folder(paths_.report);
     if (!st.ok()) return io_error("--report: " + st.message());
@@ -186,6 +187,9 @@ Status result_writer::check() const {
     return io_error("--json - and --csv - cannot both write to standard output");
   if (!paths_.json.empty() && paths_.json != "-" && paths_.json == paths_.csv)
     return io_error("--json and --csv name the same file '" + paths_.json + "'");
+  if (!paths_.trace.empty() && (paths_.trace == paths_.json || paths_.trace == paths_.csv))
+    return io_error("--trace names the same file as --json or --csv: '" + paths_.trace + "'");
+  if (paths_.trace == "-") return io_error("--trace needs a file name, not '-'");
   return {};
 }
 
@@ -258,6 +262,10 @@ Status result_writer::write(const scale_result& r, const std::string& title) {
   return write_all(r, title);
 }
 Status result_writer::write(const campaign_result& r) {
+  return write_text("--json", paths_.json, paths_.json.empty() ? std::string() : to_json(r));
+}
+
+Status result_writer::write(const tour_result& r) {
   return write_text("--json", paths_.json, paths_.json.empty() ? std::string() : to_json(r));
 }
 

@@ -21,4 +21,16 @@ std::string replay_text(const violation_summary& v) {
   return out + ")";
 }
 
+std::string story_command(const run_result& r) {
+  const violation_summary& v = r.violations;
+  if (!v.replay_exact || v.replay_command.empty()) return {};
+  std::string cmd = v.replay_command;
+  const std::string seed = " --seed " + std::to_string(r.seed);
+  const auto at = cmd.find(seed);
+  const std::string run = "ptreclaim run ";
+  if (at == std::string::npos || cmd.rfind(run, 0) != 0) return {};
+  cmd.erase(at, seed.size());
+  return "ptreclaim replay " + std::to_string(r.seed) + " " + cmd.substr(run.size());
+}
+
 }  // namespace ptreclaim::sim::detail

@@ -28,7 +28,9 @@ namespace ptreclaim::sim::detail {
 // exactly; for a threaded run "rerun: CMD", saying it is not reproducible, and the
 // deterministic command that likely shows the same logical failure. "" if there is no command.
 [[nodiscard]] std::string replay_text(const violation_summary& v);
-
+// The `ptreclaim replay SEED ...` command of a deterministic run's replay command (it tells the
+// first violation's story); "" when there is none.
+[[nodiscard]] std::string story_command(const run_result& r);
 
 // Renders rows as an aligned text table (first column left-aligned, the rest right-aligned).
 // Lazy DMA's figures (inv/1000 packets, peak deferred IOVAs, exposure), or "" if no run has any.

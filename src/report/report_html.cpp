@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
@@ -141,9 +142,12 @@ std::string inline_svg(const std::string& path) {
 }
 
 struct plot {
-  std::string name;  // file stem
-  std::string title;
+  std::string name;      // file stem
+  std::string title;     // gnuplot's title: what the plot is
+  std::string caption;   // the page's: what to look at
   std::string commands;  // gnuplot commands after the common header
+  unsigned height = 380;
+  bool multiplot = false;  // the commands set their own layout and title
 };
 
 struct series_source {
@@ -170,45 +174,101 @@ std::vector<series_source> all_runs(const report_input& in) {
   return out;
 }
 
+// The colour of each policy's panel or line, in report order: canaries in reds, the others in
+// distinct darker colours.
+std::vector<std::string> colours(const std::vector<const run_result*>& runs) {
+  static constexpr const char* safe[] = {"#1b7837", "#2166ac", "#762a83", "#e08214",
+                                         "#35978f", "#8c510a", "#5aae61", "#4393c3"};
+  static constexpr const char* canary[] = {"#d6604d", "#f4a582", "#b2182b"};
+  std::vector<std::string> out;
+  std::size_t s = 0, c = 0;
+  for (const run_result* r : runs) {
+    if (r != nullptr && !r->policy_safe)
+      out.emplace_back(canary[c++ % (sizeof canary / sizeof canary[0])]);
+    else
+      out.emplace_back(safe[s++ % (sizeof safe / sizeof safe[0])]);
+  }
+  return out;
+}
+
 Status write_plots(const std::string& pdir, const report_input& in, std::vector<plot>& plots) {
   const auto runs = all_runs(in);
+  std::vector<const run_result*> run_ptrs;
+  for (const auto& r : runs)
+    run_ptrs.push_back(r.run);
+  const std::vector<std::string> colour = colours(run_ptrs);
   // Throughput per policy.
   if (!runs.empty()) {
     std::string dat;
     for (std::size_t i = 0; i < runs.size(); ++i) {
       dat += std::to_string(i) + " \"" + runs[i].label + "\" " +
              detail::fixed(runs[i].run->ops_per_s(), 1) + " " +
-             (runs[i].run->judged_safe() ? "2" : "7") + "\n";
+             (runs[i].run->policy_safe ? "0x1b7837" : "0xd6604d") + "\n";
     }
     PTR_TRY(write_text_file(pdir + "/throughput.dat", dat));
-    plots.push_back({"throughput", "Throughput per policy",
-                     "set style fill solid 0.7 border -1\nset boxwidth 0.6\nset yrange [0:*]\n"
-                     "set ylabel 'operations / s'\nset format y '%.1s%c'\nset xtics rotate by "
-                     "-30\nset grid ytics\n"
-                     "plot " +
-                         gp_quote(pdir + "/throughput.dat") +
-                         " using 1:3:4:xtic(2) with boxes lc variable notitle\n"});
+    plots.push_back(
+        {"throughput", "Throughput per policy",
+         "Throughput per policy: taller is faster. Red bars are the canaries, unsafe on purpose; "
+         "a safe bar close to immediate's costs little for its safety.",
+         "set style fill solid 0.8 border -1\nset boxwidth 0.6\nset yrange [0:*]\n"
+         "set ylabel 'operations / s'\nset format y '%.1s%c'\nset xtics rotate by -30 noenhanced\n"
+         "set grid ytics\n"
+         "plot " +
+             gp_quote(pdir + "/throughput.dat") +
+             " using 1:3:4:xtic(2) with boxes lc rgb variable notitle\n"});
   }
-  // Pending frames over time.
-  std::string pending_cmd;
-  for (std::size_t i = 0; i < runs.size(); ++i) {
-    const auto& series = runs[i].run->reclaim.pending_series;
-    if (series.empty()) continue;
-    std::string dat;
-    for (const auto& s : series)
-      dat += detail::fixed(static_cast<double>(s.time_ns) / 1e6, 6) + " " +
-             std::to_string(s.frames) + "\n";
-    const std::string file = pdir + "/pending_" + std::to_string(i) + ".dat";
-    PTR_TRY(write_text_file(file, dat));
-    pending_cmd += std::string(pending_cmd.empty() ? "plot " : ", \\\n     ") + gp_quote(file) +
-                   " using 1:2 with steps lw 1.5 title " + gp_quote(runs[i].label);
-  }
-  if (!pending_cmd.empty()) {
-    plots.push_back({"pending", "Frames pending over time",
-                     "set xlabel 'time (ms, " + runs.front().run->time_base +
-                         ")'\nset ylabel 'frames retired, not freed'\n"
-                         "set key outside right\nset grid\n" +
-                         pending_cmd + "\n"});
+  // Frames pending over time: one panel per policy, shared axes.
+  {
+    std::vector<std::size_t> with;
+    std::uint64_t xmax = 0, ymax = 0;
+    for (std::size_t i = 0; i < runs.size(); ++i) {
+      const auto& series = runs[i].run->reclaim.pending_series;
+      if (series.empty()) continue;
+      with.push_back(i);
+      std::string dat;
+      for (const auto& smp : series) {
+        dat += detail::fixed(static_cast<double>(smp.time_ns) / 1e6, 6) + " " +
+               std::to_string(smp.frames) + "\n";
+        xmax = std::max(xmax, smp.time_ns);
+        ymax = std::max(ymax, smp.frames);
+      }
+      PTR_TRY(write_text_file(pdir + "/pending_" + std::to_string(i) + ".dat", dat));
+    }
+    if (!with.empty()) {
+      const std::size_t cols = std::min<std::size_t>(3, with.size());
+      const std::size_t rows = (with.size() + cols - 1) / cols;
+      const double height = 60.0 + 200.0 * static_cast<double>(rows);
+      // Whole frames on the y axis: at most about five ticks.
+      const std::uint64_t ystep = std::max<std::uint64_t>(1, (ymax + 4) / 5);
+      std::string cmd =
+          "set multiplot layout " + std::to_string(rows) + "," + std::to_string(cols) +
+          " margins 0.09,0.98," + detail::fixed(50.0 / height, 3) + "," +
+          detail::fixed(1.0 - 40.0 / height, 3) + " spacing 0.07," +
+          detail::fixed(75.0 / height, 3) + "\nset ytics 0," + std::to_string(ystep) +
+          "\nset xrange [0:" +
+          detail::fixed(static_cast<double>(std::max<std::uint64_t>(xmax, 1)) / 1e6, 6) +
+          "]\nset yrange [0:" + std::to_string(std::max<std::uint64_t>(ymax, 1) + ymax / 10 + 1) +
+          "]\nset grid\nset xlabel 'time (ms, " + runs.front().run->time_base +
+          ")' offset 0,0.5\nset ylabel 'retired, not freed' offset 1.5,0\n"
+          "set format x '%g'\n";
+      for (std::size_t i : with) {
+        cmd += "set title " + gp_quote(runs[i].label) + " noenhanced\nplot " +
+               gp_quote(pdir + "/pending_" + std::to_string(i) + ".dat") +
+               " using 1:2 with steps lw 1.5 lc rgb '" + colour[i] + "' notitle\n";
+      }
+      cmd += "unset multiplot\n";
+      plot p;
+      p.name = "pending";
+      p.title = "Frames pending over time";
+      p.caption =
+          "Frames pending over time, one panel per policy on shared axes: the higher and the "
+          "longer a panel's curve stays up, the more retired page-table frames its policy holds "
+          "before it frees them (memory a device could still reach through a stale cache).";
+      p.commands = std::move(cmd);
+      p.height = static_cast<unsigned>(60 + 200 * rows);
+      p.multiplot = true;
+      plots.push_back(std::move(p));
+    }
   }
   // Retire-to-free latency distribution as a CDF.
   std::string latency_cmd;
@@ -229,35 +289,69 @@ Status write_plots(const std::string& pdir, const report_input& in, std::vector<
     const std::string file = pdir + "/latency_" + std::to_string(i) + ".dat";
     PTR_TRY(write_text_file(file, dat));
     latency_cmd += std::string(latency_cmd.empty() ? "plot " : ", \\\n     ") + gp_quote(file) +
-                   " using 1:2 with steps lw 1.5 title " + gp_quote(runs[i].label);
+                   " using 1:2 with steps lw 1.5 lc rgb '" + colour[i] + "' title " +
+                   gp_quote(runs[i].label);
   }
   if (!latency_cmd.empty()) {
     plots.push_back(
         {"latency", "Retire-to-free latency (cumulative)",
+         "Retire-to-free latency, cumulative: the further left a curve rises to 1, the sooner its "
+         "policy frees a retired frame (the canaries are left of every safe policy: they free "
+         "before the invalidation completed).",
          "set logscale x 10\nset format x '10^{%L}'\nset xlabel 'retire -> free (ns)'\n"
-         "set ylabel 'fraction of frees'\nset yrange [0:1.02]\nset key outside right\nset grid\n" +
+         "set ylabel 'fraction of frees'\nset yrange [0:1.02]\nset key outside right noenhanced\n"
+         "set grid\n" +
              latency_cmd + "\n"});
   }
-  // Throughput vs CPUs.
+  // Throughput vs CPUs, with linear scaling from the best policy at the first count.
   if (in.scale && !in.scale->cpu_counts.empty()) {
+    std::vector<const run_result*> firsts;
+    for (std::size_t p = 0; p < in.scale->policies.size(); ++p)
+      firsts.push_back(in.scale->at(p, 0));
+    const std::vector<std::string> scale_colour = colours(firsts);
     std::string cmd;
+    double y0 = 0;
+    unsigned x0 = in.scale->cpu_counts.front();
+    std::string from;
     for (std::size_t p = 0; p < in.scale->policies.size(); ++p) {
       std::string dat;
+      const run_result* first = nullptr;
       for (std::size_t c = 0; c < in.scale->cpu_counts.size(); ++c) {
         if (const run_result* r = in.scale->at(p, c)) {
           dat += std::to_string(r->cpus) + " " + detail::fixed(r->ops_per_s(), 1) + "\n";
+          if (first == nullptr) first = r;
         }
+      }
+      // The reference starts from the best safe policy (a canary's speed is not a goal).
+      if (first != nullptr && first->judged_safe() && first->ops_per_s() > y0) {
+        y0 = first->ops_per_s();
+        x0 = first->cpus;
+        from = in.scale->policies[p];
       }
       const std::string file = pdir + "/scale_" + std::to_string(p) + ".dat";
       PTR_TRY(write_text_file(file, dat));
-      cmd += std::string(cmd.empty() ? "plot " : ", \\\n     ") + gp_quote(file) +
-             " using 1:2 with linespoints lw 1.5 title " + gp_quote(in.scale->policies[p]);
+      cmd += std::string(cmd.empty() ? "" : ", \\\n     ") + gp_quote(file) +
+             " using 1:2 with linespoints lw 1.5 pt 7 lc rgb '" + scale_colour[p] + "' title " +
+             gp_quote(in.scale->policies[p]);
     }
-    plots.push_back({"scale", "Throughput vs simulated CPUs",
-                     "set logscale x 2\nset xlabel 'simulated CPUs'\nset ylabel 'operations / "
-                     "s'\nset format y '%.1s%c'\n"
-                     "set yrange [0:*]\nset key outside right\nset grid\n" +
-                         cmd + "\n"});
+    const unsigned xmax = in.scale->cpu_counts.back();
+    std::string ref = "plot [" + std::to_string(std::max(1u, in.scale->cpu_counts.front())) + ":" +
+                      std::to_string(std::max(xmax, in.scale->cpu_counts.front() + 1)) + "] ";
+    if (y0 > 0) {
+      ref += detail::fixed(y0, 1) + " * x / " + std::to_string(x0) +
+             " with lines dt 2 lw 1.5 lc rgb '#777777' title 'linear scaling', \\\n     ";
+    }
+    plots.push_back(
+        {"scale", "Throughput vs simulated CPUs",
+         "Throughput vs simulated CPUs (log-log): the dashed line is linear scaling from the best "
+         "safe policy at " +
+             std::to_string(x0) + (x0 == 1 ? " CPU" : " CPUs") +
+             (from.empty() ? "" : " (" + from + ")") +
+             "; the further a policy falls below it as CPUs are added, the worse it scales.",
+         "set logscale x 2\nset logscale y 10\nset xlabel 'simulated CPUs'\n"
+         "set ylabel 'operations / s'\nset format y '%.1s%c'\nset key outside right noenhanced\n"
+         "set grid\n" +
+             ref + cmd + "\n"});
   }
   return {};
 }
@@ -323,12 +417,12 @@ Result<report_outcome> write_html_report(const std::string& dir, const report_in
     std::string script =
         "# gnuplot script written by ptreclaim; re-run with: gnuplot " + pdir + "/plots.gp\n";
     for (const auto& p : plots) {
-      script +=
-          "\nreset\nset terminal svg size 760,380 dynamic enhanced font 'sans,11' background rgb "
-          "'white'\n"
-          "set output " +
-          gp_quote(pdir + "/" + p.name + ".svg") + "\nset title " + gp_quote(p.title) + "\n" +
-          p.commands + "unset output\n";
+      script += "\nreset\nset terminal svg size 760," + std::to_string(p.height) +
+                " dynamic enhanced font 'sans,11' background rgb 'white'\n"
+                "set output " +
+                gp_quote(pdir + "/" + p.name + ".svg") + "\n" +
+                (p.multiplot ? std::string() : "set title " + gp_quote(p.title) + "\n") +
+                p.commands + "unset output\n";
     }
     PTR_TRY(write_text_file(pdir + "/plots.gp", script));
     std::string why;
@@ -389,8 +483,8 @@ Result<report_outcome> write_html_report(const std::string& dir, const report_in
   }
   for (std::size_t i = 0; i < plots.size(); ++i) {
     if (svgs[i].empty()) continue;
-    html += "<figure>\n<figcaption>" + html_escape(plots[i].title) + "</figcaption>\n" + svgs[i] +
-            "\n</figure>\n";
+    html += "<figure id=\"" + plots[i].name + "\">\n<figcaption>" + html_escape(plots[i].caption) +
+            "</figcaption>\n" + svgs[i] + "\n</figure>\n";
   }
   if (in.run) html += "<h2>Run</h2>\n<pre>" + html_escape(format_run(*in.run)) + "</pre>\n";
   if (in.compare) {

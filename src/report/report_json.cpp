@@ -35,11 +35,26 @@ json histogram_json(const log_histogram& h) {
           {"buckets", buckets}};
 }
 
+json story_json(const frame_story& s) {
+  json events = json::array();
+  for (const frame_event& e : s.events) {
+    json j = {{"time_ns", e.time_ns}, {"kind", e.kind}, {"text", e.text}};
+    if (e.cpu >= 0) j["cpu"] = e.cpu;
+    if (e.iommu >= 0) j["iommu"] = e.iommu;
+    if (e.device >= 0) j["device"] = e.device;
+    if (e.covers) j["covers"] = *e.covers;
+    events.push_back(std::move(j));
+  }
+  return {{"frame", s.frame},         {"focus", s.focus},
+          {"lifetimes", s.lifetimes}, {"lifetimes_shown", s.lifetimes_shown},
+          {"events", events},         {"conclusion", s.conclusion}};
+}
+
 json run_json(const run_result& r) {
   json series = json::array();
   for (const auto& s : r.reclaim.pending_series)
     series.push_back({s.time_ns, s.frames});
-  return {
+  json j = {
       {"scenario", r.scenario},
       {"scenario_source", r.scenario_source},
       {"cost_source", r.cost_source},
@@ -72,6 +87,7 @@ json run_json(const run_result& r) {
         {"descriptors", r.invalidations.descriptors},
         {"waits", r.invalidations.waits},
         {"backpressure_flushes", r.invalidations.backpressure_flushes},
+        {"busiest_queue", r.invalidations.busiest_queue},
         {"per_freed_table", r.invalidations_per_freed_table()}}},
       {"reclaim",
        {{"tables_released", r.reclaim.tables_released},
@@ -123,6 +139,9 @@ json run_json(const run_result& r) {
       {"trace_hash", r.trace_hash},
       {"notes", r.notes},
   };
+  if (r.violations.first_frame) j["violations"]["first_frame"] = *r.violations.first_frame;
+  if (r.story) j["frame_story"] = story_json(*r.story);
+  return j;
 }
 
 // CSV: quote a cell when it holds a separator, a quote or a line break.
@@ -248,11 +267,17 @@ std::string to_json(const compare_result& r, int indent) {
   return detail::dump_json(j, indent);
 }
 
-std::string to_json(const scale_result& r, int indent) {
+namespace detail {
+json scale_json(const scale_result& r) {
   json j = sweep_json("scale", r);
   j["policies"] = r.policies;
   j["cpu_counts"] = r.cpu_counts;
-  return detail::dump_json(j, indent);
+  return j;
+}
+}  // namespace detail
+
+std::string to_json(const scale_result& r, int indent) {
+  return detail::dump_json(detail::scale_json(r), indent);
 }
 
 std::string to_csv(const run_result& r) {

@@ -16,6 +16,8 @@ namespace ptreclaim::sim::detail {
 // The inverse; throws nlohmann::json::exception on a malformed object.
 [[nodiscard]] std::array<invariant_result, invariant_count> invariants_from_json(
     const nlohmann::json& j);
+// A scale result's document (to_json(scale_result)) as an object, for documents that hold one.
+[[nodiscard]] nlohmann::json scale_json(const scale_result& r);
 // The text of a document: indented by `indent` (< 0: one line), with a final newline.
 [[nodiscard]] std::string dump_json(const nlohmann::json& j, int indent);
 

@@ -232,6 +232,8 @@ std::string format_run(const run_result& r) {
                           std::to_string(r.invalidations.backpressure_flushes) +
                           " back-pressure), " + std::to_string(r.invalidations.descriptors) +
                           " descriptors");
+  kv("busiest IOMMU queue", fixed(100.0 * r.invalidations.busiest_queue, 0) +
+                                " % busy (its descriptors' modelled latency over the run)");
   kv("tables released / freed",
      std::to_string(r.reclaim.tables_released) + " / " + std::to_string(r.reclaim.tables_freed));
   kv("pending frames", "peak " + std::to_string(r.reclaim.peak_pending) + " of bound " +
@@ -301,10 +303,61 @@ std::string format_run(const run_result& r) {
       start = end + 1;
     }
     if (!r.violations.replay_command.empty()) out += detail::replay_text(r.violations) + "\n";
+    const std::string story = detail::story_command(r);
+    if (!r.story && !story.empty() && r.violations.first_frame) {
+      out += "story of frame " + std::to_string(*r.violations.first_frame) + ": " + story +
+             "   (or add --frame " + std::to_string(*r.violations.first_frame) + ")\n";
+    }
   }
   if (!r.leaks.report.empty()) out += "\nleak report\n" + r.leaks.report + "\n";
   for (const auto& n : r.notes)
     out += "note: " + n + "\n";
+  if (r.story) out += "\n" + format_story(*r.story);
+  return out;
+}
+
+namespace {
+// `text` broken into lines of at most `width` characters at spaces, every line after the first
+// indented by `indent` spaces.
+std::string wrap(const std::string& text, std::size_t width, std::size_t indent) {
+  std::string out, line;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    std::size_t end = text.find(' ', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string word = text.substr(start, end - start);
+    if (!line.empty() && line.size() + 1 + word.size() > width) {
+      out += line + "\n" + std::string(indent, ' ');
+      line.clear();
+    }
+    line += (line.empty() ? "" : " ") + word;
+    start = end + 1;
+  }
+  return out + line;
+}
+}  // namespace
+
+std::string format_story(const frame_story& s) {
+  std::string out = "story of frame " + std::to_string(s.frame) + " (" + s.focus +
+                    "): " + std::to_string(s.lifetimes) +
+                    (s.lifetimes == 1 ? " lifetime" : " lifetimes") + " in the run";
+  if (s.lifetimes > 0) out += ", " + std::to_string(s.lifetimes_shown) + " shown";
+  out +=
+      ".\nIn the order things happened; times are virtual, and each CPU, device and IOMMU "
+      "keeps its own\nclock (they may differ by up to one step of the executor).\n\n";
+  out += "   time (us)  where     what\n";
+  for (const frame_event& e : s.events) {
+    char t[32];
+    std::snprintf(t, sizeof t, "%12.3f", static_cast<double>(e.time_ns) / 1000.0);
+    std::string where = e.device >= 0  ? "device " + std::to_string(e.device)
+                        : e.iommu >= 0 ? "IOMMU " + std::to_string(e.iommu)
+                        : e.cpu >= 0   ? "CPU " + std::to_string(e.cpu)
+                                       : "-";
+    where.resize(std::max<std::size_t>(where.size(), 9), ' ');
+    std::string what = e.text.rfind(e.kind, 0) == 0 ? e.text : e.kind + ": " + e.text;
+    out += std::string(t) + "  " + where + " " + wrap(what, 88, 25) + "\n";
+  }
+  out += "\nwhy: " + wrap(s.conclusion, 95, 5) + "\n";
   return out;
 }
 

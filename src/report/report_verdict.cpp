@@ -1,6 +1,7 @@
 // The verdict (exit status and its one-line reason) and the terminal progress line.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 
@@ -139,8 +140,8 @@ void progress_line::update(double fraction) {
   if (fraction < 0) fraction = 0;
   if (fraction > 1) fraction = 1;
   const double secs = std::chrono::duration<double>(now - start_).count();
-  std::fprintf(out_, "\r\033[K%s  %3d%%  %.1f s", label_.c_str(),
-               static_cast<int>(fraction * 100.0), secs);
+  std::fprintf(out_, "\r\033[K%s  %3d%%  %.1f s%s", label_.c_str(),
+               static_cast<int>(fraction * 100.0), secs, eta_text(fraction, secs).c_str());
   std::fflush(out_);
   drawn_ = true;
 }
@@ -150,6 +151,20 @@ void progress_line::finish() {
   std::fprintf(out_, "\r\033[K");
   std::fflush(out_);
   drawn_ = false;
+}
+
+std::string progress_line::eta_text(double fraction, double elapsed_s) {
+  // Too early to tell: under 2 % done or half a second in.
+  if (fraction < 0.02 || fraction >= 1.0 || elapsed_s < 0.5) return {};
+  const double left = elapsed_s * (1.0 - fraction) / fraction;
+  char buf[48];
+  if (left < 60)
+    std::snprintf(buf, sizeof buf, ", about %.0f s left", std::max(1.0, left));
+  else if (left < 3600)
+    std::snprintf(buf, sizeof buf, ", about %.0f min left", left / 60.0);
+  else
+    std::snprintf(buf, sizeof buf, ", about %.1f h left", left / 3600.0);
+  return buf;
 }
 
 bool progress_line::stderr_wants_progress(bool quiet) noexcept {

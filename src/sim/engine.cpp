@@ -10,6 +10,7 @@
 
 #include "ptreclaim/reclaim/policy.hpp"
 #include "sim/engine_internal.hpp"
+#include "sim/recorder.hpp"
 
 namespace ptreclaim::sim {
 namespace detail {
@@ -79,6 +80,22 @@ void machine::run(run_result& out) {
   for (auto& n : notes_)
     out.notes.push_back(std::move(n));
   notes_.clear();
+  // The frame the first violation names: an S1 walk's, else the first monitor or ledger
+  // report's ("S3: frame 812 of domain 2 freed by ...").
+  if (snap_.s1_count > 0 && snap_.s1_first_frame) {
+    out.violations.first_frame = snap_.s1_first_frame;
+  } else if (const auto at = out.violations.first.find("frame "); at != std::string::npos) {
+    std::uint64_t v = 0;
+    std::size_t i = at + 6, digits = 0;
+    for (; i < out.violations.first.size() && digits < 10; ++i, ++digits) {
+      const char c = out.violations.first[i];
+      if (c < '0' || c > '9') break;
+      v = v * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    if (digits > 0 && v <= 0xfffffffeULL)
+      out.violations.first_frame = static_cast<std::uint32_t>(v);
+  }
+  if (recorder_) recorder_->finish(sys_->violations().first(), out);
 }
 
 runtime::run_stats machine::run_executor() {

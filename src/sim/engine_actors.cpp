@@ -18,6 +18,7 @@
 #include <algorithm>
 
 #include "sim/engine_internal.hpp"
+#include "sim/recorder.hpp"
 
 namespace ptreclaim::sim::detail {
 
@@ -68,8 +69,9 @@ Status machine::build_devices(prng& rng) {
       if (grp.target != access_target::window) dc.source = dev.get();
       dev->dev = std::make_unique<iommu::device>(*sys_, dc);
       device_state* raw = dev.get();
-      ex_->add_actor(
+      const runtime::actor_id actor = ex_->add_actor(
           {"device" + std::to_string(dev->id), [this, raw] { return device_step(*raw); }, true});
+      if (recorder_) recorder_->name_device(actor, dev->id, dev->dom->id, u);
       ++actors_total_;
       devices_.push_back(std::move(dev));
     }

@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "sim/engine_internal.hpp"
+#include "sim/recorder.hpp"
 
 namespace ptreclaim::sim::detail {
 
@@ -67,6 +68,7 @@ step_result machine::program_step(unsigned cpu) {
         }
       }
       d.dom = &wl_->begin_op(cpu);
+      if (recorder_) recorder_->op_begin(cpu);
       d.ph = cpu_driver::phase::mutate;
       [[fallthrough]];
     }
@@ -191,6 +193,7 @@ void machine::flush_batch(unsigned cpu, cpu_driver& d) {
 
 step_result machine::complete_op(unsigned cpu, cpu_driver& d) {
   ++d.ops;
+  if (recorder_) recorder_->op_end(ex_->current_cpu());
   if (!deterministic_) d.ops_seen.store(d.ops, std::memory_order_relaxed);
   d.ph = cpu_driver::phase::between_ops;
   if (sc.caller.flush == caller_flush::batched) {
@@ -318,6 +321,7 @@ step_result machine::finisher_step() {
       fin_ = finish_phase::teardown;
       return step_result::yield();
     case finish_phase::teardown:
+      if (recorder_) recorder_->set_context(0, "teardown");
       drain_status_ = rec_->drain();
       snapshot_metrics();
       teardown();
@@ -349,7 +353,10 @@ void machine::snapshot_metrics() {
     snap_.splits += ts.split;
   }
   const auto first = sys_->violations().first();
-  if (!first.empty()) snap_.s1_first = first.front().describe();
+  if (!first.empty()) {
+    snap_.s1_first = first.front().describe();
+    if (first.front().frame.valid()) snap_.s1_first_frame = first.front().frame.value;
+  }
 }
 
 // Destroys every table (its gather releases every frame), invalidates each domain fully, frees

@@ -88,7 +88,10 @@ void machine::fault_results(run_result& out) {
     // snapshot before teardown did not see those.
     snap_.s1_count = sys_->violations().count();
     const auto first = sys_->violations().first();
-    if (!first.empty()) snap_.s1_first = first.front().describe();
+    if (!first.empty()) {
+      snap_.s1_first = first.front().describe();
+      if (first.front().frame.valid()) snap_.s1_first_frame = first.front().frame.value;
+    }
   }
 }
 

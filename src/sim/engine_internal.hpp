@@ -29,6 +29,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -82,6 +83,7 @@ struct domain_slot {
 };
 
 class machine;
+class recorder;  // recorder.hpp: what a run records on request (sim::recording)
 
 // A workload: what each operation of a CPU does to the page tables. Per-CPU state lives in
 // the workload (indexed by CPU, touched only by that CPU).
@@ -107,6 +109,13 @@ class workload {
   // completed, or there is none). Lazy DMA: packets dropped for want of a free IOVA.
   virtual void caller_flushed(unsigned /*cpu*/) {}
   [[nodiscard]] virtual std::uint64_t iova_exhausted() const { return 0; }
+  // What CPU `cpu`'s current operation is, for a recording (recorder.hpp): a short name
+  // ("fill-2m") and where ("domain 2, block 0x40000000"). Read only when recording.
+  struct op_label {
+    std::string name = "operation";
+    std::string where;
+  };
+  [[nodiscard]] virtual op_label describe_op(unsigned /*cpu*/) const { return {}; }
 };
 
 std::unique_ptr<workload> make_superpage_churn(machine& m);
@@ -251,6 +260,8 @@ class machine {
   std::unique_ptr<workload> wl_;
   std::unique_ptr<iova_space> iovas_;  // dma-storm only; the monitor's iova sink
   std::unique_ptr<runtime::per_cpu<cpu_driver>> drivers_;
+  // Only when the run records (run_options::record); the engine's hooks test it for null.
+  std::unique_ptr<recorder> recorder_;
   std::vector<std::unique_ptr<device_state>> devices_;
 
   std::uint64_t ops_target_ = 0;  // per CPU; 0 = until the time limit
@@ -293,6 +304,7 @@ class machine {
     std::vector<iommu::unit_stats> units;
     std::uint64_t s1_count = 0;
     std::string s1_first;
+    std::optional<std::uint32_t> s1_first_frame;
   } snap_;
   leak_summary leaks_;
   std::vector<std::string> notes_;

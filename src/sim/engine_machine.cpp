@@ -4,7 +4,9 @@
 #include <chrono>
 #include <cmath>
 
+#include "ptreclaim/runtime/deterministic_executor.hpp"
 #include "sim/engine_internal.hpp"
+#include "sim/recorder.hpp"
 
 namespace ptreclaim::sim::detail {
 
@@ -49,6 +51,7 @@ machine::~machine() {
   drivers_.reset();
   tb_.reset();
   iovas_.reset();  // after the monitor that forwards to it
+  recorder_.reset();  // after the testbed, whose taps and sink name it
 }
 
 namespace {
@@ -68,6 +71,14 @@ Status machine::build() {
   time_limit_ns_ = sc.duration.time_limit_ns;
   flush_timeout_ns_ = invalidation_timeout_ns;
 
+  if (opt.record != nullptr) {
+    if (!deterministic_)
+      return Status(errc::invalid_argument,
+                    "a trace or a frame's story needs the deterministic executor");
+    recorder_ = std::make_unique<recorder>(
+        *opt.record,
+        recorder::context{sc.name, std::string(reclaim::policy_name(opt.policy)), seed, cpus});
+  }
   PTR_TRY(build_testbed());
   PTR_TRY(build_domains());
   // Hotplug guard first, so it sees down_prepare before any policy does.
@@ -112,6 +123,19 @@ Status machine::build() {
 
   if (sc.hotplug.enabled && cpus > 1) plan_hotplug(root_.fork(3));
   arm_alloc_faults();  // after the roots: only the workload's allocations may fail
+  if (recorder_) {
+    recorder_->attach(*ex_, *pool_, *sys_, [this](unsigned cpu) {
+      workload::op_label l = wl_->describe_op(cpu);
+      return std::make_pair(std::move(l.name), std::move(l.where));
+    });
+    // Heard from now on: the roots and the idle attachments are not part of any story.
+    pool_->set_observer(recorder_.get());
+    observer_->set_extra(recorder_.get());
+    if (recorder_->tracing() || recorder_->telling()) {
+      static_cast<runtime::deterministic_executor*>(ex_)->set_trace_sink(
+          [r = recorder_.get()](const runtime::trace_event& ev) { r->on_step(ev); });
+    }
+  }
   return {};
 }
 
@@ -139,9 +163,12 @@ Status machine::build_testbed() {
   tc.pool.caches = cpus;
   tc.pool.cache_frames = sc.memory.cache_frames;
   tc.pool.poison = sc.memory.poison;
-  tc.system.violations_kept = 16;
+  tc.system.violations_kept =
+      recorder_ && recorder_->telling() ? recorder::violations_kept : std::size_t{16};
   tc.units.assign(sc.iommu.count, unit_config_with_faults());
   tc.max_pending = sc.reclaim.max_pending_frames;
+  tc.unlink_tap = recorder_.get();
+  tc.inv_tap = recorder_.get();
   auto tb = testbed::testbed::create(tc);
   if (!tb.ok()) return tb.status();
   tb_ = std::move(*tb);

@@ -1,6 +1,8 @@
 // What a finished run measured, from the snapshots the finisher took: devices, invalidations,
 // reclamation, superpages, hotplug, how the run stopped, and the evidence the verdicts
 // (invariants.cpp) are judged from.
+#include <algorithm>
+
 #include "sim/engine_internal.hpp"
 #include "sim/invariants.hpp"
 
@@ -34,7 +36,21 @@ std::string machine::note_how_it_stopped(const runtime::run_stats& st, run_resul
 }
 
 void machine::collect_devices(run_result& out) const {
-  for (const iommu::unit_stats& u : snap_.units) {
+  for (std::size_t i = 0; i < snap_.units.size(); ++i) {
+    const iommu::unit_stats& u = snap_.units[i];
+    // The queue's processing time: each descriptor's latency, stalls and slow waits included.
+    const iommu::latency_config& l = sys_->get_unit(static_cast<unsigned>(i)).config().latency;
+    using iommu::inv_type;
+    const auto n = [&u](inv_type t) { return u.descriptors[static_cast<std::size_t>(t)]; };
+    const std::uint64_t busy = n(inv_type::global) * l.inv_global_ns +
+                               n(inv_type::domain) * l.inv_domain_ns +
+                               n(inv_type::page) * l.inv_page_ns +
+                               n(inv_type::wait) * l.inv_wait_ns + u.stall_ns + u.slow_wait_ns;
+    if (out.elapsed_ns != 0) {
+      out.invalidations.busiest_queue =
+          std::max(out.invalidations.busiest_queue,
+                   std::min(1.0, static_cast<double>(busy) / static_cast<double>(out.elapsed_ns)));
+    }
     out.devices.translations += u.translations;
     out.devices.faults += u.faults;
     out.devices.iotlb_hits += u.iotlb_hits;

@@ -130,6 +130,10 @@ class dma_storm final : public workload {
   }
 
   [[nodiscard]] std::uint64_t last_trace(unsigned cpu) const override { return cpu_[cpu].trace; }
+  [[nodiscard]] op_label describe_op(unsigned cpu) const override {
+    const cpu_state& s = cpu_[cpu];
+    return {"packets", "domain " + std::to_string(s.dom != nullptr ? s.dom->id : 0)};
+  }
   [[nodiscard]] std::uint64_t region_bytes() const override { return region_; }
   [[nodiscard]] std::uint64_t errors() const override {
     std::uint64_t n = 0;

@@ -12,6 +12,7 @@
 //   unmap-2m  unmap the whole block: its leaf table (or a 1G split) is released;
 //   single    map or unmap one 4K page (the rest of the probability).
 #include <algorithm>
+#include <cstdio>
 #include <vector>
 
 #include "sim/engine_internal.hpp"
@@ -117,6 +118,15 @@ class superpage_churn final : public workload {
   }
 
   [[nodiscard]] std::uint64_t last_trace(unsigned cpu) const override { return cpu_[cpu].trace; }
+  [[nodiscard]] op_label describe_op(unsigned cpu) const override {
+    static constexpr const char* names[] = {"fill-2m", "fill-1g", "shatter", "unmap-2m", "single"};
+    const cpu_state& s = cpu_[cpu];
+    char where[96];
+    std::snprintf(where, sizeof where, "domain %u, block 0x%llx",
+                  s.dom != nullptr ? unsigned{s.dom->id} : 0u,
+                  static_cast<unsigned long long>(s.block));
+    return {names[static_cast<unsigned>(s.kind)], where};
+  }
   [[nodiscard]] std::uint64_t region_bytes() const override { return region_; }
   [[nodiscard]] std::uint64_t errors() const override {
     std::uint64_t n = 0;

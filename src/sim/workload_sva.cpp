@@ -53,8 +53,12 @@ class sva_kernel final : public workload {
           s.rng.below(1u << 20) < static_cast<std::uint64_t>(p_.free_probability * (1u << 20));
     }
     if (!do_free && !vmalloc(s, g)) do_free = !s.live.empty();
+    s.freeing = do_free;
     if (do_free) vfree(s, g);
     return true;
+  }
+  [[nodiscard]] op_label describe_op(unsigned cpu) const override {
+    return {cpu_[cpu].freeing ? "vfree" : "vmalloc", "kernel address space"};
   }
 
   [[nodiscard]] std::uint64_t last_trace(unsigned cpu) const override { return cpu_[cpu].trace; }
@@ -84,6 +88,7 @@ class sva_kernel final : public workload {
     std::vector<std::uint8_t> block_dirty;
     std::uint64_t trace = 0;
     std::uint64_t errors = 0;
+    bool freeing = false;  // the last operation was a vfree (describe_op)
   };
 
   [[nodiscard]] std::uint64_t log_uniform_pages(prng& rng) const {

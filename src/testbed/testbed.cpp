@@ -44,6 +44,35 @@ log_histogram observer::merged() const {
   return h;
 }
 
+// ---- tap -------------------------------------------------------------------------------------
+
+// The tables' unlink observer and the units' descriptor observer when a config tap is given:
+// the monitor hears each first (it is the checker), then the tap.
+class testbed::tap final : public pt::unlink_observer, public iommu::inv_observer {
+ public:
+  tap(reclaim::safety_monitor& mon, pt::unlink_observer* unlink, iommu::inv_observer* inv)
+      : mon_(mon), unlink_(unlink), inv_(inv) {}
+  void on_unlinked(const pt::unlinked_table& t) noexcept override {
+    mon_.on_unlinked(t);
+    if (unlink_ != nullptr) unlink_->on_unlinked(t);
+  }
+  void on_processed(unsigned unit, std::uint64_t seq,
+                    const iommu::inv_descriptor& d) noexcept override {
+    mon_.on_processed(unit, seq, d);
+    if (inv_ != nullptr) inv_->on_processed(unit, seq, d);
+  }
+  void on_processed_at(unsigned unit, std::uint64_t seq, const iommu::inv_descriptor& d,
+                       std::uint64_t submit_ns, std::uint64_t done_ns) noexcept override {
+    mon_.on_processed_at(unit, seq, d, submit_ns, done_ns);
+    if (inv_ != nullptr) inv_->on_processed_at(unit, seq, d, submit_ns, done_ns);
+  }
+
+ private:
+  reclaim::safety_monitor& mon_;
+  pt::unlink_observer* unlink_;
+  iommu::inv_observer* inv_;
+};
+
 // ---- testbed ---------------------------------------------------------------------------------
 
 Result<std::unique_ptr<testbed>> testbed::create(const config& c) {
@@ -60,6 +89,10 @@ Result<std::unique_ptr<testbed>> testbed::create(const config& c) {
   tb->backend_ = std::make_unique<reclaim::iommu_backend>(*tb->sys_);
   tb->monitor_ = std::make_unique<reclaim::safety_monitor>(*tb->sys_, *tb->backend_, c.max_pending);
   tb->observer_ = std::make_unique<observer>(*tb->monitor_, *tb->ex_, *tb->pool_);
+  if (c.unlink_tap != nullptr || c.inv_tap != nullptr) {
+    tb->tap_ = std::make_unique<tap>(*tb->monitor_, c.unlink_tap, c.inv_tap);
+    if (c.inv_tap != nullptr) tb->sys_->set_inv_observer(tb->tap_.get());
+  }
   return tb;
 }
 
@@ -71,9 +104,10 @@ testbed::~testbed() {
   policy_.reset();
   domains_.clear();
   observer_.reset();
-  monitor_.reset();
+  monitor_.reset();  // unregisters the descriptor observer (the monitor or the tap)
   backend_.reset();
   sys_.reset();
+  tap_.reset();
   ex_.reset();
   pool_.reset();
 }
@@ -84,7 +118,7 @@ Result<domain*> testbed::add_domain(const domain_spec& spec) {
   dc.mode = spec.mode;
   dc.coalesce = spec.coalesce;
   dc.leaf_levels = spec.leaf_levels & pt::describe(spec.format).leaf_levels;
-  dc.on_unlink = monitor_.get();
+  dc.on_unlink = tap_ != nullptr ? static_cast<pt::unlink_observer*>(tap_.get()) : monitor_.get();
   auto t = pt::make_table(spec.format, dc, *pool_);
   if (!t.ok()) return t.status();
   auto d = std::make_unique<domain>();

@@ -186,6 +186,57 @@ TEST_F(command, ReplayRunsTwiceAndComparesTraceHashes) {
   EXPECT_NE(out_.find("replayed twice: same trace hash "), std::string::npos) << out_;
 }
 
+TEST_F(command, AFailingReplayTellsTheFirstViolationsStory) {
+  command_request r = request(command_kind::replay, {reclaim::policy_kind::immediate});
+  r.scenario = "canary-immediate";
+  r.options.ops_per_cpu = 60;
+  r.options.seed = 11;
+  r.seed_text = "11";
+  r.quiet = false;
+  r.outputs.trace = path("trace.json");
+  EXPECT_EQ(call(r), exit_unsafe) << err_;
+  EXPECT_NE(out_.find("(the first violation)"), std::string::npos) << out_;
+  EXPECT_NE(out_.find("why: frame "), std::string::npos) << out_;
+  EXPECT_NE(out_.find("replayed twice: same trace hash "), std::string::npos) << out_;
+  EXPECT_NE(err_.find("trace: " + path("trace.json")), std::string::npos) << err_;
+  const std::string trace = slurp(path("trace.json"));
+  EXPECT_EQ(trace.rfind("{\"displayTimeUnit\":\"ns\"", 0), 0u) << trace.substr(0, 200);
+  EXPECT_NE(trace.find("\"traceEvents\":["), std::string::npos);
+  // A run names the command that tells the story.
+  r.kind = command_kind::run;
+  r.outputs.trace.clear();
+  EXPECT_EQ(call(r), exit_unsafe);
+  EXPECT_NE(out_.find(": ptreclaim replay 11 --scenario canary-immediate --policy immediate"),
+            std::string::npos)
+      << out_;
+}
+
+TEST_F(command, TheTourRunsBothCasesAtTwoCountsAndSaysWhatTheyShow) {
+  command_request r = request(command_kind::tour, {});
+  r.options.ops_per_cpu = 15;
+  r.quiet = false;
+  r.outputs.json = path("tour.json");
+  ASSERT_EQ(call(r), exit_ok) << err_;
+  EXPECT_NE(out_.find("the Xen case: superpage-churn"), std::string::npos) << out_;
+  EXPECT_NE(out_.find("the Linux case: sva-kernel"), std::string::npos) << out_;
+  EXPECT_NE(out_.find("what the figures show"), std::string::npos) << out_;
+  for (const auto& name : policy_names()) {
+    std::size_t rows = 0;
+    for (auto p = out_.find("\n" + name + " "); p != std::string::npos;
+         p = out_.find("\n" + name + " ", p + 1))
+      ++rows;
+    EXPECT_EQ(rows, 2u) << name;
+  }
+  std::size_t findings = 0;
+  for (auto p = out_.find("   $ ptreclaim "); p != std::string::npos;
+       p = out_.find("   $ ptreclaim ", p + 1))
+    ++findings;
+  EXPECT_GE(findings, 3u) << out_;
+  EXPECT_LE(findings, 5u) << out_;
+  EXPECT_NE(out_.find("--ops 15 --seed 1"), std::string::npos) << "commands repeat the run";
+  EXPECT_NE(slurp(path("tour.json")).find("\"kind\": \"tour\""), std::string::npos);
+}
+
 TEST(replay_check, SameHashesAgreeDifferentOnesDiverge) {
   run_result a, b;
   a.trace_hash = 0x1234;

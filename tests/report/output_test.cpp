@@ -129,18 +129,19 @@ TEST_F(output_dir, InjectedWriteFailureLeavesTheOldFileAndNoTemporary) {
 }
 
 TEST_F(output_dir, WriterChecksEveryOptionAndReportsWriteFailures) {
-  EXPECT_TRUE(result_writer({dir_ + "/a.json", dir_ + "/a.csv", dir_ + "/rep", ""}).check().ok());
-  Status st = result_writer({"", dir_, "", ""}).check();
+  EXPECT_TRUE(
+      result_writer({dir_ + "/a.json", dir_ + "/a.csv", dir_ + "/rep", "", ""}).check().ok());
+  Status st = result_writer({"", dir_, "", "", ""}).check();
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.message(), "--csv: '" + dir_ + "' is a folder, not a file");
-  EXPECT_FALSE(result_writer({"-", "-", "", ""}).check().ok());
-  EXPECT_FALSE(result_writer({dir_ + "/x", dir_ + "/x", "", ""}).check().ok());
-  st = result_writer({"", "", dir_ + "/missing/rep", ""}).check();
+  EXPECT_FALSE(result_writer({"-", "-", "", "", ""}).check().ok());
+  EXPECT_FALSE(result_writer({dir_ + "/x", dir_ + "/x", "", "", ""}).check().ok());
+  st = result_writer({"", "", dir_ + "/missing/rep", "", ""}).check();
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.message().rfind("--report: cannot create '", 0), 0u) << st.message();
 
   ::setenv("PTRECLAIM_FAULT_WRITE", "r.json", 1);
-  result_writer w({dir_ + "/r.json", dir_ + "/r.csv", "", ""});
+  result_writer w({dir_ + "/r.json", dir_ + "/r.csv", "", "", ""});
   run_result r;
   r.policy = "sync";
   st = w.write(r, "t");
@@ -152,7 +153,7 @@ TEST_F(output_dir, WriterChecksEveryOptionAndReportsWriteFailures) {
 
 TEST_F(output_dir, CheckpointsSaveTheRunsSoFar) {
   const std::string path = dir_ + "/s.json";
-  result_writer w({path, "", "", ""}, std::chrono::hours(1));
+  result_writer w({path, "", "", "", ""}, std::chrono::hours(1));
   scale_result s;
   s.scenario = "dma-storm";
   s.policies = {"sync"};
@@ -172,7 +173,7 @@ TEST_F(output_dir, CheckpointsSaveTheRunsSoFar) {
   EXPECT_EQ(j["complete"], true);
   EXPECT_EQ(j["runs"].size(), 2u);
   // A failed checkpoint is noted, not fatal.
-  result_writer bad({dir_ + "/gone/s.json", "", "", ""});
+  result_writer bad({dir_ + "/gone/s.json", "", "", "", ""});
   bad.checkpoint(s);
   ASSERT_EQ(bad.take_notes().size(), 1u);
 }

@@ -6,6 +6,8 @@
 #include <rapidcheck.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -293,6 +295,88 @@ TEST_F(report_dir, HtmlEmbedsGnuplotSvgWhenAvailable) {
   EXPECT_EQ(svgs, 4u);  // throughput, pending, latency, scale
   EXPECT_EQ(html.find("Plots are missing"), std::string::npos);
   EXPECT_TRUE(std::filesystem::exists(dir_ + "/plots/plots.gp"));
+  // Frames pending: small multiples, one panel per policy, shared axes; the scale plot has the
+  // linear-scaling reference; every plot says what to look at.
+  const std::string gp = slurp(dir_ + "/plots/plots.gp");
+  const std::size_t panels = policy_names().size();  // three per row
+  const std::string layout =
+      "set multiplot layout " + std::to_string((panels + 2) / 3) + "," + std::to_string(3);
+  EXPECT_NE(gp.find(layout), std::string::npos) << gp;
+  for (const auto& name : policy_names())
+    EXPECT_NE(gp.find("set title '" + name + "' noenhanced"), std::string::npos) << name;
+  EXPECT_NE(gp.find("set xrange [0:"), std::string::npos);
+  EXPECT_NE(gp.find("title 'linear scaling'"), std::string::npos);
+  for (const char* look : {"taller is faster", "one panel per policy on shared axes",
+                           "the further left a curve rises", "the dashed line is linear scaling"})
+    EXPECT_NE(html.find(look), std::string::npos) << look;
+}
+
+TEST(Progress, EtaFromTheTimeSoFar) {
+  EXPECT_EQ(progress_line::eta_text(0.01, 10.0), "");  // too early
+  EXPECT_EQ(progress_line::eta_text(0.5, 0.2), "");    // too soon
+  EXPECT_EQ(progress_line::eta_text(0.5, 10.0), ", about 10 s left");
+  EXPECT_EQ(progress_line::eta_text(0.1, 100.0), ", about 15 min left");
+  EXPECT_EQ(progress_line::eta_text(0.1, 3600.0), ", about 9.0 h left");
+  EXPECT_EQ(progress_line::eta_text(1.0, 10.0), "");
+}
+
+TEST(Progress, DrawsOnATerminalOnlyWhenEnabled) {
+  std::FILE* f = std::tmpfile();
+  ASSERT_NE(f, nullptr);
+  {
+    progress_line off(f, false, std::chrono::milliseconds(0));
+    off.set_label("scale x");
+    off.update(0.5);
+  }
+  EXPECT_EQ(std::ftell(f), 0L);
+  {
+    progress_line on(f, true, std::chrono::milliseconds(0));
+    on.set_label("scale sva-kernel  [sync @ 2 cpus]");
+    ::usleep(600'000);  // the estimate starts after half a second
+    on.update(0.25);
+  }
+  std::rewind(f);
+  char buf[256] = {};
+  const std::size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  const std::string line(buf, n);
+  EXPECT_NE(line.find("scale sva-kernel  [sync @ 2 cpus]   25%"), std::string::npos) << line;
+  EXPECT_NE(line.find("s left"), std::string::npos) << line;
+  EXPECT_NE(line.find("\r\033[K"), std::string::npos);  // erased by finish()
+}
+
+TEST(Report, StoryIsPrintedInOrderWithItsConclusion) {
+  run_result r = synthetic("immediate", 1e6, 3);
+  frame_story st;
+  st.frame = 39;
+  st.focus = "the first violation";
+  st.lifetimes = 2;
+  st.lifetimes_shown = 1;
+  st.events.push_back({54100, "allocated", 1, -1, -1, std::nullopt,
+                       "allocated as a level-2 table of domain 3 (generation 1)"});
+  st.events.push_back({188604, "freed", 1, -1, -1, std::nullopt, "freed by immediate on CPU 1"});
+  st.events.push_back({188976, "invalidation", -1, 0, -1, true,
+                       "a page-selective invalidation (PSI) of [0xc0000000, 0xffffffff]"});
+  st.events.push_back({185239, "walk", -1, 0, 2, std::nullopt, "device 2's walk read it"});
+  st.conclusion = "frame 39 was freed before a covering invalidation had completed";
+  r.story = st;
+  const std::string text = format_run(r);
+  const auto at = [&](const std::string& what) { return text.find(what); };
+  ASSERT_NE(at("story of frame 39 (the first violation): 2 lifetimes in the run, 1 shown"),
+            std::string::npos)
+      << text;
+  EXPECT_LT(at("allocated as a level-2"), at("freed by immediate"));
+  EXPECT_LT(at("freed by immediate"), at("invalidation: a page-selective"));
+  EXPECT_LT(at("invalidation: a page-selective"), at("device 2's walk"));
+  EXPECT_NE(at("    54.100  CPU 1"), std::string::npos) << text;
+  EXPECT_NE(at("   185.239  device 2"), std::string::npos) << text;
+  EXPECT_NE(at("why: frame 39 was freed"), std::string::npos);
+  const auto j = nlohmann::json::parse(to_json(r));
+  EXPECT_EQ(j["frame_story"]["frame"], 39);
+  EXPECT_EQ(j["frame_story"]["events"].size(), 4u);
+  EXPECT_EQ(j["frame_story"]["events"][2]["covers"], true);
+  EXPECT_EQ(j["frame_story"]["events"][3]["device"], 2);
+  EXPECT_FALSE(j["frame_story"]["events"][0].contains("iommu"));
 }
 
 TEST_F(report_dir, UnwritableDirectoryIsAnError) {

@@ -1,7 +1,8 @@
 # Multi-step checks of the ptreclaim binary that one command and a regex cannot express.
 #   cmake -DPROGRAM=path -DWORKDIR=dir -DMODE=name [-DPOLICIES=a,b,...] -P check.cmake
 # Modes:
-#   default  `ptreclaim` with no arguments: exit 0, the table with every policy, wall time shown
+#   default  `ptreclaim` with no arguments (the tour): exit 0, both cases with every policy, 3-5
+#            findings each with its command, the verdict; its --json; wall time shown
 #   replay   a canary run's printed replay command, run again, gives the same trace hash and
 #            the same first violation
 #   report   compare --report DIR and scale --report DIR: index.html with inline SVG plots
@@ -13,6 +14,12 @@
 #            the path and the reason, the previous file intact, no temporary file left
 #   interrupt  SIGINT to a scale sweep once its first point is saved, SIGTERM to a campaign:
 #            exit 130 / 143, the JSON holds what finished and says "complete": false
+#   browser  (-DCHROMIUM=path -DHARNESS_DIR=dir) a compare and a scale report opened in headless
+#            Chromium: no console error, broken image or broken link, every plot titled; the
+#            checker's self-test on a page broken on purpose; screenshots saved in
+#            WORKDIR/browser/ (report.png, scale.png)
+#   trace    run --trace and --frame: the Chrome trace parses, has every kind of track and
+#            event, stays under --trace-limit; the story tells the violation's frame in order
 #   campaign_shards  (-DPARALLEL=path) a campaign run whole, and in 2 shards by GNU parallel
 #            -j2 then merged: the same verdict, failures and runs; a missing shard and a shard
 #            given twice are reported
@@ -51,19 +58,48 @@ if(MODE STREQUAL "default")
   run_tool(all code)
   string(TIMESTAMP t1 "%s")
   math(EXPR secs "${t1} - ${t0}")
-  message(STATUS "ptreclaim with no arguments took about ${secs} s")
+  message(STATUS "ptreclaim with no arguments (the tour) took about ${secs} s")
   expect_code("${code}" 0 "${all}" "ptreclaim")
-  foreach(p ${policies})
-    if(NOT all MATCHES "\n${p} +(yes|NO) ")
-      message(FATAL_ERROR "the default table has no row for ${p}\n--- output ---\n${all}")
+  # Both cases, each with a row for every policy.
+  foreach(case "the Xen case: superpage-churn" "the Linux case: sva-kernel")
+    string(FIND "${all}" "${case}" at)
+    if(at EQUAL -1)
+      message(FATAL_ERROR "the tour lacks '${case}'\n--- output ---\n${all}")
     endif()
   endforeach()
-  foreach(col "safe" "ops/s" "vs immediate" "ok: every safe policy held")
+  foreach(p ${policies})
+    string(REGEX MATCHALL "\n${p} +(yes|NO|contract) " rows "${all}")
+    list(LENGTH rows n)
+    if(NOT n EQUAL 2)
+      message(FATAL_ERROR "the tour has ${n} rows for ${p}, expected one per case\n--- output ---\n${all}")
+    endif()
+  endforeach()
+  foreach(col "safe" "ops/s @2" "ops/s @32" "speed-up" "vs immediate" "p99 retire->free"
+      "what the figures show" "ok: every safe policy held")
     string(FIND "${all}" "${col}" at)
     if(at EQUAL -1)
-      message(FATAL_ERROR "the default output lacks '${col}'\n--- output ---\n${all}")
+      message(FATAL_ERROR "the tour's output lacks '${col}'\n--- output ---\n${all}")
     endif()
   endforeach()
+  # Three to five findings, each with the command that shows it in full.
+  string(REPLACE ";" "," text "${all}")  # a ';' would split the lists below
+  string(REGEX MATCHALL "\n[1-9]\\. [^\n]+" findings "${text}")
+  string(REGEX MATCHALL "\n   \\$ ptreclaim [a-z]+ [^\n]+" commands "${text}")
+  list(LENGTH findings nf)
+  list(LENGTH commands nc)
+  if(nf LESS 3 OR nf GREATER 5 OR NOT nc EQUAL nf)
+    message(FATAL_ERROR "the tour has ${nf} findings and ${nc} commands (3 to 5, one each)\n${all}")
+  endif()
+  # The tour's JSON: both cases, the findings, the verdict.
+  run_tool(all code --json tour.json --quiet --ops 20)
+  expect_code("${code}" 0 "${all}" "ptreclaim --json tour.json --ops 20")
+  json_get(kind tour.json kind)
+  json_get(cases tour.json cases)
+  json_get(reason tour.json verdict reason)
+  string(JSON ncases LENGTH "${cases}")
+  if(NOT kind STREQUAL "tour" OR NOT ncases EQUAL 2 OR NOT reason MATCHES "^ok: ")
+    message(FATAL_ERROR "tour.json: kind '${kind}', ${ncases} cases, verdict '${reason}'")
+  endif()
 
 elseif(MODE STREQUAL "replay")
   # An unexpected violation: exit 1 and a one-line reason with the replay command.
@@ -300,6 +336,153 @@ elseif(MODE STREQUAL "interrupt")
   if(NOT all MATCHES "was stopped early by SIGTERM: [0-9]+ of 200 runs")
     message(FATAL_ERROR "merge does not say the shard was stopped early\n--- output ---\n${all}")
   endif()
+
+elseif(MODE STREQUAL "trace")
+  # A failing replay tells the first violation's story without being asked, in order.
+  file(REMOVE "${WORKDIR}/trace.json" "${WORKDIR}/small-trace.json")
+  run_tool(all code replay 11 --scenario canary-immediate --policy immediate --ops 60
+    --trace trace.json --json replay.json)
+  expect_code("${code}" 1 "${all}" "replay of a canary with --trace")
+  if(NOT all MATCHES "story of frame ([0-9]+) \\(the first violation\\)")
+    message(FATAL_ERROR "the failing replay told no story\n--- output ---\n${all}")
+  endif()
+  set(frame "${CMAKE_MATCH_1}")
+  string(FIND "${all}" "story of frame" from)
+  string(SUBSTRING "${all}" ${from} -1 story)
+  set(at 0)
+  foreach(step "allocated as a level-" "linked into domain" "unlinked from domain"
+      "retired into" "freed by immediate" "'s walk on IOMMU" "why: frame ${frame}")
+    string(FIND "${story}" "${step}" pos)
+    if(pos LESS at)
+      message(FATAL_ERROR "the story lacks '${step}' or tells it out of order\n${all}")
+    endif()
+    set(at ${pos})
+  endforeach()
+  if(NOT all MATCHES "replayed twice: same trace hash")
+    message(FATAL_ERROR "recording changed the replay\n${all}")
+  endif()
+  json_get(story_frame replay.json frame_story frame)
+  json_get(first_frame replay.json violations first_frame)
+  json_get(kind0 replay.json frame_story events 0 kind)
+  if(NOT story_frame EQUAL frame OR NOT first_frame EQUAL frame OR NOT kind0 STREQUAL "allocated")
+    message(FATAL_ERROR "replay.json: story of ${story_frame} (first frame ${first_frame}), "
+      "first event '${kind0}'")
+  endif()
+  # The trace: Chrome trace-event JSON with every kind of track.
+  json_get(generator trace.json otherData generator)
+  json_get(dropped trace.json otherData dropped_events)
+  file(READ "${WORKDIR}/trace.json" trace)
+  foreach(want "\"ph\":\"X\",\"pid\":1," "\"cat\":\"op\"" "\"name\":\"retire\"" "\"name\":\"free\""
+      "\"ph\":\"b\",\"pid\":10," "\"name\":\"IOMMU 1 invalidation queue\"" "\"name\":\"device 0\""
+      "\"name\":\"violation (S1)\"" "\"name\":\"frames pending\"")
+    string(FIND "${trace}" "${want}" pos)
+    if(pos EQUAL -1)
+      message(FATAL_ERROR "trace.json has no ${want}")
+    endif()
+  endforeach()
+  if(NOT generator STREQUAL "ptreclaim" OR NOT dropped EQUAL 0)
+    message(FATAL_ERROR "trace.json: generator '${generator}', ${dropped} events dropped")
+  endif()
+  # --trace-limit bounds the file and says what it dropped; --frame tells a chosen frame.
+  run_tool(all code run --scenario canary-immediate --policy immediate --ops 60 --seed 11
+    --trace small-trace.json --trace-limit 64K --frame ${frame} --quiet)
+  expect_code("${code}" 1 "${all}" "run with --trace-limit 64K")
+  file(SIZE "${WORKDIR}/small-trace.json" bytes)
+  json_get(dropped small-trace.json otherData dropped_events)
+  if(bytes GREATER 65536 OR dropped EQUAL 0)
+    message(FATAL_ERROR "small-trace.json: ${bytes} bytes (bound 65536), ${dropped} dropped")
+  endif()
+  run_tool(all code run --scenario canary-immediate --policy flush-epoch --ops 60 --seed 11
+    --frame ${frame})
+  expect_code("${code}" 0 "${all}" "run --frame on a safe policy")
+  if(NOT all MATCHES "story of frame ${frame} \\(--frame\\)" OR NOT all MATCHES "why: frame ${frame}")
+    message(FATAL_ERROR "run --frame told no story\n${all}")
+  endif()
+
+elseif(MODE STREQUAL "browser")
+  if(NOT CHROMIUM)
+    message(FATAL_ERROR "Chromium was not found (Debian package 'chromium'; scripts/setup.sh "
+      "installs it)")
+  endif()
+  set(dir "${WORKDIR}/browser")
+  file(REMOVE_RECURSE "${dir}")
+  file(MAKE_DIRECTORY "${dir}/broken")
+  run_tool(all code compare --scenario superpage-churn --cpus 2 --ops 40 --seed 5
+    --report "${dir}/compare" --quiet)
+  expect_code("${code}" 0 "${all}" "compare --report")
+  run_tool(all code scale --scenario dma-storm --cpus 1,2 --ops 30 --seed 5
+    --report "${dir}/scale" --quiet)
+  expect_code("${code}" 0 "${all}" "scale --report")
+  file(COPY_FILE "${HARNESS_DIR}/broken.html" "${dir}/broken/index.html")
+  file(READ "${HARNESS_DIR}/harness.html" harness)
+  set(urls "[\"file://${dir}/compare/index.html\", \"file://${dir}/scale/index.html\", \"file://${dir}/broken/index.html\"]")
+  string(REPLACE "@REPORTS@" "${urls}" harness "${harness}")
+  file(WRITE "${dir}/harness.html" "${harness}")
+  # Root needs --no-sandbox; a profile of its own per run; no display needed (headless).
+  set(chrome ${CHROMIUM} --headless --no-sandbox --disable-gpu --no-first-run
+    --no-default-browser-check --disable-extensions --disable-dev-shm-usage --hide-scrollbars
+    "--user-data-dir=${dir}/profile")
+  execute_process(COMMAND ${chrome} --allow-file-access-from-files --virtual-time-budget=20000
+    --dump-dom "file://${dir}/harness.html"
+    RESULT_VARIABLE code OUTPUT_VARIABLE dom ERROR_VARIABLE err TIMEOUT 90)
+  if(NOT dom MATCHES "<pre id=\"result\">([^<]*)</pre>")
+    message(FATAL_ERROR "the harness gave no result (exit ${code})\n${dom}\n${err}")
+  endif()
+  set(result "${CMAKE_MATCH_1}")
+  string(REPLACE "&quot;" "\"" result "${result}")
+  string(REPLACE "&gt;" ">" result "${result}")
+  string(REPLACE "&lt;" "<" result "${result}")
+  string(REPLACE "&amp;" "&" result "${result}")
+  string(JSON n ERROR_VARIABLE jerr LENGTH "${result}" reports)
+  if(jerr OR NOT n EQUAL 3)
+    message(FATAL_ERROR "the harness result is not what it should be (${jerr}):\n${result}")
+  endif()
+  foreach(i 0 1)
+    string(JSON url GET "${result}" reports ${i} url)
+    string(JSON problems GET "${result}" reports ${i} problems)
+    string(JSON figures GET "${result}" reports ${i} figures)
+    string(JSON links GET "${result}" reports ${i} links)
+    string(JSON np LENGTH "${problems}")
+    message(STATUS "${url}: ${figures} plots, ${links} links, ${np} problems")
+    if(NOT np EQUAL 0)
+      message(FATAL_ERROR "${url} is broken in a browser:\n${problems}")
+    endif()
+    if(figures LESS 3 OR links LESS 1)
+      message(FATAL_ERROR "${url}: ${figures} plots and ${links} links: the report lost its plots")
+    endif()
+  endforeach()
+  # The self-test: the page broken on purpose shows every kind of problem.
+  string(JSON broken GET "${result}" reports 2 problems)
+  foreach(want "console error: an error on purpose" "uncaught error: " "failed to load no-such-plot.png"
+      "broken image no-such-plot.png" "broken link no-such-results.json" "broken link #no-such-section"
+      "plot untitled has no title" "figure untitled holds no plot")
+    string(FIND "${broken}" "${want}" at)
+    if(at EQUAL -1)
+      message(FATAL_ERROR "the check missed '${want}' on the page broken on purpose:\n${broken}")
+    endif()
+  endforeach()
+  # Screenshots of the reports as a browser draws them; any console message fails (the report
+  # has no script, so there should be none).
+  foreach(shot "compare;report.png;2400" "scale;scale.png;2200")
+    list(GET shot 0 what)
+    list(GET shot 1 png)
+    list(GET shot 2 height)
+    execute_process(COMMAND ${chrome} --enable-logging=stderr --v=0 "--screenshot=${dir}/${png}"
+      "--window-size=1200,${height}" "file://${dir}/${what}/index.html"
+      RESULT_VARIABLE code OUTPUT_VARIABLE out ERROR_VARIABLE err TIMEOUT 90)
+    if(NOT EXISTS "${dir}/${png}")
+      message(FATAL_ERROR "no screenshot of the ${what} report (exit ${code})\n${out}\n${err}")
+    endif()
+    file(SIZE "${dir}/${png}" bytes)
+    if(bytes LESS 20000)
+      message(FATAL_ERROR "the screenshot of the ${what} report is ${bytes} bytes: blank?")
+    endif()
+    string(REGEX MATCHALL "[^\n]*:CONSOLE[^\n]*" console "${err}")
+    if(console)
+      message(FATAL_ERROR "the ${what} report wrote to the console:\n${console}")
+    endif()
+    message(STATUS "screenshot: ${dir}/${png} (${bytes} bytes)")
+  endforeach()
 
 elseif(MODE STREQUAL "campaign_shards")
   if(NOT PARALLEL)

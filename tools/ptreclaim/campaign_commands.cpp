@@ -10,6 +10,7 @@
 namespace ptreclaim::tool {
 
 int cmd_campaign(const cli_args& a) {
+  refuse_recording(a, "campaign");
   if (a.scenario_given || a.policy_given)
     throw usage_error{"campaign takes lists: --scenarios a,b,... and --policies x,y,..."};
   if (!a.csv.empty() || !a.report.empty())
@@ -44,12 +45,14 @@ int cmd_campaign(const cli_args& a) {
 }
 
 int cmd_campaign_merge(const cli_args& a) {
+  refuse_recording(a, "campaign merge");
   if (!a.csv.empty() || !a.report.empty())
     throw usage_error{"campaign merge writes --json only (no --csv or --report)"};
   if (!a.scenarios.empty() || !a.policies.empty() || !a.seeds.empty() || !a.shard.empty())
     throw usage_error{"campaign merge takes shard files only: the campaign is defined in them"};
   sim::command_request r;
-  r.outputs = {a.json, a.csv, a.report, a.command_line};
+  r.outputs.json = a.json;
+  r.outputs.command = a.command_line;
   r.quiet = a.quiet;
   return sim::merge_command(r, a.merge_files);
 }

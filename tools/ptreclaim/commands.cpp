@@ -52,6 +52,58 @@ unsigned parse_cpus(const std::string& text) {
   return static_cast<unsigned>(v);
 }
 
+std::uint64_t parse_size(const std::string& text, const std::string& what) {
+  std::string digits = text;
+  std::uint64_t unit = 1;
+  if (!digits.empty()) {
+    const char last = digits.back();
+    if (last == 'K' || last == 'k') unit = std::uint64_t{1} << 10;
+    if (last == 'M' || last == 'm') unit = std::uint64_t{1} << 20;
+    if (last == 'G' || last == 'g') unit = std::uint64_t{1} << 30;
+    if (unit != 1) digits.pop_back();
+  }
+  if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos ||
+      digits.size() > 12) {
+    throw usage_error{what +
+                      " must be a size in bytes, optionally with K, M or G (e.g. 16M), not '" +
+                      text + "'"};
+  }
+  return std::strtoull(digits.c_str(), nullptr, 10) * unit;
+}
+
+void refuse_recording(const cli_args& a, const std::string& command) {
+  if (!a.trace.empty() || !a.trace_limit.empty() || !a.frame.empty()) {
+    throw usage_error{command +
+                      " runs many runs: --trace, --trace-limit and --frame record one run; use "
+                      "them with run or replay"};
+  }
+}
+
+// --trace, --trace-limit, --frame of run and replay into the request.
+void recording_options(const cli_args& a, sim::command_request& r) {
+  if (!a.trace_limit.empty() && a.trace.empty())
+    throw usage_error{"--trace-limit bounds a trace: give --trace FILE too"};
+  if ((!a.trace.empty() || !a.frame.empty()) && a.executor != "deterministic") {
+    throw usage_error{
+        "--trace and --frame need the deterministic executor (virtual time, an exact replay)"};
+  }
+  if (!a.trace.empty()) {
+    if (a.trace == "-") throw usage_error{"--trace needs a file name, not '-'"};
+    r.outputs.trace = a.trace;
+  }
+  if (!a.trace_limit.empty()) {
+    r.trace_limit = parse_size(a.trace_limit, "--trace-limit");
+    if (r.trace_limit < sim::min_trace_limit_bytes || r.trace_limit > (std::uint64_t{4} << 30)) {
+      throw usage_error{"--trace-limit " + a.trace_limit + " is not in 64K .. 4G"};
+    }
+  }
+  if (!a.frame.empty()) {
+    const std::uint64_t f = parse_u64(a.frame, "--frame");
+    if (f >= 0xffffffffULL) throw usage_error{"--frame " + a.frame + " is not a frame number"};
+    r.frame = static_cast<std::uint32_t>(f);
+  }
+}
+
 std::vector<ptreclaim::reclaim::policy_kind> parse_policies(const std::string& text,
                                                             bool allow_many) {
   const std::vector<std::string> names = split_commas(text);
@@ -98,13 +150,31 @@ sim::command_request make_request(const cli_args& a, sim::command_kind kind, boo
   r.costs = a.costs;
   r.options = base_options(a, allow_cpus);
   r.expect_violation = a.expect_violation;
-  r.outputs = {a.json, a.csv, a.report, a.command_line};
+  r.outputs.json = a.json;
+  r.outputs.csv = a.csv;
+  r.outputs.report = a.report;
+  r.outputs.command = a.command_line;
   r.quiet = a.quiet;
   r.progress = sim::progress_line::stderr_wants_progress(a.quiet);
   return r;
 }
 
+int cmd_tour(const cli_args& a) {
+  refuse_recording(a, "the tour");
+  if (a.scenario_given || a.policy_given || !a.cpus.empty() || !a.csv.empty() ||
+      !a.report.empty() || !a.costs.empty() || a.expect_violation) {
+    throw usage_error{
+        "the tour (ptreclaim with no command) takes --seed, --ops, --json and --quiet only; "
+        "for one scenario with your own options use compare"};
+  }
+  if (a.executor != "deterministic")
+    throw usage_error{"the tour runs the deterministic executor only (its figures replay exactly)"};
+  sim::command_request r = make_request(a, sim::command_kind::tour, false);
+  return sim::run_command(r);
+}
+
 int cmd_compare(const cli_args& a) {
+  refuse_recording(a, "compare");
   const auto policies = parse_policies(a.policy, true);
   sim::command_request r = make_request(a, sim::command_kind::compare, true);
   r.policies = policies;
@@ -115,6 +185,7 @@ int cmd_run(const cli_args& a) {
   const auto policy = parse_policies(a.policy, false);
   sim::command_request r = make_request(a, sim::command_kind::run, true);
   r.policies = policy;
+  recording_options(a, r);
   return sim::run_command(r);
 }
 
@@ -129,10 +200,12 @@ int cmd_replay(const cli_args& a) {
   r.policies = policy;
   r.options.seed = seed;
   r.seed_text = a.replay_seed;
+  recording_options(a, r);
   return sim::run_command(r);
 }
 
 int cmd_scale(const cli_args& a) {
+  refuse_recording(a, "scale");
   std::vector<unsigned> cpus;
   for (const auto& item : split_commas(a.cpus.empty() ? "1,2,4,8,16" : a.cpus))
     cpus.push_back(parse_cpus(item));

@@ -12,7 +12,7 @@
 namespace ptreclaim::tool {
 
 inline constexpr const char* usage_line =
-    "usage: ptreclaim [run|compare|replay SEED|scale|campaign [merge FILE...]|calibrate|"
+    "usage: ptreclaim [tour|run|compare|replay SEED|scale|campaign [merge FILE...]|calibrate|"
     "scenarios [show NAME]] [options]\n"
     "       ptreclaim --help   (ptreclaim COMMAND --help for a command's options)";
 
@@ -30,6 +30,10 @@ struct cli_args {
   std::string csv;
   std::string report;
   std::string costs;  // --costs FILE: replaces the scenario's cost model
+  // run / replay: --trace FILE, --trace-limit SIZE, --frame F
+  std::string trace;
+  std::string trace_limit;
+  std::string frame;
   bool expect_violation = false;
   bool quiet = false;
   // calibrate
@@ -54,6 +58,7 @@ struct usage_error {
 
 int fail(int code, const std::string& message);
 
+int cmd_tour(const cli_args& a);
 int cmd_run(const cli_args& a);
 int cmd_replay(const cli_args& a);
 int cmd_compare(const cli_args& a);
@@ -68,6 +73,10 @@ int cmd_scenarios_show(const cli_args& a);
 std::uint64_t parse_u64(const std::string& text, const std::string& what);
 std::vector<std::string> split_commas(const std::string& text);
 unsigned parse_cpus(const std::string& text);
+// --trace-limit: bytes, with an optional K, M or G suffix (powers of 1024).
+std::uint64_t parse_size(const std::string& text, const std::string& what);
+// Refuses --trace, --trace-limit and --frame for a command that does not record one run.
+void refuse_recording(const cli_args& a, const std::string& command);
 // --policy/--policies: registry names, parsed once here; a usage_error lists the valid ones.
 std::vector<ptreclaim::reclaim::policy_kind> parse_policies(const std::string& text,
                                                             bool allow_many);

@@ -42,6 +42,14 @@ void add_common(CLI::App& app, cli_args& a) {
   app.add_option("--costs", a.costs,
                  "cost file for the deterministic executor (default: the scenario's [cost] "
                  "file, else the built-in calibrated costs/default.toml)");
+  app.add_option("--trace", a.trace,
+                 "run, replay: write the run as Chrome trace-event JSON to FILE (Perfetto UI, "
+                 "chrome://tracing)");
+  app.add_option("--trace-limit", a.trace_limit,
+                 "run, replay: the trace's size bound, e.g. 16M (default 64M; 64K .. 4G)");
+  app.add_option("--frame", a.frame,
+                 "run, replay: print the story of frame F (allocated, linked, unlinked, retired, "
+                 "invalidated, freed, reused, read)");
   app.add_flag("--expect-violation", a.expect_violation,
                "succeed only if the run catches a violation (canaries)");
   app.add_flag("--quiet,-q", a.quiet, "print nothing but errors and requested outputs");
@@ -54,10 +62,13 @@ int real_main(int argc, char** argv) {
 
   CLI::App app{
       "ptreclaim: safe and fast reclamation of IOMMU page-table pages, compared side by side.\n"
-      "With no command: a short comparison of every policy on the default scenario."};
+      "With no command: the tour (the Xen and the Linux case, every policy, a small and a large\n"
+      "simulated CPU count, and what the figures show)."};
   app.set_version_flag("--version", std::string(ptreclaim::config::version));
   app.fallthrough();  // subcommands accept the common options too
   add_common(app, a);
+  CLI::App* tour = app.add_subcommand(
+      "tour", "the default: the Xen and the Linux case, every policy, 2 CPU counts, findings");
   CLI::App* run = app.add_subcommand("run", "run one scenario under one policy");
   CLI::App* compare =
       app.add_subcommand("compare", "run every policy on one scenario, print one table");
@@ -117,8 +128,9 @@ int real_main(int argc, char** argv) {
     if (*calibrate) return tool::cmd_calibrate(a);
     if (*show) return tool::cmd_scenarios_show(a);
     if (*scenarios) return tool::cmd_scenarios_list(a);
-    (void)compare;
-    return tool::cmd_compare(a);  // `compare`, and no command at all
+    if (*compare) return tool::cmd_compare(a);
+    (void)tour;
+    return tool::cmd_tour(a);  // `tour`, and no command at all
   } catch (const usage_error& e) {
     return fail_usage(e.message);
   }

@@ -87,6 +87,14 @@ class inv_observer {
  public:
   virtual ~inv_observer() = default;
   virtual void on_processed(unsigned unit, std::uint64_t seq, const inv_descriptor& d) noexcept = 0;
+  // The same with when: the descriptor was submitted at `submit_ns` and took effect (a wait:
+  // completed) at `done_ns`, both platform time. The unit calls this one; the default forwards
+  // to on_processed, so an observer that needs no times overrides only that (a recorder of
+  // timelines overrides this).
+  virtual void on_processed_at(unsigned unit, std::uint64_t seq, const inv_descriptor& d,
+                               std::uint64_t /*submit_ns*/, std::uint64_t /*done_ns*/) noexcept {
+    on_processed(unit, seq, d);
+  }
 };
 
 // AMD-Vi command buffer entries (AMD IOMMU spec §2.4.3 INVALIDATE_IOMMU_PAGES, §2.4.1

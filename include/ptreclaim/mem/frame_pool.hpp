@@ -58,6 +58,18 @@ struct leak_record {
   frame_ident owner;
 };
 
+// Hears every allocation, link and free, after it happened (a recorder of a frame's history:
+// sim's frame story). Called on the allocating / linking / freeing thread; it must not call back
+// into the pool and must not charge the platform. Unset (the default), the pool pays one relaxed
+// load per call.
+class pool_observer {
+ public:
+  virtual ~pool_observer() = default;
+  virtual void on_alloc(frame_id f, frame_ident now) noexcept = 0;
+  virtual void on_linked(frame_id f) noexcept = 0;
+  virtual void on_freed(frame_id f, frame_ident before, const char* path) noexcept = 0;
+};
+
 struct pool_stats {
   std::uint64_t allocations = 0;
   std::uint64_t frees = 0;
@@ -132,6 +144,10 @@ class frame_pool {
 
   [[nodiscard]] platform& plat() const noexcept { return *platform_; }
 
+  // Reports every allocation, link and free to `o` (nullptr: to nobody). Set it while nothing
+  // allocates (before a run).
+  void set_observer(pool_observer* o) noexcept { observer_.store(o, std::memory_order_relaxed); }
+
  private:
   static constexpr std::size_t line = 64;  // host cache line: the unit of false sharing
 
@@ -181,6 +197,7 @@ class frame_pool {
   std::unique_ptr<frame_meta[]> meta_;
   std::vector<std::unique_ptr<cache>> caches_;
   std::atomic<std::uint64_t> fail_countdown_{0};
+  std::atomic<pool_observer*> observer_{nullptr};
   // set_table_alloc_faults: the probability in 2^-53 units (0 = off) and the seed.
   std::atomic<std::uint64_t> table_fail_threshold_{0};
   std::uint64_t table_fail_seed_ = 0;

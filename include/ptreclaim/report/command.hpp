@@ -25,7 +25,7 @@
 
 namespace ptreclaim::sim {
 
-enum class command_kind { run, replay, compare, scale, campaign };
+enum class command_kind { run, replay, compare, scale, campaign, tour };
 
 // Everything a command needs, already parsed (strings checked, numbers converted).
 struct command_request {
@@ -44,7 +44,13 @@ struct command_request {
   campaign_definition campaign;      // campaign: the definition (its scenarios are loaded here)
   shard_spec shard;                  // campaign: the shard to run
   bool expect_violation = false;
-  output_paths outputs;   // --json, --csv, --report and the command line
+  // run, replay: --trace FILE (the run as Chrome trace-event JSON, at most trace_limit bytes)
+  // and --frame F (the frame's story, printed with the run and put into its JSON). A replay of
+  // a failing run without --frame tells the story of the first violation's frame (its second
+  // run records it).
+  std::uint64_t trace_limit = recording{}.trace_limit_bytes;
+  std::optional<std::uint32_t> frame;
+  output_paths outputs;   // --json, --csv, --report, --trace and the command line
   bool quiet = false;     // print nothing but errors and requested outputs
   bool progress = false;  // draw a progress line on `err`
   std::FILE* out = stdout;

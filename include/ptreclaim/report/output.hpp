@@ -11,6 +11,7 @@
 
 #include "ptreclaim/base/status.hpp"
 #include "ptreclaim/report/campaign.hpp"
+#include "ptreclaim/report/tour.hpp"
 #include "ptreclaim/sim/metrics.hpp"
 
 namespace ptreclaim::sim {
@@ -37,6 +38,7 @@ struct output_paths {
   std::string csv;
   std::string report;
   std::string command;  // the command line, shown in the report
+  std::string trace;    // --trace FILE (written by the command, checked here)
 };
 
 // Checks the outputs before the work and writes them after it; during a sweep, saves the runs
@@ -65,6 +67,7 @@ class result_writer {
   [[nodiscard]] Status write(const compare_result& r, const std::string& title);
   [[nodiscard]] Status write(const scale_result& r, const std::string& title);
   [[nodiscard]] Status write(const campaign_result& r);  // --json only
+  [[nodiscard]] Status write(const tour_result& r);      // --json only
 
   // Lines for stderr: where the report went, why its plots are missing, failed checkpoints.
   [[nodiscard]] std::vector<std::string> take_notes();

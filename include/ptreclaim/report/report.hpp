@@ -27,6 +27,9 @@ namespace ptreclaim::sim {
 [[nodiscard]] std::string format_table(const compare_result& r);
 // One run: the same row, then every metric and each invariant with its reason.
 [[nodiscard]] std::string format_run(const run_result& r);
+// A frame's story (run_result::story): its events in time order, one line each (wrapped), and
+// the conclusion. format_run appends it when the run has one.
+[[nodiscard]] std::string format_story(const frame_story& s);
 // Throughput per policy (rows) x CPU count (columns), plus a speed-up line per policy.
 [[nodiscard]] std::string format_scale_table(const scale_result& r);
 
@@ -101,7 +104,9 @@ struct verdict {
 [[nodiscard]] verdict judge(const scale_result& r, bool expect_violation);
 
 // ---- progress ------------------------------------------------------------------------------
-// A one-line progress display on a terminal ("compare superpage-churn  [3/6 xen-tasklet]  42%").
+// A one-line progress display on a terminal ("scale sva-kernel  [flush-epoch @ 32 cpus]  42%
+// 3.1 s, about 4 s left"): the estimate is the time so far scaled by what is left, shown once
+// 2 % is done.
 // Silent unless enabled, and silent during the first `delay` (runs shorter than that print
 // nothing); redraws at most 10 times a second; finish() erases the line. Not thread-safe.
 class progress_line {
@@ -117,6 +122,8 @@ class progress_line {
   void finish();
   // Whether stderr is a terminal and the user did not ask for quiet.
   [[nodiscard]] static bool stderr_wants_progress(bool quiet) noexcept;
+  // ", about 4 s left" for `fraction` done in `elapsed_s`; "" while too early to tell.
+  [[nodiscard]] static std::string eta_text(double fraction, double elapsed_s);
 
  private:
   std::FILE* out_;

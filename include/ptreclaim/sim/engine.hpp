@@ -26,6 +26,29 @@ enum class executor_kind : std::uint8_t {
 [[nodiscard]] std::string_view executor_name(executor_kind k) noexcept;  // "deterministic"
 [[nodiscard]] Result<executor_kind> parse_executor(std::string_view name);
 
+// What a run records besides its metrics (run_options::record). Deterministic executor only
+// (run() refuses it otherwise). Off, it costs nothing; on, it never changes the run: the same
+// seed gives the same trace hash with and without it.
+struct recording {
+  // The run as a Chrome trace-event JSON document (Perfetto UI, chrome://tracing): a track per
+  // CPU (operations, tasklet / softirq / work / timer runs, retires and frees), per IOMMU
+  // invalidation queue (each descriptor as the hardware processed it, and each flush from
+  // submission to the completion of its wait) and per device (DMA bursts, violations), plus the
+  // frames pending. At most trace_limit_bytes long: events past the bound are dropped and the
+  // document says so (otherData.dropped_events).
+  bool chrome_trace = false;
+  std::uint64_t trace_limit_bytes = std::uint64_t{64} << 20;
+  // The timeline of this frame (run_result::story).
+  std::optional<std::uint32_t> frame;
+  std::string command;  // the command line, put into the trace's metadata
+
+  // Filled by run():
+  std::string trace_json;
+  std::uint64_t trace_events = 0;   // events written
+  std::uint64_t trace_dropped = 0;  // events past the bound
+};
+inline constexpr std::uint64_t min_trace_limit_bytes = std::uint64_t{64} << 10;
+
 struct run_options {
   // Parsed once at the edge (the tool's --policy, a campaign file) by reclaim::parse_policy,
   // whose error lists the valid names.
@@ -43,6 +66,8 @@ struct run_options {
   // When set and requested (interrupt.hpp), each CPU stops its workload before its next
   // operation; the run drains, tears down and returns a result with complete = false.
   const stop_flag* stop = nullptr;
+  // Record a trace and/or a frame's story (recording); nullptr: nothing is recorded.
+  recording* record = nullptr;
 };
 
 // Runs `s` with `options`. Returns a run_result whenever the run completed, whatever the

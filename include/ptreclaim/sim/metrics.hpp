@@ -63,6 +63,9 @@ struct invalidation_metrics {
   std::uint64_t descriptors = 0;     // invalidation descriptors submitted (all units, all kinds)
   std::uint64_t waits = 0;           // wait descriptors submitted
   std::uint64_t backpressure_flushes = 0;  // producer-side flushes forced by max_pending_frames
+  // The busiest IOMMU invalidation queue's processing time (each descriptor's modelled latency,
+  // stalls and slow waits) over the run's time, 0..1: near 1 the queue is what limits.
+  double busiest_queue = 0.0;
 };
 
 struct reclaim_metrics {
@@ -87,6 +90,8 @@ struct violation_summary {
   std::string replay_command;
   bool replay_exact = false;
   std::string deterministic_command;  // threaded runs only
+  // The frame the first violation names, when it names one (`replay` tells its story).
+  std::optional<std::uint32_t> first_frame;
 };
 
 struct leak_summary {
@@ -159,6 +164,32 @@ struct dma_metrics {
   }
 };
 
+// One event of a frame's timeline (frame_story), in the run's time base.
+struct frame_event {
+  std::uint64_t time_ns = 0;
+  // allocated, linked, unlinked, retired, invalidation, freed, reused, walk, note
+  std::string kind;
+  int cpu = -1;     // the CPU it happened on; -1: none (an IOMMU, a device)
+  int iommu = -1;   // invalidation, walk: the IOMMU unit
+  int device = -1;  // walk: the device
+  // invalidation: whether it covered the frame (a covering invalidation completed by its wait
+  // makes the frame unreachable through that unit's caches); unset for other kinds.
+  std::optional<bool> covers;
+  std::string text;  // one line for a person, the time excluded
+};
+
+// The story of one frame (`ptreclaim replay ... --frame F`, and a failing replay's first
+// violation): what happened to it, in order, and one line that says why it was (or was not)
+// reachable by a device when it no longer was a live table.
+struct frame_story {
+  std::uint32_t frame = 0;
+  std::string focus;            // why this frame: "the first violation", "--frame"
+  std::uint64_t lifetimes = 0;  // times it was allocated during the run
+  std::uint64_t lifetimes_shown = 0;
+  std::vector<frame_event> events;  // in time order
+  std::string conclusion;
+};
+
 struct run_result {
   // What ran.
   std::string scenario;         // scenario name
@@ -224,6 +255,8 @@ struct run_result {
   // hash). 0 when not computed (threaded executor).
   std::uint64_t trace_hash = 0;
   std::vector<std::string> notes;  // anything a reader should know ("hotplug disabled", ...)
+  // The timeline of one frame, when asked for (sim::recording::frame); see frame_story.
+  std::optional<frame_story> story;
 };
 
 // One scenario, every policy (`ptreclaim compare`).

@@ -46,6 +46,11 @@ struct config {
   iommu::system_config system;
   std::vector<iommu::unit_config> units;  // one per IOMMU unit (at least one)
   std::uint64_t max_pending = 0;          // the monitor's S5 bound
+  // Listeners that hear every unlink the tables report and every descriptor the units process
+  // (with its times), after the safety monitor did: a recorder of timelines (sim's trace and
+  // frame story). nullptr (the default): nothing is forwarded and nothing is paid.
+  pt::unlink_observer* unlink_tap = nullptr;
+  iommu::inv_observer* inv_tap = nullptr;
 };
 
 // A domain: its page table and the IOMMU model's view of it (one did on every unit).
@@ -114,12 +119,14 @@ class testbed {
 
  private:
   testbed() = default;
+  class tap;  // the monitor, then config::unlink_tap / inv_tap
 
   std::unique_ptr<runtime::executor> ex_;
   std::unique_ptr<mem::frame_pool> pool_;
   std::unique_ptr<iommu::system> sys_;
   std::unique_ptr<reclaim::iommu_backend> backend_;
   std::unique_ptr<reclaim::safety_monitor> monitor_;
+  std::unique_ptr<tap> tap_;  // only with a config tap
   std::unique_ptr<observer> observer_;
   std::vector<std::unique_ptr<domain>> domains_;
   std::unique_ptr<reclaim::reclaimer> policy_;
