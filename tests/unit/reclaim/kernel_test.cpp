@@ -15,6 +15,7 @@
 #include <map>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "ptreclaim/mem/frame_pool.hpp"
@@ -205,8 +206,10 @@ class timed_backend final : public invalidation_backend {
     return full;
   }
   bool wait(domain_number d, epoch_t e, std::uint64_t timeout_ns) override {
+    if (on_wait) std::exchange(on_wait, nullptr)();  // once: another CPU acts meanwhile
     return k_.wait_until([&] { return completed(d) >= e; }, timeout_ns);
   }
+  std::function<void()> on_wait;  // run at the start of the next wait()
   // Some invalidation numbered > after, non-leaf and covering [first, last], has completed.
   [[nodiscard]] bool covered_since(epoch_t after, pt::iova_t first, pt::iova_t last) {
     for (epoch_t e = after + 1; e <= completed(0); ++e)
@@ -326,6 +329,49 @@ INSTANTIATE_TEST_SUITE_P(Policies, KernelInterface,
                            std::replace(name.begin(), name.end(), '-', '_');
                            return name + (i.param.caller_flush ? "_caller_flush" : "");
                          });
+
+// retire gathers one table frame of `dom` at 2 MiB block i.
+void retire_one(reclaimer& r, mem::frame_pool& pool, unsigned i) {
+  Result<mem::frame_id> f = pool.alloc_table(dom, 1);
+  ASSERT_TRUE(f.ok());
+  ASSERT_TRUE(pool.mark_retired(*f).ok());
+  pt::gather g;
+  const pt::iova_t base = pt::iova_t{i} << 21;
+  g.add_range(base, base + (pt::iova_t{1} << 21) - 1);
+  g.set_nonleaf_changed();
+  g.add_released(*f);
+  r.retire(dom, g);
+}
+
+// Linux's work item takes the list (splice) BEFORE it invalidates: a frame retired while the
+// worker waits for its invalidation stays on the list for the next run. Deterministic: the
+// backend retires a frame ("another CPU") at the start of the worker's wait. A worker that
+// invalidated first and spliced afterwards would free that frame uncovered.
+TEST(KernelInterfaceLinuxGlobalWork, ARetireDuringTheWorkersFlushWaitsForTheNextOne) {
+  toy_kernel k;
+  mem::frame_pool pool(mem::pool_config{.capacity_frames = 16}, k);
+  timed_backend b(k);
+  checking_observer obs(b);
+  reclaim_config cfg;
+  cfg.wait_timeout_ns = 1'000'000;
+  auto made = make_reclaimer(policy_kind::linux_global_work, reclaim_env{k, b, pool, &obs}, cfg);
+  ASSERT_TRUE(made.ok());
+  reclaimer& r = **made;
+  retire_one(r, pool, 0);
+  bool raced = false;
+  b.on_wait = [&] {
+    retire_one(r, pool, 1);
+    raced = true;
+  };
+  for (unsigned round = 0; round < 100 && (r.pending() != 0 || !raced); ++round) {
+    k.advance(1000);
+    k.scheduler_point();
+  }
+  EXPECT_TRUE(raced) << "the worker never waited for an invalidation";
+  EXPECT_EQ(r.pending(), 0u) << r.describe_pending();
+  EXPECT_EQ(obs.freed, 2u);
+  ASSERT_TRUE(r.drain().ok());
+}
 
 // The test can fail: the unsafe `immediate` policy, on the same kernel, frees before any
 // invalidation, and the observer catches it.
