@@ -114,9 +114,15 @@ void run(const std::vector<op>& ops, bool coalesce, bool random_repl, bool two_u
         }
         break;
       case op_kind::partial_psi: {
-        // An extra invalidation of one page: harmless, never enough to free anything.
+        // An extra invalidation of one page: harmless, never enough to free anything. Where a
+        // 2M leaf maps the page, the VT-d rule asks for an address mask of at least 9 (a
+        // smaller PSI leaves the superpage entry, which the model reports if a device uses it
+        // after the mapping changed), so the extra invalidation is that 2M one.
+        const auto now = t.lookup(iova);
+        const bool in_2m = now && now->level == 2;
         const std::array<inv_descriptor, 2> descs{
-            inv_descriptor::page(11, align_down(iova, 12), 0, o.flag), inv_descriptor::wait()};
+            inv_descriptor::page(11, align_down(iova, in_2m ? 21 : 12), in_2m ? 9 : 0, o.flag),
+            inv_descriptor::wait()};
         RC_ASSERT(f.sys.get_unit(u0).submit(descs).ok());
         break;
       }
