@@ -50,28 +50,15 @@ void safety_monitor::on_unlinked(const pt::unlinked_table& t) noexcept {
   r.domain = t.domain;
   r.first = t.first;
   r.last = t.last;
-  if (const iommu::domain* dom = sys_.find_domain(t.domain)) {
-    // [mon-1] The unlink's store is before this fence, so the tails read below are at least
-    // those of every descriptor pushed before the unlink was visible; a descriptor pushed after
-    // the reads has a sequence >= the tail read ([iu-8], the acquire of the unit's tail, pairs
-    // with its release [iu-7]).
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    for (unsigned u = 0; u < sys_.unit_count(); ++u) {
-      const std::uint32_t did1 = dom->attached_did_plus1(u);
-      if (did1 == 0) continue;
-      r.need[r.units++] = {static_cast<std::uint8_t>(u), static_cast<iommu::hw_domain_id>(did1 - 1),
-                           sys_.get_unit(u).submitted_peek()};
-    }
-  }
+  snapshot_units(t.domain, r.units, r.need);  // [mon-1]
   std::lock_guard g(mu_);
   ++rep_.unlinked;
-  for (unsigned i = 0; i < r.units; ++i)
-    ++logs_[r.need[i].unit].tails[r.need[i].tail];
+  keep_tails(r.units, r.need);
   auto [it, fresh] = frames_.try_emplace(t.frame.value, r);
   if (!fresh) {
     // The ledger refuses to unlink a frame that was never freed, so this is a checker finding
     // about the page tables themselves.
-    forget_tails(it->second);
+    forget_tails(it->second.units, it->second.need);
     violation(&report::s2_violations, "S2: frame " + std::to_string(t.frame.value) +
                                           " unlinked twice without a free between");
     it->second = r;
@@ -102,49 +89,77 @@ void safety_monitor::trim(unit_log& log) {
     log.entries.pop_front();
 }
 
-void safety_monitor::forget_tails(const unlinked_frame& r) {
-  for (unsigned i = 0; i < r.units; ++i) {
-    auto& tails = logs_[r.need[i].unit].tails;
-    auto t = tails.find(r.need[i].tail);
+void safety_monitor::snapshot_units(domain_number d, unsigned& units, unit_needs& need) const {
+  units = 0;
+  const iommu::domain* dom = sys_.find_domain(d);
+  if (dom == nullptr) return;
+  // [mon-1] The unlink's (unmap's) stores are before this fence, so the tails read below are at
+  // least those of every descriptor pushed before they were visible; a descriptor pushed after
+  // the reads has a sequence >= the tail read ([iu-8], the acquire of the unit's tail, pairs
+  // with its release [iu-7]).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  for (unsigned u = 0; u < sys_.unit_count(); ++u) {
+    const std::uint32_t did1 = dom->attached_did_plus1(u);
+    if (did1 == 0) continue;
+    need[units++] = {static_cast<std::uint8_t>(u), static_cast<iommu::hw_domain_id>(did1 - 1),
+                     sys_.get_unit(u).submitted_peek()};
+  }
+}
+
+void safety_monitor::keep_tails(unsigned units, const unit_needs& need) {
+  for (unsigned i = 0; i < units; ++i)
+    ++logs_[need[i].unit].tails[need[i].tail];
+}
+
+void safety_monitor::forget_tails(unsigned units, const unit_needs& need) {
+  for (unsigned i = 0; i < units; ++i) {
+    auto& tails = logs_[need[i].unit].tails;
+    auto t = tails.find(need[i].tail);
     PTR_DASSERT(t != tails.end());
     if (t != tails.end() && --t->second == 0) tails.erase(t);
   }
 }
 
+safety_monitor::coverage safety_monitor::scan(const unit_need& n, pt::iova_t first, pt::iova_t last,
+                                              bool leaf_counts) const {
+  const unit_log& log = logs_[n.unit];
+  coverage c;
+  for (auto it = std::lower_bound(log.entries.begin(), log.entries.end(), n.tail,
+                                  [](const logged&e, std::uint64_t seq) { return e.seq < seq; });
+       it != log.entries.end() && !c.waited; ++it) {
+    ++c.after;
+    const logged& e = *it;
+    switch (e.type) {
+      case iommu::inv_type::global:
+        c.covered = true;
+        break;
+      case iommu::inv_type::domain:
+        c.covered = c.covered || e.did == n.did;
+        break;
+      case iommu::inv_type::page:
+        c.covered = c.covered || (e.did == n.did && (leaf_counts || !e.ih) && e.first <= first &&
+                                  last <= e.last);
+        break;
+      case iommu::inv_type::wait:
+        c.waited = c.covered;
+        break;
+      case iommu::inv_type::count_:
+        break;
+    }
+  }
+  return c;
+}
+
 std::string safety_monitor::uncovered(const unlinked_frame& r) const {
   for (unsigned i = 0; i < r.units; ++i) {
     const unit_need& n = r.need[i];
-    const unit_log& log = logs_[n.unit];
-    bool covered = false, waited = false;
-    std::uint64_t after = 0;  // descriptors processed on the unit since the unlink
-    for (auto it = std::lower_bound(log.entries.begin(), log.entries.end(), n.tail,
-                                    [](const logged&e, std::uint64_t seq) { return e.seq < seq; });
-         it != log.entries.end() && !waited; ++it) {
-      ++after;
-      const logged& e = *it;
-      switch (e.type) {
-        case iommu::inv_type::global:
-          covered = true;
-          break;
-        case iommu::inv_type::domain:
-          covered = covered || e.did == n.did;
-          break;
-        case iommu::inv_type::page:
-          covered = covered || (e.did == n.did && !e.ih && e.first <= r.first && r.last <= e.last);
-          break;
-        case iommu::inv_type::wait:
-          waited = covered;
-          break;
-        case iommu::inv_type::count_:
-          break;
-      }
-    }
-    if (waited) continue;
+    const coverage c = scan(n, r.first, r.last, /*leaf_counts=*/false);
+    if (c.waited) continue;
     return "on IOMMU " + std::to_string(n.unit) + " (did " + std::to_string(n.did) + "), " +
-           (covered ? "a covering invalidation was processed but no wait behind it completed"
-                    : "no non-leaf invalidation covering [" + hex(r.first) + ", " + hex(r.last) +
-                          "] submitted after the unlink was processed") +
-           " (" + std::to_string(after) + " descriptors processed there since the unlink)";
+           (c.covered ? "a covering invalidation was processed but no wait behind it completed"
+                      : "no non-leaf invalidation covering [" + hex(r.first) + ", " + hex(r.last) +
+                            "] submitted after the unlink was processed") +
+           " (" + std::to_string(c.after) + " descriptors processed there since the unlink)";
   }
   return {};
 }
@@ -194,7 +209,7 @@ void safety_monitor::on_free(mem::frame_id f, const char* path) {
   }
   const unlinked_frame r = it->second;
   frames_.erase(it);
-  forget_tails(r);
+  forget_tails(r.units, r.need);
   ++rep_.freed;
   --rep_.pending;
   const std::string why =
@@ -227,65 +242,18 @@ std::uint64_t safety_monitor::pending() const {
 
 // ---- lazy DMA (S6) ---------------------------------------------------------------------------
 
-void safety_monitor::snapshot_units(domain_number d, unsigned& units,
-                                    std::array<unit_need, limits::max_iommus>& need) const {
-  units = 0;
-  const iommu::domain* dom = sys_.find_domain(d);
-  if (dom == nullptr) return;
-  // As [mon-1]: the unmap's PTE stores are before this fence, so a descriptor pushed after the
-  // tails read below was submitted after the unmap.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  for (unsigned u = 0; u < sys_.unit_count(); ++u) {
-    const std::uint32_t did1 = dom->attached_did_plus1(u);
-    if (did1 == 0) continue;
-    need[units++] = {static_cast<std::uint8_t>(u), static_cast<iommu::hw_domain_id>(did1 - 1),
-                     sys_.get_unit(u).submitted_peek()};
-  }
-}
-
-void safety_monitor::forget_iova_tails(const unmapped_iova& r) {
-  for (unsigned i = 0; i < r.units; ++i) {
-    auto& tails = logs_[r.need[i].unit].tails;
-    auto t = tails.find(r.need[i].tail);
-    PTR_DASSERT(t != tails.end());
-    if (t != tails.end() && --t->second == 0) tails.erase(t);
-  }
-}
-
 // S3's rule with two differences: a leaf-only (IH=1) page-selective invalidation drops the
 // IOTLB entries that could still translate the IOVA, so it counts; what must be covered is the
 // IOVA's own range.
 std::string safety_monitor::iova_uncovered(const unmapped_iova& r) const {
   for (unsigned i = 0; i < r.units; ++i) {
     const unit_need& n = r.need[i];
-    const unit_log& log = logs_[n.unit];
-    bool covered = false, waited = false;
-    for (auto it = std::lower_bound(log.entries.begin(), log.entries.end(), n.tail,
-                                    [](const logged&e, std::uint64_t seq) { return e.seq < seq; });
-         it != log.entries.end() && !waited; ++it) {
-      const logged& e = *it;
-      switch (e.type) {
-        case iommu::inv_type::global:
-          covered = true;
-          break;
-        case iommu::inv_type::domain:
-          covered = covered || e.did == n.did;
-          break;
-        case iommu::inv_type::page:
-          covered = covered || (e.did == n.did && e.first <= r.first && r.last <= e.last);
-          break;
-        case iommu::inv_type::wait:
-          waited = covered;
-          break;
-        case iommu::inv_type::count_:
-          break;
-      }
-    }
-    if (waited) continue;
+    const coverage c = scan(n, r.first, r.last, /*leaf_counts=*/true);
+    if (c.waited) continue;
     return "on IOMMU " + std::to_string(n.unit) + " (did " + std::to_string(n.did) + "), " +
-           (covered ? "an invalidation covering it was processed but no wait behind it completed"
-                    : "no invalidation covering [" + hex(r.first) + ", " + hex(r.last) +
-                          "] submitted after the unmap was processed");
+           (c.covered ? "an invalidation covering it was processed but no wait behind it completed"
+                      : "no invalidation covering [" + hex(r.first) + ", " + hex(r.last) +
+                            "] submitted after the unmap was processed");
   }
   return {};
 }
@@ -301,12 +269,11 @@ void safety_monitor::on_iova_unmapped(domain_number d, const iova_range& r) noex
   ++rep_.iovas_unmapped;
   ++rep_.deferred_iovas;
   rep_.peak_deferred_iovas = std::max(rep_.peak_deferred_iovas, rep_.deferred_iovas);
-  for (unsigned i = 0; i < x.units; ++i)
-    ++logs_[x.need[i].unit].tails[x.need[i].tail];
+  keep_tails(x.units, x.need);
   auto [it, fresh] = iovas_.try_emplace(iova_key(d, r.first), x);
   if (!fresh) {
     // Allocated again (on_iova_allocated erased it) before this unmap: the caller's own bug.
-    forget_iova_tails(it->second);
+    forget_tails(it->second.units, it->second.need);
     violation(&report::s6_violations, "S6: IOVA " + hex(r.first) + " of domain " +
                                           std::to_string(d) +
                                           " unmapped twice without an allocation between");
@@ -327,7 +294,7 @@ void safety_monitor::iova_free(domain_number d, const iova_range& r) noexcept {
       ++rep_.iovas_returned;
       --rep_.deferred_iovas;
       if (iova_uncovered(it->second).empty()) {
-        forget_iova_tails(it->second);
+        forget_tails(it->second.units, it->second.need);
         iovas_.erase(it);
       } else {
         ++rep_.iovas_returned_early;  // legal until it is allocated again
@@ -345,7 +312,7 @@ void safety_monitor::on_iova_allocated(domain_number d, const iova_range& r) noe
   if (it == iovas_.end()) return;  // never unmapped, or given back after a covering flush
   const unmapped_iova x = it->second;
   iovas_.erase(it);
-  forget_iova_tails(x);
+  forget_tails(x.units, x.need);
   if (!x.returned) {
     violation(&report::s6_violations, "S6: IOVA " + hex(r.first) + " of domain " +
                                           std::to_string(d) +

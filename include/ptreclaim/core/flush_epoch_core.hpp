@@ -483,28 +483,32 @@ class flush_epoch_core {
     }
   }
 
-  // Frees batch b's frames and IOVAs from the heads of q's rings (a span, or two where a ring
-  // wraps).
-  void free_head(ring& q, const batch& b) noexcept {
-    std::uint32_t left = b.count;
-    while (left != 0) {
-      const std::uint32_t to_end = cfg_.frames_per_cpu - q.f_head;
-      const std::uint32_t span = left < to_end ? left : to_end;
-      p_.free_frames(q.cpu, b.domain, q.frames + q.f_head, span);
-      q.f_head = (q.f_head + span) % cfg_.frames_per_cpu;
-      left -= span;
+  // Hands the `count` entries at `head` of a ring of `cap` slots to give(first, n), a span at a
+  // time (two where the ring wraps); returns the new head.
+  template <class T, class Give>
+  static std::uint32_t give_spans(T* slots, std::uint32_t cap, std::uint32_t head,
+                                  std::uint32_t count, Give&& give) noexcept {
+    while (count != 0) {
+      const std::uint32_t to_end = cap - head;
+      const std::uint32_t span = count < to_end ? count : to_end;
+      give(slots + head, span);
+      head = (head + span) % cap;
+      count -= span;
     }
+    return head;
+  }
+
+  // Frees batch b's frames and IOVAs from the heads of q's rings.
+  void free_head(ring& q, const batch& b) noexcept {
+    q.f_head =
+        give_spans(q.frames, cfg_.frames_per_cpu, q.f_head, b.count,
+                   [&](const frame* f, std::uint32_t n) { p_.free_frames(q.cpu, b.domain, f, n); });
     q.f_count -= b.count;
     q.stats.freed.add(b.count);
     if constexpr (has_free_iovas<P>) {
-      left = b.iova_count;
-      while (left != 0) {
-        const std::uint32_t to_end = cfg_.iovas_per_cpu - q.i_head;
-        const std::uint32_t span = left < to_end ? left : to_end;
-        p_.free_iovas(q.cpu, b.domain, q.iovas + q.i_head, span);
-        q.i_head = (q.i_head + span) % cfg_.iovas_per_cpu;
-        left -= span;
-      }
+      q.i_head = give_spans(
+          q.iovas, cfg_.iovas_per_cpu, q.i_head, b.iova_count,
+          [&](const iova_range* r, std::uint32_t k) { p_.free_iovas(q.cpu, b.domain, r, k); });
       q.i_count -= b.iova_count;
       q.stats.iovas_freed.add(b.iova_count);
     }

@@ -142,11 +142,12 @@ class safety_monitor final : public reclaim_observer,
     iommu::hw_domain_id did = 0;
     std::uint64_t tail = 0;  // the unit's submitted count right after the unlink
   };
+  using unit_needs = std::array<unit_need, limits::max_iommus>;
   struct unlinked_frame {
     domain_number domain{};
     pt::iova_t first = 0, last = 0;  // the span a cached entry could reach it through
     unsigned units = 0;
-    std::array<unit_need, limits::max_iommus> need{};
+    unit_needs need{};
     bool unlinked = false;  // reported by the page tables (else only retired by a policy)
     bool retired = false;
   };
@@ -166,26 +167,35 @@ class safety_monitor final : public reclaim_observer,
   void violation(std::uint64_t report::*counter, std::string what);  // mutex held
   // Empty when frame f is covered on every unit; else why not.                  mutex held
   [[nodiscard]] std::string uncovered(const unlinked_frame& r) const;
-  void forget_tails(const unlinked_frame& r);  // mutex held
+  // What unit n processed after n.tail: an invalidation covering [first, last] of its domain
+  // (page-selective ones with IH=1 only if leaf_counts: they keep paging-structure entries),
+  // a wait behind one, and how many descriptors.                              mutex held
+  struct coverage {
+    bool covered = false, waited = false;
+    std::uint64_t after = 0;
+  };
+  [[nodiscard]] coverage scan(const unit_need& n, pt::iova_t first, pt::iova_t last,
+                              bool leaf_counts) const;
+  // Counts (drops) the tails a frame or an IOVA keeps in the units' logs.      mutex held
+  void keep_tails(unsigned units, const unit_needs& need);
+  void forget_tails(unsigned units, const unit_needs& need);
   // Lazy DMA: an unmapped IOVA, and the units its domain was attached to at the unmap.
   struct unmapped_iova {
     domain_number domain{};
     pt::iova_t first = 0, last = 0;
     unsigned units = 0;
-    std::array<unit_need, limits::max_iommus> need{};
+    unit_needs need{};
     bool returned = false;  // given back early, kept until allocated again
   };
   [[nodiscard]] static std::uint64_t iova_key(domain_number d, pt::iova_t first) noexcept {
     return (first >> 12) | (std::uint64_t{d} << 48);
   }
-  // The units d is attached to now, with their submitted counts (after a full fence).
-  void snapshot_units(domain_number d, unsigned& units,
-                      std::array<unit_need, limits::max_iommus>& need) const;
+  // The units d is attached to now, with their submitted counts (after a full fence, [mon-1]).
+  void snapshot_units(domain_number d, unsigned& units, unit_needs& need) const;
   // Empty when a leaf-or-better invalidation covering [first, last] was processed on every unit
   // after need[i].tail and a wait behind it completed; else why not.          mutex held
   [[nodiscard]] std::string iova_uncovered(const unmapped_iova& r) const;
-  void forget_iova_tails(const unmapped_iova& r);  // mutex held
-  void trim(unit_log& log);                        // mutex held
+  void trim(unit_log& log);  // mutex held
 
   iommu::system& sys_;
   invalidation_backend& inner_;

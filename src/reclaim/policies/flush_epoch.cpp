@@ -82,10 +82,10 @@ class flush_epoch_policy final : public policy_base {
     c.watermark = config.watermark;
     c.flush_age_ns = config.flush_age_ns;
     c.poll_ns = config.poll_ns;
-    storage_bytes_ = core_t::storage_bytes(c);
+    const std::size_t bytes = core_t::storage_bytes(c);
     storage_.reset(static_cast<unsigned char*>(
-        ::operator new[](storage_bytes_, std::align_val_t{core_t::storage_align})));
-    const core::init_status s = core_.init(c, storage_.get(), storage_bytes_);
+        ::operator new[](bytes, std::align_val_t{core_t::storage_align})));
+    const core::init_status s = core_.init(c, storage_.get(), bytes);
     PTR_ASSERT_MSG(s == core::init_status::ok, "flush-epoch: the core refused its configuration");
     notifier_ = env_.rt.register_cpu_notifier(
         [this](runtime::cpu_event e, unsigned cpu) { return cpu_callback(e, cpu); },
@@ -105,7 +105,7 @@ class flush_epoch_policy final : public policy_base {
     // One gather larger than this CPU's share, or a bound below one frame per CPU (which
     // per-CPU rings cannot keep without waiting on other CPUs' timers): free it inline.
     if (global_bound() || n > per_cpu_budget()) {
-      ++inline_backpressure_[cpu].n;
+      ++counters().backpressure;
       (void)retire_inline(d, g, cpu, "flush-epoch-sync",
                           invalidation_range{g.first(), g.last(), true}, [&] { drain_ring(cpu); });
       return;
@@ -169,8 +169,6 @@ class flush_epoch_policy final : public policy_base {
     s.rides += c.rides;
     s.backpressure += c.backpressure;
     s.worker_runs += c.timer_runs;
-    for (unsigned cpu = 0; cpu < inline_backpressure_.size(); ++cpu)
-      s.backpressure += inline_backpressure_[cpu].n;
     return s;
   }
 
@@ -238,9 +236,6 @@ class flush_epoch_policy final : public policy_base {
   struct cpu_timer {
     runtime::timer timer;
     bool ready = false;  // set up (CPU_UP_PREPARE), so the core may arm it
-  };
-  struct counter_slot {
-    std::uint64_t n = 0;  // written only by its CPU
   };
 
   // For describe_pending(): what the oldest batch of a ring waits for.
@@ -340,10 +335,8 @@ class flush_epoch_policy final : public policy_base {
 
   sim_platform platform_;
   core_t core_;
-  std::size_t storage_bytes_ = 0;
   std::unique_ptr<unsigned char[], aligned_delete> storage_;
   runtime::per_cpu<cpu_timer> timers_;
-  runtime::per_cpu<counter_slot> inline_backpressure_{timers_.size()};
   runtime::notifier_id notifier_ = 0;
 };
 

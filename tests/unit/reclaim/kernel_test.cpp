@@ -256,6 +256,21 @@ class checking_observer final : public reclaim_observer {
 
 constexpr domain_number dom = 1;
 
+// A gather that releases one table frame of `dom` (allocated here, marked retired) at 2 MiB
+// block i, as an unmap that emptied the table would.
+pt::gather one_table(mem::frame_pool& pool, unsigned i) {
+  Result<mem::frame_id> f = pool.alloc_table(dom, 1);
+  PTR_ASSERT_MSG(f.ok(), "the test's pool is too small");
+  const Status retired = pool.mark_retired(*f);
+  PTR_ASSERT_MSG(retired.ok(), "a fresh table could not be marked retired");
+  pt::gather g;
+  const pt::iova_t base = pt::iova_t{i} << 21;
+  g.add_range(base, base + (pt::iova_t{1} << 21) - 1);
+  g.set_nonleaf_changed();
+  g.add_released(*f);
+  return g;
+}
+
 struct toy_param {
   policy_kind policy;
   bool caller_flush;  // Xen's contract: the caller invalidates after each retire
@@ -280,14 +295,7 @@ TEST_P(KernelInterface, PolicyFreesOnlyAfterItsInvalidationCompleted) {
 
     constexpr unsigned frames = 6;
     for (unsigned i = 0; i < frames; ++i) {
-      Result<mem::frame_id> f = pool.alloc_table(dom, 1);
-      ASSERT_TRUE(f.ok());
-      ASSERT_TRUE(pool.mark_retired(*f).ok());
-      pt::gather g;
-      const pt::iova_t base = pt::iova_t{i} << 21;
-      g.add_range(base, base + (pt::iova_t{1} << 21) - 1);
-      g.set_nonleaf_changed();
-      g.add_released(*f);
+      const pt::gather g = one_table(pool, i);
       r.retire(dom, g);
       if (p.caller_flush) {
         Result<epoch_t> e = invalidate_after_retire(r, b, dom, g, cfg.wait_timeout_ns);
@@ -330,19 +338,6 @@ INSTANTIATE_TEST_SUITE_P(Policies, KernelInterface,
                            return name + (i.param.caller_flush ? "_caller_flush" : "");
                          });
 
-// retire gathers one table frame of `dom` at 2 MiB block i.
-void retire_one(reclaimer& r, mem::frame_pool& pool, unsigned i) {
-  Result<mem::frame_id> f = pool.alloc_table(dom, 1);
-  ASSERT_TRUE(f.ok());
-  ASSERT_TRUE(pool.mark_retired(*f).ok());
-  pt::gather g;
-  const pt::iova_t base = pt::iova_t{i} << 21;
-  g.add_range(base, base + (pt::iova_t{1} << 21) - 1);
-  g.set_nonleaf_changed();
-  g.add_released(*f);
-  r.retire(dom, g);
-}
-
 // Linux's work item takes the list (splice) BEFORE it invalidates: a frame retired while the
 // worker waits for its invalidation stays on the list for the next run. Deterministic: the
 // backend retires a frame ("another CPU") at the start of the worker's wait. A worker that
@@ -357,10 +352,10 @@ TEST(KernelInterfaceLinuxGlobalWork, ARetireDuringTheWorkersFlushWaitsForTheNext
   auto made = make_reclaimer(policy_kind::linux_global_work, reclaim_env{k, b, pool, &obs}, cfg);
   ASSERT_TRUE(made.ok());
   reclaimer& r = **made;
-  retire_one(r, pool, 0);
+  r.retire(dom, one_table(pool, 0));
   bool raced = false;
   b.on_wait = [&] {
-    retire_one(r, pool, 1);
+    r.retire(dom, one_table(pool, 1));
     raced = true;
   };
   for (unsigned round = 0; round < 100 && (r.pending() != 0 || !raced); ++round) {
@@ -382,13 +377,7 @@ TEST(KernelInterfaceCanary, ImmediateIsCaught) {
   checking_observer obs(b);
   auto made = make_reclaimer(policy_kind::immediate, reclaim_env{k, b, pool, &obs});
   ASSERT_TRUE(made.ok());
-  Result<mem::frame_id> f = pool.alloc_table(dom, 1);
-  ASSERT_TRUE(f.ok());
-  ASSERT_TRUE(pool.mark_retired(*f).ok());
-  pt::gather g;
-  g.add_range(0, (pt::iova_t{1} << 21) - 1);
-  g.set_nonleaf_changed();
-  g.add_released(*f);
+  const pt::gather g = one_table(pool, 0);
   reclaimer& r = **made;
   EXPECT_NONFATAL_FAILURE(r.retire(dom, g), "before an invalidation covering it");
 }
