@@ -82,8 +82,12 @@ class iommu_queue {
     const std::uint64_t now = now_ns();
     if (now < x.submitted_ns.load(std::memory_order_relaxed) + latency_ns) return false;
     x.completed_ns.store(now, std::memory_order_relaxed);
-    if (x.range.whole()) completed_full_.store(next, std::memory_order_release);  // [core-2]
+    // completed_ first: a thread that saw completed_full_ = next (acquire) then sees completed_
+    // >= next, so the checker finds invalidation `next` in the log whichever counter the core
+    // read. (In the other order a core that freed on completed_full_ could meet a checker still
+    // reading the older completed_ and report a false early free.)
     completed_.store(next, std::memory_order_release);                            // [core-2]
+    if (x.range.whole()) completed_full_.store(next, std::memory_order_release);  // [core-2]
     return true;
   }
 

@@ -36,9 +36,13 @@ constexpr unsigned caller_flush_every = 8;  // every 8th unmap the caller invali
 
 // One simulated CPU's mailbox, written by the main thread (the hotplug controller).
 struct cpu_slot {
-  std::atomic<bool> go_down{false};   // CPU_DOWN_PREPARE requested
-  std::atomic<bool> parked{false};    // acknowledged: c makes no core call and its timer is dead
-  std::atomic<bool> resume{false};    // come back (after CPU_DEAD + UP_PREPARE, or DOWN_FAILED)
+  // The hotplug handshake, one state with one writer per transition (each waited for by the
+  // other side, so no request or acknowledgement can be missed or taken from an earlier round):
+  //   running -> down_requested (controller: CPU_DOWN_PREPARE), -> parked (c: no core call from
+  //   now on and its timer is dead), -> resuming (controller: after CPU_DEAD + UP_PREPARE, or
+  //   DOWN_FAILED), -> running (c).
+  enum : int { running, down_requested, parked, resuming };
+  std::atomic<int> state{running};
   std::atomic<unsigned> run_dead{0};  // run cpu_dead(x - 1) here, on this running CPU
   std::atomic<std::uint64_t> adopted{~std::uint64_t{0}};  // what that cpu_dead moved
   std::atomic<bool> finished{false};
@@ -49,6 +53,7 @@ struct world {
   core_t core{plat};
   void* storage = nullptr;
   cpu_slot slot[cpus];
+  std::atomic<bool> controller_done{false};
   std::atomic<bool> stop_completer{false};
 };
 
@@ -61,14 +66,12 @@ void safe_point(world& w, unsigned c) {
     s.run_dead.store(0, std::memory_order_relaxed);
     s.adopted.store(moved, std::memory_order_release);
   }
-  if (s.go_down.load(std::memory_order_acquire)) {
+  if (s.state.load(std::memory_order_acquire) == cpu_slot::down_requested) {
     w.plat.kill_timer(c);  // CPU_DOWN_PREPARE: the CPU's timer dies with it
-    s.go_down.store(false, std::memory_order_relaxed);
-    s.parked.store(true, std::memory_order_release);  // c's last core call happens-before this
-    while (!s.resume.load(std::memory_order_acquire))
+    s.state.store(cpu_slot::parked, std::memory_order_release);  // after c's last core call
+    while (s.state.load(std::memory_order_acquire) != cpu_slot::resuming)
       std::this_thread::yield();
-    s.resume.store(false, std::memory_order_relaxed);
-    s.parked.store(false, std::memory_order_release);
+    s.state.store(cpu_slot::running, std::memory_order_release);
   }
 }
 
@@ -112,9 +115,10 @@ void cpu_main(world& w, unsigned c) {
     safe_point(w, c);
   }
   w.slot[c].finished.store(true, std::memory_order_release);
-  // Keep the CPU's timer and mailbox served until everyone is done (it may be asked to adopt).
+  // Keep the CPU's timer and mailbox served until every CPU is done and the controller has
+  // finished its rounds: it may still take this CPU down or ask it to adopt a dead CPU's frames.
   for (;;) {
-    bool all = true;
+    bool all = w.controller_done.load(std::memory_order_acquire);
     for (unsigned i = 0; i < cpus; ++i)
       all = all && w.slot[i].finished.load(std::memory_order_acquire);
     if (all) break;
@@ -129,16 +133,12 @@ void hotplug(world& w) {
   for (unsigned round = 0; round < hotplug_rounds; ++round) {
     const unsigned c = 1 + round % (cpus - 1);
     cpu_slot& s = w.slot[c];
-    if (s.finished.load(std::memory_order_acquire)) continue;
-    s.go_down.store(true, std::memory_order_release);
-    while (!s.parked.load(std::memory_order_acquire)) {
-      if (s.finished.load(std::memory_order_acquire)) break;
+    // c serves its safe points until controller_done, finished with its unmaps or not.
+    while (s.state.load(std::memory_order_acquire) != cpu_slot::running)
+      std::this_thread::yield();  // c still returning from the previous round
+    s.state.store(cpu_slot::down_requested, std::memory_order_release);
+    while (s.state.load(std::memory_order_acquire) != cpu_slot::parked)
       std::this_thread::yield();
-    }
-    if (!s.parked.load(std::memory_order_acquire)) {  // finished first: nothing to take down
-      s.go_down.store(false, std::memory_order_relaxed);
-      continue;
-    }
     std::this_thread::sleep_for(std::chrono::microseconds(200));
     if (round % 2 == 0) {
       // CPU_DEAD: CPU 0 adopts c's frames, on its own thread.
@@ -155,9 +155,10 @@ void hotplug(world& w) {
       w.core.cpu_down_failed(c);  // arms c's timer; c looks at its ring itself
       std::printf("%9.1f us  cpu %u down failed: it keeps its frames\n", embed::now_ns() / 1e3, c);
     }
-    s.resume.store(true, std::memory_order_release);
+    s.state.store(cpu_slot::resuming, std::memory_order_release);
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
+  w.controller_done.store(true, std::memory_order_release);
 }
 
 }  // namespace
