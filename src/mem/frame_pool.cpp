@@ -46,7 +46,9 @@ frame_pool::frame_pool(pool_config config, platform& plat)
   for (unsigned i = 0; i < config_.caches; ++i) {
     caches_.push_back(std::make_unique<cache>(plat));
     caches_.back()->frames.reserve(config_.cache_frames);
+    caches_.back()->lock.name("frame pool: a CPU's cache lock");
   }
+  depot_lock_.name("frame pool: depot lock");
   // The depot is a stack; fill it so that low frame numbers come out first (deterministic).
   depot_.reserve(capacity_);
   for (std::uint32_t f = capacity_; f-- > 0;)

@@ -171,6 +171,7 @@ class table_impl final : public table {
         lock_(pool.plat()),
         root_(root) {
     allocated_.store(1, std::memory_order_relaxed);
+    lock_.name("page table: a locked domain's lock (Xen)");
   }
 
   // Takes the mapping lock in locked mode; nothing in lock-free mode.

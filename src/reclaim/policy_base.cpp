@@ -14,6 +14,7 @@ policy_base::policy_base(const reclaim_env& env, const reclaim_config& config, b
       counters_(env.rt.cpu_count()),
       holders_(env.rt.cpu_count()) {
   PTR_ASSERT_MSG(config.max_pending >= 1, "reclaim_config::max_pending must be >= 1");
+  env.rt.name_shared(&admitted_, "policy: the global pending count (max_pending)");
   PTR_ASSERT_MSG(config.xen_yield_every >= 1, "reclaim_config::xen_yield_every must be >= 1");
 }
 

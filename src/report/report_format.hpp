@@ -35,6 +35,10 @@ namespace ptreclaim::sim::detail {
 // Renders rows as an aligned text table (first column left-aligned, the rest right-aligned).
 // Lazy DMA's figures (inv/1000 packets, peak deferred IOVAs, exposure), or "" if no run has any.
 [[nodiscard]] std::string dma_table(const std::vector<run_result>& runs);
+// The scale command's findings (report_scale.cpp): invalidations per 1,000 packets, parallel
+// efficiency and where each curve bends, where CPU time went at the largest count; "" for a
+// single CPU count.
+[[nodiscard]] std::string scale_findings(const scale_result& r);
 [[nodiscard]] std::string text_table(const std::vector<std::string>& header,
                                      const std::vector<std::vector<std::string>>& rows);
 

@@ -50,6 +50,23 @@ json story_json(const frame_story& s) {
           {"events", events},         {"conclusion", s.conclusion}};
 }
 
+// Where virtual time went: the CPU time spent in waits, and each named shared object's delay.
+json contention_json(const run_result& r) {
+  json objects = json::array();
+  for (const contention_figure& c : r.contention)
+    objects.push_back({{"name", c.name},
+                       {"kind", c.lock ? "lock" : "line"},
+                       {"accesses", c.accesses},
+                       {"waits", c.waits},
+                       {"delay_ns", c.delay_ns},
+                       {"hold_ns", c.hold_ns},
+                       {"cpu_share", r.cpu_share(c.delay_ns)}});
+  return {{"measured", r.executor == "deterministic"},
+          {"cpu_wait_ns", r.cpu_wait_ns},
+          {"cpu_wait_share", r.cpu_share(r.cpu_wait_ns)},
+          {"objects", std::move(objects)}};
+}
+
 json run_json(const run_result& r) {
   json series = json::array();
   for (const auto& s : r.reclaim.pending_series)
@@ -123,6 +140,7 @@ json run_json(const run_result& r) {
         {"longest_exposure_ns", r.dma.longest_exposure_ns},
         {"invalidations_per_1000_packets",
          r.dma.invalidations_per_kpacket(r.invalidations.flushes)}}},
+      {"contention", contention_json(r)},
       {"violations",
        {{"count", r.violations.count},
         {"first", r.violations.first},

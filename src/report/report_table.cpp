@@ -405,6 +405,7 @@ std::string format_scale_table(const scale_result& r) {
     for (const auto& f : failures)
       out += "  " + f + "\n";
   }
+  out += detail::scale_findings(r);
   return out + stopped_line(r);
 }
 

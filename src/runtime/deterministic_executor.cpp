@@ -80,6 +80,8 @@ void deterministic_executor::touch_line(const void* line, bool write) noexcept {
   if (e == none) return;
   line_state& l = lines_[reinterpret_cast<std::uintptr_t>(line) / cache_line_size];
   const std::uint64_t transfer = config_.costs.cost(cost_kind::cache_line_transfer);
+  const std::uint64_t before = clock_[e];
+  bool moved = false;
   if (write) {
     bool others = l.owner != none && l.owner != e;
     if (!others) {
@@ -88,17 +90,26 @@ void deterministic_executor::touch_line(const void* line, bool write) noexcept {
       others = l.sharers.any();
       if (had) l.sharers.set(e);
     }
-    if (others) clock_[e] = transfer_line(l, clock_[e], transfer);
+    if (others) {
+      clock_[e] = transfer_line(l, clock_[e], transfer);
+      moved = true;
+    }
     l.owner = e;
     l.sharers.reset();
     l.sharers.set(e);
   } else {
     if (l.owner != none && l.owner != e) {
       clock_[e] = transfer_line(l, clock_[e], transfer);
+      moved = true;
       l.sharers.set(l.owner);
       l.owner = none;  // downgraded to shared
     }
     l.sharers.set(e);
+  }
+  if (moved) {
+    ++l.moves;
+    l.queued += clock_[e] - before > transfer ? 1 : 0;
+    if (e < cpus_) l.delay_ns += clock_[e] - before;  // CPU time (devices' is not the CPUs')
   }
 }
 
@@ -109,11 +120,15 @@ void deterministic_executor::lock_acquire(const void* lock) noexcept {
   PTR_ASSERT_MSG(st.holder == none,
                  "deterministic executor: lock already held (a lock must be released in the step "
                  "that took it, and never taken recursively)");
-  std::uint64_t t = st.held.earliest_free(clock_[e]);
+  const std::uint64_t arrive = clock_[e];
+  std::uint64_t t = st.held.earliest_free(arrive);
   st.taken_at_ns = t;
+  ++st.acquisitions;
+  if (t > arrive) ++st.waits;
   t = sat_add(t, config_.costs.cost(cost_kind::lock_uncontended));
   if (st.last != none && st.last != e)
     t = sat_add(t, config_.costs.cost(cost_kind::cache_line_transfer));
+  if (e < cpus_) st.delay_ns += t - arrive;  // CPU time (devices' is not the CPUs')
   clock_[e] = t;
   st.holder = e;
   ++locks_held_[e];
@@ -126,9 +141,49 @@ void deterministic_executor::lock_release(const void* lock) noexcept {
   PTR_ASSERT_MSG(it != locks_.end() && it->second.holder == e,
                  "deterministic executor: lock released by an entity that does not hold it");
   it->second.held.add(it->second.taken_at_ns, clock_[e]);
+  it->second.hold_ns += clock_[e] - it->second.taken_at_ns;
   it->second.last = e;
   it->second.holder = none;
   --locks_held_[e];
+}
+
+void deterministic_executor::name_shared(const void* object, const char* name) noexcept {
+  lock_names_[object] = name;
+  line_names_[reinterpret_cast<std::uintptr_t>(object) / cache_line_size] = name;
+}
+
+std::vector<contention_stat> deterministic_executor::contention() const {
+  std::vector<contention_stat> out;
+  const auto add = [&out](const char* name, bool lock) -> contention_stat& {
+    for (contention_stat& c : out)
+      if (c.lock == lock && c.name == name) return c;
+    out.push_back(contention_stat{name, lock, 0, 0, 0, 0});
+    return out.back();
+  };
+  for (const auto& [addr, st] : locks_) {
+    if (st.acquisitions == 0) continue;
+    const auto n = lock_names_.find(addr);
+    contention_stat& c = add(n != lock_names_.end() ? n->second : "unnamed lock", true);
+    c.accesses += st.acquisitions;
+    c.waits += st.waits;
+    c.delay_ns += st.delay_ns;
+    c.hold_ns += st.hold_ns;
+  }
+  for (const auto& [line, l] : lines_) {
+    if (l.moves == 0) continue;
+    const auto n = line_names_.find(line);
+    contention_stat& c = add(n != line_names_.end() ? n->second : "unnamed line", false);
+    c.accesses += l.moves;
+    c.waits += l.queued;
+    c.delay_ns += l.delay_ns;
+  }
+  // Largest first; ties by name, so the order does not depend on the maps' iteration order.
+  std::sort(out.begin(), out.end(), [](const contention_stat& a, const contention_stat& b) {
+    if (a.delay_ns != b.delay_ns) return a.delay_ns > b.delay_ns;
+    if (a.name != b.name) return a.name < b.name;
+    return a.lock && !b.lock;
+  });
+  return out;
 }
 
 std::uint64_t deterministic_executor::cpu_clock_ns(unsigned cpu) const {
@@ -360,9 +415,11 @@ bool deterministic_executor::wait_until(const std::function<bool()>& done,
       }
     }
     if (best == none || best_t > deadline) {
+      if (e < cpus_ && deadline > clock_[e]) cpu_wait_ns_ += deadline - clock_[e];
       clock_[e] = std::max(clock_[e], deadline);
       return done();
     }
+    if (e < cpus_ && best_t > clock_[e]) cpu_wait_ns_ += best_t - clock_[e];
     clock_[e] = std::max(clock_[e], best_t);
     actor_step(best);
   }
@@ -465,6 +522,8 @@ run_stats deterministic_executor::run() {
   for (unsigned c = 0; c < cpus_; ++c)
     st.cpu[c].clock_ns = clock_[c];
   fill_stats(st, st.reason == stop_reason::quiescent);
+  st.contention = contention();
+  st.cpu_wait_ns = cpu_wait_ns_;
   return st;
 }
 

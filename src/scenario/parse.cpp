@@ -220,6 +220,7 @@ void read_reclaim(table_reader t, reclaim_params& r) {
   t.uint("max_pending_frames", r.max_pending_frames, 1, limits::max_frames);
   t.uint("flush_age_ns", r.flush_age_ns, 0, tera);
   t.uint("watermark_frames", r.watermark_frames, 0, limits::max_frames);
+  t.uint("poll_spacing_ns", r.poll_spacing_ns, 0, tera);
   const int q = t.choice("fq_queue", {"per-cpu", "single"});
   if (q >= 0) r.fq_single_queue = q == 1;
   t.finish("[reclaim]");

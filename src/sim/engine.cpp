@@ -63,6 +63,9 @@ void machine::run(run_result& out) {
   collect_hotplug(st, out);
   collect_dma(out);
   judge_invariants(evidence(st, out, stuck), out);
+  for (const runtime::contention_stat& c : st.contention)
+    out.contention.push_back({c.name, c.lock, c.accesses, c.waits, c.delay_ns, c.hold_ns});
+  out.cpu_wait_ns = st.cpu_wait_ns;
   out.leaks = leaks_;
 
   if (!drain_status_.ok()) notes_.push_back("drain() failed: " + drain_status_.to_string());

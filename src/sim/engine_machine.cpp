@@ -224,6 +224,7 @@ Status machine::install_policy() {
   cfg.max_pending = static_cast<std::uint32_t>(
       std::min<std::uint64_t>(sc.reclaim.max_pending_frames, 0xffffffffULL));
   cfg.flush_age_ns = sc.reclaim.flush_age_ns;  // 0 = never, in both layers
+  cfg.poll_spacing_ns = sc.reclaim.poll_spacing_ns;
   cfg.watermark = static_cast<std::uint32_t>(
       std::min<std::uint64_t>(sc.reclaim.watermark_frames, 0xffffffffULL));
   cfg.wait_timeout_ns = flush_timeout_ns_;

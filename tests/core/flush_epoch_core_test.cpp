@@ -126,6 +126,46 @@ TEST(CoreSafety, TheCallersFlushRidesOnItsOwnRetire) {
   EXPECT_EQ(r.p.violations(), std::vector<std::string>{});
 }
 
+// Many CPUs waiting on one domain: within poll_spacing_ns of another CPU's poll a timer reads the
+// published progress instead of polling; its own earlier poll never holds a CPU back; 0 = always.
+TEST(CoreTimer, ATimerLeavesTheHardwarePollToACpuThatPolledTheDomainJustBefore) {
+  for (const std::uint64_t spacing : {std::uint64_t{1000}, std::uint64_t{0}}) {
+    SCOPED_TRACE("poll_spacing_ns " + std::to_string(spacing));
+    core_config c = small_config();
+    c.flush_age_ns = 1000;
+    c.poll_ns = 100;
+    c.poll_spacing_ns = spacing;
+    rig<> r(c);
+    r.retire(0, 0, low);
+    r.retire(1, 0, low);
+    r.p.advance(1000);
+    ASSERT_TRUE(r.tick(0));  // asks for the flush, polls
+    const std::uint64_t after_first = r.p.polls();
+    EXPECT_GT(after_first, 0u);
+    r.p.advance(10);
+    ASSERT_TRUE(r.tick(1));  // 10 ns after CPU 0's poll
+    if (spacing != 0) {
+      EXPECT_EQ(r.p.polls(), after_first);  // read what CPU 0's poll published
+    } else {
+      EXPECT_GT(r.p.polls(), after_first);
+    }
+    EXPECT_EQ(r.core.pending(), 2u);  // nothing completed: both still wait
+    r.p.advance(100);
+    const std::uint64_t before_own = r.p.polls();
+    ASSERT_TRUE(r.tick(0));  // CPU 0 polled last: its own poll does not hold it back
+    EXPECT_GT(r.p.polls(), before_own);
+    // Completions from now on: the timers poll (or read each other's polls) until all is free.
+    r.p.set_complete_on_poll(true);
+    for (int round = 0; round < 20 && r.core.pending() != 0; ++round) {
+      r.p.advance(100);
+      r.tick(0);
+      r.tick(1);
+    }
+    EXPECT_EQ(r.core.pending(), 0u);
+    EXPECT_EQ(r.p.violations(), std::vector<std::string>{});
+  }
+}
+
 // Without callers that flush, the age timer asks for a full invalidation and polls until it
 // completes.
 TEST(CoreTimer, TheAgeTimerAsksForAFullInvalidationAndPolls) {

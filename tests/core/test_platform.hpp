@@ -55,13 +55,17 @@ class test_platform {
     return doms_[d].started.load(std::memory_order_relaxed);
   }
   epoch_t completed(domain_id d) {
+    polls_.fetch_add(1, std::memory_order_relaxed);
     if (complete_on_poll_.load(std::memory_order_relaxed)) complete_all(d);
     return completed_seen(d);
   }
   epoch_t completed_full(domain_id d) {
+    polls_.fetch_add(1, std::memory_order_relaxed);
     if (complete_on_poll_.load(std::memory_order_relaxed)) complete_all(d);
     return completed_full_seen(d);
   }
+  // Hardware polls so far (completed or completed_full).
+  std::uint64_t polls() const noexcept { return polls_.load(std::memory_order_relaxed); }
   epoch_t completed_seen(domain_id d) noexcept {
     return doms_[d].completed.load(std::memory_order_acquire);  // [core-2]
   }
@@ -276,6 +280,7 @@ class test_platform {
   static inline thread_local unsigned cpu_ = 0;
   std::atomic<std::uint64_t> clock_{1};
   std::atomic<bool> complete_on_poll_{false};
+  std::atomic<std::uint64_t> polls_{0};
   std::atomic<bool> complete_on_wait_{true};
   std::atomic<bool> timer_armed_[max_cpus] = {};
   std::atomic<std::uint64_t> timer_at_[max_cpus] = {};

@@ -212,6 +212,52 @@ TEST(Report, JsonHasEveryField) {
   EXPECT_EQ(nlohmann::json::parse(to_json(s.runs[0]))["policy"], "sync");
 }
 
+// scale's findings: efficiency per CPU count, the count where a curve first drops below 0.9 of
+// linear, what the time went to at the largest count (contention figures), and DMA's
+// invalidations per 1,000 packets.
+TEST(Report, ScaleFindingsSayWhereEachCurveBendsAndWhy) {
+  scale_result s;
+  s.scenario = "dma-storm-lazy";
+  s.executor = "deterministic";
+  s.policies = {"linux-dma-fq", "flush-epoch"};
+  s.cpu_counts = {1, 2, 4};
+  // linux-dma-fq scales linearly; flush-epoch reaches 1.8x at 2 (0.90) and 2.8x at 4 (0.70).
+  const double ops[2][3] = {{1000, 2000, 4000}, {1000, 1800, 2800}};
+  for (int p = 0; p < 2; ++p)
+    for (int c = 0; c < 3; ++c) {
+      run_result r = synthetic(s.policies[p], ops[p][c], 0);
+      r.cpus = s.cpu_counts[c];
+      r.operations = static_cast<std::uint64_t>(ops[p][c]);  // over 1 s
+      r.dma.measured = true;
+      r.dma.packets = 1000 * r.cpus;
+      r.invalidations.flushes = 4 * (p + 1);
+      r.cpu_wait_ns = 10'000'000;
+      if (p == 1) r.contention.push_back({"a hot lock", true, 100, 60, 400'000'000ull * r.cpus, 0});
+      s.runs.push_back(std::move(r));
+    }
+  const std::string t = format_scale_table(s);
+  EXPECT_NE(t.find("invalidate-and-wait rounds per 1,000 packets"), std::string::npos) << t;
+  EXPECT_NE(t.find("parallel efficiency"), std::string::npos) << t;
+  const auto row = [&](const std::string& policy) {
+    const std::size_t at = t.find("\n" + policy + " ", t.find("parallel efficiency"));
+    return at == std::string::npos ? std::string()
+                                   : t.substr(at + 1, t.find('\n', at + 1) - at - 1);
+  };
+  EXPECT_NE(row("linux-dma-fq").find("1.00    1.00    1.00"), std::string::npos) << t;
+  EXPECT_EQ(row("linux-dma-fq").back(), '-') << "a linear curve does not bend: " << t;
+  EXPECT_NE(row("flush-epoch").find("0.90"), std::string::npos) << t;
+  EXPECT_NE(row("flush-epoch").find("0.70"), std::string::npos) << t;
+  EXPECT_TRUE(row("flush-epoch").ends_with(" 4 cpus")) << "0.90 is no bend yet: " << t;
+  EXPECT_NE(t.find("flush-epoch: a hot lock 40.0% (40.0% at 1 cpu)"), std::string::npos) << t;
+  EXPECT_NE(t.find("linux-dma-fq: spinning in waits (invalidations, flushes) 0.2%"),
+            std::string::npos)
+      << t;
+  // One CPU count: nothing to say about scaling.
+  s.cpu_counts = {1};
+  s.runs.resize(2);
+  EXPECT_EQ(format_scale_table(s).find("parallel efficiency"), std::string::npos);
+}
+
 TEST(Report, CsvHasOneRowPerRunAndAConstantColumnCount) {
   compare_result c = synthetic_compare();
   c.runs[1].notes.push_back("a note, with a comma");

@@ -36,6 +36,10 @@ class platform {
   // Lock hooks bracket a critical section so virtual time can make holders and waiters contend.
   virtual void lock_acquire(const void* /*lock*/) noexcept {}
   virtual void lock_release(const void* /*lock*/) noexcept {}
+  // Names a lock or a shared line (its address) for the contention figures: the deterministic
+  // executor sums the virtual time lost on every object of one name. `name` must be a string
+  // with static storage (a literal); objects of one kind (every CPU's ring lock) share one name.
+  virtual void name_shared(const void* /*object*/, const char* /*name*/) noexcept {}
 
   // Busy-waits until done() returns true or timeout_ns of platform time pass; returns done().
   // Deterministic executor: advances virtual time and runs device and engine events meanwhile.

@@ -44,6 +44,8 @@ class spinlock {
   }
   [[nodiscard]] bool is_locked() const noexcept { return held_.load(std::memory_order_relaxed); }
   void rebind(platform& p) noexcept { platform_ = &p; }
+  // For the contention figures (platform::name_shared); after any rebind.
+  void name(const char* n) noexcept { platform_->name_shared(this, n); }
 
  private:
   std::atomic<bool> held_{false};

@@ -107,6 +107,10 @@ class flush_epoch_core {
     iova_range range;
     std::uint64_t opened_ns = 0;
   };
+  struct poll_hint {
+    std::atomic<std::uint64_t> at{0};  // when a CPU last polled the domain's progress (0: never)
+    std::atomic<unsigned> by{~0u};     // and which CPU
+  };
   struct no_histogram {};
   using histogram_t = std::conditional_t<LatencyHistogram, latency_histogram, no_histogram>;
 
@@ -138,6 +142,7 @@ class flush_epoch_core {
     n += round_up(sizeof(frame) * c.frames_per_cpu * c.cpus, storage_align);
     n += round_up(sizeof(iova_range) * c.iovas_per_cpu * c.cpus, storage_align);
     n += round_up(sizeof(std::atomic<epoch_t>) * c.max_domains, storage_align);
+    n += round_up(sizeof(poll_hint) * c.max_domains, storage_align);
     return n;
   }
 
@@ -173,6 +178,8 @@ class flush_epoch_core {
     iova_range* iovas = reinterpret_cast<iova_range*>(at);
     at += round_up(sizeof(iova_range) * c.iovas_per_cpu * c.cpus, storage_align);
     requested_ = reinterpret_cast<std::atomic<epoch_t>*>(at);
+    at += round_up(sizeof(std::atomic<epoch_t>) * c.max_domains, storage_align);
+    polled_ = reinterpret_cast<poll_hint*>(at);
     for (unsigned cpu = 0; cpu < c.cpus; ++cpu) {
       ring* q = ::new (static_cast<void*>(&rings_[cpu])) ring;
       q->cpu = cpu;
@@ -182,8 +189,10 @@ class flush_epoch_core {
       for (std::uint32_t i = 0; i < c.batches_per_cpu; ++i)
         ::new (static_cast<void*>(&q->batches[i])) batch;
     }
-    for (std::uint32_t d = 0; d < c.max_domains; ++d)
+    for (std::uint32_t d = 0; d < c.max_domains; ++d) {
       ::new (static_cast<void*>(&requested_[d])) std::atomic<epoch_t>(0);
+      ::new (static_cast<void*>(&polled_[d])) poll_hint;
+    }
     return init_status::ok;
   }
 
@@ -464,10 +473,40 @@ class flush_epoch_core {
     return b.cover != 0 || asked > b.stamp || p_.completed_full_seen(b.domain) < asked;
   }
 
-  // Frees every eligible batch from the head of q (never the open one), oldest first.
+  // Whether CPU `cpu` should poll the hardware for d's progress at `now`: no other CPU did within
+  // poll_spacing_ns (a CPU's own earlier poll never holds it back, so a lone CPU polls as often
+  // as before). Relaxed hints like [core-5]: two CPUs racing both poll, which is harmless.
+  [[nodiscard]] bool claim_poll(unsigned cpu, domain_id d, std::uint64_t now) noexcept {
+    if (cfg_.poll_spacing_ns == 0) return true;
+    poll_hint& h = polled_[d];
+    touch(&h, false);
+    const std::uint64_t t = h.at.load(std::memory_order_relaxed);
+    if (t != 0 && now < t + cfg_.poll_spacing_ns && h.by.load(std::memory_order_relaxed) != cpu)
+      return false;
+    touch(&h, true);
+    h.at.store(now, std::memory_order_relaxed);
+    h.by.store(cpu, std::memory_order_relaxed);
+    return true;
+  }
+
+  // Frees every eligible batch from the head of q (never the open one), oldest first. `poll`:
+  // the hardware may be polled (at most once per domain and poll_spacing_ns across CPUs).
   void reap(ring& q, bool poll) noexcept {
     [[maybe_unused]] std::uint64_t now = 0;
-    while (q.b_count != 0 && !(q.open && q.b_count == 1) && eligible(front(q), poll)) {
+    std::uint64_t poll_now = 0;
+    domain_id polled = 0;
+    bool may_poll = false;
+    const auto hw = [&](domain_id d) {
+      if (!poll) return false;
+      if (poll_now == 0 || polled != d) {
+        if (poll_now == 0) poll_now = p_.now_ns();
+        polled = d;
+        may_poll = claim_poll(q.cpu, d, poll_now);
+      }
+      return may_poll;
+    };
+    while (q.b_count != 0 && !(q.open && q.b_count == 1) &&
+           eligible(front(q), hw(front(q).domain))) {
       batch& b = front(q);
       if (b.first != q.f_head || (b.iova_count != 0 && b.iova_first != q.i_head))
         bug("flush_epoch_core: a batch's frames are not at the ring's head");
@@ -644,6 +683,7 @@ class flush_epoch_core {
   std::uint64_t sample_mask_ = 0;
   ring* rings_ = nullptr;
   std::atomic<epoch_t>* requested_ = nullptr;  // per domain, [core-5]
+  poll_hint* polled_ = nullptr;                // per domain: the last hardware poll
 };
 
 }  // namespace ptreclaim::core

@@ -48,6 +48,11 @@ struct core_config {
   std::uint64_t flush_age_ns = 100'000;
   // The timer's period while an invalidation it waits for is in flight; 0 = 2 us.
   std::uint64_t poll_ns = 0;
+  // At most one hardware poll of a domain's completions per this many ns across all CPUs: a
+  // timer that finds another CPU polled the domain more recently reads the progress that poll
+  // published (P::completed*_seen) instead. Many CPUs waiting on one domain then do not all meet
+  // on the IOMMU's locks. 0 = every timer run polls.
+  std::uint64_t poll_spacing_ns = 1'000;
   // Latency histogram (when compiled in): one batch in 2^latency_sample_shift is sampled.
   unsigned latency_sample_shift = 0;
 };

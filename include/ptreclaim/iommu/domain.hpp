@@ -133,7 +133,11 @@ class domain {
         root_generation_(root_generation),
         leaf_levels_(d.leaf_levels & d.format->leaf_levels),
         plat_(&plat),
-        lock_(plat) {}
+        lock_(plat) {
+    lock_.name("IOMMU domain lock (pending invalidations)");
+    plat.name_shared(&started_, "IOMMU domain: invalidations started (stamp line)");
+    plat.name_shared(&completed_, "IOMMU domain: invalidations completed");
+  }
 
   struct pending {
     std::uint64_t epoch = 0;

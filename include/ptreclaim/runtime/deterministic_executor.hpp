@@ -74,6 +74,7 @@ class deterministic_executor final : public executor {
   void touch_line(const void* line, bool write) noexcept override;
   void lock_acquire(const void* lock) noexcept override;
   void lock_release(const void* lock) noexcept override;
+  void name_shared(const void* object, const char* name) noexcept override;
   // Inside a step: advances the caller's clock, running actors (never CPUs) in time order,
   // until done() or timeout_ns of virtual time passed; returns done().
   [[nodiscard]] bool wait_until(const std::function<bool()>& done,
@@ -102,6 +103,7 @@ class deterministic_executor final : public executor {
     std::uint64_t taken_at_ns = 0;  // start of the current hold
     unsigned holder = none;
     unsigned last = none;
+    std::uint64_t acquisitions = 0, waits = 0, delay_ns = 0, hold_ns = 0;  // contention figures
   };
   struct line_state {
     unsigned owner = none;  // entity holding it modified
@@ -109,6 +111,7 @@ class deterministic_executor final : public executor {
     // Recent transfers of the line: one at a time, so writers that need it queue behind the
     // transfer their access falls into, as lock hand-overs do.
     busy_intervals transfers;
+    std::uint64_t moves = 0, queued = 0, delay_ns = 0;  // contention figures
   };
 
   void on_cpu_work(unsigned cpu, std::uint64_t at_ns, bool is_timer) override;
@@ -127,6 +130,7 @@ class deterministic_executor final : public executor {
   void hotplug_step(const hotplug_event& e);
   void end_step(unsigned entity, trace_event::what kind, std::uint64_t start_ns);
   void mix(std::uint64_t v) noexcept;
+  [[nodiscard]] std::vector<contention_stat> contention() const;  // mu_ held
 
   prng rng_;
   std::vector<std::uint64_t> clock_;  // per entity: CPUs, then actors
@@ -136,6 +140,9 @@ class deterministic_executor final : public executor {
   std::uint64_t steps_ = 0;
   std::unordered_map<const void*, lock_state> locks_;
   std::unordered_map<std::uintptr_t, line_state> lines_;
+  std::unordered_map<const void*, const char*> lock_names_;     // name_shared
+  std::unordered_map<std::uintptr_t, const char*> line_names_;  // by line, name_shared
+  std::uint64_t cpu_wait_ns_ = 0;                               // wait_until on CPUs
   std::function<void(const trace_event&)> sink_;
 };
 

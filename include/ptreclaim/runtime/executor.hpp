@@ -105,6 +105,20 @@ struct cpu_run_stats {
   std::uint64_t clock_ns = 0;  // deterministic: the CPU's virtual clock at the end
 };
 
+// Virtual time lost on shared objects of one name (platform::name_shared; unnamed ones are summed
+// as "unnamed lock" / "unnamed line"). Deterministic executor only: the threaded one pays real
+// contention and reports none.
+struct contention_stat {
+  std::string name;
+  bool lock = false;           // a lock (else a cache line)
+  std::uint64_t accesses = 0;  // lock: acquisitions; line: touches that moved the line
+  std::uint64_t waits = 0;     // lock: acquisitions that waited for a holder; line: transfers
+                               // that queued behind another transfer of the line
+  std::uint64_t delay_ns = 0;  // CPU time those callers lost (waiting, plus transfers);
+                               // device and IOMMU actors' delays are not counted
+  std::uint64_t hold_ns = 0;   // lock: time held in all
+};
+
 struct run_stats {
   stop_reason reason = stop_reason::quiescent;
   std::uint64_t elapsed_ns = 0;  // virtual (deterministic: max clock) or real time of run()
@@ -120,6 +134,10 @@ struct run_stats {
   // quiescent, anywhere.
   std::uint64_t stranded_tasklets = 0, stranded_work = 0, stranded_timers = 0;
   bool programs_finished = false;
+  // Deterministic only: by delay_ns, largest first; and the virtual time CPUs spent in
+  // wait_until (spinning for an invalidation, a flush), summed over CPUs.
+  std::vector<contention_stat> contention;
+  std::uint64_t cpu_wait_ns = 0;
 };
 
 // What is queued on one CPU right now (tests, S4 checks).

@@ -164,6 +164,17 @@ struct dma_metrics {
   }
 };
 
+// Virtual time lost on the shared locks and cache lines of one name (the deterministic executor's
+// contention model; empty for threaded runs, which pay real contention the model cannot see).
+struct contention_figure {
+  std::string name;  // "linux-dma-fq: a CPU's ring lock", "IOMMU unit lock (...)", ...
+  bool lock = false;
+  std::uint64_t accesses = 0;  // lock: acquisitions; line: touches that moved the line
+  std::uint64_t waits = 0;     // lock: acquisitions that waited; line: transfers that queued
+  std::uint64_t delay_ns = 0;  // CPU time lost to it (waiting, transfers), summed over CPUs
+  std::uint64_t hold_ns = 0;   // lock: time held in all
+};
+
 // One event of a frame's timeline (frame_story), in the run's time base.
 struct frame_event {
   std::uint64_t time_ns = 0;
@@ -228,6 +239,16 @@ struct run_result {
   superpage_metrics superpages;
   fault_metrics faults;
   dma_metrics dma;
+  // Where virtual time went (deterministic only): shared objects by delay, largest first, and the
+  // CPU time spent spinning in waits (an invalidation, a flush) summed over CPUs.
+  std::vector<contention_figure> contention;
+  std::uint64_t cpu_wait_ns = 0;
+  // Share of the run's CPU time (elapsed x cpus) that ns is.
+  [[nodiscard]] double cpu_share(std::uint64_t ns) const noexcept {
+    return elapsed_ns != 0 && cpus != 0
+               ? static_cast<double>(ns) / (static_cast<double>(elapsed_ns) * cpus)
+               : 0.0;
+  }
   [[nodiscard]] double invalidations_per_freed_table() const noexcept {
     return reclaim.tables_freed ? static_cast<double>(invalidations.flushes) /
                                       static_cast<double>(reclaim.tables_freed)

@@ -18,6 +18,7 @@
 //     sets it up again on the CPU that stayed up and lets it fire there. Timers are bound to
 //     their CPU (unlike Xen's tasklet_schedule from a notifier), so a ring has one user.
 #include <algorithm>
+#include <atomic>
 #include <memory>
 #include <new>
 #include <string>
@@ -82,6 +83,7 @@ class flush_epoch_policy final : public policy_base {
     c.watermark = config.watermark;
     c.flush_age_ns = config.flush_age_ns;
     c.poll_ns = config.poll_ns;
+    c.poll_spacing_ns = config.poll_spacing_ns;
     const std::size_t bytes = core_t::storage_bytes(c);
     storage_.reset(static_cast<unsigned char*>(
         ::operator new[](bytes, std::align_val_t{core_t::storage_align})));
@@ -228,11 +230,18 @@ class flush_epoch_policy final : public policy_base {
       return_iova(d, iova_range{r[i].first, r[i].last});
   }
   void touch(const void* line, bool write) { env_.rt.touch_line(line, write); }
+  // The core's only shared line is a domain's request hint ([core-5]); named when first seen.
+  void name(const void* line) {
+    if (named_.load(std::memory_order_relaxed) == line) return;
+    named_.store(line, std::memory_order_relaxed);
+    env_.rt.name_shared(line, "flush-epoch: a domain's request hint");
+  }
   void bug(const char* what) {
     if (env_.observer != nullptr) env_.observer->on_invariant_violation(what);
   }
 
  private:
+  std::atomic<const void*> named_{nullptr};  // the hint name() named last (a cache)
   struct cpu_timer {
     runtime::timer timer;
     bool ready = false;  // set up (CPU_UP_PREPARE), so the core may arm it
@@ -383,6 +392,7 @@ void sim_platform::on_taken(unsigned ring, core::domain_id d, core::iova_range n
                 invalidation_range{need.first, need.last, true}, f, n);
 }
 void sim_platform::touch_shared(const void* line, bool write) {
+  policy->name(line);
   policy->touch(line, write);
 }
 void sim_platform::core_bug(const char* what) {

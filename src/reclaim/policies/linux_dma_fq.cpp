@@ -139,9 +139,15 @@ class linux_dma_fq_policy final : public policy_base {
     cookie(linux_dma_fq_policy& p, domain_number d)
         : domain(d), timers(p.env_.rt.cpu_count(), [](unsigned) { return runtime::timer(); }) {
       const unsigned n = p.single_ ? 1 : p.env_.rt.cpu_count();
-      for (unsigned q = 0; q < n; ++q)
+      for (unsigned q = 0; q < n; ++q) {
         queues.push_back(
             std::make_unique<flush_queue>(p.env_.rt, p.fq_size_, p.single_ ? global_holder : q));
+        queues.back()->lock.name(p.single_ ? "linux-dma-fq: the single queue's lock"
+                                           : "linux-dma-fq: a CPU's ring lock");
+      }
+      p.env_.rt.name_shared(&start_cnt, "linux-dma-fq: fq_flush_start_cnt");
+      p.env_.rt.name_shared(&finish_cnt, "linux-dma-fq: fq_flush_finish_cnt");
+      p.env_.rt.name_shared(&timer_on, "linux-dma-fq: fq_timer_on");
       for (unsigned cpu = 0; cpu < timers.size(); ++cpu)
         p.env_.rt.timer_init(
             timers[cpu], [&p, this] { p.fq_flush_timeout(*this); }, cpu);

@@ -27,6 +27,8 @@ class linux_global_work_policy final : public policy_base {
  public:
   linux_global_work_policy(const reclaim_env& env, const reclaim_config& config)
       : policy_base(env, config, bound_scope::global), lock_(env.rt) {
+    lock_.name("linux-global-work: the global list lock");
+    env.rt.name_shared(&list_, "linux-global-work: the global list head");
     env_.rt.work_init(work_, [this] { work_fn(); });
   }
   ~linux_global_work_policy() override {

@@ -105,7 +105,9 @@ class xen_policy final : public policy_base {
  private:
   using deferred_iovas = std::vector<std::pair<domain_number, iova_range>>;
   struct slot {
-    explicit slot(runtime::kernel& k) : lazy_lock(k) {}
+    explicit slot(runtime::kernel& k) : lazy_lock(k) {
+      lazy_lock.name("xen: a CPU's lazy-IOVA lock");
+    }
     frame_list list;
     runtime::tasklet tasklet;
     bool initialised = false;

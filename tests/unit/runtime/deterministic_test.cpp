@@ -2,6 +2,7 @@
 // contention, wait_until with actors, the cost model.
 
 #include <atomic>
+#include <cstdint>
 #include <set>
 #include <string>
 #include <vector>
@@ -215,6 +216,54 @@ TEST(Deterministic, ALockHeldFarAheadDoesNotDelayAnEarlierAcquirer) {
   });
   (void)ex.run();
   EXPECT_LT(late_clock, 10'000u) << "CPU 1 was pushed to CPU 0's far-ahead release";
+}
+
+// The contention figures: CPUs that meet on a named lock and a named line lose time to them,
+// summed by name; unnamed objects are summed as such; nobody waits where nobody meets.
+TEST(Deterministic, ContentionFiguresSumTheTimeLostOnEachNamedObject) {
+  run_config cfg;
+  cfg.cpus = 4;
+  cfg.costs.step_jitter_ns = 0;
+  deterministic_executor ex(cfg);
+  spinlock named(ex);
+  named.name("the test's hot lock");
+  alignas(64) static std::uint64_t hot_line[8];
+  alignas(64) static std::uint64_t plain_line[8];
+  ex.name_shared(hot_line, "the test's hot line");
+  for (unsigned c = 0; c < 4; ++c)
+    ex.set_program(c, [&, n = 0u](unsigned) mutable {
+      {
+        std::lock_guard<spinlock> g(named);
+        ex.charge(cost_kind::frame_free, 4);  // held a while: the other CPUs queue
+      }
+      ex.touch_line(hot_line, true);
+      ex.touch_line(plain_line, true);
+      return ++n < 10 ? step_result::busy() : step_result::finished();
+    });
+  const run_stats st = ex.run();
+  const auto find = [&](const std::string& name) -> const contention_stat* {
+    for (const contention_stat& c : st.contention)
+      if (c.name == name) return &c;
+    return nullptr;
+  };
+  const contention_stat* lock = find("the test's hot lock");
+  ASSERT_NE(lock, nullptr);
+  EXPECT_TRUE(lock->lock);
+  EXPECT_EQ(lock->accesses, 40u);
+  EXPECT_GT(lock->waits, 0u);
+  EXPECT_GT(lock->delay_ns, lock->waits * cfg.costs.cost(cost_kind::lock_uncontended));
+  EXPECT_GT(lock->hold_ns, 0u);
+  const contention_stat* line = find("the test's hot line");
+  ASSERT_NE(line, nullptr);
+  EXPECT_FALSE(line->lock);
+  EXPECT_GT(line->accesses, 0u);
+  EXPECT_GE(line->delay_ns, line->accesses * cfg.costs.cost(cost_kind::cache_line_transfer));
+  const contention_stat* unnamed = find("unnamed line");
+  ASSERT_NE(unnamed, nullptr);
+  EXPECT_GT(unnamed->accesses, 0u);
+  EXPECT_EQ(find("unnamed lock"), nullptr);  // every lock taken was named
+  for (std::size_t i = 1; i < st.contention.size(); ++i)
+    EXPECT_GE(st.contention[i - 1].delay_ns, st.contention[i].delay_ns) << "largest first";
 }
 
 TEST(Deterministic, ReadsOfACleanLineAreFree) {
