@@ -78,55 +78,81 @@ const frame_meta& frame_pool::meta(frame_id f) const noexcept {
   return meta_[f.value];
 }
 
-bool frame_pool::reserve_frame() noexcept {
-  std::uint32_t n = in_use_.load(std::memory_order_relaxed);
-  do {
-    if (n >= capacity_) return false;  // every frame is held or reserved: truly exhausted
-  } while (!in_use_.compare_exchange_weak(n, n + 1, std::memory_order_relaxed));
-  return true;
+// The free lists are the reservation: a frame is taken from the CPU's cache (refilled from the
+// depot), else from another CPU's cache, holding one lock at a time (so two stealing CPUs cannot
+// deadlock). Only when that finds nothing does take_frame_exhausted() look again with every
+// lock held, where an empty result means no list held a frame at that instant.
+bool frame_pool::take_frame(std::uint32_t& out) {
+  cache& c = *caches_[platform_->current_cpu() % caches_.size()];
+  {
+    std::lock_guard g(c.lock);
+    if (c.frames.empty()) {
+      // Refill half a cache from the depot so alternating alloc/free does not ping-pong.
+      std::lock_guard dg(depot_lock_);
+      const std::size_t n = std::min<std::size_t>(depot_.size(), config_.cache_frames / 2);
+      for (std::size_t i = 0; i < n; ++i) {
+        c.frames.push_back(depot_.back());
+        depot_.pop_back();
+      }
+      // Keep the lowest frame number on top so allocation order is easy to read in traces.
+      std::reverse(c.frames.begin(), c.frames.end());
+      note_out_of_depot();
+    }
+    if (!c.frames.empty()) {
+      out = c.frames.back();
+      c.frames.pop_back();
+      bump(c.allocations);
+      return true;
+    }
+  }
+  // The depot is empty: steal from another CPU's cache.
+  for (auto& other : caches_) {
+    if (other.get() == &c) continue;
+    std::lock_guard og(other->lock);
+    if (!other->frames.empty()) {
+      out = other->frames.back();
+      other->frames.pop_back();
+      bump(other->allocations);
+      return true;
+    }
+  }
+  return take_frame_exhausted(c, out);
 }
 
-// Precondition: a frame was reserved (reserve_frame), so some list holds one or will once a
-// concurrent free or refill finishes its move; at most one cache lock is held at a time while
-// stealing, so two stealing CPUs cannot deadlock.
-std::uint32_t frame_pool::take_frame() {
-  cache& c = *caches_[platform_->current_cpu() % caches_.size()];
-  for (;;) {
-    {
-      std::lock_guard g(c.lock);
-      if (c.frames.empty()) {
-        // Refill half a cache from the depot so alternating alloc/free does not ping-pong.
-        std::lock_guard dg(depot_lock_);
-        const std::size_t n = std::min<std::size_t>(depot_.size(), config_.cache_frames / 2);
-        for (std::size_t i = 0; i < n; ++i) {
-          c.frames.push_back(depot_.back());
-          depot_.pop_back();
-        }
-        // Keep the lowest frame number on top so allocation order is easy to read in traces.
-        std::reverse(c.frames.begin(), c.frames.end());
-      }
-      if (!c.frames.empty()) {
-        const std::uint32_t f = c.frames.back();
-        c.frames.pop_back();
-        bump(c.allocations);
-        return f;
-      }
-    }
-    // The depot is empty but other caches hold the reserved frame: steal one.
-    for (auto& other : caches_) {
-      if (other.get() == &c) continue;
-      std::lock_guard og(other->lock);
-      if (!other->frames.empty()) {
-        const std::uint32_t f = other->frames.back();
-        other->frames.pop_back();
-        bump(other->allocations);
-        return f;
-      }
-    }
-    // A frame moved between lists behind the scan (freed into a cache already visited):
-    // scan again; the reservation guarantees one exists.
-    __builtin_ia32_pause();
+// A frame may have moved behind the scan (freed or spilled into a list already visited): look
+// once more with every cache lock (in index order) and then the depot's held, so no frame moves
+// while the lists are read. No deadlock: every other path holds one cache lock, then perhaps the
+// depot's.
+bool frame_pool::take_frame_exhausted(cache& mine, std::uint32_t& out) {
+  for (auto& k : caches_)
+    k->lock.lock();
+  depot_lock_.lock();
+  bool found = false;
+  if (!depot_.empty()) {
+    out = depot_.back();
+    depot_.pop_back();
+    note_out_of_depot();
+    bump(mine.allocations);
+    found = true;
   }
+  for (std::size_t i = 0; i < caches_.size() && !found; ++i) {
+    cache& k = *caches_[i];
+    if (k.frames.empty()) continue;
+    out = k.frames.back();
+    k.frames.pop_back();
+    bump(k.allocations);
+    found = true;
+  }
+  depot_lock_.unlock();
+  for (std::size_t i = caches_.size(); i-- > 0;)
+    caches_[i]->lock.unlock();
+  return found;
+}
+
+// Under the depot lock, after the depot shrank (the only time frames out of it can grow).
+void frame_pool::note_out_of_depot() noexcept {
+  const auto out = static_cast<std::uint32_t>(capacity_ - depot_.size());
+  if (out > peak_.load(std::memory_order_relaxed)) peak_.store(out, std::memory_order_relaxed);
 }
 
 void frame_pool::give_frame(std::uint32_t f) {
@@ -152,12 +178,12 @@ Result<frame_id> frame_pool::alloc(frame_ident owner) {
       return Status(errc::no_memory, "injected allocation failure");
     }
   }
-  if (!reserve_frame()) {
+  std::uint32_t raw = 0;
+  if (!take_frame(raw)) {
     failed_.fetch_add(1, std::memory_order_relaxed);
     return Status(errc::no_memory,
                   "frame pool exhausted (capacity " + std::to_string(capacity_) + " frames)");
   }
-  const std::uint32_t raw = take_frame();
   const frame_id f{raw};
   frame_meta& m = meta_[raw];
   const frame_ident old = m.load_ident(std::memory_order_relaxed);
@@ -173,11 +199,6 @@ Result<frame_id> frame_pool::alloc(frame_ident owner) {
   m.ident.store(owner.pack(), std::memory_order_release);  // [fp-1] pairs with walkers' [fp-2]
   if (pool_observer* o = observer_.load(std::memory_order_relaxed)) o->on_alloc(f, owner);
   platform_->charge(cost_kind::frame_alloc);
-  const std::uint32_t now_in_use = in_use_.load(std::memory_order_relaxed);
-  std::uint32_t peak = peak_.load(std::memory_order_relaxed);
-  while (now_in_use > peak &&
-         !peak_.compare_exchange_weak(peak, now_in_use, std::memory_order_relaxed)) {
-  }
   return f;
 }
 
@@ -326,7 +347,6 @@ Status frame_pool::free_checked(frame_id f, const char* path, bool from_retired_
   }
   platform_->charge(cost_kind::frame_free);
   give_frame(f.value);
-  in_use_.fetch_sub(1, std::memory_order_relaxed);  // after the frame is back in a list
   return {};
 }
 
@@ -337,8 +357,10 @@ pool_stats frame_pool::stats() const noexcept {
     s.frees += c->frees.load(std::memory_order_relaxed);
   }
   s.failed_allocations = failed_.load(std::memory_order_relaxed);
-  s.in_use = in_use_.load(std::memory_order_relaxed);
-  s.peak_in_use = peak_.load(std::memory_order_relaxed);
+  // Sums of counters read one after another: exact at quiescence, clamped while frames move.
+  const std::uint64_t held = s.allocations > s.frees ? s.allocations - s.frees : 0;
+  s.in_use = static_cast<std::uint32_t>(std::min<std::uint64_t>(held, capacity_));
+  s.peak_in_use = std::max(peak_.load(std::memory_order_relaxed), s.in_use);
   return s;
 }
 

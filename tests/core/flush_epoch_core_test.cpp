@@ -207,6 +207,36 @@ TEST(CoreTimer, OneRequestInFlightPerDomainForAllCpus) {
   EXPECT_EQ(r.p.violations(), std::vector<std::string>{});
 }
 
+// Over the watermark with a requested flush still in flight (an asynchronous backend), a retire
+// neither closes the open batch nor asks again: the batch closes at batch_frames, so stamps stay
+// one per batch_frames frames (not one per retire) and the batch ring does not fill into
+// back-pressure. Once the request completed, the next retire closes and asks again.
+TEST(CoreTimer, OverTheWatermarkAFlushInFlightKeepsTheBatchOpen) {
+  core_config c = small_config();
+  c.watermark = 8;
+  c.batch_frames = 16;
+  rig<> r(c);
+  r.p.set_complete_on_poll(false);
+  for (int i = 0; i < 40; ++i)
+    EXPECT_EQ(r.retire(0, 0, low), retire_status::queued);
+  // The 9th retire closes [1, 9] and asks; [10, 25] closes at batch_frames; [26, 40] is open.
+  EXPECT_EQ(r.core.total().stamps, 2u);
+  EXPECT_EQ(r.core.total().requests, 1u);
+  EXPECT_EQ(r.core.stats(0).backpressure.get(), 0u);
+  EXPECT_EQ(r.core.held(0), 40u);
+  EXPECT_TRUE(r.p.timer_armed(0));
+  r.p.complete_all(0);
+  r.retire(0, 0, low);  // frees [1, 9]; still over the watermark: closes [26, 41] and asks
+  EXPECT_EQ(r.core.held(0), 32u);
+  EXPECT_EQ(r.core.total().stamps, 3u);
+  EXPECT_EQ(r.core.total().requests, 2u);
+  r.p.complete_all(0);
+  r.fire(0);
+  EXPECT_EQ(r.core.pending(), 0u);
+  EXPECT_EQ(r.p.outstanding(), 0u);
+  EXPECT_EQ(r.p.violations(), std::vector<std::string>{});
+}
+
 // Bounds: a full frame ring invalidates, waits and frees before it takes more; the ring never
 // holds more than frames_per_cpu.
 TEST(CoreBounds, AFullFrameRingInvalidatesAndWaits) {

@@ -72,8 +72,9 @@
 //
 // Costs (docs/flush-epoch.md "Costs"): per retire two lock-free loads to reap the ring's head
 // and a store per frame and per IOVA; per batch one clock read when it opens and one stamp (fence +
-// load) when it closes; no lock, no allocation, no RMW on a shared line except when asking for an
-// invalidation (the hint's CAS).
+// load) when it closes (over the watermark too: a retire there adds two loads, the domain's hint
+// and its epoch, while a requested flush is in flight); no lock, no allocation, no RMW on a shared
+// line except when asking for an invalidation (the hint's CAS).
 #pragma once
 
 #include <atomic>
@@ -394,13 +395,22 @@ class flush_epoch_core {
       q.stats.peak_iovas.raise_to(q.i_count);
     }
     if (b->count >= cfg_.batch_frames || (k != 0 && b->iova_count >= cfg_.batch_iovas)) close(q);
-    // Ask early, without waiting: at a watermark or with half the batch descriptors used.
+    // Ask early, without waiting: over a watermark or with half the batch descriptors used. While
+    // a full flush of the domain is in flight, closing could not ask for a newer one (one request
+    // per domain), so the batch stays open until batch_frames and the timer polls: one stamp per
+    // batch_frames frames or per completed request, not per retire; frames_per_cpu and
+    // batches_per_cpu still bound the ring (back-pressure above).
     bool requested = false;
     if (over_watermark(q)) {
-      close(q);
-      request_flush(q, back(q).domain, back(q).stamp);
-      requested = true;
-      reap(q, /*poll=*/false);  // a fast invalidation may have completed already
+      const domain_id od = back(q).domain;
+      if (!flush_in_flight(od)) {
+        close(q);
+        request_flush(q, od, back(q).stamp);
+        requested = true;
+        reap(q, /*poll=*/false);  // a fast invalidation may have completed already
+      } else if (!q.timer_armed) {
+        requested = true;  // another CPU's request: the timer notices its completion
+      }
     }
     if (requested && q.b_count != 0)
       poll_soon(q);
@@ -562,6 +572,12 @@ class flush_epoch_core {
   void poll_soon(ring& q) noexcept {
     const std::uint64_t at_ns = p_.now_ns() + poll_ns_;
     if (!q.timer_armed || q.timer_at > at_ns) arm(q, at_ns);
+  }
+
+  // A full invalidation of d that some CPU asked for has not completed yet ([core-5]).
+  [[nodiscard]] bool flush_in_flight(domain_id d) noexcept {
+    touch(&requested_[d], false);
+    return p_.completed_full_seen(d) < requested_[d].load(std::memory_order_relaxed);
   }
 
   // Makes sure a full invalidation of d numbered after `stamp` is on its way, at most one in

@@ -2,10 +2,10 @@
 //
 // Capacity is fixed at construction (an explicit bound); exhaustion is errc::no_memory, never a
 // crash, and only when every frame is allocated (or inside an alloc/free that has not
-// returned): an allocation first reserves a frame against the capacity, then finds it in its
-// CPU's cache, the depot or another CPU's cache. Allocation and free go through per-CPU caches
-// of free frames (the caller's CPU comes from the platform seam) backed by a locked depot, so
-// CPUs do not serialise on one lock.
+// returned): an allocation takes a frame from its CPU's cache, the depot or another CPU's
+// cache, and reports exhaustion only after a last look with every list locked finds none.
+// Allocation and free go through per-CPU caches of free frames (the caller's CPU comes from the
+// platform seam) backed by a locked depot, so CPUs do not serialise on one lock.
 //
 // The ledger: every state change is checked. Double free, freeing a frame still linked into a
 // table (the page table marks a frame linked when it publishes it: mark_linked), and touching a
@@ -19,8 +19,9 @@
 // linking PTE store (see pt/), not by the pool.
 //
 // Layout: the allocation and free counters live in the per-CPU caches (each written under its
-// cache's lock, so no locked add on a line all CPUs write; stats() sums them), and what every
-// CPU writes (the reservation counter, the depot) sits on cache lines apart from what every
+// cache's lock, so no locked add on a line all CPUs write; stats() sums them, and in_use is
+// their difference), so an alloc or free that its CPU's cache serves writes no shared line. What
+// refills and spills write (the depot, the peak) sits on cache lines apart from what every
 // operation only reads (the frame and metadata arrays, the cache table). Frames are 4 KiB
 // aligned, so two frames never share a cache line (or a host page).
 #pragma once
@@ -74,7 +75,10 @@ struct pool_stats {
   std::uint64_t allocations = 0;
   std::uint64_t frees = 0;
   std::uint64_t failed_allocations = 0;
-  std::uint32_t in_use = 0;
+  std::uint32_t in_use = 0;  // allocations - frees: exact at quiescence
+  // The most frames ever out of the depot at once (allocated, or free in a CPU's cache), noted
+  // when the depot shrinks: at least the peak of in_use, and above it by at most
+  // caches x cache_frames (the frames the caches held then).
   std::uint32_t peak_in_use = 0;
 };
 
@@ -177,8 +181,9 @@ class frame_pool {
 
   Result<frame_id> alloc(frame_ident owner);
   Status free_checked(frame_id f, const char* path, bool from_retired_only);
-  bool reserve_frame() noexcept;
-  std::uint32_t take_frame();
+  bool take_frame(std::uint32_t& out);
+  bool take_frame_exhausted(cache& mine, std::uint32_t& out);
+  void note_out_of_depot() noexcept;
   void give_frame(std::uint32_t f);
   void report(frame_id f, std::string what);
 
@@ -202,15 +207,10 @@ class frame_pool {
   std::atomic<std::uint64_t> table_fail_threshold_{0};
   std::uint64_t table_fail_seed_ = 0;
 
-  // Written by refills and spills (cache_frames / 2 frames at a time).
+  // Written by refills and spills (cache_frames / 2 frames at a time); peak_ under depot_lock_
+  // (a plain store: one writer at a time), read by stats() without it.
   alignas(line) spinlock depot_lock_;
   std::vector<std::uint32_t> depot_;
-
-  // Written by every allocation and free, on any CPU.
-  // Frames reserved by an allocation or held, incremented before a frame is taken from a list
-  // and decremented after a freed frame is back in one: never above capacity, so a reservation
-  // always finds a frame (in_use_ < capacity_ means some list holds one).
-  alignas(line) std::atomic<std::uint32_t> in_use_{0};
   std::atomic<std::uint32_t> peak_{0};
 
   // Error paths and fault injection only.

@@ -132,6 +132,26 @@ TEST(FramePool, ExhaustionIsAnErrorValueAndLeaksAreListed) {
   EXPECT_EQ(pool.stats().peak_in_use, 3u);
 }
 
+// peak_in_use is noted when the depot shrinks (no shared write per alloc): never below the
+// true peak, and above it by at most the frames the caches held (caches x cache_frames).
+TEST(FramePool, PeakInUseBoundsTheTruePeakWithinTheCaches) {
+  real_platform plat(2);
+  frame_pool pool({.capacity_frames = 64, .caches = 2, .cache_frames = 4}, plat);
+  std::vector<frame_id> held;
+  for (unsigned round = 0; round < 2; ++round) {
+    plat.set_current_cpu(round);
+    for (int i = 0; i < 10; ++i)
+      held.push_back(*pool.alloc_data());
+    for (frame_id f : held)
+      ASSERT_TRUE(pool.free(f, "t").ok());
+    held.clear();
+  }
+  plat.set_current_cpu(0);
+  EXPECT_EQ(pool.stats().in_use, 0u);
+  EXPECT_GE(pool.stats().peak_in_use, 10u);
+  EXPECT_LE(pool.stats().peak_in_use, 10u + 2 * 4);
+}
+
 TEST(FramePool, ExhaustionStealsFromOtherCpuCaches) {
   real_platform plat(2);
   frame_pool pool({.capacity_frames = 8, .caches = 2, .cache_frames = 4}, plat);
