@@ -38,6 +38,10 @@ deterministic_executor::deterministic_executor(run_config config)
     : executor(config), rng_(config_.seed) {
   PTR_ASSERT_MSG(config_.costs.step_ns >= 1, "cost_model::step_ns must be >= 1 (progress)");
   clock_.assign(cpus_ + max_actors_limit, 0);
+  PTR_ASSERT_MSG(
+      config_.pt_lines <= max_pt_lines && (config_.pt_lines & (config_.pt_lines - 1)) == 0,
+      "run_config::pt_lines must be 0 or a power of two <= max_pt_lines");
+  table_lines_.resize(config_.pt_lines);
   locks_held_.assign(cpus_ + max_actors_limit, 0);
 }
 
@@ -100,6 +104,31 @@ void deterministic_executor::touch_line(const void* line, bool write) noexcept {
     }
     l.sharers.set(e);
   }
+}
+
+void deterministic_executor::touch_table_line(const void* entry, bool write) noexcept {
+  const unsigned e = entity();
+  if (e == none || table_lines_.empty()) return;
+  const std::uintptr_t line = reinterpret_cast<std::uintptr_t>(entry) / cache_line_size;
+  table_line& l = table_lines_[line & (table_lines_.size() - 1)];
+  if (l.line != line) l = table_line{line, none, 0};  // forget the line that held the slot
+  const std::uint64_t self = std::uint64_t{1} << (e % 64);
+  bool transfer = false;
+  if (write) {
+    transfer = (l.owner != none && l.owner != e) || (l.sharers & ~self) != 0;
+    l.owner = e;
+    l.sharers = self;
+  } else {
+    if (l.owner != none && l.owner != e) {
+      transfer = true;
+      l.sharers |= std::uint64_t{1} << (l.owner % 64);
+      l.owner = none;  // downgraded to shared
+    }
+    l.sharers |= self;
+  }
+  if (!transfer) return;
+  ++table_line_transfers_;
+  clock_[e] = sat_add(clock_[e], config_.costs.cost(cost_kind::cache_line_transfer));
 }
 
 void deterministic_executor::lock_acquire(const void* lock) noexcept {
