@@ -58,6 +58,7 @@ inline constexpr std::uint64_t marker_field_mask = (1u << marker_bits_per_entry)
 inline constexpr unsigned counter_present = 0;  // entries 0, 1
 inline constexpr unsigned counter_pairs = 1;    // entries 2, 3
 inline constexpr unsigned max_pairs = limits::ptes_per_table - 1;
+inline constexpr unsigned entries_per_line = 8;  // 64-byte cache lines of 8-byte entries
 static_assert(2 * marker_bits_per_entry >= 10, "a counter must hold 0..512");
 
 template <pt_format F>
@@ -238,12 +239,25 @@ class table_impl final : public table {
     return next < phys_limit && b == F::make_leaf(next, level, da.perms);
   }
 
+  // Reports the cache line of entry w[idx] to the platform: the deterministic executor charges
+  // a transfer when another CPU wrote it last (or, for a write, read it since); a no-op on the
+  // real platform, whose hardware pays it.
+  void touch(const word* w, unsigned idx, bool write) const noexcept {
+    pool_.plat().touch_table_line(&w[idx], write);
+  }
+  // Reports every line of table t as written (a table filled whole, by split).
+  void touch_table(const word* w) const noexcept {
+    for (unsigned i = 0; i < limits::ptes_per_table; i += entries_per_line)
+      touch(w, i, true);
+  }
+
   // Writes the hardware part `v` into t[idx] (a table at `level`), keeping the entry's marker
   // bits and, in locked mode, updating t's counters. Lock-free mode: a plain release store.
   void write_entry(mem::frame_id t, unsigned idx, unsigned level, std::uint64_t v) noexcept {
     // Virtual time for the deterministic executor (a no-op on the real platform).
     pool_.plat().charge(cost_kind::pte_write);
     word* w = pool_.words(t);
+    touch(w, idx, true);
     if (!locked_) {
       w[idx].store(v, std::memory_order_release);  // [pt-1]
       return;
@@ -262,6 +276,7 @@ class table_impl final : public table {
       dpairs += int{contiguous(v, right, level)} - int{contiguous(old_hw, right, level)};
     }
     w[idx].store(F::sw_set(v, F::sw_get(old)), std::memory_order_release);  // [pt-1]
+    if (dpresent != 0 || dpairs != 0) touch(w, 0, true);  // the counters live in entries 0..3
     if (dpresent != 0)
       write_counter(w, counter_present,
                     static_cast<unsigned>(int(read_counter(w, counter_present)) + dpresent));
@@ -303,6 +318,7 @@ class table_impl final : public table {
     if (level > 1) {
       const word* w = pool_.words(t);
       for (unsigned i = 0; i < limits::ptes_per_table; ++i) {
+        if (i % entries_per_line == 0) touch(w, i, false);
         const decoded_entry d = F::decode(w[i].load(std::memory_order_acquire), level);  // [pt-2]
         if (d.kind == entry_kind::table)
           release_subtree(mem::frame_id::from_phys(d.addr), level - 1, first, last, g);

@@ -25,6 +25,7 @@ Status table_impl<F>::map_one(iova_t iova, std::uint64_t phys, unsigned leaf_lev
   }
   const mem::frame_id t = path[leaf_level];
   const unsigned idx = level_index(iova, leaf_level);
+  touch(pool_.words(t), idx, false);
   const std::uint64_t old = pool_.words(t)[idx].load(std::memory_order_acquire);  // [pt-2]
   const decoded_entry d = F::decode(old, leaf_level);
   if (d.kind == entry_kind::leaf) return Status(errc::address_in_use, "map: page already mapped");
@@ -57,6 +58,7 @@ template <pt_format F>
 Result<mem::frame_id> table_impl<F>::descend_or_install(mem::frame_id t, unsigned level,
                                                         iova_t iova, unsigned leaf_level) {
   word& e = pool_.words(t)[level_index(iova, level)];
+  touch(pool_.words(t), level_index(iova, level), false);
   std::uint64_t v = e.load(std::memory_order_acquire);  // [pt-2]
   for (;;) {
     const decoded_entry d = F::decode(v, level);
@@ -83,6 +85,7 @@ Result<mem::frame_id> table_impl<F>::descend_or_install(mem::frame_id t, unsigne
       write_entry(t, level_index(iova, level), level, linked);  // [pt-1]
     } else {
       pool_.plat().charge(cost_kind::pte_write);
+      touch(pool_.words(t), level_index(iova, level), true);
       if (!e.compare_exchange_strong(v, linked, std::memory_order_acq_rel,  // [pt-4] pairs with a
                                      std::memory_order_acquire)) {          // racing [pt-4], [pt-2]
         // Lost the race: `v` is the winner's entry; our chain was never visible to anyone.
@@ -109,6 +112,7 @@ Status table_impl<F>::unmap_in(mem::frame_id t, unsigned level, iova_t first, io
   const unsigned i_last = level_index(last, level);
   iova_t base = align_down(first, shift);
   for (unsigned idx = level_index(first, level); idx <= i_last; ++idx, base += size) {
+    touch(w, idx, false);  // a line the caller already holds costs nothing again
     const std::uint64_t v = w[idx].load(std::memory_order_acquire);  // [pt-2]
     const decoded_entry d = F::decode(v, level);
     if (d.kind == entry_kind::none) continue;
@@ -151,6 +155,7 @@ Result<mem::frame_id> table_impl<F>::split(mem::frame_id t, unsigned idx, unsign
   for (unsigned i = 0; i < limits::ptes_per_table; ++i)
     cw[i].store(F::make_leaf(d.addr + i * csize, level - 1, d.perms), std::memory_order_relaxed);
   pool_.plat().charge(cost_kind::pte_write, limits::ptes_per_table);
+  touch_table(cw);
   if (locked_) {
     write_counter(cw, counter_present, limits::ptes_per_table);
     write_counter(cw, counter_pairs, max_pairs);
@@ -159,6 +164,7 @@ Result<mem::frame_id> table_impl<F>::split(mem::frame_id t, unsigned idx, unsign
   if (locked_) {
     write_entry(t, idx, level, linked);  // [pt-1]
   } else {
+    touch(pool_.words(t), idx, true);
     std::uint64_t expected = old;
     const bool won = pool_.words(t)[idx].compare_exchange_strong(  // [pt-4]
         expected, linked, std::memory_order_acq_rel, std::memory_order_acquire);
@@ -180,11 +186,13 @@ template <pt_format F>
 bool table_impl<F>::settle(mem::frame_id parent, unsigned pidx, unsigned plevel, iova_t iova,
                            gather& g) {
   PTR_DASSERT(locked_);
+  touch(pool_.words(parent), pidx, false);
   const std::uint64_t pv = pool_.words(parent)[pidx].load(std::memory_order_relaxed);
   const decoded_entry pe = F::decode(pv, plevel);
   if (pe.kind != entry_kind::table) return false;
   const mem::frame_id child = mem::frame_id::from_phys(pe.addr);
   const word* w = pool_.words(child);
+  touch(w, 0, false);  // its counters
   const iova_t base = align_down(iova, level_shift(plevel));
   const iova_t last = base + entry_size(plevel) - 1;
   if (read_counter(w, counter_present) == 0) {

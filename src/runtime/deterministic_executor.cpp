@@ -38,6 +38,10 @@ deterministic_executor::deterministic_executor(run_config config)
     : executor(config), rng_(config_.seed) {
   PTR_ASSERT_MSG(config_.costs.step_ns >= 1, "cost_model::step_ns must be >= 1 (progress)");
   clock_.assign(cpus_ + max_actors_limit, 0);
+  PTR_ASSERT_MSG(
+      config_.pt_lines <= max_pt_lines && (config_.pt_lines & (config_.pt_lines - 1)) == 0,
+      "run_config::pt_lines must be 0 or a power of two <= max_pt_lines");
+  table_lines_.resize(config_.pt_lines);
   locks_held_.assign(cpus_ + max_actors_limit, 0);
 }
 
@@ -113,6 +117,33 @@ void deterministic_executor::touch_line(const void* line, bool write) noexcept {
   }
 }
 
+void deterministic_executor::touch_table_line(const void* entry, bool write) noexcept {
+  const unsigned e = entity();
+  if (e == none || table_lines_.empty()) return;
+  const std::uintptr_t line = reinterpret_cast<std::uintptr_t>(entry) / cache_line_size;
+  table_line& l = table_lines_[line & (table_lines_.size() - 1)];
+  if (l.line != line) l = table_line{line, none, 0};  // forget the line that held the slot
+  const std::uint64_t self = std::uint64_t{1} << (e % 64);
+  bool transfer = false;
+  if (write) {
+    transfer = (l.owner != none && l.owner != e) || (l.sharers & ~self) != 0;
+    l.owner = e;
+    l.sharers = self;
+  } else {
+    if (l.owner != none && l.owner != e) {
+      transfer = true;
+      l.sharers |= std::uint64_t{1} << (l.owner % 64);
+      l.owner = none;  // downgraded to shared
+    }
+    l.sharers |= self;
+  }
+  if (!transfer) return;
+  ++table_line_transfers_;
+  const std::uint64_t cost = config_.costs.cost(cost_kind::cache_line_transfer);
+  if (e < cpus_) table_line_delay_ns_ += cost;  // CPU time, as in touch_line
+  clock_[e] = sat_add(clock_[e], cost);
+}
+
 void deterministic_executor::lock_acquire(const void* lock) noexcept {
   const unsigned e = entity();
   if (e == none) return;
@@ -176,6 +207,11 @@ std::vector<contention_stat> deterministic_executor::contention() const {
     c.accesses += l.moves;
     c.waits += l.queued;
     c.delay_ns += l.delay_ns;
+  }
+  if (table_line_transfers_ != 0) {
+    contention_stat& c = add("page-table entries' lines", false);
+    c.accesses += table_line_transfers_;
+    c.delay_ns += table_line_delay_ns_;
   }
   // Largest first; ties by name, so the order does not depend on the maps' iteration order.
   std::sort(out.begin(), out.end(), [](const contention_stat& a, const contention_stat& b) {

@@ -33,6 +33,11 @@ class platform {
   virtual void charge(cost_kind /*kind*/, std::uint64_t /*count*/ = 1) noexcept {}
   // The caller read (write=false) or wrote a cache line shared between CPUs.
   virtual void touch_line(const void* /*line*/, bool /*write*/) noexcept {}
+  // The caller (the page-table code) read or wrote the entry at `entry`. Kept apart from
+  // touch_line because page-table lines are many and each is rarely contended: the
+  // deterministic executor keeps them in a bounded table (run_config::pt_lines) instead of
+  // touch_line's per-line transfer history.
+  virtual void touch_table_line(const void* /*entry*/, bool /*write*/) noexcept {}
   // Lock hooks bracket a critical section so virtual time can make holders and waiters contend.
   virtual void lock_acquire(const void* /*lock*/) noexcept {}
   virtual void lock_release(const void* /*lock*/) noexcept {}

@@ -23,6 +23,11 @@
 // happen one at a time (a writer, or a reader of a modified line, waits for the transfer before
 // it), so N CPUs writing one counter are as serial as N CPUs taking one lock. This makes one global
 // lock, or one hot atomic, show its real scaling at 64-256 simulated CPUs.
+// touch_table_line(entry, write) applies the same rules to the lines of page-table entries the
+// page-table code reads and writes, with a bounded table instead (run_config::pt_lines slots,
+// indexed by line address modulo its size: lines in one frame pool collide by their distance
+// alone, so where the heap put the pool cannot change a run) and no transfer queue: a transfer
+// costs cache_line_transfer, charged at once.
 //
 // Rules for client code here (asserted): a lock is released in the step that took it; a step
 // never waits for another CPU (wait_until runs actors only); tasklet_kill/flush_work never wait
@@ -72,6 +77,7 @@ class deterministic_executor final : public executor {
   [[nodiscard]] std::uint64_t now_ns() noexcept override;
   void charge(cost_kind kind, std::uint64_t count = 1) noexcept override;
   void touch_line(const void* line, bool write) noexcept override;
+  void touch_table_line(const void* entry, bool write) noexcept override;
   void lock_acquire(const void* lock) noexcept override;
   void lock_release(const void* lock) noexcept override;
   void name_shared(const void* object, const char* name) noexcept override;
@@ -90,6 +96,10 @@ class deterministic_executor final : public executor {
   // The cost model in use; may be changed between steps.
   [[nodiscard]] cost_model& costs() noexcept { return config_.costs; }
   void set_cost(cost_kind kind, std::uint64_t ns) noexcept { config_.costs.set_cost(kind, ns); }
+  // Cache-line transfers touch_table_line charged so far (page-table lines only).
+  [[nodiscard]] std::uint64_t table_line_transfers() const noexcept {
+    return table_line_transfers_;
+  }
   // Called after every step (before the next is picked).
   void set_trace_sink(std::function<void(const trace_event&)> sink) { sink_ = std::move(sink); }
 
@@ -112,6 +122,13 @@ class deterministic_executor final : public executor {
     // transfer their access falls into, as lock hand-overs do.
     busy_intervals transfers;
     std::uint64_t moves = 0, queued = 0, delay_ns = 0;  // contention figures
+  };
+  // One page-table line (touch_table_line): the compact form of line_state, with no transfer
+  // history (its lines are rarely contended, and there are too many for 8 KiB each).
+  struct table_line {
+    std::uintptr_t line = 0;    // address / cache_line_size; 0 = empty slot
+    unsigned owner = none;      // entity holding it modified
+    std::uint64_t sharers = 0;  // bit (entity % 64): exact up to 64 CPUs and actors
   };
 
   void on_cpu_work(unsigned cpu, std::uint64_t at_ns, bool is_timer) override;
@@ -143,6 +160,9 @@ class deterministic_executor final : public executor {
   std::unordered_map<const void*, const char*> lock_names_;     // name_shared
   std::unordered_map<std::uintptr_t, const char*> line_names_;  // by line, name_shared
   std::uint64_t cpu_wait_ns_ = 0;                               // wait_until on CPUs
+  std::vector<table_line> table_lines_;  // run_config::pt_lines slots, direct-mapped
+  std::uint64_t table_line_transfers_ = 0;
+  std::uint64_t table_line_delay_ns_ = 0;  // the CPUs' share of those transfers
   std::function<void(const trace_event&)> sink_;
 };
 

@@ -63,6 +63,11 @@ struct run_config {
   std::uint64_t max_steps = std::uint64_t{1} << 32;
   std::uint64_t real_time_limit_ns = std::uint64_t{60} * 1000 * 1000 * 1000;
   unsigned max_actors = 64;  // <= max_actors_limit
+  // deterministic: page-table cache lines whose last writer and readers it remembers
+  // (touch_table_line), in a direct-mapped table of this many slots (a power of two <=
+  // max_pt_lines; 0 = charge no page-table line). 2^16 slots cover 4 MiB of tables (1,024 frames)
+  // in 1.5 MiB; a line whose slot another line took is forgotten and its next touch is free.
+  unsigned pt_lines = 1u << 16;
   unsigned max_notifiers = 64;
   dead_cpu_work on_cpu_dead = dead_cpu_work::park;  // see hotplug.hpp
   // threaded: how long a hotplug operation waits for a CPU to reach a step boundary before it
@@ -83,6 +88,7 @@ struct run_config {
   std::uint64_t stall_real_ns = 0;
 };
 inline constexpr unsigned max_actors_limit = 256;
+inline constexpr unsigned max_pt_lines = 1u << 24;  // run_config::pt_lines (384 MiB of slots)
 
 enum class stop_reason : std::uint8_t {
   quiescent,    // all programs finished, non-daemon actors finished, hotplug events done,

@@ -174,6 +174,52 @@ TEST(Deterministic, WritersOfOneLineSerialise) {
   }
 }
 
+// touch_table_line's accounting, one scripted access at a time (a CPU whose turn it is not
+// only steps): a write costs a transfer after another CPU's access, a read after another CPU's
+// write; a line whose slot another line took is forgotten.
+TEST(Deterministic, TableLinesChargeTransfersBetweenWritersAndReaders) {
+  run_config cfg;
+  cfg.cpus = 2;
+  cfg.pt_lines = 4;  // lines 4 apart share a slot
+  deterministic_executor ex(cfg);
+  alignas(64) static std::uint64_t mem[8][8];  // 8 lines: A = 0, B = 1, C = 4 (A's slot)
+  struct access {
+    unsigned cpu;
+    unsigned line;
+    bool write;
+    std::uint64_t transfers;  // expected for this access
+  };
+  const std::vector<access> script = {
+      {0, 0, true, 0},   // A new
+      {0, 0, true, 0},   // A still cpu 0's
+      {1, 0, false, 1},  // A modified by cpu 0: moves, now shared
+      {0, 0, false, 0},  // shared: reads are free
+      {1, 0, false, 0},  //
+      {0, 0, true, 1},   // cpu 1 shares it: a write moves it
+      {1, 0, true, 1},   // cpu 0 modified it
+      {1, 1, true, 0},   // B new
+      {0, 4, true, 0},   // C new, takes A's slot
+      {0, 0, true, 0},   // A forgotten: free, though cpu 1 wrote it last
+  };
+  std::vector<std::uint64_t> seen;
+  std::size_t next = 0;
+  for (unsigned c = 0; c < 2; ++c) {
+    ex.set_program(c, [&](unsigned cpu) {
+      if (next < script.size() && script[next].cpu == cpu) {
+        const std::uint64_t before = ex.table_line_transfers();
+        ex.touch_table_line(&mem[script[next].line][3], script[next].write);
+        seen.push_back(ex.table_line_transfers() - before);
+        ++next;
+      }
+      return next < script.size() ? step_result::yield() : step_result::finished();
+    });
+  }
+  (void)ex.run();
+  ASSERT_EQ(seen.size(), script.size());
+  for (std::size_t i = 0; i < script.size(); ++i)
+    EXPECT_EQ(seen[i], script[i].transfers) << "access " << i;
+}
+
 TEST(BusyIntervals, AnAccessStartsInTheFirstGapAtOrAfterItsArrival) {
   busy_intervals b;
   EXPECT_EQ(b.earliest_free(5), 5u);
