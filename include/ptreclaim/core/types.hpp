@@ -51,8 +51,8 @@ struct core_config {
   // At most one hardware poll of a domain's completions per this many ns across all CPUs: a
   // timer that finds another CPU polled the domain more recently reads the progress that poll
   // published (P::completed*_seen) instead. Many CPUs waiting on one domain then do not all meet
-  // on the IOMMU's locks. 0 = every timer run polls.
-  std::uint64_t poll_spacing_ns = 1'000;
+  // on the IOMMU's locks. 0 (the default) = every timer run polls.
+  std::uint64_t poll_spacing_ns = 0;
   // Latency histogram (when compiled in): one batch in 2^latency_sample_shift is sampled.
   unsigned latency_sample_shift = 0;
 };

@@ -69,8 +69,8 @@ struct reclaim_config {
   // polling). 0 = 2 us.
   std::uint64_t poll_ns = 0;
   // flush-epoch: at most one hardware poll of a domain's completions per this many ns across
-  // CPUs; the others read what that poll published. 0 = every timer run polls.
-  std::uint64_t poll_spacing_ns = 1'000;
+  // CPUs; the others read what that poll published. 0 (the default) = every timer run polls.
+  std::uint64_t poll_spacing_ns = 0;
   std::uint32_t watermark = 64;    // flush-epoch: per-CPU pending frames → flush
   unsigned batches_per_cpu = 256;  // flush-epoch: batch descriptors per CPU (a bound)
   // flush-epoch: frames one batch (one stamp) may take. 1 stamps every retire, so each batch

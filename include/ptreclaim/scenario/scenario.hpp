@@ -217,8 +217,8 @@ struct reclaim_params {
       10'000'000;                         // age after which pending frames are flushed (0 = never)
   std::uint64_t watermark_frames = 1024;  // pending count that wakes the worker early (<= max)
   // flush-epoch: at most one hardware poll of a domain's completions per this many ns across
-  // CPUs (0 = every timer run polls).
-  std::uint64_t poll_spacing_ns = 1'000;
+  // CPUs (0, the default: every timer run polls).
+  std::uint64_t poll_spacing_ns = 0;
   // linux-dma-fq: per-CPU flush queues (Linux's default), or the one large queue Linux uses for
   // IOMMUs whose flushes are shadowed (vIOMMUs in caching mode): 32768 entries, a 1 s timer.
   bool fq_single_queue = false;
