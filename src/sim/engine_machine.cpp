@@ -50,7 +50,7 @@ machine::~machine() {
   domains.clear();
   drivers_.reset();
   tb_.reset();
-  iovas_.reset();  // after the monitor that forwards to it
+  iovas_.reset();     // after the monitor that forwards to it
   recorder_.reset();  // after the testbed, whose taps and sink name it
 }
 
