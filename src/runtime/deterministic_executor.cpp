@@ -191,10 +191,13 @@ std::vector<contention_stat> deterministic_executor::contention() const {
     out.push_back(contention_stat{name, lock, 0, 0, 0, 0});
     return out.back();
   };
+  const auto name_of = [](const auto& names, const auto& key, const char* unnamed) {
+    const auto n = names.find(key);
+    return n != names.end() ? n->second : unnamed;
+  };
   for (const auto& [addr, st] : locks_) {
     if (st.acquisitions == 0) continue;
-    const auto n = lock_names_.find(addr);
-    contention_stat& c = add(n != lock_names_.end() ? n->second : "unnamed lock", true);
+    contention_stat& c = add(name_of(lock_names_, addr, "unnamed lock"), true);
     c.accesses += st.acquisitions;
     c.waits += st.waits;
     c.delay_ns += st.delay_ns;
@@ -202,8 +205,7 @@ std::vector<contention_stat> deterministic_executor::contention() const {
   }
   for (const auto& [line, l] : lines_) {
     if (l.moves == 0) continue;
-    const auto n = line_names_.find(line);
-    contention_stat& c = add(n != line_names_.end() ? n->second : "unnamed line", false);
+    contention_stat& c = add(name_of(line_names_, line, "unnamed line"), false);
     c.accesses += l.moves;
     c.waits += l.queued;
     c.delay_ns += l.delay_ns;
