@@ -107,6 +107,9 @@ specs=(
   "fe.safety;flush_epoch.pml;safety;pass;"
   "fe.safety.batch1;flush_epoch.pml;safety;pass;-DBATCH_FRAMES=1"
   "fe.L1.hotplug;flush_epoch.pml;ltl;pass;-DHOTPLUG=1 -DOPS0=1 -DOPS1=1"
+  # poll_spacing_ns: a reap may skip its poll on the strength of another CPU's.
+  "fe.safety.spacing;flush_epoch.pml;safety;pass;-DSPACING"
+  "fe.L1.spacing;flush_epoch.pml;ltl;pass;-DSPACING -DNO_SB -DOPS0=1 -DOPS1=1"
   # flush-epoch mutants: the spec (S2/S3) and the hardware alone (a walk into a freed table).
   "fe.mutant.stamp_before_unlink;flush_epoch.pml;bfs;spec;-DSTAMP_BEFORE_UNLINK"
   "fe.mutant.stamp_before_unlink.walk;flush_epoch.pml;bfs;S1;-DSTAMP_BEFORE_UNLINK -DNO_S2_ASSERT -DNO_S3_ASSERT"
@@ -123,12 +126,15 @@ specs=(
   "fe.mutant.adopt_open;flush_epoch.pml;bfs;spec;-DADOPT_OPEN -DHOTPLUG=1 -DOPS0=1 -DOPS1=1"
   "fe.mutant.adopt_open.walk;flush_epoch.pml;bfs;S1;-DADOPT_OPEN -DHOTPLUG=1 -DOPS0=1 -DOPS1=1 -DNO_S2_ASSERT -DNO_S3_ASSERT"
   "fe.mutant.timer_no_poll;flush_epoch.pml;ltl;L1;-DTIMER_NO_POLL -DOPS0=1 -DOPS1=1"
+  "fe.mutant.wait_no_seen;flush_epoch.pml;safety;\\(rn\\[0\\]==0\\);-DSPACING -DWAIT_NO_SEEN -DHOTPLUG=1 -DOPS0=1 -DOPS1=2"
   # Witnesses: what the properties rely on is reached.
   "fe.witness.full_ahead;flush_epoch.pml;bfs;cseen<cfseen;-DW_FULL_AHEAD"
   "fe.witness.ride;flush_epoch.pml;bfs;bcov;-DW_RIDE"
   "fe.witness.timer_free;flush_epoch.pml;bfs;in_timer;-DW_TIMER_FREE"
   "fe.witness.backpressure;flush_epoch.pml;bfs;!\(1\);-DW_BACKPRESSURE -DHOTPLUG=1 -DOPS0=1 -DOPS1=2"
   "fe.witness.adopt_open;flush_epoch.pml;bfs;qopen;-DW_ADOPT_OPEN -DHOTPLUG=1 -DOPS0=1 -DOPS1=2"
+  "fe.witness.keep_open;flush_epoch.pml;bfs;qopen;-DW_KEEP_OPEN"
+  "fe.witness.spaced_free;flush_epoch.pml;bfs;spaced;-DSPACING -DW_SPACED_FREE"
   "fe.witness.down_failed_free;flush_epoch.pml;bfs;hp_failed;-DW_FAILED_FREE -DHOTPLUG=1 -DOPS0=1 -DOPS1=2"
   # The Xen seed: faithful (plain tasklet, downs succeed) holds; so does CPU_DOWN_FAILED fixed.
   "xen.safety;xen_tasklet.pml;safety;pass;"

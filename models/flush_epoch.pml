@@ -15,6 +15,13 @@
  *   ADOPT_OPEN           CPU_DEAD adopts the dead CPU's open batch without closing it
  *   FULL_GE              completed_full >= stamp (not >) frees a batch with a non-zero stamp
  *   TIMER_NO_POLL        the timer reaps without polling the hardware (L1)
+ *   WAIT_NO_SEEN         (with SPACING) flush_all's wait does not advance the _seen counters, so
+ *                        a reap whose poll another CPU's recent poll suppressed finds nothing
+ * Options:
+ *   SPACING              poll_spacing_ns > 0: a reap that polls may skip its hardware poll when
+ *                        another CPU polled within the spacing (claim_poll). Time is abstracted:
+ *                        each poll by another CPU lets a CPU skip one of its own polls, and the
+ *                        _seen counters that poll advanced are what the reap then reads.
  */
 
 #define NCPU 2
@@ -79,6 +86,20 @@ inline hw_recompute() {
 #define POLL cseen = hw_c; cfseen = hw_cf; \
              printf("poll: completed %d, completed_full %d\n", hw_c, hw_cf)
 
+/* poll_spacing_ns (claim_poll): pfresh[c] = another CPU's reap polled since CPU c last skipped
+ * a poll on the strength of one. A reap's claim is one step before its polls. */
+#ifdef SPACING
+bit pfresh[NCPU];
+bit spaced[NCPU];             /* CPU c's current reap skips its polls */
+#define RPOLL(c) if :: !spaced[c] -> POLL; pfresh[1 - (c)] = 1 :: else fi
+#define CLAIM_POLL(c) if :: pfresh[c] -> d_step { pfresh[c] = 0; spaced[c] = 1 } :: true fi
+#define CLAIM_DONE(c) spaced[c] = 0
+#else
+#define RPOLL(c) POLL
+#define CLAIM_POLL(c) skip
+#define CLAIM_DONE(c) skip
+#endif
+
 /* Per-CPU rings of batches; slot 0 is the oldest (pop shifts: fewer distinct states). */
 byte rn[NCPU];                /* batches in the ring */
 byte bfr[NCPU * RING];        /* frames of the batch (bit f) */
@@ -113,7 +134,9 @@ bit hp_done;                   /* cpu_down(1) happened */
  *   W_RIDE         a batch freed on a caller's cover
  *   W_TIMER_FREE   the timer frees a batch          W_BACKPRESSURE  flush_all runs
  *   W_ADOPT_OPEN   CPU_DEAD finds the dead CPU's newest batch open
- *   W_FAILED_FREE  after CPU_DOWN_FAILED, CPU 1's re-armed timer frees a batch */
+ *   W_FAILED_FREE  after CPU_DOWN_FAILED, CPU 1's re-armed timer frees a batch
+ *   W_KEEP_OPEN    over the watermark, a retire keeps its batch open: a flush is in flight
+ *   W_SPACED_FREE  (SPACING) a reap that skipped its poll frees a batch */
 #define WITNESS(cond) assert(!(cond))
 bit hp_failed;
 
@@ -167,8 +190,13 @@ inline free_head(hc) {
  * are one step: the counters only grow, so a later look only frees more. */
 inline reap_body(rc, rpoll) {
   do
-  :: if :: rpoll -> POLL :: else fi;
-     if :: ELIGIBLE(rc) -> free_head(rc) :: else -> break fi
+  :: if :: rpoll -> RPOLL(rc) :: else fi;
+     if :: ELIGIBLE(rc) ->
+#ifdef W_SPACED_FREE
+           WITNESS(rpoll && spaced[rc]);
+#endif
+           free_head(rc)
+     :: else -> break fi
   od
 }
 
@@ -217,7 +245,18 @@ inline flush_all(fc, fme) {
 #endif
      close(fc, fme);
      invalidate(fme, FULLBIT, e);
+#ifdef SPACING
+     /* wait(): spins on completed(), which advances the _seen counters; then reap(poll). */
+#ifdef WAIT_NO_SEEN
+     hw_c >= e;
+#else
+     d_step { hw_c >= e -> POLL };
+#endif
+     CLAIM_POLL(fme);
+     d_step { reap_body(fc, 1); CLAIM_DONE(fme); assert(rn[fc] == 0); e = 0 }   /* PTR_ASSERT */
+#else
      d_step { hw_c >= e -> reap_body(fc, 1); assert(rn[fc] == 0); e = 0 }   /* PTR_ASSERT */
+#endif
   :: else
   fi
 }
@@ -277,11 +316,18 @@ inline retire_rest(tc, tf) {
     count_back(tc);
     if :: nbf >= BATCH_FRAMES -> close_in_retire(tc) :: else fi;
     ok = (qframes[tc] > WATERMARK || 2 * rn[tc] > RING); nbf = 0 };
+  /* Over the watermark: ask early, unless a full flush of the domain is in flight (one request
+   * per domain); then the batch stays open until BATCH_FRAMES and the timer polls. */
   if
-  :: ok -> d_step { close_in_retire(tc); REQUEST_CHECK(bst[BACK(tc)]) };  /* ask early */
-           request_rest(tc);
-           d_step { reap_body(tc, 0); ARM_IF_IDLE(tc) }
-  :: else -> d_step { ARM_IF_IDLE(tc) }
+  :: d_step { ok && !(cfseen < hint) -> close_in_retire(tc); REQUEST_CHECK(bst[BACK(tc)]) };
+     request_rest(tc);
+     d_step { reap_body(tc, 0); if :: rn[tc] > 0 -> ARM_IF_IDLE(tc) :: else fi }
+  :: d_step { ok && cfseen < hint ->
+#ifdef W_KEEP_OPEN
+              WITNESS(qopen[tc]);
+#endif
+              ok = 0; ARM_IF_IDLE(tc) }                     /* poll_soon */
+  :: d_step { !ok -> ARM_IF_IDLE(tc) }
   fi
 }
 
@@ -319,10 +365,18 @@ inline caller_flush(lc, lrange) {
 #endif
 #define TIMER_DUE(c) (tmr[c] == T_PENDING && (wl_done[c] || !tfired[c]))
 inline on_timer(oc) {
+#ifdef SPACING
+  d_step { TIMER_DUE(oc) && !dead[oc] ->
+           tmr[oc] = T_IDLE; in_timer[oc] = 1; tarmed[oc] = 0; tfired[oc] = 1;
+           printf("CPU%d timer\n", oc) };
+  CLAIM_POLL(oc);
+  d_step { reap_body(oc, TIMER_POLLS); CLAIM_DONE(oc) };
+#else
   d_step { TIMER_DUE(oc) && !dead[oc] ->
            tmr[oc] = T_IDLE; in_timer[oc] = 1; tarmed[oc] = 0; tfired[oc] = 1;
            printf("CPU%d timer\n", oc);
            reap_body(oc, TIMER_POLLS) };
+#endif
   if
   :: d_step { rn[oc] == 0 -> in_timer[oc] = 0 }
   :: rn[oc] > 0 ->
