@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,9 @@ namespace ptreclaim::sim::detail {
 [[nodiscard]] std::string human_ns(double ns);
 // "%.*f".
 [[nodiscard]] std::string fixed(double v, int decimals);
+// " S1 S3": the invariants any of `runs` (null entries skipped) checked and broke, each once, in
+// the invariants' order; empty if none.
+[[nodiscard]] std::string failed_invariants(std::initializer_list<const run_result*> runs);
 // "ok", "ok (5/6 checked)", "FAIL S1 S3".
 [[nodiscard]] std::string invariants_cell(const run_result& r);
 

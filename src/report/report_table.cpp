@@ -49,15 +49,22 @@ std::string human_ns(double ns) {
   return fixed(x, decimals) + " " + unit;
 }
 
-std::string invariants_cell(const run_result& r) {
+std::string failed_invariants(std::initializer_list<const run_result*> runs) {
   std::string failed;
-  std::size_t checked = 0;
   for (std::size_t i = 0; i < invariant_count; ++i) {
-    const auto& v = r.invariants[i];
-    if (!v.checked) continue;
-    ++checked;
-    if (!v.held) failed += " " + std::string(invariant_name(static_cast<invariant>(i)));
+    bool broke = false;
+    for (const run_result* r : runs)
+      broke = broke || (r != nullptr && r->invariants[i].checked && !r->invariants[i].held);
+    if (broke) failed += " " + std::string(invariant_name(static_cast<invariant>(i)));
   }
+  return failed;
+}
+
+std::string invariants_cell(const run_result& r) {
+  std::size_t checked = 0;
+  for (const auto& v : r.invariants)
+    checked += v.checked ? 1 : 0;
+  const std::string failed = failed_invariants({&r});
   if (!failed.empty()) return "FAIL" + failed;
   if (checked == invariant_count) return "ok";
   return "ok (" + std::to_string(checked) + "/" + std::to_string(invariant_count) + " checked)";

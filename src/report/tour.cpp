@@ -420,15 +420,7 @@ std::string format_tour(const tour_result& r) {
                             : (x->complete ? human_count(x->ops_per_s()) : std::string("stopped"));
       };
       std::string inv = "ok";
-      std::string failed;
-      for (const run_result* x : {a, b}) {
-        if (x == nullptr) continue;
-        for (std::size_t i = 0; i < invariant_count; ++i) {
-          const auto& v = x->invariants[i];
-          const std::string name(invariant_name(static_cast<invariant>(i)));
-          if (v.checked && !v.held && failed.find(name) == std::string::npos) failed += " " + name;
-        }
-      }
+      const std::string failed = detail::failed_invariants({a, b});  // in order, once each
       if (!failed.empty()) inv = "FAIL" + failed;
       rows.push_back({c.scale.policies[p],
                       !any->policy_safe              ? "NO"
