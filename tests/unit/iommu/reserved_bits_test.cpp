@@ -119,6 +119,29 @@ INSTANTIATE_TEST_SUITE_P(
       return n + "_level" + std::to_string(i.param.level) + "_" + std::to_string(i.index);
     });
 
+// VT-d non-leaf entries carry R|W and no X (as Linux and Xen write them); the walk's
+// permission AND still lets a leaf's X through, so an executable leaf stays executable.
+TEST(IommuVtdNonLeaf, NoXInTablesAndTheLeafStillDecidesExec) {
+  fixture f;
+  const unsigned u = f.sys.add_unit(zero_latency_unit());
+  domain& d = f.add_domain(1, pt::domain_config{}, pt::format_kind::vtd_ss_4);
+  ASSERT_TRUE(f.sys.attach(5, u, d, 9).ok());
+  pt::gather g;
+  f.map(d, page, 0x7000'0000, k4k, g, pt::perm_read | pt::perm_exec);
+  f.map(d, page + k4k, 0x7000'1000, k4k, g, pt::perm_read);
+  for (unsigned l = 2; l <= 4; ++l) {
+    const std::uint64_t pte = entry_at(f, f.table_of(d), page, l).load();
+    EXPECT_EQ(pte & 0b111, 0b011u) << "level " << l << ": R and W set, X clear";
+  }
+  translate_result r = f.sys.translate(5, page, pt::perm_read | pt::perm_exec);
+  EXPECT_EQ(r.result, outcome::ok);
+  EXPECT_EQ(r.perms, pt::perm_read | pt::perm_exec);
+  r = f.sys.translate(5, page + k4k, pt::perm_read | pt::perm_exec);
+  EXPECT_EQ(r.result, outcome::fault_permission);
+  EXPECT_TRUE(f.sys.flush_sync(d, inv_range::all(), big_timeout).ok());
+  f.teardown();
+}
+
 // The formats' own entries never set a reserved bit: every entry a table writes for maps,
 // superpages and splits decodes without one (checked on every level of every format).
 TEST(IommuReservedBits, WellFormedEntriesOfEveryFormatPass) {
