@@ -45,6 +45,8 @@ unit::unit(unsigned index, const unit_config& config, mem::frame_pool& pool, pla
   lock_.name("IOMMU unit lock (invalidation queue, caches, walks)");
   abort_mu_.name("IOMMU unit abort lock");
   PTR_ASSERT_MSG(config.max_am <= 52, "unit_config: max_am beyond the 64-bit address space");
+  PTR_ASSERT_MSG(config.host_address_width >= 32 && config.host_address_width <= 52,
+                 "unit_config: host_address_width outside 32 .. 52");
   PTR_ASSERT_MSG((config.leaf_levels & 0b10) != 0, "unit_config: every unit supports 4 KiB pages");
   PTR_ASSERT_MSG(config.faults.ite_probability <= max_abort_probability &&
                      config.faults.iqe_probability <= max_abort_probability,

@@ -13,8 +13,12 @@ namespace {
 
 constexpr std::uint64_t no_walk = ~std::uint64_t{0};
 
+std::uint64_t low_bits(unsigned n) noexcept {
+  return (std::uint64_t{1} << n) - 1;
+}
+
 std::uint64_t level_mask(unsigned level) noexcept {
-  return (std::uint64_t{1} << pt::level_shift(level)) - 1;
+  return low_bits(pt::level_shift(level));
 }
 
 }  // namespace
@@ -177,7 +181,9 @@ void unit::read_step(walk& w) {
   // Reserved bits are judged only in a frame that is what the walk expects (poison in a freed
   // frame was reported above and is not a second finding).
   if (e.kind != pt::entry_kind::none && frame_ok) {
-    if (const std::uint64_t bad = fmt.reserved_bits(pte, l); bad != 0) {
+    const std::uint64_t beyond_width =
+        pte & fmt.width_limited_mask & ~low_bits(config_.host_address_width);
+    if (const std::uint64_t bad = fmt.reserved_bits(pte, l) | beyond_width; bad != 0) {
       record_violation(w, violation_kind::reserved_bits, f, l, before, bad);
       r.result = outcome::fault_invalid;
       r.level = l;

@@ -91,6 +91,7 @@ class table_impl final : public table {
       return Status(errc::out_of_range, "map: range outside the format's address space");
     op_lock guard(*this);
     g.add_request(iova, iova + size - 1);
+    g.add_mapped(iova, iova + size - 1);
     while (size != 0) {
       const unsigned level = pick_level(iova, phys, size);
       PTR_TRY(map_one(iova, phys, level, perms, g));

@@ -41,12 +41,13 @@ void machine::watch_progress(const std::atomic<bool>& stop, std::mutex& mu,
 void machine::run(run_result& out) {
   const runtime::run_stats st = run_executor();
   out.time_base = deterministic_ ? "virtual" : "real";
-  std::uint64_t caller_flushes = 0, op_trace = 0;
+  std::uint64_t caller_flushes = 0, map_flushes = 0, op_trace = 0;
   out.operations = 0;
   for (unsigned c = 0; c < cpus; ++c) {
     const cpu_driver& d = (*drivers_)[c];
     out.operations += d.ops;
     caller_flushes += d.caller_flushes;
+    map_flushes += d.map_flushes;
     op_trace = op_trace * 0x100000001b3ULL ^ d.trace;
   }
   out.elapsed_ns = stop_ns_ > run_start_ns_ ? stop_ns_ - run_start_ns_ : 0;
@@ -60,6 +61,7 @@ void machine::run(run_result& out) {
   fault_results(out);
   collect_devices(out);
   collect_reclaim(out, caller_flushes);
+  out.invalidations.map_flushes = map_flushes;
   collect_hotplug(st, out);
   collect_dma(out);
   judge_invariants(evidence(st, out, stuck), out);

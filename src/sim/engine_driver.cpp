@@ -77,6 +77,7 @@ step_result machine::program_step(unsigned cpu) {
       d.g.clear();
       d.last_chunk = wl_->mutate(cpu, d.g);
       mix(d.trace, wl_->last_trace(cpu));
+      flush_mapped(d);
       if (!d.g.released().empty()) {
         // Lazy DMA: no caller flush will follow, so the frames go as a deferred unmap.
         if (lazy_dma())
@@ -173,6 +174,17 @@ void machine::caller_flush(unsigned cpu, cpu_driver& d) {
     case caller_flush::lazy:  // the unmap went to the policy (workload -> lazy_unmap)
       break;
   }
+}
+
+// Units in caching mode may have cached "not present" for what the chunk just mapped: the
+// mapping caller invalidates the mapped range at once (reclaim::invalidate_after_map), whatever
+// caller.flush says, as Linux's map path does. Units without caching mode need nothing.
+void machine::flush_mapped(cpu_driver& d) {
+  if (!sc.iommu.unit.caching_mode || !d.g.mapped_any()) return;
+  auto e = reclaim::invalidate_after_map(*monitor_, d.dom->id, d.g, flush_timeout_ns_);
+  PTR_ASSERT_MSG(e.ok(), "the caller's invalidation did not complete (a hung IOMMU model)");
+  ++d.caller_flushes;
+  ++d.map_flushes;
 }
 
 void machine::flush_batch(unsigned cpu, cpu_driver& d) {

@@ -133,6 +133,7 @@ struct cpu_driver {
   // Threaded runs: a copy of ops for the progress watcher thread (relaxed: only a figure shown).
   std::atomic<std::uint64_t> ops_seen{0};
   std::uint64_t caller_flushes = 0;
+  std::uint64_t map_flushes = 0;  // of which after maps, for units in caching mode
   std::uint64_t trace = 0x9e3779b97f4a7c15ULL;
   // batched caller flushes: union of the owed ranges per domain, ops since the last flush
   struct owed {
@@ -210,6 +211,7 @@ class machine {
                                                             const pt::gather& g,
                                                             bool batched) const;
   void flush_batch(unsigned cpu, cpu_driver& d);
+  void flush_mapped(cpu_driver& d);
   bool workload_over(const cpu_driver& d);
   void finish_workload(unsigned cpu, cpu_driver& d);
   void report_progress();

@@ -69,5 +69,28 @@ TEST(engine_dma, strict_callers_see_no_exposure_and_lazy_ones_do) {
   EXPECT_GT(rl->dma.peak_deferred, 0u);
 }
 
+// Units in caching mode cache "not present": the mapping caller flushes what it mapped (one
+// map flush per chunk that mapped, counted with the caller's flushes); without caching mode
+// there is none. Every invariant still holds, strict and lazy.
+TEST(engine_dma, callers_flush_what_they_map_only_on_units_in_caching_mode) {
+  for (const char* name : {"dma-storm", "canary-iova"}) {
+    scenario s = builtin(name);
+    s.iommu.unit.caching_mode = false;
+    const run_options o = options("linux-dma-fq", 4, 300);
+    auto plain = run(s, o);
+    ASSERT_TRUE(plain.ok()) << plain.status().to_string();
+    EXPECT_EQ(plain->invalidations.map_flushes, 0u) << describe(s, o, *plain);
+    s.iommu.unit.caching_mode = true;
+    auto cm = run(s, o);
+    ASSERT_TRUE(cm.ok()) << cm.status().to_string();
+    EXPECT_TRUE(cm->all_held()) << describe(s, o, *cm);
+    EXPECT_GT(cm->invalidations.map_flushes, 0u) << describe(s, o, *cm);
+    EXPECT_GE(cm->invalidations.caller_flushes, cm->invalidations.map_flushes);
+    EXPECT_EQ(cm->invalidations.caller_flushes,
+              plain->invalidations.caller_flushes + cm->invalidations.map_flushes)
+        << "the map flushes come on top of the caller's own";
+  }
+}
+
 }  // namespace
 }  // namespace ptreclaim::sim

@@ -91,6 +91,10 @@ struct unit_config {
   unsigned max_am = 18;          // VT-d CAP.MAMV: the largest PSI address mask (<= 52)
   unsigned queue_entries = 256;  // invalidation queue ring (VT-d: 256 .. 32768, power of 2)
   bool caching_mode = false;     // VT-d CAP.CM: 1 = not-present results are cached too
+  // Physical address bits the unit implements (VT-d: the host address width, HAW; x86-64 first
+  // stage: MAXPHYADDR), 32 .. 52. An entry's address bits at or above it are reserved: a walk
+  // that reads one set faults (VT-d §9.8, SDM §4.5). 52 = the formats' full address field.
+  unsigned host_address_width = 52;
   // Walks registered at once (one per walking device); a begin() beyond it is outcome::busy.
   unsigned max_walks_in_flight = 256;
   latency_config latency{};

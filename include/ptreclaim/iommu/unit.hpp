@@ -64,8 +64,9 @@ enum class outcome : std::uint8_t {
   fault_not_present,  // an entry on the path was not present
   fault_permission,   // the leaf (AND the path) lacks the access asked for
   fault_no_context,   // the device has no context entry on this unit
-  fault_invalid,      // reserved encoding: a page size the unit lacks, an IOVA beyond the
-                      // format's width, an entry naming a frame outside memory
+  fault_invalid,      // reserved encoding: reserved bits set in an entry (also recorded as a
+                      // reserved_bits violation), a page size the unit lacks, an IOVA beyond
+                      // the format's width, an entry naming a frame outside memory
   busy,               // every walk slot of the unit is taken: nothing was read, retry later
                       // (hardware stalls the request; device::step retries it)
 };

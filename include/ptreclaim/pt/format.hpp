@@ -55,6 +55,9 @@ struct format_desc {
   // The bits of a present entry at `level` that the hardware reserves (must be 0) and that are
   // set: a walk that reads such an entry faults. 0 for a well-formed entry.
   std::uint64_t (*reserved_bits)(std::uint64_t pte, unsigned level) noexcept;
+  // The address bits whose part at or above a unit's host_address_width is reserved too (the
+  // walker checks it: the width is the unit's); 0 where the model does not check it.
+  std::uint64_t width_limited_mask;
 };
 
 // The compile-time description every format provides. Software-only bits (the contiguity
@@ -76,6 +79,7 @@ concept pt_format = requires(std::uint64_t pte, std::uint64_t pa, unsigned level
   noexcept->std::same_as<std::uint64_t>;
   { F::reserved_bits(pte, level) }
   noexcept->std::same_as<std::uint64_t>;  // set reserved bits of a present entry
+  { F::width_limited_mask } -> std::convertible_to<std::uint64_t>;
   { F::sw_get(pte) }
   noexcept->std::same_as<std::uint64_t>;  // software marker bits
   { F::sw_set(pte, pa) }

@@ -3,6 +3,9 @@
 //   - whether any non-leaf entry changed (a table was unlinked or replaced): then the
 //     invalidation must also drop paging-structure caches, so the leaf-only hint (IH=1) is
 //     forbidden;
+//   - the range map() was asked to fill (not present -> present): nothing to invalidate for an
+//     IOMMU that never caches a not-present entry, but one in caching mode (VT-d CAP.CM) may,
+//     and its callers flush this range (reclaim::invalidate_after_map);
 //   - the frames released (state retired in the pool), children before parents, which the
 //     page table never frees itself: that is the reclamation layer's job, after the
 //     invalidation has completed.
@@ -42,12 +45,21 @@ class gather {
     if (first < req_first_) req_first_ = first;
     if (last > req_last_) req_last_ = last;
   }
+  // What map() was asked to map (empty while mapped_first() > mapped_last()).
+  [[nodiscard]] iova_t mapped_first() const noexcept { return map_first_; }
+  [[nodiscard]] iova_t mapped_last() const noexcept { return map_last_; }
+  [[nodiscard]] bool mapped_any() const noexcept { return map_first_ <= map_last_; }
+  void add_mapped(iova_t first, iova_t last) noexcept {
+    if (first < map_first_) map_first_ = first;
+    if (last > map_last_) map_last_ = last;
+  }
   // Appends a released frame; callers add children before their parent.
   void add_released(mem::frame_id f) { released_.push_back(f); }
   // Merges another gather into this one (ranges widen, released frames append in order).
   void merge(const gather& other) {
     if (!other.empty()) add_range(other.first_, other.last_);
     if (other.req_first_ <= other.req_last_) add_request(other.req_first_, other.req_last_);
+    if (other.mapped_any()) add_mapped(other.map_first_, other.map_last_);
     nonleaf_changed_ = nonleaf_changed_ || other.nonleaf_changed_;
     released_.insert(released_.end(), other.released_.begin(), other.released_.end());
   }
@@ -62,6 +74,8 @@ class gather {
     nonleaf_changed_ = false;
     req_first_ = ~iova_t{0};
     req_last_ = 0;
+    map_first_ = ~iova_t{0};
+    map_last_ = 0;
     released_.clear();
   }
 
@@ -71,6 +85,8 @@ class gather {
   bool nonleaf_changed_ = false;
   iova_t req_first_ = ~iova_t{0};
   iova_t req_last_ = 0;
+  iova_t map_first_ = ~iova_t{0};
+  iova_t map_last_ = 0;
   std::vector<mem::frame_id> released_;
 };
 

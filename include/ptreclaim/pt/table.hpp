@@ -83,7 +83,8 @@ class table {
   // order; any error stops there, and what was mapped before it stays mapped.
   // Filling empty entries needs no invalidation (an IOMMU never caches a not-present entry),
   // so a map that only fills empty entries leaves the gather's range empty; overmapping,
-  // coalescing and splitting widen it and set nonleaf_changed.
+  // coalescing and splitting widen it and set nonleaf_changed. The gather's mapped range
+  // records the request for units in caching mode, which may cache not-present entries.
   // Context: any thread; locked mode takes the mapping lock (spins), lock-free never waits.
   [[nodiscard]] virtual Status map(iova_t iova, std::uint64_t phys, std::uint64_t size,
                                    std::uint8_t perms, gather& g) = 0;

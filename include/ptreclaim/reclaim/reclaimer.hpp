@@ -206,4 +206,12 @@ class reclaimer {
                                                       const invalidation_range& range,
                                                       std::uint64_t timeout_ns);
 
+// A map onto a unit in caching mode (VT-d CAP.CM): the unit may hold "not present" for what
+// g's maps filled, so the caller invalidates the mapped range (a PSI, IH = 0) and waits, as
+// Linux does on map under cap_caching_mode (__mapping_notify_one -> iommu_flush_iotlb_psi)
+// and Xen does for a flush of added mappings. Not a retire's flush: the policy is not told.
+// Returns epoch 0 when g mapped nothing.
+[[nodiscard]] Result<epoch_t> invalidate_after_map(invalidation_backend& b, domain_number d,
+                                                   const pt::gather& g, std::uint64_t timeout_ns);
+
 }  // namespace ptreclaim::reclaim

@@ -60,6 +60,7 @@ struct invalidation_metrics {
   std::uint64_t flushes = 0;         // invalidate-and-wait rounds completed (over a domain's
                                      // units), by callers and by the policy together
   std::uint64_t caller_flushes = 0;  // of which issued by the mapping caller
+  std::uint64_t map_flushes = 0;     // of which after a map, to units in caching mode
   std::uint64_t descriptors = 0;     // invalidation descriptors submitted (all units, all kinds)
   std::uint64_t waits = 0;           // wait descriptors submitted
   std::uint64_t backpressure_flushes = 0;  // producer-side flushes forced by max_pending_frames

@@ -70,6 +70,23 @@ TEST(PtFormat, VtdBits) {
   EXPECT_EQ(F::sw_bits, 10u);
 }
 
+// Linux and Xen write R|W only in VT-d non-leaf entries (X is for leaves, and only with SLEE).
+// A non-leaf X never narrows the path: decode reports exec on a table entry either way.
+TEST(PtFormat, VtdNonLeafEntriesAreReadWriteWithoutX) {
+  for (unsigned level = 2; level <= 5; ++level) {
+    const std::uint64_t pte = fmt::vtd_ss_5::make_table(0x7000, level);
+    EXPECT_NE(pte & fmt::vtd_ss_5::r_bit, 0u) << "level " << level;
+    EXPECT_NE(pte & fmt::vtd_ss_5::w_bit, 0u) << "level " << level;
+    EXPECT_EQ(pte & fmt::vtd_ss_5::x_bit, 0u) << "level " << level;
+    EXPECT_EQ(pte, 0x7003u);
+    EXPECT_EQ(fmt::vtd_ss_5::decode(pte, level).perms, perm_rw | perm_exec);
+  }
+  EXPECT_EQ(fmt::vtd_ss_4::make_table(0x7000, 4), 0x7003u);
+  EXPECT_EQ(fmt::vtd_ss_4::decode(fmt::vtd_ss_4::make_leaf(0x7000, 1, perm_read), 1).perms,
+            perm_read)
+      << "a leaf without X is not executable";
+}
+
 TEST(PtFormat, X86Bits) {
   using F = fmt::x86_64_4;
   const auto pte = F::make_leaf(0x5000, 1, perm_rw);

@@ -45,7 +45,10 @@ struct amd_v1 {
   static constexpr std::uint64_t pr_bit = bit(0);  // §2.2.3 PR
   static constexpr unsigned next_level_lo = 9;     // §2.2.3 NextLevel 11:9
   static constexpr unsigned next_level_hi = 11;
-  static constexpr std::uint64_t addr_mask = bit_range(12, 51);          // §2.2.3 address
+  static constexpr std::uint64_t addr_mask = bit_range(12, 51);  // §2.2.3 address
+  // Not checked (as before): which address bits AMD-Vi reserves above the physical width or
+  // below a default-size page's size was not established from its specification.
+  static constexpr std::uint64_t width_limited_mask = 0;
   using sw = sw_bitlist<1, 2, 3, 4, 7, 8>;                               // §2.2.3 ignored 4:1, 8:7
   static constexpr std::uint64_t reserved_mask = bit_range(52, 58);      // §2.2.3 PTE: must be 0
   static constexpr std::uint64_t pde_reserved_mask = bit_range(52, 60);  // §2.2.3 PDE: must be 0

@@ -60,11 +60,19 @@ struct sw_bitlist {
   }
 };
 
+// The address bits of a level-`level` page below its size, from bit `from` up (level 1: none):
+// they must be 0 in a 2M / 1G leaf, whose address is size-aligned.
+[[nodiscard]] constexpr std::uint64_t below_page_size(unsigned level, unsigned from) noexcept {
+  const unsigned size_lg2 = level_shift(level);
+  return size_lg2 > from ? bit_range(from, size_lg2 - 1) : 0;
+}
+
 // One static descriptor per format type, holding pointers to the format's own functions.
 template <class F>
 [[nodiscard]] const format_desc& make_desc() noexcept {
-  static constexpr format_desc d{F::name,    F::levels,      F::va_bits,    F::leaf_levels,
-                                 &F::decode, &F::make_table, &F::make_leaf, &F::reserved_bits};
+  static constexpr format_desc d{F::name,        F::levels,         F::va_bits,
+                                 F::leaf_levels, &F::decode,        &F::make_table,
+                                 &F::make_leaf,  &F::reserved_bits, F::width_limited_mask};
   return d;
 }
 

@@ -10,7 +10,9 @@
 //   6      D    dirty (leaves only); pre-set for writable leaves
 //   7      PS   page size: 1 = this PDPTE (level 3) / PDE (level 2) maps a page; reserved in
 //               PML5E/PML4E; bit 7 of a PTE is PAT, never set here
-//   51:12  ADDR physical address (MAXPHYADDR-limited)
+//   51:12  ADDR physical address; bits 51:MAXPHYADDR are reserved (the unit's
+//               host_address_width), and so are bits 20:13 of a 2M page and 29:13 of a 1G page
+//               (bit 12 of a 2M / 1G page is its PAT bit, allowed; never set here)
 //   58:52  ignored by hardware: our software markers (sw bits)
 //   62:59  protection key on leaves when CR4.PKE (never set here)
 //   63     XD   execute-disable (with EFER.NXE)
@@ -37,15 +39,16 @@ struct x86_64 {
   static constexpr std::uint32_t leaf_levels = 0b1110;  // 4K, 2M, 1G
   static constexpr std::uint8_t perm_mask = perm_read | perm_write | perm_exec;
 
-  static constexpr std::uint64_t p_bit = bit(0);                 // §4.5 P
-  static constexpr std::uint64_t rw_bit = bit(1);                // §4.5 R/W
-  static constexpr std::uint64_t us_bit = bit(2);                // §4.5 U/S
-  static constexpr std::uint64_t a_bit = bit(5);                 // §4.5 A
-  static constexpr std::uint64_t d_bit = bit(6);                 // §4.5 D
-  static constexpr std::uint64_t ps_bit = bit(7);                // §4.5 PS (PDPTE, PDE)
-  static constexpr std::uint64_t addr_mask = bit_range(12, 51);  // §4.5 address
-  using sw = sw_field<52, 58>;                                   // §4.5 bits 58:52 ignored
-  static constexpr std::uint64_t xd_bit = bit(63);               // §4.5 XD
+  static constexpr std::uint64_t p_bit = bit(0);                  // §4.5 P
+  static constexpr std::uint64_t rw_bit = bit(1);                 // §4.5 R/W
+  static constexpr std::uint64_t us_bit = bit(2);                 // §4.5 U/S
+  static constexpr std::uint64_t a_bit = bit(5);                  // §4.5 A
+  static constexpr std::uint64_t d_bit = bit(6);                  // §4.5 D
+  static constexpr std::uint64_t ps_bit = bit(7);                 // §4.5 PS (PDPTE, PDE)
+  static constexpr std::uint64_t addr_mask = bit_range(12, 51);   // §4.5 address
+  static constexpr std::uint64_t width_limited_mask = addr_mask;  // §4.5 51:MAXPHYADDR reserved
+  using sw = sw_field<52, 58>;                                    // §4.5 bits 58:52 ignored
+  static constexpr std::uint64_t xd_bit = bit(63);                // §4.5 XD
   static constexpr unsigned sw_bits = sw::width;
 
   static_assert((addr_mask & sw::mask) == 0 &&
@@ -65,11 +68,14 @@ struct x86_64 {
     const bool leaf = level == 1 || ((level == 2 || level == 3) && (pte & ps_bit) != 0);
     return {leaf ? entry_kind::leaf : entry_kind::table, pte & addr_mask, perms};
   }
-  // §4.5: PS is reserved (must be 0) in PML5E and PML4E (levels 5 and 4). (Address bits above
-  // MAXPHYADDR are reserved too; the model's physical width is the full 52 bits.)
+  // §4.5: PS is reserved (must be 0) in PML5E and PML4E (levels 5 and 4); in a 2M / 1G page
+  // the address bits below the page size above PAT are (20:13, 29:13). (Bits 51:MAXPHYADDR:
+  // the walker, with the unit's width.)
   [[nodiscard]] static constexpr std::uint64_t reserved_bits(std::uint64_t pte,
                                                              unsigned level) noexcept {
-    return level >= 4 ? pte & ps_bit : 0;
+    if (level >= 4) return pte & ps_bit;
+    if ((level == 2 || level == 3) && (pte & ps_bit) != 0) return pte & below_page_size(level, 13);
+    return 0;
   }
   [[nodiscard]] static constexpr std::uint64_t make_table(std::uint64_t table_pa,
                                                           unsigned /*level*/) noexcept {
