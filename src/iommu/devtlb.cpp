@@ -62,12 +62,11 @@ unsigned devtlb::invalidate(iova_t first, iova_t last) {
   return n;
 }
 
-void devtlb::mark_owed(hw_domain_id did, pasid_t pasid, bool all_pasids, iova_t first,
-                       iova_t last) {
+void devtlb::mark_owed(hw_domain_id did, pasid_t pasid, iova_t first, iova_t last) {
   std::lock_guard<spinlock> g(mu_);
   // drop_if visits every valid entry: used here to mark, dropping none.
   cache_.drop_if([&](devtlb_entry& e) {
-    if (e.did == did && (all_pasids || e.pasid == pasid) && overlaps(e, first, last)) {
+    if (e.did == did && e.pasid == pasid && overlaps(e, first, last)) {
       e.owed = true;
       any_owed_ = true;
     }

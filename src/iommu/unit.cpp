@@ -145,9 +145,6 @@ void unit::mark_walks_locked(const inv_descriptor& d) noexcept {
 }
 
 void unit::apply(const inv_descriptor& d) noexcept {
-  const bool all_dids = d.type == inv_type::global;
-  const bool all_pasids = d.type != inv_type::page;
-  iova_t first = 0, last = ~iova_t{0};
   switch (d.type) {
     case inv_type::global:
       iotlb_.invalidate_all();
@@ -158,22 +155,27 @@ void unit::apply(const inv_descriptor& d) noexcept {
       psc_.invalidate_domain(d.did);
       break;
     case inv_type::page:
-      first = d.first();
-      last = d.last();
-      iotlb_.invalidate_page_selective(d.did, first, last, d.am, d.pasid);
-      if (!d.ih) psc_.invalidate_range(d.did, first, last, d.pasid);
+      iotlb_.invalidate_page_selective(d.did, d.first(), d.last(), d.am, d.pasid);
+      if (!d.ih) psc_.invalidate_range(d.did, d.first(), d.last(), d.pasid);
+      if (!d.pasid_selective()) mark_devtlbs_owed_locked(d);
       break;
     case inv_type::devtlb:
       if (devtlb* t = contexts_[d.sid].ats) t->invalidate(d.first(), d.last());
       return;
     case inv_type::wait:
     case inv_type::count_:
-      return;
+      break;
   }
-  // The IOMMU side of a flush is done: the devices' TLBs now owe theirs (devtlb.hpp).
+}
+
+// The IOMMU side of a page-selective flush is done: the devices' TLBs now owe theirs
+// (devtlb.hpp). Only page-selective ones: a DSI, global or PASID-selective invalidation is often
+// the hardware's widening of a smaller request, whose device-TLB invalidation rightly covers only
+// what software asked for; entries outside it may legally stay stale until their own flush.
+void unit::mark_devtlbs_owed_locked(const inv_descriptor& d) {
   for (device_id dev : ats_devices_) {
     const context_entry& c = contexts_[dev];
-    if (all_dids || c.did == d.did) c.ats->mark_owed(c.did, d.pasid, all_pasids, first, last);
+    if (c.did == d.did) c.ats->mark_owed(c.did, d.pasid, d.first(), d.last());
   }
 }
 

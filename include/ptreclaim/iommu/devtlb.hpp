@@ -4,11 +4,12 @@
 // (inv_type::devtlb), which the unit applies here when it processes it.
 //
 // The check. A device-TLB entry may legally be stale until the software's flush of its range
-// completes; after that the device must not use it. When the unit applies an IOTLB invalidation
-// (PSI, P_IOTLB, DSI, global) whose (did, PASID, range) covers an entry, the entry is marked
-// owed: the flush has begun and must reach the device too. When a wait descriptor then
-// completes on the unit, every entry still owed (no device-TLB invalidation dropped it) is
-// orphaned: the flush is over and the entry survived it. A device that then uses an orphaned
+// completes; after that the device must not use it. When the unit applies a page-selective IOTLB
+// invalidation (PSI or P_IOTLB, not widened to a whole PASID or domain: software asked for that
+// block, and its device-TLB invalidation names the same) whose (did, PASID, block) covers an
+// entry, the entry is marked owed: the flush has begun and must reach the device too. When a wait
+// descriptor then completes on the unit, every entry still owed (no device-TLB invalidation dropped
+// it) is orphaned: the flush is over and the entry survived it. A device that then uses an orphaned
 // entry whose translation the page table no longer gives has used a stale translation: the
 // device records a stale_devtlb violation.
 //
@@ -71,9 +72,9 @@ class devtlb {
   void fill(const devtlb_entry& e, std::uint64_t generation);
   // A device-TLB invalidation of [first, last], every PASID; returns the entries dropped.
   unsigned invalidate(iova_t first, iova_t last);
-  // An IOTLB invalidation of (did, pasid) over [first, last] took effect on the unit; `all_pasids`
-  // for a DSI or global one.
-  void mark_owed(hw_domain_id did, pasid_t pasid, bool all_pasids, iova_t first, iova_t last);
+  // A page-selective IOTLB invalidation of (did, pasid) over [first, last] took effect on the
+  // unit.
+  void mark_owed(hw_domain_id did, pasid_t pasid, iova_t first, iova_t last);
   // A wait descriptor completed on the unit.
   void wait_completed();
   [[nodiscard]] devtlb_stats stats() const;

@@ -279,6 +279,7 @@ class unit {
                           queue_error e);
   [[nodiscard]] bool wait_blocked(std::uint64_t covers_through) const noexcept;
   void apply(const inv_descriptor& d) noexcept;
+  void mark_devtlbs_owed_locked(const inv_descriptor& d);
   void finish(walk& w);
   void end_walk_locked(walk& w, bool fill);
   void mark_walks_locked(const inv_descriptor& d) noexcept;
