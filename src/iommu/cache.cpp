@@ -5,8 +5,18 @@
 namespace ptreclaim::iommu {
 namespace {
 
-std::uint64_t key_hash(hw_domain_id did, std::uint64_t page, unsigned level) noexcept {
-  return page * 0x9e3779b97f4a7c15ULL ^ (std::uint64_t{did} << 48) ^ (std::uint64_t{level} << 40);
+std::uint64_t key_hash(hw_domain_id did, pasid_t pasid, std::uint64_t page,
+                       unsigned level) noexcept {
+  return page * 0x9e3779b97f4a7c15ULL ^ (std::uint64_t{did} << 48) ^ (std::uint64_t{level} << 40) ^
+         (std::uint64_t{pasid} << 20);
+}
+
+// The same (did, PASID, level, page) key.
+bool same_key(const iotlb_entry& a, const iotlb_entry& b) noexcept {
+  return a.did == b.did && a.pasid == b.pasid && a.level == b.level && a.vpn == b.vpn;
+}
+bool same_key(const psc_entry& a, const psc_entry& b) noexcept {
+  return a.did == b.did && a.pasid == b.pasid && a.prefix == b.prefix;
 }
 
 bool overlaps(iova_t a_first, iova_t a_last, iova_t b_first, iova_t b_last) noexcept {
@@ -20,23 +30,25 @@ cache_config level_config(cache_config c, unsigned level) {
 
 }  // namespace
 
-std::optional<iotlb_entry> iotlb::lookup(hw_domain_id did, iova_t iova,
-                                         std::uint32_t levels) noexcept {
+std::optional<iotlb_entry> iotlb::lookup(hw_domain_id did, iova_t iova, std::uint32_t levels,
+                                         pasid_t pasid) noexcept {
   for (unsigned l = 1; l <= limits::max_levels; ++l) {
     if ((levels & (1u << l)) == 0) continue;
-    const std::uint64_t vpn = iova >> pt::level_shift(l);
-    const iotlb_entry* e = cache_.find(key_hash(did, vpn, l), [&](const iotlb_entry& x) {
-      return x.did == did && x.level == l && x.vpn == vpn;
-    });
+    iotlb_entry key;
+    key.did = did;
+    key.pasid = pasid;
+    key.level = static_cast<std::uint8_t>(l);
+    key.vpn = iova >> pt::level_shift(l);
+    const iotlb_entry* e = cache_.find(key_hash(did, pasid, key.vpn, l),
+                                       [&](const iotlb_entry& x) { return same_key(x, key); });
     if (e != nullptr) return *e;
   }
   return std::nullopt;
 }
 
 void iotlb::insert(const iotlb_entry& e) noexcept {
-  cache_.insert(key_hash(e.did, e.vpn, e.level), e, [&](const iotlb_entry& x) {
-    return x.did == e.did && x.level == e.level && x.vpn == e.vpn;
-  });
+  cache_.insert(key_hash(e.did, e.pasid, e.vpn, e.level), e,
+                [&](const iotlb_entry& x) { return same_key(x, e); });
 }
 
 unsigned iotlb::invalidate_all() noexcept {
@@ -47,16 +59,18 @@ unsigned iotlb::invalidate_domain(hw_domain_id did) noexcept {
   return cache_.drop_if([&](const iotlb_entry& e) { return e.did == did; });
 }
 
-unsigned iotlb::invalidate_range(hw_domain_id did, iova_t first, iova_t last) noexcept {
+unsigned iotlb::invalidate_range(hw_domain_id did, iova_t first, iova_t last,
+                                 pasid_t pasid) noexcept {
   return cache_.drop_if([&](const iotlb_entry& e) {
-    return e.did == did && overlaps(e.first(), e.last(), first, last);
+    return e.did == did && e.pasid == pasid && overlaps(e.first(), e.last(), first, last);
   });
 }
 
-unsigned iotlb::invalidate_page_selective(hw_domain_id did, iova_t first, iova_t last,
-                                          unsigned am) noexcept {
+unsigned iotlb::invalidate_page_selective(hw_domain_id did, iova_t first, iova_t last, unsigned am,
+                                          pasid_t pasid) noexcept {
   return cache_.drop_if([&](iotlb_entry& e) {
-    if (e.did != did || !overlaps(e.first(), e.last(), first, last)) return false;
+    if (e.did != did || e.pasid != pasid || !overlaps(e.first(), e.last(), first, last))
+      return false;
     if (e.negative || am >= page_order(e.level)) return true;
     e.kept_first = std::min(e.kept_first, std::max(first, e.first()));
     e.kept_last = std::max(e.kept_last, std::min(last, e.last()));
@@ -66,11 +80,9 @@ unsigned iotlb::invalidate_page_selective(hw_domain_id did, iova_t first, iova_t
 }
 
 Status iotlb::check_invariants() const {
-  Status s = cache_.check([](const iotlb_entry& e) { return key_hash(e.did, e.vpn, e.level); },
-                          [](const iotlb_entry& a, const iotlb_entry& b) {
-                            return a.did == b.did && a.level == b.level && a.vpn == b.vpn;
-                          },
-                          "iotlb");
+  Status s = cache_.check(
+      [](const iotlb_entry& e) { return key_hash(e.did, e.pasid, e.vpn, e.level); },
+      [](const iotlb_entry& a, const iotlb_entry& b) { return same_key(a, b); }, "iotlb");
   if (!s.ok()) return s;
   bool bad = false;
   cache_.for_each([&](const iotlb_entry& e) {
@@ -99,13 +111,15 @@ psc::psc(const cache_config& c)
   static_assert(limits::max_levels == 5, "psc::levels_ initialiser lists one cache per level");
 }
 
-std::optional<psc::hit> psc::lookup_deepest(hw_domain_id did, iova_t iova,
-                                            unsigned root_level) noexcept {
+std::optional<psc::hit> psc::lookup_deepest(hw_domain_id did, iova_t iova, unsigned root_level,
+                                            pasid_t pasid) noexcept {
   for (unsigned l = 2; l <= root_level && l <= limits::max_levels; ++l) {
-    const std::uint64_t prefix = iova >> pt::level_shift(l);
-    const psc_entry* e = levels_[l].find(key_hash(did, prefix, l), [&](const psc_entry& x) {
-      return x.did == did && x.prefix == prefix;
-    });
+    psc_entry key;
+    key.did = did;
+    key.pasid = pasid;
+    key.prefix = iova >> pt::level_shift(l);
+    const psc_entry* e = levels_[l].find(key_hash(did, pasid, key.prefix, l),
+                                         [&](const psc_entry& x) { return same_key(x, key); });
     if (e != nullptr) return hit{l, *e};
   }
   return std::nullopt;
@@ -113,8 +127,8 @@ std::optional<psc::hit> psc::lookup_deepest(hw_domain_id did, iova_t iova,
 
 void psc::insert(unsigned level, const psc_entry& e) noexcept {
   PTR_DASSERT(level >= 2 && level <= limits::max_levels);
-  levels_[level].insert(key_hash(e.did, e.prefix, level), e,
-                        [&](const psc_entry& x) { return x.did == e.did && x.prefix == e.prefix; });
+  levels_[level].insert(key_hash(e.did, e.pasid, e.prefix, level), e,
+                        [&](const psc_entry& x) { return same_key(x, e); });
 }
 
 unsigned psc::invalidate_all() noexcept {
@@ -131,12 +145,13 @@ unsigned psc::invalidate_domain(hw_domain_id did) noexcept {
   return n;
 }
 
-unsigned psc::invalidate_range(hw_domain_id did, iova_t first, iova_t last) noexcept {
+unsigned psc::invalidate_range(hw_domain_id did, iova_t first, iova_t last,
+                               pasid_t pasid) noexcept {
   unsigned n = 0;
   for (unsigned l = 2; l <= limits::max_levels; ++l) {
     const unsigned shift = pt::level_shift(l);
     n += levels_[l].drop_if([&](const psc_entry& e) {
-      if (e.did != did) return false;
+      if (e.did != did || e.pasid != pasid) return false;
       const iova_t lo = shift >= 64 ? 0 : e.prefix << shift;
       const iova_t hi = lo + ((std::uint64_t{1} << shift) - 1);
       return overlaps(lo, hi, first, last);
@@ -154,11 +169,9 @@ std::size_t psc::size() const noexcept {
 
 Status psc::check_invariants() const {
   for (unsigned l = 2; l <= limits::max_levels; ++l) {
-    Status s = levels_[l].check([l](const psc_entry& e) { return key_hash(e.did, e.prefix, l); },
-                                [](const psc_entry& a, const psc_entry& b) {
-                                  return a.did == b.did && a.prefix == b.prefix;
-                                },
-                                "psc");
+    Status s = levels_[l].check(
+        [l](const psc_entry& e) { return key_hash(e.did, e.pasid, e.prefix, l); },
+        [](const psc_entry& a, const psc_entry& b) { return same_key(a, b); }, "psc");
     if (!s.ok()) return s;
     bool bad = false;
     levels_[l].for_each([&](const psc_entry& e) {

@@ -14,6 +14,7 @@ device::device(system& sys, device_config config)
                    "device_config: windows must be non-empty and 4 KiB aligned");
     total_pages_ += w.size >> 12;
   }
+  if (config_.ats) tlb_ = std::make_unique<devtlb>(config_.devtlb);
   PTR_ASSERT_MSG(config_.stride > 0 && config_.hot_percent <= 100 && config_.write_percent <= 100,
                  "device_config: bad stride or percentage");
   if (config_.pattern == access_pattern::hot_set) {
@@ -33,6 +34,10 @@ device::device(system& sys, device_config config)
 
 device::~device() {
   cancel();
+  if (tlb_ == nullptr) return;
+  // Device-TLB invalidations must not reach a TLB that is gone.
+  for (unsigned u = 0; u < sys_->unit_count(); ++u)
+    sys_->get_unit(u).forget_devtlb(tlb_.get());
 }
 
 iova_t device::next_iova() {
@@ -75,6 +80,14 @@ bool device::step() {
       access_ = config_.write_percent != 0 && rng_.below(100) < config_.write_percent
                     ? pt::perm_write
                     : pt::perm_read;
+      if (!config_.pasids.empty()) {
+        pasid_ = config_.pasids[next_pasid_];
+        next_pasid_ = (next_pasid_ + 1) % config_.pasids.size();
+      }
+      if (tlb_ != nullptr) {
+        if (devtlb_hit()) return true;
+        tlb_generation_ = tlb_->generation();
+      }
     }
     retry_ = false;
     walk_unit_ = sys_->unit_of(config_.id);
@@ -83,7 +96,7 @@ bool device::step() {
       account(last_);
       return true;
     }
-    if (walk_unit_->begin(walk_, config_.id, last_iova_, access_)) {
+    if (walk_unit_->begin(walk_, config_.id, last_iova_, access_, pasid_)) {
       if (walk_.result().result == outcome::busy) {
         c_.busy.fetch_add(1, std::memory_order_relaxed);
         retry_ = true;
@@ -91,6 +104,7 @@ bool device::step() {
       }
       last_ = walk_.result();
       account(last_);
+      devtlb_fill(last_);
       return true;
     }
     if (config_.stepwise) return false;
@@ -103,7 +117,56 @@ bool device::step() {
   }
   last_ = walk_.result();
   account(last_);
+  devtlb_fill(last_);
   return true;
+}
+
+bool device::devtlb_hit() {
+  const std::optional<devtlb_entry> e = tlb_->lookup(pasid_, last_iova_, 0b1110);
+  if (!e) return false;
+  translate_result r;
+  r.from = source::devtlb;
+  r.level = e->level;
+  r.perms = e->perms;
+  r.phys = e->phys_base + (last_iova_ & ((std::uint64_t{1} << pt::level_shift(e->level)) - 1));
+  r.result = (access_ & ~e->perms) != 0 ? outcome::fault_permission : outcome::ok;
+  if (e->orphaned) {
+    // The flush of this entry completed without reaching the device: used stale, a violation.
+    unit* u = sys_->unit_of(config_.id);
+    const std::optional<context_entry> ctx = u != nullptr ? u->context(config_.id) : std::nullopt;
+    if (ctx) {
+      const reference_result ref = reference_walk(sys_->pool(), *ctx->dom, last_iova_);
+      if (ref.result != outcome::ok || ref.perms != e->perms || ref.phys != r.phys) {
+        violation v;
+        v.kind = violation_kind::stale_devtlb;
+        v.unit = u->index();
+        v.device = config_.id;
+        v.domain = ctx->dom->id();
+        v.did = ctx->did;
+        v.pasid = pasid_;
+        v.iova = last_iova_;
+        v.level = e->level;
+        v.at_ns = sys_->plat().now_ns();
+        sys_->violations().record(v);
+        r.violations = 1;
+      }
+    }
+  }
+  last_ = r;
+  account(last_);
+  return true;
+}
+
+void device::devtlb_fill(const translate_result& r) {
+  if (tlb_ == nullptr || r.result != outcome::ok) return;
+  devtlb_entry e;
+  e.did = walk_.did();
+  e.pasid = pasid_;
+  e.level = static_cast<std::uint8_t>(r.level);
+  e.perms = r.perms;
+  e.vpn = last_iova_ >> pt::level_shift(r.level);
+  e.phys_base = r.phys & ~((std::uint64_t{1} << pt::level_shift(r.level)) - 1);
+  tlb_->fill(e, tlb_generation_);
 }
 
 void device::cancel() {
@@ -118,6 +181,7 @@ void device::account(const translate_result& r) {
   add(r.result == outcome::ok ? c_.ok : c_.faults, 1);
   if (r.from == source::iotlb) add(c_.iotlb_hits, 1);
   if (r.from == source::psc) add(c_.psc_hits, 1);
+  if (r.from == source::devtlb) add(c_.devtlb_hits, 1);
   if (r.from == source::walk) add(c_.walks, 1);
   add(c_.pte_reads, r.pte_reads);
   add(c_.violations, r.violations);
@@ -133,6 +197,7 @@ device_stats device::stats() const noexcept {
   s.faults = ld(c_.faults);
   s.iotlb_hits = ld(c_.iotlb_hits);
   s.psc_hits = ld(c_.psc_hits);
+  s.devtlb_hits = ld(c_.devtlb_hits);
   s.walks = ld(c_.walks);
   s.pte_reads = ld(c_.pte_reads);
   s.violations = ld(c_.violations);

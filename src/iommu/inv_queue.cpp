@@ -18,6 +18,8 @@ const char* inv_type_name(inv_type t) noexcept {
       return "PSI";
     case inv_type::wait:
       return "wait";
+    case inv_type::devtlb:
+      return "devTLB";
     case inv_type::count_:
       break;
   }
@@ -28,8 +30,17 @@ std::string inv_descriptor::describe() const {
   char buf[128];
   switch (type) {
     case inv_type::page:
-      std::snprintf(buf, sizeof buf, "PSI did=%u addr=%#llx am=%u ih=%d", unsigned{did},
-                    static_cast<unsigned long long>(addr), unsigned{am}, ih ? 1 : 0);
+      if (pasid != no_pasid)
+        std::snprintf(buf, sizeof buf, "P_IOTLB did=%u pasid=%u addr=%#llx am=%u ih=%d",
+                      unsigned{did}, unsigned{pasid}, static_cast<unsigned long long>(addr),
+                      unsigned{am}, ih ? 1 : 0);
+      else
+        std::snprintf(buf, sizeof buf, "PSI did=%u addr=%#llx am=%u ih=%d", unsigned{did},
+                      static_cast<unsigned long long>(addr), unsigned{am}, ih ? 1 : 0);
+      break;
+    case inv_type::devtlb:
+      std::snprintf(buf, sizeof buf, "devTLB sid=%u addr=%#llx am=%u", unsigned{sid},
+                    static_cast<unsigned long long>(addr), unsigned{am});
       break;
     case inv_type::domain:
       std::snprintf(buf, sizeof buf, "DSI did=%u", unsigned{did});

@@ -13,7 +13,8 @@ std::vector<attachment> domain::attachments() const {
 }
 
 system::system(mem::frame_pool& pool, const system_config& config, platform& plat)
-    : pool_(&pool), config_(config), plat_(&plat), log_(config.violations_kept) {
+    : pool_(&pool), config_(config), plat_(&plat), log_(config.violations_kept), sva_lock_(plat) {
+  sva_lock_.name("iommu_sva_lock (SVA flush mutex, held until the waits complete)");
   for (auto& d : by_id_)
     d.store(nullptr, std::memory_order_relaxed);
   for (auto& u : device_unit_)
@@ -67,10 +68,18 @@ domain* system::find_domain(std::uint16_t id) const noexcept {
   return by_id_[id].load(std::memory_order_acquire);  // [sys-2]: a found domain is built
 }
 
-Status system::attach(device_id dev, unsigned u, domain& dom, hw_domain_id did) {
+Status system::attach(device_id dev, unsigned u, domain& dom, hw_domain_id did,
+                      std::span<const pasid_t> pasids, devtlb* ats) {
   if (u >= units_.size()) return {errc::invalid_argument, "attach: no such unit"};
   if (dev >= limits::max_devices)
     return {errc::invalid_argument, "attach: device id beyond limits"};
+  std::uint64_t mask = pasids.empty() ? 1 : 0;
+  for (pasid_t p : pasids) {
+    if (p == no_pasid || p > max_pasid)
+      return {errc::invalid_argument,
+              "attach: PASID " + std::to_string(p) + " outside 1.." + std::to_string(max_pasid)};
+    mask |= std::uint64_t{1} << p;
+  }
   std::lock_guard<std::mutex> g(setup_mutex_);
   if (device_unit_[dev].load(std::memory_order_relaxed) != 0)
     return {errc::invalid_argument, "attach: device " + std::to_string(dev) + " already attached"};
@@ -93,15 +102,23 @@ Status system::attach(device_id dev, unsigned u, domain& dom, hw_domain_id did) 
       return {errc::invalid_argument, "attach: domain " + std::to_string(dom.id()) +
                                           " already uses did " + std::to_string(found->did) +
                                           " on unit " + std::to_string(u)};
+    if (ats != nullptr && (found == nullptr ? 0 : found->ats_count) >= max_ats_per_unit)
+      return {errc::invalid_argument, "attach: more than " + std::to_string(max_ats_per_unit) +
+                                          " ATS devices of domain " + std::to_string(dom.id()) +
+                                          " on unit " + std::to_string(u)};
     if (found == nullptr) {
       dom.attachments_.push_back({u, did, 0});
       found = &dom.attachments_.back();
-      dom.did_plus1_[u].store(std::uint32_t{did} + 1, std::memory_order_release);  // [sys-5]
     }
+    found->pasids |= mask;
+    if (ats != nullptr) found->ats[found->ats_count++] = dev;
+    dom.pasids_[u].store(found->pasids, std::memory_order_release);
+    if (!pasids.empty()) dom.sva_.store(true, std::memory_order_release);
+    dom.did_plus1_[u].store(std::uint32_t{did} + 1, std::memory_order_release);  // [sys-5]
     ++found->devices;
     dom.leaf_levels_.fetch_and(units_[u]->config().leaf_levels, std::memory_order_relaxed);
   }
-  units_[u]->set_context(dev, &dom, did);
+  units_[u]->set_context(dev, &dom, did, ats);
   device_unit_[dev].store(static_cast<int>(u) + 1, std::memory_order_release);  // [sys-3]
   return {};
 }
@@ -153,8 +170,55 @@ Result<std::uint64_t> system::submit_retrying(unit& u, std::span<const inv_descr
   return out;
 }
 
+namespace {
+
+// One unit's share of a flush (the file comment of system.hpp): appends its descriptors,
+// wait excluded; returns whether they drop every cached entry of the domain there.
+bool unit_flush(const attachment& a, const unit_config& uc, const inv_range& range,
+                iova_t space_last, std::vector<inv_descriptor>& out) {
+  const unsigned am = covering_block_lg2(range.first, range.last, 12);
+  // AM = 52 (the whole space) is the one block with no lower address bits.
+  const iova_t base = 12 + am >= 64 ? 0 : align_down(range.first, 12 + am);
+  const bool ih = !range.nonleaf_changed;
+  bool full = true;
+  if ((a.pasids & 1) != 0) {
+    if (am > uc.max_am) {
+      out.push_back(inv_descriptor::domain(a.did));
+    } else {
+      out.push_back(inv_descriptor::page(a.did, base, am, ih));
+      full = range.nonleaf_changed && out.back().first() == 0 && out.back().last() >= space_last;
+    }
+  }
+  for (pasid_t p = 1; p <= max_pasid; ++p) {
+    if ((a.pasids >> p & 1) == 0) continue;
+    if (am > uc.max_am) {
+      out.push_back(inv_descriptor::pasid_page(a.did, p, 0, 52, ih));
+      full = full && range.nonleaf_changed;
+    } else {
+      out.push_back(inv_descriptor::pasid_page(a.did, p, base, am, ih));
+      full = full && range.nonleaf_changed && out.back().first() == 0 &&
+             out.back().last() >= space_last;
+    }
+  }
+  for (unsigned i = 0; i < a.ats_count; ++i)
+    out.push_back(inv_descriptor::devtlb(a.ats[i], base, am));
+  return full;
+}
+
+}  // namespace
+
 Result<ticket> system::invalidate(domain& dom, const inv_range& range) {
   PTR_ASSERT_MSG(range.first <= range.last, "invalidate: first > last");
+  if (!dom.sva()) return submit_flush(dom, range);
+  // iommu_sva_invalidate_kva_range: the mutex is held across every unit's flush and its wait.
+  std::lock_guard<spinlock> g(sva_lock_);
+  Result<ticket> t = submit_flush(dom, range);
+  if (!t.ok()) return t;
+  PTR_TRY(wait(*t, config_.sva_wait_timeout_ns));
+  return t;
+}
+
+Result<ticket> system::submit_flush(domain& dom, const inv_range& range) {
   const unsigned va_bits = dom.format().va_bits;
   const iova_t space_last = va_bits >= 64 ? ~iova_t{0} : bit(va_bits) - 1;
   ticket t;
@@ -176,21 +240,12 @@ Result<ticket> system::invalidate(domain& dom, const inv_range& range) {
   };
 
   bool full = true;
-  const unsigned am = covering_block_lg2(range.first, range.last, 12);
+  std::vector<inv_descriptor> descs;
   for (const attachment& a : atts) {
     unit& u = *units_[a.unit];
-    std::array<inv_descriptor, 2> descs;
-    bool unit_full = false;
-    if (am > u.config().max_am) {
-      descs[0] = inv_descriptor::domain(a.did);
-      unit_full = true;
-    } else {
-      // AM = 52 (max_am 52, the whole space) is the one block with no lower address bits.
-      const iova_t base = 12 + am >= 64 ? 0 : align_down(range.first, 12 + am);
-      descs[0] = inv_descriptor::page(a.did, base, am, !range.nonleaf_changed);
-      unit_full = range.nonleaf_changed && descs[0].first() == 0 && descs[0].last() >= space_last;
-    }
-    descs[1] = inv_descriptor::wait();
+    descs.clear();
+    const bool unit_full = unit_flush(a, u.config(), range, space_last, descs);
+    descs.push_back(inv_descriptor::wait());
     Result<std::uint64_t> r = submit_retrying(u, descs);
     if (!r.ok()) {
       {
@@ -200,7 +255,7 @@ Result<ticket> system::invalidate(domain& dom, const inv_range& range) {
       update_epochs(dom);
       return r.status();
     }
-    t.parts[t.count++] = {a.unit, r.value() + 1};
+    t.parts[t.count++] = {a.unit, r.value() + descs.size() - 1};
     full = full && unit_full;
   }
   t.full = full;

@@ -58,16 +58,26 @@ unit::unit(unsigned index, const unit_config& config, mem::frame_pool& pool, pla
     free_slots_.push_back(i);
 }
 
-void unit::set_context(device_id dev, domain* dom, hw_domain_id did) {
+void unit::set_context(device_id dev, domain* dom, hw_domain_id did, devtlb* ats) {
   PTR_ASSERT_MSG(dev < limits::max_devices, "device id beyond limits::max_devices");
   std::lock_guard<spinlock> g(lock_);
-  contexts_[dev] = {dom, did};
+  std::erase(ats_devices_, dev);
+  contexts_[dev] = {dom, did, ats};
+  if (ats != nullptr) ats_devices_.push_back(dev);
 }
 
 void unit::clear_context(device_id dev) {
   PTR_ASSERT_MSG(dev < limits::max_devices, "device id beyond limits::max_devices");
   std::lock_guard<spinlock> g(lock_);
+  std::erase(ats_devices_, dev);
   contexts_[dev] = {};
+}
+
+void unit::forget_devtlb(const devtlb* t) {
+  std::lock_guard<spinlock> g(lock_);
+  std::erase_if(ats_devices_, [&](device_id dev) { return contexts_[dev].ats == t; });
+  for (context_entry& c : contexts_)
+    if (c.ats == t) c.ats = nullptr;
 }
 
 std::optional<context_entry> unit::context(device_id dev) const {
@@ -87,6 +97,8 @@ std::uint64_t unit::latency(inv_type t) const noexcept {
       return config_.latency.inv_page_ns;
     case inv_type::wait:
       return config_.latency.inv_wait_ns;
+    case inv_type::devtlb:
+      return config_.latency.inv_devtlb_ns;
     case inv_type::count_:
       break;
   }
@@ -111,7 +123,7 @@ void unit::mark_walks_locked(const inv_descriptor& d) noexcept {
       w.drop_iotlb = all;
       continue;
     }
-    if (d.type != inv_type::page || d.did != w.did) continue;
+    if (d.type != inv_type::page || d.did != w.did || d.pasid != w.pasid) continue;
     // The same overlap tests as iotlb/psc::invalidate_range, applied to the entries this walk
     // may fill: at level L, the region of 2^level_shift(L) bytes holding the IOVA.
     for (unsigned l = 1; l <= limits::max_levels; ++l) {
@@ -145,12 +157,27 @@ void unit::apply(const inv_descriptor& d) noexcept {
       psc_.invalidate_domain(d.did);
       break;
     case inv_type::page:
-      iotlb_.invalidate_page_selective(d.did, d.first(), d.last(), d.am);
-      if (!d.ih) psc_.invalidate_range(d.did, d.first(), d.last());
+      iotlb_.invalidate_page_selective(d.did, d.first(), d.last(), d.am, d.pasid);
+      if (!d.ih) psc_.invalidate_range(d.did, d.first(), d.last(), d.pasid);
+      if (!d.pasid_selective()) mark_devtlbs_owed_locked(d);
       break;
+    case inv_type::devtlb:
+      if (devtlb* t = contexts_[d.sid].ats) t->invalidate(d.first(), d.last());
+      return;
     case inv_type::wait:
     case inv_type::count_:
       break;
+  }
+}
+
+// The IOMMU side of a page-selective flush is done: the devices' TLBs now owe theirs
+// (devtlb.hpp). Only page-selective ones: a DSI, global or PASID-selective invalidation is often
+// the hardware's widening of a smaller request, whose device-TLB invalidation rightly covers only
+// what software asked for; entries outside it may legally stay stale until their own flush.
+void unit::mark_devtlbs_owed_locked(const inv_descriptor& d) {
+  for (device_id dev : ats_devices_) {
+    const context_entry& c = contexts_[dev];
+    if (c.did == d.did) c.ats->mark_owed(c.did, d.pasid, d.first(), d.last());
   }
 }
 
@@ -213,6 +240,8 @@ void unit::process_locked(std::uint64_t now_ns) {
       }
       if (inv_observer* o = observer_.load(std::memory_order_acquire))
         o->on_processed_at(index_, queue_.head(), s.desc, s.submit_ns, done_at);
+      for (device_id dev : ats_devices_)
+        contexts_[dev].ats->wait_completed();
       if (s.desc.status != nullptr)
         s.desc.status->store(s.desc.status_value, std::memory_order_release);  // [iu-3]
       c_.waits_completed.fetch_add(1, std::memory_order_relaxed);
@@ -260,7 +289,15 @@ Result<std::uint64_t> unit::submit_attempt(std::span<const inv_descriptor> descs
   for (const auto& d : descs) {
     if (d.type == inv_type::count_)
       return Status(errc::invalid_argument, "submit: bad descriptor type");
-    if (d.type == inv_type::page) {
+    if (d.type == inv_type::devtlb) {
+      if (d.am > 52 || !d.aligned())
+        return Status(errc::invalid_argument, "submit: device-TLB invalidation block malformed");
+      if (d.sid >= limits::max_devices)
+        return Status(errc::invalid_argument, "submit: device-TLB invalidation of a bad device");
+    }
+    if (d.type == inv_type::page && d.pasid > max_pasid)
+      return Status(errc::invalid_argument, "submit: P_IOTLB PASID beyond max_pasid");
+    if (d.type == inv_type::page && !d.pasid_selective()) {
       if (d.am > config_.max_am)
         return Status(errc::invalid_argument, "submit: PSI address mask " + std::to_string(d.am) +
                                                   " beyond max_am " +

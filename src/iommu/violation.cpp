@@ -24,6 +24,8 @@ const char* violation_kind_name(violation_kind k) noexcept {
       return "entry with reserved bits set";
     case violation_kind::stale_superpage:
       return "stale superpage translation";
+    case violation_kind::stale_devtlb:
+      return "stale device-TLB translation";
   }
   return "?";
 }
@@ -41,6 +43,15 @@ std::string violation::describe() const {
        << psi_am << ", needs >= " << 9 * (level - 1)
        << ") left in place translated it, and the page table no longer maps it so, at " << at_ns
        << " ns";
+    return os.str();
+  }
+  if (kind == violation_kind::stale_devtlb) {
+    os << "S1 violation: unit " << unit << " device " << device << " (domain " << domain << ", did "
+       << did << ", PASID " << pasid << ") iova 0x" << std::hex << iova << std::dec << ": "
+       << violation_kind_name(kind)
+       << ": a flush of it completed on the IOMMU without a device-TLB invalidation, and the "
+          "device used the entry after the page table changed, at "
+       << at_ns << " ns";
     return os.str();
   }
   os << "S1 violation: unit " << unit << " device " << device << " (domain " << domain << ", did "

@@ -23,13 +23,14 @@ std::uint64_t level_mask(unsigned level) noexcept {
 
 }  // namespace
 
-bool unit::begin(walk& w, device_id dev, iova_t iova, std::uint8_t access) {
+bool unit::begin(walk& w, device_id dev, iova_t iova, std::uint8_t access, pasid_t pasid) {
   PTR_ASSERT_MSG(w.phase_ != walk_phase::walking, "begin: this walk is already in flight");
   PTR_ASSERT_MSG(dev < limits::max_devices, "device id beyond limits::max_devices");
   w = walk{};
   w.device_ = dev;
   w.iova_ = iova;
   w.access_ = access;
+  w.pasid_ = pasid;
   c_.translations.fetch_add(1, std::memory_order_relaxed);
   translate_result& r = w.result_;
 
@@ -54,7 +55,7 @@ bool unit::begin(walk& w, device_id dev, iova_t iova, std::uint8_t access) {
 
   std::uint32_t levels = fmt.leaf_levels & config_.leaf_levels;
   if (config_.caching_mode) levels |= ((1u << (fmt.levels + 1)) - 1) & ~1u;
-  if (auto hit = iotlb_.lookup(ctx.did, iova, levels)) {
+  if (auto hit = iotlb_.lookup(ctx.did, iova, levels, pasid)) {
     c_.iotlb_hits.fetch_add(1, std::memory_order_relaxed);
     r.from = source::iotlb;
     r.cost_ns = config_.latency.iotlb_hit_ns;
@@ -90,11 +91,12 @@ bool unit::begin(walk& w, device_id dev, iova_t iova, std::uint8_t access) {
   slot.start = w.start_seq_;
   slot.iova = iova;
   slot.did = ctx.did;
+  slot.pasid = pasid;
   slot.pos = static_cast<std::uint32_t>(active_.size());
   active_.push_back(w.slot_);
   c_.walks.fetch_add(1, std::memory_order_relaxed);
 
-  if (auto hit = psc_.lookup_deepest(ctx.did, iova, fmt.levels)) {
+  if (auto hit = psc_.lookup_deepest(ctx.did, iova, fmt.levels, pasid)) {
     c_.psc_hits[hit->level].fetch_add(1, std::memory_order_relaxed);
     r.from = source::psc;
     r.psc_level = hit->level;
@@ -320,7 +322,7 @@ void unit::end_walk_locked(walk& w, bool fill) {
   if (level >= 2 && level <= limits::max_levels && (slot.kept_iotlb & (1u << level)) != 0) {
     // A too-small PSI took effect during the walk: the fill stands, marked as the cache marks
     // the entries such a PSI leaves (iotlb::invalidate_page_selective).
-    if (auto e = iotlb_.lookup(w.did_, w.iova_, 1u << level); e && !e->negative) {
+    if (auto e = iotlb_.lookup(w.did_, w.iova_, 1u << level, w.pasid_); e && !e->negative) {
       e->kept_first = std::min(e->kept_first, std::max(slot.kept_first, e->first()));
       e->kept_last = std::max(e->kept_last, std::min(slot.kept_last, e->last()));
       e->kept_am = slot.kept_am;
@@ -345,6 +347,7 @@ void unit::fill_caches_locked(const walk& w, std::uint8_t drop_psc, std::uint8_t
     }
     psc_entry e;
     e.did = w.did_;
+    e.pasid = w.pasid_;
     e.prefix = w.iova_ >> pt::level_shift(l);
     e.next = w.next_[l];
     e.next_generation = w.gen_[l];
@@ -353,6 +356,7 @@ void unit::fill_caches_locked(const walk& w, std::uint8_t drop_psc, std::uint8_t
   }
   iotlb_entry t;
   t.did = w.did_;
+  t.pasid = w.pasid_;
   t.level = static_cast<std::uint8_t>(r.level);
   t.vpn = w.iova_ >> pt::level_shift(r.level);
   bool insert = false;
@@ -442,9 +446,9 @@ Status unit::check_coherence(const domain& dom, hw_domain_id did) const {
   return {};
 }
 
-translate_result unit::translate(device_id dev, iova_t iova, std::uint8_t access) {
+translate_result unit::translate(device_id dev, iova_t iova, std::uint8_t access, pasid_t pasid) {
   walk w;
-  if (!begin(w, dev, iova, access)) {
+  if (!begin(w, dev, iova, access, pasid)) {
     while (!step(w)) {
     }
   }

@@ -72,6 +72,7 @@ void safety_monitor::on_processed(unsigned unit, std::uint64_t seq,
   x.type = d.type;
   x.did = d.did;
   x.ih = d.ih;
+  x.pasid = d.pasid;
   if (d.type == iommu::inv_type::page) {
     x.first = d.first();
     x.last = d.last();
@@ -102,7 +103,7 @@ void safety_monitor::snapshot_units(domain_number d, unsigned& units, unit_needs
     const std::uint32_t did1 = dom->attached_did_plus1(u);
     if (did1 == 0) continue;
     need[units++] = {static_cast<std::uint8_t>(u), static_cast<iommu::hw_domain_id>(did1 - 1),
-                     sys_.get_unit(u).submitted_peek()};
+                     sys_.get_unit(u).submitted_peek(), dom->attached_pasids(u)};
   }
 }
 
@@ -124,31 +125,48 @@ safety_monitor::coverage safety_monitor::scan(const unit_need& n, pt::iova_t fir
                                               bool leaf_counts) const {
   const unit_log& log = logs_[n.unit];
   coverage c;
+  c.pasids_left = n.pasids;
   for (auto it = std::lower_bound(log.entries.begin(), log.entries.end(), n.tail,
                                   [](const logged&e, std::uint64_t seq) { return e.seq < seq; });
        it != log.entries.end() && !c.waited; ++it) {
     ++c.after;
     const logged& e = *it;
+    c.covered = c.pasids_left == 0;
     switch (e.type) {
       case iommu::inv_type::global:
-        c.covered = true;
+        c.pasids_left = 0;
         break;
       case iommu::inv_type::domain:
-        c.covered = c.covered || e.did == n.did;
+        if (e.did == n.did) c.pasids_left = 0;
         break;
       case iommu::inv_type::page:
-        c.covered = c.covered || (e.did == n.did && (leaf_counts || !e.ih) && e.first <= first &&
-                                  last <= e.last);
+        if (e.did == n.did && (leaf_counts || !e.ih) && e.first <= first && last <= e.last)
+          c.pasids_left &= ~(std::uint64_t{1} << e.pasid);
         break;
       case iommu::inv_type::wait:
         c.waited = c.covered;
         break;
+      case iommu::inv_type::devtlb:
       case iommu::inv_type::count_:
         break;
     }
   }
+  c.covered = c.pasids_left == 0;
   return c;
 }
+
+namespace {
+
+// " (PASID 2 3 not covered)" when PASIDs are involved, else nothing.
+std::string pasids_missing(std::uint64_t left) {
+  if ((left & ~std::uint64_t{1}) == 0) return {};
+  std::string out = " (PASID";
+  for (unsigned p = 0; p < 64; ++p)
+    if ((left >> p & 1) != 0) out += " " + std::to_string(p);
+  return out + " not covered)";
+}
+
+}  // namespace
 
 std::string safety_monitor::uncovered(const unlinked_frame& r) const {
   for (unsigned i = 0; i < r.units; ++i) {
@@ -158,7 +176,8 @@ std::string safety_monitor::uncovered(const unlinked_frame& r) const {
     return "on IOMMU " + std::to_string(n.unit) + " (did " + std::to_string(n.did) + "), " +
            (c.covered ? "a covering invalidation was processed but no wait behind it completed"
                       : "no non-leaf invalidation covering [" + hex(r.first) + ", " + hex(r.last) +
-                            "] submitted after the unlink was processed") +
+                            "] submitted after the unlink was processed" +
+                            pasids_missing(c.pasids_left)) +
            " (" + std::to_string(c.after) + " descriptors processed there since the unlink)";
   }
   return {};

@@ -32,7 +32,7 @@ std::uint64_t worst_invalidation_ns(const scenario& s) {
   if (!q.enabled()) return 0;
   const iommu::latency_config& l = s.iommu.unit.latency;
   const std::uint64_t slowest =
-      std::max({l.inv_page_ns, l.inv_domain_ns, l.inv_global_ns, l.inv_wait_ns});
+      std::max({l.inv_page_ns, l.inv_domain_ns, l.inv_global_ns, l.inv_wait_ns, l.inv_devtlb_ns});
   // Each attempt waits behind at most a full queue of descriptors, each as slow as it can be,
   // and may first wait as long again for room to be resubmitted; the injector aborts at most
   // max_aborts_in_a_row attempts.

@@ -51,6 +51,7 @@ void read_latency(table_reader t, iommu::latency_config& l) {
   t.uint("iotlb_miss_ns", l.iotlb_miss_ns, 0, tera);
   t.uint("pte_read_ns", l.pte_read_ns, 0, tera);
   t.uint("inv_page_ns", l.inv_page_ns, 0, tera);
+  t.uint("inv_devtlb_ns", l.inv_devtlb_ns, 0, tera);
   t.uint("inv_domain_ns", l.inv_domain_ns, 0, tera);
   t.uint("inv_global_ns", l.inv_global_ns, 0, tera);
   t.uint("inv_wait_ns", l.inv_wait_ns, 0, tera);
@@ -205,6 +206,12 @@ void read_sva_kernel(table_reader t, sva_kernel_params& p) {
   t.uint("vmalloc_max_bytes", p.vmalloc_max_bytes, 4096, tib);
   t.uint_as("live_per_cpu", p.live_per_cpu, 1, 65536);
   t.real("free_probability", p.free_probability, 0, 1);
+  t.uint_as("pasids", p.pasids, 1, iommu::max_pasid);
+  t.boolean("ats", p.ats);
+  t.uint_as("devtlb_entries", p.devtlb_entries, 8, 4096);
+  if (p.devtlb_entries % 8 != 0)
+    t.reject("devtlb_entries",
+             "'sva-kernel.devtlb_entries' must be a multiple of 8 (the device TLB is 8-way)");
   t.finish("[sva-kernel]");
 }
 

@@ -24,6 +24,20 @@ namespace ptreclaim::sim::detail {
 
 using runtime::step_result;
 
+namespace {
+
+// sva-kernel: PASID p (1 .. pasids) is bound to SVA device (p - 1) mod devices; the devices
+// have device TLBs when ats is set. Device ids are the devices' ordinals here.
+void bind_sva(iommu::device_config& dc, iommu::device_id id, unsigned devices,
+              const sva_kernel_params& p) {
+  for (unsigned pasid = 1; pasid <= p.pasids; ++pasid)
+    if ((pasid - 1) % devices == id) dc.pasids.push_back(pasid);
+  dc.ats = p.ats;
+  dc.devtlb = {p.devtlb_entries, 8, iommu::replacement::lru, 3};
+}
+
+}  // namespace
+
 Status machine::build_devices(prng& rng) {
   // Domains of each group, in order.
   std::vector<std::vector<domain_slot*>> by_group(sc.domains.size());
@@ -31,6 +45,9 @@ Status machine::build_devices(prng& rng) {
     by_group[d->group].push_back(d.get());
 
   iommu::device_id next_id = 0;
+  unsigned sva_devices = 0;
+  for (const device_group& grp : sc.devices)
+    sva_devices += grp.count;
   std::vector<std::vector<bool>> attached(domains.size(), std::vector<bool>(sc.iommu.count, false));
   for (const device_group& grp : sc.devices) {
     const auto& doms = by_group[grp.domain_group];
@@ -45,8 +62,6 @@ Status machine::build_devices(prng& rng) {
       // (k + k / domains) mod units, so with as many devices as domains x units every domain
       // has a device behind every unit.
       const unsigned u = units[(k + k / static_cast<unsigned>(doms.size())) % units.size()];
-      PTR_TRY(sys_->attach(dev->id, u, *dev->dom->dom, dev->dom->id));
-      attached[dev->dom->id - 1][u] = true;
       const std::uint64_t bytes = grp.window_bytes != 0 ? grp.window_bytes : wl_->region_bytes();
       iommu::device_config dc;
       dc.id = dev->id;
@@ -67,7 +82,10 @@ Status machine::build_devices(prng& rng) {
       dc.hot_percent = 90;
       dc.seed = rng.fork_seed(0x2000 + dev->id);
       if (grp.target != access_target::window) dc.source = dev.get();
+      if (sc.kind == workload_kind::sva_kernel) bind_sva(dc, dev->id, sva_devices, sc.sva_kernel);
       dev->dev = std::make_unique<iommu::device>(*sys_, dc);
+      PTR_TRY(sys_->attach(dev->id, u, *dev->dom->dom, dev->dom->id, dc.pasids, dev->dev->ats()));
+      attached[dev->dom->id - 1][u] = true;
       device_state* raw = dev.get();
       const runtime::actor_id actor = ex_->add_actor(
           {"device" + std::to_string(dev->id), [this, raw] { return device_step(*raw); }, true});

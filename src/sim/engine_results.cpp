@@ -42,10 +42,10 @@ void machine::collect_devices(run_result& out) const {
     const iommu::latency_config& l = sys_->get_unit(static_cast<unsigned>(i)).config().latency;
     using iommu::inv_type;
     const auto n = [&u](inv_type t) { return u.descriptors[static_cast<std::size_t>(t)]; };
-    const std::uint64_t busy = n(inv_type::global) * l.inv_global_ns +
-                               n(inv_type::domain) * l.inv_domain_ns +
-                               n(inv_type::page) * l.inv_page_ns +
-                               n(inv_type::wait) * l.inv_wait_ns + u.stall_ns + u.slow_wait_ns;
+    const std::uint64_t busy =
+        n(inv_type::global) * l.inv_global_ns + n(inv_type::domain) * l.inv_domain_ns +
+        n(inv_type::page) * l.inv_page_ns + n(inv_type::wait) * l.inv_wait_ns +
+        n(inv_type::devtlb) * l.inv_devtlb_ns + u.stall_ns + u.slow_wait_ns;
     if (out.elapsed_ns != 0) {
       out.invalidations.busiest_queue =
           std::max(out.invalidations.busiest_queue,

@@ -91,8 +91,11 @@ std::string descriptor_name(const iommu::inv_descriptor& d) {
     case iommu::inv_type::domain:
       return "DSI did " + std::to_string(d.did);
     case iommu::inv_type::page:
-      return "PSI did " + std::to_string(d.did) + " am " + std::to_string(d.am) +
-             (d.ih ? " ih" : "");
+      return (d.pasid != iommu::no_pasid ? "P_IOTLB pasid " + std::to_string(d.pasid) + " did "
+                                         : "PSI did ") +
+             std::to_string(d.did) + " am " + std::to_string(d.am) + (d.ih ? " ih" : "");
+    case iommu::inv_type::devtlb:
+      return "devTLB device " + std::to_string(d.sid) + " am " + std::to_string(d.am);
     case iommu::inv_type::wait:
     case iommu::inv_type::count_:
       break;
@@ -442,6 +445,8 @@ void recorder::on_processed_at(unsigned unit, std::uint64_t seq, const iommu::in
     settle_group(l, unit, done_ns);
     return;
   }
+  // A device TLB holds no table pointers: nothing a freed table's story needs.
+  if (d.type == iommu::inv_type::devtlb) return;
   const std::uint32_t did = l.did_plus1[unit] - 1;
   if (d.type != iommu::inv_type::global && d.did != did) return;  // another domain's
   if (l.freed) {
@@ -465,8 +470,11 @@ void recorder::on_processed_at(unsigned unit, std::uint64_t seq, const iommu::in
       p.why = "it drops every cached entry of the domain";
       break;
     case iommu::inv_type::page:
-      p.what = "a page-selective invalidation (PSI) of " + span_text(d.first(), d.last()) +
-               (d.ih ? " with IH=1" : "");
+      p.what =
+          (d.pasid != iommu::no_pasid ? "a PASID-based invalidation (P_IOTLB) of PASID " +
+                                            std::to_string(d.pasid) + " over "
+                                      : std::string("a page-selective invalidation (PSI) of ")) +
+          span_text(d.first(), d.last()) + (d.ih ? " with IH=1" : "");
       if (d.ih) {
         p.why = "IH=1 drops leaf entries only; the paging-structure caches keep their pointers";
       } else if (d.first() <= l.first && l.last <= d.last()) {
@@ -476,6 +484,7 @@ void recorder::on_processed_at(unsigned unit, std::uint64_t seq, const iommu::in
         p.why = "its block misses part of the span " + span_text(l.first, l.last);
       }
       break;
+    case iommu::inv_type::devtlb:
     case iommu::inv_type::wait:
     case iommu::inv_type::count_:
       return;

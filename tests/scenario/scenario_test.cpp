@@ -95,6 +95,9 @@ TEST(Scenario, BuiltinsSayWhatTheIssueAsks) {
   // Linux's vfree flushes only the CPU TLB: the policy's invalidation is the IOMMU's only one.
   EXPECT_EQ(sva->caller.flush, caller_flush::none);
   EXPECT_EQ(sva->caller.flush_range, caller_range::gather);
+  EXPECT_EQ(sva->sva_kernel.pasids, 4u);
+  EXPECT_TRUE(sva->sva_kernel.ats);
+  EXPECT_EQ(sva->iommu.unit.latency.inv_devtlb_ns, 3000u);
   auto req = parse_scenario("base = \"superpage-churn\"\n[caller]\nflush_range = \"request\"\n",
                             "req.toml");
   ASSERT_TRUE(req.ok()) << req.status().to_string();
@@ -190,6 +193,25 @@ TEST(Scenario, NegativeLatency) {
   const std::string msg = message_of(std::string(minimal) + "[iommu.latency]\ninv_wait_ns = -5\n");
   EXPECT_NE(msg.find("t.toml:12:"), std::string::npos) << msg;
   EXPECT_NE(msg.find("'iommu.latency.inv_wait_ns' = -5 is out of range"), std::string::npos) << msg;
+}
+
+TEST(Scenario, SvaPasidAndDeviceTlbBoundsAreChecked) {
+  const std::string sva = "base = \"sva-kernel\"\n";
+  std::string msg = message_of(sva + "[sva-kernel]\npasids = 0\n");
+  EXPECT_NE(msg.find("'sva-kernel.pasids' = 0 is out of range (1 .. 63)"), std::string::npos)
+      << msg;
+  msg = message_of(sva + "[sva-kernel]\npasids = 64\n");
+  EXPECT_NE(msg.find("out of range (1 .. 63)"), std::string::npos) << msg;
+  msg = message_of(sva + "[sva-kernel]\ndevtlb_entries = 12\n");
+  EXPECT_NE(msg.find("'sva-kernel.devtlb_entries' must be a multiple of 8"), std::string::npos)
+      << msg;
+  msg = message_of(sva + "[iommu.latency]\ninv_devtlb_ns = -1\n");
+  EXPECT_NE(msg.find("'iommu.latency.inv_devtlb_ns' = -1 is out of range"), std::string::npos)
+      << msg;
+  auto ok = parse_scenario(sva + "[sva-kernel]\npasids = 63\nats = false\n", "ok.toml");
+  ASSERT_TRUE(ok.ok()) << ok.status().to_string();
+  EXPECT_EQ(ok->sva_kernel.pasids, 63u);
+  EXPECT_FALSE(ok->sva_kernel.ats);
 }
 
 TEST(Scenario, UnknownFormat) {

@@ -3,15 +3,20 @@
 // seeded random replacement (cache_config).
 //
 // What each holds, and why the fields are there:
-//   IOTLB entry  (did, level, IOVA page at that level's size) -> page base, permissions. With
+//   IOTLB entry  (did, PASID, level, IOVA page at that level's size) -> page base, permissions.
+//   With
 //                caching mode 1 an entry may be *negative*: "not present" cached for the range of
 //                the level where the walk found nothing.
-//   PSC entry    for level L >= 2: (did, IOVA >> level_shift(L)) -> the frame of the level-(L-1)
+//   PSC entry    for level L >= 2: (did, PASID, IOVA >> level_shift(L)) -> the frame of the
+//   level-(L-1)
 //                table the level-L entry pointed to, the frame's generation as seen when cached
 //                (the model's way to detect that the frame was freed and reused), and the
 //                permissions accumulated down to that table. Hardware keeps it as long as the
 //                entry it came from was valid, whatever software later writes to memory: only an
 //                invalidation drops it.
+// The PASID (0 for requests without one) is part of every key: first-stage (SVA) entries of
+// one domain are cached, and must be invalidated, per PASID. A domain-selective or global
+// invalidation drops every PASID's entries; a page-selective one only those of its PASID.
 //
 // Not thread-safe: the owning unit serialises access under its lock.
 #pragma once
@@ -183,6 +188,7 @@ struct iotlb_entry {
   iova_t kept_first = ~iova_t{0};
   iova_t kept_last = 0;
   std::uint8_t kept_am = 0;
+  pasid_t pasid = no_pasid;  // last: brace-initialised entries keep their meaning
 
   [[nodiscard]] iova_t first() const noexcept { return vpn << pt::level_shift(level); }
   [[nodiscard]] iova_t last() const noexcept {
@@ -203,19 +209,21 @@ class iotlb {
   // The entry translating `iova` for `did`, trying each level whose bit is set in `levels`
   // (smallest first). Copies, so the caller may drop the unit lock.
   [[nodiscard]] std::optional<iotlb_entry> lookup(hw_domain_id did, iova_t iova,
-                                                  std::uint32_t levels) noexcept;
+                                                  std::uint32_t levels,
+                                                  pasid_t pasid = no_pasid) noexcept;
   void insert(const iotlb_entry& e) noexcept;
   unsigned invalidate_all() noexcept;
   unsigned invalidate_domain(hw_domain_id did) noexcept;
   // Drops every entry of `did` whose range overlaps [first, last] (a superpage entry is dropped
   // by an invalidation of any of its pages; what software may assume only of a wide enough mask).
-  unsigned invalidate_range(hw_domain_id did, iova_t first, iova_t last) noexcept;
+  unsigned invalidate_range(hw_domain_id did, iova_t first, iova_t last,
+                            pasid_t pasid = no_pasid) noexcept;
   // A page-selective invalidation of the 2^am-page block [first, last], as the specification
   // guarantees it: drops every entry of `did` overlapping it whose page order (0 for 4K, 9 for
   // 2M, 18 for 1G) is at most `am`, and negative entries; a larger page survives, marked with
   // the part software asked for (kept_first/kept_last/kept_am).
-  unsigned invalidate_page_selective(hw_domain_id did, iova_t first, iova_t last,
-                                     unsigned am) noexcept;
+  unsigned invalidate_page_selective(hw_domain_id did, iova_t first, iova_t last, unsigned am,
+                                     pasid_t pasid = no_pasid) noexcept;
 
   template <class Visit>
   void for_each(Visit&& visit) const {
@@ -237,6 +245,7 @@ struct psc_entry {
   std::uint64_t prefix = 0;            // iova >> level_shift(L)
   mem::frame_id next = mem::no_frame;  // the level-(L-1) table
   std::uint32_t next_generation = 0;   // its generation when the entry was cached
+  pasid_t pasid = no_pasid;
 };
 
 // One paging-structure cache per level 2..limits::max_levels.
@@ -250,12 +259,15 @@ class psc {
   };
   // The deepest (lowest-level) cached entry for `iova`, considering levels 2..root_level.
   [[nodiscard]] std::optional<hit> lookup_deepest(hw_domain_id did, iova_t iova,
-                                                  unsigned root_level) noexcept;
+                                                  unsigned root_level,
+                                                  pasid_t pasid = no_pasid) noexcept;
   void insert(unsigned level, const psc_entry& e) noexcept;
   unsigned invalidate_all() noexcept;
   unsigned invalidate_domain(hw_domain_id did) noexcept;
-  // Drops every entry of `did` that could be used to translate an address in [first, last].
-  unsigned invalidate_range(hw_domain_id did, iova_t first, iova_t last) noexcept;
+  // Drops every entry of (`did`, `pasid`) that could be used to translate an address in
+  // [first, last].
+  unsigned invalidate_range(hw_domain_id did, iova_t first, iova_t last,
+                            pasid_t pasid = no_pasid) noexcept;
 
   template <class Visit>  // visit(level, entry)
   void for_each(Visit&& visit) const {

@@ -24,6 +24,15 @@ namespace ptreclaim::iommu {
 using device_id = std::uint16_t;     // source id (bus/dev/fn), < limits::max_devices
 using hw_domain_id = std::uint16_t;  // a unit's domain id (16 bits in VT-d)
 using iova_t = std::uint64_t;
+// A process address space id (PCIe PASID). 0 stands for requests without a PASID; PASIDs
+// 1..max_pasid tag first-stage (SVA) cache entries. The bound keeps a unit's bound PASIDs in one
+// 64-bit mask (bit p; bit 0 = requests without PASID).
+using pasid_t = std::uint32_t;
+inline constexpr pasid_t no_pasid = 0;
+inline constexpr pasid_t max_pasid = 63;
+// ATS devices whose device-TLB one unit invalidates for one domain (the flush sends one
+// device-TLB invalidation to each).
+inline constexpr unsigned max_ats_per_unit = 16;
 
 enum class replacement : std::uint8_t { lru, random };
 
@@ -50,9 +59,12 @@ struct latency_config {
   std::uint64_t inv_domain_ns = 200;  // one DSI descriptor
   std::uint64_t inv_global_ns = 400;  // one global descriptor
   std::uint64_t inv_wait_ns = 800;    // a wait descriptor's round trip (PSI + wait ~ 1 us)
+  // A device-TLB (ATS) invalidation: the IOMMU sends it over PCIe and the descriptor finishes
+  // when the device's completion message returns, a few microseconds.
+  std::uint64_t inv_devtlb_ns = 3000;
 
   // All zero: the model's own machinery is what benchmarks measure.
-  [[nodiscard]] static constexpr latency_config zero() noexcept { return {0, 0, 0, 0, 0, 0, 0}; }
+  [[nodiscard]] static constexpr latency_config zero() noexcept { return {0, 0, 0, 0, 0, 0, 0, 0}; }
 };
 
 // Abort probabilities above this would let one invalidation fail more often than it succeeds.
@@ -117,6 +129,9 @@ struct system_config {
   std::size_t violations_kept = 64;  // first N violations recorded in full
   // How long invalidate() keeps retrying while a unit's queue is full before giving up.
   std::uint64_t queue_full_timeout_ns = 100'000'000;
+  // An SVA flush holds iommu_sva_lock until its waits complete; how long it waits before
+  // giving up (errc::busy).
+  std::uint64_t sva_wait_timeout_ns = 1'000'000'000;
   // Tests only: called by invalidate() between numbering an invalidation and submitting it to
   // the units (domain id, epoch), where a real CPU may be preempted. Lets a test hold one
   // invalidation numbered but unsubmitted while others complete.

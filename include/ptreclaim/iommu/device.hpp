@@ -4,14 +4,20 @@
 // step-wise mode - one memory read of a walk, so a deterministic executor can interleave a walk
 // with CPU operations read by read.
 //
+// PASIDs and ATS. A device configured with PASIDs issues its requests with them, round-robin
+// (the caller attaches it with the same list). With ATS it keeps a device-TLB (devtlb.hpp):
+// a request it hits there never reaches the IOMMU; a miss asks the unit and fills it.
+//
 // Thread-safety: one driver at a time per device; stats() may be read from any thread.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "ptreclaim/base/prng.hpp"
+#include "ptreclaim/iommu/devtlb.hpp"
 #include "ptreclaim/iommu/system.hpp"
 
 namespace ptreclaim::iommu {
@@ -47,6 +53,9 @@ struct device_config {
   bool stepwise = false;        // step() = one PTE read instead of one translation
   std::uint64_t seed = 1;
   iova_source* source = nullptr;  // asked first for every IOVA (must outlive the device)
+  std::vector<pasid_t> pasids{};  // used round-robin; empty: requests without PASID
+  bool ats = false;               // a device-TLB in front of the unit
+  cache_config devtlb{64, 8, replacement::lru, 3};
 };
 
 struct device_stats {
@@ -56,7 +65,8 @@ struct device_stats {
   std::uint64_t faults = 0;
   std::uint64_t iotlb_hits = 0;
   std::uint64_t psc_hits = 0;
-  std::uint64_t walks = 0;  // translations that walked from the root
+  std::uint64_t devtlb_hits = 0;  // answered by the device's own TLB
+  std::uint64_t walks = 0;        // translations that walked from the root
   std::uint64_t pte_reads = 0;
   std::uint64_t violations = 0;
   std::uint64_t cost_ns = 0;  // modelled time of all translations
@@ -91,12 +101,17 @@ class device {
   [[nodiscard]] const translate_result& last() const noexcept { return last_; }
   [[nodiscard]] iova_t last_iova() const noexcept { return last_iova_; }
   [[nodiscard]] device_stats stats() const noexcept;
+  // The device's TLB (attach it with this), nullptr without ATS.
+  [[nodiscard]] devtlb* ats() noexcept { return tlb_.get(); }
 
   // The next IOVA the pattern produces (advances the pattern).
   [[nodiscard]] iova_t next_iova();
 
  private:
   void account(const translate_result& r);
+  // A device-TLB hit answers the request; false on a miss.
+  bool devtlb_hit();
+  void devtlb_fill(const translate_result& r);
 
   system* sys_;
   device_config config_;
@@ -111,10 +126,14 @@ class device {
   iova_t last_iova_ = 0;
   std::uint8_t access_ = 0;
   bool retry_ = false;  // the last request was refused busy: reissue it
+  pasid_t pasid_ = no_pasid;
+  std::size_t next_pasid_ = 0;
+  std::unique_ptr<devtlb> tlb_;
+  std::uint64_t tlb_generation_ = 0;  // read before the request went to the unit
 
   struct counters {
     std::atomic<std::uint64_t> translations{0}, busy{0}, ok{0}, faults{0}, iotlb_hits{0},
-        psc_hits{0}, walks{0}, pte_reads{0}, violations{0}, cost_ns{0};
+        psc_hits{0}, devtlb_hits{0}, walks{0}, pte_reads{0}, violations{0}, cost_ns{0};
   };
   counters c_;
 };

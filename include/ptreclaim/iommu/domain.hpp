@@ -65,6 +65,12 @@ struct attachment {
   unsigned unit = 0;
   hw_domain_id did = 0;
   unsigned devices = 0;  // context entries on that unit naming this domain
+  // What the flush must reach on that unit: bit p = PASID p is bound there (a P_IOTLB each),
+  // bit 0 = a device translates without PASID (a PSI or DSI); and the ATS devices (a device-TLB
+  // invalidation each). Kept after a detach, as the unit is.
+  std::uint64_t pasids = 0;
+  unsigned ats_count = 0;
+  std::array<device_id, max_ats_per_unit> ats{};
 };
 
 class domain {
@@ -92,6 +98,15 @@ class domain {
     // [sys-6] pairs with system::attach's [sys-5]
     return u < limits::max_iommus ? did_plus1_[u].load(std::memory_order_acquire) : 0;
   }
+
+  // The PASID mask of unit `u` (attachment::pasids), lock-free for checkers; published with
+  // attached_did_plus1 ([sys-6]).
+  [[nodiscard]] std::uint64_t attached_pasids(unsigned u) const noexcept {
+    return u < limits::max_iommus ? pasids_[u].load(std::memory_order_acquire) : 0;
+  }
+  // Some PASID is bound: a shared-virtual-addressing domain, whose flushes take iommu_sva_lock
+  // and wait for completion under it (system::invalidate).
+  [[nodiscard]] bool sva() const noexcept { return sva_.load(std::memory_order_acquire); }
 
   [[nodiscard]] std::uint64_t flush_started() const noexcept {
     return started_.load(std::memory_order_acquire);
@@ -156,6 +171,8 @@ class domain {
   mutable spinlock lock_;  // attachments_, pending_
   std::vector<attachment> attachments_;
   std::array<std::atomic<std::uint32_t>, limits::max_iommus> did_plus1_{};  // mirrors attachments_
+  std::array<std::atomic<std::uint64_t>, limits::max_iommus> pasids_{};     // mirrors attachments_
+  std::atomic<bool> sva_{false};
   std::deque<pending> pending_;
   // started_ is written by every stamp and submission, the completed pair only when epochs
   // advance: separate lines, so readers of completions do not share the stampers' line.

@@ -7,6 +7,13 @@
 //   IOTLB domain-selective (DSI)           INVALIDATE_IOMMU_PAGES S=1, all ones    domain
 //   IOTLB page-selective (PSI) ADDR,AM,IH  INVALIDATE_IOMMU_PAGES ADDR,S,PDE       page
 //   invalidation wait (status write)       COMPLETION_WAIT (store data)            wait
+//   PASID-based IOTLB invalidate (P_IOTLB) -                                       page, pasid>0
+//   device-TLB invalidate (ATS)            INVALIDATE_IOTLB_PAGES                  devtlb
+// A P_IOTLB is a page descriptor with a PASID: it drops the IOTLB and paging-structure entries of
+// that (did, PASID) only; AM = 52 at address 0 is its PASID-selective granularity (every address
+// of the PASID), allowed beyond max_am. A device-TLB invalidation names a device (source id)
+// and a block; it finishes when the device answers (latency inv_devtlb_ns) and drops the
+// device's translations of the block for every PASID.
 // PDE=1 means "paging-structure entries too", the opposite sense of IH: IH = !PDE.
 //
 // The ring is owned by a unit (unit.hpp), which processes it; it is not thread-safe itself.
@@ -24,15 +31,17 @@
 
 namespace ptreclaim::iommu {
 
-enum class inv_type : std::uint8_t { global, domain, page, wait, count_ };
+enum class inv_type : std::uint8_t { global, domain, page, wait, devtlb, count_ };
 [[nodiscard]] const char* inv_type_name(inv_type t) noexcept;
 
 struct inv_descriptor {
   inv_type type = inv_type::global;
-  hw_domain_id did = 0;  // domain, page
-  iova_t addr = 0;       // page: aligned to 2^(12 + am) bytes
-  std::uint8_t am = 0;   // page: 2^am pages
-  bool ih = false;       // page: 1 = leaf entries only, paging-structure caches survive
+  hw_domain_id did = 0;      // domain, page
+  pasid_t pasid = no_pasid;  // page: a P_IOTLB of this PASID (0: a PSI, requests without PASID)
+  device_id sid = 0;         // devtlb: the device whose TLB is invalidated
+  iova_t addr = 0;           // page, devtlb: aligned to 2^(12 + am) bytes
+  std::uint8_t am = 0;       // page, devtlb: 2^am pages
+  bool ih = false;           // page: 1 = leaf entries only, paging-structure caches survive
   // wait: on completion `status` (if any) is stored `status_value` with release ordering,
   // as VT-d's status write (SW=1) and AMD's completion store.
   std::atomic<std::uint64_t>* status = nullptr;
@@ -56,6 +65,25 @@ struct inv_descriptor {
     d.ih = ih;
     return d;
   }
+  // A P_IOTLB: page-selective within `pasid`, or PASID-selective with am = 52 and addr = 0.
+  [[nodiscard]] static inv_descriptor pasid_page(hw_domain_id did, pasid_t pasid, iova_t addr,
+                                                 unsigned am, bool ih) noexcept {
+    inv_descriptor d = page(did, addr, am, ih);
+    d.pasid = pasid;
+    return d;
+  }
+  [[nodiscard]] static inv_descriptor devtlb(device_id sid, iova_t addr, unsigned am) noexcept {
+    inv_descriptor d;
+    d.type = inv_type::devtlb;
+    d.sid = sid;
+    d.addr = addr;
+    d.am = static_cast<std::uint8_t>(am);
+    return d;
+  }
+  // A P_IOTLB of the PASID's every address.
+  [[nodiscard]] bool pasid_selective() const noexcept {
+    return type == inv_type::page && pasid != no_pasid && am >= 52;
+  }
   [[nodiscard]] static inv_descriptor wait(std::atomic<std::uint64_t>* status = nullptr,
                                            std::uint64_t value = 0) noexcept {
     inv_descriptor d;
@@ -64,13 +92,13 @@ struct inv_descriptor {
     d.status_value = value;
     return d;
   }
-  // page: the inclusive IOVA range it covers. AM = 52 is the whole 64-bit space (2^64 bytes:
-  // no shift by 64 anywhere).
+  // page, devtlb: the inclusive IOVA range it covers. AM = 52 is the whole 64-bit space (2^64
+  // bytes: no shift by 64 anywhere).
   [[nodiscard]] iova_t first() const noexcept { return addr; }
   [[nodiscard]] iova_t last() const noexcept {
     return 12u + am >= 64 ? ~iova_t{0} : addr + ((std::uint64_t{1} << (12u + am)) - 1);
   }
-  // page: addr is aligned to the block, 2^(12 + am) bytes.
+  // page, devtlb: addr is aligned to the block, 2^(12 + am) bytes.
   [[nodiscard]] bool aligned() const noexcept {
     return 12u + am >= 64 ? addr == 0 : (addr & ((std::uint64_t{1} << (12u + am)) - 1)) == 0;
   }

@@ -9,7 +9,11 @@
 //   smallest naturally aligned address mask covering the range (covering_block_lg2), or a DSI
 //   when that mask exceeds the unit's max_am - with IH = 1 only when no non-leaf entry changed,
 //   followed by a wait descriptor; a full queue is retried (advancing the hardware) until
-//   system_config::queue_full_timeout_ns, then reported as errc::queue_full. It returns a
+//   system_config::queue_full_timeout_ns, then reported as errc::queue_full. On a unit where
+//   PASIDs are bound (SVA), each bound PASID gets a P_IOTLB instead (the same block, or
+//   PASID-selective beyond max_am), the PSI/DSI only if some device there translates without a
+//   PASID, then each ATS device a device-TLB invalidation of the block, then the wait: the wait
+//   completes only after the devices answered. It returns a
 //   ticket: the per-unit wait sequences, pollable without blocking or waitable with the
 //   platform's wait_until. The domain's flush epochs (domain.hpp) advance as tickets complete.
 //
@@ -19,12 +23,18 @@
 // poll_domain, wait_epoch, advance), never blocks (a full queue leaves the group for the next
 // look), and records which wait replaced the aborted one; a ticket or flush epoch holding the
 // aborted wait completes only when its latest resubmission completed (wait_done).
+//
+// SVA domains (domain::sva()) are flushed as Linux's iommu_sva_invalidate_kva_range does: under
+// one global mutex, iommu_sva_lock, held from the submission until every wait completed; the
+// ticket returned is complete. The lock is platform-reported under that name, so contention
+// figures show its share.
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <vector>
 
 #include "ptreclaim/base/platform.hpp"
@@ -85,8 +95,11 @@ class system {
   // Installs the context entry: `dev` behind unit `u` translates through `dom` with did `did`.
   // invalid_argument if the device is already attached, `did` is used on that unit by another
   // domain, or `dom` already has another did on that unit. Narrows dom.leaf_levels() to the
-  // unit's page sizes.
-  Status attach(device_id dev, unsigned u, domain& dom, hw_domain_id did);
+  // unit's page sizes. `pasids` (1..max_pasid, distinct): the PASIDs the device translates with,
+  // bound to `dom` on that unit; empty for a device translating without PASID. `ats`: the
+  // device's TLB (at most max_ats_per_unit ATS devices per domain and unit).
+  Status attach(device_id dev, unsigned u, domain& dom, hw_domain_id did,
+                std::span<const pasid_t> pasids = {}, devtlb* ats = nullptr);
   // Removes the context entry (the unit stays in the domain's flush set).
   Status detach(device_id dev);
   // Every unit, present and added later, reports each descriptor it processes to `o` (or to
@@ -151,6 +164,8 @@ class system {
 
  private:
   Result<std::uint64_t> submit_retrying(unit& u, std::span<const inv_descriptor> descs);
+  // invalidate() without iommu_sva_lock and without waiting.
+  Result<ticket> submit_flush(domain& dom, const inv_range& range);
   // The driver's view of one unit's aborted groups (system_recovery.cpp).
   struct recovery_state;
 
@@ -166,6 +181,7 @@ class system {
   std::vector<std::unique_ptr<domain>> domains_;
   std::array<std::atomic<domain*>, limits::max_domains> by_id_{};
   std::array<std::atomic<int>, limits::max_devices> device_unit_{};
+  spinlock sva_lock_;  // iommu_sva_lock: one SVA flush at a time, held until it completed
 };
 
 }  // namespace ptreclaim::iommu

@@ -51,6 +51,7 @@
 #include "ptreclaim/base/status.hpp"
 #include "ptreclaim/iommu/cache.hpp"
 #include "ptreclaim/iommu/config.hpp"
+#include "ptreclaim/iommu/devtlb.hpp"
 #include "ptreclaim/iommu/domain.hpp"
 #include "ptreclaim/iommu/faults.hpp"
 #include "ptreclaim/iommu/inv_queue.hpp"
@@ -72,7 +73,7 @@ enum class outcome : std::uint8_t {
 };
 [[nodiscard]] const char* outcome_name(outcome o) noexcept;
 
-enum class source : std::uint8_t { none, iotlb, psc, walk };
+enum class source : std::uint8_t { none, iotlb, psc, walk, devtlb };  // devtlb: device side
 
 struct translate_result {
   outcome result = outcome::fault_no_context;
@@ -95,6 +96,8 @@ class walk {
   [[nodiscard]] const translate_result& result() const noexcept { return result_; }
   [[nodiscard]] iova_t iova() const noexcept { return iova_; }
   [[nodiscard]] device_id device() const noexcept { return device_; }
+  [[nodiscard]] pasid_t pasid() const noexcept { return pasid_; }
+  [[nodiscard]] hw_domain_id did() const noexcept { return did_; }  // once begun with a context
   // The level of the table the next step() reads (walking only).
   [[nodiscard]] unsigned next_level() const noexcept { return level_; }
   [[nodiscard]] mem::frame_id next_table() const noexcept { return table_; }
@@ -107,6 +110,7 @@ class walk {
   std::uint8_t access_ = 0;
   const domain* domain_ = nullptr;
   hw_domain_id did_ = 0;
+  pasid_t pasid_ = no_pasid;
   unsigned level_ = 0;
   mem::frame_id table_ = mem::no_frame;
   bool expect_valid_ = false;
@@ -141,6 +145,7 @@ struct reference_result {
 struct context_entry {
   domain* dom = nullptr;
   hw_domain_id did = 0;
+  devtlb* ats = nullptr;  // the device's TLB when it uses ATS
 };
 
 struct unit_stats {
@@ -182,21 +187,27 @@ class unit {
   [[nodiscard]] const unit_config& config() const noexcept { return config_; }
 
   // --- context table (normally managed by system::attach) ---
-  void set_context(device_id dev, domain* dom, hw_domain_id did);
+  // `ats`: the device's TLB, which device-TLB invalidations for `dev` reach (nullptr: no ATS).
+  void set_context(device_id dev, domain* dom, hw_domain_id did, devtlb* ats = nullptr);
   void clear_context(device_id dev);
+  // Forgets the device TLB `t` wherever a context entry names it (its device is going away).
+  void forget_devtlb(const devtlb* t);
   [[nodiscard]] std::optional<context_entry> context(device_id dev) const;
 
   // --- translation (any thread; a walk object is used by one thread at a time) ---
   // Starts translating `iova` for `access` (pt::perm bits). Returns true when the result is
   // already known (IOTLB hit, no context, fault before any read, outcome::busy when all
   // max_walks_in_flight slots are taken): w.phase() == done.
-  bool begin(walk& w, device_id dev, iova_t iova, std::uint8_t access);
+  // `pasid`: the request's PASID (no_pasid: a request without one); it tags the cache entries
+  // the translation uses and fills.
+  bool begin(walk& w, device_id dev, iova_t iova, std::uint8_t access, pasid_t pasid = no_pasid);
   // One PTE read. Returns true when the walk is done (result in w.result()).
   bool step(walk& w);
   // Abandons a walk in flight (a device reset): unregisters it, fills nothing.
   void cancel(walk& w);
   // begin + step until done.
-  translate_result translate(device_id dev, iova_t iova, std::uint8_t access);
+  translate_result translate(device_id dev, iova_t iova, std::uint8_t access,
+                             pasid_t pasid = no_pasid);
 
   // --- invalidation queue ---
   // Appends descriptors atomically (all or none): errc::queue_full when fewer slots are free,
@@ -269,6 +280,7 @@ class unit {
                           queue_error e);
   [[nodiscard]] bool wait_blocked(std::uint64_t covers_through) const noexcept;
   void apply(const inv_descriptor& d) noexcept;
+  void mark_devtlbs_owed_locked(const inv_descriptor& d);
   void finish(walk& w);
   void end_walk_locked(walk& w, bool fill);
   void mark_walks_locked(const inv_descriptor& d) noexcept;
@@ -288,6 +300,7 @@ class unit {
 
   mutable spinlock lock_;
   std::vector<context_entry> contexts_;
+  std::vector<device_id> ats_devices_;  // devices with a context entry naming a devtlb
   iotlb iotlb_;
   psc psc_;
   inv_queue queue_;
@@ -302,6 +315,7 @@ class unit {
     std::uint64_t start = ~std::uint64_t{0};  // queue position at begin; ~0 = free
     iova_t iova = 0;
     hw_domain_id did = 0;
+    pasid_t pasid = no_pasid;
     std::uint32_t pos = 0;  // index in active_
     std::uint8_t drop_psc = 0;
     std::uint8_t drop_iotlb = 0;

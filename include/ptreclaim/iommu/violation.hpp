@@ -48,6 +48,10 @@ enum class violation_kind : std::uint8_t {
   // place (its address mask was below the page's order, VT-d §6.5.2.3) translated an address
   // the page table no longer maps that way: the software flushed, the hardware kept it.
   stale_superpage,
+  // A device used its device-TLB (ATS) entry after a flush of its range completed on its IOMMU
+  // without a device-TLB invalidation dropping it, and the page table no longer maps the address
+  // so (devtlb.hpp): the flush left the device out.
+  stale_devtlb,
 };
 [[nodiscard]] const char* violation_kind_name(violation_kind k) noexcept;
 
@@ -71,6 +75,7 @@ struct violation {
   std::uint16_t last_domain = 0;          // owner before the last free
   std::uint64_t reserved = 0;             // reserved_bits: the reserved bits that were set
   unsigned psi_am = 0;                    // stale_superpage: the too-small PSI's address mask
+  pasid_t pasid = no_pasid;               // stale_devtlb: the PASID of the entry
 
   // One line: "S1 violation: unit 0 device 3 (domain 1, did 7) iova 0x200000 read frame 42 as
   // level-1 table via PSC: free (gen 5, cached gen 4), retired at 1200 ns, freed at 1300 ns by

@@ -140,7 +140,8 @@ class safety_monitor final : public reclaim_observer,
   struct unit_need {
     std::uint8_t unit = 0;
     iommu::hw_domain_id did = 0;
-    std::uint64_t tail = 0;  // the unit's submitted count right after the unlink
+    std::uint64_t tail = 0;    // the unit's submitted count right after the unlink
+    std::uint64_t pasids = 1;  // the PASIDs bound there (domain::attached_pasids)
   };
   using unit_needs = std::array<unit_need, limits::max_iommus>;
   struct unlinked_frame {
@@ -156,6 +157,7 @@ class safety_monitor final : public reclaim_observer,
     std::uint64_t seq = 0;
     iommu::inv_type type = iommu::inv_type::wait;
     iommu::hw_domain_id did = 0;
+    iommu::pasid_t pasid = iommu::no_pasid;
     pt::iova_t first = 0, last = 0;
     bool ih = false;
   };
@@ -173,6 +175,7 @@ class safety_monitor final : public reclaim_observer,
   struct coverage {
     bool covered = false, waited = false;
     std::uint64_t after = 0;
+    std::uint64_t pasids_left = 0;  // PASIDs (bit p) no covering invalidation reached
   };
   [[nodiscard]] coverage scan(const unit_need& n, pt::iova_t first, pt::iova_t last,
                               bool leaf_counts) const;

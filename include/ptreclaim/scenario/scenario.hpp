@@ -201,6 +201,11 @@ struct sva_kernel_params {
   std::uint64_t vmalloc_max_bytes = 4ull << 20;
   unsigned live_per_cpu = 64;     // live allocations a CPU keeps before freeing (1 .. 65536)
   double free_probability = 0.5;  // an op frees (vfree) rather than allocates, once any is live
+  // PASIDs bound to the kernel address space (1 .. iommu::max_pasid), spread round-robin over
+  // the SVA devices: PASID p goes to device (p - 1) mod devices. Each needs its own P_IOTLB.
+  unsigned pasids = 4;
+  bool ats = true;               // the SVA devices have device TLBs (ATS)
+  unsigned devtlb_entries = 64;  // per device, 8-way (8 .. 4096, a multiple of 8)
 };
 
 struct dma_storm_params {

@@ -4,8 +4,10 @@
 // released with the span of its parent entry, 2 MiB) and drives the IOMMU units by hand.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <memory>
 
+#include "ptreclaim/base/bits.hpp"
 #include "ptreclaim/iommu/system.hpp"
 #include "ptreclaim/mem/frame_pool.hpp"
 #include "ptreclaim/pt/table.hpp"
@@ -243,6 +245,49 @@ TEST_F(MonitorTest, FramesOfASubtreeUnlinkedAtOnceNeedTheWholeSubtreeSpan) {
   submit(0, {iommu::inv_descriptor::page(did, gib, 18, false), iommu::inv_descriptor::wait()});
   mon_.on_free(g.released().back(), "test");
   EXPECT_EQ(mon_.result().s3_violations, 1u) << first_violation();
+}
+
+// SVA: PASIDs 1 and 2 are bound on unit 0, so the caches hold entries per PASID and each needs
+// its own P_IOTLB (or a DSI). The flush helper sends both; a flush that leaves one out is caught.
+class PasidMonitorTest : public MonitorTest {
+ protected:
+  PasidMonitorTest() : MonitorTest(/*max_am=*/52) {}  // one PSI/P_IOTLB covers the 512 GiB span
+  void attach_pasids() {
+    const std::array<iommu::pasid_t, 2> pasids{1, 2};
+    ASSERT_TRUE(sys_.attach(1, 0, *dom_, did, pasids).ok());
+  }
+};
+
+TEST_F(PasidMonitorTest, TheFlushHelperCoversEveryBoundPasid) {
+  attach_pasids();
+  const auto frames = unlink_at(0);
+  ASSERT_TRUE(sys_.flush_sync(*dom_, {owed_.first, owed_.last, true}, timeout_ns).ok());
+  const auto st = sys_.get_unit(0).stats();
+  EXPECT_EQ(st.descriptors[static_cast<std::size_t>(iommu::inv_type::page)], 2u)
+      << "one P_IOTLB per bound PASID, no PSI without PASID";
+  free_all(frames);
+  EXPECT_TRUE(mon_.result().ok()) << first_violation();
+}
+
+TEST_F(PasidMonitorTest, AFlushMissingOnePasidIsCaught) {
+  attach_pasids();
+  const auto frames = unlink_at(0);
+  const unsigned am = covering_block_lg2(owed_.first, owed_.last, 12);
+  submit(0,
+         {iommu::inv_descriptor::pasid_page(did, 1, 0, am, false), iommu::inv_descriptor::wait()});
+  free_all(frames);
+  EXPECT_EQ(mon_.result().s3_violations, frames.size());
+  EXPECT_NE(first_violation().find("(PASID 2 not covered)"), std::string::npos)
+      << first_violation();
+}
+
+TEST_F(PasidMonitorTest, APsiWithoutPasidDoesNotCoverPasidEntries) {
+  attach_pasids();
+  const auto frames = unlink_at(0);
+  const unsigned am = covering_block_lg2(owed_.first, owed_.last, 12);
+  submit(0, {iommu::inv_descriptor::page(did, 0, am, false), iommu::inv_descriptor::wait()});
+  free_all(frames);
+  EXPECT_EQ(mon_.result().s3_violations, frames.size()) << first_violation();
 }
 
 }  // namespace
