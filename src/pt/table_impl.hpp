@@ -170,6 +170,7 @@ class table_impl final : public table {
         leaf_levels_(leaf_levels),
         locked_(cfg.mode == concurrency_mode::locked),
         coalesce_(locked_ && cfg.coalesce),
+        touch_lines_(pool.plat().tracks_table_lines()),
         lock_(pool.plat()),
         root_(root) {
     allocated_.store(1, std::memory_order_relaxed);
@@ -244,7 +245,7 @@ class table_impl final : public table {
   // a transfer when another CPU wrote it last (or, for a write, read it since); a no-op on the
   // real platform, whose hardware pays it.
   void touch(const word* w, unsigned idx, bool write) const noexcept {
-    pool_.plat().touch_table_line(&w[idx], write);
+    if (touch_lines_) pool_.plat().touch_table_line(&w[idx], write);
   }
   // Reports every line of table t as written (a table filled whole, by split).
   void touch_table(const word* w) const noexcept {
@@ -346,6 +347,7 @@ class table_impl final : public table {
   const std::uint32_t leaf_levels_;
   const bool locked_;
   const bool coalesce_;
+  const bool touch_lines_;  // the platform tracks page-table lines (touch())
   mutable spinlock lock_;
   mem::frame_id root_;
   std::atomic<std::uint64_t> allocated_{0};

@@ -78,6 +78,7 @@ class deterministic_executor final : public executor {
   void charge(cost_kind kind, std::uint64_t count = 1) noexcept override;
   void touch_line(const void* line, bool write) noexcept override;
   void touch_table_line(const void* entry, bool write) noexcept override;
+  [[nodiscard]] bool tracks_table_lines() const noexcept override { return !table_lines_.empty(); }
   void lock_acquire(const void* lock) noexcept override;
   void lock_release(const void* lock) noexcept override;
   void name_shared(const void* object, const char* name) noexcept override;

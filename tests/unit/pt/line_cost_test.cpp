@@ -29,6 +29,7 @@ class recording_platform final : public platform {
   void touch_table_line(const void* entry, bool write) noexcept override {
     (write ? writes : reads).insert(reinterpret_cast<std::uintptr_t>(entry) / 64);
   }
+  bool tracks_table_lines() const noexcept override { return true; }
   std::set<std::uintptr_t> reads, writes;
 };
 
