@@ -1,11 +1,23 @@
 #include "ptreclaim/iommu/system.hpp"
 
+#include <mutex>
 #include <string>
 
 #include "ptreclaim/base/bits.hpp"
+#include "ptreclaim/base/cost.hpp"
 #include "system_recovery.hpp"
 
 namespace ptreclaim::iommu {
+
+const char* queue_driver_name(queue_driver d) noexcept {
+  switch (d) {
+    case queue_driver::linux_vtd:
+      return "linux-vtd";
+    case queue_driver::unlocked_poll:
+      return "unlocked-poll";
+  }
+  return "?";
+}
 
 std::vector<attachment> domain::attachments() const {
   std::lock_guard<spinlock> g(lock_);
@@ -30,6 +42,7 @@ unsigned system::add_unit(const unit_config& config) {
   const auto index = static_cast<unsigned>(units_.size());
   units_.push_back(std::make_unique<unit>(index, config, *pool_, *plat_, log_));
   recovery_.push_back(std::make_unique<recovery_state>());
+  qlocks_.push_back(std::make_unique<queue_lock>(*plat_));
   units_.back()->set_inv_observer(inv_observer_);
   return index;
 }
@@ -208,17 +221,73 @@ bool unit_flush(const attachment& a, const unit_config& uc, const inv_range& ran
 }  // namespace
 
 Result<ticket> system::invalidate(domain& dom, const inv_range& range) {
+  return flush(dom, range, false, 0);
+}
+
+Result<std::uint64_t> system::flush_sync_epoch(domain& dom, const inv_range& range,
+                                               std::uint64_t timeout_ns) {
+  const std::uint64_t start = plat_->now_ns();
+  const std::uint64_t deadline =
+      timeout_ns > ~std::uint64_t{0} - start ? ~std::uint64_t{0} : start + timeout_ns;
+  Result<ticket> t = flush(dom, range, true, deadline);
+  if (!t.ok()) return t.status();
+  // AMD units (and a VT-d spin cut short by the deadline) are waited for here, lock-free.
+  const std::uint64_t now = plat_->now_ns();
+  PTR_TRY(wait(*t, deadline > now ? deadline - now : 0));
+  return t->epoch;
+}
+
+Result<ticket> system::flush(domain& dom, const inv_range& range, bool sync,
+                             std::uint64_t deadline_ns) {
   PTR_ASSERT_MSG(range.first <= range.last, "invalidate: first > last");
-  if (!dom.sva()) return submit_flush(dom, range);
+  if (!dom.sva()) return submit_flush(dom, range, sync, deadline_ns);
   // iommu_sva_invalidate_kva_range: the mutex is held across every unit's flush and its wait.
   std::lock_guard<spinlock> g(sva_lock_);
-  Result<ticket> t = submit_flush(dom, range);
+  const std::uint64_t now = plat_->now_ns();
+  const std::uint64_t sva_deadline = config_.sva_wait_timeout_ns > ~std::uint64_t{0} - now
+                                         ? ~std::uint64_t{0}
+                                         : now + config_.sva_wait_timeout_ns;
+  Result<ticket> t = submit_flush(dom, range, true, sva_deadline);
   if (!t.ok()) return t;
-  PTR_TRY(wait(*t, config_.sva_wait_timeout_ns));
+  const std::uint64_t after = plat_->now_ns();
+  PTR_TRY(wait(*t, sva_deadline > after ? sva_deadline - after : 0));
   return t;
 }
 
-Result<ticket> system::submit_flush(domain& dom, const inv_range& range) {
+void system::pass(std::uint64_t ns) {
+  if (ns != 0) (void)plat_->wait_until([] { return false; }, ns);
+}
+
+bool system::spin_locked(unit& u, queue_lock& q, std::uint64_t seq, std::uint64_t deadline_ns) {
+  const driver_config& drv = u.config().driver;
+  auto done = [&] {
+    if (u.poll(seq)) return true;
+    recover(u.index());  // qi_check_fault: an aborted group is resubmitted under the lock
+    return wait_done(u.index(), seq);
+  };
+  pass(drv.poll_ns);  // the status word and qi_check_fault's fault status read, locked
+  if (done()) return true;
+  if (plat_->now_ns() >= deadline_ns) return false;
+  if (drv.relax_ns == 0) {  // a driver that never drops the lock: nobody gets in meanwhile
+    const std::uint64_t now = plat_->now_ns();
+    return plat_->wait_until(done, deadline_ns > now ? deadline_ns - now : 0);
+  }
+  // The rest of the loop in closed form (queue_lock.hpp): the waiter takes its turns among the
+  // unit's spinners until the hardware completes its wait, notices on its next turn (half a
+  // round later on average), and reads the status once more under the lock.
+  q.unlock();
+  const std::uint64_t token = q.begin_spin();
+  const std::uint64_t now = plat_->now_ns();
+  const bool ok = plat_->wait_until(done, deadline_ns > now ? deadline_ns - now : 0);
+  if (ok) pass(spin_period_ns(std::max(1u, q.spinners_at(plat_->now_ns())), drv) / 2);
+  q.end_spin(token, drv);
+  q.lock(drv);
+  pass(drv.poll_ns);
+  return ok;
+}
+
+Result<ticket> system::submit_flush(domain& dom, const inv_range& range, bool sync,
+                                    std::uint64_t deadline_ns) {
   const unsigned va_bits = dom.format().va_bits;
   const iova_t space_last = va_bits >= 64 ? ~iova_t{0} : bit(va_bits) - 1;
   ticket t;
@@ -246,7 +315,14 @@ Result<ticket> system::submit_flush(domain& dom, const inv_range& range) {
     descs.clear();
     const bool unit_full = unit_flush(a, u.config(), range, space_last, descs);
     descs.push_back(inv_descriptor::wait());
+    queue_lock& q = *qlocks_[a.unit];
+    const driver_config& drv = u.config().driver;
+    q.lock(drv);
+    plat_->charge(cost_kind::inv_submit, descs.size());  // the descriptors are written, locked
     Result<std::uint64_t> r = submit_retrying(u, descs);
+    if (r.ok() && sync && drv.kind == queue_driver::linux_vtd)
+      (void)spin_locked(u, q, r.value() + descs.size() - 1, deadline_ns);  // else waited later
+    q.unlock();
     if (!r.ok()) {
       {
         std::lock_guard<spinlock> g(dom.lock_);
@@ -320,12 +396,6 @@ Status system::wait(const ticket& t, std::uint64_t timeout_ns) {
   return {errc::busy, "wait: invalidation epoch " + std::to_string(t.epoch) + " of domain " +
                           std::to_string(t.dom->id()) + " not complete after " +
                           std::to_string(timeout_ns) + " ns"};
-}
-
-Status system::flush_sync(domain& dom, const inv_range& range, std::uint64_t timeout_ns) {
-  Result<ticket> t = invalidate(dom, range);
-  if (!t.ok()) return t.status();
-  return wait(*t, timeout_ns);
 }
 
 std::uint64_t system::poll_domain(domain& dom) {

@@ -11,10 +11,16 @@ iommu::domain& iommu_backend::dom(domain_number d) const noexcept {
 Result<epoch_t> iommu_backend::invalidate(domain_number d, const invalidation_range& range) {
   iommu::domain* p = sys_.find_domain(d);
   if (p == nullptr) return Status(errc::invalid_argument, "unknown domain " + std::to_string(d));
-  sys_.plat().charge(cost_kind::inv_submit);
   Result<iommu::ticket> t = sys_.invalidate(*p, {range.first, range.last, range.nonleaf});
   if (!t.ok()) return t.status();
   return t->epoch;
+}
+
+Result<epoch_t> iommu_backend::invalidate_sync(domain_number d, const invalidation_range& range,
+                                               std::uint64_t timeout_ns) {
+  iommu::domain* p = sys_.find_domain(d);
+  if (p == nullptr) return Status(errc::invalid_argument, "unknown domain " + std::to_string(d));
+  return sys_.flush_sync_epoch(*p, {range.first, range.last, range.nonleaf}, timeout_ns);
 }
 
 epoch_t iommu_backend::stamp(domain_number d) noexcept {

@@ -111,11 +111,11 @@ void policy_base::free_frames(std::span<const mem::frame_id> frames, const char*
 }
 
 epoch_t policy_base::invalidate_and_wait(domain_number d, const invalidation_range& range) {
-  Result<epoch_t> e = env_.backend.invalidate(d, range);
-  PTR_ASSERT_MSG(e.ok(), "invalidation could not be submitted; freeing would be unsafe");
+  Result<epoch_t> e = env_.backend.invalidate_sync(d, range, config_.wait_timeout_ns);
+  PTR_ASSERT_MSG(e.ok() || e.status().code() == errc::busy,
+                 "invalidation could not be submitted; freeing would be unsafe");
   ++counters().invalidations;
-  const bool done = env_.backend.wait(d, *e, config_.wait_timeout_ns);
-  PTR_ASSERT_MSG(done, "invalidation did not complete within wait_timeout_ns");
+  PTR_ASSERT_MSG(e.ok(), "invalidation did not complete within wait_timeout_ns");
   return *e;
 }
 

@@ -30,23 +30,10 @@ Result<epoch_t> invalidate_after_retire(reclaimer& r, invalidation_backend& b, d
   return invalidate_after_retire(r, b, d, invalidation_range::of(g), timeout_ns);
 }
 
-namespace {
-
-Result<epoch_t> invalidate_and_wait(invalidation_backend& b, domain_number d,
-                                    const invalidation_range& range, std::uint64_t timeout_ns) {
-  Result<epoch_t> e = b.invalidate(d, range);
-  if (!e.ok()) return e;
-  if (!b.wait(d, *e, timeout_ns))
-    return Status(errc::busy, "invalidation did not complete within the timeout");
-  return e;
-}
-
-}  // namespace
-
 Result<epoch_t> invalidate_after_retire(reclaimer& r, invalidation_backend& b, domain_number d,
                                         const invalidation_range& range, std::uint64_t timeout_ns) {
   r.before_caller_invalidation(d);
-  Result<epoch_t> e = invalidate_and_wait(b, d, range, timeout_ns);
+  Result<epoch_t> e = b.invalidate_sync(d, range, timeout_ns);
   if (!e.ok()) return e;
   // After the wait, so a policy that rides on it can free at once.
   r.note_caller_invalidation(d, range, *e);
@@ -56,7 +43,7 @@ Result<epoch_t> invalidate_after_retire(reclaimer& r, invalidation_backend& b, d
 Result<epoch_t> invalidate_after_map(invalidation_backend& b, domain_number d, const pt::gather& g,
                                      std::uint64_t timeout_ns) {
   if (!g.mapped_any()) return epoch_t{0};
-  return invalidate_and_wait(b, d, {g.mapped_first(), g.mapped_last(), true}, timeout_ns);
+  return b.invalidate_sync(d, {g.mapped_first(), g.mapped_last(), true}, timeout_ns);
 }
 
 }  // namespace ptreclaim::reclaim

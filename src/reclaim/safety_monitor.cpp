@@ -44,6 +44,17 @@ Result<epoch_t> safety_monitor::invalidate(domain_number d, const invalidation_r
   return e;
 }
 
+Result<epoch_t> safety_monitor::invalidate_sync(domain_number d, const invalidation_range& range,
+                                                std::uint64_t timeout_ns) {
+  Result<epoch_t> e = inner_.invalidate_sync(d, range, timeout_ns);
+  // A timed-out flush was submitted all the same (the invalidate() path counts it too).
+  if (e.ok() || e.status().code() == errc::busy) {
+    std::lock_guard g(mu_);
+    ++rep_.invalidations;
+  }
+  return e;
+}
+
 void safety_monitor::on_unlinked(const pt::unlinked_table& t) noexcept {
   unlinked_frame r;
   r.unlinked = true;

@@ -241,6 +241,11 @@ std::string format_run(const run_result& r) {
                           " descriptors");
   kv("busiest IOMMU queue", fixed(100.0 * r.invalidations.busiest_queue, 0) +
                                 " % busy (its descriptors' modelled latency over the run)");
+  kv("IOMMU queue locks",
+     "busiest held " + fixed(100.0 * r.invalidations.busiest_queue_lock, 0) + " % of the run; " +
+         std::to_string(r.invalidations.queue_lock_acquisitions) + " acquisitions, mean wait " +
+         human_ns(r.invalidations.queue_lock_mean_wait_ns()) + ", max " +
+         human_ns(static_cast<double>(r.invalidations.queue_lock_max_wait_ns)));
   kv("tables released / freed",
      std::to_string(r.reclaim.tables_released) + " / " + std::to_string(r.reclaim.tables_freed));
   kv("pending frames", "peak " + std::to_string(r.reclaim.peak_pending) + " of bound " +
@@ -373,10 +378,18 @@ std::string format_scale_table(const scale_result& r) {
   for (unsigned c : r.cpu_counts)
     header.push_back(std::to_string(c) + (c == 1 ? " cpu" : " cpus"));
   header.push_back("speed-up");
-  std::vector<std::vector<std::string>> rows;
+  std::vector<std::vector<std::string>> rows, lock_rows;
   std::vector<std::string> failures;
   for (std::size_t p = 0; p < r.policies.size(); ++p) {
     std::vector<std::string> row{r.policies[p]};
+    std::vector<std::string>& lock_row = lock_rows.emplace_back(1, r.policies[p]);
+    for (std::size_t c = 0; c < r.cpu_counts.size(); ++c) {
+      const run_result* run = r.at(p, c);
+      lock_row.push_back(
+          run == nullptr ? "-"
+                         : detail::fixed(100.0 * run->invalidations.busiest_queue_lock, 0) + "% " +
+                               detail::human_ns(run->invalidations.queue_lock_mean_wait_ns()));
+    }
     double first = 0;
     double last = 0;
     for (std::size_t c = 0; c < r.cpu_counts.size(); ++c) {
@@ -407,6 +420,9 @@ std::string format_scale_table(const scale_result& r) {
                                 r.runs.empty() ? "" : r.runs.front().time_base);
   out += "operations per second by policy and simulated CPU count\n\n";
   out += detail::text_table(header, rows);
+  out += "\nthe busiest IOMMU queue lock: % of the run held, mean wait per acquisition\n\n";
+  header.pop_back();
+  out += detail::text_table(header, lock_rows);
   if (!failures.empty()) {
     out += "\n! = an invariant failed:\n";
     for (const auto& f : failures)

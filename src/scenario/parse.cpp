@@ -109,6 +109,14 @@ void read_iommu(read_context& ctx, table_reader t, iommu_params& io) {
   if (const toml::table* lat = t.table("latency")) {
     read_latency(table_reader(ctx, *lat, "iommu.latency"), io.unit.latency);
   }
+  if (const toml::table* drv = t.table("driver")) {
+    table_reader d(ctx, *drv, "iommu.driver");
+    const int k = d.choice("kind", {"linux-vtd", "unlocked-poll"});
+    if (k >= 0) io.unit.driver.kind = static_cast<iommu::queue_driver>(k);
+    d.uint("poll_ns", io.unit.driver.poll_ns, 0, iommu::max_driver_spin_ns);
+    d.uint("relax_ns", io.unit.driver.relax_ns, 0, iommu::max_driver_spin_ns);
+    d.finish("[iommu.driver]");
+  }
   t.finish("[iommu]");
 }
 

@@ -51,6 +51,16 @@ void machine::collect_devices(run_result& out) const {
           std::max(out.invalidations.busiest_queue,
                    std::min(1.0, static_cast<double>(busy) / static_cast<double>(out.elapsed_ns)));
     }
+    const iommu::queue_lock_stats q = sys_->queue_lock_stats_of(static_cast<unsigned>(i));
+    if (out.elapsed_ns != 0) {
+      out.invalidations.busiest_queue_lock = std::max(
+          out.invalidations.busiest_queue_lock,
+          std::min(1.0, static_cast<double>(q.hold_ns) / static_cast<double>(out.elapsed_ns)));
+    }
+    out.invalidations.queue_lock_acquisitions += q.acquisitions;
+    out.invalidations.queue_lock_wait_ns += q.wait_ns;
+    out.invalidations.queue_lock_max_wait_ns =
+        std::max(out.invalidations.queue_lock_max_wait_ns, q.max_wait_ns);
     out.devices.translations += u.translations;
     out.devices.faults += u.faults;
     out.devices.iotlb_hits += u.iotlb_hits;

@@ -228,6 +228,23 @@ TEST(Scenario, BadEnumValueListsChoices) {
   EXPECT_NE(msg.find("\"each-op\", \"batched\", \"none\""), std::string::npos) << msg;
 }
 
+// [iommu.driver]: the queue lock's shape (docs/iommu-model.md, "The queue lock").
+TEST(Scenario, IommuDriverIsReadAndBadValuesAreNamed) {
+  auto s =
+      parse_scenario(std::string(minimal) +
+                         "[iommu.driver]\nkind = \"unlocked-poll\"\npoll_ns = 300\nrelax_ns = 0\n",
+                     "t.toml");
+  ASSERT_TRUE(s.ok()) << s.status().to_string();
+  EXPECT_EQ(s->iommu.unit.driver.kind, iommu::queue_driver::unlocked_poll);
+  EXPECT_EQ(s->iommu.unit.driver.poll_ns, 300u);
+  EXPECT_EQ(s->iommu.unit.driver.relax_ns, 0u);
+  const std::string kind = message_of(std::string(minimal) + "[iommu.driver]\nkind = \"arm\"\n");
+  EXPECT_NE(kind.find("\"linux-vtd\", \"unlocked-poll\""), std::string::npos) << kind;
+  const std::string poll = message_of(std::string(minimal) + "[iommu.driver]\npoll_ns = 2000000\n");
+  EXPECT_NE(poll.find("'iommu.driver.poll_ns' = 2000000 is out of range"), std::string::npos)
+      << poll;
+}
+
 TEST(Scenario, SyntaxErrorHasLine) {
   const std::string msg = message_of("name = \"t\"\ncpus = = 4\n");
   EXPECT_NE(msg.find("t.toml:2:"), std::string::npos) << msg;

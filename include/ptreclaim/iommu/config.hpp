@@ -91,6 +91,34 @@ struct fault_config {
   [[nodiscard]] std::uint64_t max_extra_ns() const noexcept;
 };
 
+// The driver's side of a unit's invalidation queue: how a synchronous flush holds the queue's
+// lock (system.hpp, "The queue lock").
+enum class queue_driver : std::uint8_t {
+  // Linux's VT-d driver, qi_submit_sync: q_lock held while the descriptors and the wait
+  // descriptor are written and while spinning for the wait's status, dropped and retaken once
+  // per spin iteration.
+  linux_vtd,
+  // The lock held only while the commands and the wait are written; the completion is polled
+  // without it: Linux's AMD driver (iommu_completion_wait) and Xen's VT-d queue_invalidate_wait
+  // (each CPU polls its own status slot, so one wait per CPU may be outstanding).
+  unlocked_poll,
+};
+[[nodiscard]] const char* queue_driver_name(queue_driver d) noexcept;
+
+// Bounds of driver_config's times (a spin iteration longer than this is a configuration error).
+inline constexpr std::uint64_t max_driver_spin_ns = 1'000'000;
+
+struct driver_config {
+  queue_driver kind = queue_driver::linux_vtd;
+  // linux_vtd: one spin iteration's reads under q_lock, the wait's status word and qi_check_fault's
+  // read of the fault status register (an uncached MMIO read; assumed a few hundred ns, not
+  // measured here). At most max_driver_spin_ns.
+  std::uint64_t poll_ns = 200;
+  // linux_vtd: cpu_relax() between dropping and retaking q_lock (a PAUSE, ~40 ns on current cores).
+  // At most max_driver_spin_ns; 0 keeps the lock (nobody can get in between).
+  std::uint64_t relax_ns = 40;
+};
+
 // One IOMMU.
 struct unit_config {
   cache_config iotlb{64, 8, replacement::lru, 1};  // effective IOTLB of ~64 entries for 4K pages
@@ -107,6 +135,7 @@ struct unit_config {
   // stage: MAXPHYADDR), 32 .. 52. An entry's address bits at or above it are reserved: a walk
   // that reads one set faults (VT-d §9.8, SDM §4.5). 52 = the formats' full address field.
   unsigned host_address_width = 52;
+  driver_config driver{};  // how the driver's flushes hold the queue lock
   // Walks registered at once (one per walking device); a begin() beyond it is outcome::busy.
   unsigned max_walks_in_flight = 256;
   latency_config latency{};

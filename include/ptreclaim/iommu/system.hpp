@@ -17,6 +17,17 @@
 //   ticket: the per-unit wait sequences, pollable without blocking or waitable with the
 //   platform's wait_until. The domain's flush epochs (domain.hpp) advance as tickets complete.
 //
+// The queue lock (queue_lock.hpp): every submission writes its descriptors under the driver's
+// lock on the unit's queue (one inv_submit charge per descriptor, while held). A synchronous
+// flush (flush_sync; the reclaim backend's invalidate_sync) then follows the unit's driver
+// (unit_config::driver). Linux's VT-d driver, as qi_submit_sync, keeps the lock and spins for the
+// wait's status, each iteration reading it under the lock (driver_config::poll_ns) and dropping the
+// lock for a cpu_relax (relax_ns), so other CPUs get in between and the waiter queues again; the
+// spin after the first read is modelled in closed form (queue_lock.hpp), and units are flushed one
+// after the other, as the driver loops over its IOMMUs. Linux's AMD driver (iommu_completion_wait)
+// and Xen's VT-d driver (queue_invalidate_wait) drop the lock once the wait is written and poll
+// without it. invalidate() alone (asynchronous callers) only writes under the lock.
+//
 // Queue errors (injected faults, faults.hpp): a unit that aborts a group (ITE, IQE) keeps it; the
 // driver resubmits it, as Linux's qi_submit_sync restarts a submission whose wait qi_check_fault
 // found QI_ABORT. Here recovery runs whenever someone looks at a unit's progress (poll(ticket),
@@ -25,9 +36,9 @@
 // aborted wait completes only when its latest resubmission completed (wait_done).
 //
 // SVA domains (domain::sva()) are flushed as Linux's iommu_sva_invalidate_kva_range does: under
-// one global mutex, iommu_sva_lock, held from the submission until every wait completed; the
-// ticket returned is complete. The lock is platform-reported under that name, so contention
-// figures show its share.
+// one global mutex, iommu_sva_lock, held from the submission until every wait completed (each
+// unit's waited for synchronously, as above); the ticket returned is complete. The lock is
+// platform-reported under that name, so contention figures show its share.
 #pragma once
 
 #include <array>
@@ -41,6 +52,7 @@
 #include "ptreclaim/base/status.hpp"
 #include "ptreclaim/iommu/config.hpp"
 #include "ptreclaim/iommu/domain.hpp"
+#include "ptreclaim/iommu/queue_lock.hpp"
 #include "ptreclaim/iommu/unit.hpp"
 #include "ptreclaim/iommu/violation.hpp"
 #include "ptreclaim/mem/frame_pool.hpp"
@@ -129,8 +141,13 @@ class system {
   [[nodiscard]] bool poll(const ticket& t);
   // Blocks (platform::wait_until) until poll(t) or timeout: errc::busy on timeout.
   [[nodiscard]] Status wait(const ticket& t, std::uint64_t timeout_ns);
-  // invalidate + wait: the synchronous strict flush.
-  [[nodiscard]] Status flush_sync(domain& dom, const inv_range& range, std::uint64_t timeout_ns);
+  // The synchronous strict flush, each unit's queue lock held as its driver holds it (see "The
+  // queue lock"). On success the flush's epoch is complete. errc::busy on timeout.
+  [[nodiscard]] Result<std::uint64_t> flush_sync_epoch(domain& dom, const inv_range& range,
+                                                       std::uint64_t timeout_ns);
+  [[nodiscard]] Status flush_sync(domain& dom, const inv_range& range, std::uint64_t timeout_ns) {
+    return flush_sync_epoch(dom, range, timeout_ns).status();
+  }
   // Advances the domain's flush_completed()/flush_completed_full() from the units' progress
   // (does not advance the units).
   void update_epochs(domain& dom);
@@ -149,6 +166,11 @@ class system {
   // resubmission did (following every resubmission). Never true for a wait that was aborted and
   // not (yet) successfully resubmitted. Does not advance the unit.
   [[nodiscard]] bool wait_done(unsigned u, std::uint64_t seq) const;
+  // Contention on unit `u`'s queue lock so far.
+  [[nodiscard]] queue_lock_stats queue_lock_stats_of(unsigned u) const noexcept {
+    return qlocks_[u]->stats();
+  }
+
   // Aborted groups resubmitted so far (all units).
   [[nodiscard]] std::uint64_t resubmissions() const noexcept {
     return resubmissions_.load(std::memory_order_relaxed);
@@ -164,8 +186,16 @@ class system {
 
  private:
   Result<std::uint64_t> submit_retrying(unit& u, std::span<const inv_descriptor> descs);
-  // invalidate() without iommu_sva_lock and without waiting.
-  Result<ticket> submit_flush(domain& dom, const inv_range& range);
+  // invalidate() and flush_sync_epoch(): `sync` waits for each unit's wait as its driver does,
+  // until deadline_ns; SVA domains are flushed synchronously under iommu_sva_lock.
+  Result<ticket> flush(domain& dom, const inv_range& range, bool sync, std::uint64_t deadline_ns);
+  // flush() without iommu_sva_lock.
+  Result<ticket> submit_flush(domain& dom, const inv_range& range, bool sync,
+                              std::uint64_t deadline_ns);
+  // qi_submit_sync's wait, entered and left with `q` held: true once the wait at `seq` is done.
+  bool spin_locked(unit& u, queue_lock& q, std::uint64_t seq, std::uint64_t deadline_ns);
+  // Lets `ns` of platform time pass (the engine's actors, the hardware, run meanwhile).
+  void pass(std::uint64_t ns);
   // The driver's view of one unit's aborted groups (system_recovery.cpp).
   struct recovery_state;
 
@@ -175,6 +205,7 @@ class system {
   violation_log log_;
   std::vector<std::unique_ptr<unit>> units_;
   std::vector<std::unique_ptr<recovery_state>> recovery_;  // one per unit
+  std::vector<std::unique_ptr<queue_lock>> qlocks_;        // one per unit
   std::atomic<std::uint64_t> resubmissions_{0};
   mutable std::mutex setup_mutex_;  // domains_, device_unit_ writes, inv_observer_
   inv_observer* inv_observer_ = nullptr;

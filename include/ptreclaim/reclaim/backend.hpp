@@ -69,6 +69,17 @@ class invalidation_backend {
   }
   // Spins until completed(d) >= e or the timeout passes; returns whether it completed.
   [[nodiscard]] virtual bool wait(domain_number d, epoch_t e, std::uint64_t timeout_ns) = 0;
+  // A synchronous invalidation, submitted and waited for the way the driver does it (on the
+  // IOMMU model: under each unit's queue lock, iommu/system.hpp). errc::busy when it did not
+  // complete within the timeout. Default: invalidate, then wait.
+  [[nodiscard]] virtual Result<epoch_t> invalidate_sync(domain_number d,
+                                                        const invalidation_range& range,
+                                                        std::uint64_t timeout_ns) {
+    Result<epoch_t> e = invalidate(d, range);
+    if (e.ok() && !wait(d, *e, timeout_ns))
+      return Status(errc::busy, "invalidation did not complete within the timeout");
+    return e;
+  }
 };
 
 }  // namespace ptreclaim::reclaim

@@ -25,6 +25,8 @@ class iommu_backend final : public invalidation_backend {
     return dom(d).flush_completed_full();
   }
   [[nodiscard]] bool wait(domain_number d, epoch_t e, std::uint64_t timeout_ns) override;
+  [[nodiscard]] Result<epoch_t> invalidate_sync(domain_number d, const invalidation_range& range,
+                                                std::uint64_t timeout_ns) override;
 
   [[nodiscard]] iommu::system& system() noexcept { return sys_; }
 

@@ -84,6 +84,8 @@ class safety_monitor final : public reclaim_observer,
   [[nodiscard]] bool wait(domain_number d, epoch_t e, std::uint64_t timeout_ns) override {
     return inner_.wait(d, e, timeout_ns);
   }
+  [[nodiscard]] Result<epoch_t> invalidate_sync(domain_number d, const invalidation_range& range,
+                                                std::uint64_t timeout_ns) override;
 
   // --- the page tables and the hardware ---
   void on_unlinked(const pt::unlinked_table& t) noexcept override;

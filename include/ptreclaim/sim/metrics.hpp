@@ -67,6 +67,17 @@ struct invalidation_metrics {
   // The busiest IOMMU invalidation queue's processing time (each descriptor's modelled latency,
   // stalls and slow waits) over the run's time, 0..1: near 1 the queue is what limits.
   double busiest_queue = 0.0;
+  // The drivers' queue locks (iommu/queue_lock.hpp): the busiest one's hold time over the run's
+  // time (0..1), and every unit's acquisitions and time spent waiting for them.
+  double busiest_queue_lock = 0.0;
+  std::uint64_t queue_lock_acquisitions = 0;
+  std::uint64_t queue_lock_wait_ns = 0;
+  std::uint64_t queue_lock_max_wait_ns = 0;
+  [[nodiscard]] double queue_lock_mean_wait_ns() const noexcept {
+    return queue_lock_acquisitions ? static_cast<double>(queue_lock_wait_ns) /
+                                         static_cast<double>(queue_lock_acquisitions)
+                                   : 0.0;
+  }
 };
 
 struct reclaim_metrics {
