@@ -100,6 +100,11 @@ int real_main(int argc, char** argv) {
   CLI::App* scenarios = app.add_subcommand("scenarios", "list the built-in scenarios");
   CLI::App* show = scenarios->add_subcommand("show", "print a scenario's TOML");
   show->add_option("NAME", a.show_name, "built-in name or file")->required();
+  // The common options live on `app` (fallthrough), so a command's own --help would not list them.
+  for (CLI::App* sub : {tour, run, compare, replay, scale, campaign})
+    sub->footer(
+        "Common options (--scenario, --policy, --executor, --cpus, --seed, --ops, --json, --csv,\n"
+        "--report, --costs, --trace, --frame, --quiet, ...): ptreclaim --help lists them all.");
   app.require_subcommand(0, 1);
 
   try {
