@@ -231,9 +231,16 @@ Result<std::uint64_t> system::flush_sync_epoch(domain& dom, const inv_range& ran
       timeout_ns > ~std::uint64_t{0} - start ? ~std::uint64_t{0} : start + timeout_ns;
   Result<ticket> t = flush(dom, range, true, deadline);
   if (!t.ok()) return t.status();
-  // AMD units (and a VT-d spin cut short by the deadline) are waited for here, lock-free.
-  const std::uint64_t now = plat_->now_ns();
-  PTR_TRY(wait(*t, deadline > now ? deadline - now : 0));
+  // Unlocked-poll units (and a spin cut short by the deadline) are waited for here, lock-free;
+  // then every earlier epoch of the domain too (numbered earlier, maybe submitted later by
+  // another CPU), so flush_completed() >= the epoch returned, as invalidate-then-wait_epoch gave:
+  // callers free what the epoch covers at once (invalidate_after_retire).
+  auto left = [&] {
+    const std::uint64_t now = plat_->now_ns();
+    return deadline > now ? deadline - now : 0;
+  };
+  PTR_TRY(wait(*t, left()));
+  PTR_TRY(wait_epoch(dom, t->epoch, left()));
   return t->epoch;
 }
 

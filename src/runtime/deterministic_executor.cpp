@@ -178,6 +178,16 @@ void deterministic_executor::lock_release(const void* lock) noexcept {
   --locks_held_[e];
 }
 
+bool deterministic_executor::lock_busy(const void* lock) noexcept {
+  const unsigned e = entity();
+  if (e == none) return false;
+  const auto it = locks_.find(lock);
+  if (it == locks_.end()) return false;
+  const lock_state& st = it->second;
+  if (st.holder != none) return st.holder != e;
+  return st.held.earliest_free(clock_[e]) > clock_[e];
+}
+
 void deterministic_executor::name_shared(const void* object, const char* name) noexcept {
   lock_names_[object] = name;
   line_names_[reinterpret_cast<std::uintptr_t>(object) / cache_line_size] = name;

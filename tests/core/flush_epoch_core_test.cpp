@@ -237,6 +237,36 @@ TEST(CoreTimer, OverTheWatermarkAFlushInFlightKeepsTheBatchOpen) {
   EXPECT_EQ(r.p.violations(), std::vector<std::string>{});
 }
 
+// Behind a synchronous flush running on another CPU (Linux SVA's iommu_sva_lock held), neither
+// a retire over the watermark nor the timer asks for a flush (it would only queue behind the
+// running one); the timer closes the batch, so a flush anyone starts later covers it, and polls
+// again. Once the lock is free, the timer asks.
+TEST(CoreTimer, BehindABusySynchronousFlushTheTimerClosesAndAsksOnlyOnceItIsFree) {
+  core_config c = small_config();
+  c.watermark = 8;
+  c.batch_frames = 16;
+  rig<> r(c);
+  r.p.set_complete_on_poll(false);
+  r.p.set_flush_busy(true);
+  for (int i = 0; i < 9; ++i)
+    EXPECT_EQ(r.retire(0, 0, low), retire_status::queued);
+  EXPECT_EQ(r.core.total().requests, 0u) << "over the watermark, but the flush path is busy";
+  EXPECT_EQ(r.core.total().stamps, 0u) << "the batch stays open";
+  EXPECT_TRUE(r.p.timer_armed(0)) << "polls soon";
+  r.fire(0);
+  EXPECT_EQ(r.core.total().requests, 0u);
+  EXPECT_EQ(r.core.total().stamps, 1u) << "closed: a later flush by anyone covers it";
+  EXPECT_TRUE(r.p.timer_armed(0));
+  r.p.set_flush_busy(false);
+  r.fire(0);
+  EXPECT_EQ(r.core.total().requests, 1u);
+  EXPECT_EQ(r.p.invalidations(), 1u);
+  r.p.complete_all(0);
+  r.fire(0);
+  EXPECT_EQ(r.core.pending(), 0u);
+  EXPECT_EQ(r.p.violations(), std::vector<std::string>{});
+}
+
 // Bounds: a full frame ring invalidates, waits and frees before it takes more; the ring never
 // holds more than frames_per_cpu.
 TEST(CoreBounds, AFullFrameRingInvalidatesAndWaits) {

@@ -50,6 +50,8 @@ class test_platform {
     ++invalidations_;
     return e;
   }
+  // A synchronous flush of some domain runs on another CPU (set_flush_busy).
+  bool flush_busy(domain_id /*d*/) noexcept { return flush_busy_.load(std::memory_order_relaxed); }
   epoch_t stamp(domain_id d) noexcept {
     std::atomic_thread_fence(std::memory_order_seq_cst);  // [core-1]
     return doms_[d].started.load(std::memory_order_relaxed);
@@ -126,6 +128,7 @@ class test_platform {
   static void set_cpu(unsigned c) { cpu_ = c; }
   void advance(std::uint64_t ns) { clock_.fetch_add(ns, std::memory_order_relaxed); }
   void set_complete_on_poll(bool v) { complete_on_poll_.store(v, std::memory_order_relaxed); }
+  void set_flush_busy(bool v) { flush_busy_.store(v, std::memory_order_relaxed); }
   void set_complete_on_wait(bool v) { complete_on_wait_.store(v, std::memory_order_relaxed); }
   void set_fail_invalidate(bool v) {
     std::lock_guard<std::mutex> g(mu_);
@@ -283,6 +286,7 @@ class test_platform {
   std::atomic<std::uint64_t> polls_{0};
   std::atomic<bool> complete_on_wait_{true};
   std::atomic<bool> timer_armed_[max_cpus] = {};
+  std::atomic<bool> flush_busy_{false};
   std::atomic<std::uint64_t> timer_at_[max_cpus] = {};
   std::atomic<std::uint64_t> arms_{0};
   std::mutex mu_;

@@ -45,6 +45,10 @@ class platform {
   // Lock hooks bracket a critical section so virtual time can make holders and waiters contend.
   virtual void lock_acquire(const void* /*lock*/) noexcept {}
   virtual void lock_release(const void* /*lock*/) noexcept {}
+  // Whether another entity holds `lock` at the caller's time, as far as the platform models
+  // time (the deterministic executor: a recorded hold covers the caller's clock). The lock's own
+  // state answers for real time (spinlock::busy).
+  [[nodiscard]] virtual bool lock_busy(const void* /*lock*/) noexcept { return false; }
   // Names a lock or a shared line (its address) for the contention figures: the deterministic
   // executor sums the virtual time lost on every object of one name. `name` must be a string
   // with static storage (a literal); objects of one kind (every CPU's ring lock) share one name.

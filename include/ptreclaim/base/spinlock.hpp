@@ -43,6 +43,8 @@ class spinlock {
     platform_->lock_release(this);
   }
   [[nodiscard]] bool is_locked() const noexcept { return held_.load(std::memory_order_relaxed); }
+  // Held by someone else now: really (threads) or in the platform's time (platform::lock_busy).
+  [[nodiscard]] bool busy() const noexcept { return is_locked() || platform_->lock_busy(this); }
   void rebind(platform& p) noexcept { platform_ = &p; }
   // For the contention figures (platform::name_shared); after any rebind.
   void name(const char* n) noexcept { platform_->name_shared(this, n); }

@@ -240,11 +240,17 @@ class flush_epoch_core {
     const std::uint64_t now = p_.now_ns();
     batch& oldest = front(q);
     const bool aged = cfg_.flush_age_ns != 0 && now - oldest.opened_ns >= cfg_.flush_age_ns;
+    bool deferred = false;
     if (aged || over_watermark(q)) {
       close(q);  // the oldest may be the open batch: a stamp is what a flush can cover
-      if (!awaited(q, oldest)) request_flush(q, oldest.domain, oldest.stamp);
+      // Behind a running synchronous flush, ask at the next poll instead of queueing: a flush
+      // numbered after the stamp, whoever asks for it, covers the batch.
+      if (!awaited(q, oldest)) {
+        deferred = flush_busy(oldest.domain);
+        if (!deferred) request_flush(q, oldest.domain, oldest.stamp);
+      }
     }
-    if (awaited(q, oldest)) {
+    if (deferred || awaited(q, oldest)) {
       arm(q, now + poll_ns_);  // poll until what was asked for completes
     } else if (cfg_.flush_age_ns != 0) {
       const std::uint64_t due = oldest.opened_ns + cfg_.flush_age_ns;
@@ -399,11 +405,12 @@ class flush_epoch_core {
     // a full flush of the domain is in flight, closing could not ask for a newer one (one request
     // per domain), so the batch stays open until batch_frames and the timer polls: one stamp per
     // batch_frames frames or per completed request, not per retire; frames_per_cpu and
-    // batches_per_cpu still bound the ring (back-pressure above).
+    // batches_per_cpu still bound the ring (back-pressure above). The same while a synchronous
+    // flush runs on another CPU (flush_busy): asking now would only queue behind it.
     bool requested = false;
     if (over_watermark(q)) {
       const domain_id od = back(q).domain;
-      if (!flush_in_flight(od)) {
+      if (!flush_in_flight(od) && !flush_busy(od)) {
         close(q);
         request_flush(q, od, back(q).stamp);
         requested = true;
@@ -572,6 +579,16 @@ class flush_epoch_core {
   void poll_soon(ring& q) noexcept {
     const std::uint64_t at_ns = p_.now_ns() + poll_ns_;
     if (!q.timer_armed || q.timer_at > at_ns) arm(q, at_ns);
+  }
+
+  // The platform's optional flush_busy: a synchronous invalidation of d runs on another CPU.
+  [[nodiscard]] bool flush_busy(domain_id d) noexcept {
+    if constexpr (has_flush_busy<P>) {
+      return p_.flush_busy(d);
+    } else {
+      (void)d;
+      return false;
+    }
   }
 
   // A full invalidation of d that some CPU asked for has not completed yet ([core-5]).

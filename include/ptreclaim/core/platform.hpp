@@ -51,6 +51,11 @@
 //                                            the core is about to read (write) a cache line
 //                                            other CPUs share (the per-domain request hint): a
 //                                            cost model's hook; a kernel leaves it out
+//   bool flush_busy(domain_id d)             a synchronous invalidation of d is running on
+//                                            another CPU now (Linux SVA's iommu_sva_lock is
+//                                            held): one asked for now would only queue behind
+//                                            it. Only delays asking; never decides a free
+//                                            (default: false)
 //   void core_bug(const char* what)          an internal invariant broke (default:
 //                                            __builtin_trap())
 //
@@ -106,6 +111,11 @@ concept has_on_taken = requires(P& p, unsigned cpu, domain_id d, iova_range r,
 template <class P>
 concept has_touch_shared = requires(P& p, const void* line, bool write) {
   p.touch_shared(line, write);
+};
+
+template <class P>
+concept has_flush_busy = requires(P& p, domain_id d) {
+  { p.flush_busy(d) } -> detail::same<bool>;
 };
 
 template <class P>

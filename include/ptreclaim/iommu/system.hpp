@@ -142,7 +142,8 @@ class system {
   // Blocks (platform::wait_until) until poll(t) or timeout: errc::busy on timeout.
   [[nodiscard]] Status wait(const ticket& t, std::uint64_t timeout_ns);
   // The synchronous strict flush, each unit's queue lock held as its driver holds it (see "The
-  // queue lock"). On success the flush's epoch is complete. errc::busy on timeout.
+  // queue lock"). On success flush_completed() >= the epoch returned (every earlier flush of the
+  // domain completed too). errc::busy on timeout.
   [[nodiscard]] Result<std::uint64_t> flush_sync_epoch(domain& dom, const inv_range& range,
                                                        std::uint64_t timeout_ns);
   [[nodiscard]] Status flush_sync(domain& dom, const inv_range& range, std::uint64_t timeout_ns) {
@@ -166,6 +167,11 @@ class system {
   // resubmission did (following every resubmission). Never true for a wait that was aborted and
   // not (yet) successfully resubmitted. Does not advance the unit.
   [[nodiscard]] bool wait_done(unsigned u, std::uint64_t seq) const;
+  // An SVA flush runs now (iommu_sva_lock is held) and `dom` is an SVA domain: a flush asked for
+  // now would wait for it. Never blocks.
+  [[nodiscard]] bool flush_busy(const domain& dom) const noexcept {
+    return dom.sva() && sva_lock_.busy();
+  }
   // Contention on unit `u`'s queue lock so far.
   [[nodiscard]] queue_lock_stats queue_lock_stats_of(unsigned u) const noexcept {
     return qlocks_[u]->stats();

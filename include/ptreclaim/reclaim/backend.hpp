@@ -67,6 +67,9 @@ class invalidation_backend {
   [[nodiscard]] virtual epoch_t completed_full_seen(domain_number d) noexcept {
     return completed_full(d);
   }
+  // A synchronous invalidation of d runs on another CPU now, so one asked for now would queue
+  // behind it (Linux SVA's iommu_sva_lock). A hint for when to ask; never for when to free.
+  [[nodiscard]] virtual bool flush_busy(domain_number /*d*/) noexcept { return false; }
   // Spins until completed(d) >= e or the timeout passes; returns whether it completed.
   [[nodiscard]] virtual bool wait(domain_number d, epoch_t e, std::uint64_t timeout_ns) = 0;
   // A synchronous invalidation, submitted and waited for the way the driver does it (on the

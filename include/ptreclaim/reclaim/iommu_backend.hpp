@@ -25,6 +25,9 @@ class iommu_backend final : public invalidation_backend {
     return dom(d).flush_completed_full();
   }
   [[nodiscard]] bool wait(domain_number d, epoch_t e, std::uint64_t timeout_ns) override;
+  [[nodiscard]] bool flush_busy(domain_number d) noexcept override {
+    return sys_.flush_busy(dom(d));
+  }
   [[nodiscard]] Result<epoch_t> invalidate_sync(domain_number d, const invalidation_range& range,
                                                 std::uint64_t timeout_ns) override;
 

@@ -84,6 +84,7 @@ class safety_monitor final : public reclaim_observer,
   [[nodiscard]] bool wait(domain_number d, epoch_t e, std::uint64_t timeout_ns) override {
     return inner_.wait(d, e, timeout_ns);
   }
+  [[nodiscard]] bool flush_busy(domain_number d) noexcept override { return inner_.flush_busy(d); }
   [[nodiscard]] Result<epoch_t> invalidate_sync(domain_number d, const invalidation_range& range,
                                                 std::uint64_t timeout_ns) override;
 

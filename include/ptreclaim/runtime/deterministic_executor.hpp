@@ -81,6 +81,7 @@ class deterministic_executor final : public executor {
   [[nodiscard]] bool tracks_table_lines() const noexcept override { return !table_lines_.empty(); }
   void lock_acquire(const void* lock) noexcept override;
   void lock_release(const void* lock) noexcept override;
+  [[nodiscard]] bool lock_busy(const void* lock) noexcept override;
   void name_shared(const void* object, const char* name) noexcept override;
   // Inside a step: advances the caller's clock, running actors (never CPUs) in time order,
   // until done() or timeout_ns of virtual time passed; returns done().

@@ -48,6 +48,7 @@ struct sim_platform {
   [[nodiscard]] core::epoch_t completed_seen(core::domain_id d) noexcept;
   [[nodiscard]] core::epoch_t completed_full_seen(core::domain_id d) noexcept;
   [[nodiscard]] bool wait(core::domain_id d, core::epoch_t e);
+  [[nodiscard]] bool flush_busy(core::domain_id d);
   void free_frames(unsigned ring, core::domain_id d, const frame* f, std::size_t n);
   void free_iovas(unsigned ring, core::domain_id d, const core::iova_range* r, std::size_t k);
   void on_taken(unsigned ring, core::domain_id d, core::iova_range need, const frame* f,
@@ -391,6 +392,10 @@ void sim_platform::on_taken(unsigned ring, core::domain_id d, core::iova_range n
   policy->taken(ring, static_cast<domain_number>(d),
                 invalidation_range{need.first, need.last, true}, f, n);
 }
+bool sim_platform::flush_busy(core::domain_id d) {
+  return policy->backend().flush_busy(static_cast<domain_number>(d));
+}
+
 void sim_platform::touch_shared(const void* line, bool write) {
   policy->name(line);
   policy->touch(line, write);

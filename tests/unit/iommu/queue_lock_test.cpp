@@ -22,8 +22,8 @@ constexpr std::uint64_t timeout_ns = 1'000'000'000;
 
 // One domain on one unit, and `cpus` CPUs each doing `flushes` synchronous flushes of it.
 struct rig {
-  explicit rig(runtime::executor& ex, const unit_config& uc)
-      : pool(mem::pool_config{.capacity_frames = 256}, ex), sys(pool, {}, ex) {
+  explicit rig(runtime::executor& ex, const unit_config& uc, system_config sc = {})
+      : pool(mem::pool_config{.capacity_frames = 256}, ex), sys(pool, std::move(sc), ex) {
     sys.add_unit(uc);
     pt::domain_config dc{.domain = 1};
     auto t = pt::make_table(pt::format_kind::vtd_ss_4, dc, pool);
@@ -173,6 +173,36 @@ TEST(QueueLock, ADroppingWaiterLetsAnotherCpuSubmitWhileItWaits) {
   const std::uint64_t keeping = second_cpu_wait(0);
   EXPECT_LT(dropping, 5'000u) << "in within an iteration of CPU 0's spin";
   EXPECT_GT(keeping, 100'000u) << "kept out until CPU 0's wait completed";
+}
+
+// A synchronous flush returns success only once every earlier epoch of the domain completed
+// too: a caller frees what its epoch covers at once. Here epoch 1 is numbered but not yet
+// submitted (its CPU is between numbering and submitting) when epoch 2 is flushed synchronously:
+// epoch 2's own wait completes, but the flush must time out rather than claim epoch 2 complete.
+TEST(QueueLock, ASynchronousFlushWaitsForEarlierEpochsOfTheDomain) {
+  runtime::run_config rc;
+  rc.cpus = 1;
+  runtime::deterministic_executor ex(rc);
+  system_config sc;
+  rig* r = nullptr;
+  Result<std::uint64_t> nested = std::uint64_t{0};
+  std::uint64_t completed_after = 0;
+  sc.after_numbering = [&](std::uint16_t, std::uint64_t epoch) {
+    if (epoch != 1) return;
+    nested = r->sys.flush_sync_epoch(*r->dom, {0, 4095, true}, 50'000);
+    completed_after = r->dom->flush_completed();
+  };
+  rig rr(ex, unit_config{}, std::move(sc));
+  r = &rr;
+  ex.set_program(0, [&](unsigned) {
+    EXPECT_TRUE(rr.sys.flush_sync(*rr.dom, {0, 4095, true}, timeout_ns).ok());
+    return runtime::step_result::finished();
+  });
+  EXPECT_EQ(ex.run().reason, runtime::stop_reason::quiescent);
+  ASSERT_FALSE(nested.ok()) << "epoch 2 claimed complete while epoch 1 was not submitted";
+  EXPECT_EQ(nested.status().code(), errc::busy);
+  EXPECT_EQ(completed_after, 0u);
+  EXPECT_GE(rr.dom->flush_completed(), 2u) << "both complete once epoch 1 is submitted";
 }
 
 // Threaded: the lock is real. CPU 0's flush spins for a slow wait; CPU 1 gets the lock in one of
