@@ -21,7 +21,6 @@
 #include "ptreclaim/scenario/scenario.hpp"
 #include "ptreclaim/sim/engine.hpp"
 #include "ptreclaim/sim/metrics.hpp"
-#include "ptreclaim/scenario/scenario.hpp"
 
 namespace ptreclaim::sim {
 
