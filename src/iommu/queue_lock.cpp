@@ -38,9 +38,14 @@ void queue_lock::end_spin(std::uint64_t token, const driver_config& d) noexcept 
 
 unsigned queue_lock::spinners_at(std::uint64_t t) const noexcept {
   std::lock_guard g(spin_mu_);
+  // Only the slots ever used (ids 1, 2, ... take slots id % spin_capacity): none on a unit
+  // nobody spun on, since every submission asks.
+  const std::uint64_t slots = std::min<std::uint64_t>(next_spin_id_, spin_capacity);
   unsigned n = 0;
-  for (const spin_interval& s : spins_)
+  for (std::uint64_t i = 0; i < slots; ++i) {
+    const spin_interval& s = spins_[i];
     if (s.id != 0 && s.start <= t && t < s.end) ++n;
+  }
   return n;
 }
 

@@ -9,16 +9,6 @@
 
 namespace ptreclaim::iommu {
 
-const char* queue_driver_name(queue_driver d) noexcept {
-  switch (d) {
-    case queue_driver::linux_vtd:
-      return "linux-vtd";
-    case queue_driver::unlocked_poll:
-      return "unlocked-poll";
-  }
-  return "?";
-}
-
 std::vector<attachment> domain::attachments() const {
   std::lock_guard<spinlock> g(lock_);
   return attachments_;
@@ -226,21 +216,15 @@ Result<ticket> system::invalidate(domain& dom, const inv_range& range) {
 
 Result<std::uint64_t> system::flush_sync_epoch(domain& dom, const inv_range& range,
                                                std::uint64_t timeout_ns) {
-  const std::uint64_t start = plat_->now_ns();
-  const std::uint64_t deadline =
-      timeout_ns > ~std::uint64_t{0} - start ? ~std::uint64_t{0} : start + timeout_ns;
+  const std::uint64_t deadline = sat_add(plat_->now_ns(), timeout_ns);
   Result<ticket> t = flush(dom, range, true, deadline);
   if (!t.ok()) return t.status();
   // Unlocked-poll units (and a spin cut short by the deadline) are waited for here, lock-free;
   // then every earlier epoch of the domain too (numbered earlier, maybe submitted later by
   // another CPU), so flush_completed() >= the epoch returned, as invalidate-then-wait_epoch gave:
   // callers free what the epoch covers at once (invalidate_after_retire).
-  auto left = [&] {
-    const std::uint64_t now = plat_->now_ns();
-    return deadline > now ? deadline - now : 0;
-  };
-  PTR_TRY(wait(*t, left()));
-  PTR_TRY(wait_epoch(dom, t->epoch, left()));
+  PTR_TRY(wait(*t, sat_sub(deadline, plat_->now_ns())));
+  PTR_TRY(wait_epoch(dom, t->epoch, sat_sub(deadline, plat_->now_ns())));
   return t->epoch;
 }
 
@@ -250,14 +234,10 @@ Result<ticket> system::flush(domain& dom, const inv_range& range, bool sync,
   if (!dom.sva()) return submit_flush(dom, range, sync, deadline_ns);
   // iommu_sva_invalidate_kva_range: the mutex is held across every unit's flush and its wait.
   std::lock_guard<spinlock> g(sva_lock_);
-  const std::uint64_t now = plat_->now_ns();
-  const std::uint64_t sva_deadline = config_.sva_wait_timeout_ns > ~std::uint64_t{0} - now
-                                         ? ~std::uint64_t{0}
-                                         : now + config_.sva_wait_timeout_ns;
+  const std::uint64_t sva_deadline = sat_add(plat_->now_ns(), config_.sva_wait_timeout_ns);
   Result<ticket> t = submit_flush(dom, range, true, sva_deadline);
   if (!t.ok()) return t;
-  const std::uint64_t after = plat_->now_ns();
-  PTR_TRY(wait(*t, sva_deadline > after ? sva_deadline - after : 0));
+  PTR_TRY(wait(*t, sat_sub(sva_deadline, plat_->now_ns())));
   return t;
 }
 
@@ -275,17 +255,14 @@ bool system::spin_locked(unit& u, queue_lock& q, std::uint64_t seq, std::uint64_
   pass(drv.poll_ns);  // the status word and qi_check_fault's fault status read, locked
   if (done()) return true;
   if (plat_->now_ns() >= deadline_ns) return false;
-  if (drv.relax_ns == 0) {  // a driver that never drops the lock: nobody gets in meanwhile
-    const std::uint64_t now = plat_->now_ns();
-    return plat_->wait_until(done, deadline_ns > now ? deadline_ns - now : 0);
-  }
+  if (drv.relax_ns == 0)  // a driver that never drops the lock: nobody gets in meanwhile
+    return plat_->wait_until(done, sat_sub(deadline_ns, plat_->now_ns()));
   // The rest of the loop in closed form (queue_lock.hpp): the waiter takes its turns among the
   // unit's spinners until the hardware completes its wait, notices on its next turn (half a
   // round later on average), and reads the status once more under the lock.
   q.unlock();
   const std::uint64_t token = q.begin_spin();
-  const std::uint64_t now = plat_->now_ns();
-  const bool ok = plat_->wait_until(done, deadline_ns > now ? deadline_ns - now : 0);
+  const bool ok = plat_->wait_until(done, sat_sub(deadline_ns, plat_->now_ns()));
   if (ok) pass(spin_period_ns(std::max(1u, q.spinners_at(plat_->now_ns())), drv) / 2);
   q.end_spin(token, drv);
   q.lock(drv);

@@ -3,13 +3,11 @@
 #include <algorithm>
 #include <limits>
 
+#include "ptreclaim/base/bits.hpp"
+
 namespace ptreclaim::runtime {
 namespace {
 constexpr std::uint64_t never = std::numeric_limits<std::uint64_t>::max();
-
-std::uint64_t sat_add(std::uint64_t a, std::uint64_t b) noexcept {
-  return a > never - b ? never : a + b;
-}
 }  // namespace
 
 const char* trace_what_name(trace_event::what w) noexcept {

@@ -33,6 +33,14 @@ using u64 = std::uint64_t;
   return (value & (bit(align_lg2) - 1)) == 0;
 }
 
+// Saturating: times and deadlines near 2^64 - 1 ("never") stay there instead of wrapping.
+[[nodiscard]] constexpr u64 sat_add(u64 a, u64 b) noexcept {
+  return a > ~u64{0} - b ? ~u64{0} : a + b;
+}
+[[nodiscard]] constexpr u64 sat_sub(u64 a, u64 b) noexcept {
+  return a > b ? a - b : 0;
+}
+
 [[nodiscard]] constexpr u64 align_down(u64 value, unsigned align_lg2) noexcept {
   return value & ~(bit(align_lg2) - 1);
 }

@@ -103,7 +103,6 @@ enum class queue_driver : std::uint8_t {
   // (each CPU polls its own status slot, so one wait per CPU may be outstanding).
   unlocked_poll,
 };
-[[nodiscard]] const char* queue_driver_name(queue_driver d) noexcept;
 
 // Bounds of driver_config's times (a spin iteration longer than this is a configuration error).
 inline constexpr std::uint64_t max_driver_spin_ns = 1'000'000;

@@ -23,8 +23,8 @@
 // slight optimism as the executor's lock model, bounded by one round.
 //
 // Thread-safety: every member from any thread. The counters are relaxed atomics (figures, not
-// synchronisation); the spin record has its own
-// mutex (not a platform lock: it is bookkeeping, not the driver's).
+// synchronisation); the spin record has its own mutex (not a platform lock: it is bookkeeping,
+// not the driver's).
 #pragma once
 
 #include <algorithm>
@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <mutex>
 
+#include "ptreclaim/base/limits.hpp"
 #include "ptreclaim/base/platform.hpp"
 #include "ptreclaim/base/spinlock.hpp"
 #include "ptreclaim/iommu/config.hpp"
@@ -71,6 +72,7 @@ class queue_lock {
   // Spin intervals remembered per unit: more than every CPU and actor spinning at once
   // (limits::max_cpus), so a round is never undercounted for lack of room.
   static constexpr unsigned spin_capacity = 512;
+  static_assert(spin_capacity > limits::max_cpus, "every CPU may spin on one unit at once");
 
   explicit queue_lock(platform& p) noexcept : plat_(&p), lock_(p) {}
   queue_lock(const queue_lock&) = delete;
