@@ -183,6 +183,29 @@ Status measure_pte_read(session& c, mem::frame_pool& pool) {
   return {};
 }
 
+// table_fill: a split's loop, every entry of a pool frame written with a leaf of its own address
+// (relaxed stores; the table is not linked yet), per table.
+Status measure_table_fill(session& c, mem::frame_pool& pool) {
+  const auto slice = c.slice;
+  auto table = pool.alloc_data();
+  if (!table.ok()) return Status(table.status().code(), "calibrate: " + table.status().message());
+  std::atomic<std::uint64_t>* words = pool.words(*table);
+  constexpr unsigned tables = 16;
+  std::uint64_t base = std::uint64_t{1} << 30;
+  c.set(cost_kind::table_fill, best_ns_per_unit(slice, tables, [&] {
+          for (unsigned r = 0; r < tables; ++r) {
+            base += std::uint64_t{2} << 20;
+            for (unsigned i = 0; i < limits::ptes_per_table; ++i)
+              words[i].store((base + i * std::uint64_t{4096}) | 0x3, std::memory_order_relaxed);
+          }
+          keep(words[7].load(std::memory_order_relaxed));
+        }));
+  if (Status s = pool.free(*table, "calibrate"); !s.ok()) {
+    return Status(s.code(), "calibrate: " + s.message());
+  }
+  return {};
+}
+
 // enqueue / dequeue: a lock-free intrusive stack push (CAS) and pop, the shape of a per-CPU
 // retire queue.
 void measure_queue(session& c) {
@@ -345,6 +368,7 @@ Result<calibration> calibrate(const calibrate_options& options) {
   PTR_TRY(measure_frames(c, pool));
   PTR_TRY(measure_pte_write(c, pool));
   PTR_TRY(measure_pte_read(c, pool));
+  PTR_TRY(measure_table_fill(c, pool));
   measure_queue(c);
   measure_invalidation(c);
   measure_cache_line(c);

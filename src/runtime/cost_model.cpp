@@ -28,6 +28,8 @@ std::string_view cost_kind_name(cost_kind k) noexcept {
       return "lock_uncontended";
     case cost_kind::op_overhead:
       return "op_overhead";
+    case cost_kind::table_fill:
+      return "table_fill";
     case cost_kind::count_:
       break;
   }

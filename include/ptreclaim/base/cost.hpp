@@ -27,6 +27,7 @@ enum class cost_kind : std::uint8_t {
   lock_uncontended,     // runtime: the deterministic executor's lock hooks; iommu: a domain's
                         // full fence (about a locked op)
   op_overhead,          // sim: the engine's fixed cost of one workload operation
+  table_fill,           // pt: writing all 512 entries of a new table in one loop (a split)
   count_,
 };
 

@@ -34,6 +34,7 @@ struct cost_model {
       100,  // cache_line_transfer (also paid by touch_line / lock handover)
       20,   // lock_uncontended (every lock_acquire)
       50,   // op_overhead
+      500,  // table_fill (one whole table: 512 stores in a loop, not 512 map calls)
   };
   std::uint64_t step_ns = 10;           // every executor step, on top of what it charged
   std::uint64_t step_jitter_ns = 16;    // + uniform [0, jitter] from the seeded PRNG per step

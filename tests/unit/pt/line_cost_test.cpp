@@ -4,13 +4,16 @@
 // writing PTEs in one 64-byte line cost no more virtual time than two CPUs in different tables.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <memory>
 #include <set>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "ptreclaim/mem/frame_pool.hpp"
 #include "ptreclaim/pt/table.hpp"
+#include "ptreclaim/runtime/cost_model.hpp"
 #include "ptreclaim/runtime/deterministic_executor.hpp"
 
 namespace ptreclaim::pt {
@@ -19,7 +22,7 @@ namespace {
 constexpr std::uint64_t k4k = 4096;
 constexpr std::uint64_t k2m = 2ull << 20;
 
-// Records every reported line touch.
+// Records every reported line touch and counts the charges per kind.
 class recording_platform final : public platform {
  public:
   std::uint64_t now_ns() noexcept override { return 0; }
@@ -30,7 +33,12 @@ class recording_platform final : public platform {
     (write ? writes : reads).insert(reinterpret_cast<std::uintptr_t>(entry) / 64);
   }
   bool tracks_table_lines() const noexcept override { return true; }
+  void charge(cost_kind kind, std::uint64_t count) noexcept override {
+    charged[static_cast<std::size_t>(kind)] += count;
+  }
+  [[nodiscard]] std::uint64_t of(cost_kind k) const { return charged[static_cast<std::size_t>(k)]; }
   std::set<std::uintptr_t> reads, writes;
+  std::array<std::uint64_t, runtime::cost_kind_count> charged{};
 };
 
 std::uintptr_t line_of(const mem::frame_pool& pool, mem::frame_id t, unsigned idx) {
@@ -115,6 +123,30 @@ TEST(TableLines, TwoCpusWritingOneLineCostMoreThanTwoCpusInDifferentTables) {
   EXPECT_LE(separate.transfers, 10u) << "only the first installs move a line";
   EXPECT_GE(shared.elapsed_ns, separate.elapsed_ns + 50 * transfer)
       << "shared " << shared.elapsed_ns << " ns, separate " << separate.elapsed_ns << " ns";
+}
+
+// A split writes the new table's 512 entries in one loop of stores: one table_fill, not 512
+// pte_write (a map call's cost per entry, ~150x a store in that loop; charging it made a split
+// ~10 us of virtual time against ~0.6 us real, and superpage-churn's operations twice too long).
+TEST(TableCosts, ASplitIsChargedOneTableFillNotAPteWritePerEntry) {
+  for (auto kind : {format_kind::vtd_ss_4, format_kind::x86_64_4, format_kind::amd_v1_4}) {
+    SCOPED_TRACE(std::string(format_kind_name(kind)));
+    recording_platform plat;
+    mem::frame_pool pool(mem::pool_config{.capacity_frames = 64}, plat);
+    auto t = make_table(kind, domain_config{.mode = concurrency_mode::locked}, pool);
+    ASSERT_TRUE(t.ok());
+    gather g;
+    ASSERT_TRUE((*t)->map(k2m, 0x4000'0000, k2m, perm_rw, g).ok());  // one 2M leaf
+    const std::uint64_t writes_before = plat.of(cost_kind::pte_write);
+    EXPECT_EQ(plat.of(cost_kind::table_fill), 0u);
+    ASSERT_TRUE((*t)->unmap(k2m + 7 * k4k, k4k, g).ok());  // splits it
+    EXPECT_EQ(plat.of(cost_kind::table_fill), 1u);
+    EXPECT_LT(plat.of(cost_kind::pte_write) - writes_before, 16u)
+        << "the split's 512 entries were charged as map calls";
+    (*t)->destroy(g);
+    for (auto f : g.released())
+      ASSERT_TRUE(pool.free(f, "test").ok());
+  }
 }
 
 TEST(TableLines, NoSlotsChargeNothing) {
