@@ -135,6 +135,9 @@ class work_item {
   bool running_ = false;
   unsigned cpu_ = no_cpu;
   unsigned resched_cpu_ = no_cpu;  // queued while running: requeue here (same CPU) afterwards
+  // The clock of cpu_ when the last run ended. The deterministic executor runs a work item ahead
+  // of other CPUs' clocks: to a CPU whose clock is earlier, it is still running.
+  std::uint64_t ran_until_ns_ = 0;
   work_item* q_next_ = nullptr;
   work_item* q_prev_ = nullptr;
 };

@@ -380,6 +380,43 @@ TEST(Deterministic, IdleCpuWakesAtTheSendersTime) {
   EXPECT_GE(ran_at, sent_at);
 }
 
+// A work item is non-reentrant: queued while it runs, it runs again after, on the CPU running it
+// (Linux since 3.7). The deterministic executor runs CPU 0's 10 us work item ahead of CPU 1's
+// clock, so when CPU 1 queues it at 1 us the item is still running in CPU 1's time: the second
+// run must be CPU 0's, after the first. Queued on CPU 1 instead, both runs overlapped in
+// virtual time and linux-global-work's consumer flushed one page at a time on every CPU.
+TEST(Deterministic, WorkQueuedWhileItRunsInTheCallersTimeRunsAgainOnItsCpuAfterwards) {
+  deterministic_executor ex(run_config{.cpus = 2, .seed = 5});
+  work_item w;
+  struct run {
+    unsigned cpu;
+    std::uint64_t start, end;
+  };
+  std::vector<run> runs;
+  ex.work_init(w, [&] {
+    const std::uint64_t start = ex.now_ns();
+    ex.charge(cost_kind::op_overhead, 200);  // 10 us
+    runs.push_back({ex.current_cpu(), start, ex.now_ns()});
+  });
+  std::uint64_t queued_at = 0;
+  bool queued = false;
+  ex.set_program(0, sequence({[&] { return ex.schedule_work(w); }}));
+  auto step = std::make_shared<unsigned>(0);
+  ex.set_program(1, [&, step](unsigned) {
+    if ((*step)++ == 0) return step_result::sleep_for(1000);
+    queued_at = ex.now_ns();
+    queued = ex.schedule_work(w);
+    return step_result::finished();
+  });
+  EXPECT_EQ(ex.run().reason, stop_reason::quiescent);
+  ASSERT_TRUE(queued);
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[0].cpu, 0u);
+  EXPECT_LT(queued_at, runs[0].end) << "the test needs CPU 1 to queue it during the first run";
+  EXPECT_EQ(runs[1].cpu, 0u) << "queued behind its own run, on the CPU running it";
+  EXPECT_GE(runs[1].start, runs[0].end);
+}
+
 TEST(Deterministic, StepAndTimeLimitsStopTheRun) {
   {
     deterministic_executor ex(run_config{.cpus = 1, .max_steps = 100});
