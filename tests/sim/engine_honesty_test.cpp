@@ -60,10 +60,11 @@ struct figures {
 // always, so a threaded run's busy threads are its CPUs and a 2-core host can time 1 and 2 CPUs.
 // (At one device step per 200 us and a sample per 100 us, the actors' wakeups preempted the CPU
 // threads ~10,000 times a second, 2,800 context switches in a 2-CPU sva-kernel run against 700
-// now, and took 1-to-2-CPU scaling of threaded flush-epoch there from ~1.5x to ~1.3x.) The deterministic side is charged `costs`,
-// measured on this host (calibrate): the committed default was measured on another machine, and
-// what a cache-line transfer costs differs between hosts by more than 2x (51 ns on the host of
-// the default, 121 ns on a later one), which moves the modelled 1-to-2-CPU scaling by ~10 %.
+// now, and took 1-to-2-CPU scaling of threaded flush-epoch there from ~1.5x to ~1.3x.)
+// The deterministic side is charged `costs`, measured on this host (calibrate): the committed
+// default was measured on another machine, and what a cache-line transfer costs differs between
+// hosts by more than 2x (51 ns on the host of the default, 121 ns on a later one), which moves
+// the modelled 1-to-2-CPU scaling by ~10 %.
 scenario light_devices(const std::string& name, const cost_model& costs) {
   scenario s = testing::builtin(name);
   s.costs = costs;
