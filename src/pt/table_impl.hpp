@@ -247,10 +247,9 @@ class table_impl final : public table {
   void touch(const word* w, unsigned idx, bool write) const noexcept {
     if (touch_lines_) pool_.plat().touch_table_line(&w[idx], write);
   }
-  // Reports every line of table t as written (a table filled whole, by split).
+  // Reports every line of table t as written in one loop (a table filled whole, by split).
   void touch_table(const word* w) const noexcept {
-    for (unsigned i = 0; i < limits::ptes_per_table; i += entries_per_line)
-      touch(w, i, true);
+    if (touch_lines_) pool_.plat().touch_table_lines(w, limits::ptes_per_table / entries_per_line);
   }
 
   // Writes the hardware part `v` into t[idx] (a table at `level`), keeping the entry's marker

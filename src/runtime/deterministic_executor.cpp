@@ -115,10 +115,8 @@ void deterministic_executor::touch_line(const void* line, bool write) noexcept {
   }
 }
 
-void deterministic_executor::touch_table_line(const void* entry, bool write) noexcept {
-  const unsigned e = entity();
-  if (e == none || table_lines_.empty()) return;
-  const std::uintptr_t line = reinterpret_cast<std::uintptr_t>(entry) / cache_line_size;
+bool deterministic_executor::table_line_moves(unsigned e, std::uintptr_t line,
+                                              bool write) noexcept {
   table_line& l = table_lines_[line & (table_lines_.size() - 1)];
   if (l.line != line) l = table_line{line, none, 0};  // forget the line that held the slot
   const std::uint64_t self = std::uint64_t{1} << (e % 64);
@@ -135,11 +133,31 @@ void deterministic_executor::touch_table_line(const void* entry, bool write) noe
     }
     l.sharers |= self;
   }
-  if (!transfer) return;
-  ++table_line_transfers_;
+  if (transfer) ++table_line_transfers_;
+  return transfer;
+}
+
+void deterministic_executor::charge_table_transfer(unsigned e) noexcept {
   const std::uint64_t cost = config_.costs.cost(cost_kind::cache_line_transfer);
   if (e < cpus_) table_line_delay_ns_ += cost;  // CPU time, as in touch_line
   clock_[e] = sat_add(clock_[e], cost);
+}
+
+void deterministic_executor::touch_table_line(const void* entry, bool write) noexcept {
+  const unsigned e = entity();
+  if (e == none || table_lines_.empty()) return;
+  if (table_line_moves(e, reinterpret_cast<std::uintptr_t>(entry) / cache_line_size, write))
+    charge_table_transfer(e);
+}
+
+void deterministic_executor::touch_table_lines(const void* first, unsigned lines) noexcept {
+  const unsigned e = entity();
+  if (e == none || table_lines_.empty()) return;
+  const std::uintptr_t line0 = reinterpret_cast<std::uintptr_t>(first) / cache_line_size;
+  bool moved = false;
+  for (unsigned i = 0; i < lines; ++i)
+    moved = table_line_moves(e, line0 + i, true) || moved;
+  if (moved) charge_table_transfer(e);  // the loop's stores overlap their transfers
 }
 
 void deterministic_executor::lock_acquire(const void* lock) noexcept {

@@ -78,6 +78,7 @@ class deterministic_executor final : public executor {
   void charge(cost_kind kind, std::uint64_t count = 1) noexcept override;
   void touch_line(const void* line, bool write) noexcept override;
   void touch_table_line(const void* entry, bool write) noexcept override;
+  void touch_table_lines(const void* first, unsigned lines) noexcept override;
   [[nodiscard]] bool tracks_table_lines() const noexcept override { return !table_lines_.empty(); }
   void lock_acquire(const void* lock) noexcept override;
   void lock_release(const void* lock) noexcept override;
@@ -149,6 +150,9 @@ class deterministic_executor final : public executor {
   void hotplug_step(const hotplug_event& e);
   void end_step(unsigned entity, trace_event::what kind, std::uint64_t start_ns);
   void mix(std::uint64_t v) noexcept;
+  // One page-table line's move (counted), without its charge; and the charge of one transfer.
+  bool table_line_moves(unsigned e, std::uintptr_t line, bool write) noexcept;
+  void charge_table_transfer(unsigned e) noexcept;
   [[nodiscard]] std::vector<contention_stat> contention() const;  // mu_ held
 
   prng rng_;
