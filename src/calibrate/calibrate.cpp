@@ -191,12 +191,14 @@ Status measure_table_fill(session& c, mem::frame_pool& pool) {
   if (!table.ok()) return Status(table.status().code(), "calibrate: " + table.status().message());
   std::atomic<std::uint64_t>* words = pool.words(*table);
   constexpr unsigned tables = 16;
+  constexpr std::uint64_t read_write = 0x3;  // a leaf's R and W bits, as split writes them
   std::uint64_t base = std::uint64_t{1} << 30;
   c.set(cost_kind::table_fill, best_ns_per_unit(slice, tables, [&] {
           for (unsigned r = 0; r < tables; ++r) {
             base += std::uint64_t{2} << 20;
             for (unsigned i = 0; i < limits::ptes_per_table; ++i)
-              words[i].store((base + i * std::uint64_t{4096}) | 0x3, std::memory_order_relaxed);
+              words[i].store((base + i * std::uint64_t{4096}) | read_write,
+                             std::memory_order_relaxed);
           }
           keep(words[7].load(std::memory_order_relaxed));
         }));

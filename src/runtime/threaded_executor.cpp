@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <chrono>
-#include <limits>
+
+#include "ptreclaim/base/bits.hpp"
 
 namespace ptreclaim::runtime {
 namespace {
-constexpr std::uint64_t never = std::numeric_limits<std::uint64_t>::max();
 constexpr std::chrono::nanoseconds poll{1000000};  // upper bound of any sleep: 1 ms
 
 std::uint64_t steady_ns() noexcept {
@@ -15,9 +15,6 @@ std::uint64_t steady_ns() noexcept {
                                         .count());
 }
 
-std::uint64_t sat_add(std::uint64_t a, std::uint64_t b) noexcept {
-  return a > never - b ? never : a + b;
-}
 }  // namespace
 
 threaded_executor::threaded_executor(run_config config) : executor(config), start_ns_(steady_ns()) {

@@ -65,7 +65,7 @@ struct figures {
 // default was measured on another machine, and what a cache-line transfer costs differs between
 // hosts by more than 2x (51 ns on the host of the default, 121 ns on a later one), which moves
 // the modelled 1-to-2-CPU scaling by ~10 %.
-scenario light_devices(const std::string& name, const cost_model& costs) {
+scenario honesty_scenario(const std::string& name, const cost_model& costs) {
   scenario s = testing::builtin(name);
   s.costs = costs;
   for (auto& d : s.devices)
@@ -154,7 +154,7 @@ TEST(engine_honesty, deterministic_and_threaded_rank_policies_alike) {
   // A threaded run is one host thread per simulated CPU and per actor (devices, sampler) plus
   // the controller. With busy devices and fewer host cores than threads, it measures the host's
   // scheduler (on a 2-core host the same policy varied 0.24x..3.2x between two runs), not the
-  // policies; with the devices mostly asleep (light_devices) the CPUs need a core each.
+  // policies; with the devices mostly asleep (honesty_scenario) the CPUs need a core each.
   const unsigned host = std::thread::hardware_concurrency();
   // Long enough that a threaded run is not dominated by starting its threads (at 1,000 ops a
   // run took ~10 ms and `sync` came out faster than `immediate`).
@@ -171,7 +171,7 @@ TEST(engine_honesty, deterministic_and_threaded_rank_policies_alike) {
       cal->measured_ns[static_cast<std::size_t>(cost_kind::cache_line_transfer)]);
   unsigned compared = 0;
   for (const std::string name : {"superpage-churn", "sva-kernel"}) {
-    const scenario s = light_devices(name, cal->costs);
+    const scenario s = honesty_scenario(name, cal->costs);
     std::map<unsigned, figures> at;
     for (unsigned cpus : {1u, 2u}) {
       const unsigned needed = cpus;
