@@ -193,6 +193,7 @@ reclaim_stats policy_base::stats() const {
     s.free_errors += k.free_errors;
     s.wrong_cpu_runs += k.wrong_cpu_runs;
     s.adopted += k.adopted;
+    s.timer_rearms += k.timer_rearms;
     s.iovas_deferred += k.iovas_in;
     s.iovas_returned += k.iovas_out;
     s.retire_to_free_ns.merge(k.latency);

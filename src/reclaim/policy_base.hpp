@@ -55,6 +55,7 @@ class policy_base : public reclaimer {
   struct cpu_counters {
     std::uint64_t retired = 0, freed = 0, invalidations = 0, rides = 0, backpressure = 0;
     std::uint64_t worker_runs = 0, free_errors = 0, wrong_cpu_runs = 0, adopted = 0;
+    std::uint64_t timer_rearms = 0;
     std::uint64_t iovas_in = 0, iovas_out = 0;
     log_histogram latency;
   };

@@ -23,7 +23,9 @@
 // frames are accounted (S5; a full budget flushes like a full ring), a gather larger than the
 // budget invalidated and freed inline, drain(), and the CPU-dead timer migration Linux's timer
 // core does (timers_dead_cpu) made explicit: a timer armed on a CPU that dies is re-armed, with
-// its expiry, on the CPU running CPU_DEAD. Caller invalidations (strict callers of retire()) are
+// its expiry, on the CPU running CPU_DEAD; and a timer whose pass left entries behind arms the
+// next one (fq_flush_timeout below; Linux leaves them to the domain's next unmap, counted as
+// timer_rearms). Caller invalidations (strict callers of retire()) are
 // not ridden on: dma-iommu's flush queue knows only its own flushes.
 #include <array>
 #include <atomic>
@@ -216,17 +218,21 @@ class linux_dma_fq_policy final : public policy_base {
         }
       }
     }
-    // "Avoid false sharing as much as possible": read before the exchange.
+    (void)arm_timer(c, cpu);
+  }
+
+  // "Avoid false sharing as much as possible": read before the exchange.
+  // Returns whether this call armed it.
+  bool arm_timer(cookie& c, unsigned cpu) {
     env_.rt.touch_line(&c.timer_on, false);
-    if (c.timer_on.load(std::memory_order_relaxed) == 0) {
-      env_.rt.touch_line(&c.timer_on, true);
-      if (c.timer_on.exchange(1, std::memory_order_acq_rel) == 0) {
-        const std::uint64_t at = env_.rt.now_ns() + timeout_ns_;
-        c.expires_ns.store(at, std::memory_order_relaxed);
-        c.armed_cpu.store(cpu, std::memory_order_relaxed);
-        env_.rt.set_timer(c.timers[cpu], at);
-      }
-    }
+    if (c.timer_on.load(std::memory_order_relaxed) != 0) return false;
+    env_.rt.touch_line(&c.timer_on, true);
+    if (c.timer_on.exchange(1, std::memory_order_acq_rel) != 0) return false;
+    const std::uint64_t at = env_.rt.now_ns() + timeout_ns_;
+    c.expires_ns.store(at, std::memory_order_relaxed);
+    c.armed_cpu.store(cpu, std::memory_order_relaxed);
+    env_.rt.set_timer(c.timers[cpu], at);
+    return true;
   }
 
   // fq_ring_free_locked: frees, in order, the entries a finished flush started after.
@@ -282,8 +288,16 @@ class linux_dma_fq_policy final : public policy_base {
     env_.rt.touch_line(&c.timer_on, true);
     c.timer_on.store(0, std::memory_order_release);
     fq_flush_iotlb(c);
-    for (auto& q : c.queues)
-      fq_ring_free(c, *q);
+    bool left = false;
+    for (auto& q : c.queues) {
+      std::lock_guard guard(q->lock);
+      fq_ring_free_locked(c, *q);
+      left = left || q->used() != 0;
+    }
+    // Off the faithful path: another CPU's flush in flight (started before an entry was queued,
+    // finished after this pass read fq_flush_finish_cnt) can leave an entry whose CPU saw this
+    // timer armed. Linux leaves it for the domain's next unmap; a quiet domain would keep it.
+    if (left && arm_timer(c, env_.rt.current_cpu())) ++counters().timer_rearms;
   }
 
   runtime::notify_result cpu_callback(runtime::cpu_event e, unsigned cpu) {

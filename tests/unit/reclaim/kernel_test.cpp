@@ -1,5 +1,5 @@
-// runtime::kernel is all a policy needs: every safe policy runs here on a hand-written,
-// single-CPU kernel (no executor) and a hand-written backend whose invalidations complete a
+// runtime::kernel is all a policy needs: every safe policy runs here on a hand-written kernel
+// (no executor; one CPU, or several that the test switches between by hand) and a hand-written backend whose invalidations complete a
 // fixed virtual time after they are submitted. The kernel's clock moves only when the test
 // says so or when something waits (wait_until), so "freed before its invalidation completed"
 // is exact, and the observer checks it at every free.
@@ -24,13 +24,19 @@
 namespace ptreclaim::reclaim {
 namespace {
 
-// One CPU, virtual time, everything deferred runs at scheduler_point(). Deliberately naive:
-// linear searches, no locking (one thread).
+// Virtual time, everything deferred runs at scheduler_point(). Deliberately naive: linear
+// searches, no locking (one thread). One CPU unless asked for more; then the test says which
+// CPU runs (as_cpu), and a timer fires on whichever CPU is current.
 class toy_kernel final : public runtime::kernel {
  public:
+  explicit toy_kernel(unsigned cpus = 1) : cpus_(cpus) {}
   std::uint64_t now_ns() noexcept override { return now_; }
-  unsigned current_cpu() const noexcept override { return 0; }
-  unsigned cpu_count() const noexcept override { return 1; }
+  unsigned current_cpu() const noexcept override { return cpu_; }
+  unsigned cpu_count() const noexcept override { return cpus_; }
+  void as_cpu(unsigned cpu) {
+    ASSERT_LT(cpu, cpus_);
+    cpu_ = cpu;
+  }
   bool wait_until(const std::function<bool()>& done, std::uint64_t timeout_ns) override {
     const std::uint64_t deadline = now_ + timeout_ns;
     while (!done()) {
@@ -80,7 +86,7 @@ class toy_kernel final : public runtime::kernel {
     return false;
   }
   void timer_init(runtime::timer& t, std::function<void()> fn, unsigned cpu) override {
-    EXPECT_EQ(cpu, 0u);
+    EXPECT_LT(cpu, cpus_);
     timers_[&t] = {std::move(fn), false, false, 0};
   }
   void set_timer(runtime::timer& t, std::uint64_t expires_ns) override {
@@ -171,6 +177,8 @@ class toy_kernel final : public runtime::kernel {
     in_softirq_ = false;
   }
 
+  const unsigned cpus_;
+  unsigned cpu_ = 0;
   std::uint64_t now_ = 1000;
   bool in_softirq_ = false;
   std::map<runtime::tasklet*, item> tasklets_;
@@ -271,6 +279,18 @@ pt::gather one_table(mem::frame_pool& pool, unsigned i) {
   return g;
 }
 
+// `n` table frames released by one unmap at 2 MiB blocks i .. i + n - 1.
+pt::gather tables(mem::frame_pool& pool, unsigned i, unsigned n) {
+  pt::gather g;
+  for (unsigned k = 0; k < n; ++k) {
+    const pt::gather one = one_table(pool, i + k);
+    g.add_range(one.first(), one.last());
+    g.add_released(one.released().front());
+  }
+  g.set_nonleaf_changed();
+  return g;
+}
+
 struct toy_param {
   policy_kind policy;
   bool caller_flush;  // Xen's contract: the caller invalidates after each retire
@@ -365,6 +385,51 @@ TEST(KernelInterfaceLinuxGlobalWork, ARetireDuringTheWorkersFlushWaitsForTheNext
   EXPECT_TRUE(raced) << "the worker never waited for an invalidation";
   EXPECT_EQ(r.pending(), 0u) << r.describe_pending();
   EXPECT_EQ(obs.freed, 2u);
+  ASSERT_TRUE(r.drain().ok());
+}
+
+// dma-iommu's fq_flush_iotlb brackets its flush with two counters that other flushes move too,
+// so the timer's pass over the rings can find fq_flush_finish_cnt one short while another
+// CPU's flush is in flight, and leave an entry queued after that flush started. In Linux the
+// entry then waits for the domain's next unmap (which arms a timer); a flush that is followed by
+// no queuing (here: back-pressure for a gather larger than the CPU's budget, freed inline) leaves
+// it there in an idle domain. The policy re-arms the timer when its pass leaves entries behind
+// and none is armed, so the machine going quiet still frees everything (L1). Deterministic: the
+// backend runs "CPU 1" (an unmap, then the timer) inside CPU 0's back-pressure flush.
+TEST(KernelInterfaceLinuxDmaFq, TheTimerRearmsWhenAFlushInFlightLeftAnEntryBehind) {
+  toy_kernel k(2);
+  mem::frame_pool pool(mem::pool_config{.capacity_frames = 16}, k);
+  timed_backend b(k);
+  checking_observer obs(b);
+  reclaim_config cfg;
+  cfg.max_pending = 4;  // 2 frames per CPU: a 3-frame gather is freed inline
+  cfg.wait_timeout_ns = 1'000'000;
+  auto made = make_reclaimer(policy_kind::linux_dma_fq, reclaim_env{k, b, pool, &obs}, cfg);
+  ASSERT_TRUE(made.ok());
+  reclaimer& r = **made;
+  k.as_cpu(1);
+  r.retire(dom, one_table(pool, 0));  // CPU 1 arms the timer
+  k.as_cpu(0);
+  r.retire(dom, one_table(pool, 1));  // CPU 0's budget now holds 1 of 2
+  bool raced = false;
+  b.on_wait = [&] {  // inside CPU 0's back-pressure flush (fq_flush_start_cnt 1, finish 0)
+    k.as_cpu(1);
+    r.retire(dom, one_table(pool, 2));  // counter 1; the timer is armed: no new one
+    k.advance(cfg.fq_timeout_ns);
+    k.process_pending_softirqs();  // the timer: its flush is the second; finish_cnt then 1
+    k.as_cpu(0);
+    raced = true;
+  };
+  r.retire(dom, tables(pool, 3, 3));  // more than CPU 0's budget: room first, then inline
+  EXPECT_TRUE(raced) << "CPU 0 never waited for a back-pressure flush";
+  for (unsigned round = 0; round < 100 && r.pending() != 0; ++round) {
+    k.advance(cfg.fq_timeout_ns);
+    k.scheduler_point();
+  }
+  EXPECT_EQ(r.pending(), 0u) << "an entry stayed queued with no timer armed:\n"
+                             << r.describe_pending();
+  EXPECT_EQ(obs.freed, 6u);
+  EXPECT_EQ(r.stats().timer_rearms, 1u);
   ASSERT_TRUE(r.drain().ok());
 }
 

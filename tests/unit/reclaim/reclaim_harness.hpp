@@ -307,7 +307,7 @@ class harness {
     }
     EXPECT_LE(rep.peak_pending, cfg_.reclaim.max_pending);
     // L1: everything freed once the machine went quiet, without drain().
-    EXPECT_EQ(policy().pending(), 0u);
+    EXPECT_EQ(policy().pending(), 0u) << policy().describe_pending();
     EXPECT_EQ(monitor().pending(), 0u);
     EXPECT_EQ(rep.retired, rep.freed);
     const reclaim_stats st = policy().stats();
