@@ -1,8 +1,8 @@
 // runtime::kernel is all a policy needs: every safe policy runs here on a hand-written kernel
 // (no executor; one CPU, or several that the test switches between by hand) and a hand-written
-// backend whose invalidations complete a fixed virtual time after they are submitted. The kernel's clock moves only when the test
-// says so or when something waits (wait_until), so "freed before its invalidation completed"
-// is exact, and the observer checks it at every free.
+// backend whose invalidations complete a fixed virtual time after they are submitted. The
+// kernel's clock moves only when the test says so or when something waits (wait_until), so
+// "freed before its invalidation completed" is exact, and the observer checks it at every free.
 #include "ptreclaim/runtime/kernel.hpp"
 
 #include <gtest/gtest-spi.h>
