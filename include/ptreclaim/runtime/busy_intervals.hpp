@@ -6,10 +6,14 @@
 // ahead of the next entity to ask for it. Remembering only the last release would push that
 // earlier-clocked entity forward to a time it never waited for. Instead each resource keeps its
 // recent hold intervals; an access arriving at time a starts at the first instant >= a that no
-// recorded interval covers. Holds are recorded when they end (their length is known then), so a
-// hold that starts in a gap shorter than itself may overlap the next one, and an arrival is
-// checked against the one hold that starts last before it (not older overlapping ones): a
-// slight optimism, bounded by one hold per gap.
+// recorded interval covers (earliest_free). A lock's hold is placed again when it ends and its
+// length is known, and a line transfer (whose length is known at once) is placed directly
+// (earliest_gap): in the first gap at or after its start that it fits in whole, so two holds
+// never overlap. Until that was done a hold could start in a gap shorter than
+// itself and overlap the next one: a CPU taking a lock 512 times in a loop (a superpage fill)
+// left gaps of a few ns that another CPU's holds slipped into, and it never waited. An arrival
+// is checked against the one hold that starts last before it (not older ones), which is exact
+// for holds that do not overlap.
 //
 // Memory: at most `capacity` intervals per resource (the oldest are forgotten, which is exact
 // once every entity's clock has passed them). The capacity exceeds the executor's entity count
@@ -20,6 +24,8 @@
 #include <array>
 #include <cstdint>
 
+#include "ptreclaim/base/bits.hpp"
+
 namespace ptreclaim::runtime {
 
 class busy_intervals {
@@ -29,19 +35,23 @@ class busy_intervals {
   // The first instant >= arrive_ns outside every recorded interval. O(log n) to find the hold
   // it may fall into (by start), then a walk over the holds that follow without a gap.
   [[nodiscard]] std::uint64_t earliest_free(std::uint64_t arrive_ns) const noexcept {
-    unsigned lo = 0, hi = count_;  // first interval that starts after arrive_ns
-    while (lo < hi) {
-      const unsigned mid = (lo + hi) / 2;
-      if (at(mid).start <= arrive_ns)
-        lo = mid + 1;
-      else
-        hi = mid;
-    }
+    const unsigned lo = first_after(arrive_ns);
     std::uint64_t t = arrive_ns;
     if (lo > 0 && at(lo - 1).end > t) t = at(lo - 1).end;
     for (unsigned i = lo; i < count_ && at(i).start <= t; ++i)
       t = std::max(t, at(i).end);
     return t;
+  }
+
+  // The first instant t >= arrive_ns such that [t, t + length_ns) meets no recorded interval.
+  [[nodiscard]] std::uint64_t earliest_gap(std::uint64_t arrive_ns,
+                                           std::uint64_t length_ns) const noexcept {
+    std::uint64_t t = earliest_free(arrive_ns);
+    for (;;) {
+      const unsigned next = first_after(t);  // t is in no hold: the next one starts after it
+      if (next == count_ || at(next).start >= sat_add(t, length_ns)) return t;
+      t = earliest_free(at(next).end);
+    }
   }
 
   // Records [start, end) (empty intervals are not kept), keeping the list sorted by start.
@@ -68,6 +78,18 @@ class busy_intervals {
     std::uint64_t start = 0;
     std::uint64_t end = 0;
   };
+  // Index of the first interval that starts after t (count_ if none).
+  [[nodiscard]] unsigned first_after(std::uint64_t t) const noexcept {
+    unsigned lo = 0, hi = count_;
+    while (lo < hi) {
+      const unsigned mid = (lo + hi) / 2;
+      if (at(mid).start <= t)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    return lo;
+  }
   // i-th oldest (0 = oldest); the storage is a ring starting at head_.
   [[nodiscard]] interval& at(unsigned i) noexcept { return slots_[(head_ + i) % capacity]; }
   [[nodiscard]] const interval& at(unsigned i) const noexcept {
