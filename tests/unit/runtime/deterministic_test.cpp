@@ -21,6 +21,14 @@ struct outcome {
   run_stats stats;
 };
 
+// `cpus` CPUs and no step jitter: clocks move only by what the test charges.
+run_config unjittered(unsigned cpus) {
+  run_config cfg;
+  cfg.cpus = cpus;
+  cfg.costs.step_jitter_ns = 0;
+  return cfg;
+}
+
 outcome run_mixed(std::uint64_t seed, unsigned cpus = 4) {
   run_config cfg;
   cfg.cpus = cpus;
@@ -133,9 +141,7 @@ TEST(Deterministic, OneLockSerialisesInVirtualTime) {
 
 TEST(Deterministic, WritesToASharedLineCostTransfers) {
   auto run = [](bool same_line) {
-    run_config cfg;
-    cfg.cpus = 2;
-    cfg.costs.step_jitter_ns = 0;
+    const run_config cfg = unjittered(2);
     deterministic_executor ex(cfg);
     alignas(64) static unsigned lines[2][16];
     for (unsigned c = 0; c < 2; ++c) {
@@ -156,9 +162,7 @@ TEST(Deterministic, WritesToASharedLineCostTransfers) {
 // at least N * steps transfers of virtual time, however many CPUs there are.
 TEST(Deterministic, WritersOfOneLineSerialise) {
   for (unsigned n : {4u, 16u, 64u}) {
-    run_config cfg;
-    cfg.cpus = n;
-    cfg.costs.step_jitter_ns = 0;
+    const run_config cfg = unjittered(n);
     deterministic_executor ex(cfg);
     alignas(64) static unsigned line[16];
     constexpr unsigned steps = 20;
@@ -226,9 +230,7 @@ TEST(Deterministic, TableLinesChargeTransfersBetweenWritersAndReaders) {
 // the other core wrote costs ~125 ns more than a local one, about one transfer, not 64).
 TEST(Deterministic, AWholeTableFillMovesEveryLineForTheTimeOfOneTransfer) {
   for (bool bulk : {true, false}) {
-    run_config cfg;
-    cfg.cpus = 2;
-    cfg.costs.step_jitter_ns = 0;
+    const run_config cfg = unjittered(2);
     deterministic_executor ex(cfg);
     alignas(64) static std::uint64_t table[512];
     std::uint64_t charged = 0, moved = 0;
@@ -292,9 +294,7 @@ TEST(BusyIntervals, AHoldOfKnownLengthStartsInTheFirstGapItFitsIn) {
 // A CPU whose one long step took a lock far ahead in virtual time must not push a CPU with an
 // earlier clock forward to that release: only a hold the acquirer falls into delays it.
 TEST(Deterministic, ALockHeldFarAheadDoesNotDelayAnEarlierAcquirer) {
-  run_config cfg;
-  cfg.cpus = 2;
-  cfg.costs.step_jitter_ns = 0;
+  const run_config cfg = unjittered(2);
   deterministic_executor ex(cfg);
   spinlock lock(ex);
   std::uint64_t late_clock = 0;
@@ -322,9 +322,7 @@ TEST(Deterministic, ALockHeldFarAheadDoesNotDelayAnEarlierAcquirer) {
 // so it waits for all of them. (When a hold was placed at the first free instant, CPU 1 slipped
 // into the first gap, overlapped CPU 0's next hold and never waited.)
 TEST(Deterministic, AHoldGoesWhereItFitsWholeNotIntoAShorterGap) {
-  run_config cfg;
-  cfg.cpus = 2;
-  cfg.costs.step_jitter_ns = 0;
+  const run_config cfg = unjittered(2);
   deterministic_executor ex(cfg);
   spinlock lock(ex);
   std::uint64_t cpu0_last_release = 0, cpu1_release = 0;
@@ -360,9 +358,7 @@ TEST(Deterministic, AHoldGoesWhereItFitsWholeNotIntoAShorterGap) {
 // The contention figures: CPUs that meet on a named lock and a named line lose time to them,
 // summed by name; unnamed objects are summed as such; nobody waits where nobody meets.
 TEST(Deterministic, ContentionFiguresSumTheTimeLostOnEachNamedObject) {
-  run_config cfg;
-  cfg.cpus = 4;
-  cfg.costs.step_jitter_ns = 0;
+  const run_config cfg = unjittered(4);
   deterministic_executor ex(cfg);
   spinlock named(ex);
   named.name("the test's hot lock");
@@ -406,9 +402,7 @@ TEST(Deterministic, ContentionFiguresSumTheTimeLostOnEachNamedObject) {
 }
 
 TEST(Deterministic, ReadsOfACleanLineAreFree) {
-  run_config cfg;
-  cfg.cpus = 8;
-  cfg.costs.step_jitter_ns = 0;
+  const run_config cfg = unjittered(8);
   deterministic_executor ex(cfg);
   alignas(64) static unsigned line[16];
   for (unsigned c = 0; c < 8; ++c)
