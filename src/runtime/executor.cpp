@@ -182,8 +182,15 @@ void executor::start_run() {
 
 // ---- tasklets ----
 
+void executor::tasklet_lock_pass() {
+  lock_acquire(&tasklet_lock_);
+  charge(cost_kind::enqueue);  // the list operation under it
+  lock_release(&tasklet_lock_);
+}
+
 void executor::tasklet_init(tasklet& t, std::function<void()> fn, tasklet_kind kind) {
   PTR_ASSERT_MSG(static_cast<bool>(fn), "tasklet_init: empty function");
+  name_shared(&tasklet_lock_, "Xen's tasklet_lock (every CPU's tasklet lists)");
   lock_t lock(mu_);
   PTR_ASSERT_MSG(!t.queued_ && !t.running_, "tasklet_init of a scheduled or running tasklet");
   t.fn_ = std::move(fn);
@@ -209,6 +216,7 @@ void executor::enqueue_tasklet(tasklet& t, unsigned cpu) {
 
 bool executor::tasklet_schedule_on(tasklet& t, unsigned cpu) {
   PTR_ASSERT_MSG(cpu < cpus_, "tasklet_schedule_on: no such CPU");
+  tasklet_lock_pass();
   lock_t lock(mu_);
   PTR_ASSERT_MSG(t.initialised_, "tasklet_schedule of an uninitialised tasklet");
   if (t.dead_) return false;
@@ -264,10 +272,12 @@ void executor::run_tasklet(lock_t& lock, tasklet& t, unsigned cpu) {
   const bool plain = t.kind_ == tasklet_kind::plain;
   lock.unlock();
   charge_ns(plain ? config_.costs.tasklet_ns : config_.costs.softirq_item_ns);
+  tasklet_lock_pass();  // do_tasklet_work: dequeue, is_running = 1
   {
     context_guard g(*this, cpu, no_cpu, plain ? exec_context::tasklet : exec_context::softirq);
     t.fn_();
   }
+  tasklet_lock_pass();  // is_running = 0; re-enqueued if scheduled meanwhile
   lock.lock();
   t.running_ = false;
   --running_items_;

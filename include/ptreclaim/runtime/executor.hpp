@@ -353,6 +353,13 @@ class executor : public kernel {
   run_config config_;
   unsigned cpus_;
   mutable std::mutex mu_;
+  // Xen's tasklet_lock (xen/common/tasklet.c: "Protects all lists and tasklet structures"),
+  // one lock over every CPU's tasklet lists: taken to schedule a tasklet and twice around each
+  // run (tasklet_lock_pass). Only its address is used, reported to the platform, so that the
+  // deterministic executor makes CPUs contend on it in virtual time; the threaded executor's
+  // mu_ serialises the same paths already.
+  alignas(64) char tasklet_lock_ = 0;
+  void tasklet_lock_pass();
   std::condition_variable changed_;  // an item finished running, an actor finished, a CPU parked
   // Threads waiting on changed_ (tasklet_kill, flush_work, kill_timer, a CPU being parked).
   // The end of an item notifies only when one waits: a futex wake per tasklet or timer would

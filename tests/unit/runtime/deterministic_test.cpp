@@ -401,6 +401,36 @@ TEST(Deterministic, ContentionFiguresSumTheTimeLostOnEachNamedObject) {
     EXPECT_GE(st.contention[i - 1].delay_ns, st.contention[i].delay_ns) << "largest first";
 }
 
+// Xen's tasklets share one tasklet_lock over every CPU's lists: a schedule takes it once and a
+// run twice (dequeue; then is_running = 0). CPUs that each schedule their own tasklet still meet
+// there, and pay the lock's line moving between them.
+TEST(Deterministic, XensTaskletLockIsTakenToScheduleAndTwicePerRun) {
+  for (unsigned cpus : {1u, 2u}) {
+    const run_config cfg = unjittered(cpus);
+    deterministic_executor ex(cfg);
+    per_cpu<tasklet> own(cpus);
+    for (unsigned c = 0; c < cpus; ++c)
+      ex.tasklet_init(own[c], [] {});
+    for (unsigned c = 0; c < cpus; ++c)
+      ex.set_program(c, [&, n = 0u](unsigned cpu) mutable {
+        ex.tasklet_schedule(own[cpu]);
+        return ++n < 10 ? step_result::yield() : step_result::finished();
+      });
+    const run_stats st = ex.run();
+    const contention_stat* lock = nullptr;
+    for (const contention_stat& c : st.contention)
+      if (c.name == "Xen's tasklet_lock (every CPU's tasklet lists)") lock = &c;
+    ASSERT_NE(lock, nullptr) << cpus << " CPUs";
+    EXPECT_TRUE(lock->lock);
+    EXPECT_EQ(lock->accesses, 3u * 10u * cpus) << cpus << " CPUs";
+    const std::uint64_t uncontended = lock->accesses * cfg.costs.cost(cost_kind::lock_uncontended);
+    if (cpus == 1)
+      EXPECT_EQ(lock->delay_ns, uncontended);  // one CPU: the lock's line never moves
+    else
+      EXPECT_GE(lock->delay_ns, uncontended + 10 * cfg.costs.cost(cost_kind::cache_line_transfer));
+  }
+}
+
 TEST(Deterministic, ReadsOfACleanLineAreFree) {
   const run_config cfg = unjittered(8);
   deterministic_executor ex(cfg);
