@@ -179,19 +179,22 @@ std::string pasids_missing(std::uint64_t left) {
 
 }  // namespace
 
-std::string safety_monitor::uncovered(const unlinked_frame& r) const {
+bool safety_monitor::covered_everywhere(const unlinked_frame& r, std::string* why) const {
   for (unsigned i = 0; i < r.units; ++i) {
     const unit_need& n = r.need[i];
     const coverage c = scan(n, r.first, r.last, /*leaf_counts=*/false);
     if (c.waited) continue;
-    return "on IOMMU " + std::to_string(n.unit) + " (did " + std::to_string(n.did) + "), " +
-           (c.covered ? "a covering invalidation was processed but no wait behind it completed"
-                      : "no non-leaf invalidation covering [" + hex(r.first) + ", " + hex(r.last) +
-                            "] submitted after the unlink was processed" +
-                            pasids_missing(c.pasids_left)) +
-           " (" + std::to_string(c.after) + " descriptors processed there since the unlink)";
+    if (why != nullptr) {
+      *why = "on IOMMU " + std::to_string(n.unit) + " (did " + std::to_string(n.did) + "), " +
+             (c.covered ? "a covering invalidation was processed but no wait behind it completed"
+                        : "no non-leaf invalidation covering [" + hex(r.first) + ", " +
+                              hex(r.last) + "] submitted after the unlink was processed" +
+                              pasids_missing(c.pasids_left)) +
+             " (" + std::to_string(c.after) + " descriptors processed there since the unlink)";
+    }
+    return false;
   }
-  return {};
+  return true;
 }
 
 void safety_monitor::on_retire(domain_number d, mem::frame_id f,
@@ -242,9 +245,12 @@ void safety_monitor::on_free(mem::frame_id f, const char* path) {
   forget_tails(r.units, r.need);
   ++rep_.freed;
   --rep_.pending;
-  const std::string why =
-      r.unlinked ? uncovered(r) : std::string("the page tables never reported its unlink");
-  if (why.empty()) return;
+  std::string why = "the page tables never reported its unlink";
+  if (r.unlinked && covered_everywhere(r, keeping() ? &why : nullptr)) return;
+  if (!keeping()) {
+    violation(&report::s3_violations, {});  // counted; its text would not be kept
+    return;
+  }
   violation(&report::s3_violations, "S3: frame " + std::to_string(f.value) + " of domain " +
                                         std::to_string(r.domain) + " freed by " + path +
                                         " before a covering invalidation completed: " + why);

@@ -170,8 +170,11 @@ class safety_monitor final : public reclaim_observer,
   };
 
   void violation(std::uint64_t report::*counter, std::string what);  // mutex held
-  // Empty when frame f is covered on every unit; else why not.                  mutex held
-  [[nodiscard]] std::string uncovered(const unlinked_frame& r) const;
+  // Whether frame f is covered on every unit; if not, why not into *why (when given: only a
+  // violation that will be kept is described, so a canary's thousands cost no strings).
+  [[nodiscard]] bool covered_everywhere(const unlinked_frame& r, std::string* why) const;
+  // A new violation's text would be kept (report::first has room).             mutex held
+  [[nodiscard]] bool keeping() const noexcept { return rep_.first.size() < kept_; }
   // What unit n processed after n.tail: an invalidation covering [first, last] of its domain
   // (page-selective ones with IH=1 only if leaf_counts: they keep paging-structure entries),
   // a wait behind one, and how many descriptors.                              mutex held
