@@ -9,11 +9,11 @@
 // recorded interval covers (earliest_free). A lock's hold is placed again when it ends and its
 // length is known, and a line transfer (whose length is known at once) is placed directly
 // (earliest_gap): in the first gap at or after its start that it fits in whole, so two holds
-// never overlap. Until that was done a hold could start in a gap shorter than
-// itself and overlap the next one: a CPU taking a lock 512 times in a loop (a superpage fill)
-// left gaps of a few ns that another CPU's holds slipped into, and it never waited. An arrival
-// is checked against the one hold that starts last before it (not older ones), which is exact
-// for holds that do not overlap.
+// never overlap. Until that was done a hold could start in a gap shorter than itself and
+// overlap the next one: a CPU taking a lock 512 times in a loop (a superpage fill) left gaps of
+// a few ns that another CPU's holds slipped into, and it never waited. An arrival is checked
+// against the one hold that starts last before it (not older ones), which is exact for holds
+// that do not overlap.
 //
 // Memory: at most `capacity` intervals per resource (the oldest are forgotten, which is exact
 // once every entity's clock has passed them). The capacity exceeds the executor's entity count

@@ -24,9 +24,9 @@
 // budget invalidated and freed inline, drain(), and the CPU-dead timer migration Linux's timer
 // core does (timers_dead_cpu) made explicit: a timer armed on a CPU that dies is re-armed, with
 // its expiry, on the CPU running CPU_DEAD; and a timer whose pass left entries behind arms the
-// next one (fq_flush_timeout below; Linux leaves them to the domain's next unmap, counted as
-// timer_rearms). Caller invalidations (strict callers of retire()) are
-// not ridden on: dma-iommu's flush queue knows only its own flushes.
+// next one (fq_flush_timeout below; Linux leaves them to the domain's next unmap; counted as
+// timer_rearms). Caller invalidations (strict callers of retire()) are not ridden on:
+// dma-iommu's flush queue knows only its own flushes.
 #include <array>
 #include <atomic>
 #include <memory>
@@ -221,8 +221,8 @@ class linux_dma_fq_policy final : public policy_base {
     (void)arm_timer(c, cpu);
   }
 
-  // "Avoid false sharing as much as possible": read before the exchange.
-  // Returns whether this call armed it.
+  // The winner of fq_timer_on arms its CPU's timer; returns whether this call did. "Avoid false
+  // sharing as much as possible": read before the exchange.
   bool arm_timer(cookie& c, unsigned cpu) {
     env_.rt.touch_line(&c.timer_on, false);
     if (c.timer_on.load(std::memory_order_relaxed) != 0) return false;
