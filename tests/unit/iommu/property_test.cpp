@@ -33,6 +33,14 @@ struct op {
   bool flag;
 };
 
+// How rapidcheck prints a shrunk counterexample.
+void showValue(const op& o, std::ostream& os) {
+  static constexpr const char* names[] = {
+      "map4k", "map2m", "unmap", "translate", "flush_owed", "partial_psi", "flush_leaf_only"};
+  os << names[static_cast<unsigned>(o.kind)] << "(page " << o.page << ", count " << o.count
+     << ", flag " << (o.flag ? "true" : "false") << ")";
+}
+
 constexpr unsigned window_pages = 2048;  // 8 MiB at 1 GiB: four 2M superpage slots
 constexpr iova_t window_base = k1g;
 
@@ -94,7 +102,7 @@ void run(const std::vector<op>& ops, bool coalesce, bool random_repl, bool two_u
       case op_kind::translate: {
         const device_id dev = static_cast<device_id>(o.count % devices);
         const translate_result r = f.sys.translate(dev, iova + (o.count & 0xfff), pt::perm_read);
-        RC_ASSERT(r.violations == 0u);
+        RC_ASSERT_FALSE(r.violations != 0u && (RC_LOG() << f.sys.violations().report(), true));
         if (owed.empty()) {
           const auto want = t.lookup(iova + (o.count & 0xfff));
           if (want) {
@@ -117,9 +125,15 @@ void run(const std::vector<op>& ops, bool coalesce, bool random_repl, bool two_u
         // An extra invalidation of one page: harmless, never enough to free anything. Where a
         // 2M leaf maps the page, the VT-d rule asks for an address mask of at least 9 (a
         // smaller PSI leaves the superpage entry, which the model reports if a device uses it
-        // after the mapping changed), so the extra invalidation is that 2M one.
+        // after the mapping changed), so the extra invalidation is that 2M one. The same where
+        // a 2M leaf may still be cached: its block changed and no flush covered it yet (a
+        // superpage split by a partial unmap, then a 4K PSI in it, then a device reading the
+        // cached 2M entry: the model rightly reports that sequence; seed 13126642891501893246).
         const auto now = t.lookup(iova);
-        const bool in_2m = now && now->level == 2;
+        const iova_t block = align_down(iova, 21);
+        const bool block_owed =
+            !owed.empty() && owed.first() <= block + k2m - 1 && block <= owed.last();
+        const bool in_2m = (now && now->level == 2) || block_owed;
         const std::array<inv_descriptor, 2> descs{
             inv_descriptor::page(11, align_down(iova, in_2m ? 21 : 12), in_2m ? 9 : 0, o.flag),
             inv_descriptor::wait()};
