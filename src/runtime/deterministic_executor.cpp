@@ -66,11 +66,11 @@ void deterministic_executor::charge(cost_kind kind, std::uint64_t count) noexcep
 }
 
 namespace {
-// Moves line l to an entity whose clock is `arrive`: the transfer starts in the first gap
-// between recorded transfers of l that it fits in, and takes `transfer` ns; returns when it ends.
+// Moves line l to an entity whose clock is `arrive`: the transfer starts when no earlier
+// transfer of l occupies it and takes `transfer` ns; returns when it ends.
 template <typename Line>
 std::uint64_t transfer_line(Line& l, std::uint64_t arrive, std::uint64_t transfer) noexcept {
-  const std::uint64_t start = l.transfers.earliest_gap(arrive, transfer);
+  const std::uint64_t start = l.transfers.earliest_free(arrive);
   const std::uint64_t end = sat_add(start, transfer);
   l.transfers.add(start, end);
   return end;
@@ -188,16 +188,17 @@ void deterministic_executor::lock_release(const void* lock) noexcept {
   PTR_ASSERT_MSG(it != locks_.end() && it->second.holder == e,
                  "deterministic executor: lock released by an entity that does not hold it");
   lock_state& st = it->second;
-  // The hold goes where it fits whole (busy_intervals.hpp): if it began in a gap shorter than
-  // itself, the holder waited for the holds recorded there, and its clock moves on by as much.
+  // Holds recorded inside this one (busy_intervals.hpp: it began in a gap shorter than itself)
+  // were others' turns: the holder waited for them, and its clock moves on by their length.
+  // (Not to the first gap it fits in whole: a long hold, a wait under the lock, then jumped
+  // past every short hold recorded ahead and missed its own deadlines.)
   const std::uint64_t length = clock_[e] - st.taken_at_ns;
-  const std::uint64_t start = st.held.earliest_gap(st.taken_at_ns, length);
-  if (start > st.taken_at_ns) {
-    const std::uint64_t late = start - st.taken_at_ns;
+  const std::uint64_t late = st.held.busy_within(st.taken_at_ns, clock_[e]);
+  if (late != 0) {
     clock_[e] = sat_add(clock_[e], late);
     if (e < cpus_) st.delay_ns += late;  // CPU time, as at the acquire
   }
-  st.held.add(start, clock_[e]);
+  st.held.add(st.taken_at_ns, clock_[e]);
   st.hold_ns += length;
   st.last = e;
   st.holder = none;

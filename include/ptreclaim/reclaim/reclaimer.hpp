@@ -143,7 +143,7 @@ struct reclaim_stats {
   std::uint64_t free_errors = 0;     // frees the ledger refused (a broken policy)
   std::uint64_t wrong_cpu_runs = 0;  // S4: workers that ran on a CPU not owning their list
   std::uint64_t adopted = 0;         // frames moved from a dead CPU's queue to a running CPU's
-  // linux-dma-fq: timers its timer armed for entries its pass left behind (off Linux's path)
+  // linux-dma-fq: timers armed by a timer pass for the entries it left (off Linux's path)
   std::uint64_t timer_rearms = 0;
   std::uint64_t iovas_deferred = 0;  // IOVAs handed to retire_deferred()
   std::uint64_t iovas_returned = 0;  // of which given back to env.iovas

@@ -6,14 +6,11 @@
 // ahead of the next entity to ask for it. Remembering only the last release would push that
 // earlier-clocked entity forward to a time it never waited for. Instead each resource keeps its
 // recent hold intervals; an access arriving at time a starts at the first instant >= a that no
-// recorded interval covers (earliest_free). A lock's hold is placed again when it ends and its
-// length is known, and a line transfer (whose length is known at once) is placed directly
-// (earliest_gap): in the first gap at or after its start that it fits in whole, so two holds
-// never overlap. Until that was done a hold could start in a gap shorter than itself and
-// overlap the next one: a CPU taking a lock 512 times in a loop (a superpage fill) left gaps of
-// a few ns that another CPU's holds slipped into, and it never waited. An arrival is checked
-// against the one hold that starts last before it (not older ones), which is exact for holds
-// that do not overlap.
+// recorded interval covers (earliest_free). When a lock's hold ends, the holds recorded inside
+// it (it began in a gap shorter than itself) are counted as waited for (busy_within): a CPU
+// taking a lock 512 times in a loop (a superpage fill) leaves gaps of a few ns, and another
+// CPU's hold that slipped into one used to overlap the next and never wait. An arrival is
+// checked against the one hold that starts last before it (not older overlapping ones).
 //
 // Memory: at most `capacity` intervals per resource (the oldest are forgotten, which is exact
 // once every entity's clock has passed them). The capacity exceeds the executor's entity count
@@ -23,8 +20,6 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
-
-#include "ptreclaim/base/bits.hpp"
 
 namespace ptreclaim::runtime {
 
@@ -43,15 +38,14 @@ class busy_intervals {
     return t;
   }
 
-  // The first instant t >= arrive_ns such that [t, t + length_ns) meets no recorded interval.
-  [[nodiscard]] std::uint64_t earliest_gap(std::uint64_t arrive_ns,
-                                           std::uint64_t length_ns) const noexcept {
-    std::uint64_t t = earliest_free(arrive_ns);
-    for (;;) {
-      const unsigned next = first_after(t);  // t is in no hold: the next one starts after it
-      if (next == count_ || at(next).start >= sat_add(t, length_ns)) return t;
-      t = earliest_free(at(next).end);
-    }
+  // How long recorded intervals cover [from, to): the sum of their overlaps with it.
+  [[nodiscard]] std::uint64_t busy_within(std::uint64_t from, std::uint64_t to) const noexcept {
+    std::uint64_t sum = 0;
+    const unsigned lo = first_after(from);
+    if (lo > 0 && at(lo - 1).end > from) sum += std::min(at(lo - 1).end, to) - from;
+    for (unsigned i = lo; i < count_ && at(i).start < to; ++i)
+      sum += std::min(at(i).end, to) - at(i).start;
+    return sum;
   }
 
   // Records [start, end) (empty intervals are not kept), keeping the list sorted by start.
